@@ -1,0 +1,472 @@
+//! Every structure that crosses the kernel↔user boundary.
+//!
+//! Rules for this file: `#[repr(C)]`, no `bool`, explicit padding so that the layout is the same
+//! for the BPF target and the host, and stable numeric event kinds. Userspace never transmutes
+//! raw bytes into these types: it checks the length and reads them with `read_unaligned`
+//! (see `detector-user/src/sources/decode.rs`).
+#![no_std]
+
+/// Stable numeric event kinds written in [`Header::kind`]. Never renumber.
+pub mod kind {
+    /// A process image was replaced (`sched:sched_process_exec`).
+    pub const EXEC: u32 = 1;
+    /// A new process (not a thread) was created (`tp_btf/sched_process_fork`).
+    pub const FORK: u32 = 2;
+    /// The last thread of a process exited (`sched:sched_process_exit`).
+    pub const EXIT: u32 = 3;
+    /// An outgoing connect attempt (TCP SYN sent, or a UDP connect).
+    pub const CONNECT: u32 = 10;
+    /// The outcome of an outgoing TCP connect (established, refused, failed).
+    pub const CONNECT_RESULT: u32 = 11;
+    /// An inbound TCP connection completed its handshake on a listener.
+    pub const ACCEPT: u32 = 12;
+    /// A watched credential file was opened.
+    pub const FILE_OPEN: u32 = 20;
+    /// A watched credential file was read without an open we saw (io_uring, filemap).
+    pub const FILE_READ: u32 = 21;
+}
+
+/// Connection outcome codes in [`NetEvent::outcome`].
+pub mod outcome {
+    /// TCP SYN sent; the result follows in a `CONNECT_RESULT`.
+    pub const IN_PROGRESS: u32 = 1;
+    /// TCP handshake completed.
+    pub const ESTABLISHED: u32 = 2;
+    /// The peer answered with a reset (ECONNREFUSED).
+    pub const REFUSED: u32 = 3;
+    /// Timed out, unreachable or otherwise failed; `errno` says why.
+    pub const FAILED: u32 = 4;
+    /// UDP connect: a local association, no packet exchanged.
+    pub const ASSOCIATED: u32 = 5;
+}
+
+/// How a credential file was reached, in [`FileEvent::via`].
+pub mod via {
+    /// An open-family system call (`open`, `openat`, `openat2`, `open_by_handle_at`).
+    pub const SYSCALL: u32 = 1;
+    /// An io_uring `OPENAT`/`OPENAT2` or read request.
+    pub const IO_URING: u32 = 2;
+    /// A buffered read seen by `filemap:mm_filemap_get_pages`, whatever the syscall path.
+    pub const FILEMAP: u32 = 3;
+}
+
+/// Special watch ids that are not entries of the userspace watch list.
+pub mod watch {
+    /// `/proc/<pid>/environ` of a process other than the reader, matched in the kernel.
+    pub const PROC_ENVIRON: u32 = 0xffff_fff0;
+}
+
+/// Wakeup policy flags for the ring buffer (`bpf_ringbuf_submit`).
+pub mod ringbuf {
+    /// `BPF_RB_NO_WAKEUP`.
+    pub const NO_WAKEUP: u64 = 1;
+    /// `BPF_RB_FORCE_WAKEUP`.
+    pub const FORCE_WAKEUP: u64 = 2;
+    /// `BPF_RB_AVAIL_DATA` for `bpf_ringbuf_query`.
+    pub const AVAIL_DATA: u64 = 0;
+}
+
+/// Length of `comm`.
+pub const COMM_LEN: usize = 16;
+/// Bytes of a path kept in an event.
+pub const PATH_LEN: usize = 256;
+/// Bytes of the argument vector kept in an exec event.
+pub const ARGS_LEN: usize = 512;
+/// Components kept by the kernel's bounded dentry walk.
+pub const DENTRY_DEPTH: usize = 8;
+/// Bytes per dentry component (names longer than this are cut).
+pub const DENTRY_NAME_LEN: usize = 32;
+
+/// Common prefix of every ring-buffer record.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Header {
+    /// One of [`kind`].
+    pub kind: u32,
+    /// CPU that produced the record.
+    pub cpu: u32,
+    /// `bpf_ktime_get_boot_ns` when the record was produced.
+    pub ts_ns: u64,
+    /// Per-CPU sequence number of produced records (gaps reveal loss next to the counters).
+    pub seq: u64,
+    /// Thread id.
+    pub pid: u32,
+    /// Process id (thread-group id).
+    pub tgid: u32,
+    /// Parent's thread-group id (`real_parent->tgid`); 0 when unknown.
+    pub ppid: u32,
+    /// Real uid.
+    pub uid: u32,
+    /// Real gid.
+    pub gid: u32,
+    /// Mount namespace inode number; 0 when unknown.
+    pub mntns: u32,
+    /// Start time of the thread-group leader (`start_boottime`, ns); with `tgid` it keys a
+    /// process so that a reused pid is never confused with the old process. 0 when unknown.
+    pub start_ns: u64,
+    /// cgroup v2 id.
+    pub cgroup_id: u64,
+    /// Network namespace inode number; 0 when unknown.
+    pub netns: u32,
+    /// Explicit padding.
+    pub _pad: u32,
+    /// Task command name (`comm`), NUL-padded.
+    pub comm: [u8; COMM_LEN],
+}
+
+/// `EXEC` record.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct ExecEvent {
+    /// Common header.
+    pub hdr: Header,
+    /// Bytes valid in `args` (NUL-separated argv).
+    pub args_len: u32,
+    /// Bytes of argv the process had in total (more than `args_len` means cut).
+    pub args_total: u32,
+    /// `bprm->filename` (the name passed to execve), NUL-terminated.
+    pub filename: [u8; PATH_LEN],
+    /// Bounded argv, NUL-separated, read from the new image's argument area.
+    pub args: [u8; ARGS_LEN],
+}
+
+/// `FORK` record (`hdr` is the parent).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ForkEvent {
+    /// Common header (the parent process).
+    pub hdr: Header,
+    /// The child's thread-group id.
+    pub child_tgid: u32,
+    /// Explicit padding.
+    pub _pad: u32,
+    /// The child's `start_boottime`.
+    pub child_start_ns: u64,
+}
+
+/// `EXIT` record.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ExitEvent {
+    /// Common header.
+    pub hdr: Header,
+    /// `task->exit_code` (wait status encoding).
+    pub exit_code: u32,
+    /// Explicit padding.
+    pub _pad: u32,
+}
+
+/// `CONNECT`, `CONNECT_RESULT` and `ACCEPT` records.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NetEvent {
+    /// Common header: the connecting process (outbound) or the listener's process (inbound).
+    pub hdr: Header,
+    /// Kernel socket address; pairs a `CONNECT` with its `CONNECT_RESULT`.
+    pub sock: u64,
+    /// `AF_INET` (2) or `AF_INET6` (10).
+    pub family: u16,
+    /// IP protocol: 6 TCP, 17 UDP.
+    pub protocol: u16,
+    /// Local port, host order; 0 when not yet bound.
+    pub sport: u16,
+    /// Remote port, host order.
+    pub dport: u16,
+    /// Local address (IPv4 in the first 4 bytes).
+    pub saddr: [u8; 16],
+    /// Remote address (IPv4 in the first 4 bytes).
+    pub daddr: [u8; 16],
+    /// One of [`outcome`].
+    pub outcome: u32,
+    /// Positive errno of a failed connect (`sk_err`), else 0.
+    pub errno: u32,
+}
+
+/// `FILE_OPEN` and `FILE_READ` records.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct FileEvent {
+    /// Common header.
+    pub hdr: Header,
+    /// Kernel device number (`MAJOR << 20 | MINOR`) of the file's superblock.
+    pub dev: u64,
+    /// Inode number.
+    pub ino: u64,
+    /// Watch id from [`WATCHED`-map values](WatchKey), or one of [`watch`].
+    pub watch_id: u32,
+    /// One of [`via`].
+    pub via: u32,
+    /// `file->f_flags` (kernel truth, not the syscall argument); 0 for filemap reads.
+    pub flags: u32,
+    /// For `/proc/<pid>/environ`, the pid whose environment was read; else 0.
+    pub target_pid: u32,
+    /// Bytes valid in `path` (0 when the name could not be read).
+    pub path_len: u32,
+    /// Number of valid components in `dentry`.
+    pub depth: u32,
+    /// The name the caller passed (read at syscall exit), NUL-terminated; empty for io_uring
+    /// and filemap records.
+    pub path: [u8; PATH_LEN],
+    /// Kernel dentry walk, leaf first: the name the file was really reached by, however named.
+    pub dentry: [[u8; DENTRY_NAME_LEN]; DENTRY_DEPTH],
+}
+
+/// Key of the `WATCHED` map: one watched credential file, by kernel identity.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct WatchKey {
+    /// Kernel device number (`MAJOR << 20 | MINOR`).
+    pub dev: u64,
+    /// Inode number.
+    pub ino: u64,
+}
+
+/// Key of the `LISTENERS` map: a listening TCP port.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct ListenKey {
+    /// `AF_INET` or `AF_INET6`.
+    pub family: u16,
+    /// Port, host order.
+    pub port: u16,
+    /// Network namespace inode (0 when unknown).
+    pub netns: u32,
+}
+
+/// Offsets a field is absent from (older kernels): the program falls back or skips it.
+pub const NO_OFFSET: u32 = u32::MAX;
+
+/// Kernel structure member offsets, resolved by userspace from `/sys/kernel/btf/vmlinux` and
+/// written into the programs' read-only data before load. This stands in for CO-RE, which Rust
+/// eBPF programs do not have yet; a member missing from this kernel is [`NO_OFFSET`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KernelOffsets {
+    /// `task_struct.real_parent`
+    pub task_real_parent: u32,
+    /// `task_struct.group_leader`
+    pub task_group_leader: u32,
+    /// `task_struct.pid`
+    pub task_pid: u32,
+    /// `task_struct.tgid`
+    pub task_tgid: u32,
+    /// `task_struct.start_boottime`
+    pub task_start_boottime: u32,
+    /// `task_struct.nsproxy`
+    pub task_nsproxy: u32,
+    /// `task_struct.files`
+    pub task_files: u32,
+    /// `task_struct.mm`
+    pub task_mm: u32,
+    /// `task_struct.exit_code`
+    pub task_exit_code: u32,
+    /// `nsproxy.mnt_ns`
+    pub nsproxy_mnt_ns: u32,
+    /// `nsproxy.net_ns`
+    pub nsproxy_net_ns: u32,
+    /// `mnt_namespace.ns.inum`
+    pub mnt_ns_inum: u32,
+    /// `net.ns.inum`
+    pub net_ns_inum: u32,
+    /// `files_struct.fdt`
+    pub files_fdt: u32,
+    /// `fdtable.max_fds`
+    pub fdt_max_fds: u32,
+    /// `fdtable.fd`
+    pub fdt_fd: u32,
+    /// `file.f_inode`
+    pub file_inode: u32,
+    /// `file.f_flags`
+    pub file_flags: u32,
+    /// `file.f_path.dentry`
+    pub file_dentry: u32,
+    /// `inode.i_ino`
+    pub inode_ino: u32,
+    /// `inode.i_sb`
+    pub inode_sb: u32,
+    /// `super_block.s_dev`
+    pub sb_dev: u32,
+    /// `super_block.s_magic`
+    pub sb_magic: u32,
+    /// `dentry.d_name.name`
+    pub dentry_name: u32,
+    /// `dentry.d_parent`
+    pub dentry_parent: u32,
+    /// `mm_struct.arg_start`
+    pub mm_arg_start: u32,
+    /// `mm_struct.arg_end`
+    pub mm_arg_end: u32,
+    /// `sock.sk_err`
+    pub sock_err: u32,
+    /// `io_kiocb.cqe.fd` (the request's fd before issue)
+    pub io_kiocb_fd: u32,
+    /// `io_kiocb.flags`
+    pub io_kiocb_flags: u32,
+    /// Offset of `si` (2nd syscall argument) in `pt_regs` (x86_64 ABI).
+    pub regs_arg1: u32,
+    /// Offset of `di` (1st syscall argument) in `pt_regs`.
+    pub regs_arg0: u32,
+}
+
+impl KernelOffsets {
+    /// All members absent; programs treat the offsets as unavailable.
+    pub const fn unset() -> Self {
+        Self {
+            task_real_parent: NO_OFFSET,
+            task_group_leader: NO_OFFSET,
+            task_pid: NO_OFFSET,
+            task_tgid: NO_OFFSET,
+            task_start_boottime: NO_OFFSET,
+            task_nsproxy: NO_OFFSET,
+            task_files: NO_OFFSET,
+            task_mm: NO_OFFSET,
+            task_exit_code: NO_OFFSET,
+            nsproxy_mnt_ns: NO_OFFSET,
+            nsproxy_net_ns: NO_OFFSET,
+            mnt_ns_inum: NO_OFFSET,
+            net_ns_inum: NO_OFFSET,
+            files_fdt: NO_OFFSET,
+            fdt_max_fds: NO_OFFSET,
+            fdt_fd: NO_OFFSET,
+            file_inode: NO_OFFSET,
+            file_flags: NO_OFFSET,
+            file_dentry: NO_OFFSET,
+            inode_ino: NO_OFFSET,
+            inode_sb: NO_OFFSET,
+            sb_dev: NO_OFFSET,
+            sb_magic: NO_OFFSET,
+            dentry_name: NO_OFFSET,
+            dentry_parent: NO_OFFSET,
+            mm_arg_start: NO_OFFSET,
+            mm_arg_end: NO_OFFSET,
+            sock_err: NO_OFFSET,
+            io_kiocb_fd: NO_OFFSET,
+            io_kiocb_flags: NO_OFFSET,
+            regs_arg1: NO_OFFSET,
+            regs_arg0: NO_OFFSET,
+        }
+    }
+}
+
+/// Tracepoint field offsets read by userspace from tracefs `format` files, so that a field that
+/// moved between kernel versions is still read right. [`NO_OFFSET`] when the field is absent.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TracepointOffsets {
+    /// `sched_process_exit.group_dead` (6.16+); absent: the leader's exit counts.
+    pub exit_group_dead: u32,
+    /// `sched_process_exec.filename` (`__data_loc`).
+    pub exec_filename: u32,
+    /// `inet_sock_set_state` fields.
+    pub iss_skaddr: u32,
+    /// `inet_sock_set_state.oldstate`
+    pub iss_oldstate: u32,
+    /// `inet_sock_set_state.newstate`
+    pub iss_newstate: u32,
+    /// `inet_sock_set_state.sport`
+    pub iss_sport: u32,
+    /// `inet_sock_set_state.dport`
+    pub iss_dport: u32,
+    /// `inet_sock_set_state.family`
+    pub iss_family: u32,
+    /// `inet_sock_set_state.protocol`
+    pub iss_protocol: u32,
+    /// `inet_sock_set_state.saddr`
+    pub iss_saddr: u32,
+    /// `inet_sock_set_state.daddr`
+    pub iss_daddr: u32,
+    /// `inet_sock_set_state.saddr_v6`
+    pub iss_saddr_v6: u32,
+    /// `inet_sock_set_state.daddr_v6`
+    pub iss_daddr_v6: u32,
+    /// `io_uring_submit_req.req`
+    pub iou_submit_req: u32,
+    /// `io_uring_submit_req.opcode`
+    pub iou_submit_opcode: u32,
+    /// `io_uring_submit_req.flags`
+    pub iou_submit_flags: u32,
+    /// `io_uring_complete.req`
+    pub iou_complete_req: u32,
+    /// `io_uring_complete.res`
+    pub iou_complete_res: u32,
+    /// `mm_filemap_get_pages.i_ino`
+    pub filemap_ino: u32,
+    /// `mm_filemap_get_pages.s_dev`
+    pub filemap_dev: u32,
+}
+
+impl TracepointOffsets {
+    /// All fields absent.
+    pub const fn unset() -> Self {
+        Self {
+            exit_group_dead: NO_OFFSET,
+            exec_filename: NO_OFFSET,
+            iss_skaddr: NO_OFFSET,
+            iss_oldstate: NO_OFFSET,
+            iss_newstate: NO_OFFSET,
+            iss_sport: NO_OFFSET,
+            iss_dport: NO_OFFSET,
+            iss_family: NO_OFFSET,
+            iss_protocol: NO_OFFSET,
+            iss_saddr: NO_OFFSET,
+            iss_daddr: NO_OFFSET,
+            iss_saddr_v6: NO_OFFSET,
+            iss_daddr_v6: NO_OFFSET,
+            iou_submit_req: NO_OFFSET,
+            iou_submit_opcode: NO_OFFSET,
+            iou_submit_flags: NO_OFFSET,
+            iou_complete_req: NO_OFFSET,
+            iou_complete_res: NO_OFFSET,
+            filemap_ino: NO_OFFSET,
+            filemap_dev: NO_OFFSET,
+        }
+    }
+}
+
+/// Runtime settings written into the programs' read-only data before load.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AgentConfig {
+    /// The agent's own tgid: its activity is never reported (by tgid, never by name).
+    pub agent_tgid: u32,
+    /// Pending ring-buffer bytes past which a producer forces a wakeup.
+    pub wakeup_bytes: u32,
+    /// Minimum ns between two filemap/io_uring read records for one (process, file).
+    pub read_dedup_ns: u64,
+}
+
+impl AgentConfig {
+    /// Defaults used before userspace fills in real values.
+    pub const fn unset() -> Self {
+        Self {
+            agent_tgid: 0,
+            wakeup_bytes: 256 * 1024,
+            read_dedup_ns: 1_000_000_000,
+        }
+    }
+}
+
+/// Indexes of the per-CPU `COUNTERS` array.
+pub mod counter {
+    /// Records dropped because the ring buffer was full.
+    pub const LOST: u32 = 0;
+    /// Records produced (reserve succeeded).
+    pub const SENT: u32 = 1;
+    /// Open-family exits inspected by the credential filter.
+    pub const OPENS_SEEN: u32 = 2;
+    /// Number of counters.
+    pub const COUNT: u32 = 3;
+}
+
+#[cfg(feature = "user")]
+mod pod {
+    use super::*;
+    // SAFETY: all of these are `repr(C)`, `Copy`, made only of integers and byte arrays, with
+    // explicit padding: every bit pattern is a valid value.
+    unsafe impl aya::Pod for Header {}
+    unsafe impl aya::Pod for WatchKey {}
+    unsafe impl aya::Pod for ListenKey {}
+    unsafe impl aya::Pod for KernelOffsets {}
+    unsafe impl aya::Pod for TracepointOffsets {}
+    unsafe impl aya::Pod for AgentConfig {}
+}

@@ -1,0 +1,49 @@
+//! Command-line interface (clap). Each subcommand's arguments live beside its implementation in
+//! `commands/`.
+
+use clap::{Parser, Subcommand};
+
+use crate::commands;
+
+/// eBPF lateral-movement detector.
+#[derive(Debug, Parser)]
+#[command(name = "detector", version, about)]
+pub struct Cli {
+    /// More logging on stderr (-v debug, -vv trace). `RUST_LOG` overrides.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Capture from the kernel and detect (alerts as NDJSON on stdout).
+    Run(commands::run::RunArgs),
+    /// Capture enriched events to an NDJSON file for `detector replay`.
+    Record(commands::record::RecordArgs),
+    /// Run the rules over a recording (events NDJSON) and print alerts.
+    Replay(commands::replay::ReplayArgs),
+    /// Check or test rule files.
+    #[command(subcommand)]
+    Rules(commands::rules::RulesCommand),
+    /// Learn a baseline of peers per identity.
+    Learn(commands::learn::LearnArgs),
+}
+
+/// Logs go to stderr so that stdout stays a clean NDJSON stream.
+pub fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 => "info",
+        1 => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}

@@ -1,0 +1,22 @@
+//! One module per subcommand.
+
+use std::process::ExitCode;
+
+use crate::cli::{Cli, Command};
+
+pub mod learn;
+pub mod record;
+pub mod replay;
+pub mod rules;
+pub mod run;
+
+/// Runs the chosen subcommand.
+pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Run(args) => run::run(args),
+        Command::Record(args) => record::run(args),
+        Command::Replay(args) => replay::run(args),
+        Command::Rules(cmd) => rules::run(cmd),
+        Command::Learn(args) => learn::run(args),
+    }
+}

@@ -1,0 +1,1 @@
+//! Correlation engine: pure, driven by event timestamps (engine issue).

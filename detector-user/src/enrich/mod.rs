@@ -1,0 +1,1 @@
+//! Enrichment: process table, cgroup → workload, identity.

@@ -1,0 +1,13 @@
+//! The detector agent as a library: the `detector` binary is a thin shell over it, and the
+//! privileged integration tests drive the same code.
+//!
+//! Data flows `sources` (kernel capture, recordings) → `enrich` (process table, workload
+//! identity) → `engine` (pure correlation rules) → `sinks` (alert delivery).
+
+pub mod cli;
+pub mod commands;
+pub mod engine;
+pub mod enrich;
+pub mod event;
+pub mod sinks;
+pub mod sources;

@@ -1,0 +1,1 @@
+//! Where events come from: the kernel (`kernel`), or a recording (`replay`).
