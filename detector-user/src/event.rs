@@ -301,6 +301,14 @@ pub struct FileInfo {
     /// For `/proc/<pid>/environ`: whose environment was read.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target_pid: Option<u32>,
+    /// Last modification of the file (ns since the Unix epoch), when known: the engine's
+    /// long-lived-credential rule measures the credential's age from it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mtime: Option<u64>,
+    /// Keyed fingerprint of the file content (`enrich::fingerprint`), when computed. Never the
+    /// content itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fingerprint: Option<String>,
 }
 
 /// Kernel loss report.

@@ -1,1 +1,5 @@
 //! Correlation engine: pure, driven by event timestamps (engine issue).
+
+pub mod cond;
+pub mod fields;
+pub mod yaml;

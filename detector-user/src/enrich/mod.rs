@@ -1,1 +1,3 @@
 //! Enrichment: process table, cgroup → workload, identity.
+pub mod fingerprint;
+pub mod identity;

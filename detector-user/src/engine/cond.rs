@@ -1,0 +1,432 @@
+//! Per-event conditions: compiled once (regexes, globs, CIDRs) from the rule YAML, evaluated
+//! per event without allocation in the common cases.
+//!
+//! ```yaml
+//! condition:
+//!   kind: connect                       # scalar: equality
+//!   net.dst_port: [22, 2222]            # sequence: membership
+//!   process.exe: {glob: ["/usr/bin/*", "@ssh_clients"]}   # "@name" expands a named list
+//!   any: [{net.dst_addr: {cidr: 10.0.0.0/8}}, {not: {net.novel: false}}]
+//! ```
+//! A mapping ANDs its entries; `all`, `any`, `not` combine. Operators: `eq`, `neq`, `in`,
+//! `glob`, `prefix`, `suffix`, `contains`, `cidr`, `regex`, `gt`, `gte`, `lt`, `lte`,
+//! `exists`, `eq_field`, `neq_field`.
+
+use std::collections::{HashMap, HashSet};
+use std::net::IpAddr;
+
+use globset::{Glob, GlobSet, GlobSetBuilder};
+use ipnet::IpNet;
+use regex::Regex;
+
+use super::fields::{self, Field, FieldType, Policy, Val};
+use super::yaml::{Node, PosError, Value};
+use crate::event::Event;
+
+/// Named lists: name → items (as written).
+pub type Lists = HashMap<String, Vec<Node>>;
+
+/// A compiled condition.
+#[derive(Debug)]
+pub enum Cond {
+    /// Always true (empty mapping).
+    True,
+    /// All must hold.
+    All(Vec<Cond>),
+    /// At least one must hold.
+    Any(Vec<Cond>),
+    /// Negation.
+    Not(Box<Cond>),
+    /// A test on one field.
+    Test(Field, Op),
+}
+
+/// A compiled operator on a field value.
+#[derive(Debug)]
+pub enum Op {
+    /// String equality with any of the set (`eq`, `in`, scalar, sequence).
+    StrIn(HashSet<String>),
+    /// Integer membership.
+    IntIn(HashSet<i64>),
+    /// Boolean equality.
+    BoolEq(bool),
+    /// Glob set.
+    Glob(GlobSet),
+    /// Prefixes.
+    Prefix(Vec<String>),
+    /// Suffixes.
+    Suffix(Vec<String>),
+    /// Substrings.
+    Contains(Vec<String>),
+    /// Networks.
+    Cidr(Vec<IpNet>),
+    /// Regular expression (unanchored, as `regex::Regex::is_match`).
+    Regex(Regex),
+    /// Integer comparison.
+    Cmp(CmpOp, i64),
+    /// Presence.
+    Exists(bool),
+    /// Equal to another field of the same event.
+    EqField(Field),
+    /// Different from another field of the same event (true when both are present and differ).
+    NeqField(Field),
+}
+
+/// Numeric comparison.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CmpOp {
+    /// >
+    Gt,
+    /// >=
+    Gte,
+    /// <
+    Lt,
+    /// <=
+    Lte,
+    /// ==
+    Eq,
+    /// !=
+    Neq,
+}
+
+impl CmpOp {
+    /// Parses `gt`…`neq`.
+    pub fn parse(s: &str) -> Option<CmpOp> {
+        Some(match s {
+            "gt" => CmpOp::Gt,
+            "gte" => CmpOp::Gte,
+            "lt" => CmpOp::Lt,
+            "lte" => CmpOp::Lte,
+            "eq" => CmpOp::Eq,
+            "neq" => CmpOp::Neq,
+            _ => return None,
+        })
+    }
+
+    /// `a <op> b`.
+    pub fn eval(self, a: i64, b: i64) -> bool {
+        match self {
+            CmpOp::Gt => a > b,
+            CmpOp::Gte => a >= b,
+            CmpOp::Lt => a < b,
+            CmpOp::Lte => a <= b,
+            CmpOp::Eq => a == b,
+            CmpOp::Neq => a != b,
+        }
+    }
+}
+
+/// Resolves a field path node.
+pub fn field(n: &Node, path: &str) -> Result<Field, PosError> {
+    Field::parse(path).ok_or_else(|| PosError::new(&n.pos, format!("unknown field `{path}`")))
+}
+
+/// Items of a sequence-or-scalar with `@list` references expanded.
+fn items<'a>(n: &'a Node, lists: &'a Lists) -> Result<Vec<&'a Node>, PosError> {
+    let mut out = Vec::new();
+    for it in n.as_seq_or_one() {
+        if let Value::Str(s) = &it.value {
+            if let Some(name) = s.strip_prefix('@') {
+                let l = lists
+                    .get(name)
+                    .ok_or_else(|| PosError::new(&it.pos, format!("unknown list `{name}`")))?;
+                out.extend(l.iter());
+                continue;
+            }
+        }
+        out.push(it);
+    }
+    Ok(out)
+}
+
+fn strings(n: &Node, lists: &Lists) -> Result<Vec<String>, PosError> {
+    items(n, lists)?.into_iter().map(|i| i.as_scalar_string()).collect()
+}
+
+fn membership(f: Field, n: &Node, lists: &Lists) -> Result<Op, PosError> {
+    let its = items(n, lists)?;
+    match f.ty() {
+        FieldType::Int => its
+            .iter()
+            .map(|i| i.as_i64())
+            .collect::<Result<_, _>>()
+            .map(Op::IntIn)
+            .map_err(|e| PosError::new(&e.pos, format!("`{}` is an integer field: {}", f.path(), e.msg))),
+        FieldType::Bool => {
+            if its.len() != 1 {
+                return Err(PosError::new(&n.pos, format!("`{}` takes one boolean", f.path())));
+            }
+            Ok(Op::BoolEq(its[0].as_bool().map_err(|e| {
+                PosError::new(&e.pos, format!("`{}` is a boolean field: {}", f.path(), e.msg))
+            })?))
+        }
+        FieldType::Str | FieldType::StrList => Ok(Op::StrIn(
+            its.iter().map(|i| i.as_scalar_string()).collect::<Result<_, _>>()?,
+        )),
+    }
+}
+
+fn string_op(f: Field, key: &Node, what: &str) -> Result<(), PosError> {
+    match f.ty() {
+        FieldType::Str | FieldType::StrList => Ok(()),
+        _ => Err(PosError::new(
+            &key.pos,
+            format!("`{what}` needs a string field; `{}` is not", f.path()),
+        )),
+    }
+}
+
+fn compile_op(f: Field, key: &Node, op: &str, v: &Node, lists: &Lists) -> Result<Cond, PosError> {
+    let t = |o| Ok(Cond::Test(f, o));
+    match op {
+        "eq" | "in" => t(membership(f, v, lists)?),
+        "neq" => Ok(Cond::Not(Box::new(Cond::Test(f, membership(f, v, lists)?)))),
+        "glob" => {
+            string_op(f, key, op)?;
+            let mut b = GlobSetBuilder::new();
+            for it in items(v, lists)? {
+                let s = it.as_scalar_string()?;
+                b.add(Glob::new(&s).map_err(|e| PosError::new(&it.pos, format!("bad glob `{s}`: {e}")))?);
+            }
+            t(Op::Glob(b.build().map_err(|e| PosError::new(&v.pos, format!("bad glob set: {e}")))?))
+        }
+        "prefix" => string_op(f, key, op).and_then(|_| t(Op::Prefix(strings(v, lists)?))),
+        "suffix" => string_op(f, key, op).and_then(|_| t(Op::Suffix(strings(v, lists)?))),
+        "contains" => string_op(f, key, op).and_then(|_| t(Op::Contains(strings(v, lists)?))),
+        "cidr" => {
+            string_op(f, key, op)?;
+            let mut nets = Vec::new();
+            for it in items(v, lists)? {
+                let s = it.as_scalar_string()?;
+                let net = s
+                    .parse::<IpNet>()
+                    .or_else(|_| s.parse::<IpAddr>().map(IpNet::from))
+                    .map_err(|_| PosError::new(&it.pos, format!("bad CIDR `{s}`")))?;
+                nets.push(net);
+            }
+            t(Op::Cidr(nets))
+        }
+        "regex" => {
+            string_op(f, key, op)?;
+            let s = v.as_str()?;
+            t(Op::Regex(
+                Regex::new(s).map_err(|e| PosError::new(&v.pos, format!("bad regex: {e}")))?,
+            ))
+        }
+        "gt" | "gte" | "lt" | "lte" => {
+            if f.ty() != FieldType::Int {
+                return Err(PosError::new(&key.pos, format!("`{op}` needs an integer field; `{}` is not", f.path())));
+            }
+            let c = CmpOp::parse(op).ok_or_else(|| PosError::new(&key.pos, "bad comparison"))?;
+            t(Op::Cmp(c, v.as_i64()?))
+        }
+        "exists" => t(Op::Exists(v.as_bool()?)),
+        "eq_field" | "neq_field" => {
+            let other = field(v, v.as_str()?)?;
+            let compatible = |a: FieldType| match a {
+                FieldType::StrList => FieldType::Str,
+                x => x,
+            };
+            if compatible(other.ty()) != compatible(f.ty()) {
+                return Err(PosError::new(&v.pos, format!("`{}` and `{}` have different types", f.path(), other.path())));
+            }
+            t(if op == "eq_field" { Op::EqField(other) } else { Op::NeqField(other) })
+        }
+        _ => Err(PosError::new(
+            &key.pos,
+            format!("unknown operator `{op}` (expected eq, neq, in, glob, prefix, suffix, contains, cidr, regex, gt, gte, lt, lte, exists, eq_field, neq_field)"),
+        )),
+    }
+}
+
+/// Compiles a condition node.
+pub fn compile(n: &Node, lists: &Lists) -> Result<Cond, PosError> {
+    let mut all = Vec::new();
+    for (k, kn, v) in n.as_map()? {
+        match k {
+            "all" | "any" => {
+                let subs = v.as_seq()?.iter().map(|s| compile(s, lists)).collect::<Result<Vec<_>, _>>()?;
+                all.push(if k == "all" { Cond::All(subs) } else { Cond::Any(subs) });
+            }
+            "not" => all.push(Cond::Not(Box::new(compile(v, lists)?))),
+            path => {
+                let f = field(kn, path)?;
+                match &v.value {
+                    Value::Map(_) => {
+                        let ops = v.as_map()?;
+                        if ops.is_empty() {
+                            return Err(PosError::new(&v.pos, "empty operator mapping"));
+                        }
+                        for (op, okn, ov) in ops {
+                            all.push(compile_op(f, okn, op, ov, lists)?);
+                        }
+                    }
+                    Value::Null => return Err(PosError::new(&v.pos, format!("no value for `{path}`"))),
+                    _ => all.push(Cond::Test(f, membership(f, v, lists)?)),
+                }
+            }
+        }
+    }
+    Ok(match all.len() {
+        0 => Cond::True,
+        1 => all.pop().unwrap_or(Cond::True),
+        _ => Cond::All(all),
+    })
+}
+
+fn str_test(v: &Val<'_>, pred: impl Fn(&str) -> bool) -> bool {
+    match v {
+        Val::Str(s) => pred(s),
+        Val::List(l) => l.iter().any(|s| pred(s)),
+        Val::Int(i) => pred(&i.to_string()),
+        Val::Bool(b) => pred(if *b { "true" } else { "false" }),
+    }
+}
+
+impl Cond {
+    /// Evaluates on one event. A test on a missing field is false (so `not` of it is true).
+    pub fn eval(&self, ev: &Event, pol: &Policy) -> bool {
+        match self {
+            Cond::True => true,
+            Cond::All(c) => c.iter().all(|c| c.eval(ev, pol)),
+            Cond::Any(c) => c.iter().any(|c| c.eval(ev, pol)),
+            Cond::Not(c) => !c.eval(ev, pol),
+            Cond::Test(f, op) => {
+                let v = fields::get(*f, ev, pol);
+                if let Op::Exists(want) = op {
+                    return v.is_some() == *want;
+                }
+                let Some(v) = v else { return false };
+                match op {
+                    Op::StrIn(set) => str_test(&v, |s| set.contains(s)),
+                    Op::IntIn(set) => matches!(v, Val::Int(i) if set.contains(&i)),
+                    Op::BoolEq(b) => v == Val::Bool(*b),
+                    Op::Glob(g) => str_test(&v, |s| g.is_match(s)),
+                    Op::Prefix(p) => str_test(&v, |s| p.iter().any(|x| s.starts_with(x.as_str()))),
+                    Op::Suffix(p) => str_test(&v, |s| p.iter().any(|x| s.ends_with(x.as_str()))),
+                    Op::Contains(p) => str_test(&v, |s| p.iter().any(|x| s.contains(x.as_str()))),
+                    Op::Cidr(nets) => str_test(&v, |s| {
+                        s.parse::<IpAddr>().is_ok_and(|ip| nets.iter().any(|n| n.contains(&ip)))
+                    }),
+                    Op::Regex(r) => str_test(&v, |s| r.is_match(s)),
+                    Op::Cmp(c, b) => matches!(v, Val::Int(a) if c.eval(a, *b)),
+                    Op::Exists(_) => true,
+                    Op::EqField(o) | Op::NeqField(o) => {
+                        let Some(w) = fields::get(*o, ev, pol) else { return false };
+                        let eq = v.render() == w.render();
+                        eq == matches!(op, Op::EqField(_))
+                    }
+                }
+            }
+        }
+    }
+
+    /// Kinds this condition can match, when it constrains `kind` at the top (used to index
+    /// rules by kind); `None` means any kind.
+    pub fn kinds(&self) -> Option<Vec<String>> {
+        match self {
+            Cond::Test(Field::Kind, Op::StrIn(set)) => Some(set.iter().cloned().collect()),
+            Cond::All(c) => c.iter().find_map(Cond::kinds),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::yaml;
+    use super::*;
+    use crate::event::*;
+
+    fn ev() -> Event {
+        serde_json::from_value(serde_json::json!({
+            "ts": 5_000_000_000u64, "kind": "connect",
+            "process": {"pid": 10, "tgid": 10, "ppid": 2, "start": 1, "uid": 1000, "gid": 1000,
+                        "user": "alice", "comm": "ssh", "exe": "/usr/bin/ssh",
+                        "argv": ["ssh", "-i", "k", "host"], "cgroup_id": 1, "identity": "exe:/usr/bin/ssh@alice"},
+            "net": {"protocol": "tcp", "family": 4, "direction": "outbound", "src_addr": "0.0.0.0",
+                    "src_port": 0, "dst_addr": "10.1.2.3", "dst_port": 22, "outcome": "in_progress", "sock": 7}
+        }))
+        .unwrap()
+    }
+
+    fn check(src: &str) -> bool {
+        let lists: Lists = [(
+            "ssh_clients".to_string(),
+            yaml::parse("l", "[/usr/bin/ssh, /usr/bin/scp]").unwrap()[0].as_seq().unwrap().to_vec(),
+        )]
+        .into();
+        let n = &yaml::parse("t.yaml", src).unwrap()[0];
+        compile(n, &lists).unwrap().eval(&ev(), &Policy::default())
+    }
+
+    fn err(src: &str) -> PosError {
+        let n = &yaml::parse("t.yaml", src).unwrap()[0];
+        compile(n, &Lists::new()).unwrap_err()
+    }
+
+    #[test]
+    fn every_operator() {
+        assert!(check("{kind: connect}"));
+        assert!(!check("{kind: exec}"));
+        assert!(check("{net.dst_port: [21, 22]}"));
+        assert!(check("{net.dst_port: {eq: 22}}"));
+        assert!(check("{net.dst_port: {neq: 23}}"));
+        assert!(!check("{net.dst_port: {neq: 22}}"));
+        assert!(check("{process.exe: {in: ['@ssh_clients']}}"));
+        assert!(check("{process.exe: {glob: '/usr/*/ssh'}}"));
+        assert!(!check("{process.exe: {glob: '/usr/sbin/*'}}"));
+        assert!(check("{process.exe: {prefix: /usr/}}"));
+        assert!(check("{process.exe: {suffix: [/scp, /ssh]}}"));
+        assert!(check("{process.exe: {contains: bin}}"));
+        assert!(check("{process.argv: {contains: '-i'}}"));
+        assert!(check("{process.argv: host}"));
+        assert!(check("{net.dst_addr: {cidr: 10.0.0.0/8}}"));
+        assert!(!check("{net.dst_addr: {cidr: [192.168.0.0/16, 10.1.2.4]}}"));
+        assert!(check("{net.dst_addr: {regex: '^10\\.1\\.'}}"));
+        assert!(check("{net.dst_port: {gt: 21, lt: 23}}"));
+        assert!(check("{net.dst_port: {gte: 22, lte: 22}}"));
+        assert!(!check("{net.dst_port: {gt: 22}}"));
+        assert!(!check("{net.dst_port: {lt: 22}}"));
+        assert!(check("{file.watched: {exists: false}}"));
+        assert!(check("{net.sock: {exists: true}}"));
+        assert!(check("{process.pid: {eq_field: process.tgid}}"));
+        assert!(!check("{process.pid: {neq_field: process.tgid}}"));
+        assert!(!check("{process.pid: {neq_field: file.target_pid}}"), "missing other field");
+        assert!(check("{net.outcome: in_progress, net.protocol: tcp, net.direction: outbound}"));
+    }
+
+    #[test]
+    fn combinators_and_missing_fields() {
+        assert!(check("{any: [{kind: exec}, {kind: connect}]}"));
+        assert!(!check("{all: [{kind: exec}, {kind: connect}]}"));
+        assert!(check("{not: {kind: exec}}"));
+        assert!(!check("{file.category: ssh_key}"), "missing field is false");
+        assert!(check("{not: {file.category: ssh_key}}"));
+        assert!(check("{}"));
+    }
+
+    #[test]
+    fn errors_are_positioned() {
+        let e = err("kind: connect\nnet.dst_prt: 22\n");
+        assert_eq!((e.pos.line, e.pos.col), (2, 1));
+        assert!(e.msg.contains("unknown field `net.dst_prt`"));
+        let e = err("process.exe: {regex: '(['}\n");
+        assert!(e.msg.starts_with("bad regex"), "{e}");
+        assert_eq!((e.pos.line, e.pos.col), (1, 22));
+        assert!(err("net.dst_addr: {cidr: 10.0.0.0/33}").msg.contains("bad CIDR"));
+        assert!(err("process.exe: {glob: 'a[b'}").msg.contains("bad glob"));
+        assert!(err("process.exe: {in: ['@nope']}").msg.contains("unknown list `nope`"));
+        assert!(err("net.dst_port: {eq: ssh}").msg.contains("integer field"));
+        assert!(err("net.dst_port: {regex: x}").msg.contains("needs a string field"));
+        assert!(err("process.exe: {matches: x}").msg.contains("unknown operator"));
+    }
+
+    #[test]
+    fn kinds_index() {
+        let n = &yaml::parse("t", "{kind: [cred_open, cred_read], file.via: io_uring}").unwrap()[0];
+        let mut k = compile(n, &Lists::new()).unwrap().kinds().unwrap();
+        k.sort();
+        assert_eq!(k, vec!["cred_open", "cred_read"]);
+    }
+}

@@ -1,0 +1,381 @@
+//! Field paths rules may address (`net.dst_port`, `process.identity`…), resolved once at load
+//! time to a [`Field`] so that evaluation is a match, not a string lookup. Besides the event's
+//! own fields there are derived ones, documented in `docs/rules.md`: `process.tree`, `net.dst`,
+//! `net.service`, `net.peer_allowed`, `net.novel`, `credential.owned`, `file.age_days`,
+//! `file.home_user`.
+
+use std::borrow::Cow;
+use std::net::IpAddr;
+
+use crate::enrich::identity::{Baseline, IdentityConfig};
+use crate::event::{Event, Process};
+
+/// What type a field has, so that literals are checked when rules load.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FieldType {
+    /// Text.
+    Str,
+    /// Integer.
+    Int,
+    /// Boolean.
+    Bool,
+    /// A list of strings (argv): string matchers apply to any element.
+    StrList,
+}
+
+macro_rules! fields {
+    ($($name:literal => $id:ident : $ty:ident),* $(,)?) => {
+        /// A field a rule can address.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        #[allow(missing_docs)]
+        pub enum Field { $($id),* }
+
+        impl Field {
+            /// All fields with their paths.
+            pub const ALL: &'static [(&'static str, Field)] = &[$(($name, Field::$id)),*];
+
+            /// Resolves a dotted path.
+            pub fn parse(path: &str) -> Option<Field> {
+                match path { $($name => Some(Field::$id),)* _ => None }
+            }
+
+            /// The dotted path.
+            pub fn path(self) -> &'static str {
+                match self { $(Field::$id => $name),* }
+            }
+
+            /// The field's type.
+            pub fn ty(self) -> FieldType {
+                match self { $(Field::$id => FieldType::$ty),* }
+            }
+        }
+    };
+}
+
+fields! {
+    "kind" => Kind: Str,
+    "ts" => Ts: Int,
+    "process.pid" => Pid: Int,
+    "process.tgid" => Tgid: Int,
+    "process.ppid" => Ppid: Int,
+    "process.start" => Start: Int,
+    "process.uid" => Uid: Int,
+    "process.gid" => Gid: Int,
+    "process.user" => User: Str,
+    "process.comm" => Comm: Str,
+    "process.exe" => Exe: Str,
+    "process.argv" => Argv: StrList,
+    "process.parent_exe" => ParentExe: Str,
+    "process.cgroup_id" => CgroupId: Int,
+    "process.cgroup" => Cgroup: Str,
+    "process.mntns" => Mntns: Int,
+    "process.netns" => Netns: Int,
+    "process.workload.unit" => Unit: Str,
+    "process.workload.container_id" => ContainerId: Str,
+    "process.workload.pod_uid" => PodUid: Str,
+    "process.identity" => Identity: Str,
+    "process.tree" => Tree: Int,
+    "exec.filename" => ExecFilename: Str,
+    "exec.argv" => ExecArgv: StrList,
+    "fork.child_tgid" => ChildTgid: Int,
+    "exit.code" => ExitCode: Int,
+    "exit.signal" => ExitSignal: Int,
+    "net.protocol" => Protocol: Str,
+    "net.family" => Family: Int,
+    "net.direction" => Direction: Str,
+    "net.src_addr" => SrcAddr: Str,
+    "net.src_port" => SrcPort: Int,
+    "net.dst_addr" => DstAddr: Str,
+    "net.dst_port" => DstPort: Int,
+    "net.dst" => Dst: Str,
+    "net.outcome" => Outcome: Str,
+    "net.error" => NetError: Str,
+    "net.sock" => Sock: Int,
+    "net.service" => Service: Str,
+    "net.peer_allowed" => PeerAllowed: Bool,
+    "net.novel" => Novel: Bool,
+    "file.watched" => Watched: Str,
+    "file.category" => Category: Str,
+    "file.path" => FilePath: Str,
+    "file.resolved" => Resolved: Str,
+    "file.dev" => Dev: Int,
+    "file.ino" => Ino: Int,
+    "file.flags" => Flags: Int,
+    "file.access" => Access: Str,
+    "file.via" => Via: Str,
+    "file.target_pid" => TargetPid: Int,
+    "file.mtime" => Mtime: Int,
+    "file.fingerprint" => Fingerprint: Str,
+    "file.age_days" => AgeDays: Int,
+    "file.home_user" => HomeUser: Str,
+    "credential.owned" => Owned: Bool,
+    "loss.cpu" => LossCpu: Int,
+    "loss.count" => LossCount: Int,
+}
+
+/// A field's value on one event.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Val<'a> {
+    /// Text.
+    Str(Cow<'a, str>),
+    /// Integer.
+    Int(i64),
+    /// Boolean.
+    Bool(bool),
+    /// List of strings.
+    List(&'a [String]),
+}
+
+impl Val<'_> {
+    /// Rendering used for group keys, distinct values and alerts.
+    pub fn render(&self) -> Cow<'_, str> {
+        match self {
+            Val::Str(s) => Cow::Borrowed(s),
+            Val::Int(i) => Cow::Owned(i.to_string()),
+            Val::Bool(b) => Cow::Borrowed(if *b { "true" } else { "false" }),
+            Val::List(l) => Cow::Owned(l.join(" ")),
+        }
+    }
+}
+
+/// What derived fields need besides the event: the identities config and the baseline.
+#[derive(Debug, Default)]
+pub struct Policy {
+    /// Configured identities (ownership, declared peers, services, budgets).
+    pub identities: IdentityConfig,
+    /// Learned peers.
+    pub baseline: Baseline,
+}
+
+const NS_PER_DAY: u64 = 86_400 * 1_000_000_000;
+
+/// Root of the process tree an event belongs to: the parent, unless the parent is init (or
+/// unknown), so that `cat key; ssh host` run by one shell share a tree and unrelated services
+/// started by init do not.
+pub fn tree_root(p: &Process) -> u32 {
+    if p.ppid > 1 {
+        p.ppid
+    } else {
+        p.tgid
+    }
+}
+
+/// The user whose home a path is in (`/home/alice/.ssh/id_rsa` → alice, `/root/…` → root).
+pub fn home_user(path: &str) -> Option<&str> {
+    if path.starts_with("/root/") {
+        return Some("root");
+    }
+    let rest = path.strip_prefix("/home/")?;
+    let (user, tail) = rest.split_once('/')?;
+    (!user.is_empty() && !tail.is_empty()).then_some(user)
+}
+
+/// Derived ownership of a credential when no identity declares it: home-directory files belong
+/// to that user; a pod's service-account token belongs to processes of that pod.
+fn derived_owned(ev: &Event, p: &Process, watched: &str, category: &str) -> Option<bool> {
+    if let Some(u) = home_user(watched) {
+        return Some(match &p.user {
+            Some(name) => name == u,
+            None => u == "root" && p.uid == 0,
+        });
+    }
+    if category == "k8s_token" {
+        if let Some(rest) = watched.strip_prefix("/var/lib/kubelet/pods/") {
+            let pod = rest.split('/').next().unwrap_or_default();
+            return Some(p.workload.pod_uid.as_deref() == Some(pod));
+        }
+        if watched.starts_with("/var/run/secrets/") || watched.starts_with("/run/secrets/") {
+            // The in-pod path: only processes of a pod see their own token there.
+            return Some(p.workload.pod_uid.is_some());
+        }
+    }
+    let _ = ev;
+    None
+}
+
+/// The value of `f` on `ev`, `None` when the event has no such value.
+pub fn get<'a>(f: Field, ev: &'a Event, pol: &Policy) -> Option<Val<'a>> {
+    use Field::*;
+    let s = |x: &'a str| Some(Val::Str(Cow::Borrowed(x)));
+    let os = |x: &'a Option<String>| x.as_deref().map(|v| Val::Str(Cow::Borrowed(v)));
+    let i = |x: u64| Some(Val::Int(x as i64));
+    let p = ev.process.as_ref();
+    let n = ev.net.as_ref();
+    let fl = ev.file.as_ref();
+    match f {
+        Kind => s(ev.kind.as_str()),
+        Ts => i(ev.ts),
+        Pid => p.and_then(|p| i(p.pid.into())),
+        Tgid => p.and_then(|p| i(p.tgid.into())),
+        Ppid => p.and_then(|p| i(p.ppid.into())),
+        Start => p.and_then(|p| i(p.start)),
+        Uid => p.and_then(|p| i(p.uid.into())),
+        Gid => p.and_then(|p| i(p.gid.into())),
+        User => p.and_then(|p| os(&p.user)),
+        Comm => p.and_then(|p| s(&p.comm)),
+        Exe => p.and_then(|p| s(&p.exe)),
+        Argv => p.map(|p| Val::List(&p.argv)),
+        ParentExe => p.and_then(|p| os(&p.parent_exe)),
+        CgroupId => p.and_then(|p| i(p.cgroup_id)),
+        Cgroup => p.and_then(|p| os(&p.cgroup)),
+        Mntns => p.and_then(|p| i(p.mntns.into())),
+        Netns => p.and_then(|p| i(p.netns.into())),
+        Unit => p.and_then(|p| os(&p.workload.unit)),
+        ContainerId => p.and_then(|p| os(&p.workload.container_id)),
+        PodUid => p.and_then(|p| os(&p.workload.pod_uid)),
+        Identity => p.and_then(|p| os(&p.identity)),
+        Tree => p.and_then(|p| i(tree_root(p).into())),
+        ExecFilename => ev.exec.as_ref().and_then(|e| s(&e.filename)),
+        ExecArgv => ev.exec.as_ref().map(|e| Val::List(&e.argv)),
+        ChildTgid => ev.fork.as_ref().and_then(|x| i(x.child_tgid.into())),
+        ExitCode => ev.exit.as_ref().and_then(|x| x.code.map(|c| Val::Int(c.into()))),
+        ExitSignal => ev.exit.as_ref().and_then(|x| x.signal.map(|c| Val::Int(c.into()))),
+        Protocol => n.map(|n| Val::Str(Cow::Borrowed(enum_str(&n.protocol)))),
+        Family => n.and_then(|n| i(n.family.into())),
+        Direction => n.map(|n| Val::Str(Cow::Borrowed(enum_str(&n.direction)))),
+        SrcAddr => n.and_then(|n| s(&n.src_addr)),
+        SrcPort => n.and_then(|n| i(n.src_port.into())),
+        DstAddr => n.and_then(|n| s(&n.dst_addr)),
+        DstPort => n.and_then(|n| i(n.dst_port.into())),
+        Dst => n.map(|n| Val::Str(Cow::Owned(dst_string(&n.dst_addr, n.dst_port)))),
+        Outcome => n.map(|n| Val::Str(Cow::Borrowed(enum_str(&n.outcome)))),
+        NetError => n.and_then(|n| os(&n.error)),
+        Sock => n.and_then(|n| i(n.sock)),
+        Service => {
+            let n = n?;
+            let ip: IpAddr = n.dst_addr.parse().ok()?;
+            pol.identities
+                .service_name(ip, n.dst_port)
+                .map(|x| Val::Str(Cow::Owned(x.to_string())))
+        }
+        PeerAllowed | Novel => {
+            let n = n?;
+            let id = p?.identity.as_deref()?;
+            let declared = n
+                .dst_addr
+                .parse::<IpAddr>()
+                .ok()
+                .and_then(|ip| pol.identities.peer_declared(id, ip, n.dst_port));
+            let learned = pol.baseline.knows(id, &n.dst_addr, n.dst_port);
+            let allowed = match (declared, learned) {
+                (None, None) => return None,
+                (a, b) => a.unwrap_or(false) || b.unwrap_or(false),
+            };
+            Some(Val::Bool(if f == Novel { !allowed } else { allowed }))
+        }
+        Watched => fl.and_then(|x| s(&x.watched)),
+        Category => fl.and_then(|x| s(&x.category)),
+        FilePath => fl.and_then(|x| os(&x.path)),
+        Resolved => fl.and_then(|x| os(&x.resolved)),
+        Dev => fl.and_then(|x| i(x.dev)),
+        Ino => fl.and_then(|x| i(x.ino)),
+        Flags => fl.and_then(|x| x.flags.map(|v| Val::Int(v.into()))),
+        Access => fl.and_then(|x| os(&x.access)),
+        Via => fl.map(|x| Val::Str(Cow::Borrowed(enum_str(&x.via)))),
+        TargetPid => fl.and_then(|x| x.target_pid.map(|v| Val::Int(v.into()))),
+        Mtime => fl.and_then(|x| x.mtime.map(|v| Val::Int(v as i64))),
+        Fingerprint => fl.and_then(|x| os(&x.fingerprint)),
+        AgeDays => fl
+            .and_then(|x| x.mtime)
+            .map(|m| Val::Int((ev.ts.saturating_sub(m) / NS_PER_DAY) as i64)),
+        HomeUser => fl.and_then(|x| home_user(&x.watched)).and_then(s),
+        Owned => {
+            let (fl, p) = (fl?, p?);
+            let id = p.identity.as_deref().unwrap_or_default();
+            pol.identities
+                .owns(id, &fl.watched)
+                .or_else(|| derived_owned(ev, p, &fl.watched, &fl.category))
+                .map(Val::Bool)
+        }
+        LossCpu => ev.loss.as_ref().and_then(|x| i(x.cpu.into())),
+        LossCount => ev.loss.as_ref().and_then(|x| i(x.count)),
+    }
+}
+
+/// `addr:port`, with brackets for IPv6.
+pub fn dst_string(addr: &str, port: u16) -> String {
+    if addr.contains(':') {
+        format!("[{addr}]:{port}")
+    } else {
+        format!("{addr}:{port}")
+    }
+}
+
+/// snake_case name of a serde unit enum variant (the same string JSON carries).
+fn enum_str<T: EnumName>(v: &T) -> &'static str {
+    v.name()
+}
+
+trait EnumName {
+    fn name(&self) -> &'static str;
+}
+
+impl EnumName for crate::event::Protocol {
+    fn name(&self) -> &'static str {
+        match self {
+            Self::Tcp => "tcp",
+            Self::Udp => "udp",
+            Self::Other => "other",
+        }
+    }
+}
+impl EnumName for crate::event::Direction {
+    fn name(&self) -> &'static str {
+        match self {
+            Self::Outbound => "outbound",
+            Self::Inbound => "inbound",
+        }
+    }
+}
+impl EnumName for crate::event::Outcome {
+    fn name(&self) -> &'static str {
+        match self {
+            Self::InProgress => "in_progress",
+            Self::Established => "established",
+            Self::Refused => "refused",
+            Self::Failed => "failed",
+            Self::Associated => "associated",
+        }
+    }
+}
+impl EnumName for crate::event::Via {
+    fn name(&self) -> &'static str {
+        match self {
+            Self::Syscall => "syscall",
+            Self::IoUring => "io_uring",
+            Self::Filemap => "filemap",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_roundtrip() {
+        for (p, f) in Field::ALL {
+            assert_eq!(Field::parse(p), Some(*f));
+            assert_eq!(f.path(), *p);
+        }
+        assert_eq!(Field::parse("net.nope"), None);
+    }
+
+    #[test]
+    fn home_users() {
+        assert_eq!(home_user("/home/alice/.ssh/id_rsa"), Some("alice"));
+        assert_eq!(home_user("/root/.ssh/id_rsa"), Some("root"));
+        assert_eq!(home_user("/etc/shadow"), None);
+        assert_eq!(home_user("/home/x"), None);
+    }
+
+    #[test]
+    fn enum_names_match_serde() {
+        use crate::event::{Direction, Outcome, Protocol, Via};
+        let j = |v: serde_json::Value| v.as_str().unwrap().to_string();
+        assert_eq!(j(serde_json::to_value(Via::IoUring).unwrap()), Via::IoUring.name());
+        assert_eq!(j(serde_json::to_value(Outcome::InProgress).unwrap()), Outcome::InProgress.name());
+        assert_eq!(j(serde_json::to_value(Direction::Outbound).unwrap()), Direction::Outbound.name());
+        assert_eq!(j(serde_json::to_value(Protocol::Udp).unwrap()), Protocol::Udp.name());
+    }
+}

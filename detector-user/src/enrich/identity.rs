@@ -1,0 +1,476 @@
+//! Workload identities: who a process is, in the words of the operator's `identities.yaml`
+//! (or derived when there is no config), what credentials it owns, which peers it may contact
+//! and its fan-out budget; plus the `services` section naming remote addresses.
+//!
+//! ```yaml
+//! identities:
+//!   - name: spiffe://prod/payments
+//!     match:                      # a selector map, or a list of them (any may match)
+//!       exe: /opt/payments/bin/*  # glob
+//!       user: svc-pay             # or uid: 1001
+//!       unit: payments.service    # systemd unit; also cgroup (glob), container_id, pod_uid
+//!     credentials: [/etc/payments/*.key]
+//!     peers: [payments-db, 10.0.0.0/8:5432]
+//!     fan_out_budget: 50
+//! services:
+//!   payments-db: [10.1.2.3:5432]
+//! ```
+//!
+//! The first identity (in file order) whose selector matches wins. Without a match the
+//! identity is derived: `unit:<unit>`, `container:<id12>`, `pod:<uid>`, else
+//! `exe:<exe>@<user|uid>` — stable across restarts, so the default rules work without config.
+
+use std::collections::{HashMap, HashSet};
+use std::net::IpAddr;
+
+use globset::{Glob, GlobMatcher};
+use ipnet::IpNet;
+
+use crate::engine::yaml::{self, Node, PosError};
+use crate::event::Process;
+
+/// An address pattern: a network with an optional port.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AddrPattern {
+    /// Network (a single address is a /32 or /128).
+    pub net: IpNet,
+    /// Port, when the pattern has one.
+    pub port: Option<u16>,
+}
+
+impl AddrPattern {
+    /// Parses `10.0.0.0/8`, `10.0.0.1`, `10.0.0.1:443`, `10.0.0.0/8:443`, `[::1]:443`, `::1`.
+    pub fn parse(s: &str) -> Option<AddrPattern> {
+        let net_of = |a: &str| -> Option<IpNet> {
+            a.parse::<IpNet>()
+                .ok()
+                .or_else(|| a.parse::<IpAddr>().ok().map(IpNet::from))
+        };
+        if let Some(net) = net_of(s) {
+            return Some(AddrPattern { net, port: None });
+        }
+        let (a, p) = s.rsplit_once(':')?;
+        let a = a.trim_start_matches('[').trim_end_matches(']');
+        Some(AddrPattern {
+            net: net_of(a)?,
+            port: Some(p.parse().ok()?),
+        })
+    }
+
+    /// True when `addr:port` falls in the pattern.
+    pub fn matches(&self, addr: IpAddr, port: u16) -> bool {
+        self.net.contains(&addr) && self.port.is_none_or(|p| p == port)
+    }
+}
+
+#[derive(Debug, Default)]
+struct Selector {
+    exe: Option<GlobMatcher>,
+    user: Option<String>,
+    uid: Option<u32>,
+    unit: Option<String>,
+    cgroup: Option<GlobMatcher>,
+    container_id: Option<String>,
+    pod_uid: Option<String>,
+}
+
+impl Selector {
+    fn matches(&self, p: &Process) -> bool {
+        self.exe.as_ref().is_none_or(|g| g.is_match(&p.exe))
+            && self
+                .user
+                .as_ref()
+                .is_none_or(|u| p.user.as_deref() == Some(u.as_str()))
+            && self.uid.is_none_or(|u| u == p.uid)
+            && self
+                .unit
+                .as_ref()
+                .is_none_or(|u| p.workload.unit.as_deref() == Some(u.as_str()))
+            && self
+                .cgroup
+                .as_ref()
+                .is_none_or(|g| p.cgroup.as_deref().is_some_and(|c| g.is_match(c)))
+            && self.container_id.as_ref().is_none_or(|c| {
+                p.workload
+                    .container_id
+                    .as_deref()
+                    .is_some_and(|id| id.starts_with(c.as_str()))
+            })
+            && self
+                .pod_uid
+                .as_ref()
+                .is_none_or(|u| p.workload.pod_uid.as_deref() == Some(u.as_str()))
+    }
+}
+
+/// One configured identity.
+#[derive(Debug)]
+pub struct Identity {
+    /// Name (SPIFFE ids allowed).
+    pub name: String,
+    selectors: Vec<Selector>,
+    credentials: Vec<GlobMatcher>,
+    peers: Vec<AddrPattern>,
+    /// Maximum distinct destinations in the fan-out window before the fan-out rule fires.
+    pub fan_out_budget: Option<u32>,
+}
+
+/// The parsed `identities.yaml`.
+#[derive(Debug, Default)]
+pub struct IdentityConfig {
+    identities: Vec<Identity>,
+    by_name: HashMap<String, usize>,
+    services: Vec<(String, Vec<AddrPattern>)>,
+}
+
+fn glob(n: &Node) -> Result<GlobMatcher, PosError> {
+    let s = n.as_str()?;
+    Glob::new(s)
+        .map(|g| g.compile_matcher())
+        .map_err(|e| PosError::new(&n.pos, format!("bad glob `{s}`: {e}")))
+}
+
+fn addrs(n: &Node) -> Result<Vec<AddrPattern>, PosError> {
+    n.as_seq_or_one()
+        .into_iter()
+        .map(|a| {
+            let s = a.as_scalar_string()?;
+            AddrPattern::parse(&s).ok_or_else(|| {
+                PosError::new(&a.pos, format!("bad address `{s}` (want CIDR or IP, optionally :port)"))
+            })
+        })
+        .collect()
+}
+
+impl IdentityConfig {
+    /// Parses an identities file; every problem names `file:line:col`.
+    pub fn parse(file: &str, src: &str) -> Result<IdentityConfig, PosError> {
+        let mut cfg = IdentityConfig::default();
+        let docs = yaml::parse(file, src)?;
+        let Some(root) = docs.first() else {
+            return Ok(cfg);
+        };
+        if root.value == yaml::Value::Null {
+            return Ok(cfg);
+        }
+        let f = root.fields(&["identities", "services"])?;
+        if let Some(s) = f.get("services") {
+            for (name, _, v) in s.as_map()? {
+                cfg.services.push((name.to_string(), addrs(v)?));
+            }
+        }
+        // Peers may name identities declared later: resolve names in a second pass.
+        let mut pending: Vec<(usize, Vec<&Node>)> = Vec::new();
+        for item in f.get("identities").map(|n| n.as_seq()).transpose()?.unwrap_or(&[]) {
+            let g = item.fields(&["name", "match", "credentials", "peers", "fan_out_budget"])?;
+            let name_node = g.req("name")?;
+            let name = name_node.as_str()?.to_string();
+            let mut selectors = Vec::new();
+            for m in g.req("match")?.as_seq_or_one() {
+                let s = m.fields(&["exe", "user", "uid", "unit", "cgroup", "container_id", "pod_uid"])?;
+                let uid = match s.get("uid") {
+                    Some(n) => Some(
+                        u32::try_from(n.as_i64()?)
+                            .map_err(|_| PosError::new(&n.pos, "uid out of range"))?,
+                    ),
+                    None => None,
+                };
+                let string = |k: &str| -> Result<Option<String>, PosError> {
+                    s.get(k).map(|n| n.as_scalar_string()).transpose()
+                };
+                selectors.push(Selector {
+                    exe: s.get("exe").map(glob).transpose()?,
+                    user: string("user")?,
+                    uid,
+                    unit: string("unit")?,
+                    cgroup: s.get("cgroup").map(glob).transpose()?,
+                    container_id: string("container_id")?,
+                    pod_uid: string("pod_uid")?,
+                });
+            }
+            let credentials = g
+                .get("credentials")
+                .map(|n| n.as_seq_or_one().into_iter().map(glob).collect())
+                .transpose()?
+                .unwrap_or_default();
+            let fan_out_budget = match g.get("fan_out_budget") {
+                Some(n) => Some(
+                    u32::try_from(n.as_i64()?)
+                        .map_err(|_| PosError::new(&n.pos, "fan_out_budget out of range"))?,
+                ),
+                None => None,
+            };
+            if cfg.by_name.insert(name.clone(), cfg.identities.len()).is_some() {
+                return Err(PosError::new(&name_node.pos, format!("duplicate identity `{name}`")));
+            }
+            pending.push((
+                cfg.identities.len(),
+                g.get("peers").map(|n| n.as_seq_or_one()).unwrap_or_default(),
+            ));
+            cfg.identities.push(Identity {
+                name,
+                selectors,
+                credentials,
+                peers: Vec::new(),
+                fan_out_budget,
+            });
+        }
+        for (idx, peers) in pending {
+            let mut out = Vec::new();
+            for p in peers {
+                let s = p.as_scalar_string()?;
+                if let Some(a) = AddrPattern::parse(&s) {
+                    out.push(a);
+                } else if let Some((_, a)) = cfg.services.iter().find(|(n, _)| *n == s) {
+                    out.extend(a.iter().cloned());
+                } else if cfg.by_name.contains_key(&s) {
+                    // An identity named as a peer: reachable through a service of that name
+                    // when one is declared; otherwise it names no remote address.
+                } else {
+                    return Err(PosError::new(
+                        &p.pos,
+                        format!("unknown peer `{s}`: not an address, a service or an identity"),
+                    ));
+                }
+            }
+            cfg.identities[idx].peers = out;
+        }
+        Ok(cfg)
+    }
+
+    /// The identity named `name`, if configured.
+    pub fn get(&self, name: &str) -> Option<&Identity> {
+        self.by_name.get(name).map(|&i| &self.identities[i])
+    }
+
+    /// True when `name` is a configured identity.
+    pub fn has_identity(&self, name: &str) -> bool {
+        self.by_name.contains_key(name)
+    }
+
+    /// Service name of a remote address, from the `services` section.
+    pub fn service_name(&self, addr: IpAddr, port: u16) -> Option<&str> {
+        self.services
+            .iter()
+            .find(|(_, pats)| pats.iter().any(|p| p.matches(addr, port)))
+            .map(|(n, _)| n.as_str())
+    }
+
+    /// Whether `identity` owns the credential `watched`: `None` when no identity declares it
+    /// (ownership unknown), else whether `identity` is among the declaring ones.
+    pub fn owns(&self, identity: &str, watched: &str) -> Option<bool> {
+        let mut declared = false;
+        for id in &self.identities {
+            if id.credentials.iter().any(|g| g.is_match(watched)) {
+                if id.name == identity {
+                    return Some(true);
+                }
+                declared = true;
+            }
+        }
+        declared.then_some(false)
+    }
+
+    /// Whether `identity` declares `addr:port` as a peer: `None` when the identity is not
+    /// configured or declares no peers (nothing to compare with).
+    pub fn peer_declared(&self, identity: &str, addr: IpAddr, port: u16) -> Option<bool> {
+        let id = self.get(identity)?;
+        if id.peers.is_empty() {
+            return None;
+        }
+        Some(id.peers.iter().any(|p| p.matches(addr, port)))
+    }
+}
+
+/// Assigns identity names to processes.
+#[derive(Debug, Default)]
+pub struct IdentityResolver {
+    config: IdentityConfig,
+}
+
+impl IdentityResolver {
+    /// A resolver over `config` (use `IdentityConfig::default()` for derived identities only).
+    pub fn new(config: IdentityConfig) -> Self {
+        IdentityResolver { config }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &IdentityConfig {
+        &self.config
+    }
+
+    /// The identity of `p`: the first configured identity whose selector matches, else derived.
+    pub fn resolve(&self, p: &Process) -> String {
+        for id in &self.config.identities {
+            if id.selectors.iter().any(|s| s.matches(p)) {
+                return id.name.clone();
+            }
+        }
+        derived_identity(p)
+    }
+
+    /// Sets `p.identity` (keeps an identity already set, e.g. by a recording) and returns it.
+    pub fn apply<'a>(&self, p: &'a mut Process) -> &'a str {
+        if p.identity.is_none() {
+            p.identity = Some(self.resolve(p));
+        }
+        p.identity.as_deref().unwrap_or_default()
+    }
+}
+
+/// The identity a process has without configuration.
+pub fn derived_identity(p: &Process) -> String {
+    if let Some(u) = &p.workload.unit {
+        return format!("unit:{u}");
+    }
+    if let Some(c) = &p.workload.container_id {
+        return format!("container:{}", &c[..c.len().min(12)]);
+    }
+    if let Some(u) = &p.workload.pod_uid {
+        return format!("pod:{u}");
+    }
+    let exe = if p.exe.is_empty() { &p.comm } else { &p.exe };
+    match &p.user {
+        Some(u) => format!("exe:{exe}@{u}"),
+        None => format!("exe:{exe}@{}", p.uid),
+    }
+}
+
+/// Peers learned per identity (`detector learn`), readable and editable YAML:
+///
+/// ```yaml
+/// baseline:
+///   unit:payments.service: [10.1.2.3:5432, 10.1.2.4:5432]
+/// ```
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Baseline {
+    /// identity → set of `addr:port` (or bare `addr`, any port).
+    pub peers: HashMap<String, HashSet<String>>,
+}
+
+impl Baseline {
+    /// Parses a baseline file.
+    pub fn parse(file: &str, src: &str) -> Result<Baseline, PosError> {
+        let mut b = Baseline::default();
+        let docs = yaml::parse(file, src)?;
+        let Some(root) = docs.first() else {
+            return Ok(b);
+        };
+        let f = root.fields(&["baseline"])?;
+        if let Some(m) = f.get("baseline") {
+            if m.value == yaml::Value::Null {
+                return Ok(b);
+            }
+            for (id, _, peers) in m.as_map()? {
+                let set = b.peers.entry(id.to_string()).or_default();
+                for p in peers.as_seq_or_one() {
+                    let s = p.as_scalar_string()?;
+                    if AddrPattern::parse(&s).is_none() {
+                        return Err(PosError::new(&p.pos, format!("bad peer address `{s}`")));
+                    }
+                    set.insert(s);
+                }
+            }
+        }
+        Ok(b)
+    }
+
+    /// Renders as YAML, identities and peers sorted so that diffs stay readable.
+    pub fn to_yaml(&self) -> String {
+        let mut out = String::from(
+            "# Peers observed per workload identity (detector learn). Edit freely: a peer\n\
+             # listed here is no longer \"first seen\" for that identity.\nbaseline:\n",
+        );
+        let mut ids: Vec<_> = self.peers.iter().collect();
+        ids.sort_by(|a, b| a.0.cmp(b.0));
+        for (id, peers) in ids {
+            let mut p: Vec<_> = peers.iter().collect();
+            p.sort();
+            out.push_str(&format!("  {}:\n", serde_json::Value::String(id.clone())));
+            for peer in p {
+                out.push_str(&format!("    - {}\n", serde_json::Value::String(peer.clone())));
+            }
+        }
+        out
+    }
+
+    /// Whether the baseline knows `identity` and, if so, whether `addr:port` is among its peers.
+    pub fn knows(&self, identity: &str, addr: &str, port: u16) -> Option<bool> {
+        let set = self.peers.get(identity)?;
+        Some(set.contains(addr) || set.contains(&format!("{addr}:{port}")) || {
+            let ip: Option<IpAddr> = addr.parse().ok();
+            ip.is_some_and(|ip| {
+                set.iter().any(|s| AddrPattern::parse(s).is_some_and(|p| p.matches(ip, port)))
+            })
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::Workload;
+
+    const CFG: &str = "identities:\n  - name: spiffe://prod/pay\n    match:\n      exe: /opt/pay/*\n      user: svc\n    credentials: [/etc/pay/*.key]\n    peers: [db, 10.0.0.0/8:443]\n    fan_out_budget: 5\n  - name: web\n    match: [{unit: web.service}, {uid: 33}]\n    peers: [spiffe://prod/pay]\nservices:\n  db: [10.1.2.3:5432]\n";
+
+    fn proc_(exe: &str, user: Option<&str>, uid: u32) -> Process {
+        Process {
+            exe: exe.into(),
+            user: user.map(Into::into),
+            uid,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn selectors_and_derived() {
+        let r = IdentityResolver::new(IdentityConfig::parse("i.yaml", CFG).unwrap());
+        assert_eq!(r.resolve(&proc_("/opt/pay/srv", Some("svc"), 1)), "spiffe://prod/pay");
+        assert_eq!(r.resolve(&proc_("/opt/pay/srv", Some("bob"), 1)), "exe:/opt/pay/srv@bob");
+        assert_eq!(r.resolve(&proc_("/x", None, 33)), "web");
+        let mut p = proc_("/usr/bin/x", None, 7);
+        p.workload = Workload {
+            unit: Some("cron.service".into()),
+            ..Default::default()
+        };
+        assert_eq!(r.apply(&mut p), "unit:cron.service");
+        assert_eq!(derived_identity(&proc_("/bin/y", None, 7)), "exe:/bin/y@7");
+    }
+
+    #[test]
+    fn ownership_peers_services() {
+        let c = IdentityConfig::parse("i.yaml", CFG).unwrap();
+        assert_eq!(c.owns("spiffe://prod/pay", "/etc/pay/a.key"), Some(true));
+        assert_eq!(c.owns("web", "/etc/pay/a.key"), Some(false));
+        assert_eq!(c.owns("web", "/root/.ssh/id_rsa"), None);
+        let db: IpAddr = "10.1.2.3".parse().unwrap();
+        assert_eq!(c.peer_declared("spiffe://prod/pay", db, 5432), Some(true));
+        assert_eq!(c.peer_declared("spiffe://prod/pay", "10.9.9.9".parse().unwrap(), 443), Some(true));
+        assert_eq!(c.peer_declared("spiffe://prod/pay", "10.9.9.9".parse().unwrap(), 80), Some(false));
+        assert_eq!(c.peer_declared("nobody", db, 5432), None);
+        assert_eq!(c.service_name(db, 5432), Some("db"));
+        assert_eq!(c.get("spiffe://prod/pay").unwrap().fan_out_budget, Some(5));
+    }
+
+    #[test]
+    fn config_errors_are_positioned() {
+        let e = IdentityConfig::parse("i.yaml", "identities:\n  - name: a\n    match: {exe: '[x'}\n").unwrap_err();
+        assert_eq!((e.pos.line, e.msg.starts_with("bad glob")), (3, true));
+        let e = IdentityConfig::parse("i.yaml", "identities:\n  - name: a\n    match: {exe: x}\n    peers: [nope]\n").unwrap_err();
+        assert_eq!(e.pos.line, 4);
+        assert!(e.msg.contains("unknown peer"));
+        let e = IdentityConfig::parse("i.yaml", "identities:\n  - name: a\n    matc: {}\n").unwrap_err();
+        assert!(e.msg.contains("unknown field `matc`"));
+    }
+
+    #[test]
+    fn baseline_roundtrip() {
+        let mut b = Baseline::default();
+        b.peers.entry("a b".into()).or_default().insert("10.0.0.1:22".into());
+        let y = b.to_yaml();
+        assert_eq!(Baseline::parse("b", &y).unwrap(), b);
+        assert_eq!(b.knows("a b", "10.0.0.1", 22), Some(true));
+        assert_eq!(b.knows("a b", "10.0.0.1", 23), Some(false));
+        assert_eq!(b.knows("c", "10.0.0.1", 22), None);
+    }
+}
