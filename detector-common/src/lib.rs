@@ -298,6 +298,8 @@ pub struct KernelOffsets {
     pub mm_arg_end: u32,
     /// `sock.sk_err`
     pub sock_err: u32,
+    /// `sock.__sk_common.skc_net.net` (the socket's network namespace)
+    pub sock_net: u32,
     /// `io_kiocb.cqe.fd` (the request's fd before issue)
     pub io_kiocb_fd: u32,
     /// `io_kiocb.flags`
@@ -340,6 +342,7 @@ impl KernelOffsets {
             mm_arg_start: NO_OFFSET,
             mm_arg_end: NO_OFFSET,
             sock_err: NO_OFFSET,
+            sock_net: NO_OFFSET,
             io_kiocb_fd: NO_OFFSET,
             io_kiocb_flags: NO_OFFSET,
             regs_arg1: NO_OFFSET,

@@ -4,6 +4,7 @@
 //! Data flows `sources` (kernel capture, recordings) → `enrich` (process table, workload
 //! identity) → `engine` (pure correlation rules) → `sinks` (alert delivery).
 
+pub mod capture;
 pub mod cli;
 pub mod commands;
 pub mod engine;

@@ -4,6 +4,7 @@ use std::process::ExitCode;
 
 use crate::cli::{Cli, Command};
 
+pub mod capture_opts;
 pub mod learn;
 pub mod record;
 pub mod replay;

@@ -1,3 +1,6 @@
 //! Enrichment: process table, cgroup → workload, identity.
+pub mod cgroup;
+pub mod enricher;
 pub mod fingerprint;
 pub mod identity;
+pub mod process;

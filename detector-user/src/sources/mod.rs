@@ -1,1 +1,9 @@
-//! Where events come from: the kernel (`kernel`), or a recording (`replay`).
+//! Where events come from: the kernel (live capture) or a recording.
+
+pub mod decode;
+pub mod kernel;
+pub mod listeners;
+pub mod loader;
+pub mod offsets;
+pub mod preflight;
+pub mod watchlist;

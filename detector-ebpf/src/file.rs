@@ -1,0 +1,452 @@
+//! Credential files, matched by kernel identity (device, inode) — never by the path argument —
+//! so that any way of naming the file (relative to a dirfd or cwd, `..`, symlink, hardlink,
+//! `/proc/self/fd/N`, `openat2`) is the same file. Three vantage points:
+//!
+//! - exit of every open-family syscall: the returned fd → `task->files` → `struct file`;
+//! - io_uring: `io_uring_submit_req` remembers OPENAT/OPENAT2 requests and checks the file of
+//!   READ-family requests; `io_uring_complete` resolves the fd an OPENAT returned;
+//! - `filemap:mm_filemap_get_pages`: buffered reads of a watched inode whatever the syscall
+//!   path (fd passing, 32-bit compat syscalls, splice), deduplicated per (process, file).
+//!
+//! Ordinary opens cost a handful of kernel reads and one hash lookup, and produce nothing.
+
+use aya_ebpf::{
+    helpers::{
+        bpf_get_current_pid_tgid, bpf_get_current_task, bpf_ktime_get_boot_ns,
+        bpf_probe_read_kernel_str_bytes, bpf_probe_read_user_str_bytes,
+        generated::{bpf_get_current_task_btf, bpf_task_pt_regs},
+    },
+    macros::{map, tracepoint},
+    maps::{HashMap, LruHashMap},
+    programs::TracePointContext,
+};
+use detector_common::{counter, kind, via, watch, FileEvent, WatchKey, DENTRY_DEPTH, NO_OFFSET};
+
+use crate::{
+    count, fill_header, global, is_agent, kread, lost, wake_flags, CONFIG, EVENTS, KOFF, TPOFF,
+};
+
+const PROC_SUPER_MAGIC: u64 = 0x9fa0;
+const IORING_OP_READV: u8 = 1;
+const IORING_OP_READ_FIXED: u8 = 4;
+const IORING_OP_OPENAT: u8 = 18;
+const IORING_OP_READ: u8 = 22;
+const IORING_OP_OPENAT2: u8 = 28;
+const IORING_OP_SPLICE: u8 = 30;
+const IORING_OP_READ_MULTISHOT: u8 = 49;
+/// `REQ_F_FIXED_FILE`: the request's fd is an index into the ring's registered files.
+const REQ_F_FIXED_FILE: u64 = 1;
+
+/// Watched credential files: (dev, inode) → watch id. Kept current by userspace.
+#[map]
+static WATCHED: HashMap<WatchKey, u32> = HashMap::with_max_entries(65536, 0);
+
+/// io_uring OPENAT/OPENAT2 requests in flight: request → opcode.
+#[map]
+static IOU_OPENS: LruHashMap<u64, u32> = LruHashMap::with_max_entries(8192, 0);
+
+/// Key of `RECENT`.
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct RecentKey {
+    tgid: u32,
+    _pad: u32,
+    dev: u64,
+    ino: u64,
+}
+
+/// Last time a (process, file) pair was reported: read records are deduplicated against it.
+#[map]
+static RECENT: LruHashMap<RecentKey, u64> = LruHashMap::with_max_entries(16384, 0);
+
+/// What a `struct file` is.
+struct FileId {
+    file: u64,
+    dev: u64,
+    ino: u64,
+    magic: u64,
+}
+
+#[inline(always)]
+fn file_id(file: u64) -> Option<FileId> {
+    let inode: u64 = kread(file, global!(KOFF.file_inode))?;
+    let ino: u64 = kread(inode, global!(KOFF.inode_ino))?;
+    let sb: u64 = kread(inode, global!(KOFF.inode_sb))?;
+    let dev: u32 = kread(sb, global!(KOFF.sb_dev))?;
+    let magic: u64 = kread(sb, global!(KOFF.sb_magic)).unwrap_or(0);
+    Some(FileId {
+        file,
+        dev: dev as u64,
+        ino,
+        magic,
+    })
+}
+
+/// fd → `struct file *` in the current task's descriptor table.
+#[inline(always)]
+fn fd_file(fd: u64) -> Option<u64> {
+    let task = unsafe { bpf_get_current_task() };
+    let files: u64 = kread(task, global!(KOFF.task_files))?;
+    let fdt: u64 = kread(files, global!(KOFF.files_fdt))?;
+    let max: u32 = kread(fdt, global!(KOFF.fdt_max_fds))?;
+    if fd >= max as u64 {
+        return None;
+    }
+    let arr: u64 = kread(fdt, global!(KOFF.fdt_fd))?;
+    let file: u64 = kread(arr + fd * 8, 0)?;
+    if file == 0 {
+        None
+    } else {
+        Some(file)
+    }
+}
+
+/// Decimal pid in a short NUL-terminated name; 0 when it is not a number.
+#[inline(always)]
+fn parse_pid(name: &[u8; 16]) -> u32 {
+    let mut v: u32 = 0;
+    let mut i = 0;
+    while i < 10 {
+        let c = name[i];
+        if c == 0 {
+            break;
+        }
+        if !c.is_ascii_digit() {
+            return 0;
+        }
+        v = v.wrapping_mul(10).wrapping_add((c - b'0') as u32);
+        i += 1;
+    }
+    if i == 0 {
+        0
+    } else {
+        v
+    }
+}
+
+/// For a procfs file named `environ`: the pid directory it belongs to when that is another
+/// process than the caller; else `None`.
+#[inline(always)]
+fn foreign_environ(file: u64, pid: u32, tgid: u32) -> Option<u32> {
+    let dentry: u64 = kread(file, global!(KOFF.file_dentry))?;
+    let name_ptr: u64 = kread(dentry, global!(KOFF.dentry_name))?;
+    let name: [u8; 8] = kread(name_ptr, 0)?;
+    if &name != b"environ\0" {
+        return None;
+    }
+    let parent: u64 = kread(dentry, global!(KOFF.dentry_parent))?;
+    let pname_ptr: u64 = kread(parent, global!(KOFF.dentry_name))?;
+    let mut pname = [0u8; 16];
+    unsafe { bpf_probe_read_kernel_str_bytes(pname_ptr as *const u8, &mut pname) }.ok()?;
+    let target = parse_pid(&pname);
+    if target == 0 || target == tgid || target == pid {
+        return None;
+    }
+    Some(target)
+}
+
+/// Bounded dentry walk, leaf first, within the file's filesystem.
+#[inline(always)]
+fn walk_dentries(ev: &mut FileEvent, file: u64) {
+    ev.depth = 0;
+    let mut dentry: u64 = kread(file, global!(KOFF.file_dentry)).unwrap_or(0);
+    let mut i = 0;
+    while i < DENTRY_DEPTH {
+        if dentry == 0 {
+            break;
+        }
+        let name_ptr: u64 = kread(dentry, global!(KOFF.dentry_name)).unwrap_or(0);
+        if name_ptr == 0 {
+            break;
+        }
+        if unsafe { bpf_probe_read_kernel_str_bytes(name_ptr as *const u8, &mut ev.dentry[i]) }
+            .is_err()
+        {
+            ev.dentry[i][0] = 0;
+        }
+        ev.depth = (i + 1) as u32;
+        let parent: u64 = kread(dentry, global!(KOFF.dentry_parent)).unwrap_or(0);
+        if parent == dentry {
+            break;
+        }
+        dentry = parent;
+        i += 1;
+    }
+}
+
+/// Remembers that (tgid, file) was just reported.
+#[inline(always)]
+fn touch_recent(tgid: u32, dev: u64, ino: u64, now: u64) {
+    let key = RecentKey {
+        tgid,
+        _pad: 0,
+        dev,
+        ino,
+    };
+    let _ = RECENT.insert(&key, &now, 0);
+}
+
+/// True when (tgid, file) was reported less than `read_dedup_ns` ago.
+#[inline(always)]
+fn seen_recently(tgid: u32, dev: u64, ino: u64, now: u64) -> bool {
+    let key = RecentKey {
+        tgid,
+        _pad: 0,
+        dev,
+        ino,
+    };
+    match unsafe { RECENT.get(&key) } {
+        Some(t) => now.saturating_sub(*t) < global!(CONFIG.read_dedup_ns),
+        None => false,
+    }
+}
+
+/// Reports a watched file reached through `file`.
+/// `user_path_arg`: which syscall argument (pt_regs offset) holds the path the caller passed.
+#[inline(always)]
+fn report(id: &FileId, watch_id: u32, target_pid: u32, k: u32, how: u32, user_path_arg: u32) {
+    let Some(mut entry) = EVENTS.reserve::<FileEvent>(0) else {
+        lost();
+        return;
+    };
+    let ev = unsafe { &mut *entry.as_mut_ptr() };
+    fill_header(&mut ev.hdr, k);
+    ev.dev = id.dev;
+    ev.ino = id.ino;
+    ev.watch_id = watch_id;
+    ev.via = how;
+    ev.flags = if k == kind::FILE_OPEN {
+        kread(id.file, global!(KOFF.file_flags)).unwrap_or(0)
+    } else {
+        0
+    };
+    ev.target_pid = target_pid;
+    ev.path_len = 0;
+    ev.path[0] = 0;
+    if user_path_arg != NO_OFFSET {
+        // The name the caller passed, read after the fact from the saved syscall registers:
+        // informative only (a racing thread could have rewritten it); the identity above is
+        // what matched.
+        let task = unsafe { bpf_get_current_task_btf() };
+        let regs = unsafe { bpf_task_pt_regs(task) } as u64;
+        if let Some(uptr) = kread::<u64>(regs, user_path_arg) {
+            if let Ok(s) = unsafe { bpf_probe_read_user_str_bytes(uptr as *const u8, &mut ev.path) }
+            {
+                ev.path_len = s.len() as u32;
+            }
+        }
+    }
+    if id.file != 0 {
+        walk_dentries(ev, id.file);
+    } else {
+        ev.depth = 0;
+    }
+    touch_recent(ev.hdr.tgid, id.dev, id.ino, ev.hdr.ts_ns);
+    let flags = wake_flags(true);
+    entry.submit(flags);
+}
+
+/// Shared body of the open-family exit programs.
+#[inline(always)]
+fn on_open_exit(ctx: &TracePointContext, path_arg: u32) {
+    count(counter::OPENS_SEEN, 1);
+    let ret: i64 = match unsafe { ctx.read_at::<i64>(16) } {
+        Ok(r) => r,
+        Err(_) => return,
+    };
+    if ret < 0 {
+        return;
+    }
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let (pid, tgid) = (pid_tgid as u32, (pid_tgid >> 32) as u32);
+    if is_agent(tgid) {
+        return;
+    }
+    let Some(file) = fd_file(ret as u64) else {
+        return;
+    };
+    let Some(id) = file_id(file) else { return };
+    let key = WatchKey {
+        dev: id.dev,
+        ino: id.ino,
+    };
+    if let Some(w) = unsafe { WATCHED.get(&key) } {
+        report(&id, *w, 0, kind::FILE_OPEN, via::SYSCALL, path_arg);
+    } else if id.magic == PROC_SUPER_MAGIC {
+        if let Some(target) = foreign_environ(file, pid, tgid) {
+            report(
+                &id,
+                watch::PROC_ENVIRON,
+                target,
+                kind::FILE_OPEN,
+                via::SYSCALL,
+                path_arg,
+            );
+        }
+    }
+}
+
+#[tracepoint]
+pub fn sys_exit_openat(ctx: TracePointContext) -> u32 {
+    on_open_exit(&ctx, global!(KOFF.regs_arg1));
+    0
+}
+
+#[tracepoint]
+pub fn sys_exit_openat2(ctx: TracePointContext) -> u32 {
+    on_open_exit(&ctx, global!(KOFF.regs_arg1));
+    0
+}
+
+#[tracepoint]
+pub fn sys_exit_open(ctx: TracePointContext) -> u32 {
+    on_open_exit(&ctx, global!(KOFF.regs_arg0));
+    0
+}
+
+#[tracepoint]
+pub fn sys_exit_open_by_handle_at(ctx: TracePointContext) -> u32 {
+    on_open_exit(&ctx, NO_OFFSET);
+    0
+}
+
+#[tracepoint]
+pub fn io_uring_submit_req(ctx: TracePointContext) -> u32 {
+    let _ = try_iou_submit(&ctx);
+    0
+}
+
+fn try_iou_submit(ctx: &TracePointContext) -> Option<()> {
+    let off = global!(TPOFF.iou_submit_opcode);
+    if off == NO_OFFSET {
+        return None;
+    }
+    let opcode: u8 = unsafe { ctx.read_at(off as usize) }.ok()?;
+    let req: u64 = unsafe { ctx.read_at(global!(TPOFF.iou_submit_req) as usize) }.ok()?;
+    let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
+    if is_agent(tgid) {
+        return None;
+    }
+    if opcode == IORING_OP_OPENAT || opcode == IORING_OP_OPENAT2 {
+        let _ = IOU_OPENS.insert(&req, &(opcode as u32), 0);
+        return None;
+    }
+    if !(opcode == IORING_OP_READ
+        || opcode == IORING_OP_READV
+        || opcode == IORING_OP_READ_FIXED
+        || opcode == IORING_OP_READ_MULTISHOT
+        || opcode == IORING_OP_SPLICE)
+    {
+        return None;
+    }
+    let foff = global!(TPOFF.iou_submit_flags);
+    let flags: u64 = if foff == NO_OFFSET {
+        0
+    } else {
+        unsafe { ctx.read_at(foff as usize) }.unwrap_or(0)
+    };
+    if flags & REQ_F_FIXED_FILE != 0 {
+        // Registered-file index, not an fd: left to the filemap vantage point.
+        return None;
+    }
+    let fd: i32 = kread(req, global!(KOFF.io_kiocb_fd))?;
+    if fd < 0 {
+        return None;
+    }
+    let file = fd_file(fd as u64)?;
+    let id = file_id(file)?;
+    let key = WatchKey {
+        dev: id.dev,
+        ino: id.ino,
+    };
+    let w = unsafe { WATCHED.get(&key) }.copied()?;
+    let now = unsafe { bpf_ktime_get_boot_ns() };
+    if seen_recently(tgid, id.dev, id.ino, now) {
+        return None;
+    }
+    report(&id, w, 0, kind::FILE_READ, via::IO_URING, NO_OFFSET);
+    Some(())
+}
+
+#[tracepoint]
+pub fn io_uring_complete(ctx: TracePointContext) -> u32 {
+    let _ = try_iou_complete(&ctx);
+    0
+}
+
+fn try_iou_complete(ctx: &TracePointContext) -> Option<()> {
+    let off = global!(TPOFF.iou_complete_req);
+    if off == NO_OFFSET {
+        return None;
+    }
+    let req: u64 = unsafe { ctx.read_at(off as usize) }.ok()?;
+    unsafe { IOU_OPENS.get(&req) }?;
+    let _ = IOU_OPENS.remove(&req);
+    let res: i32 = unsafe { ctx.read_at(global!(TPOFF.iou_complete_res) as usize) }.ok()?;
+    if res < 0 {
+        return None;
+    }
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let (pid, tgid) = (pid_tgid as u32, (pid_tgid >> 32) as u32);
+    if is_agent(tgid) {
+        return None;
+    }
+    let file = fd_file(res as u64)?;
+    let id = file_id(file)?;
+    let key = WatchKey {
+        dev: id.dev,
+        ino: id.ino,
+    };
+    if let Some(w) = unsafe { WATCHED.get(&key) } {
+        report(&id, *w, 0, kind::FILE_OPEN, via::IO_URING, NO_OFFSET);
+    } else if id.magic == PROC_SUPER_MAGIC {
+        if let Some(target) = foreign_environ(file, pid, tgid) {
+            report(
+                &id,
+                watch::PROC_ENVIRON,
+                target,
+                kind::FILE_OPEN,
+                via::IO_URING,
+                NO_OFFSET,
+            );
+        }
+    }
+    Some(())
+}
+
+#[tracepoint]
+pub fn mm_filemap_get_pages(ctx: TracePointContext) -> u32 {
+    let _ = try_filemap(&ctx);
+    0
+}
+
+fn try_filemap(ctx: &TracePointContext) -> Option<()> {
+    let ioff = global!(TPOFF.filemap_ino);
+    let doff = global!(TPOFF.filemap_dev);
+    if ioff == NO_OFFSET || doff == NO_OFFSET {
+        return None;
+    }
+    let ino: u64 = unsafe { ctx.read_at(ioff as usize) }.ok()?;
+    let dev: u32 = unsafe { ctx.read_at(doff as usize) }.ok()?;
+    let key = WatchKey {
+        dev: dev as u64,
+        ino,
+    };
+    let w = unsafe { WATCHED.get(&key) }.copied()?;
+    let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
+    if is_agent(tgid) {
+        return None;
+    }
+    let now = unsafe { bpf_ktime_get_boot_ns() };
+    if seen_recently(tgid, dev as u64, ino, now) {
+        return None;
+    }
+    let id = FileId {
+        file: 0,
+        dev: dev as u64,
+        ino,
+        magic: 0,
+    };
+    report(&id, w, 0, kind::FILE_READ, via::FILEMAP, NO_OFFSET);
+    Some(())
+}

@@ -1,0 +1,282 @@
+//! Connections.
+//!
+//! TCP comes from `sock:inet_sock_set_state`, which fires from the socket layer whatever the
+//! syscall path (connect(2), io_uring CONNECT, 32-bit compat) and carries the 4-tuple read from
+//! the socket, not from user memory:
+//! - `CLOSE → SYN_SENT` runs in the connecting task: the attempt (`CONNECT`, in progress);
+//! - `SYN_SENT → ESTABLISHED | CLOSE` often runs in softirq, so the process is taken from the
+//!   `SOCKS` entry left by the attempt (`CONNECT_RESULT`);
+//! - `→ LISTEN` runs in the listening task: remembered in `LISTENERS` so that an inbound
+//!   `SYN_RECV → ESTABLISHED` (softirq, unrelated current task) is attributed to the listener.
+//!
+//! UDP has no state machine: `cgroup/connect4|6` on the cgroup v2 root sees every connect
+//! before it happens and costs nothing to other syscalls.
+
+use aya_ebpf::{
+    bindings::bpf_sock_addr,
+    macros::{cgroup_sock_addr, map, tracepoint},
+    maps::{LruHashMap, LruHashMap as Lru},
+    programs::{SockAddrContext, TracePointContext},
+};
+use detector_common::{kind, outcome, Header, ListenKey, NetEvent, NO_OFFSET};
+
+use crate::{
+    fill_basic, fill_header, global, is_agent, kread, lost, wake_flags, EVENTS, KOFF, TPOFF,
+};
+
+const AF_INET: u16 = 2;
+const AF_INET6: u16 = 10;
+const IPPROTO_TCP: u16 = 6;
+const IPPROTO_UDP: u16 = 17;
+const SOCK_DGRAM: u32 = 2;
+const TCP_ESTABLISHED: i32 = 1;
+const TCP_SYN_SENT: i32 = 2;
+const TCP_SYN_RECV: i32 = 3;
+const TCP_CLOSE: i32 = 7;
+const TCP_LISTEN: i32 = 10;
+const ECONNREFUSED: u32 = 111;
+
+/// Pending outbound TCP connects: socket → the connecting process.
+#[map]
+static SOCKS: LruHashMap<u64, Header> = LruHashMap::with_max_entries(65536, 0);
+
+/// Listening TCP ports → the listening process. Userspace seeds listeners older than the agent.
+#[map]
+static LISTENERS: Lru<ListenKey, Header> = Lru::with_max_entries(16384, 0);
+
+/// The fields of one `inet_sock_set_state` record.
+struct StateChange {
+    sk: u64,
+    old: i32,
+    new: i32,
+    family: u16,
+    sport: u16,
+    dport: u16,
+    saddr: [u8; 16],
+    daddr: [u8; 16],
+}
+
+#[inline(always)]
+fn field<T: Copy + Default>(ctx: &TracePointContext, off: u32) -> T {
+    if off == NO_OFFSET {
+        return T::default();
+    }
+    unsafe { ctx.read_at::<T>(off as usize) }.unwrap_or_default()
+}
+
+#[inline(always)]
+fn read_change(ctx: &TracePointContext) -> Option<StateChange> {
+    let protocol: u16 = field(ctx, global!(TPOFF.iss_protocol));
+    if protocol != IPPROTO_TCP {
+        return None;
+    }
+    let family: u16 = field(ctx, global!(TPOFF.iss_family));
+    let mut saddr = [0u8; 16];
+    let mut daddr = [0u8; 16];
+    if family == AF_INET {
+        let s: [u8; 4] = field(ctx, global!(TPOFF.iss_saddr));
+        let d: [u8; 4] = field(ctx, global!(TPOFF.iss_daddr));
+        saddr[..4].copy_from_slice(&s);
+        daddr[..4].copy_from_slice(&d);
+    } else if family == AF_INET6 {
+        saddr = field(ctx, global!(TPOFF.iss_saddr_v6));
+        daddr = field(ctx, global!(TPOFF.iss_daddr_v6));
+    } else {
+        return None;
+    }
+    Some(StateChange {
+        sk: field(ctx, global!(TPOFF.iss_skaddr)),
+        old: field(ctx, global!(TPOFF.iss_oldstate)),
+        new: field(ctx, global!(TPOFF.iss_newstate)),
+        family,
+        sport: field(ctx, global!(TPOFF.iss_sport)),
+        dport: field(ctx, global!(TPOFF.iss_dport)),
+        saddr,
+        daddr,
+    })
+}
+
+/// Network namespace of a socket (`sk->__sk_common.skc_net.net->ns.inum`).
+#[inline(always)]
+fn sock_netns(sk: u64) -> u32 {
+    let net: u64 = kread(sk, global!(KOFF.sock_net)).unwrap_or(0);
+    kread(net, global!(KOFF.net_ns_inum)).unwrap_or(0)
+}
+
+#[tracepoint]
+pub fn inet_sock_set_state(ctx: TracePointContext) -> u32 {
+    let _ = try_set_state(&ctx);
+    0
+}
+
+fn try_set_state(ctx: &TracePointContext) -> Option<()> {
+    let c = read_change(ctx)?;
+    if c.new == TCP_SYN_SENT {
+        return attempt(&c);
+    }
+    if c.old == TCP_SYN_SENT && (c.new == TCP_ESTABLISHED || c.new == TCP_CLOSE) {
+        return result(&c);
+    }
+    if c.new == TCP_LISTEN {
+        let mut h = Header::default();
+        fill_header(&mut h, kind::ACCEPT);
+        let key = ListenKey {
+            family: c.family,
+            port: c.sport,
+            netns: sock_netns(c.sk),
+        };
+        let _ = LISTENERS.insert(&key, &h, 0);
+        return None;
+    }
+    if c.old == TCP_LISTEN && c.new == TCP_CLOSE {
+        let key = ListenKey {
+            family: c.family,
+            port: c.sport,
+            netns: sock_netns(c.sk),
+        };
+        let _ = LISTENERS.remove(&key);
+        return None;
+    }
+    if c.old == TCP_SYN_RECV && c.new == TCP_ESTABLISHED {
+        return accepted(&c);
+    }
+    None
+}
+
+#[inline(always)]
+fn fill_net(ev: &mut NetEvent, c: &StateChange, outcome: u32, errno: u32) {
+    ev.sock = c.sk;
+    ev.family = c.family;
+    ev.protocol = IPPROTO_TCP;
+    ev.sport = c.sport;
+    ev.dport = c.dport;
+    ev.saddr = c.saddr;
+    ev.daddr = c.daddr;
+    ev.outcome = outcome;
+    ev.errno = errno;
+}
+
+fn attempt(c: &StateChange) -> Option<()> {
+    let tgid = (aya_ebpf::helpers::bpf_get_current_pid_tgid() >> 32) as u32;
+    if is_agent(tgid) {
+        return None;
+    }
+    let Some(mut entry) = EVENTS.reserve::<NetEvent>(0) else {
+        lost();
+        return None;
+    };
+    let ev = unsafe { &mut *entry.as_mut_ptr() };
+    fill_header(&mut ev.hdr, kind::CONNECT);
+    fill_net(ev, c, outcome::IN_PROGRESS, 0);
+    let _ = SOCKS.insert(&c.sk, &ev.hdr, 0);
+    let flags = wake_flags(false);
+    entry.submit(flags);
+    Some(())
+}
+
+fn result(c: &StateChange) -> Option<()> {
+    // Only connects whose attempt we saw (the agent's own are never stored).
+    let hdr = unsafe { SOCKS.get(&c.sk) }.copied()?;
+    let _ = SOCKS.remove(&c.sk);
+    let (out, errno) = if c.new == TCP_ESTABLISHED {
+        (outcome::ESTABLISHED, 0)
+    } else {
+        let err: i32 = kread(c.sk, global!(KOFF.sock_err)).unwrap_or(0);
+        let err = if err < 0 { (-err) as u32 } else { err as u32 };
+        if err == ECONNREFUSED {
+            (outcome::REFUSED, err)
+        } else {
+            (outcome::FAILED, err)
+        }
+    };
+    emit_with(hdr, kind::CONNECT_RESULT, c, out, errno)
+}
+
+fn accepted(c: &StateChange) -> Option<()> {
+    let key = ListenKey {
+        family: c.family,
+        port: c.sport,
+        netns: sock_netns(c.sk),
+    };
+    let hdr = match unsafe { LISTENERS.get(&key) } {
+        Some(h) => *h,
+        // A listener older than the agent that userspace could not seed: report it with no
+        // process, userspace attributes it by port.
+        None => Header::default(),
+    };
+    if hdr.tgid != 0 && is_agent(hdr.tgid) {
+        return None;
+    }
+    emit_with(hdr, kind::ACCEPT, c, outcome::ESTABLISHED, 0)
+}
+
+/// Emits a record for a process captured earlier (the current task is unrelated here).
+fn emit_with(mut hdr: Header, k: u32, c: &StateChange, out: u32, errno: u32) -> Option<()> {
+    let Some(mut entry) = EVENTS.reserve::<NetEvent>(0) else {
+        lost();
+        return None;
+    };
+    let ev = unsafe { &mut *entry.as_mut_ptr() };
+    let mut now = Header::default();
+    fill_basic(&mut now, k);
+    hdr.kind = k;
+    hdr.cpu = now.cpu;
+    hdr.ts_ns = now.ts_ns;
+    hdr.seq = now.seq;
+    ev.hdr = hdr;
+    fill_net(ev, c, out, errno);
+    let flags = wake_flags(false);
+    entry.submit(flags);
+    Some(())
+}
+
+#[cgroup_sock_addr(connect4)]
+pub fn connect4(ctx: SockAddrContext) -> i32 {
+    let _ = try_udp_connect(&ctx, AF_INET);
+    1
+}
+
+#[cgroup_sock_addr(connect6)]
+pub fn connect6(ctx: SockAddrContext) -> i32 {
+    let _ = try_udp_connect(&ctx, AF_INET6);
+    1
+}
+
+fn try_udp_connect(ctx: &SockAddrContext, family: u16) -> Option<()> {
+    let sa: &bpf_sock_addr = unsafe { &*ctx.sock_addr };
+    if sa.type_ != SOCK_DGRAM {
+        // TCP is reported by inet_sock_set_state with its outcome.
+        return None;
+    }
+    let tgid = (aya_ebpf::helpers::bpf_get_current_pid_tgid() >> 32) as u32;
+    if is_agent(tgid) {
+        return None;
+    }
+    let Some(mut entry) = EVENTS.reserve::<NetEvent>(0) else {
+        lost();
+        return None;
+    };
+    let ev = unsafe { &mut *entry.as_mut_ptr() };
+    fill_basic(&mut ev.hdr, kind::CONNECT);
+    ev.sock = 0;
+    ev.family = family;
+    ev.protocol = IPPROTO_UDP;
+    ev.sport = 0;
+    ev.saddr = [0; 16];
+    ev.daddr = [0; 16];
+    if family == AF_INET {
+        ev.daddr[..4].copy_from_slice(&sa.user_ip4.to_ne_bytes());
+    } else {
+        let w = sa.user_ip6;
+        ev.daddr[0..4].copy_from_slice(&w[0].to_ne_bytes());
+        ev.daddr[4..8].copy_from_slice(&w[1].to_ne_bytes());
+        ev.daddr[8..12].copy_from_slice(&w[2].to_ne_bytes());
+        ev.daddr[12..16].copy_from_slice(&w[3].to_ne_bytes());
+    }
+    ev.dport = u16::from_be(sa.user_port as u16);
+    ev.outcome = outcome::ASSOCIATED;
+    ev.errno = 0;
+    let flags = wake_flags(false);
+    entry.submit(flags);
+    Some(())
+}

@@ -1,0 +1,143 @@
+//! Process lifecycle: exec, fork (processes only, not threads), exit (last thread).
+//! `sched:*` tracepoints and `tp_btf` cost nothing to unrelated syscalls.
+
+use aya_ebpf::{
+    helpers::{
+        bpf_get_current_task, bpf_probe_read_kernel_str_bytes, generated::bpf_probe_read_user,
+    },
+    macros::{btf_tracepoint, tracepoint},
+    programs::{BtfTracePointContext, TracePointContext},
+    EbpfContext,
+};
+use detector_common::{kind, ExecEvent, ExitEvent, ForkEvent, ARGS_LEN, NO_OFFSET};
+
+use crate::{fill_header, global, is_agent, kread, lost, wake_flags, EVENTS, KOFF, TPOFF};
+
+#[tracepoint]
+pub fn sched_process_exec(ctx: TracePointContext) -> u32 {
+    let _ = try_exec(&ctx);
+    0
+}
+
+fn try_exec(ctx: &TracePointContext) -> Option<()> {
+    let tgid = (aya_ebpf::helpers::bpf_get_current_pid_tgid() >> 32) as u32;
+    if is_agent(tgid) {
+        return None;
+    }
+    let Some(mut entry) = EVENTS.reserve::<ExecEvent>(0) else {
+        lost();
+        return None;
+    };
+    let ev = unsafe { &mut *entry.as_mut_ptr() };
+    fill_header(&mut ev.hdr, kind::EXEC);
+    ev.args_len = 0;
+    ev.args_total = 0;
+    ev.filename[0] = 0;
+    ev.args[0] = 0;
+
+    let off = global!(TPOFF.exec_filename);
+    if off != NO_OFFSET {
+        if let Ok(loc) = unsafe { ctx.read_at::<u32>(off as usize) } {
+            let data = ctx.as_ptr() as u64 + (loc & 0xffff) as u64;
+            let _ = unsafe { bpf_probe_read_kernel_str_bytes(data as *const u8, &mut ev.filename) };
+        }
+    }
+
+    // argv from the new image's argument area (user memory of the current task, just set up).
+    let task = unsafe { bpf_get_current_task() };
+    let mm: u64 = kread(task, global!(KOFF.task_mm)).unwrap_or(0);
+    let start: u64 = kread(mm, global!(KOFF.mm_arg_start)).unwrap_or(0);
+    let end: u64 = kread(mm, global!(KOFF.mm_arg_end)).unwrap_or(0);
+    if start != 0 && end > start {
+        let total = end - start;
+        ev.args_total = total as u32;
+        // Fixed-size reads keep the verifier happy; the argument area is followed by the
+        // environment on the same stack pages, so the full read normally succeeds. Fall back
+        // to smaller reads at a page edge.
+        let dst = ev.args.as_mut_ptr() as *mut core::ffi::c_void;
+        let src = start as *const core::ffi::c_void;
+        let got = if unsafe { bpf_probe_read_user(dst, ARGS_LEN as u32, src) } == 0 {
+            ARGS_LEN as u64
+        } else if unsafe { bpf_probe_read_user(dst, 128, src) } == 0 {
+            128
+        } else {
+            0
+        };
+        ev.args_len = if total < got {
+            total as u32
+        } else {
+            got as u32
+        };
+    }
+    let flags = wake_flags(false);
+    entry.submit(flags);
+    Some(())
+}
+
+#[btf_tracepoint(function = "sched_process_fork")]
+pub fn sched_process_fork(ctx: BtfTracePointContext) -> u32 {
+    let _ = try_fork(&ctx);
+    0
+}
+
+fn try_fork(ctx: &BtfTracePointContext) -> Option<()> {
+    let child: u64 = ctx.arg(1);
+    let child_pid: u32 = kread(child, global!(KOFF.task_pid))?;
+    let child_tgid: u32 = kread(child, global!(KOFF.task_tgid))?;
+    if child_pid != child_tgid {
+        // A new thread, not a new process.
+        return None;
+    }
+    let tgid = (aya_ebpf::helpers::bpf_get_current_pid_tgid() >> 32) as u32;
+    if is_agent(tgid) {
+        return None;
+    }
+    let Some(mut entry) = EVENTS.reserve::<ForkEvent>(0) else {
+        lost();
+        return None;
+    };
+    let ev = unsafe { &mut *entry.as_mut_ptr() };
+    fill_header(&mut ev.hdr, kind::FORK);
+    ev.child_tgid = child_tgid;
+    ev._pad = 0;
+    ev.child_start_ns = kread(child, global!(KOFF.task_start_boottime)).unwrap_or(0);
+    let flags = wake_flags(false);
+    entry.submit(flags);
+    Some(())
+}
+
+#[tracepoint]
+pub fn sched_process_exit(ctx: TracePointContext) -> u32 {
+    let _ = try_exit(&ctx);
+    0
+}
+
+fn try_exit(ctx: &TracePointContext) -> Option<()> {
+    let pid_tgid = aya_ebpf::helpers::bpf_get_current_pid_tgid();
+    let (pid, tgid) = (pid_tgid as u32, (pid_tgid >> 32) as u32);
+    let off = global!(TPOFF.exit_group_dead);
+    if off != NO_OFFSET {
+        // 6.16+: the kernel says whether this was the last thread.
+        let dead: u8 = unsafe { ctx.read_at(off as usize) }.ok()?;
+        if dead == 0 {
+            return None;
+        }
+    } else if pid != tgid {
+        return None;
+    }
+    if is_agent(tgid) {
+        return None;
+    }
+    let Some(mut entry) = EVENTS.reserve::<ExitEvent>(0) else {
+        lost();
+        return None;
+    };
+    let ev = unsafe { &mut *entry.as_mut_ptr() };
+    fill_header(&mut ev.hdr, kind::EXIT);
+    let task = unsafe { bpf_get_current_task() };
+    ev.exit_code = kread(task, global!(KOFF.task_exit_code)).unwrap_or(0);
+    ev._pad = 0;
+    let flags = wake_flags(false);
+    entry.submit(flags);
+    Some(())
+}

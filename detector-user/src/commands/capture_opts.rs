@@ -1,0 +1,64 @@
+//! Capture options shared by `run`, `record` and `learn`.
+
+use std::{path::PathBuf, time::Duration};
+
+use anyhow::Context as _;
+
+use crate::sources::{kernel::KernelOptions, loader::Group, watchlist};
+
+/// Capture flags.
+#[derive(Debug, Clone, clap::Args)]
+pub struct CaptureArgs {
+    /// Hook groups to attach (process, net, files). `--hooks net` is a connect-only mode that
+    /// taxes no syscall.
+    #[arg(long, value_delimiter = ',', default_value = "process,net,files")]
+    pub hooks: Vec<String>,
+    /// Watch-list file (`pattern category` per line) replacing the embedded default.
+    #[arg(long)]
+    pub watch_list: Option<PathBuf>,
+    /// Extra watch patterns (`PATTERN` or `PATTERN=CATEGORY`), added to the list.
+    #[arg(long = "watch")]
+    pub watch: Vec<String>,
+    /// Ring buffer size in MiB (power of two).
+    #[arg(long, default_value_t = 16)]
+    pub ring_mib: u32,
+    /// Longest a record waits before the consumer looks (e.g. 1ms).
+    #[arg(long, default_value = "1ms", value_parser = humantime::parse_duration)]
+    pub poll_interval: Duration,
+}
+
+impl CaptureArgs {
+    /// Kernel options from the flags.
+    pub fn kernel_options(&self) -> anyhow::Result<KernelOptions> {
+        let mut o = KernelOptions::default();
+        o.load.groups = self
+            .hooks
+            .iter()
+            .map(|h| match h.as_str() {
+                "process" => Ok(Group::Process),
+                "net" => Ok(Group::Net),
+                "files" => Ok(Group::Files),
+                other => anyhow::bail!("--hooks: unknown group `{other}` (process, net, files)"),
+            })
+            .collect::<anyhow::Result<_>>()?;
+        if let Some(p) = &self.watch_list {
+            let text =
+                std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+            o.watch_patterns = watchlist::parse(&text, &p.display().to_string())?;
+        }
+        for (i, w) in self.watch.iter().enumerate() {
+            let line = match w.split_once('=') {
+                Some((p, c)) => format!("{p} {c}"),
+                None => format!("{w} other"),
+            };
+            o.watch_patterns
+                .extend(watchlist::parse(&line, &format!("--watch #{}", i + 1))?);
+        }
+        if !self.ring_mib.is_power_of_two() {
+            anyhow::bail!("--ring-mib must be a power of two, got {}", self.ring_mib);
+        }
+        o.load.ring_bytes = self.ring_mib * 1024 * 1024;
+        o.poll_interval = self.poll_interval;
+        Ok(o)
+    }
+}

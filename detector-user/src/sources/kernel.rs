@@ -1,0 +1,319 @@
+//! The live kernel source: loads the programs, keeps the watch list and listener seeds in the
+//! kernel maps, and drains the ring buffer in batches.
+
+use std::{
+    os::fd::AsRawFd,
+    path::PathBuf,
+    time::{Duration, Instant},
+};
+
+use aya::maps::{MapData, RingBuf};
+use detector_common::{counter, Header, ListenKey};
+use tokio::io::unix::AsyncFd;
+
+use super::{
+    decode::{self, Record},
+    loader::{self, LoadOptions, Loaded, ProgramStatus},
+    preflight::{self, Environment},
+    watchlist::{self, WatchList},
+};
+
+/// Errors of the live source.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    /// Preflight failed.
+    #[error(transparent)]
+    Preflight(#[from] preflight::PreflightError),
+    /// Load failed.
+    #[error(transparent)]
+    Load(#[from] loader::LoadError),
+    /// I/O on the ring buffer.
+    #[error("ring buffer: {0}")]
+    Io(#[from] std::io::Error),
+    /// Watch list.
+    #[error(transparent)]
+    WatchList(#[from] watchlist::WatchListError),
+    /// Map update.
+    #[error("updating kernel map {map}: {msg}")]
+    Map {
+        /// Map.
+        map: &'static str,
+        /// Error.
+        msg: String,
+    },
+}
+
+/// Options of the live source.
+#[derive(Debug, Clone)]
+pub struct KernelOptions {
+    /// Loader options.
+    pub load: LoadOptions,
+    /// Longest time a record waits in the ring buffer before the consumer looks.
+    pub poll_interval: Duration,
+    /// Watch-list patterns.
+    pub watch_patterns: Vec<watchlist::Pattern>,
+    /// /etc/passwd (homes for `~`).
+    pub passwd: PathBuf,
+    /// How often the watch list is re-expanded even without a directory change.
+    pub rescan_interval: Duration,
+}
+
+impl Default for KernelOptions {
+    fn default() -> Self {
+        Self {
+            load: LoadOptions::default(),
+            poll_interval: Duration::from_millis(1),
+            watch_patterns: watchlist::parse(watchlist::DEFAULT_LIST, "<embedded>")
+                .unwrap_or_default(),
+            passwd: PathBuf::from("/etc/passwd"),
+            rescan_interval: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Counters the consumer keeps.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SourceStats {
+    /// Records decoded.
+    pub records: u64,
+    /// Records that failed to decode.
+    pub decode_errors: u64,
+    /// Kernel losses reported.
+    pub lost: u64,
+}
+
+/// The live source.
+pub struct KernelSource {
+    ring: AsyncFd<RingBuf<MapData>>,
+    loaded_rest: LoadedRest,
+    lost_seen: Vec<u64>,
+    last_loss_check: Instant,
+    poll: Duration,
+    watch: WatchList,
+    passwd: PathBuf,
+    inotify: Option<AsyncFd<inotify::Inotify>>,
+    last_rescan: Instant,
+    rescan_interval: Duration,
+    /// Per-program attach state.
+    pub status: Vec<ProgramStatus>,
+    /// Environment found by preflight.
+    pub env: Environment,
+    /// Running counters.
+    pub stats: SourceStats,
+}
+
+/// Parts of [`Loaded`] besides the ring buffer.
+struct LoadedRest {
+    _ebpf: aya::Ebpf,
+    counters: aya::maps::PerCpuArray<MapData, u64>,
+    watched: aya::maps::HashMap<MapData, detector_common::WatchKey, u32>,
+    listeners: aya::maps::HashMap<MapData, ListenKey, Header>,
+    _logger: Option<aya_log::EbpfLogger<&'static dyn log::Log>>,
+}
+
+/// Boot-time clock now, ns.
+pub fn boottime_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: valid out pointer.
+    unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+impl KernelSource {
+    /// Preflight, load, attach, seed the maps.
+    pub fn start(opts: &KernelOptions) -> Result<Self, SourceError> {
+        let env = preflight::check(None)?;
+        let Loaded {
+            ebpf,
+            logger,
+            events,
+            counters,
+            watched,
+            listeners,
+            status,
+        } = loader::load(&env, &opts.load)?;
+        // SAFETY: the ring buffer owns its fd for as long as the AsyncFd owns the ring buffer.
+        let ring = unsafe { AsyncFd::register(events) }.map_err(|e| SourceError::Io(e.into()))?;
+        let watch = WatchList::new(opts.watch_patterns.clone(), watchlist::homes(&opts.passwd));
+        let mut me = Self {
+            ring,
+            loaded_rest: LoadedRest {
+                _ebpf: ebpf,
+                counters,
+                watched,
+                listeners,
+                _logger: logger,
+            },
+            lost_seen: Vec::new(),
+            last_loss_check: Instant::now(),
+            poll: opts.poll_interval,
+            watch,
+            passwd: opts.passwd.clone(),
+            inotify: None,
+            last_rescan: Instant::now(),
+            rescan_interval: opts.rescan_interval,
+            status,
+            env,
+            stats: SourceStats::default(),
+        };
+        me.rescan_watch()?;
+        me.seed_listeners();
+        Ok(me)
+    }
+
+    /// The watch list as it stands.
+    pub fn watch_list(&self) -> &WatchList {
+        &self.watch
+    }
+
+    /// Re-expands the watch list, applies the delta to the kernel map and re-arms inotify on
+    /// the directories that matter.
+    pub fn rescan_watch(&mut self) -> Result<(), SourceError> {
+        self.watch.set_homes(watchlist::homes(&self.passwd));
+        let delta = self.watch.rescan();
+        for k in &delta.removed {
+            let _ = self.loaded_rest.watched.remove(k);
+        }
+        for (k, id) in &delta.added {
+            self.loaded_rest
+                .watched
+                .insert(k, id, 0)
+                .map_err(|e| SourceError::Map {
+                    map: "WATCHED",
+                    msg: e.to_string(),
+                })?;
+        }
+        if !delta.added.is_empty() || !delta.removed.is_empty() {
+            tracing::debug!(
+                added = delta.added.len(),
+                removed = delta.removed.len(),
+                total = self.watch.len(),
+                "watch list updated"
+            );
+        }
+        self.last_rescan = Instant::now();
+        self.arm_inotify();
+        Ok(())
+    }
+
+    fn arm_inotify(&mut self) {
+        use inotify::{Inotify, WatchMask};
+        let Ok(ino) = Inotify::init() else { return };
+        let mask = WatchMask::CREATE
+            | WatchMask::MOVED_TO
+            | WatchMask::DELETE
+            | WatchMask::MOVED_FROM
+            | WatchMask::ATTRIB;
+        for d in self.watch.directories() {
+            let _ = ino.watches().add(&d, mask);
+        }
+        // SAFETY: the Inotify owns its fd for as long as the AsyncFd owns it.
+        self.inotify = unsafe { AsyncFd::register(ino) }.ok();
+    }
+
+    /// Listeners older than the agent: attribute inbound connections to them too.
+    fn seed_listeners(&mut self) {
+        for (key, hdr) in super::listeners::scan() {
+            let _ = self.loaded_rest.listeners.insert(key, hdr, 0);
+        }
+    }
+
+    /// Waits for records (at most one poll interval) and appends what is there to `out`.
+    /// Also turns new kernel losses into in-band `Loss` records and keeps the watch list
+    /// current.
+    pub async fn next_batch(&mut self, out: &mut Vec<Record>) -> Result<(), SourceError> {
+        let sleep = tokio::time::sleep(self.poll);
+        tokio::pin!(sleep);
+        let mut rescan = false;
+        tokio::select! {
+            guard = self.ring.readable_mut() => {
+                let mut guard = guard?;
+                guard.clear_ready();
+            }
+            r = async {
+                match self.inotify.as_mut() {
+                    Some(i) => i.readable_mut().await.map(|mut g| { g.clear_ready(); true }),
+                    None => std::future::pending().await,
+                }
+            } => {
+                rescan = r.unwrap_or(false);
+            }
+            _ = &mut sleep => {}
+        }
+        self.drain(out);
+        if rescan || self.last_rescan.elapsed() >= self.rescan_interval {
+            if let Some(i) = self.inotify.as_mut() {
+                let mut buf = [0u8; 4096];
+                while let Ok(evs) = i.get_mut().read_events(&mut buf) {
+                    if evs.count() == 0 {
+                        break;
+                    }
+                }
+            }
+            self.rescan_watch()?;
+        }
+        if self.last_loss_check.elapsed() >= Duration::from_millis(50) {
+            self.check_loss(out);
+        }
+        Ok(())
+    }
+
+    /// Drains everything in the ring buffer now.
+    pub fn drain(&mut self, out: &mut Vec<Record>) {
+        let ring = self.ring.get_mut();
+        while let Some(item) = ring.next() {
+            match decode::decode(&item) {
+                Ok(r) => {
+                    self.stats.records += 1;
+                    out.push(r);
+                }
+                Err(e) => {
+                    self.stats.decode_errors += 1;
+                    tracing::warn!(error = %e, "undecodable ring-buffer record skipped");
+                }
+            }
+        }
+    }
+
+    /// Reads the per-CPU loss counters and reports increases.
+    pub fn check_loss(&mut self, out: &mut Vec<Record>) {
+        self.last_loss_check = Instant::now();
+        let Ok(values) = self.loaded_rest.counters.get(&counter::LOST, 0) else {
+            return;
+        };
+        if self.lost_seen.len() < values.len() {
+            self.lost_seen.resize(values.len(), 0);
+        }
+        let now = boottime_ns();
+        for (cpu, v) in values.iter().enumerate() {
+            let seen = self.lost_seen[cpu];
+            if *v > seen {
+                self.stats.lost += v - seen;
+                out.push(Record::Loss {
+                    ts_ns: now,
+                    cpu: cpu as u32,
+                    count: v - seen,
+                    total: *v,
+                });
+                self.lost_seen[cpu] = *v;
+            }
+        }
+    }
+
+    /// Sum over CPUs of a kernel counter.
+    pub fn counter(&self, idx: u32) -> u64 {
+        self.loaded_rest
+            .counters
+            .get(&idx, 0)
+            .map(|v| v.iter().sum())
+            .unwrap_or(0)
+    }
+
+    /// Raw fd of the ring buffer (for tests that poll it).
+    pub fn ring_fd(&self) -> i32 {
+        self.ring.get_ref().as_raw_fd()
+    }
+}

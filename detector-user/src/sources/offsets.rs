@@ -1,0 +1,283 @@
+//! Offsets the kernel programs need, resolved on the running kernel:
+//! - kernel structure members from BTF (`/sys/kernel/btf/vmlinux`), our stand-in for CO-RE;
+//! - tracepoint fields from the tracefs `format` files, because fields move between versions
+//!   (`sched_process_exit.group_dead` appeared in 6.16, io_uring `flags` widened).
+
+use std::path::Path;
+
+use btf_rs::{Btf, Type};
+use detector_common::{KernelOffsets, TracepointOffsets, NO_OFFSET};
+
+/// Failure to resolve offsets.
+#[derive(Debug, thiserror::Error)]
+pub enum OffsetError {
+    /// BTF could not be read.
+    #[error("cannot read kernel BTF at {path}: {msg} (the agent needs a kernel built with CONFIG_DEBUG_INFO_BTF=y)")]
+    Btf {
+        /// Path tried.
+        path: String,
+        /// Why.
+        msg: String,
+    },
+    /// A member every capture needs is missing.
+    #[error("kernel BTF has no member `{0}`; this kernel's layout is not supported")]
+    Required(String),
+}
+
+/// Resolves `a.b.c` member paths against BTF.
+pub struct BtfResolver {
+    btf: Btf,
+}
+
+impl BtfResolver {
+    /// Reads BTF from `path`.
+    pub fn open(path: &Path) -> Result<Self, OffsetError> {
+        let btf = Btf::from_file(path).map_err(|e| OffsetError::Btf {
+            path: path.display().to_string(),
+            msg: e.to_string(),
+        })?;
+        Ok(Self { btf })
+    }
+
+    fn struct_named(&self, name: &str) -> Option<Type> {
+        let types = self.btf.resolve_types_by_name(name).ok()?;
+        types.into_iter().find(|t| match t {
+            Type::Struct(s) | Type::Union(s) => !s.members.is_empty(),
+            _ => false,
+        })
+    }
+
+    /// Strips typedefs and qualifiers down to a struct or union.
+    fn aggregate_of(&self, mut t: Type) -> Option<Type> {
+        for _ in 0..16 {
+            match t {
+                Type::Struct(_) | Type::Union(_) => return Some(t),
+                Type::Typedef(_)
+                | Type::Const(_)
+                | Type::Volatile(_)
+                | Type::Restrict(_)
+                | Type::TypeTag(_) => {
+                    t = self.btf.resolve_chained_type(t.as_btf_type()?).ok()?;
+                }
+                _ => return None,
+            }
+        }
+        None
+    }
+
+    /// Finds `name` among the members of `agg`, looking through anonymous structs and unions.
+    /// Returns (byte offset, member type).
+    fn find_member(&self, agg: &Type, name: &str, depth: u32) -> Option<(u32, Type)> {
+        let (Type::Struct(s) | Type::Union(s)) = agg else {
+            return None;
+        };
+        for m in &s.members {
+            let mname = self.btf.resolve_name(m).unwrap_or_default();
+            if mname == name {
+                let t = self.btf.resolve_chained_type(m).ok()?;
+                return Some((m.bit_offset() / 8, t));
+            }
+            if mname.is_empty() && depth < 4 {
+                let inner = self.aggregate_of(self.btf.resolve_chained_type(m).ok()?)?;
+                if let Some((off, t)) = self.find_member(&inner, name, depth + 1) {
+                    return Some((m.bit_offset() / 8 + off, t));
+                }
+            }
+        }
+        None
+    }
+
+    /// Byte offset of `path` (`"f_path.dentry"`) inside `struct root`.
+    pub fn offset(&self, root: &str, path: &str) -> Option<u32> {
+        let mut agg = self.struct_named(root)?;
+        let mut total = 0u32;
+        let parts: Vec<&str> = path.split('.').collect();
+        for (i, part) in parts.iter().enumerate() {
+            let (off, t) = self.find_member(&agg, part, 0)?;
+            total += off;
+            if i + 1 < parts.len() {
+                agg = self.aggregate_of(t)?;
+            }
+        }
+        Some(total)
+    }
+
+    /// All offsets of [`KernelOffsets`]; members that are missing stay [`NO_OFFSET`] unless the
+    /// capture cannot work without them.
+    pub fn kernel_offsets(&self) -> Result<KernelOffsets, OffsetError> {
+        let o = |root: &str, path: &str| self.offset(root, path).unwrap_or(NO_OFFSET);
+        let mut k = KernelOffsets::unset();
+        k.task_real_parent = o("task_struct", "real_parent");
+        k.task_group_leader = o("task_struct", "group_leader");
+        k.task_pid = o("task_struct", "pid");
+        k.task_tgid = o("task_struct", "tgid");
+        k.task_start_boottime = o("task_struct", "start_boottime");
+        k.task_nsproxy = o("task_struct", "nsproxy");
+        k.task_files = o("task_struct", "files");
+        k.task_mm = o("task_struct", "mm");
+        k.task_exit_code = o("task_struct", "exit_code");
+        k.nsproxy_mnt_ns = o("nsproxy", "mnt_ns");
+        k.nsproxy_net_ns = o("nsproxy", "net_ns");
+        k.mnt_ns_inum = o("mnt_namespace", "ns.inum");
+        k.net_ns_inum = o("net", "ns.inum");
+        k.files_fdt = o("files_struct", "fdt");
+        k.fdt_max_fds = o("fdtable", "max_fds");
+        k.fdt_fd = o("fdtable", "fd");
+        k.file_inode = o("file", "f_inode");
+        k.file_flags = o("file", "f_flags");
+        k.file_dentry = o("file", "f_path.dentry");
+        k.inode_ino = o("inode", "i_ino");
+        k.inode_sb = o("inode", "i_sb");
+        k.sb_dev = o("super_block", "s_dev");
+        k.sb_magic = o("super_block", "s_magic");
+        k.dentry_name = o("dentry", "d_name.name");
+        k.dentry_parent = o("dentry", "d_parent");
+        k.mm_arg_start = o("mm_struct", "arg_start");
+        k.mm_arg_end = o("mm_struct", "arg_end");
+        k.sock_err = o("sock", "sk_err");
+        k.sock_net = o("sock", "__sk_common.skc_net.net");
+        k.io_kiocb_fd = o("io_kiocb", "cqe.fd");
+        k.io_kiocb_flags = o("io_kiocb", "flags");
+        k.regs_arg0 = o("pt_regs", "di");
+        k.regs_arg1 = o("pt_regs", "si");
+        // Without these the credential filter cannot identify a file: refuse rather than run
+        // blind while claiming coverage.
+        for (name, v) in [
+            ("task_struct.files", k.task_files),
+            ("files_struct.fdt", k.files_fdt),
+            ("fdtable.fd", k.fdt_fd),
+            ("file.f_inode", k.file_inode),
+            ("inode.i_ino", k.inode_ino),
+            ("inode.i_sb", k.inode_sb),
+            ("super_block.s_dev", k.sb_dev),
+            ("task_struct.tgid", k.task_tgid),
+        ] {
+            if v == NO_OFFSET {
+                return Err(OffsetError::Required(name.to_string()));
+            }
+        }
+        Ok(k)
+    }
+}
+
+/// One tracepoint's `format` file, parsed.
+#[derive(Debug, Default, Clone)]
+pub struct TracepointFormat {
+    fields: Vec<(String, u32)>,
+}
+
+impl TracepointFormat {
+    /// Parses the text of a `format` file.
+    pub fn parse(text: &str) -> Self {
+        let mut fields = Vec::new();
+        for line in text.lines() {
+            let line = line.trim();
+            let Some(rest) = line.strip_prefix("field:") else {
+                continue;
+            };
+            let mut decl = "";
+            let mut offset = None;
+            for part in rest.split(';') {
+                let part = part.trim();
+                if let Some(v) = part.strip_prefix("offset:") {
+                    offset = v.trim().parse::<u32>().ok();
+                } else if !part.contains(':') && decl.is_empty() {
+                    decl = part;
+                }
+            }
+            // The name is the last identifier of the declaration, without an array suffix.
+            let name = decl
+                .split_whitespace()
+                .last()
+                .unwrap_or("")
+                .split('[')
+                .next()
+                .unwrap_or("")
+                .to_string();
+            if let (false, Some(off)) = (name.is_empty(), offset) {
+                fields.push((name, off));
+            }
+        }
+        Self { fields }
+    }
+
+    /// Offset of `name`, or [`NO_OFFSET`].
+    pub fn offset(&self, name: &str) -> u32 {
+        self.fields
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, o)| *o)
+            .unwrap_or(NO_OFFSET)
+    }
+}
+
+/// Reads the `format` of `category/name` under a mounted tracefs; empty when absent.
+pub fn read_format(tracefs: &Path, category: &str, name: &str) -> TracepointFormat {
+    let p = tracefs
+        .join("events")
+        .join(category)
+        .join(name)
+        .join("format");
+    std::fs::read_to_string(p)
+        .map(|t| TracepointFormat::parse(&t))
+        .unwrap_or_default()
+}
+
+/// All offsets of [`TracepointOffsets`] from tracefs.
+pub fn tracepoint_offsets(tracefs: &Path) -> TracepointOffsets {
+    let mut t = TracepointOffsets::unset();
+    let exit = read_format(tracefs, "sched", "sched_process_exit");
+    t.exit_group_dead = exit.offset("group_dead");
+    t.exec_filename = read_format(tracefs, "sched", "sched_process_exec").offset("filename");
+    let iss = read_format(tracefs, "sock", "inet_sock_set_state");
+    t.iss_skaddr = iss.offset("skaddr");
+    t.iss_oldstate = iss.offset("oldstate");
+    t.iss_newstate = iss.offset("newstate");
+    t.iss_sport = iss.offset("sport");
+    t.iss_dport = iss.offset("dport");
+    t.iss_family = iss.offset("family");
+    t.iss_protocol = iss.offset("protocol");
+    t.iss_saddr = iss.offset("saddr");
+    t.iss_daddr = iss.offset("daddr");
+    t.iss_saddr_v6 = iss.offset("saddr_v6");
+    t.iss_daddr_v6 = iss.offset("daddr_v6");
+    let sub = read_format(tracefs, "io_uring", "io_uring_submit_req");
+    t.iou_submit_req = sub.offset("req");
+    t.iou_submit_opcode = sub.offset("opcode");
+    // The program reads 8 bytes of flags; older kernels had a 4-byte field there.
+    t.iou_submit_flags = sub.offset("flags");
+    let comp = read_format(tracefs, "io_uring", "io_uring_complete");
+    t.iou_complete_req = comp.offset("req");
+    t.iou_complete_res = comp.offset("res");
+    let fm = read_format(tracefs, "filemap", "mm_filemap_get_pages");
+    t.filemap_ino = fm.offset("i_ino");
+    t.filemap_dev = fm.offset("s_dev");
+    t
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FORMAT: &str = "name: inet_sock_set_state\nID: 1577\nformat:\n\
+\tfield:unsigned short common_type;\toffset:0;\tsize:2;\tsigned:0;\n\
+\tfield:const void * skaddr;\toffset:8;\tsize:8;\tsigned:0;\n\
+\tfield:__u8 saddr_v6[16];\toffset:40;\tsize:16;\tsigned:0;\n\
+\tfield:__data_loc char[] filename;\toffset:8;\tsize:4;\tsigned:0;\n\nprint fmt: \"x\"\n";
+
+    #[test]
+    fn parses_format_fields_including_arrays_and_data_loc() {
+        let f = TracepointFormat::parse(FORMAT);
+        assert_eq!(f.offset("common_type"), 0);
+        assert_eq!(f.offset("skaddr"), 8);
+        assert_eq!(f.offset("saddr_v6"), 40);
+        assert_eq!(f.offset("filename"), 8);
+        assert_eq!(f.offset("missing"), NO_OFFSET);
+    }
+
+    #[test]
+    fn garbage_format_yields_no_fields() {
+        let f = TracepointFormat::parse("field:;;;\nfield:int x;\toffset:zz;\n\u{0}\u{1}");
+        assert_eq!(f.offset("x"), NO_OFFSET);
+    }
+}

@@ -1,0 +1,339 @@
+//! The credential watch list: patterns → the files that exist now → (dev, inode) keys in the
+//! kernel's `WATCHED` map. Matching by inode is what makes symlinks, hardlinks, `..`, dirfds
+//! and `/proc/self/fd/N` the same file; userspace's job is to keep the keys current when files
+//! appear or are replaced (token rotation renames a new inode into place).
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    os::unix::fs::MetadataExt,
+    path::{Path, PathBuf},
+};
+
+use detector_common::WatchKey;
+
+/// The embedded default list.
+pub const DEFAULT_LIST: &str = include_str!("watchlist.default");
+
+/// A watch-list syntax error.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("{source_name}:{line}: {msg}")]
+pub struct WatchListError {
+    /// File name (or `<embedded>`).
+    pub source_name: String,
+    /// 1-based line.
+    pub line: usize,
+    /// What is wrong.
+    pub msg: String,
+}
+
+/// One pattern line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pattern {
+    /// Glob, `~/` for every home.
+    pub glob: String,
+    /// Category reported in events.
+    pub category: String,
+}
+
+const CATEGORIES: &[&str] = &[
+    "ssh_key",
+    "cloud",
+    "kube",
+    "k8s_token",
+    "token",
+    "secret",
+    "shadow",
+    "environ",
+    "other",
+];
+
+/// Parses `pattern category` lines; `#` starts a comment.
+pub fn parse(text: &str, source_name: &str) -> Result<Vec<Pattern>, WatchListError> {
+    let mut out = Vec::new();
+    for (i, raw) in text.lines().enumerate() {
+        let line = raw.split('#').next().unwrap_or("").trim();
+        if line.is_empty() {
+            continue;
+        }
+        let err = |msg: String| WatchListError {
+            source_name: source_name.into(),
+            line: i + 1,
+            msg,
+        };
+        let mut parts = line.split_whitespace();
+        let glob = parts.next().unwrap_or_default().to_string();
+        let category = parts.next().unwrap_or("other").to_string();
+        if parts.next().is_some() {
+            return Err(err("expected `pattern [category]`".into()));
+        }
+        if !(glob.starts_with('/') || glob.starts_with("~/")) {
+            return Err(err(format!(
+                "pattern `{glob}` must be absolute or start with ~/"
+            )));
+        }
+        if !CATEGORIES.contains(&category.as_str()) {
+            return Err(err(format!(
+                "unknown category `{category}` (one of {})",
+                CATEGORIES.join(", ")
+            )));
+        }
+        if let Err(e) = glob::Pattern::new(&glob.replacen("~/", "/", 1)) {
+            return Err(err(format!("bad glob `{glob}`: {e}")));
+        }
+        out.push(Pattern { glob, category });
+    }
+    Ok(out)
+}
+
+/// Home directories of every user (from /etc/passwd) plus /root.
+pub fn homes(passwd: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_to_string(passwd)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split(':').nth(5))
+        .filter(|h| h.starts_with('/') && *h != "/")
+        .map(PathBuf::from)
+        .collect();
+    v.push(PathBuf::from("/root"));
+    v.sort();
+    v.dedup();
+    v.retain(|h| h.is_dir());
+    v
+}
+
+/// Kernel encoding of a device number (`MAJOR << 20 | MINOR`), as `sb->s_dev` holds it.
+pub fn kernel_dev(st_dev: u64) -> u64 {
+    let major = libc::major(st_dev) as u64;
+    let minor = libc::minor(st_dev) as u64;
+    (major << 20) | minor
+}
+
+/// A watched file that exists now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Watched {
+    /// Path as found.
+    pub path: PathBuf,
+    /// Category.
+    pub category: String,
+    /// Kernel identity.
+    pub key: WatchKey,
+    /// Modification time (seconds since the epoch), for credential-age rules.
+    pub mtime: i64,
+}
+
+/// The current set, with stable ids per (dev, inode).
+#[derive(Debug, Default)]
+pub struct WatchList {
+    patterns: Vec<Pattern>,
+    homes: Vec<PathBuf>,
+    by_id: BTreeMap<u32, Watched>,
+    by_key: HashMap<WatchKey, u32>,
+    next_id: u32,
+}
+
+/// What a rescan changed, to apply to the kernel map.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Delta {
+    /// New keys.
+    pub added: Vec<(WatchKey, u32)>,
+    /// Keys no longer watched.
+    pub removed: Vec<WatchKey>,
+}
+
+impl WatchList {
+    /// A list over `patterns` for `homes`.
+    pub fn new(patterns: Vec<Pattern>, homes: Vec<PathBuf>) -> Self {
+        Self {
+            patterns,
+            homes,
+            next_id: 1,
+            ..Default::default()
+        }
+    }
+
+    /// Replaces the homes (users come and go).
+    pub fn set_homes(&mut self, homes: Vec<PathBuf>) {
+        self.homes = homes;
+    }
+
+    /// Concrete globs after `~` expansion.
+    fn expanded(&self) -> Vec<(String, String)> {
+        let mut v = Vec::new();
+        for p in &self.patterns {
+            if let Some(rest) = p.glob.strip_prefix("~/") {
+                for h in &self.homes {
+                    v.push((format!("{}/{}", h.display(), rest), p.category.clone()));
+                }
+            } else {
+                v.push((p.glob.clone(), p.category.clone()));
+            }
+        }
+        v
+    }
+
+    /// Directories whose changes can add or replace watched files (for inotify).
+    pub fn directories(&self) -> Vec<PathBuf> {
+        let mut dirs: Vec<PathBuf> = Vec::new();
+        for (g, _) in self.expanded() {
+            // The longest literal prefix directory of the glob.
+            let lit: PathBuf = Path::new(&g)
+                .components()
+                .take_while(|c| !c.as_os_str().to_string_lossy().contains(['*', '?', '[']))
+                .collect();
+            let dir = if lit.as_os_str() == g.as_str() {
+                lit.parent().map(Path::to_path_buf).unwrap_or(lit)
+            } else {
+                lit
+            };
+            dirs.push(dir);
+        }
+        for w in self.by_id.values() {
+            if let Some(p) = w.path.parent() {
+                dirs.push(p.to_path_buf());
+            }
+        }
+        dirs.sort();
+        dirs.dedup();
+        dirs.retain(|d| d.is_dir());
+        dirs
+    }
+
+    /// Re-expands every pattern and stats the matches. Returns what changed.
+    pub fn rescan(&mut self) -> Delta {
+        let mut found: HashMap<WatchKey, Watched> = HashMap::new();
+        for (g, category) in self.expanded() {
+            let Ok(paths) = glob::glob(&g) else { continue };
+            for path in paths.flatten() {
+                // Follow symlinks: the kernel sees the target inode whatever name is used.
+                let Ok(md) = std::fs::metadata(&path) else {
+                    continue;
+                };
+                if !md.is_file() {
+                    continue;
+                }
+                if path.extension().is_some_and(|e| e == "pub") {
+                    continue;
+                }
+                let key = WatchKey {
+                    dev: kernel_dev(md.dev()),
+                    ino: md.ino(),
+                };
+                found.entry(key).or_insert(Watched {
+                    path,
+                    category: category.clone(),
+                    key,
+                    mtime: md.mtime(),
+                });
+            }
+        }
+        let mut delta = Delta::default();
+        let stale: Vec<WatchKey> = self
+            .by_key
+            .keys()
+            .filter(|k| !found.contains_key(k))
+            .copied()
+            .collect();
+        for k in stale {
+            if let Some(id) = self.by_key.remove(&k) {
+                self.by_id.remove(&id);
+            }
+            delta.removed.push(k);
+        }
+        for (k, w) in found {
+            match self.by_key.get(&k) {
+                Some(id) => {
+                    // Same inode; refresh path/mtime (a rename or a rewrite in place).
+                    self.by_id.insert(*id, w);
+                }
+                None => {
+                    let id = self.next_id;
+                    self.next_id = self.next_id.wrapping_add(1).max(1);
+                    self.by_key.insert(k, id);
+                    self.by_id.insert(id, w);
+                    delta.added.push((k, id));
+                }
+            }
+        }
+        delta.added.sort_by_key(|(_, id)| *id);
+        delta
+    }
+
+    /// The watched file with this id.
+    pub fn get(&self, id: u32) -> Option<&Watched> {
+        self.by_id.get(&id)
+    }
+
+    /// Number of files watched.
+    pub fn len(&self) -> usize {
+        self.by_id.len()
+    }
+
+    /// True when nothing is watched.
+    pub fn is_empty(&self) -> bool {
+        self.by_id.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_list_parses() {
+        let p = parse(DEFAULT_LIST, "<embedded>").expect("default list");
+        assert!(p
+            .iter()
+            .any(|p| p.glob == "/etc/shadow" && p.category == "shadow"));
+        assert!(p.iter().any(|p| p.glob == "~/.ssh/id_*"));
+    }
+
+    #[test]
+    fn errors_are_positioned() {
+        let e = parse("/etc/shadow shadow\n\nrelative/path token\n", "w.list").expect_err("bad");
+        assert_eq!(e.line, 3);
+        assert_eq!(e.source_name, "w.list");
+        let e = parse("/etc/x nonsense\n", "w").expect_err("bad category");
+        assert!(e.msg.contains("unknown category"), "{e}");
+        let e = parse("/etc/[x token\n", "w").expect_err("bad glob");
+        assert!(e.msg.contains("bad glob"), "{e}");
+    }
+
+    #[test]
+    fn rescan_tracks_creation_replacement_and_removal() {
+        let dir = std::env::temp_dir().join(format!("wl-{}", std::process::id()));
+        let home = dir.join("home/alice");
+        std::fs::create_dir_all(home.join(".ssh")).expect("mkdir");
+        let pats = parse("~/.ssh/id_*  ssh_key\n", "t").expect("parse");
+        let mut wl = WatchList::new(pats, vec![home.clone()]);
+        assert_eq!(wl.rescan(), Delta::default());
+
+        let key = home.join(".ssh/id_ed25519");
+        std::fs::write(&key, "k1").expect("write");
+        std::fs::write(home.join(".ssh/id_ed25519.pub"), "pub").expect("write");
+        let d = wl.rescan();
+        assert_eq!(d.added.len(), 1, "{d:?}");
+        assert!(d.removed.is_empty());
+        let id = d.added[0].1;
+        assert_eq!(wl.get(id).map(|w| w.path.clone()), Some(key.clone()));
+
+        // Atomic replacement: a new inode under the same name.
+        let tmp = home.join(".ssh/.tmp");
+        std::fs::write(&tmp, "k2").expect("write");
+        std::fs::rename(&tmp, &key).expect("rename");
+        let d = wl.rescan();
+        assert_eq!(d.added.len(), 1);
+        assert_eq!(d.removed.len(), 1);
+
+        std::fs::remove_file(&key).expect("rm");
+        let d = wl.rescan();
+        assert_eq!(d.removed.len(), 1);
+        assert!(wl.is_empty());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn kernel_dev_encoding() {
+        assert_eq!(kernel_dev(libc::makedev(8, 1)), (8 << 20) | 1);
+        assert_eq!(kernel_dev(libc::makedev(259, 300)), (259 << 20) | 300);
+    }
+}
