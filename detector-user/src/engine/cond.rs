@@ -140,7 +140,10 @@ fn items<'a>(n: &'a Node, lists: &'a Lists) -> Result<Vec<&'a Node>, PosError> {
 }
 
 fn strings(n: &Node, lists: &Lists) -> Result<Vec<String>, PosError> {
-    items(n, lists)?.into_iter().map(|i| i.as_scalar_string()).collect()
+    items(n, lists)?
+        .into_iter()
+        .map(|i| i.as_scalar_string())
+        .collect()
 }
 
 fn membership(f: Field, n: &Node, lists: &Lists) -> Result<Op, PosError> {
@@ -151,17 +154,30 @@ fn membership(f: Field, n: &Node, lists: &Lists) -> Result<Op, PosError> {
             .map(|i| i.as_i64())
             .collect::<Result<_, _>>()
             .map(Op::IntIn)
-            .map_err(|e| PosError::new(&e.pos, format!("`{}` is an integer field: {}", f.path(), e.msg))),
+            .map_err(|e| {
+                PosError::new(
+                    &e.pos,
+                    format!("`{}` is an integer field: {}", f.path(), e.msg),
+                )
+            }),
         FieldType::Bool => {
             if its.len() != 1 {
-                return Err(PosError::new(&n.pos, format!("`{}` takes one boolean", f.path())));
+                return Err(PosError::new(
+                    &n.pos,
+                    format!("`{}` takes one boolean", f.path()),
+                ));
             }
             Ok(Op::BoolEq(its[0].as_bool().map_err(|e| {
-                PosError::new(&e.pos, format!("`{}` is a boolean field: {}", f.path(), e.msg))
+                PosError::new(
+                    &e.pos,
+                    format!("`{}` is a boolean field: {}", f.path(), e.msg),
+                )
             })?))
         }
         FieldType::Str | FieldType::StrList => Ok(Op::StrIn(
-            its.iter().map(|i| i.as_scalar_string()).collect::<Result<_, _>>()?,
+            its.iter()
+                .map(|i| i.as_scalar_string())
+                .collect::<Result<_, _>>()?,
         )),
     }
 }
@@ -245,8 +261,16 @@ pub fn compile(n: &Node, lists: &Lists) -> Result<Cond, PosError> {
     for (k, kn, v) in n.as_map()? {
         match k {
             "all" | "any" => {
-                let subs = v.as_seq()?.iter().map(|s| compile(s, lists)).collect::<Result<Vec<_>, _>>()?;
-                all.push(if k == "all" { Cond::All(subs) } else { Cond::Any(subs) });
+                let subs = v
+                    .as_seq()?
+                    .iter()
+                    .map(|s| compile(s, lists))
+                    .collect::<Result<Vec<_>, _>>()?;
+                all.push(if k == "all" {
+                    Cond::All(subs)
+                } else {
+                    Cond::Any(subs)
+                });
             }
             "not" => all.push(Cond::Not(Box::new(compile(v, lists)?))),
             path => {
@@ -261,7 +285,9 @@ pub fn compile(n: &Node, lists: &Lists) -> Result<Cond, PosError> {
                             all.push(compile_op(f, okn, op, ov, lists)?);
                         }
                     }
-                    Value::Null => return Err(PosError::new(&v.pos, format!("no value for `{path}`"))),
+                    Value::Null => {
+                        return Err(PosError::new(&v.pos, format!("no value for `{path}`")))
+                    }
                     _ => all.push(Cond::Test(f, membership(f, v, lists)?)),
                 }
             }
@@ -306,13 +332,16 @@ impl Cond {
                     Op::Suffix(p) => str_test(&v, |s| p.iter().any(|x| s.ends_with(x.as_str()))),
                     Op::Contains(p) => str_test(&v, |s| p.iter().any(|x| s.contains(x.as_str()))),
                     Op::Cidr(nets) => str_test(&v, |s| {
-                        s.parse::<IpAddr>().is_ok_and(|ip| nets.iter().any(|n| n.contains(&ip)))
+                        s.parse::<IpAddr>()
+                            .is_ok_and(|ip| nets.iter().any(|n| n.contains(&ip)))
                     }),
                     Op::Regex(r) => str_test(&v, |s| r.is_match(s)),
                     Op::Cmp(c, b) => matches!(v, Val::Int(a) if c.eval(a, *b)),
                     Op::Exists(_) => true,
                     Op::EqField(o) | Op::NeqField(o) => {
-                        let Some(w) = fields::get(*o, ev, pol) else { return false };
+                        let Some(w) = fields::get(*o, ev, pol) else {
+                            return false;
+                        };
                         let eq = v.render() == w.render();
                         eq == matches!(op, Op::EqField(_))
                     }
@@ -353,7 +382,10 @@ mod tests {
     fn check(src: &str) -> bool {
         let lists: Lists = [(
             "ssh_clients".to_string(),
-            yaml::parse("l", "[/usr/bin/ssh, /usr/bin/scp]").unwrap()[0].as_seq().unwrap().to_vec(),
+            yaml::parse("l", "[/usr/bin/ssh, /usr/bin/scp]").unwrap()[0]
+                .as_seq()
+                .unwrap()
+                .to_vec(),
         )]
         .into();
         let n = &yaml::parse("t.yaml", src).unwrap()[0];
@@ -392,8 +424,13 @@ mod tests {
         assert!(check("{net.sock: {exists: true}}"));
         assert!(check("{process.pid: {eq_field: process.tgid}}"));
         assert!(!check("{process.pid: {neq_field: process.tgid}}"));
-        assert!(!check("{process.pid: {neq_field: file.target_pid}}"), "missing other field");
-        assert!(check("{net.outcome: in_progress, net.protocol: tcp, net.direction: outbound}"));
+        assert!(
+            !check("{process.pid: {neq_field: file.target_pid}}"),
+            "missing other field"
+        );
+        assert!(check(
+            "{net.outcome: in_progress, net.protocol: tcp, net.direction: outbound}"
+        ));
     }
 
     #[test]
@@ -414,12 +451,20 @@ mod tests {
         let e = err("process.exe: {regex: '(['}\n");
         assert!(e.msg.starts_with("bad regex"), "{e}");
         assert_eq!((e.pos.line, e.pos.col), (1, 22));
-        assert!(err("net.dst_addr: {cidr: 10.0.0.0/33}").msg.contains("bad CIDR"));
+        assert!(err("net.dst_addr: {cidr: 10.0.0.0/33}")
+            .msg
+            .contains("bad CIDR"));
         assert!(err("process.exe: {glob: 'a[b'}").msg.contains("bad glob"));
-        assert!(err("process.exe: {in: ['@nope']}").msg.contains("unknown list `nope`"));
+        assert!(err("process.exe: {in: ['@nope']}")
+            .msg
+            .contains("unknown list `nope`"));
         assert!(err("net.dst_port: {eq: ssh}").msg.contains("integer field"));
-        assert!(err("net.dst_port: {regex: x}").msg.contains("needs a string field"));
-        assert!(err("process.exe: {matches: x}").msg.contains("unknown operator"));
+        assert!(err("net.dst_port: {regex: x}")
+            .msg
+            .contains("needs a string field"));
+        assert!(err("process.exe: {matches: x}")
+            .msg
+            .contains("unknown operator"));
     }
 
     #[test]

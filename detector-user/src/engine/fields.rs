@@ -228,8 +228,14 @@ pub fn get<'a>(f: Field, ev: &'a Event, pol: &Policy) -> Option<Val<'a>> {
         ExecFilename => ev.exec.as_ref().and_then(|e| s(&e.filename)),
         ExecArgv => ev.exec.as_ref().map(|e| Val::List(&e.argv)),
         ChildTgid => ev.fork.as_ref().and_then(|x| i(x.child_tgid.into())),
-        ExitCode => ev.exit.as_ref().and_then(|x| x.code.map(|c| Val::Int(c.into()))),
-        ExitSignal => ev.exit.as_ref().and_then(|x| x.signal.map(|c| Val::Int(c.into()))),
+        ExitCode => ev
+            .exit
+            .as_ref()
+            .and_then(|x| x.code.map(|c| Val::Int(c.into()))),
+        ExitSignal => ev
+            .exit
+            .as_ref()
+            .and_then(|x| x.signal.map(|c| Val::Int(c.into()))),
         Protocol => n.map(|n| Val::Str(Cow::Borrowed(enum_str(&n.protocol)))),
         Family => n.and_then(|n| i(n.family.into())),
         Direction => n.map(|n| Val::Str(Cow::Borrowed(enum_str(&n.direction)))),
@@ -373,9 +379,21 @@ mod tests {
     fn enum_names_match_serde() {
         use crate::event::{Direction, Outcome, Protocol, Via};
         let j = |v: serde_json::Value| v.as_str().unwrap().to_string();
-        assert_eq!(j(serde_json::to_value(Via::IoUring).unwrap()), Via::IoUring.name());
-        assert_eq!(j(serde_json::to_value(Outcome::InProgress).unwrap()), Outcome::InProgress.name());
-        assert_eq!(j(serde_json::to_value(Direction::Outbound).unwrap()), Direction::Outbound.name());
-        assert_eq!(j(serde_json::to_value(Protocol::Udp).unwrap()), Protocol::Udp.name());
+        assert_eq!(
+            j(serde_json::to_value(Via::IoUring).unwrap()),
+            Via::IoUring.name()
+        );
+        assert_eq!(
+            j(serde_json::to_value(Outcome::InProgress).unwrap()),
+            Outcome::InProgress.name()
+        );
+        assert_eq!(
+            j(serde_json::to_value(Direction::Outbound).unwrap()),
+            Direction::Outbound.name()
+        );
+        assert_eq!(
+            j(serde_json::to_value(Protocol::Udp).unwrap()),
+            Protocol::Udp.name()
+        );
     }
 }

@@ -92,7 +92,10 @@ impl Node {
     }
 
     fn err(&self, want: &str) -> PosError {
-        PosError::new(&self.pos, format!("expected {want}, found {}", self.type_name()))
+        PosError::new(
+            &self.pos,
+            format!("expected {want}, found {}", self.type_name()),
+        )
     }
 
     /// The string, or an error.
@@ -166,7 +169,10 @@ impl Node {
             if !allowed.contains(&k) {
                 return Err(PosError::new(
                     &kn.pos,
-                    format!("unknown field `{k}` (expected one of: {})", allowed.join(", ")),
+                    format!(
+                        "unknown field `{k}` (expected one of: {})",
+                        allowed.join(", ")
+                    ),
                 ));
             }
             if map.insert(k, v).is_some() {

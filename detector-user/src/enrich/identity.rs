@@ -136,7 +136,10 @@ fn addrs(n: &Node) -> Result<Vec<AddrPattern>, PosError> {
         .map(|a| {
             let s = a.as_scalar_string()?;
             AddrPattern::parse(&s).ok_or_else(|| {
-                PosError::new(&a.pos, format!("bad address `{s}` (want CIDR or IP, optionally :port)"))
+                PosError::new(
+                    &a.pos,
+                    format!("bad address `{s}` (want CIDR or IP, optionally :port)"),
+                )
             })
         })
         .collect()
@@ -145,11 +148,16 @@ fn addrs(n: &Node) -> Result<Vec<AddrPattern>, PosError> {
 impl IdentityConfig {
     /// Parses an identities file; every problem names `file:line:col`.
     pub fn parse(file: &str, src: &str) -> Result<IdentityConfig, PosError> {
-        let mut cfg = IdentityConfig::default();
         let docs = yaml::parse(file, src)?;
-        let Some(root) = docs.first() else {
-            return Ok(cfg);
-        };
+        match docs.first() {
+            Some(root) => IdentityConfig::from_node(root),
+            None => Ok(IdentityConfig::default()),
+        }
+    }
+
+    /// Builds from an already parsed YAML node (rule tests embed identities).
+    pub fn from_node(root: &Node) -> Result<IdentityConfig, PosError> {
+        let mut cfg = IdentityConfig::default();
         if root.value == yaml::Value::Null {
             return Ok(cfg);
         }
@@ -161,13 +169,26 @@ impl IdentityConfig {
         }
         // Peers may name identities declared later: resolve names in a second pass.
         let mut pending: Vec<(usize, Vec<&Node>)> = Vec::new();
-        for item in f.get("identities").map(|n| n.as_seq()).transpose()?.unwrap_or(&[]) {
+        for item in f
+            .get("identities")
+            .map(|n| n.as_seq())
+            .transpose()?
+            .unwrap_or(&[])
+        {
             let g = item.fields(&["name", "match", "credentials", "peers", "fan_out_budget"])?;
             let name_node = g.req("name")?;
             let name = name_node.as_str()?.to_string();
             let mut selectors = Vec::new();
             for m in g.req("match")?.as_seq_or_one() {
-                let s = m.fields(&["exe", "user", "uid", "unit", "cgroup", "container_id", "pod_uid"])?;
+                let s = m.fields(&[
+                    "exe",
+                    "user",
+                    "uid",
+                    "unit",
+                    "cgroup",
+                    "container_id",
+                    "pod_uid",
+                ])?;
                 let uid = match s.get("uid") {
                     Some(n) => Some(
                         u32::try_from(n.as_i64()?)
@@ -200,12 +221,21 @@ impl IdentityConfig {
                 ),
                 None => None,
             };
-            if cfg.by_name.insert(name.clone(), cfg.identities.len()).is_some() {
-                return Err(PosError::new(&name_node.pos, format!("duplicate identity `{name}`")));
+            if cfg
+                .by_name
+                .insert(name.clone(), cfg.identities.len())
+                .is_some()
+            {
+                return Err(PosError::new(
+                    &name_node.pos,
+                    format!("duplicate identity `{name}`"),
+                ));
             }
             pending.push((
                 cfg.identities.len(),
-                g.get("peers").map(|n| n.as_seq_or_one()).unwrap_or_default(),
+                g.get("peers")
+                    .map(|n| n.as_seq_or_one())
+                    .unwrap_or_default(),
             ));
             cfg.identities.push(Identity {
                 name,
@@ -351,11 +381,16 @@ pub struct Baseline {
 impl Baseline {
     /// Parses a baseline file.
     pub fn parse(file: &str, src: &str) -> Result<Baseline, PosError> {
-        let mut b = Baseline::default();
         let docs = yaml::parse(file, src)?;
-        let Some(root) = docs.first() else {
-            return Ok(b);
-        };
+        match docs.first() {
+            Some(root) => Baseline::from_node(root),
+            None => Ok(Baseline::default()),
+        }
+    }
+
+    /// Builds from an already parsed YAML node.
+    pub fn from_node(root: &Node) -> Result<Baseline, PosError> {
+        let mut b = Baseline::default();
         let f = root.fields(&["baseline"])?;
         if let Some(m) = f.get("baseline") {
             if m.value == yaml::Value::Null {
@@ -388,7 +423,10 @@ impl Baseline {
             p.sort();
             out.push_str(&format!("  {}:\n", serde_json::Value::String(id.clone())));
             for peer in p {
-                out.push_str(&format!("    - {}\n", serde_json::Value::String(peer.clone())));
+                out.push_str(&format!(
+                    "    - {}\n",
+                    serde_json::Value::String(peer.clone())
+                ));
             }
         }
         out
@@ -397,12 +435,15 @@ impl Baseline {
     /// Whether the baseline knows `identity` and, if so, whether `addr:port` is among its peers.
     pub fn knows(&self, identity: &str, addr: &str, port: u16) -> Option<bool> {
         let set = self.peers.get(identity)?;
-        Some(set.contains(addr) || set.contains(&format!("{addr}:{port}")) || {
-            let ip: Option<IpAddr> = addr.parse().ok();
-            ip.is_some_and(|ip| {
-                set.iter().any(|s| AddrPattern::parse(s).is_some_and(|p| p.matches(ip, port)))
-            })
-        })
+        Some(
+            set.contains(addr) || set.contains(&format!("{addr}:{port}")) || {
+                let ip: Option<IpAddr> = addr.parse().ok();
+                ip.is_some_and(|ip| {
+                    set.iter()
+                        .any(|s| AddrPattern::parse(s).is_some_and(|p| p.matches(ip, port)))
+                })
+            },
+        )
     }
 }
 
@@ -425,8 +466,14 @@ mod tests {
     #[test]
     fn selectors_and_derived() {
         let r = IdentityResolver::new(IdentityConfig::parse("i.yaml", CFG).unwrap());
-        assert_eq!(r.resolve(&proc_("/opt/pay/srv", Some("svc"), 1)), "spiffe://prod/pay");
-        assert_eq!(r.resolve(&proc_("/opt/pay/srv", Some("bob"), 1)), "exe:/opt/pay/srv@bob");
+        assert_eq!(
+            r.resolve(&proc_("/opt/pay/srv", Some("svc"), 1)),
+            "spiffe://prod/pay"
+        );
+        assert_eq!(
+            r.resolve(&proc_("/opt/pay/srv", Some("bob"), 1)),
+            "exe:/opt/pay/srv@bob"
+        );
         assert_eq!(r.resolve(&proc_("/x", None, 33)), "web");
         let mut p = proc_("/usr/bin/x", None, 7);
         p.workload = Workload {
@@ -445,8 +492,14 @@ mod tests {
         assert_eq!(c.owns("web", "/root/.ssh/id_rsa"), None);
         let db: IpAddr = "10.1.2.3".parse().unwrap();
         assert_eq!(c.peer_declared("spiffe://prod/pay", db, 5432), Some(true));
-        assert_eq!(c.peer_declared("spiffe://prod/pay", "10.9.9.9".parse().unwrap(), 443), Some(true));
-        assert_eq!(c.peer_declared("spiffe://prod/pay", "10.9.9.9".parse().unwrap(), 80), Some(false));
+        assert_eq!(
+            c.peer_declared("spiffe://prod/pay", "10.9.9.9".parse().unwrap(), 443),
+            Some(true)
+        );
+        assert_eq!(
+            c.peer_declared("spiffe://prod/pay", "10.9.9.9".parse().unwrap(), 80),
+            Some(false)
+        );
         assert_eq!(c.peer_declared("nobody", db, 5432), None);
         assert_eq!(c.service_name(db, 5432), Some("db"));
         assert_eq!(c.get("spiffe://prod/pay").unwrap().fan_out_budget, Some(5));
@@ -454,19 +507,31 @@ mod tests {
 
     #[test]
     fn config_errors_are_positioned() {
-        let e = IdentityConfig::parse("i.yaml", "identities:\n  - name: a\n    match: {exe: '[x'}\n").unwrap_err();
+        let e = IdentityConfig::parse(
+            "i.yaml",
+            "identities:\n  - name: a\n    match: {exe: '[x'}\n",
+        )
+        .unwrap_err();
         assert_eq!((e.pos.line, e.msg.starts_with("bad glob")), (3, true));
-        let e = IdentityConfig::parse("i.yaml", "identities:\n  - name: a\n    match: {exe: x}\n    peers: [nope]\n").unwrap_err();
+        let e = IdentityConfig::parse(
+            "i.yaml",
+            "identities:\n  - name: a\n    match: {exe: x}\n    peers: [nope]\n",
+        )
+        .unwrap_err();
         assert_eq!(e.pos.line, 4);
         assert!(e.msg.contains("unknown peer"));
-        let e = IdentityConfig::parse("i.yaml", "identities:\n  - name: a\n    matc: {}\n").unwrap_err();
+        let e = IdentityConfig::parse("i.yaml", "identities:\n  - name: a\n    matc: {}\n")
+            .unwrap_err();
         assert!(e.msg.contains("unknown field `matc`"));
     }
 
     #[test]
     fn baseline_roundtrip() {
         let mut b = Baseline::default();
-        b.peers.entry("a b".into()).or_default().insert("10.0.0.1:22".into());
+        b.peers
+            .entry("a b".into())
+            .or_default()
+            .insert("10.0.0.1:22".into());
         let y = b.to_yaml();
         assert_eq!(Baseline::parse("b", &y).unwrap(), b);
         assert_eq!(b.knows("a b", "10.0.0.1", 22), Some(true));

@@ -1,0 +1,122 @@
+//! Building an engine from the embedded default pack plus files: the only part of the engine
+//! that touches the file system, and only at construction.
+
+use std::path::{Path, PathBuf};
+
+use include_dir::{include_dir, Dir};
+
+use super::fields::Policy;
+use super::rules::RuleSet;
+use super::yaml::PosError;
+use super::{Engine, EngineOptions};
+use crate::enrich::identity::{Baseline, IdentityConfig};
+
+/// The shipped rule pack (`rules/` at the workspace root), with its tests.
+pub static DEFAULT_PACK: Dir<'static> = include_dir!("$CARGO_MANIFEST_DIR/../rules");
+
+/// Errors while loading rules or configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// A file could not be read.
+    #[error("{path}: {source}")]
+    Io {
+        /// Path.
+        path: String,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// Problems in rule or config files, each positioned.
+    #[error("{}", .0.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n"))]
+    Invalid(Vec<PosError>),
+}
+
+fn is_yaml(p: &Path) -> bool {
+    matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml"))
+}
+
+/// The embedded pack as `(name, text)` sources, in a stable order.
+pub fn embedded_sources() -> Vec<(String, String)> {
+    fn walk(d: &Dir<'static>, out: &mut Vec<(String, String)>) {
+        for f in d.files() {
+            if is_yaml(f.path()) {
+                if let Some(t) = f.contents_utf8() {
+                    out.push((format!("<embedded>/rules/{}", f.path().display()), t.to_string()));
+                }
+            }
+        }
+        for s in d.dirs() {
+            walk(s, out);
+        }
+    }
+    let mut out = Vec::new();
+    walk(&DEFAULT_PACK, &mut out);
+    out.sort();
+    out
+}
+
+/// Reads rule files: each path is a YAML file or a directory searched recursively for
+/// `*.yaml`/`*.yml`.
+pub fn file_sources(paths: &[PathBuf]) -> Result<Vec<(String, String)>, LoadError> {
+    fn walk(p: &Path, top: bool, out: &mut Vec<(String, String)>) -> Result<(), LoadError> {
+        let io = |source| LoadError::Io { path: p.display().to_string(), source };
+        let meta = std::fs::metadata(p).map_err(io)?;
+        if meta.is_dir() {
+            let mut entries: Vec<PathBuf> = std::fs::read_dir(p)
+                .map_err(io)?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .collect();
+            entries.sort();
+            for e in entries {
+                walk(&e, false, out)?;
+            }
+        } else if top || is_yaml(p) {
+            let text = std::fs::read_to_string(p).map_err(io)?;
+            out.push((p.display().to_string(), text));
+        }
+        Ok(())
+    }
+    let mut out = Vec::new();
+    for p in paths {
+        walk(p, true, &mut out)?;
+    }
+    Ok(out)
+}
+
+/// Loads the embedded pack (unless `without_defaults`) plus `extra` rule paths.
+pub fn load_rules(extra: &[PathBuf], without_defaults: bool) -> Result<RuleSet, LoadError> {
+    let mut sources = if without_defaults { Vec::new() } else { embedded_sources() };
+    sources.extend(file_sources(extra)?);
+    RuleSet::load(&sources).map_err(LoadError::Invalid)
+}
+
+/// Loads the identities config and baseline (either optional) into a [`Policy`].
+pub fn load_policy(identities: Option<&Path>, baseline: Option<&Path>) -> Result<Policy, LoadError> {
+    let read = |p: &Path| {
+        std::fs::read_to_string(p).map_err(|source| LoadError::Io { path: p.display().to_string(), source })
+    };
+    let mut pol = Policy::default();
+    if let Some(p) = identities {
+        pol.identities = IdentityConfig::parse(&p.display().to_string(), &read(p)?)
+            .map_err(|e| LoadError::Invalid(vec![e]))?;
+    }
+    if let Some(p) = baseline {
+        pol.baseline =
+            Baseline::parse(&p.display().to_string(), &read(p)?).map_err(|e| LoadError::Invalid(vec![e]))?;
+    }
+    Ok(pol)
+}
+
+impl Engine {
+    /// The engine `detector run` uses: the embedded default pack plus `extra` rule paths,
+    /// with the identities config and baseline when given. Nothing changes on error.
+    pub fn from_files(
+        extra: &[PathBuf],
+        identities: Option<&Path>,
+        baseline: Option<&Path>,
+        opts: EngineOptions,
+    ) -> Result<Engine, LoadError> {
+        let rules = load_rules(extra, false)?;
+        let policy = load_policy(identities, baseline)?;
+        Ok(Engine::new(rules, policy, opts))
+    }
+}

@@ -1,0 +1,591 @@
+//! Loading a rule set: parse (YAML with positions) → resolve (lists, rule references) →
+//! compile (regexes, globs, CIDRs once) → index by event kind. Every problem is collected
+//! with its `file:line:col`; a set with any problem is rejected whole, so a bad edit never
+//! half-replaces working rules.
+//!
+//! Rule language: `docs/rules.md`.
+
+use std::collections::HashMap;
+
+use super::alert::Severity;
+use super::cond::{self, CmpOp, Cond, Lists};
+use super::fields::Field;
+use super::yaml::{self, Node, Pos, PosError};
+use crate::event::Kind;
+
+/// Correlation types (Sigma correlation semantics).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CorrType {
+    /// Number of matched events per group in the window.
+    EventCount,
+    /// Number of distinct values of `field` per group in the window.
+    ValueCount,
+    /// Referenced rules all matched within the window, any order (condition: how many).
+    Temporal,
+    /// Referenced rules matched in order within the window; with `field`, the condition counts
+    /// distinct values of `field` among the last rule's matches after the chain.
+    TemporalOrdered,
+}
+
+/// A compiled correlation.
+#[derive(Debug)]
+pub struct Correlation {
+    /// Type.
+    pub ty: CorrType,
+    /// Indices of the referenced (event) rules, in order.
+    pub steps: Vec<usize>,
+    /// Group-by fields.
+    pub group_by: Vec<Field>,
+    /// Sliding window length (ns). An event exactly `timespan` after another is in its window.
+    pub timespan: u64,
+    /// Field counted distinctly.
+    pub field: Option<Field>,
+    /// Condition on the count (ANDed).
+    pub condition: Vec<(CmpOp, i64)>,
+    /// Machine speed: every gap between consecutive counted events must be ≤ this (ns).
+    pub max_gap: Option<u64>,
+    /// When the group's identity has a configured `fan_out_budget`, it replaces the threshold
+    /// (`gt budget`).
+    pub budget: bool,
+}
+
+/// What a rule does.
+#[derive(Debug)]
+pub enum Body {
+    /// Matches single events.
+    Event {
+        /// Condition including exceptions.
+        cond: Cond,
+        /// Kinds it can match (`None`: any).
+        kinds: Option<Vec<Kind>>,
+    },
+    /// Correlates matches of event rules.
+    Correlation(Correlation),
+}
+
+/// A compiled rule.
+#[derive(Debug)]
+pub struct Rule {
+    /// Unique id.
+    pub id: String,
+    /// Title.
+    pub title: String,
+    /// Severity.
+    pub severity: Severity,
+    /// ATT&CK technique ids.
+    pub attack: Vec<String>,
+    /// Whether matches raise alerts (false for building blocks used by correlations).
+    pub alert: bool,
+    /// Suppression interval (ns) per group key.
+    pub suppress: u64,
+    /// Suppression/group key fields of an event rule's alerts.
+    pub group_by: Vec<Field>,
+    /// Where it was defined.
+    pub pos: Pos,
+    /// Body.
+    pub body: Body,
+}
+
+/// One rule test case.
+#[derive(Debug, Clone)]
+pub struct TestCase {
+    /// Rule under test.
+    pub rule: String,
+    /// Case name.
+    pub name: String,
+    /// Expected number of alerts of `rule`.
+    pub expect: usize,
+    /// Events (JSON, ready to deserialize), with their positions for messages.
+    pub events: Vec<(Pos, serde_json::Value)>,
+    /// Where the case is.
+    pub pos: Pos,
+    /// Identities config for this test (`identities:` beside `rule:`), as YAML.
+    pub identities: Option<Node>,
+    /// Baseline for this test, as YAML (`baseline:` mapping identity → peers).
+    pub baseline: Option<Node>,
+}
+
+/// A loaded rule set.
+#[derive(Debug, Default)]
+pub struct RuleSet {
+    /// Rules, event rules and correlations.
+    pub rules: Vec<Rule>,
+    /// Event rules per kind (index = `Kind as usize`), then rules for any kind.
+    pub by_kind: Vec<Vec<usize>>,
+    /// For each rule, the correlations consuming it: (correlation index, step).
+    pub consumers: Vec<Vec<(usize, usize)>>,
+    /// Tests found beside the rules.
+    pub tests: Vec<TestCase>,
+}
+
+/// All kinds, in declaration order (their index is `Kind as usize`).
+pub const KINDS: [Kind; 9] = [
+    Kind::Exec,
+    Kind::Fork,
+    Kind::Exit,
+    Kind::Connect,
+    Kind::ConnectResult,
+    Kind::Accept,
+    Kind::CredOpen,
+    Kind::CredRead,
+    Kind::Loss,
+];
+
+fn kind_of(s: &str) -> Option<Kind> {
+    KINDS.iter().copied().find(|k| k.as_str() == s)
+}
+
+/// Parses a duration (`1s`, `500ms`, `90days`) into ns.
+pub fn duration(n: &Node) -> Result<u64, PosError> {
+    let s = n.as_scalar_string()?;
+    let d = humantime::parse_duration(&s)
+        .map_err(|e| PosError::new(&n.pos, format!("bad duration `{s}`: {e}")))?;
+    u64::try_from(d.as_nanos()).map_err(|_| PosError::new(&n.pos, "duration too large"))
+}
+
+struct RawRule<'a> {
+    id: String,
+    node: &'a Node,
+}
+
+const RULE_KEYS: &[&str] = &[
+    "id", "title", "description", "severity", "attack", "condition", "exceptions", "correlation",
+    "alert", "group-by", "suppress",
+];
+const CORR_KEYS: &[&str] = &["type", "rules", "group-by", "timespan", "field", "condition", "max_gap", "budget"];
+
+fn fields_list(n: &Node) -> Result<Vec<Field>, PosError> {
+    n.as_seq_or_one()
+        .into_iter()
+        .map(|f| cond::field(f, f.as_str()?))
+        .collect()
+}
+
+/// Compiles `exceptions` into a condition that is true when any exception tuple matches.
+fn exceptions(n: &Node, lists: &Lists) -> Result<Cond, PosError> {
+    let mut any = Vec::new();
+    for ex in n.as_seq()? {
+        let f = ex.fields(&["name", "fields", "comps", "values"])?;
+        let fl = f.req("fields")?.as_seq()?;
+        let fields = fl
+            .iter()
+            .map(|x| cond::field(x, x.as_str()?))
+            .collect::<Result<Vec<_>, _>>()?;
+        let comps: Vec<String> = match f.get("comps") {
+            Some(c) => c.as_seq()?.iter().map(|x| x.as_scalar_string()).collect::<Result<_, _>>()?,
+            None => vec!["=".into(); fields.len()],
+        };
+        if comps.len() != fields.len() {
+            return Err(PosError::new(&f.pos, "`comps` must have one entry per field"));
+        }
+        for tuple in f.req("values")?.as_seq()? {
+            let vals = tuple.as_seq()?;
+            if vals.len() != fields.len() {
+                return Err(PosError::new(&tuple.pos, format!("exception tuple needs {} values", fields.len())));
+            }
+            let mut all = Vec::new();
+            for ((field, comp), v) in fields.iter().zip(&comps).zip(vals) {
+                let op = match comp.as_str() {
+                    "=" => "eq",
+                    "in" | "glob" | "prefix" | "suffix" | "contains" | "cidr" | "regex" => comp.as_str(),
+                    other => return Err(PosError::new(&tuple.pos, format!("unknown exception comparison `{other}`"))),
+                };
+                // Reuse the condition compiler so exceptions get the same checks and positions.
+                let key = Node { value: yaml::Value::Str(field.path().into()), pos: v.pos.clone() };
+                let opk = Node { value: yaml::Value::Str(op.into()), pos: v.pos.clone() };
+                let inner = Node { value: yaml::Value::Map(vec![(opk, v.clone())]), pos: v.pos.clone() };
+                let map = Node { value: yaml::Value::Map(vec![(key, inner)]), pos: v.pos.clone() };
+                all.push(cond::compile(&map, lists)?);
+            }
+            any.push(Cond::All(all));
+        }
+    }
+    Ok(Cond::Any(any))
+}
+
+impl RuleSet {
+    /// Loads rules (and tests) from `(file name, text)` sources. On any problem returns all
+    /// problems found, each positioned.
+    pub fn load(sources: &[(String, String)]) -> Result<RuleSet, Vec<PosError>> {
+        let mut errs = Vec::new();
+        let mut docs = Vec::new();
+        for (name, text) in sources {
+            match yaml::parse(name, text) {
+                Ok(d) => docs.extend(d),
+                Err(e) => errs.push(e),
+            }
+        }
+        // Stage 1: top-level shape, lists, raw rules, tests.
+        let mut lists: Lists = HashMap::new();
+        let mut raws: Vec<RawRule> = Vec::new();
+        let mut test_nodes = Vec::new();
+        for d in &docs {
+            if d.value == yaml::Value::Null {
+                continue;
+            }
+            let f = match d.fields(&["lists", "rules", "tests"]) {
+                Ok(f) => f,
+                Err(e) => {
+                    errs.push(e);
+                    continue;
+                }
+            };
+            if let Some(l) = f.get("lists") {
+                match l.as_map() {
+                    Ok(m) => {
+                        for (name, kn, v) in m {
+                            match v.as_seq() {
+                                Ok(items) => {
+                                    if lists.insert(name.to_string(), items.to_vec()).is_some() {
+                                        errs.push(PosError::new(&kn.pos, format!("duplicate list `{name}`")));
+                                    }
+                                }
+                                Err(e) => errs.push(e),
+                            }
+                        }
+                    }
+                    Err(e) => errs.push(e),
+                }
+            }
+            if let Some(r) = f.get("rules") {
+                match r.as_seq() {
+                    Ok(items) => {
+                        for it in items {
+                            let id = it
+                                .fields(RULE_KEYS)
+                                .and_then(|f| f.req("id").and_then(|i| i.as_str().map(str::to_string)));
+                            match id {
+                                Ok(id) => {
+                                    if raws.iter().any(|r| r.id == id) {
+                                        errs.push(PosError::new(&it.pos, format!("duplicate rule id `{id}`")));
+                                    } else {
+                                        raws.push(RawRule { id, node: it });
+                                    }
+                                }
+                                Err(e) => errs.push(e),
+                            }
+                        }
+                    }
+                    Err(e) => errs.push(e),
+                }
+            }
+            if let Some(t) = f.get("tests") {
+                test_nodes.push(t);
+            }
+        }
+        let index: HashMap<&str, usize> = raws.iter().enumerate().map(|(i, r)| (r.id.as_str(), i)).collect();
+        // Stage 2/3: resolve references and compile.
+        let mut set = RuleSet::default();
+        for raw in &raws {
+            match compile_rule(raw, &lists, &index, &raws) {
+                Ok(r) => set.rules.push(r),
+                Err(e) => errs.push(e),
+            }
+        }
+        for t in test_nodes {
+            if let Err(e) = parse_tests(t, &index, &mut set.tests) {
+                errs.push(e);
+            }
+        }
+        if !errs.is_empty() {
+            errs.sort_by(|a, b| (&a.pos.file, a.pos.line, a.pos.col).cmp(&(&b.pos.file, b.pos.line, b.pos.col)));
+            return Err(errs);
+        }
+        // Stage 4: index.
+        set.by_kind = vec![Vec::new(); KINDS.len() + 1];
+        set.consumers = vec![Vec::new(); set.rules.len()];
+        for (i, r) in set.rules.iter().enumerate() {
+            match &r.body {
+                Body::Event { kinds: Some(ks), .. } => {
+                    for k in ks {
+                        set.by_kind[*k as usize].push(i);
+                    }
+                }
+                Body::Event { kinds: None, .. } => set.by_kind[KINDS.len()].push(i),
+                Body::Correlation(c) => {
+                    for (step, &s) in c.steps.iter().enumerate() {
+                        set.consumers[s].push((i, step));
+                    }
+                }
+            }
+        }
+        Ok(set)
+    }
+
+    /// Event rules that may match `kind`.
+    pub fn candidates(&self, kind: Kind) -> impl Iterator<Item = usize> + '_ {
+        self.by_kind[kind as usize].iter().chain(self.by_kind[KINDS.len()].iter()).copied()
+    }
+
+    /// Index of the rule with `id`.
+    pub fn find(&self, id: &str) -> Option<usize> {
+        self.rules.iter().position(|r| r.id == id)
+    }
+
+    /// The longest correlation window (ns), for bounding loss bookkeeping.
+    pub fn max_timespan(&self) -> u64 {
+        self.rules
+            .iter()
+            .filter_map(|r| match &r.body {
+                Body::Correlation(c) => Some(c.timespan),
+                Body::Event { .. } => None,
+            })
+            .max()
+            .unwrap_or(0)
+    }
+}
+
+fn compile_rule(
+    raw: &RawRule<'_>,
+    lists: &Lists,
+    index: &HashMap<&str, usize>,
+    raws: &[RawRule<'_>],
+) -> Result<Rule, PosError> {
+    let f = raw.node.fields(RULE_KEYS)?;
+    let title = f.req("title")?.as_str()?.to_string();
+    if let Some(d) = f.get("description") {
+        d.as_str()?;
+    }
+    let sev_node = f.req("severity")?;
+    let severity = Severity::parse(sev_node.as_str()?)
+        .ok_or_else(|| PosError::new(&sev_node.pos, "severity must be info, low, medium, high or critical"))?;
+    let mut attack = Vec::new();
+    for a in f.get("attack").map(|n| n.as_seq_or_one()).unwrap_or_default() {
+        let s = a.as_str()?;
+        let ok = s.len() >= 5
+            && s.starts_with('T')
+            && s[1..].split('.').all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()));
+        if !ok {
+            return Err(PosError::new(&a.pos, format!("`{s}` is not an ATT&CK technique id (T1234 or T1234.001)")));
+        }
+        attack.push(s.to_string());
+    }
+    let alert = f.get("alert").map(|n| n.as_bool()).transpose()?.unwrap_or(true);
+    let suppress = f.get("suppress").map(duration).transpose()?.unwrap_or(300 * 1_000_000_000);
+    let group_by = match f.get("group-by") {
+        Some(n) => fields_list(n)?,
+        None => vec![Field::Identity, Field::Exe],
+    };
+    let body = match (f.get("condition"), f.get("correlation")) {
+        (Some(c), None) => {
+            let mut cond = cond::compile(c, lists)?;
+            let kinds = match cond.kinds() {
+                Some(ks) => Some(
+                    ks.iter()
+                        .map(|k| kind_of(k).ok_or_else(|| PosError::new(&c.pos, format!("unknown kind `{k}`"))))
+                        .collect::<Result<Vec<_>, _>>()?,
+                ),
+                None => None,
+            };
+            if let Some(ex) = f.get("exceptions") {
+                cond = Cond::All(vec![cond, Cond::Not(Box::new(exceptions(ex, lists)?))]);
+            }
+            Body::Event { cond, kinds }
+        }
+        (None, Some(c)) => {
+            if f.get("exceptions").is_some() {
+                return Err(PosError::new(&f.pos, "exceptions belong on the event rules a correlation references"));
+            }
+            Body::Correlation(compile_corr(c, index, raws)?)
+        }
+        (Some(_), Some(_)) => return Err(PosError::new(&f.pos, "a rule has either `condition` or `correlation`, not both")),
+        (None, None) => return Err(PosError::new(&f.pos, "a rule needs `condition` or `correlation`")),
+    };
+    Ok(Rule {
+        id: raw.id.clone(),
+        title,
+        severity,
+        attack,
+        alert,
+        suppress,
+        group_by,
+        pos: raw.node.pos.clone(),
+        body,
+    })
+}
+
+fn compile_corr(n: &Node, index: &HashMap<&str, usize>, raws: &[RawRule<'_>]) -> Result<Correlation, PosError> {
+    let f = n.fields(CORR_KEYS)?;
+    let tn = f.req("type")?;
+    let ty = match tn.as_str()? {
+        "event_count" => CorrType::EventCount,
+        "value_count" => CorrType::ValueCount,
+        "temporal" => CorrType::Temporal,
+        "temporal_ordered" => CorrType::TemporalOrdered,
+        t @ ("value_sum" | "value_avg" | "value_percentile") => {
+            return Err(PosError::new(&tn.pos, format!("correlation type `{t}` is not supported")))
+        }
+        t => return Err(PosError::new(&tn.pos, format!("unknown correlation type `{t}`"))),
+    };
+    let mut steps = Vec::new();
+    for r in f.req("rules")?.as_seq_or_one() {
+        let id = r.as_str()?;
+        let &i = index.get(id).ok_or_else(|| PosError::new(&r.pos, format!("unknown rule `{id}`")))?;
+        let is_corr = raws[i].node.fields(RULE_KEYS).is_ok_and(|ff| ff.get("correlation").is_some());
+        if is_corr {
+            // Sigma allows chaining; we reject what we cannot honour rather than degrade it.
+            return Err(PosError::new(&r.pos, format!("`{id}` is a correlation: chaining correlations is not supported")));
+        }
+        steps.push(i);
+    }
+    if steps.is_empty() {
+        return Err(PosError::new(&f.pos, "`rules` is empty"));
+    }
+    if matches!(ty, CorrType::Temporal | CorrType::TemporalOrdered) && steps.len() < 2 {
+        return Err(PosError::new(&f.pos, "temporal correlations need at least two rules"));
+    }
+    let group_by = match f.get("group-by") {
+        Some(g) => fields_list(g)?,
+        None => Vec::new(),
+    };
+    let tsn = f.req("timespan")?;
+    let timespan = duration(tsn)?;
+    if timespan == 0 {
+        return Err(PosError::new(&tsn.pos, "timespan must be positive"));
+    }
+    let field = f.get("field").map(|x| cond::field(x, x.as_str()?)).transpose()?;
+    if ty == CorrType::ValueCount && field.is_none() {
+        return Err(PosError::new(&f.pos, "value_count needs `field`"));
+    }
+    let mut condition = Vec::new();
+    if let Some(c) = f.get("condition") {
+        for (k, kn, v) in c.as_map()? {
+            let op = CmpOp::parse(k).ok_or_else(|| PosError::new(&kn.pos, format!("unknown condition `{k}` (gt, gte, lt, lte, eq, neq)")))?;
+            condition.push((op, v.as_i64()?));
+        }
+    }
+    if condition.is_empty() {
+        condition.push(match ty {
+            CorrType::Temporal => (CmpOp::Gte, steps.len() as i64),
+            _ => (CmpOp::Gte, 1),
+        });
+    }
+    let max_gap = f.get("max_gap").map(duration).transpose()?;
+    let budget = f.get("budget").map(|b| b.as_bool()).transpose()?.unwrap_or(false);
+    Ok(Correlation { ty, steps, group_by, timespan, field, condition, max_gap, budget })
+}
+
+fn parse_tests(n: &Node, index: &HashMap<&str, usize>, out: &mut Vec<TestCase>) -> Result<(), PosError> {
+    for t in n.as_seq()? {
+        let f = t.fields(&["rule", "processes", "cases", "identities", "baseline"])?;
+        let identities = f.get("identities").cloned();
+        if let Some(i) = &identities {
+            crate::enrich::identity::IdentityConfig::from_node(i)?;
+        }
+        let baseline = f.get("baseline").map(|b| {
+            let key = Node { value: yaml::Value::Str("baseline".into()), pos: b.pos.clone() };
+            Node { value: yaml::Value::Map(vec![(key, b.clone())]), pos: b.pos.clone() }
+        });
+        if let Some(b) = &baseline {
+            crate::enrich::identity::Baseline::from_node(b)?;
+        }
+        let rn = f.req("rule")?;
+        let rule = rn.as_str()?.to_string();
+        if !index.contains_key(rule.as_str()) {
+            return Err(PosError::new(&rn.pos, format!("test for unknown rule `{rule}`")));
+        }
+        let mut procs: HashMap<String, serde_json::Value> = HashMap::new();
+        if let Some(p) = f.get("processes") {
+            for (name, _, v) in p.as_map()? {
+                procs.insert(name.to_string(), v.to_json());
+            }
+        }
+        for c in f.req("cases")?.as_seq()? {
+            let cf = c.fields(&["name", "expect", "events"])?;
+            let name = cf.req("name")?.as_str()?.to_string();
+            let en = cf.req("expect")?;
+            let expect = usize::try_from(en.as_i64()?).map_err(|_| PosError::new(&en.pos, "expect must be ≥ 0"))?;
+            let mut events = Vec::new();
+            for e in cf.req("events")?.as_seq()? {
+                let mut j = e.to_json();
+                expand_event(&mut j, &procs).map_err(|m| PosError::new(&e.pos, m))?;
+                events.push((e.pos.clone(), j));
+            }
+            out.push(TestCase {
+                rule: rule.clone(),
+                name,
+                expect,
+                events,
+                pos: c.pos.clone(),
+                identities: identities.clone(),
+                baseline: baseline.clone(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Test events may say `process: name` (a template from `processes`) or
+/// `process: {template: name, …overrides}`, and `ts: 1.5s` (a duration from 0).
+fn expand_event(j: &mut serde_json::Value, procs: &HashMap<String, serde_json::Value>) -> Result<(), String> {
+    let obj = j.as_object_mut().ok_or("a test event must be a mapping")?;
+    if let Some(serde_json::Value::String(s)) = obj.get("ts") {
+        let d = humantime::parse_duration(s).map_err(|e| format!("bad ts `{s}`: {e}"))?;
+        obj.insert("ts".into(), serde_json::Value::from(d.as_nanos() as u64));
+    }
+    let template = match obj.get("process") {
+        Some(serde_json::Value::String(name)) => Some((name.clone(), serde_json::Map::new())),
+        Some(serde_json::Value::Object(m)) => match m.get("template") {
+            Some(serde_json::Value::String(name)) => {
+                let mut over = m.clone();
+                over.remove("template");
+                Some((name.clone(), over))
+            }
+            _ => None,
+        },
+        _ => None,
+    };
+    if let Some((name, over)) = template {
+        let mut base = procs.get(&name).cloned().ok_or_else(|| format!("unknown process template `{name}`"))?;
+        if let Some(b) = base.as_object_mut() {
+            for (k, v) in over {
+                b.insert(k, v);
+            }
+        }
+        obj.insert("process".into(), base);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(src: &str) -> Result<RuleSet, Vec<PosError>> {
+        RuleSet::load(&[("r.yaml".to_string(), src.to_string())])
+    }
+
+    #[test]
+    fn loads_and_indexes() {
+        let s = load(
+            "rules:\n  - id: a\n    title: A\n    severity: low\n    alert: false\n    condition: {kind: connect}\n  - id: b\n    title: B\n    severity: high\n    attack: [T1046]\n    correlation: {type: value_count, rules: [a], field: net.dst_port, timespan: 10s, condition: {gte: 3}}\n",
+        )
+        .unwrap();
+        assert_eq!(s.candidates(Kind::Connect).collect::<Vec<_>>(), vec![0]);
+        assert_eq!(s.candidates(Kind::Exec).count(), 0);
+        assert_eq!(s.consumers[0], vec![(1, 0)]);
+        assert_eq!(s.max_timespan(), 10_000_000_000);
+    }
+
+    #[test]
+    fn every_error_is_reported_with_position() {
+        let errs = load(
+            "rules:\n  - id: a\n    title: A\n    severity: loud\n    condition: {kind: connect}\n  - id: b\n    title: B\n    severity: high\n    correlation: {type: value_count, rules: [zz], field: net.dst_port, timespan: 10s}\n  - id: c\n    title: C\n    severity: high\n    bogus: 1\n    condition: {}\n  - id: d\n    title: D\n    severity: high\n    correlation: {type: event_count, rules: [a], timespan: soon}\n",
+        )
+        .unwrap_err();
+        let msgs: Vec<String> = errs.iter().map(|e| e.to_string()).collect();
+        assert_eq!(msgs.len(), 4, "{msgs:?}");
+        assert!(msgs[0].starts_with("r.yaml:4:15: severity"), "{msgs:?}");
+        assert!(msgs.iter().any(|m| m.starts_with("r.yaml:9:") && m.contains("unknown rule `zz`")), "{msgs:?}");
+        assert!(msgs.iter().any(|m| m.starts_with("r.yaml:13:5: unknown field `bogus`")), "{msgs:?}");
+        assert!(msgs.iter().any(|m| m.contains("bad duration `soon`")), "{msgs:?}");
+    }
+
+    #[test]
+    fn rejects_unsupported_features() {
+        let e = load("rules:\n  - id: a\n    title: A\n    severity: low\n    correlation: {type: value_sum, rules: [a], timespan: 1s}\n").unwrap_err();
+        assert!(e[0].msg.contains("not supported"));
+        let e = load("rules:\n  - id: a\n    title: A\n    severity: low\n    condition: {kind: connect}\n  - id: b\n    title: B\n    severity: low\n    correlation: {type: event_count, rules: [a], timespan: 1s}\n  - id: c\n    title: C\n    severity: low\n    correlation: {type: event_count, rules: [b], timespan: 1s}\n").unwrap_err();
+        assert!(e[0].msg.contains("chaining"));
+    }
+}

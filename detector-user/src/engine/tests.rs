@@ -1,0 +1,346 @@
+//! Window, grouping, suppression, bounding and ordering tests of the engine.
+
+use proptest::prelude::*;
+
+use super::*;
+use crate::event::*;
+
+const S: u64 = 1_000_000_000;
+const MS: u64 = 1_000_000;
+
+fn proc_(tgid: u32, ppid: u32, id: &str) -> Process {
+    Process {
+        pid: tgid,
+        tgid,
+        ppid,
+        start: 1,
+        uid: 1000,
+        user: Some("alice".into()),
+        comm: "x".into(),
+        exe: "/usr/bin/x".into(),
+        identity: Some(id.into()),
+        ..Default::default()
+    }
+}
+
+fn connect(ts: u64, p: Process, dst: &str, port: u16) -> Event {
+    Event {
+        ts,
+        kind: Kind::Connect,
+        process: Some(p),
+        exec: None,
+        fork: None,
+        exit: None,
+        net: Some(NetInfo {
+            protocol: Protocol::Tcp,
+            family: 4,
+            direction: Direction::Outbound,
+            src_addr: "0.0.0.0".into(),
+            src_port: 0,
+            dst_addr: dst.into(),
+            dst_port: port,
+            outcome: Outcome::InProgress,
+            error: None,
+            sock: ts,
+        }),
+        file: None,
+        loss: None,
+    }
+}
+
+fn cred(ts: u64, p: Process, watched: &str) -> Event {
+    Event {
+        ts,
+        kind: Kind::CredOpen,
+        process: Some(p),
+        exec: None,
+        fork: None,
+        exit: None,
+        net: None,
+        file: Some(FileInfo {
+            watched: watched.into(),
+            category: "ssh_key".into(),
+            path: None,
+            resolved: None,
+            dev: 1,
+            ino: 2,
+            flags: None,
+            access: None,
+            via: Via::Syscall,
+            target_pid: None,
+            mtime: None,
+            fingerprint: Some("hmac-sha256:00".into()),
+        }),
+        loss: None,
+    }
+}
+
+fn loss(ts: u64) -> Event {
+    Event { ts, kind: Kind::Loss, process: None, exec: None, fork: None, exit: None, net: None, file: None, loss: Some(LossInfo { cpu: 0, count: 5, total: 5 }) }
+}
+
+const BASE: &str = "rules:
+  - id: conn
+    title: conn
+    severity: info
+    alert: false
+    condition: {kind: connect}
+  - id: credr
+    title: cred
+    severity: info
+    alert: false
+    condition: {kind: [cred_open, cred_read]}
+";
+
+fn engine(corr: &str, opts: EngineOptions) -> Engine {
+    let src = format!("{BASE}  - id: c\n    title: C\n    severity: high\n    suppress: 0s\n    correlation: {corr}\n");
+    let rules = RuleSet::load(&[("t.yaml".into(), src)]).unwrap_or_else(|e| panic!("{e:?}"));
+    Engine::new(rules, Policy::default(), EngineOptions { ids: IdMode::Derived(1), reorder_tolerance: 0, ..opts })
+}
+
+fn run(e: &mut Engine, evs: &[Event]) -> Vec<Alert> {
+    let mut out = Vec::new();
+    for ev in evs {
+        e.process(ev, &mut out);
+    }
+    e.finish(&mut out);
+    out
+}
+
+fn count(corr: &str, evs: &[Event]) -> usize {
+    run(&mut engine(corr, EngineOptions::default()), evs).len()
+}
+
+#[test]
+fn event_count_window_edges_inclusive() {
+    let c = "{type: event_count, rules: [conn], group-by: [process.identity], timespan: 1s, condition: {gte: 3}}";
+    let p = || proc_(10, 2, "a");
+    // Third event exactly 1 s after the first: inside (inclusive window).
+    assert_eq!(count(c, &[connect(0, p(), "10.0.0.1", 1), connect(S / 2, p(), "10.0.0.1", 1), connect(S, p(), "10.0.0.1", 1)]), 1);
+    // One ns later: the first has slid out.
+    assert_eq!(count(c, &[connect(0, p(), "10.0.0.1", 1), connect(S / 2, p(), "10.0.0.1", 1), connect(S + 1, p(), "10.0.0.1", 1)]), 0);
+}
+
+#[test]
+fn event_count_groups_are_separate() {
+    let c = "{type: event_count, rules: [conn], group-by: [process.identity], timespan: 1s, condition: {gte: 2}}";
+    assert_eq!(count(c, &[connect(0, proc_(10, 2, "a"), "10.0.0.1", 1), connect(1, proc_(11, 2, "b"), "10.0.0.1", 1)]), 0);
+    assert_eq!(count(c, &[connect(0, proc_(10, 2, "a"), "10.0.0.1", 1), connect(1, proc_(11, 2, "a"), "10.0.0.1", 1)]), 1);
+}
+
+#[test]
+fn value_count_counts_distinct_and_slides() {
+    let c = "{type: value_count, rules: [conn], group-by: [process.identity], field: net.dst_addr, timespan: 1s, condition: {gte: 3}}";
+    let p = || proc_(10, 2, "a");
+    // Repeats of one destination do not count.
+    assert_eq!(count(c, &[connect(0, p(), "10.0.0.1", 1), connect(1, p(), "10.0.0.1", 1), connect(2, p(), "10.0.0.2", 1), connect(3, p(), "10.0.0.2", 1)]), 0);
+    let evs = [connect(0, p(), "10.0.0.1", 1), connect(10, p(), "10.0.0.2", 1), connect(S + 5, p(), "10.0.0.3", 1)];
+    // The first destination slid out before the third arrived.
+    assert_eq!(count(c, &evs), 0);
+    // A destination seen again inside the window keeps counting even after its first sighting slid out.
+    let evs = [connect(0, p(), "10.0.0.1", 1), connect(S / 2, p(), "10.0.0.1", 1), connect(S / 2 + 1, p(), "10.0.0.2", 1), connect(S + 2, p(), "10.0.0.3", 1)];
+    let a = run(&mut engine(c, EngineOptions::default()), &evs);
+    assert_eq!(a.len(), 1);
+    assert_eq!(a[0].destination_count, 3);
+    assert_eq!(a[0].destinations, vec!["10.0.0.1", "10.0.0.2", "10.0.0.3"]);
+    assert_eq!(a[0].first_seen, S / 2);
+    assert_eq!(a[0].last_seen, S + 2);
+}
+
+#[test]
+fn value_count_lt_and_range_conditions() {
+    let c = "{type: value_count, rules: [conn], field: net.dst_port, timespan: 1s, condition: {gt: 1, lte: 2}}";
+    let p = || proc_(10, 2, "a");
+    let a = run(&mut engine(c, EngineOptions::default()), &[connect(0, p(), "h", 1), connect(1, p(), "h", 2), connect(2, p(), "h", 3)]);
+    assert_eq!(a.len(), 1, "fires at 2 distinct, not at 3");
+    assert_eq!(a[0].count, 2);
+}
+
+#[test]
+fn temporal_any_order() {
+    let c = "{type: temporal, rules: [credr, conn], group-by: [process.identity], timespan: 1s}";
+    let p = || proc_(10, 2, "a");
+    assert_eq!(count(c, &[connect(0, p(), "h", 1), cred(S, p(), "/root/.ssh/id_rsa")]), 1);
+    assert_eq!(count(c, &[connect(0, p(), "h", 1), cred(S + 1, p(), "/root/.ssh/id_rsa")]), 0);
+    assert_eq!(count(c, &[connect(0, p(), "h", 1), connect(5, p(), "h", 1)]), 0);
+}
+
+#[test]
+fn temporal_ordered_requires_order_and_counts_distinct_tail() {
+    let c = "{type: temporal_ordered, rules: [credr, conn], group-by: [process.tree], field: net.dst_addr, timespan: 1s, condition: {gte: 3}}";
+    let reader = proc_(100, 50, "a");
+    let child = |n: u32| Process { ancestors: vec![100, 50], ..proc_(200 + n, 100, "b") };
+    let hosts = |t0: u64| (0..3).map(|i| connect(t0 + i as u64 * MS, child(i), &format!("10.0.0.{i}"), 22)).collect::<Vec<_>>();
+    // Read, then three hosts from a child within 1 s.
+    let mut evs = vec![cred(0, reader.clone(), "/root/.ssh/id_rsa")];
+    evs.extend(hosts(10 * MS));
+    assert_eq!(count(c, &evs), 1);
+    // Connects before the read do not count.
+    let mut evs = hosts(0);
+    evs.push(cred(10 * MS, reader.clone(), "/root/.ssh/id_rsa"));
+    assert_eq!(count(c, &evs), 0);
+    // An unrelated tree does not join.
+    let mut evs = vec![cred(0, reader.clone(), "/root/.ssh/id_rsa")];
+    evs.extend((0..3).map(|i| connect(MS + i, proc_(900, 800, "z"), &format!("10.0.0.{i}"), 22)));
+    assert_eq!(count(c, &evs), 0);
+    // The last connect exactly 1 s after the read is in; 1 ns later is out.
+    let mut evs = vec![cred(0, reader.clone(), "/root/.ssh/id_rsa"), connect(1, child(0), "10.0.0.1", 22), connect(2, child(1), "10.0.0.2", 22)];
+    evs.push(connect(S, child(2), "10.0.0.3", 22));
+    assert_eq!(count(c, &evs), 1);
+    let n = evs.len();
+    evs[n - 1].ts = S + 1;
+    assert_eq!(count(c, &evs), 0);
+}
+
+#[test]
+fn sibling_in_same_tree_joins() {
+    // `cat key` and `ssh host` both children of one shell (tgid 50).
+    let c = "{type: temporal_ordered, rules: [credr, conn], group-by: [process.tree], timespan: 1s}";
+    let cat = Process { ancestors: vec![50, 1], ..proc_(60, 50, "a") };
+    let ssh = Process { ancestors: vec![50, 1], ..proc_(61, 50, "a") };
+    assert_eq!(count(c, &[cred(0, cat, "/root/.ssh/id_rsa"), connect(5, ssh, "10.0.0.1", 22)]), 1);
+}
+
+#[test]
+fn out_of_order_within_tolerance_is_reordered() {
+    let c = "{type: temporal_ordered, rules: [credr, conn], group-by: [process.identity], timespan: 1s}";
+    let p = || proc_(10, 2, "a");
+    // The read (ts 100 ms) arrives after the connect (ts 200 ms): reordered with tolerance.
+    let evs = [connect(200 * MS, p(), "h", 1), cred(100 * MS, p(), "/root/.ssh/id_rsa"), connect(900 * MS, p(), "x", 1)];
+    let mut e = engine(c, EngineOptions { reorder_tolerance: 0, ..Default::default() });
+    e.opts.reorder_tolerance = 500 * MS;
+    let a = run(&mut e, &evs);
+    // Once at the first connect, again at the second (suppression is off in these tests).
+    assert_eq!(a.len(), 2);
+    assert_eq!((a[0].first_seen, a[0].last_seen), (100 * MS, 200 * MS));
+    assert_eq!(e.stats().late, 0);
+    // Without tolerance the read is late: counted and placed at the release point.
+    let mut e = engine(c, EngineOptions::default());
+    let a = run(&mut e, &evs[..2]);
+    assert_eq!(e.stats().late, 1);
+    assert_eq!(a.len(), 0, "a late read cannot precede a connect already released");
+}
+
+#[test]
+fn release_waits_for_tolerance_and_flush() {
+    let c = "{type: event_count, rules: [conn], timespan: 1s, condition: {gte: 1}}";
+    let mut e = engine(c, EngineOptions::default());
+    e.opts.reorder_tolerance = 100 * MS;
+    let mut out = Vec::new();
+    e.process(&connect(S, proc_(1, 0, "a"), "h", 1), &mut out);
+    assert!(out.is_empty(), "held for the tolerance");
+    e.flush(S + 99 * MS, &mut out);
+    assert!(out.is_empty());
+    e.flush(S + 100 * MS, &mut out);
+    assert_eq!(out.len(), 1);
+}
+
+#[test]
+fn suppression_counts_repeats() {
+    let src = format!("{BASE}  - id: c\n    title: C\n    severity: high\n    suppress: 10s\n    correlation: {{type: event_count, rules: [conn], group-by: [process.identity], timespan: 1s}}\n");
+    let rules = RuleSet::load(&[("t.yaml".into(), src)]).unwrap();
+    let mut e = Engine::new(rules, Policy::default(), EngineOptions { reorder_tolerance: 0, ..Default::default() });
+    let p = || proc_(10, 2, "a");
+    let a = run(&mut e, &[connect(0, p(), "h", 1), connect(S, p(), "h", 1), connect(2 * S, p(), "h", 1), connect(10 * S, p(), "h", 1)]);
+    assert_eq!(a.len(), 2);
+    assert_eq!((a[0].suppressed, a[1].suppressed), (0, 2));
+    assert_eq!(e.stats().suppressed, 2);
+    assert_ne!(a[0].id, a[1].id);
+}
+
+#[test]
+fn group_cap_evicts_lru_and_counts() {
+    let c = "{type: event_count, rules: [conn], group-by: [process.tgid], timespan: 10s, condition: {gte: 2}}";
+    let mut e = engine(c, EngineOptions { max_groups: 2, ..Default::default() });
+    let a = run(&mut e, &[connect(0, proc_(1, 0, "a"), "h", 1), connect(1, proc_(2, 0, "a"), "h", 1), connect(2, proc_(3, 0, "a"), "h", 1), connect(3, proc_(1, 0, "a"), "h", 1)]);
+    assert_eq!(e.stats().evicted_groups, 2);
+    assert!(e.live_groups() <= 2);
+    assert_eq!(a.len(), 0, "tgid 1's first event was evicted");
+}
+
+#[test]
+fn entry_cap_drops_oldest() {
+    let c = "{type: event_count, rules: [conn], timespan: 10s, condition: {gte: 100}}";
+    let mut e = engine(c, EngineOptions { max_entries: 10, ..Default::default() });
+    let evs: Vec<Event> = (0..20).map(|i| connect(i, proc_(1, 0, "a"), "h", 1)).collect();
+    assert_eq!(run(&mut e, &evs).len(), 0);
+    assert_eq!(e.stats().dropped_entries, 10);
+}
+
+#[test]
+fn loss_inside_window_is_flagged() {
+    let c = "{type: event_count, rules: [conn], timespan: 1s, condition: {gte: 2}}";
+    let p = || proc_(10, 2, "a");
+    let a = run(&mut engine(c, EngineOptions::default()), &[connect(0, p(), "h", 1), loss(5), connect(10, p(), "h", 1)]);
+    assert!(a[0].loss_overlap);
+    let a = run(&mut engine(c, EngineOptions::default()), &[loss(0), connect(5, p(), "h", 1), connect(10, p(), "h", 1)]);
+    assert!(!a[0].loss_overlap);
+}
+
+#[test]
+fn max_gap_expresses_machine_speed() {
+    let c = "{type: event_count, rules: [conn], timespan: 10s, max_gap: 50ms, condition: {gte: 3}}";
+    let p = || proc_(10, 2, "a");
+    assert_eq!(count(c, &[connect(0, p(), "h", 1), connect(10 * MS, p(), "h", 1), connect(20 * MS, p(), "h", 1)]), 1);
+    assert_eq!(count(c, &[connect(0, p(), "h", 1), connect(2 * S, p(), "h", 1), connect(4 * S, p(), "h", 1)]), 0);
+}
+
+#[test]
+fn event_rule_alerts_and_derived_ids_are_deterministic() {
+    let src = "rules:\n  - id: e\n    title: E\n    severity: low\n    attack: [T1046]\n    condition: {kind: connect, net.dst_port: 22}\n";
+    let mk = || Engine::new(RuleSet::load(&[("t".into(), src.into())]).unwrap(), Policy::default(), EngineOptions { ids: IdMode::Derived(7), host: "h1".into(), ..Default::default() });
+    let evs = [connect(0, proc_(1, 0, "a"), "10.0.0.1", 22), connect(1, proc_(1, 0, "a"), "10.0.0.1", 80)];
+    let (a, b) = (run(&mut mk(), &evs), run(&mut mk(), &evs));
+    assert_eq!(a.len(), 1);
+    assert_eq!(a, b);
+    assert_eq!(a[0].host, "h1");
+    assert_eq!(a[0].attack, vec!["T1046"]);
+    assert_eq!(a[0].destinations, vec!["10.0.0.1:22"]);
+}
+
+proptest! {
+    /// For any arrival order within the tolerance, value_count fires iff some inclusive
+    /// window of `span` holds ≥ k distinct values, and never reports more distinct values than
+    /// the window holds.
+    #[test]
+    fn value_count_matches_brute_force(
+        mut pts in proptest::collection::vec((0u64..2_000, 0u8..6), 1..40),
+        k in 1i64..5,
+        shuffle in any::<bool>(),
+    ) {
+        let span = 300u64;
+        let c = format!("{{type: value_count, rules: [conn], field: net.dst_port, timespan: {span}ns, condition: {{gte: {k}}}}}");
+        let mut e = engine(&c, EngineOptions::default());
+        e.opts.reorder_tolerance = 2_000;
+        pts.sort();
+        let mut evs: Vec<Event> = pts.iter().map(|&(t, v)| connect(t, proc_(1, 0, "a"), "h", v as u16)).collect();
+        if shuffle { evs.reverse(); }
+        let alerts = run(&mut e, &evs);
+        // Brute force over windows ending at each event (in ts order, ties in arrival order).
+        let mut expect = false;
+        for (i, &(t, _)) in pts.iter().enumerate() {
+            let d: HashSet<u8> = pts[..=i].iter().filter(|(u, _)| *u + span >= t).map(|&(_, v)| v).collect();
+            if d.len() as i64 >= k { expect = true; }
+        }
+        prop_assert_eq!(!alerts.is_empty(), expect);
+        for a in &alerts {
+            prop_assert!(a.last_seen - a.first_seen <= span);
+            prop_assert!(a.destination_count as i64 >= k);
+        }
+    }
+
+    /// Event counts in a reported window never exceed what the window can hold.
+    #[test]
+    fn event_count_window_bounds(ts in proptest::collection::vec(0u64..10_000, 1..60)) {
+        let c = "{type: event_count, rules: [conn], timespan: 1us, condition: {gte: 1}}";
+        let mut ts = ts; ts.sort();
+        let evs: Vec<Event> = ts.iter().map(|&t| connect(t, proc_(1, 0, "a"), "h", 1)).collect();
+        let alerts = run(&mut engine(c, EngineOptions::default()), &evs);
+        prop_assert_eq!(alerts.len(), ts.len());
+        for (i, a) in alerts.iter().enumerate() {
+            // Events released so far (equal timestamps release in arrival order).
+            let inwin = ts[..=i].iter().filter(|&&t| t + 1_000 >= a.last_seen).count() as u64;
+            prop_assert_eq!(a.count, inwin);
+        }
+    }
+}
