@@ -221,6 +221,16 @@ impl Engine {
         *self = Engine::new_shared(rules, policy, opts);
     }
 
+    /// Sets the host name put in alerts and, unless ids are random, derives the id seed from
+    /// the host and capture start (a recording's header), so replays are reproducible and two
+    /// recordings do not share ids.
+    pub fn set_host(&mut self, host: &str, started: u64, random_ids: bool) {
+        self.opts.host = host.to_string();
+        if !random_ids {
+            self.opts.ids = IdMode::Derived(hash_of(&(host, started)));
+        }
+    }
+
     /// The rule set.
     pub fn rules(&self) -> &RuleSet {
         &self.rules

@@ -467,7 +467,8 @@ fn compile_corr(n: &Node, index: &HashMap<&str, usize>, raws: &[RawRule<'_>]) ->
 
 fn parse_tests(n: &Node, index: &HashMap<&str, usize>, out: &mut Vec<TestCase>) -> Result<(), PosError> {
     for t in n.as_seq()? {
-        let f = t.fields(&["rule", "processes", "cases", "identities", "baseline"])?;
+        let f = t.fields(&["rule", "processes", "defaults", "cases", "identities", "baseline"])?;
+        let defaults = f.get("defaults").map(Node::to_json).unwrap_or(serde_json::Value::Null);
         let identities = f.get("identities").cloned();
         if let Some(i) = &identities {
             crate::enrich::identity::IdentityConfig::from_node(i)?;
@@ -498,7 +499,7 @@ fn parse_tests(n: &Node, index: &HashMap<&str, usize>, out: &mut Vec<TestCase>) 
             let mut events = Vec::new();
             for e in cf.req("events")?.as_seq()? {
                 let mut j = e.to_json();
-                expand_event(&mut j, &procs).map_err(|m| PosError::new(&e.pos, m))?;
+                expand_event(&mut j, &procs, &defaults).map_err(|m| PosError::new(&e.pos, m))?;
                 events.push((e.pos.clone(), j));
             }
             out.push(TestCase {
@@ -516,9 +517,25 @@ fn parse_tests(n: &Node, index: &HashMap<&str, usize>, out: &mut Vec<TestCase>) 
 }
 
 /// Test events may say `process: name` (a template from `processes`) or
-/// `process: {template: name, …overrides}`, and `ts: 1.5s` (a duration from 0).
-fn expand_event(j: &mut serde_json::Value, procs: &HashMap<String, serde_json::Value>) -> Result<(), String> {
+/// `process: {template: name, …overrides}`, and `ts: 1.5s` (a duration from 0); `net` and
+/// `file` mappings are laid over the block's `defaults.net` / `defaults.file`.
+fn expand_event(
+    j: &mut serde_json::Value,
+    procs: &HashMap<String, serde_json::Value>,
+    defaults: &serde_json::Value,
+) -> Result<(), String> {
     let obj = j.as_object_mut().ok_or("a test event must be a mapping")?;
+    for key in ["net", "file"] {
+        if let (Some(serde_json::Value::Object(over)), Some(serde_json::Value::Object(base))) =
+            (obj.get(key), defaults.get(key))
+        {
+            let mut merged = base.clone();
+            for (k, v) in over {
+                merged.insert(k.clone(), v.clone());
+            }
+            obj.insert(key.into(), serde_json::Value::Object(merged));
+        }
+    }
     if let Some(serde_json::Value::String(s)) = obj.get("ts") {
         let d = humantime::parse_duration(s).map_err(|e| format!("bad ts `{s}`: {e}"))?;
         obj.insert("ts".into(), serde_json::Value::from(d.as_nanos() as u64));
