@@ -107,6 +107,22 @@ pub fn read_recording(
 
 /// Runs `detector replay`.
 pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
+    let stdout = io::stdout();
+    let mut out = BufWriter::new(stdout.lock());
+    let (skipped, stats) = replay(&args, &mut out)?;
+    out.flush()?;
+    if args.stats {
+        eprintln!("{}", serde_json::to_string(&stats)?);
+    }
+    if skipped > 0 {
+        eprintln!("{}: {skipped} malformed line(s) skipped", args.file.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Replays `args.file`, writing alerts as NDJSON to `out`; returns the number of skipped
+/// lines and the engine's counters.
+pub fn replay(args: &ReplayArgs, out: &mut impl Write) -> anyhow::Result<(u64, crate::engine::Stats)> {
     let rules = load_rules(&args.rules, args.no_default_rules)?;
     let policy = load_policy(args.identities.as_deref(), args.baseline.as_deref())?;
     let resolver = IdentityResolver::new(match &args.identities {
@@ -119,10 +135,8 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
         ..Default::default()
     };
     let mut engine = Engine::new(rules, policy, opts);
-    let stdout = io::stdout();
-    let mut out = BufWriter::new(stdout.lock());
     let mut alerts = Vec::new();
-    let write = |alerts: &mut Vec<crate::engine::Alert>, out: &mut BufWriter<_>| -> anyhow::Result<()> {
+    let write = |alerts: &mut Vec<crate::engine::Alert>, out: &mut dyn Write| -> anyhow::Result<()> {
         for a in alerts.drain(..) {
             serde_json::to_writer(&mut *out, &a)?;
             out.write_all(b"\n")?;
@@ -142,17 +156,59 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
                 resolver.apply(p);
             }
             engine.process(&ev, &mut alerts);
-            write(&mut alerts, &mut out)
+            write(&mut alerts, out)
         },
     )?;
     engine.finish(&mut alerts);
-    write(&mut alerts, &mut out)?;
-    out.flush()?;
-    if args.stats {
-        eprintln!("{}", serde_json::to_string(engine.stats())?);
+    write(&mut alerts, out)?;
+    Ok((skipped, engine.stats().clone()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(file: &str) -> ReplayArgs {
+        ReplayArgs {
+            file: PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/src/engine/testdata/")).join(file),
+            rules: vec![],
+            no_default_rules: false,
+            identities: None,
+            baseline: None,
+            random_ids: false,
+            tolerance: std::time::Duration::from_millis(500),
+            stats: false,
+        }
     }
-    if skipped > 0 {
-        eprintln!("{}: {skipped} malformed line(s) skipped", args.file.display());
+
+    /// Golden replay: the recorded attack raises exactly the expected alerts, with the
+    /// expected contents, deterministically; malformed lines are skipped and counted.
+    #[test]
+    fn golden_attack_recording() {
+        let mut out = Vec::new();
+        let (skipped, stats) = replay(&args("attack.ndjson"), &mut out).unwrap();
+        assert_eq!(skipped, 2);
+        let text = String::from_utf8(out).unwrap();
+        let alerts: Vec<crate::engine::Alert> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        let ids: Vec<&str> = alerts.iter().map(|a| a.rule.id.as_str()).collect();
+        assert_eq!(ids, vec!["machine-speed-credential-reuse", "ssh-key-then-ssh-fanout"], "{text}");
+        let a = &alerts[0];
+        assert_eq!(a.host, "web-1");
+        assert_eq!(a.destination_count, 3);
+        assert_eq!(a.destinations, vec!["10.0.0.10", "10.0.0.11", "10.0.0.12"]);
+        assert!(a.loss_overlap, "a loss record fell inside the window");
+        let cred = a.credential.as_ref().unwrap();
+        assert_eq!(cred.watched, "/root/.ssh/id_ed25519");
+        assert_eq!(cred.fingerprint.as_deref(), Some("hmac-sha256:00112233445566778899aabbccddeeff"));
+        assert_eq!(a.identity.as_deref(), Some("exe:/usr/bin/ssh@root"), "derived identity");
+        assert!(a.evidence.iter().any(|e| e.kind == crate::event::Kind::CredOpen));
+        let py = a.evidence.iter().find_map(|e| e.process.as_ref().filter(|p| p.tgid == 2001)).unwrap();
+        assert_eq!(py.argv, vec!["python3", "worm.py", "--token=[REDACTED]"]);
+        assert!(!text.contains("abc123"), "secrets never reach the output");
+        assert_eq!(stats.alerts, 2);
+        // Deterministic: same output again.
+        let mut again = Vec::new();
+        replay(&args("attack.ndjson"), &mut again).unwrap();
+        assert_eq!(String::from_utf8(again).unwrap(), text);
     }
-    Ok(ExitCode::SUCCESS)
 }

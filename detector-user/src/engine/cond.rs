@@ -226,7 +226,13 @@ fn compile_op(f: Field, key: &Node, op: &str, v: &Node, lists: &Lists) -> Result
             string_op(f, key, op)?;
             let s = v.as_str()?;
             t(Op::Regex(
-                Regex::new(s).map_err(|e| PosError::new(&v.pos, format!("bad regex: {e}")))?,
+                Regex::new(s).map_err(|e| {
+                    // regex's message draws the pattern over several lines; keep its last,
+                    // the one saying what is wrong, so every problem stays on one line.
+                    let msg = e.to_string();
+                    let last = msg.lines().last().unwrap_or_default().trim_start_matches("error: ").to_string();
+                    PosError::new(&v.pos, format!("bad regex `{s}`: {last}"))
+                })?,
             ))
         }
         "gt" | "gte" | "lt" | "lte" => {
@@ -255,49 +261,92 @@ fn compile_op(f: Field, key: &Node, op: &str, v: &Node, lists: &Lists) -> Result
     }
 }
 
-/// Compiles a condition node.
+/// Compiles a condition node; on failure returns the first problem (see [`compile_collect`]).
 pub fn compile(n: &Node, lists: &Lists) -> Result<Cond, PosError> {
+    let mut errs = Vec::new();
+    match compile_collect(n, lists, &mut errs) {
+        Some(c) if errs.is_empty() => Ok(c),
+        _ => Err(errs.into_iter().next().unwrap_or_else(|| PosError::new(&n.pos, "invalid condition"))),
+    }
+}
+
+/// Compiles a condition node, recording every problem in `errs` (each entry of a mapping is
+/// compiled even after an earlier one failed). `None` when anything failed.
+pub fn compile_collect(n: &Node, lists: &Lists, errs: &mut Vec<PosError>) -> Option<Cond> {
+    let before = errs.len();
+    let entries = match n.as_map() {
+        Ok(m) => m,
+        Err(e) => {
+            errs.push(e);
+            return None;
+        }
+    };
     let mut all = Vec::new();
-    for (k, kn, v) in n.as_map()? {
-        match k {
-            "all" | "any" => {
-                let subs = v
-                    .as_seq()?
-                    .iter()
-                    .map(|s| compile(s, lists))
-                    .collect::<Result<Vec<_>, _>>()?;
-                all.push(if k == "all" {
-                    Cond::All(subs)
-                } else {
-                    Cond::Any(subs)
-                });
-            }
-            "not" => all.push(Cond::Not(Box::new(compile(v, lists)?))),
-            path => {
-                let f = field(kn, path)?;
-                match &v.value {
-                    Value::Map(_) => {
-                        let ops = v.as_map()?;
-                        if ops.is_empty() {
-                            return Err(PosError::new(&v.pos, "empty operator mapping"));
-                        }
-                        for (op, okn, ov) in ops {
-                            all.push(compile_op(f, okn, op, ov, lists)?);
-                        }
-                    }
-                    Value::Null => {
-                        return Err(PosError::new(&v.pos, format!("no value for `{path}`")))
-                    }
-                    _ => all.push(Cond::Test(f, membership(f, v, lists)?)),
-                }
-            }
+    for (k, kn, v) in entries {
+        match compile_entry(k, kn, v, lists, errs) {
+            Ok(mut c) => all.append(&mut c),
+            Err(e) => errs.push(e),
         }
     }
-    Ok(match all.len() {
+    if errs.len() > before {
+        return None;
+    }
+    Some(match all.len() {
         0 => Cond::True,
         1 => all.pop().unwrap_or(Cond::True),
         _ => Cond::All(all),
     })
+}
+
+fn compile_entry(
+    k: &str,
+    kn: &Node,
+    v: &Node,
+    lists: &Lists,
+    errs: &mut Vec<PosError>,
+) -> Result<Vec<Cond>, PosError> {
+    let mut all = Vec::new();
+    match k {
+        "all" | "any" => {
+            let mut subs = Vec::new();
+            let mut ok = true;
+            for s in v.as_seq()? {
+                match compile_collect(s, lists, errs) {
+                    Some(c) => subs.push(c),
+                    None => ok = false,
+                }
+            }
+            // A failed sub-condition is already recorded in `errs`.
+            if ok {
+                all.push(if k == "all" { Cond::All(subs) } else { Cond::Any(subs) });
+            }
+        }
+        "not" => {
+            if let Some(c) = compile_collect(v, lists, errs) {
+                all.push(Cond::Not(Box::new(c)));
+            }
+        }
+        path => {
+            let f = field(kn, path)?;
+            match &v.value {
+                Value::Map(_) => {
+                    let ops = v.as_map()?;
+                    if ops.is_empty() {
+                        return Err(PosError::new(&v.pos, "empty operator mapping"));
+                    }
+                    for (op, okn, ov) in ops {
+                        match compile_op(f, okn, op, ov, lists) {
+                            Ok(c) => all.push(c),
+                            Err(e) => errs.push(e),
+                        }
+                    }
+                }
+                Value::Null => return Err(PosError::new(&v.pos, format!("no value for `{path}`"))),
+                _ => all.push(Cond::Test(f, membership(f, v, lists)?)),
+            }
+        }
+    }
+    Ok(all)
 }
 
 fn str_test(v: &Val<'_>, pred: impl Fn(&str) -> bool) -> bool {

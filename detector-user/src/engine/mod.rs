@@ -649,14 +649,15 @@ fn evaluate(c: &Correlation, g: &Group, pol: &Policy, ev: &Event, max_dst: usize
         }
     }
     let first = entries.first().map_or(0, |e| e.ts);
-    let dsts: HashSet<u64> = entries.iter().filter(|e| e.dst != 0).map(|e| e.dst).collect();
-    let (dst_set, dst_count) = match (c.ty, c.field.map(|f| f.path().starts_with("net."))) {
-        (CorrType::ValueCount, Some(true)) => (g.distinct.keys().copied().collect::<HashSet<_>>(), g.distinct.len()),
-        _ => {
-            let n = dsts.len();
-            (dsts, n)
-        }
-    };
+    // Destinations are the counted values when the field is a network one (so the list and
+    // the count agree with the condition), else the events' `addr:port`.
+    let by_val = c.field.is_some_and(|f| f.path().starts_with("net."));
+    let dst_set: HashSet<u64> = entries
+        .iter()
+        .map(|e| if by_val { e.val } else { e.dst })
+        .filter(|&h| h != 0)
+        .collect();
+    let dst_count = dst_set.len();
     let mut destinations: Vec<String> = dst_set.iter().filter_map(|h| g.names.get(h)).map(|s| s.to_string()).collect();
     destinations.sort();
     destinations.truncate(max_dst);

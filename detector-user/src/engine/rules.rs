@@ -252,7 +252,7 @@ impl RuleSet {
                     Ok(items) => {
                         for it in items {
                             let id = it
-                                .fields(RULE_KEYS)
+                                .fields_collect(RULE_KEYS, &mut errs)
                                 .and_then(|f| f.req("id").and_then(|i| i.as_str().map(str::to_string)));
                             match id {
                                 Ok(id) => {
@@ -277,7 +277,7 @@ impl RuleSet {
         // Stage 2/3: resolve references and compile.
         let mut set = RuleSet::default();
         for raw in &raws {
-            match compile_rule(raw, &lists, &index, &raws) {
+            match compile_rule(raw, &lists, &index, &raws, &mut errs) {
                 Ok(r) => set.rules.push(r),
                 Err(e) => errs.push(e),
             }
@@ -340,8 +340,10 @@ fn compile_rule(
     lists: &Lists,
     index: &HashMap<&str, usize>,
     raws: &[RawRule<'_>],
+    errs: &mut Vec<PosError>,
 ) -> Result<Rule, PosError> {
-    let f = raw.node.fields(RULE_KEYS)?;
+    // Unknown keys were reported when the rule was first read.
+    let f = raw.node.fields_collect(RULE_KEYS, &mut Vec::new())?;
     let title = f.req("title")?.as_str()?.to_string();
     if let Some(d) = f.get("description") {
         d.as_str()?;
@@ -368,7 +370,20 @@ fn compile_rule(
     };
     let body = match (f.get("condition"), f.get("correlation")) {
         (Some(c), None) => {
-            let mut cond = cond::compile(c, lists)?;
+            let mut cerrs = Vec::new();
+            let compiled = cond::compile_collect(c, lists, &mut cerrs);
+            let mut cond = match compiled {
+                Some(c) if cerrs.is_empty() => c,
+                _ => {
+                    let first = if cerrs.is_empty() {
+                        PosError::new(&c.pos, "invalid condition")
+                    } else {
+                        cerrs.remove(0)
+                    };
+                    errs.extend(cerrs);
+                    return Err(first);
+                }
+            };
             let kinds = match cond.kinds() {
                 Some(ks) => Some(
                     ks.iter()
@@ -421,7 +436,7 @@ fn compile_corr(n: &Node, index: &HashMap<&str, usize>, raws: &[RawRule<'_>]) ->
     for r in f.req("rules")?.as_seq_or_one() {
         let id = r.as_str()?;
         let &i = index.get(id).ok_or_else(|| PosError::new(&r.pos, format!("unknown rule `{id}`")))?;
-        let is_corr = raws[i].node.fields(RULE_KEYS).is_ok_and(|ff| ff.get("correlation").is_some());
+        let is_corr = raws[i].node.fields_collect(RULE_KEYS, &mut Vec::new()).is_ok_and(|ff| ff.get("correlation").is_some());
         if is_corr {
             // Sigma allows chaining; we reject what we cannot honour rather than degrade it.
             return Err(PosError::new(&r.pos, format!("`{id}` is a correlation: chaining correlations is not supported")));
@@ -596,6 +611,14 @@ mod tests {
         assert!(msgs.iter().any(|m| m.starts_with("r.yaml:9:") && m.contains("unknown rule `zz`")), "{msgs:?}");
         assert!(msgs.iter().any(|m| m.starts_with("r.yaml:13:5: unknown field `bogus`")), "{msgs:?}");
         assert!(msgs.iter().any(|m| m.contains("bad duration `soon`")), "{msgs:?}");
+        // Several problems in one rule are all reported.
+        let errs = load("rules:\n  - id: a\n    title: A\n    severity: low\n    colour: red\n    condition:\n      net.dst_addr: {cidr: 10.0.0.0/99}\n      process.exe: {regex: '(('}\n      any: [{process.exe: {in: ['@nolist']}}]\n").unwrap_err();
+        let msgs: Vec<String> = errs.iter().map(|e| e.to_string()).collect();
+        assert_eq!(msgs.len(), 4, "{msgs:?}");
+        assert!(msgs[0].starts_with("r.yaml:5:5: unknown field `colour`"), "{msgs:?}");
+        assert!(msgs[1].starts_with("r.yaml:7:28: bad CIDR"), "{msgs:?}");
+        assert!(msgs[2].starts_with("r.yaml:8:28: bad regex"), "{msgs:?}");
+        assert!(msgs[3].starts_with("r.yaml:9:33: unknown list `nolist`"), "{msgs:?}");
     }
 
     #[test]
