@@ -42,10 +42,16 @@ pub fn run(args: LearnArgs) -> anyhow::Result<ExitCode> {
         &args.from,
         |_| {},
         |mut ev| {
-            let (Some(p), Some(n)) = (ev.process.as_mut(), ev.net.as_ref()) else { return Ok(()) };
+            let (Some(p), Some(n)) = (ev.process.as_mut(), ev.net.as_ref()) else {
+                return Ok(());
+            };
             if ev.kind == Kind::Connect && n.direction == Direction::Outbound {
                 let id = resolver.apply(p).to_string();
-                baseline.peers.entry(id).or_default().insert(format!("{}:{}", n.dst_addr, n.dst_port));
+                baseline
+                    .peers
+                    .entry(id)
+                    .or_default()
+                    .insert(format!("{}:{}", n.dst_addr, n.dst_port));
             }
             Ok(())
         },

@@ -61,7 +61,9 @@ pub fn read_recording(
     // A progress bar only for a person watching a large file.
     let bar = (io::stderr().is_terminal() && size > 64 << 20).then(|| {
         let b = indicatif::ProgressBar::new(size);
-        if let Ok(style) = indicatif::ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {binary_bytes_per_sec} eta {eta}") {
+        if let Ok(style) = indicatif::ProgressStyle::with_template(
+            "{bar:40} {bytes}/{total_bytes} {binary_bytes_per_sec} eta {eta}",
+        ) {
             b.set_style(style);
         }
         b
@@ -71,7 +73,9 @@ pub fn read_recording(
     let (mut line_no, mut skipped) = (0u64, 0u64);
     loop {
         buf.clear();
-        let n = r.read_until(b'\n', &mut buf).with_context(|| format!("reading {}", path.display()))?;
+        let n = r
+            .read_until(b'\n', &mut buf)
+            .with_context(|| format!("reading {}", path.display()))?;
         if n == 0 {
             break;
         }
@@ -115,14 +119,20 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
         eprintln!("{}", serde_json::to_string(&stats)?);
     }
     if skipped > 0 {
-        eprintln!("{}: {skipped} malformed line(s) skipped", args.file.display());
+        eprintln!(
+            "{}: {skipped} malformed line(s) skipped",
+            args.file.display()
+        );
     }
     Ok(ExitCode::SUCCESS)
 }
 
 /// Replays `args.file`, writing alerts as NDJSON to `out`; returns the number of skipped
 /// lines and the engine's counters.
-pub fn replay(args: &ReplayArgs, out: &mut impl Write) -> anyhow::Result<(u64, crate::engine::Stats)> {
+pub fn replay(
+    args: &ReplayArgs,
+    out: &mut impl Write,
+) -> anyhow::Result<(u64, crate::engine::Stats)> {
     let rules = load_rules(&args.rules, args.no_default_rules)?;
     let policy = load_policy(args.identities.as_deref(), args.baseline.as_deref())?;
     let resolver = IdentityResolver::new(match &args.identities {
@@ -131,18 +141,23 @@ pub fn replay(args: &ReplayArgs, out: &mut impl Write) -> anyhow::Result<(u64, c
     });
     let opts = EngineOptions {
         reorder_tolerance: u64::try_from(args.tolerance.as_nanos()).unwrap_or(u64::MAX),
-        ids: if args.random_ids { IdMode::Random } else { IdMode::Derived(0) },
+        ids: if args.random_ids {
+            IdMode::Random
+        } else {
+            IdMode::Derived(0)
+        },
         ..Default::default()
     };
     let mut engine = Engine::new(rules, policy, opts);
     let mut alerts = Vec::new();
-    let write = |alerts: &mut Vec<crate::engine::Alert>, out: &mut dyn Write| -> anyhow::Result<()> {
-        for a in alerts.drain(..) {
-            serde_json::to_writer(&mut *out, &a)?;
-            out.write_all(b"\n")?;
-        }
-        Ok(())
-    };
+    let write =
+        |alerts: &mut Vec<crate::engine::Alert>, out: &mut dyn Write| -> anyhow::Result<()> {
+            for a in alerts.drain(..) {
+                serde_json::to_writer(&mut *out, &a)?;
+                out.write_all(b"\n")?;
+            }
+            Ok(())
+        };
     // Both callbacks need the header: the first line sets it, events read it.
     let header = std::cell::RefCell::new(None);
     let skipped = read_recording(
@@ -170,7 +185,8 @@ mod tests {
 
     fn args(file: &str) -> ReplayArgs {
         ReplayArgs {
-            file: PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/src/engine/testdata/")).join(file),
+            file: PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/src/engine/testdata/"))
+                .join(file),
             rules: vec![],
             no_default_rules: false,
             identities: None,
@@ -189,9 +205,16 @@ mod tests {
         let (skipped, stats) = replay(&args("attack.ndjson"), &mut out).unwrap();
         assert_eq!(skipped, 2);
         let text = String::from_utf8(out).unwrap();
-        let alerts: Vec<crate::engine::Alert> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        let alerts: Vec<crate::engine::Alert> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
         let ids: Vec<&str> = alerts.iter().map(|a| a.rule.id.as_str()).collect();
-        assert_eq!(ids, vec!["machine-speed-credential-reuse", "ssh-key-then-ssh-fanout"], "{text}");
+        assert_eq!(
+            ids,
+            vec!["machine-speed-credential-reuse", "ssh-key-then-ssh-fanout"],
+            "{text}"
+        );
         let a = &alerts[0];
         assert_eq!(a.host, "web-1");
         assert_eq!(a.destination_count, 3);
@@ -199,10 +222,24 @@ mod tests {
         assert!(a.loss_overlap, "a loss record fell inside the window");
         let cred = a.credential.as_ref().unwrap();
         assert_eq!(cred.watched, "/root/.ssh/id_ed25519");
-        assert_eq!(cred.fingerprint.as_deref(), Some("hmac-sha256:00112233445566778899aabbccddeeff"));
-        assert_eq!(a.identity.as_deref(), Some("exe:/usr/bin/ssh@root"), "derived identity");
-        assert!(a.evidence.iter().any(|e| e.kind == crate::event::Kind::CredOpen));
-        let py = a.evidence.iter().find_map(|e| e.process.as_ref().filter(|p| p.tgid == 2001)).unwrap();
+        assert_eq!(
+            cred.fingerprint.as_deref(),
+            Some("hmac-sha256:00112233445566778899aabbccddeeff")
+        );
+        assert_eq!(
+            a.identity.as_deref(),
+            Some("exe:/usr/bin/ssh@root"),
+            "derived identity"
+        );
+        assert!(a
+            .evidence
+            .iter()
+            .any(|e| e.kind == crate::event::Kind::CredOpen));
+        let py = a
+            .evidence
+            .iter()
+            .find_map(|e| e.process.as_ref().filter(|p| p.tgid == 2001))
+            .unwrap();
         assert_eq!(py.argv, vec!["python3", "worm.py", "--token=[REDACTED]"]);
         assert!(!text.contains("abc123"), "secrets never reach the output");
         assert_eq!(stats.alerts, 2);

@@ -45,10 +45,19 @@ pub fn run(cmd: RulesCommand) -> anyhow::Result<ExitCode> {
         Err(e) => return Err(e.into()),
     };
     if !test {
-        println!("{} rule(s), {} test case(s): OK", rules.rules.len(), rules.tests.len());
+        println!(
+            "{} rule(s), {} test case(s): OK",
+            rules.rules.len(),
+            rules.tests.len()
+        );
         return Ok(ExitCode::SUCCESS);
     }
-    let ids: Vec<String> = rules.rules.iter().filter(|r| r.alert).map(|r| r.id.clone()).collect();
+    let ids: Vec<String> = rules
+        .rules
+        .iter()
+        .filter(|r| r.alert)
+        .map(|r| r.id.clone())
+        .collect();
     let mut engine = Engine::new(rules, Policy::default(), EngineOptions::default());
     let results = testing::run_all(&mut engine);
     let (mut passed, mut failed) = (0, 0);
@@ -64,10 +73,17 @@ pub fn run(cmd: RulesCommand) -> anyhow::Result<ExitCode> {
             }
         }
     }
-    let untested: Vec<&String> = ids.iter().filter(|id| !results.iter().any(|r| &r.rule == *id)).collect();
+    let untested: Vec<&String> = ids
+        .iter()
+        .filter(|id| !results.iter().any(|r| &r.rule == *id))
+        .collect();
     for id in &untested {
         println!("UNTESTED {id}");
     }
     println!("{passed} passed, {failed} failed");
-    Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }

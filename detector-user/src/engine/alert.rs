@@ -154,7 +154,12 @@ pub fn redact_argv(argv: &[String], max: usize) -> Vec<String> {
             let rest = &a[i + 3..];
             if let Some(at) = rest.find('@') {
                 if let Some(colon) = rest[..at].find(':') {
-                    out.push(format!("{}{}:[REDACTED]{}", &a[..i + 3], &rest[..colon], &rest[at..]));
+                    out.push(format!(
+                        "{}{}:[REDACTED]{}",
+                        &a[..i + 3],
+                        &rest[..colon],
+                        &rest[at..]
+                    ));
                     continue;
                 }
             }
@@ -182,14 +187,94 @@ mod tests {
             v(&["mysql", "-p", "[REDACTED]", "-u", "root"])
         );
         assert_eq!(
-            redact_argv(&v(&["x", "--token=abc", "API_KEY=zzz", "--password", "p"]), 16),
-            v(&["x", "--token=[REDACTED]", "API_KEY=[REDACTED]", "--password", "[REDACTED]"])
+            redact_argv(
+                &v(&["x", "--token=abc", "API_KEY=zzz", "--password", "p"]),
+                16
+            ),
+            v(&[
+                "x",
+                "--token=[REDACTED]",
+                "API_KEY=[REDACTED]",
+                "--password",
+                "[REDACTED]"
+            ])
         );
         assert_eq!(
             redact_argv(&v(&["curl", "https://bob:pw@h/x"]), 16),
             v(&["curl", "https://bob:[REDACTED]@h/x"])
         );
-        assert_eq!(redact_argv(&v(&["ssh", "-i", "/root/.ssh/id_rsa", "h"]), 16), v(&["ssh", "-i", "/root/.ssh/id_rsa", "h"]));
-        assert_eq!(redact_argv(&v(&["a", "b", "c"]), 2), v(&["a", "b", "[1 more]"]));
+        assert_eq!(
+            redact_argv(&v(&["ssh", "-i", "/root/.ssh/id_rsa", "h"]), 16),
+            v(&["ssh", "-i", "/root/.ssh/id_rsa", "h"])
+        );
+        assert_eq!(
+            redact_argv(&v(&["a", "b", "c"]), 2),
+            v(&["a", "b", "[1 more]"])
+        );
+    }
+}
+
+#[cfg(test)]
+mod schema_tests {
+    /// The schema lists exactly the fields the struct serializes, so the two cannot drift.
+    #[test]
+    fn schema_matches_struct() {
+        let schema: serde_json::Value =
+            serde_json::from_str(include_str!("../../../docs/alert.schema.json")).unwrap();
+        let props: std::collections::BTreeSet<String> = schema["properties"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .cloned()
+            .collect();
+        let alert = super::Alert {
+            id: String::new(),
+            rule: super::AlertRule {
+                id: String::new(),
+                title: String::new(),
+                severity: super::Severity::Low,
+            },
+            attack: vec![],
+            host: String::new(),
+            identity: Some(String::new()),
+            process: Some(super::AlertProcess {
+                tgid: 0,
+                start: 0,
+                exe: String::new(),
+                argv: vec![],
+                user: Some(String::new()),
+                uid: 0,
+            }),
+            credential: Some(super::AlertCredential {
+                watched: String::new(),
+                category: String::new(),
+                fingerprint: None,
+            }),
+            group: Default::default(),
+            destinations: vec![],
+            destination_count: 0,
+            count: 1,
+            first_seen: 0,
+            last_seen: 0,
+            evidence: vec![],
+            suppressed: 0,
+            loss_overlap: false,
+        };
+        let v = serde_json::to_value(&alert).unwrap();
+        let keys: std::collections::BTreeSet<String> =
+            v.as_object().unwrap().keys().cloned().collect();
+        assert_eq!(keys, props);
+        for r in schema["required"].as_array().unwrap() {
+            assert!(keys.contains(r.as_str().unwrap()));
+        }
+        let pkeys: std::collections::BTreeSet<String> =
+            v["process"].as_object().unwrap().keys().cloned().collect();
+        let sp: std::collections::BTreeSet<String> = schema["properties"]["process"]["properties"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .cloned()
+            .collect();
+        assert_eq!(pkeys, sp);
     }
 }

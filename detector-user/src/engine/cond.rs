@@ -266,7 +266,10 @@ pub fn compile(n: &Node, lists: &Lists) -> Result<Cond, PosError> {
     let mut errs = Vec::new();
     match compile_collect(n, lists, &mut errs) {
         Some(c) if errs.is_empty() => Ok(c),
-        _ => Err(errs.into_iter().next().unwrap_or_else(|| PosError::new(&n.pos, "invalid condition"))),
+        _ => Err(errs
+            .into_iter()
+            .next()
+            .unwrap_or_else(|| PosError::new(&n.pos, "invalid condition"))),
     }
 }
 
@@ -318,7 +321,11 @@ fn compile_entry(
             }
             // A failed sub-condition is already recorded in `errs`.
             if ok {
-                all.push(if k == "all" { Cond::All(subs) } else { Cond::Any(subs) });
+                all.push(if k == "all" {
+                    Cond::All(subs)
+                } else {
+                    Cond::Any(subs)
+                });
             }
         }
         "not" => {

@@ -40,7 +40,10 @@ pub fn embedded_sources() -> Vec<(String, String)> {
         for f in d.files() {
             if is_yaml(f.path()) {
                 if let Some(t) = f.contents_utf8() {
-                    out.push((format!("<embedded>/rules/{}", f.path().display()), t.to_string()));
+                    out.push((
+                        format!("<embedded>/rules/{}", f.path().display()),
+                        t.to_string(),
+                    ));
                 }
             }
         }
@@ -58,7 +61,10 @@ pub fn embedded_sources() -> Vec<(String, String)> {
 /// `*.yaml`/`*.yml`.
 pub fn file_sources(paths: &[PathBuf]) -> Result<Vec<(String, String)>, LoadError> {
     fn walk(p: &Path, top: bool, out: &mut Vec<(String, String)>) -> Result<(), LoadError> {
-        let io = |source| LoadError::Io { path: p.display().to_string(), source };
+        let io = |source| LoadError::Io {
+            path: p.display().to_string(),
+            source,
+        };
         let meta = std::fs::metadata(p).map_err(io)?;
         if meta.is_dir() {
             let mut entries: Vec<PathBuf> = std::fs::read_dir(p)
@@ -84,15 +90,25 @@ pub fn file_sources(paths: &[PathBuf]) -> Result<Vec<(String, String)>, LoadErro
 
 /// Loads the embedded pack (unless `without_defaults`) plus `extra` rule paths.
 pub fn load_rules(extra: &[PathBuf], without_defaults: bool) -> Result<RuleSet, LoadError> {
-    let mut sources = if without_defaults { Vec::new() } else { embedded_sources() };
+    let mut sources = if without_defaults {
+        Vec::new()
+    } else {
+        embedded_sources()
+    };
     sources.extend(file_sources(extra)?);
     RuleSet::load(&sources).map_err(LoadError::Invalid)
 }
 
 /// Loads the identities config and baseline (either optional) into a [`Policy`].
-pub fn load_policy(identities: Option<&Path>, baseline: Option<&Path>) -> Result<Policy, LoadError> {
+pub fn load_policy(
+    identities: Option<&Path>,
+    baseline: Option<&Path>,
+) -> Result<Policy, LoadError> {
     let read = |p: &Path| {
-        std::fs::read_to_string(p).map_err(|source| LoadError::Io { path: p.display().to_string(), source })
+        std::fs::read_to_string(p).map_err(|source| LoadError::Io {
+            path: p.display().to_string(),
+            source,
+        })
     };
     let mut pol = Policy::default();
     if let Some(p) = identities {
@@ -100,8 +116,8 @@ pub fn load_policy(identities: Option<&Path>, baseline: Option<&Path>) -> Result
             .map_err(|e| LoadError::Invalid(vec![e]))?;
     }
     if let Some(p) = baseline {
-        pol.baseline =
-            Baseline::parse(&p.display().to_string(), &read(p)?).map_err(|e| LoadError::Invalid(vec![e]))?;
+        pol.baseline = Baseline::parse(&p.display().to_string(), &read(p)?)
+            .map_err(|e| LoadError::Invalid(vec![e]))?;
     }
     Ok(pol)
 }

@@ -289,7 +289,9 @@ impl Engine {
 
     fn release(&mut self, upto: u64, out: &mut Vec<Alert>) {
         while self.pending.peek().is_some_and(|p| p.0.ts <= upto) {
-            let Some(Reverse(p)) = self.pending.pop() else { break };
+            let Some(Reverse(p)) = self.pending.pop() else {
+                break;
+            };
             self.handle(p, out);
         }
     }
@@ -297,8 +299,13 @@ impl Engine {
     fn expire(&mut self) {
         let now = self.released;
         for (i, g) in self.groups.iter_mut().enumerate() {
-            let (Some(g), Body::Correlation(c)) = (g, &self.rules.rules[i].body) else { continue };
-            while g.peek_lru().is_some_and(|(_, s)| s.last_ts.saturating_add(c.timespan) < now) {
+            let (Some(g), Body::Correlation(c)) = (g, &self.rules.rules[i].body) else {
+                continue;
+            };
+            while g
+                .peek_lru()
+                .is_some_and(|(_, s)| s.last_ts.saturating_add(c.timespan) < now)
+            {
                 g.pop_lru();
             }
         }
@@ -317,7 +324,11 @@ impl Engine {
             self.since_expiry = 0;
             self.expire();
         }
-        while self.losses.front().is_some_and(|&l| l.saturating_add(self.keep_losses) < t) {
+        while self
+            .losses
+            .front()
+            .is_some_and(|&l| l.saturating_add(self.keep_losses) < t)
+        {
             self.losses.pop_front();
         }
         if p.ev.kind == Kind::Loss {
@@ -347,9 +358,24 @@ impl Engine {
         let rule = &self.rules.rules[r];
         let group = self.group_values(&rule.group_by, ev).unwrap_or_default();
         let key = hash_of(&group);
-        let dst = ev.net.as_ref().map(|n| fields::dst_string(&n.dst_addr, n.dst_port));
+        let dst = ev
+            .net
+            .as_ref()
+            .map(|n| fields::dst_string(&n.dst_addr, n.dst_port));
         let evidence = vec![Arc::clone(ev)];
-        self.emit(r, key, group, t, t, 1, dst.iter().cloned().collect(), dst.is_some() as u64, &evidence, ev, out);
+        self.emit(
+            r,
+            key,
+            group,
+            t,
+            t,
+            1,
+            dst.iter().cloned().collect(),
+            dst.is_some() as u64,
+            &evidence,
+            ev,
+            out,
+        );
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -376,11 +402,20 @@ impl Engine {
             }
             Some(s) => {
                 let n = s.suppressed;
-                *s = Supp { last, suppressed: 0 };
+                *s = Supp {
+                    last,
+                    suppressed: 0,
+                };
                 n
             }
             None => {
-                self.supp.put((r, key), Supp { last, suppressed: 0 });
+                self.supp.put(
+                    (r, key),
+                    Supp {
+                        last,
+                        suppressed: 0,
+                    },
+                );
                 0
             }
         };
@@ -401,11 +436,15 @@ impl Engine {
             }
         };
         let proc_ = trigger.process.as_ref();
-        let cred = evidence.iter().rev().find_map(|e| e.file.as_ref()).map(|f| AlertCredential {
-            watched: f.watched.clone(),
-            category: f.category.clone(),
-            fingerprint: f.fingerprint.clone(),
-        });
+        let cred = evidence
+            .iter()
+            .rev()
+            .find_map(|e| e.file.as_ref())
+            .map(|f| AlertCredential {
+                watched: f.watched.clone(),
+                category: f.category.clone(),
+                fingerprint: f.fingerprint.clone(),
+            });
         let loss_overlap = self.losses.iter().any(|&l| l >= first && l <= last);
         let max_argv = self.opts.max_argv;
         let redact = |e: &Event| {
@@ -421,7 +460,11 @@ impl Engine {
         self.stats.alerts += 1;
         out.push(Alert {
             id,
-            rule: AlertRule { id: rule.id.clone(), title: rule.title.clone(), severity: rule.severity },
+            rule: AlertRule {
+                id: rule.id.clone(),
+                title: rule.title.clone(),
+                severity: rule.severity,
+            },
             attack: rule.attack.clone(),
             host: self.opts.host.clone(),
             identity: proc_.and_then(|p| p.identity.clone()),
@@ -434,7 +477,10 @@ impl Engine {
                 uid: p.uid,
             }),
             credential: cred,
-            group: group.into_iter().map(|(f, v)| (f.path().to_string(), v)).collect::<BTreeMap<_, _>>(),
+            group: group
+                .into_iter()
+                .map(|(f, v)| (f.path().to_string(), v))
+                .collect::<BTreeMap<_, _>>(),
             destinations,
             destination_count,
             count,
@@ -447,7 +493,12 @@ impl Engine {
     }
 
     /// Group keys an event at `step` contributes to, and whether it may create a group.
-    fn keys_for(&self, c: &Correlation, step: usize, ev: &Event) -> Option<(Vec<(u64, Vec<(Field, String)>)>, bool)> {
+    fn keys_for(
+        &self,
+        c: &Correlation,
+        step: usize,
+        ev: &Event,
+    ) -> Option<(Vec<(u64, Vec<(Field, String)>)>, bool)> {
         let creates = c.ty != CorrType::TemporalOrdered || step == 0;
         let base = self.group_values(&c.group_by, ev)?;
         let tree_at = c.group_by.iter().position(|&f| f == Field::Tree);
@@ -475,10 +526,21 @@ impl Engine {
         Some((keys, creates))
     }
 
-    fn correlate(&mut self, c_idx: usize, step: usize, ev: &Arc<Event>, t: u64, out: &mut Vec<Alert>) {
+    fn correlate(
+        &mut self,
+        c_idx: usize,
+        step: usize,
+        ev: &Arc<Event>,
+        t: u64,
+        out: &mut Vec<Alert>,
+    ) {
         let rules = Arc::clone(&self.rules);
-        let Body::Correlation(c) = &rules.rules[c_idx].body else { return };
-        let Some((keys, creates)) = self.keys_for(c, step, ev) else { return };
+        let Body::Correlation(c) = &rules.rules[c_idx].body else {
+            return;
+        };
+        let Some((keys, creates)) = self.keys_for(c, step, ev) else {
+            return;
+        };
         let val = match c.field {
             Some(f) => match fields::get(f, ev, &self.policy) {
                 Some(v) => Some(v.render().into_owned()),
@@ -490,7 +552,10 @@ impl Engine {
             None => None,
         };
         let val_h = val.as_deref().map_or(0, hash_of);
-        let dst = ev.net.as_ref().map(|n| fields::dst_string(&n.dst_addr, n.dst_port));
+        let dst = ev
+            .net
+            .as_ref()
+            .map(|n| fields::dst_string(&n.dst_addr, n.dst_port));
         let dst_h = dst.as_deref().map_or(0, hash_of);
         let mut existing: Vec<(u64, Vec<(Field, String)>)> = Vec::new();
         if let Some(gs) = self.groups[c_idx].as_mut() {
@@ -511,7 +576,9 @@ impl Engine {
         };
         for (key, gvals) in targets {
             let fire = {
-                let Some(gs) = self.groups[c_idx].as_mut() else { return };
+                let Some(gs) = self.groups[c_idx].as_mut() else {
+                    return;
+                };
                 if !gs.contains(&key) {
                     if gs.len() >= self.opts.max_groups {
                         gs.pop_lru();
@@ -531,7 +598,12 @@ impl Engine {
                 }
                 let Some(g) = gs.get_mut(&key) else { continue };
                 g.last_ts = t;
-                g.entries.push_back(Entry { ts: t, step: step as u8, val: val_h, dst: dst_h });
+                g.entries.push_back(Entry {
+                    ts: t,
+                    step: step as u8,
+                    val: val_h,
+                    dst: dst_h,
+                });
                 if c.ty == CorrType::ValueCount {
                     *g.distinct.entry(val_h).or_insert(0) += 1;
                 }
@@ -551,8 +623,12 @@ impl Engine {
                 }
                 g.evidence.push_back(Arc::clone(ev));
                 let start = t.saturating_sub(c.timespan);
-                while g.entries.front().is_some_and(|e| e.ts < start) || g.entries.len() > self.opts.max_entries {
-                    let Some(e) = g.entries.pop_front() else { break };
+                while g.entries.front().is_some_and(|e| e.ts < start)
+                    || g.entries.len() > self.opts.max_entries
+                {
+                    let Some(e) = g.entries.pop_front() else {
+                        break;
+                    };
                     if e.ts >= start {
                         self.stats.dropped_entries += 1;
                     }
@@ -566,14 +642,30 @@ impl Engine {
                         }
                     }
                 }
-                while g.evidence.front().is_some_and(|e| e.ts < start && g.evidence.len() > 1) {
+                while g
+                    .evidence
+                    .front()
+                    .is_some_and(|e| e.ts < start && g.evidence.len() > 1)
+                {
                     g.evidence.pop_front();
                 }
                 evaluate(c, g, &self.policy, ev, self.opts.max_destinations)
             };
             if let Some(f) = fire {
                 let evidence: Vec<Arc<Event>> = f.evidence;
-                self.emit(c_idx, key, f.group, f.first, t, f.count, f.destinations, f.destination_count, &evidence, ev, out);
+                self.emit(
+                    c_idx,
+                    key,
+                    f.group,
+                    f.first,
+                    t,
+                    f.count,
+                    f.destinations,
+                    f.destination_count,
+                    &evidence,
+                    ev,
+                    out,
+                );
             }
         }
     }
@@ -592,7 +684,9 @@ struct Fire {
 /// reports.
 fn evaluate(c: &Correlation, g: &Group, pol: &Policy, ev: &Event, max_dst: usize) -> Option<Fire> {
     let entries: Vec<&Entry> = match c.ty {
-        CorrType::EventCount | CorrType::ValueCount | CorrType::Temporal => g.entries.iter().collect(),
+        CorrType::EventCount | CorrType::ValueCount | CorrType::Temporal => {
+            g.entries.iter().collect()
+        }
         CorrType::TemporalOrdered => {
             // Earliest chain: the first step-0 entry, then the first step-1 after it, …; the
             // earliest chain leaves the longest tail for the last step.
@@ -658,7 +752,11 @@ fn evaluate(c: &Correlation, g: &Group, pol: &Policy, ev: &Event, max_dst: usize
         .filter(|&h| h != 0)
         .collect();
     let dst_count = dst_set.len();
-    let mut destinations: Vec<String> = dst_set.iter().filter_map(|h| g.names.get(h)).map(|s| s.to_string()).collect();
+    let mut destinations: Vec<String> = dst_set
+        .iter()
+        .filter_map(|h| g.names.get(h))
+        .map(|s| s.to_string())
+        .collect();
     destinations.sort();
     destinations.truncate(max_dst);
     Some(Fire {
@@ -667,10 +765,14 @@ fn evaluate(c: &Correlation, g: &Group, pol: &Policy, ev: &Event, max_dst: usize
         count: entries.len() as u64,
         destinations,
         destination_count: dst_count as u64,
-        evidence: g.evidence.iter().filter(|e| e.ts >= first).cloned().collect(),
+        evidence: g
+            .evidence
+            .iter()
+            .filter(|e| e.ts >= first)
+            .cloned()
+            .collect(),
     })
 }
-
 
 #[cfg(test)]
 mod tests;

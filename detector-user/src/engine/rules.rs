@@ -149,10 +149,28 @@ struct RawRule<'a> {
 }
 
 const RULE_KEYS: &[&str] = &[
-    "id", "title", "description", "severity", "attack", "condition", "exceptions", "correlation",
-    "alert", "group-by", "suppress",
+    "id",
+    "title",
+    "description",
+    "severity",
+    "attack",
+    "condition",
+    "exceptions",
+    "correlation",
+    "alert",
+    "group-by",
+    "suppress",
 ];
-const CORR_KEYS: &[&str] = &["type", "rules", "group-by", "timespan", "field", "condition", "max_gap", "budget"];
+const CORR_KEYS: &[&str] = &[
+    "type",
+    "rules",
+    "group-by",
+    "timespan",
+    "field",
+    "condition",
+    "max_gap",
+    "budget",
+];
 
 fn fields_list(n: &Node) -> Result<Vec<Field>, PosError> {
     n.as_seq_or_one()
@@ -172,29 +190,58 @@ fn exceptions(n: &Node, lists: &Lists) -> Result<Cond, PosError> {
             .map(|x| cond::field(x, x.as_str()?))
             .collect::<Result<Vec<_>, _>>()?;
         let comps: Vec<String> = match f.get("comps") {
-            Some(c) => c.as_seq()?.iter().map(|x| x.as_scalar_string()).collect::<Result<_, _>>()?,
+            Some(c) => c
+                .as_seq()?
+                .iter()
+                .map(|x| x.as_scalar_string())
+                .collect::<Result<_, _>>()?,
             None => vec!["=".into(); fields.len()],
         };
         if comps.len() != fields.len() {
-            return Err(PosError::new(&f.pos, "`comps` must have one entry per field"));
+            return Err(PosError::new(
+                &f.pos,
+                "`comps` must have one entry per field",
+            ));
         }
         for tuple in f.req("values")?.as_seq()? {
             let vals = tuple.as_seq()?;
             if vals.len() != fields.len() {
-                return Err(PosError::new(&tuple.pos, format!("exception tuple needs {} values", fields.len())));
+                return Err(PosError::new(
+                    &tuple.pos,
+                    format!("exception tuple needs {} values", fields.len()),
+                ));
             }
             let mut all = Vec::new();
             for ((field, comp), v) in fields.iter().zip(&comps).zip(vals) {
                 let op = match comp.as_str() {
                     "=" => "eq",
-                    "in" | "glob" | "prefix" | "suffix" | "contains" | "cidr" | "regex" => comp.as_str(),
-                    other => return Err(PosError::new(&tuple.pos, format!("unknown exception comparison `{other}`"))),
+                    "in" | "glob" | "prefix" | "suffix" | "contains" | "cidr" | "regex" => {
+                        comp.as_str()
+                    }
+                    other => {
+                        return Err(PosError::new(
+                            &tuple.pos,
+                            format!("unknown exception comparison `{other}`"),
+                        ))
+                    }
                 };
                 // Reuse the condition compiler so exceptions get the same checks and positions.
-                let key = Node { value: yaml::Value::Str(field.path().into()), pos: v.pos.clone() };
-                let opk = Node { value: yaml::Value::Str(op.into()), pos: v.pos.clone() };
-                let inner = Node { value: yaml::Value::Map(vec![(opk, v.clone())]), pos: v.pos.clone() };
-                let map = Node { value: yaml::Value::Map(vec![(key, inner)]), pos: v.pos.clone() };
+                let key = Node {
+                    value: yaml::Value::Str(field.path().into()),
+                    pos: v.pos.clone(),
+                };
+                let opk = Node {
+                    value: yaml::Value::Str(op.into()),
+                    pos: v.pos.clone(),
+                };
+                let inner = Node {
+                    value: yaml::Value::Map(vec![(opk, v.clone())]),
+                    pos: v.pos.clone(),
+                };
+                let map = Node {
+                    value: yaml::Value::Map(vec![(key, inner)]),
+                    pos: v.pos.clone(),
+                };
                 all.push(cond::compile(&map, lists)?);
             }
             any.push(Cond::All(all));
@@ -237,7 +284,10 @@ impl RuleSet {
                             match v.as_seq() {
                                 Ok(items) => {
                                     if lists.insert(name.to_string(), items.to_vec()).is_some() {
-                                        errs.push(PosError::new(&kn.pos, format!("duplicate list `{name}`")));
+                                        errs.push(PosError::new(
+                                            &kn.pos,
+                                            format!("duplicate list `{name}`"),
+                                        ));
                                     }
                                 }
                                 Err(e) => errs.push(e),
@@ -251,13 +301,16 @@ impl RuleSet {
                 match r.as_seq() {
                     Ok(items) => {
                         for it in items {
-                            let id = it
-                                .fields_collect(RULE_KEYS, &mut errs)
-                                .and_then(|f| f.req("id").and_then(|i| i.as_str().map(str::to_string)));
+                            let id = it.fields_collect(RULE_KEYS, &mut errs).and_then(|f| {
+                                f.req("id").and_then(|i| i.as_str().map(str::to_string))
+                            });
                             match id {
                                 Ok(id) => {
                                     if raws.iter().any(|r| r.id == id) {
-                                        errs.push(PosError::new(&it.pos, format!("duplicate rule id `{id}`")));
+                                        errs.push(PosError::new(
+                                            &it.pos,
+                                            format!("duplicate rule id `{id}`"),
+                                        ));
                                     } else {
                                         raws.push(RawRule { id, node: it });
                                     }
@@ -273,7 +326,11 @@ impl RuleSet {
                 test_nodes.push(t);
             }
         }
-        let index: HashMap<&str, usize> = raws.iter().enumerate().map(|(i, r)| (r.id.as_str(), i)).collect();
+        let index: HashMap<&str, usize> = raws
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (r.id.as_str(), i))
+            .collect();
         // Stage 2/3: resolve references and compile.
         let mut set = RuleSet::default();
         for raw in &raws {
@@ -288,7 +345,9 @@ impl RuleSet {
             }
         }
         if !errs.is_empty() {
-            errs.sort_by(|a, b| (&a.pos.file, a.pos.line, a.pos.col).cmp(&(&b.pos.file, b.pos.line, b.pos.col)));
+            errs.sort_by(|a, b| {
+                (&a.pos.file, a.pos.line, a.pos.col).cmp(&(&b.pos.file, b.pos.line, b.pos.col))
+            });
             return Err(errs);
         }
         // Stage 4: index.
@@ -296,7 +355,9 @@ impl RuleSet {
         set.consumers = vec![Vec::new(); set.rules.len()];
         for (i, r) in set.rules.iter().enumerate() {
             match &r.body {
-                Body::Event { kinds: Some(ks), .. } => {
+                Body::Event {
+                    kinds: Some(ks), ..
+                } => {
                     for k in ks {
                         set.by_kind[*k as usize].push(i);
                     }
@@ -314,7 +375,10 @@ impl RuleSet {
 
     /// Event rules that may match `kind`.
     pub fn candidates(&self, kind: Kind) -> impl Iterator<Item = usize> + '_ {
-        self.by_kind[kind as usize].iter().chain(self.by_kind[KINDS.len()].iter()).copied()
+        self.by_kind[kind as usize]
+            .iter()
+            .chain(self.by_kind[KINDS.len()].iter())
+            .copied()
     }
 
     /// Index of the rule with `id`.
@@ -349,21 +413,42 @@ fn compile_rule(
         d.as_str()?;
     }
     let sev_node = f.req("severity")?;
-    let severity = Severity::parse(sev_node.as_str()?)
-        .ok_or_else(|| PosError::new(&sev_node.pos, "severity must be info, low, medium, high or critical"))?;
+    let severity = Severity::parse(sev_node.as_str()?).ok_or_else(|| {
+        PosError::new(
+            &sev_node.pos,
+            "severity must be info, low, medium, high or critical",
+        )
+    })?;
     let mut attack = Vec::new();
-    for a in f.get("attack").map(|n| n.as_seq_or_one()).unwrap_or_default() {
+    for a in f
+        .get("attack")
+        .map(|n| n.as_seq_or_one())
+        .unwrap_or_default()
+    {
         let s = a.as_str()?;
         let ok = s.len() >= 5
             && s.starts_with('T')
-            && s[1..].split('.').all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()));
+            && s[1..]
+                .split('.')
+                .all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()));
         if !ok {
-            return Err(PosError::new(&a.pos, format!("`{s}` is not an ATT&CK technique id (T1234 or T1234.001)")));
+            return Err(PosError::new(
+                &a.pos,
+                format!("`{s}` is not an ATT&CK technique id (T1234 or T1234.001)"),
+            ));
         }
         attack.push(s.to_string());
     }
-    let alert = f.get("alert").map(|n| n.as_bool()).transpose()?.unwrap_or(true);
-    let suppress = f.get("suppress").map(duration).transpose()?.unwrap_or(300 * 1_000_000_000);
+    let alert = f
+        .get("alert")
+        .map(|n| n.as_bool())
+        .transpose()?
+        .unwrap_or(true);
+    let suppress = f
+        .get("suppress")
+        .map(duration)
+        .transpose()?
+        .unwrap_or(300 * 1_000_000_000);
     let group_by = match f.get("group-by") {
         Some(n) => fields_list(n)?,
         None => vec![Field::Identity, Field::Exe],
@@ -387,7 +472,10 @@ fn compile_rule(
             let kinds = match cond.kinds() {
                 Some(ks) => Some(
                     ks.iter()
-                        .map(|k| kind_of(k).ok_or_else(|| PosError::new(&c.pos, format!("unknown kind `{k}`"))))
+                        .map(|k| {
+                            kind_of(k)
+                                .ok_or_else(|| PosError::new(&c.pos, format!("unknown kind `{k}`")))
+                        })
                         .collect::<Result<Vec<_>, _>>()?,
                 ),
                 None => None,
@@ -399,12 +487,25 @@ fn compile_rule(
         }
         (None, Some(c)) => {
             if f.get("exceptions").is_some() {
-                return Err(PosError::new(&f.pos, "exceptions belong on the event rules a correlation references"));
+                return Err(PosError::new(
+                    &f.pos,
+                    "exceptions belong on the event rules a correlation references",
+                ));
             }
             Body::Correlation(compile_corr(c, index, raws)?)
         }
-        (Some(_), Some(_)) => return Err(PosError::new(&f.pos, "a rule has either `condition` or `correlation`, not both")),
-        (None, None) => return Err(PosError::new(&f.pos, "a rule needs `condition` or `correlation`")),
+        (Some(_), Some(_)) => {
+            return Err(PosError::new(
+                &f.pos,
+                "a rule has either `condition` or `correlation`, not both",
+            ))
+        }
+        (None, None) => {
+            return Err(PosError::new(
+                &f.pos,
+                "a rule needs `condition` or `correlation`",
+            ))
+        }
     };
     Ok(Rule {
         id: raw.id.clone(),
@@ -419,7 +520,11 @@ fn compile_rule(
     })
 }
 
-fn compile_corr(n: &Node, index: &HashMap<&str, usize>, raws: &[RawRule<'_>]) -> Result<Correlation, PosError> {
+fn compile_corr(
+    n: &Node,
+    index: &HashMap<&str, usize>,
+    raws: &[RawRule<'_>],
+) -> Result<Correlation, PosError> {
     let f = n.fields(CORR_KEYS)?;
     let tn = f.req("type")?;
     let ty = match tn.as_str()? {
@@ -428,18 +533,34 @@ fn compile_corr(n: &Node, index: &HashMap<&str, usize>, raws: &[RawRule<'_>]) ->
         "temporal" => CorrType::Temporal,
         "temporal_ordered" => CorrType::TemporalOrdered,
         t @ ("value_sum" | "value_avg" | "value_percentile") => {
-            return Err(PosError::new(&tn.pos, format!("correlation type `{t}` is not supported")))
+            return Err(PosError::new(
+                &tn.pos,
+                format!("correlation type `{t}` is not supported"),
+            ))
         }
-        t => return Err(PosError::new(&tn.pos, format!("unknown correlation type `{t}`"))),
+        t => {
+            return Err(PosError::new(
+                &tn.pos,
+                format!("unknown correlation type `{t}`"),
+            ))
+        }
     };
     let mut steps = Vec::new();
     for r in f.req("rules")?.as_seq_or_one() {
         let id = r.as_str()?;
-        let &i = index.get(id).ok_or_else(|| PosError::new(&r.pos, format!("unknown rule `{id}`")))?;
-        let is_corr = raws[i].node.fields_collect(RULE_KEYS, &mut Vec::new()).is_ok_and(|ff| ff.get("correlation").is_some());
+        let &i = index
+            .get(id)
+            .ok_or_else(|| PosError::new(&r.pos, format!("unknown rule `{id}`")))?;
+        let is_corr = raws[i]
+            .node
+            .fields_collect(RULE_KEYS, &mut Vec::new())
+            .is_ok_and(|ff| ff.get("correlation").is_some());
         if is_corr {
             // Sigma allows chaining; we reject what we cannot honour rather than degrade it.
-            return Err(PosError::new(&r.pos, format!("`{id}` is a correlation: chaining correlations is not supported")));
+            return Err(PosError::new(
+                &r.pos,
+                format!("`{id}` is a correlation: chaining correlations is not supported"),
+            ));
         }
         steps.push(i);
     }
@@ -447,7 +568,10 @@ fn compile_corr(n: &Node, index: &HashMap<&str, usize>, raws: &[RawRule<'_>]) ->
         return Err(PosError::new(&f.pos, "`rules` is empty"));
     }
     if matches!(ty, CorrType::Temporal | CorrType::TemporalOrdered) && steps.len() < 2 {
-        return Err(PosError::new(&f.pos, "temporal correlations need at least two rules"));
+        return Err(PosError::new(
+            &f.pos,
+            "temporal correlations need at least two rules",
+        ));
     }
     let group_by = match f.get("group-by") {
         Some(g) => fields_list(g)?,
@@ -458,14 +582,22 @@ fn compile_corr(n: &Node, index: &HashMap<&str, usize>, raws: &[RawRule<'_>]) ->
     if timespan == 0 {
         return Err(PosError::new(&tsn.pos, "timespan must be positive"));
     }
-    let field = f.get("field").map(|x| cond::field(x, x.as_str()?)).transpose()?;
+    let field = f
+        .get("field")
+        .map(|x| cond::field(x, x.as_str()?))
+        .transpose()?;
     if ty == CorrType::ValueCount && field.is_none() {
         return Err(PosError::new(&f.pos, "value_count needs `field`"));
     }
     let mut condition = Vec::new();
     if let Some(c) = f.get("condition") {
         for (k, kn, v) in c.as_map()? {
-            let op = CmpOp::parse(k).ok_or_else(|| PosError::new(&kn.pos, format!("unknown condition `{k}` (gt, gte, lt, lte, eq, neq)")))?;
+            let op = CmpOp::parse(k).ok_or_else(|| {
+                PosError::new(
+                    &kn.pos,
+                    format!("unknown condition `{k}` (gt, gte, lt, lte, eq, neq)"),
+                )
+            })?;
             condition.push((op, v.as_i64()?));
         }
     }
@@ -476,21 +608,54 @@ fn compile_corr(n: &Node, index: &HashMap<&str, usize>, raws: &[RawRule<'_>]) ->
         });
     }
     let max_gap = f.get("max_gap").map(duration).transpose()?;
-    let budget = f.get("budget").map(|b| b.as_bool()).transpose()?.unwrap_or(false);
-    Ok(Correlation { ty, steps, group_by, timespan, field, condition, max_gap, budget })
+    let budget = f
+        .get("budget")
+        .map(|b| b.as_bool())
+        .transpose()?
+        .unwrap_or(false);
+    Ok(Correlation {
+        ty,
+        steps,
+        group_by,
+        timespan,
+        field,
+        condition,
+        max_gap,
+        budget,
+    })
 }
 
-fn parse_tests(n: &Node, index: &HashMap<&str, usize>, out: &mut Vec<TestCase>) -> Result<(), PosError> {
+fn parse_tests(
+    n: &Node,
+    index: &HashMap<&str, usize>,
+    out: &mut Vec<TestCase>,
+) -> Result<(), PosError> {
     for t in n.as_seq()? {
-        let f = t.fields(&["rule", "processes", "defaults", "cases", "identities", "baseline"])?;
-        let defaults = f.get("defaults").map(Node::to_json).unwrap_or(serde_json::Value::Null);
+        let f = t.fields(&[
+            "rule",
+            "processes",
+            "defaults",
+            "cases",
+            "identities",
+            "baseline",
+        ])?;
+        let defaults = f
+            .get("defaults")
+            .map(Node::to_json)
+            .unwrap_or(serde_json::Value::Null);
         let identities = f.get("identities").cloned();
         if let Some(i) = &identities {
             crate::enrich::identity::IdentityConfig::from_node(i)?;
         }
         let baseline = f.get("baseline").map(|b| {
-            let key = Node { value: yaml::Value::Str("baseline".into()), pos: b.pos.clone() };
-            Node { value: yaml::Value::Map(vec![(key, b.clone())]), pos: b.pos.clone() }
+            let key = Node {
+                value: yaml::Value::Str("baseline".into()),
+                pos: b.pos.clone(),
+            };
+            Node {
+                value: yaml::Value::Map(vec![(key, b.clone())]),
+                pos: b.pos.clone(),
+            }
         });
         if let Some(b) = &baseline {
             crate::enrich::identity::Baseline::from_node(b)?;
@@ -498,7 +663,10 @@ fn parse_tests(n: &Node, index: &HashMap<&str, usize>, out: &mut Vec<TestCase>) 
         let rn = f.req("rule")?;
         let rule = rn.as_str()?.to_string();
         if !index.contains_key(rule.as_str()) {
-            return Err(PosError::new(&rn.pos, format!("test for unknown rule `{rule}`")));
+            return Err(PosError::new(
+                &rn.pos,
+                format!("test for unknown rule `{rule}`"),
+            ));
         }
         let mut procs: HashMap<String, serde_json::Value> = HashMap::new();
         if let Some(p) = f.get("processes") {
@@ -510,7 +678,8 @@ fn parse_tests(n: &Node, index: &HashMap<&str, usize>, out: &mut Vec<TestCase>) 
             let cf = c.fields(&["name", "expect", "events"])?;
             let name = cf.req("name")?.as_str()?.to_string();
             let en = cf.req("expect")?;
-            let expect = usize::try_from(en.as_i64()?).map_err(|_| PosError::new(&en.pos, "expect must be ≥ 0"))?;
+            let expect = usize::try_from(en.as_i64()?)
+                .map_err(|_| PosError::new(&en.pos, "expect must be ≥ 0"))?;
             let mut events = Vec::new();
             for e in cf.req("events")?.as_seq()? {
                 let mut j = e.to_json();
@@ -568,7 +737,10 @@ fn expand_event(
         _ => None,
     };
     if let Some((name, over)) = template {
-        let mut base = procs.get(&name).cloned().ok_or_else(|| format!("unknown process template `{name}`"))?;
+        let mut base = procs
+            .get(&name)
+            .cloned()
+            .ok_or_else(|| format!("unknown process template `{name}`"))?;
         if let Some(b) = base.as_object_mut() {
             for (k, v) in over {
                 b.insert(k, v);
@@ -608,17 +780,34 @@ mod tests {
         let msgs: Vec<String> = errs.iter().map(|e| e.to_string()).collect();
         assert_eq!(msgs.len(), 4, "{msgs:?}");
         assert!(msgs[0].starts_with("r.yaml:4:15: severity"), "{msgs:?}");
-        assert!(msgs.iter().any(|m| m.starts_with("r.yaml:9:") && m.contains("unknown rule `zz`")), "{msgs:?}");
-        assert!(msgs.iter().any(|m| m.starts_with("r.yaml:13:5: unknown field `bogus`")), "{msgs:?}");
-        assert!(msgs.iter().any(|m| m.contains("bad duration `soon`")), "{msgs:?}");
+        assert!(
+            msgs.iter()
+                .any(|m| m.starts_with("r.yaml:9:") && m.contains("unknown rule `zz`")),
+            "{msgs:?}"
+        );
+        assert!(
+            msgs.iter()
+                .any(|m| m.starts_with("r.yaml:13:5: unknown field `bogus`")),
+            "{msgs:?}"
+        );
+        assert!(
+            msgs.iter().any(|m| m.contains("bad duration `soon`")),
+            "{msgs:?}"
+        );
         // Several problems in one rule are all reported.
         let errs = load("rules:\n  - id: a\n    title: A\n    severity: low\n    colour: red\n    condition:\n      net.dst_addr: {cidr: 10.0.0.0/99}\n      process.exe: {regex: '(('}\n      any: [{process.exe: {in: ['@nolist']}}]\n").unwrap_err();
         let msgs: Vec<String> = errs.iter().map(|e| e.to_string()).collect();
         assert_eq!(msgs.len(), 4, "{msgs:?}");
-        assert!(msgs[0].starts_with("r.yaml:5:5: unknown field `colour`"), "{msgs:?}");
+        assert!(
+            msgs[0].starts_with("r.yaml:5:5: unknown field `colour`"),
+            "{msgs:?}"
+        );
         assert!(msgs[1].starts_with("r.yaml:7:28: bad CIDR"), "{msgs:?}");
         assert!(msgs[2].starts_with("r.yaml:8:28: bad regex"), "{msgs:?}");
-        assert!(msgs[3].starts_with("r.yaml:9:33: unknown list `nolist`"), "{msgs:?}");
+        assert!(
+            msgs[3].starts_with("r.yaml:9:33: unknown list `nolist`"),
+            "{msgs:?}"
+        );
     }
 
     #[test]

@@ -32,7 +32,11 @@ fn policy(case: &TestCase) -> Result<Policy, String> {
 
 /// Runs one case on `engine` (state is reset first, so cases are independent).
 pub fn run_case(engine: &mut Engine, case: &TestCase) -> CaseResult {
-    let result = |failure| CaseResult { rule: case.rule.clone(), case: case.name.clone(), failure };
+    let result = |failure| CaseResult {
+        rule: case.rule.clone(),
+        case: case.name.clone(),
+        failure,
+    };
     match policy(case) {
         Ok(p) => engine.reset(p),
         Err(e) => return result(Some(e)),
@@ -50,7 +54,10 @@ pub fn run_case(engine: &mut Engine, case: &TestCase) -> CaseResult {
     if n == case.expect {
         result(None)
     } else {
-        result(Some(format!("{}: expected {} alert(s) of `{}`, got {n}", case.pos, case.expect, case.rule)))
+        result(Some(format!(
+            "{}: expected {} alert(s) of `{}`, got {n}",
+            case.pos, case.expect, case.rule
+        )))
     }
 }
 
@@ -69,8 +76,14 @@ mod tests {
     /// and one benign case, and all pass. This is how CI runs `detector rules test`.
     #[test]
     fn embedded_pack_tests_pass() {
-        let rules = load_rules(&[], false).unwrap_or_else(|e| panic!("default pack does not load:\n{e}"));
-        let alerting: Vec<String> = rules.rules.iter().filter(|r| r.alert).map(|r| r.id.clone()).collect();
+        let rules =
+            load_rules(&[], false).unwrap_or_else(|e| panic!("default pack does not load:\n{e}"));
+        let alerting: Vec<String> = rules
+            .rules
+            .iter()
+            .filter(|r| r.alert)
+            .map(|r| r.id.clone())
+            .collect();
         let cases = rules.tests.clone();
         let mut engine = Engine::new(rules, Policy::default(), Default::default());
         let results = run_all(&mut engine);
@@ -91,6 +104,10 @@ mod tests {
         let mut engine = Engine::new(rules, Policy::default(), Default::default());
         let r = run_all(&mut engine);
         assert_eq!(r.len(), 1);
-        assert!(r[0].failure.as_deref().unwrap_or_default().contains("expected 1 alert(s) of `e`, got 0"));
+        assert!(r[0]
+            .failure
+            .as_deref()
+            .unwrap_or_default()
+            .contains("expected 1 alert(s) of `e`, got 0"));
     }
 }

@@ -76,7 +76,21 @@ fn cred(ts: u64, p: Process, watched: &str) -> Event {
 }
 
 fn loss(ts: u64) -> Event {
-    Event { ts, kind: Kind::Loss, process: None, exec: None, fork: None, exit: None, net: None, file: None, loss: Some(LossInfo { cpu: 0, count: 5, total: 5 }) }
+    Event {
+        ts,
+        kind: Kind::Loss,
+        process: None,
+        exec: None,
+        fork: None,
+        exit: None,
+        net: None,
+        file: None,
+        loss: Some(LossInfo {
+            cpu: 0,
+            count: 5,
+            total: 5,
+        }),
+    }
 }
 
 const BASE: &str = "rules:
@@ -95,7 +109,15 @@ const BASE: &str = "rules:
 fn engine(corr: &str, opts: EngineOptions) -> Engine {
     let src = format!("{BASE}  - id: c\n    title: C\n    severity: high\n    suppress: 0s\n    correlation: {corr}\n");
     let rules = RuleSet::load(&[("t.yaml".into(), src)]).unwrap_or_else(|e| panic!("{e:?}"));
-    Engine::new(rules, Policy::default(), EngineOptions { ids: IdMode::Derived(1), reorder_tolerance: 0, ..opts })
+    Engine::new(
+        rules,
+        Policy::default(),
+        EngineOptions {
+            ids: IdMode::Derived(1),
+            reorder_tolerance: 0,
+            ..opts
+        },
+    )
 }
 
 fn run(e: &mut Engine, evs: &[Event]) -> Vec<Alert> {
@@ -116,16 +138,54 @@ fn event_count_window_edges_inclusive() {
     let c = "{type: event_count, rules: [conn], group-by: [process.identity], timespan: 1s, condition: {gte: 3}}";
     let p = || proc_(10, 2, "a");
     // Third event exactly 1 s after the first: inside (inclusive window).
-    assert_eq!(count(c, &[connect(0, p(), "10.0.0.1", 1), connect(S / 2, p(), "10.0.0.1", 1), connect(S, p(), "10.0.0.1", 1)]), 1);
+    assert_eq!(
+        count(
+            c,
+            &[
+                connect(0, p(), "10.0.0.1", 1),
+                connect(S / 2, p(), "10.0.0.1", 1),
+                connect(S, p(), "10.0.0.1", 1)
+            ]
+        ),
+        1
+    );
     // One ns later: the first has slid out.
-    assert_eq!(count(c, &[connect(0, p(), "10.0.0.1", 1), connect(S / 2, p(), "10.0.0.1", 1), connect(S + 1, p(), "10.0.0.1", 1)]), 0);
+    assert_eq!(
+        count(
+            c,
+            &[
+                connect(0, p(), "10.0.0.1", 1),
+                connect(S / 2, p(), "10.0.0.1", 1),
+                connect(S + 1, p(), "10.0.0.1", 1)
+            ]
+        ),
+        0
+    );
 }
 
 #[test]
 fn event_count_groups_are_separate() {
     let c = "{type: event_count, rules: [conn], group-by: [process.identity], timespan: 1s, condition: {gte: 2}}";
-    assert_eq!(count(c, &[connect(0, proc_(10, 2, "a"), "10.0.0.1", 1), connect(1, proc_(11, 2, "b"), "10.0.0.1", 1)]), 0);
-    assert_eq!(count(c, &[connect(0, proc_(10, 2, "a"), "10.0.0.1", 1), connect(1, proc_(11, 2, "a"), "10.0.0.1", 1)]), 1);
+    assert_eq!(
+        count(
+            c,
+            &[
+                connect(0, proc_(10, 2, "a"), "10.0.0.1", 1),
+                connect(1, proc_(11, 2, "b"), "10.0.0.1", 1)
+            ]
+        ),
+        0
+    );
+    assert_eq!(
+        count(
+            c,
+            &[
+                connect(0, proc_(10, 2, "a"), "10.0.0.1", 1),
+                connect(1, proc_(11, 2, "a"), "10.0.0.1", 1)
+            ]
+        ),
+        1
+    );
 }
 
 #[test]
@@ -133,12 +193,32 @@ fn value_count_counts_distinct_and_slides() {
     let c = "{type: value_count, rules: [conn], group-by: [process.identity], field: net.dst_addr, timespan: 1s, condition: {gte: 3}}";
     let p = || proc_(10, 2, "a");
     // Repeats of one destination do not count.
-    assert_eq!(count(c, &[connect(0, p(), "10.0.0.1", 1), connect(1, p(), "10.0.0.1", 1), connect(2, p(), "10.0.0.2", 1), connect(3, p(), "10.0.0.2", 1)]), 0);
-    let evs = [connect(0, p(), "10.0.0.1", 1), connect(10, p(), "10.0.0.2", 1), connect(S + 5, p(), "10.0.0.3", 1)];
+    assert_eq!(
+        count(
+            c,
+            &[
+                connect(0, p(), "10.0.0.1", 1),
+                connect(1, p(), "10.0.0.1", 1),
+                connect(2, p(), "10.0.0.2", 1),
+                connect(3, p(), "10.0.0.2", 1)
+            ]
+        ),
+        0
+    );
+    let evs = [
+        connect(0, p(), "10.0.0.1", 1),
+        connect(10, p(), "10.0.0.2", 1),
+        connect(S + 5, p(), "10.0.0.3", 1),
+    ];
     // The first destination slid out before the third arrived.
     assert_eq!(count(c, &evs), 0);
     // A destination seen again inside the window keeps counting even after its first sighting slid out.
-    let evs = [connect(0, p(), "10.0.0.1", 1), connect(S / 2, p(), "10.0.0.1", 1), connect(S / 2 + 1, p(), "10.0.0.2", 1), connect(S + 2, p(), "10.0.0.3", 1)];
+    let evs = [
+        connect(0, p(), "10.0.0.1", 1),
+        connect(S / 2, p(), "10.0.0.1", 1),
+        connect(S / 2 + 1, p(), "10.0.0.2", 1),
+        connect(S + 2, p(), "10.0.0.3", 1),
+    ];
     let a = run(&mut engine(c, EngineOptions::default()), &evs);
     assert_eq!(a.len(), 1);
     assert_eq!(a[0].destination_count, 3);
@@ -151,7 +231,14 @@ fn value_count_counts_distinct_and_slides() {
 fn value_count_lt_and_range_conditions() {
     let c = "{type: value_count, rules: [conn], field: net.dst_port, timespan: 1s, condition: {gt: 1, lte: 2}}";
     let p = || proc_(10, 2, "a");
-    let a = run(&mut engine(c, EngineOptions::default()), &[connect(0, p(), "h", 1), connect(1, p(), "h", 2), connect(2, p(), "h", 3)]);
+    let a = run(
+        &mut engine(c, EngineOptions::default()),
+        &[
+            connect(0, p(), "h", 1),
+            connect(1, p(), "h", 2),
+            connect(2, p(), "h", 3),
+        ],
+    );
     assert_eq!(a.len(), 1, "fires at 2 distinct, not at 3");
     assert_eq!(a[0].count, 2);
 }
@@ -160,17 +247,42 @@ fn value_count_lt_and_range_conditions() {
 fn temporal_any_order() {
     let c = "{type: temporal, rules: [credr, conn], group-by: [process.identity], timespan: 1s}";
     let p = || proc_(10, 2, "a");
-    assert_eq!(count(c, &[connect(0, p(), "h", 1), cred(S, p(), "/root/.ssh/id_rsa")]), 1);
-    assert_eq!(count(c, &[connect(0, p(), "h", 1), cred(S + 1, p(), "/root/.ssh/id_rsa")]), 0);
-    assert_eq!(count(c, &[connect(0, p(), "h", 1), connect(5, p(), "h", 1)]), 0);
+    assert_eq!(
+        count(
+            c,
+            &[connect(0, p(), "h", 1), cred(S, p(), "/root/.ssh/id_rsa")]
+        ),
+        1
+    );
+    assert_eq!(
+        count(
+            c,
+            &[
+                connect(0, p(), "h", 1),
+                cred(S + 1, p(), "/root/.ssh/id_rsa")
+            ]
+        ),
+        0
+    );
+    assert_eq!(
+        count(c, &[connect(0, p(), "h", 1), connect(5, p(), "h", 1)]),
+        0
+    );
 }
 
 #[test]
 fn temporal_ordered_requires_order_and_counts_distinct_tail() {
     let c = "{type: temporal_ordered, rules: [credr, conn], group-by: [process.tree], field: net.dst_addr, timespan: 1s, condition: {gte: 3}}";
     let reader = proc_(100, 50, "a");
-    let child = |n: u32| Process { ancestors: vec![100, 50], ..proc_(200 + n, 100, "b") };
-    let hosts = |t0: u64| (0..3).map(|i| connect(t0 + i as u64 * MS, child(i), &format!("10.0.0.{i}"), 22)).collect::<Vec<_>>();
+    let child = |n: u32| Process {
+        ancestors: vec![100, 50],
+        ..proc_(200 + n, 100, "b")
+    };
+    let hosts = |t0: u64| {
+        (0..3)
+            .map(|i| connect(t0 + i as u64 * MS, child(i), &format!("10.0.0.{i}"), 22))
+            .collect::<Vec<_>>()
+    };
     // Read, then three hosts from a child within 1 s.
     let mut evs = vec![cred(0, reader.clone(), "/root/.ssh/id_rsa")];
     evs.extend(hosts(10 * MS));
@@ -184,7 +296,11 @@ fn temporal_ordered_requires_order_and_counts_distinct_tail() {
     evs.extend((0..3).map(|i| connect(MS + i, proc_(900, 800, "z"), &format!("10.0.0.{i}"), 22)));
     assert_eq!(count(c, &evs), 0);
     // The last connect exactly 1 s after the read is in; 1 ns later is out.
-    let mut evs = vec![cred(0, reader.clone(), "/root/.ssh/id_rsa"), connect(1, child(0), "10.0.0.1", 22), connect(2, child(1), "10.0.0.2", 22)];
+    let mut evs = vec![
+        cred(0, reader.clone(), "/root/.ssh/id_rsa"),
+        connect(1, child(0), "10.0.0.1", 22),
+        connect(2, child(1), "10.0.0.2", 22),
+    ];
     evs.push(connect(S, child(2), "10.0.0.3", 22));
     assert_eq!(count(c, &evs), 1);
     let n = evs.len();
@@ -195,10 +311,26 @@ fn temporal_ordered_requires_order_and_counts_distinct_tail() {
 #[test]
 fn sibling_in_same_tree_joins() {
     // `cat key` and `ssh host` both children of one shell (tgid 50).
-    let c = "{type: temporal_ordered, rules: [credr, conn], group-by: [process.tree], timespan: 1s}";
-    let cat = Process { ancestors: vec![50, 1], ..proc_(60, 50, "a") };
-    let ssh = Process { ancestors: vec![50, 1], ..proc_(61, 50, "a") };
-    assert_eq!(count(c, &[cred(0, cat, "/root/.ssh/id_rsa"), connect(5, ssh, "10.0.0.1", 22)]), 1);
+    let c =
+        "{type: temporal_ordered, rules: [credr, conn], group-by: [process.tree], timespan: 1s}";
+    let cat = Process {
+        ancestors: vec![50, 1],
+        ..proc_(60, 50, "a")
+    };
+    let ssh = Process {
+        ancestors: vec![50, 1],
+        ..proc_(61, 50, "a")
+    };
+    assert_eq!(
+        count(
+            c,
+            &[
+                cred(0, cat, "/root/.ssh/id_rsa"),
+                connect(5, ssh, "10.0.0.1", 22)
+            ]
+        ),
+        1
+    );
 }
 
 #[test]
@@ -206,8 +338,18 @@ fn out_of_order_within_tolerance_is_reordered() {
     let c = "{type: temporal_ordered, rules: [credr, conn], group-by: [process.identity], timespan: 1s}";
     let p = || proc_(10, 2, "a");
     // The read (ts 100 ms) arrives after the connect (ts 200 ms): reordered with tolerance.
-    let evs = [connect(200 * MS, p(), "h", 1), cred(100 * MS, p(), "/root/.ssh/id_rsa"), connect(900 * MS, p(), "x", 1)];
-    let mut e = engine(c, EngineOptions { reorder_tolerance: 0, ..Default::default() });
+    let evs = [
+        connect(200 * MS, p(), "h", 1),
+        cred(100 * MS, p(), "/root/.ssh/id_rsa"),
+        connect(900 * MS, p(), "x", 1),
+    ];
+    let mut e = engine(
+        c,
+        EngineOptions {
+            reorder_tolerance: 0,
+            ..Default::default()
+        },
+    );
     e.opts.reorder_tolerance = 500 * MS;
     let a = run(&mut e, &evs);
     // Once at the first connect, again at the second (suppression is off in these tests).
@@ -218,7 +360,11 @@ fn out_of_order_within_tolerance_is_reordered() {
     let mut e = engine(c, EngineOptions::default());
     let a = run(&mut e, &evs[..2]);
     assert_eq!(e.stats().late, 1);
-    assert_eq!(a.len(), 0, "a late read cannot precede a connect already released");
+    assert_eq!(
+        a.len(),
+        0,
+        "a late read cannot precede a connect already released"
+    );
 }
 
 #[test]
@@ -239,9 +385,24 @@ fn release_waits_for_tolerance_and_flush() {
 fn suppression_counts_repeats() {
     let src = format!("{BASE}  - id: c\n    title: C\n    severity: high\n    suppress: 10s\n    correlation: {{type: event_count, rules: [conn], group-by: [process.identity], timespan: 1s}}\n");
     let rules = RuleSet::load(&[("t.yaml".into(), src)]).unwrap();
-    let mut e = Engine::new(rules, Policy::default(), EngineOptions { reorder_tolerance: 0, ..Default::default() });
+    let mut e = Engine::new(
+        rules,
+        Policy::default(),
+        EngineOptions {
+            reorder_tolerance: 0,
+            ..Default::default()
+        },
+    );
     let p = || proc_(10, 2, "a");
-    let a = run(&mut e, &[connect(0, p(), "h", 1), connect(S, p(), "h", 1), connect(2 * S, p(), "h", 1), connect(10 * S, p(), "h", 1)]);
+    let a = run(
+        &mut e,
+        &[
+            connect(0, p(), "h", 1),
+            connect(S, p(), "h", 1),
+            connect(2 * S, p(), "h", 1),
+            connect(10 * S, p(), "h", 1),
+        ],
+    );
     assert_eq!(a.len(), 2);
     assert_eq!((a[0].suppressed, a[1].suppressed), (0, 2));
     assert_eq!(e.stats().suppressed, 2);
@@ -251,8 +412,22 @@ fn suppression_counts_repeats() {
 #[test]
 fn group_cap_evicts_lru_and_counts() {
     let c = "{type: event_count, rules: [conn], group-by: [process.tgid], timespan: 10s, condition: {gte: 2}}";
-    let mut e = engine(c, EngineOptions { max_groups: 2, ..Default::default() });
-    let a = run(&mut e, &[connect(0, proc_(1, 0, "a"), "h", 1), connect(1, proc_(2, 0, "a"), "h", 1), connect(2, proc_(3, 0, "a"), "h", 1), connect(3, proc_(1, 0, "a"), "h", 1)]);
+    let mut e = engine(
+        c,
+        EngineOptions {
+            max_groups: 2,
+            ..Default::default()
+        },
+    );
+    let a = run(
+        &mut e,
+        &[
+            connect(0, proc_(1, 0, "a"), "h", 1),
+            connect(1, proc_(2, 0, "a"), "h", 1),
+            connect(2, proc_(3, 0, "a"), "h", 1),
+            connect(3, proc_(1, 0, "a"), "h", 1),
+        ],
+    );
     assert_eq!(e.stats().evicted_groups, 2);
     assert!(e.live_groups() <= 2);
     assert_eq!(a.len(), 0, "tgid 1's first event was evicted");
@@ -261,8 +436,16 @@ fn group_cap_evicts_lru_and_counts() {
 #[test]
 fn entry_cap_drops_oldest() {
     let c = "{type: event_count, rules: [conn], timespan: 10s, condition: {gte: 100}}";
-    let mut e = engine(c, EngineOptions { max_entries: 10, ..Default::default() });
-    let evs: Vec<Event> = (0..20).map(|i| connect(i, proc_(1, 0, "a"), "h", 1)).collect();
+    let mut e = engine(
+        c,
+        EngineOptions {
+            max_entries: 10,
+            ..Default::default()
+        },
+    );
+    let evs: Vec<Event> = (0..20)
+        .map(|i| connect(i, proc_(1, 0, "a"), "h", 1))
+        .collect();
     assert_eq!(run(&mut e, &evs).len(), 0);
     assert_eq!(e.stats().dropped_entries, 10);
 }
@@ -271,9 +454,15 @@ fn entry_cap_drops_oldest() {
 fn loss_inside_window_is_flagged() {
     let c = "{type: event_count, rules: [conn], timespan: 1s, condition: {gte: 2}}";
     let p = || proc_(10, 2, "a");
-    let a = run(&mut engine(c, EngineOptions::default()), &[connect(0, p(), "h", 1), loss(5), connect(10, p(), "h", 1)]);
+    let a = run(
+        &mut engine(c, EngineOptions::default()),
+        &[connect(0, p(), "h", 1), loss(5), connect(10, p(), "h", 1)],
+    );
     assert!(a[0].loss_overlap);
-    let a = run(&mut engine(c, EngineOptions::default()), &[loss(0), connect(5, p(), "h", 1), connect(10, p(), "h", 1)]);
+    let a = run(
+        &mut engine(c, EngineOptions::default()),
+        &[loss(0), connect(5, p(), "h", 1), connect(10, p(), "h", 1)],
+    );
     assert!(!a[0].loss_overlap);
 }
 
@@ -281,15 +470,48 @@ fn loss_inside_window_is_flagged() {
 fn max_gap_expresses_machine_speed() {
     let c = "{type: event_count, rules: [conn], timespan: 10s, max_gap: 50ms, condition: {gte: 3}}";
     let p = || proc_(10, 2, "a");
-    assert_eq!(count(c, &[connect(0, p(), "h", 1), connect(10 * MS, p(), "h", 1), connect(20 * MS, p(), "h", 1)]), 1);
-    assert_eq!(count(c, &[connect(0, p(), "h", 1), connect(2 * S, p(), "h", 1), connect(4 * S, p(), "h", 1)]), 0);
+    assert_eq!(
+        count(
+            c,
+            &[
+                connect(0, p(), "h", 1),
+                connect(10 * MS, p(), "h", 1),
+                connect(20 * MS, p(), "h", 1)
+            ]
+        ),
+        1
+    );
+    assert_eq!(
+        count(
+            c,
+            &[
+                connect(0, p(), "h", 1),
+                connect(2 * S, p(), "h", 1),
+                connect(4 * S, p(), "h", 1)
+            ]
+        ),
+        0
+    );
 }
 
 #[test]
 fn event_rule_alerts_and_derived_ids_are_deterministic() {
     let src = "rules:\n  - id: e\n    title: E\n    severity: low\n    attack: [T1046]\n    condition: {kind: connect, net.dst_port: 22}\n";
-    let mk = || Engine::new(RuleSet::load(&[("t".into(), src.into())]).unwrap(), Policy::default(), EngineOptions { ids: IdMode::Derived(7), host: "h1".into(), ..Default::default() });
-    let evs = [connect(0, proc_(1, 0, "a"), "10.0.0.1", 22), connect(1, proc_(1, 0, "a"), "10.0.0.1", 80)];
+    let mk = || {
+        Engine::new(
+            RuleSet::load(&[("t".into(), src.into())]).unwrap(),
+            Policy::default(),
+            EngineOptions {
+                ids: IdMode::Derived(7),
+                host: "h1".into(),
+                ..Default::default()
+            },
+        )
+    };
+    let evs = [
+        connect(0, proc_(1, 0, "a"), "10.0.0.1", 22),
+        connect(1, proc_(1, 0, "a"), "10.0.0.1", 80),
+    ];
     let (a, b) = (run(&mut mk(), &evs), run(&mut mk(), &evs));
     assert_eq!(a.len(), 1);
     assert_eq!(a, b);

@@ -188,19 +188,29 @@ impl Node {
 
     /// Like [`Node::fields`], but records unknown and duplicate keys in `errs` and goes on
     /// with the known ones, so that one run reports every problem.
-    pub fn fields_collect(&self, allowed: &[&str], errs: &mut Vec<PosError>) -> Result<Fields<'_>, PosError> {
+    pub fn fields_collect(
+        &self,
+        allowed: &[&str],
+        errs: &mut Vec<PosError>,
+    ) -> Result<Fields<'_>, PosError> {
         let mut map = HashMap::new();
         for (k, kn, v) in self.as_map()? {
             if !allowed.contains(&k) {
                 errs.push(PosError::new(
                     &kn.pos,
-                    format!("unknown field `{k}` (expected one of: {})", allowed.join(", ")),
+                    format!(
+                        "unknown field `{k}` (expected one of: {})",
+                        allowed.join(", ")
+                    ),
                 ));
             } else if map.insert(k, v).is_some() {
                 errs.push(PosError::new(&kn.pos, format!("duplicate field `{k}`")));
             }
         }
-        Ok(Fields { map, pos: self.pos.clone() })
+        Ok(Fields {
+            map,
+            pos: self.pos.clone(),
+        })
     }
 
     /// Converts to JSON (for test events, which are deserialized into `Event`).

@@ -73,7 +73,9 @@ pub fn load_or_create_key(path: &Path) -> Result<[u8; KEY_LEN], FingerprintError
                 .mode(0o600)
                 .open(path)
                 .map_err(io(path))?;
-            f.write_all(&key).and_then(|_| f.sync_all()).map_err(io(path))?;
+            f.write_all(&key)
+                .and_then(|_| f.sync_all())
+                .map_err(io(path))?;
             Ok(key)
         }
         Err(e) => Err(io(path)(e)),
@@ -91,7 +93,9 @@ impl Fingerprinter {
     pub fn new(key: [u8; KEY_LEN], cache: usize) -> Self {
         Fingerprinter {
             key,
-            cache: LruCache::new(std::num::NonZeroUsize::new(cache.max(1)).unwrap_or(std::num::NonZeroUsize::MIN)),
+            cache: LruCache::new(
+                std::num::NonZeroUsize::new(cache.max(1)).unwrap_or(std::num::NonZeroUsize::MIN),
+            ),
         }
     }
 
@@ -114,7 +118,9 @@ impl Fingerprinter {
         let key = (
             meta.dev(),
             meta.ino(),
-            (meta.mtime() as u64).wrapping_mul(1_000_000_000).wrapping_add(meta.mtime_nsec() as u64),
+            (meta.mtime() as u64)
+                .wrapping_mul(1_000_000_000)
+                .wrapping_add(meta.mtime_nsec() as u64),
             meta.size(),
         );
         if let Some(fp) = self.cache.get(&key) {
@@ -139,10 +145,16 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("key");
         let k1 = load_or_create_key(&p).unwrap();
-        assert_eq!(fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
         assert_eq!(load_or_create_key(&p).unwrap(), k1);
         fs::set_permissions(&p, fs::Permissions::from_mode(0o644)).unwrap();
-        assert!(matches!(load_or_create_key(&p), Err(FingerprintError::Permissions(_))));
+        assert!(matches!(
+            load_or_create_key(&p),
+            Err(FingerprintError::Permissions(_))
+        ));
     }
 
     #[test]

@@ -1,0 +1,264 @@
+//! Replay throughput of the correlation engine (figures in BENCHMARKS.md, section "Engine").
+//!
+//! A generated stream — outbound connects, credential opens and execs over 10 k processes
+//! and 1 k identities — is fed to the engine with (a) the embedded default pack and (b) the
+//! default pack plus 1,000 generated rules. A third measurement fills 1 M live window keys
+//! and prints the resident memory.
+//!
+//! `EVENTS` (default 1,000,000) sets the stream length.
+
+use std::hint::black_box;
+
+use criterion::{criterion_group, BenchmarkId, Criterion, Throughput};
+use detector::engine::fields::Policy;
+use detector::engine::load::{embedded_sources, load_rules};
+use detector::engine::rules::RuleSet;
+use detector::engine::{Engine, EngineOptions, IdMode};
+use detector::event::*;
+
+/// Small deterministic generator (xorshift) so runs are comparable.
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}
+
+fn stream(n: usize) -> Vec<Event> {
+    let mut r = Rng(0x9e37_79b9_7f4a_7c15);
+    let procs: Vec<Process> = (0..10_000u32)
+        .map(|i| Process {
+            pid: 10_000 + i,
+            tgid: 10_000 + i,
+            ppid: 2 + i % 500,
+            start: u64::from(i),
+            uid: 1000 + i % 1000,
+            gid: 1000,
+            user: Some(format!("u{}", i % 1000)),
+            comm: "svc".into(),
+            exe: format!("/opt/svc{}/bin/svc", i % 1000),
+            ancestors: vec![2 + i % 500, 1],
+            cgroup_id: u64::from(i),
+            identity: Some(format!("unit:svc{}.service", i % 1000)),
+            ..Default::default()
+        })
+        .collect();
+    let mut ts = 1_700_000_000_000_000_000u64;
+    (0..n)
+        .map(|i| {
+            // ~10 µs apart on average: 100 k events/s of capture.
+            ts += r.next() % 20_000;
+            let p = procs[(r.next() % procs.len() as u64) as usize].clone();
+            let roll = r.next() % 100;
+            let (kind, net, file, exec) = if roll < 85 {
+                let host = r.next() % 5_000;
+                let net = NetInfo {
+                    protocol: Protocol::Tcp,
+                    family: 4,
+                    direction: Direction::Outbound,
+                    src_addr: "0.0.0.0".into(),
+                    src_port: 0,
+                    dst_addr: format!("10.{}.{}.{}", host >> 16, (host >> 8) & 255, host & 255),
+                    dst_port: [443, 5432, 22, 80][(r.next() % 4) as usize],
+                    outcome: Outcome::InProgress,
+                    error: None,
+                    sock: i as u64,
+                };
+                (Kind::Connect, Some(net), None, None)
+            } else if roll < 95 {
+                let file = FileInfo {
+                    watched: format!("/etc/svc{}/secret.key", r.next() % 1000),
+                    category: "secret".into(),
+                    path: None,
+                    resolved: None,
+                    dev: 1,
+                    ino: r.next() % 1000,
+                    flags: None,
+                    access: None,
+                    via: Via::Syscall,
+                    target_pid: None,
+                    mtime: Some(ts - 10 * 86_400_000_000_000),
+                    fingerprint: Some(format!("hmac-sha256:{:032x}", r.next() % 1000)),
+                };
+                (Kind::CredOpen, None, Some(file), None)
+            } else {
+                let exec = ExecInfo {
+                    filename: p.exe.clone(),
+                    argv: vec!["svc".into()],
+                    argv_truncated: false,
+                };
+                (Kind::Exec, None, None, Some(exec))
+            };
+            Event {
+                ts,
+                kind,
+                process: Some(p),
+                exec,
+                fork: None,
+                exit: None,
+                net,
+                file,
+                loss: None,
+            }
+        })
+        .collect()
+}
+
+fn generated_rules(n: usize) -> String {
+    let mut s = String::from("rules:\n");
+    for i in 0..n {
+        // A mix of event rules (exact, glob, CIDR) and value_count correlations over them.
+        s.push_str(&format!(
+            "  - id: gen-{i}\n    title: generated {i}\n    severity: low\n    alert: {}\n    condition:\n      kind: connect\n      net.dst_port: {}\n      process.exe: {{glob: '/opt/svc{}/*'}}\n      net.dst_addr: {{cidr: 10.{}.0.0/16}}\n",
+            i % 2 == 0,
+            [443, 5432, 22, 80][i % 4],
+            i % 1000,
+            i % 256
+        ));
+        if i % 10 == 0 {
+            s.push_str(&format!(
+                "  - id: gen-corr-{i}\n    title: generated corr {i}\n    severity: low\n    correlation: {{type: value_count, rules: [gen-{i}], group-by: [process.identity], field: net.dst_addr, timespan: 10s, condition: {{gte: 20}}}}\n"
+            ));
+        }
+    }
+    s
+}
+
+fn engine(rules: RuleSet) -> Engine {
+    Engine::new(
+        rules,
+        Policy::default(),
+        EngineOptions {
+            ids: IdMode::Derived(1),
+            ..Default::default()
+        },
+    )
+}
+
+fn replay(e: &mut Engine, evs: &[Event]) -> usize {
+    let mut out = Vec::new();
+    let mut n = 0;
+    for ev in evs {
+        e.process(ev, &mut out);
+        n += out.len();
+        out.clear();
+    }
+    e.finish(&mut out);
+    n + out.len()
+}
+
+fn n_events() -> usize {
+    std::env::var("EVENTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000)
+}
+
+fn bench(c: &mut Criterion) {
+    let evs = stream(n_events());
+    let mut g = c.benchmark_group("replay");
+    g.throughput(Throughput::Elements(evs.len() as u64));
+    g.sample_size(10);
+    g.bench_with_input(
+        BenchmarkId::new("default_pack", evs.len()),
+        &evs,
+        |b, evs| {
+            b.iter_batched(
+                || engine(load_rules(&[], false).expect("default pack loads")),
+                |mut e| black_box(replay(&mut e, evs)),
+                criterion::BatchSize::PerIteration,
+            )
+        },
+    );
+    let mut sources = embedded_sources();
+    sources.push(("generated.yaml".into(), generated_rules(1000)));
+    g.bench_with_input(
+        BenchmarkId::new("default_pack_plus_1000_rules", evs.len()),
+        &evs,
+        |b, evs| {
+            b.iter_batched(
+                || engine(RuleSet::load(&sources).expect("generated rules load")),
+                |mut e| black_box(replay(&mut e, evs)),
+                criterion::BatchSize::PerIteration,
+            )
+        },
+    );
+    g.finish();
+}
+
+fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// 1 M live window keys: one value_count group per distinct (identity, destination) pair.
+fn memory_1m_keys() {
+    let src = "rules:\n  - id: c\n    title: c\n    severity: low\n    alert: false\n    condition: {kind: connect}\n  - id: k\n    title: k\n    severity: low\n    correlation: {type: event_count, rules: [c], group-by: [net.dst_addr], timespan: 1h, condition: {gte: 1000}}\n";
+    let rules = RuleSet::load(&[("mem.yaml".into(), src.into())]).expect("loads");
+    let mut e = Engine::new(
+        rules,
+        Policy::default(),
+        EngineOptions {
+            max_groups: 2_000_000,
+            ..Default::default()
+        },
+    );
+    let before = rss_kib();
+    let mut out = Vec::new();
+    let p = Process {
+        tgid: 1,
+        identity: Some("a".into()),
+        ..Default::default()
+    };
+    for i in 0..1_000_000u64 {
+        let ev = Event {
+            ts: 1_000_000_000 + i,
+            kind: Kind::Connect,
+            process: Some(p.clone()),
+            exec: None,
+            fork: None,
+            exit: None,
+            net: Some(NetInfo {
+                protocol: Protocol::Tcp,
+                family: 4,
+                direction: Direction::Outbound,
+                src_addr: "0.0.0.0".into(),
+                src_port: 0,
+                dst_addr: format!("10.{}.{}.{}", i >> 16, (i >> 8) & 255, i & 255),
+                dst_port: 443,
+                outcome: Outcome::InProgress,
+                error: None,
+                sock: i,
+            }),
+            file: None,
+            loss: None,
+        };
+        e.process(&ev, &mut out);
+    }
+    e.finish(&mut out);
+    let after = rss_kib();
+    println!(
+        "memory: {} live window keys, RSS grew {} MiB (from {} MiB to {} MiB)",
+        e.live_groups(),
+        (after.saturating_sub(before)) / 1024,
+        before / 1024,
+        after / 1024
+    );
+}
+
+criterion_group!(benches, bench);
+
+fn main() {
+    memory_1m_keys();
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}
