@@ -23,7 +23,8 @@ use aya_ebpf::{
 use detector_common::{counter, kind, via, watch, FileEvent, WatchKey, DENTRY_DEPTH, NO_OFFSET};
 
 use crate::{
-    count, fill_header, global, is_agent, kread, lost, wake_flags, CONFIG, EVENTS, KOFF, TPOFF,
+    count, fill_header, global, is_agent, kread, kread_pair, lost, wake_flags, CONFIG, EVENTS,
+    KOFF, TPOFF,
 };
 
 const PROC_SUPER_MAGIC: u64 = 0x9fa0;
@@ -88,11 +89,10 @@ fn fd_file(fd: u64) -> Option<u64> {
     let task = unsafe { bpf_get_current_task() };
     let files: u64 = kread(task, global!(KOFF.task_files))?;
     let fdt: u64 = kread(files, global!(KOFF.files_fdt))?;
-    let max: u32 = kread(fdt, global!(KOFF.fdt_max_fds))?;
+    let (max, arr): (u32, u64) = kread_pair(fdt, global!(KOFF.fdt_max_fds), global!(KOFF.fdt_fd))?;
     if fd >= max as u64 {
         return None;
     }
-    let arr: u64 = kread(fdt, global!(KOFF.fdt_fd))?;
     let file: u64 = kread(arr + fd * 8, 0)?;
     if file == 0 {
         None
@@ -242,7 +242,7 @@ fn report(id: &FileId, watch_id: u32, target_pid: u32, k: u32, how: u32, user_pa
         ev.depth = 0;
     }
     touch_recent(ev.hdr.tgid, id.dev, id.ino, ev.hdr.ts_ns);
-    let flags = wake_flags(true);
+    let flags = wake_flags();
     entry.submit(flags);
 }
 

@@ -15,7 +15,7 @@
 use aya_ebpf::{
     bindings::bpf_sock_addr,
     macros::{cgroup_sock_addr, map, tracepoint},
-    maps::{LruHashMap, LruHashMap as Lru},
+    maps::{HashMap, LruHashMap as Lru},
     programs::{SockAddrContext, TracePointContext},
 };
 use detector_common::{kind, outcome, Header, ListenKey, NetEvent, NO_OFFSET};
@@ -36,9 +36,10 @@ const TCP_CLOSE: i32 = 7;
 const TCP_LISTEN: i32 = 10;
 const ECONNREFUSED: u32 = 111;
 
-/// Pending outbound TCP connects: socket → the connecting process.
+/// Pending outbound TCP connects: socket → the connecting process. A plain hash (cheaper
+/// inserts than LRU); every entry is removed when the connect resolves.
 #[map]
-static SOCKS: LruHashMap<u64, Header> = LruHashMap::with_max_entries(65536, 0);
+static SOCKS: HashMap<u64, Header> = HashMap::with_max_entries(65536, 0);
 
 /// Listening TCP ports → the listening process. Userspace seeds listeners older than the agent.
 #[map]
@@ -70,6 +71,17 @@ fn read_change(ctx: &TracePointContext) -> Option<StateChange> {
     if protocol != IPPROTO_TCP {
         return None;
     }
+    let old: i32 = field(ctx, global!(TPOFF.iss_oldstate));
+    let new: i32 = field(ctx, global!(TPOFF.iss_newstate));
+    // Most transitions of a connection's life (FIN_WAIT…) are of no interest: leave early.
+    let interesting = new == TCP_SYN_SENT
+        || new == TCP_LISTEN
+        || old == TCP_SYN_SENT
+        || old == TCP_LISTEN
+        || (old == TCP_SYN_RECV && new == TCP_ESTABLISHED);
+    if !interesting {
+        return None;
+    }
     let family: u16 = field(ctx, global!(TPOFF.iss_family));
     let mut saddr = [0u8; 16];
     let mut daddr = [0u8; 16];
@@ -86,8 +98,8 @@ fn read_change(ctx: &TracePointContext) -> Option<StateChange> {
     }
     Some(StateChange {
         sk: field(ctx, global!(TPOFF.iss_skaddr)),
-        old: field(ctx, global!(TPOFF.iss_oldstate)),
-        new: field(ctx, global!(TPOFF.iss_newstate)),
+        old,
+        new,
         family,
         sport: field(ctx, global!(TPOFF.iss_sport)),
         dport: field(ctx, global!(TPOFF.iss_dport)),
@@ -169,7 +181,7 @@ fn attempt(c: &StateChange) -> Option<()> {
     fill_header(&mut ev.hdr, kind::CONNECT);
     fill_net(ev, c, outcome::IN_PROGRESS, 0);
     let _ = SOCKS.insert(&c.sk, &ev.hdr, 0);
-    let flags = wake_flags(false);
+    let flags = wake_flags();
     entry.submit(flags);
     Some(())
 }
@@ -225,7 +237,7 @@ fn emit_with(mut hdr: Header, k: u32, c: &StateChange, out: u32, errno: u32) -> 
     hdr.seq = now.seq;
     ev.hdr = hdr;
     fill_net(ev, c, out, errno);
-    let flags = wake_flags(false);
+    let flags = wake_flags();
     entry.submit(flags);
     Some(())
 }
@@ -276,7 +288,7 @@ fn try_udp_connect(ctx: &SockAddrContext, family: u16) -> Option<()> {
     ev.dport = u16::from_be(sa.user_port as u16);
     ev.outcome = outcome::ASSOCIATED;
     ev.errno = 0;
-    let flags = wake_flags(false);
+    let flags = wake_flags();
     entry.submit(flags);
     Some(())
 }

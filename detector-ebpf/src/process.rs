@@ -11,7 +11,7 @@ use aya_ebpf::{
 };
 use detector_common::{kind, ExecEvent, ExitEvent, ForkEvent, ARGS_LEN, NO_OFFSET};
 
-use crate::{fill_header, global, is_agent, kread, lost, wake_flags, EVENTS, KOFF, TPOFF};
+use crate::{fill_header, global, is_agent, kread, lost, wake_flags, EVENTS, KOFF, PROCS, TPOFF};
 
 #[tracepoint]
 pub fn sched_process_exec(ctx: TracePointContext) -> u32 {
@@ -69,7 +69,7 @@ fn try_exec(ctx: &TracePointContext) -> Option<()> {
             got as u32
         };
     }
-    let flags = wake_flags(false);
+    let flags = wake_flags();
     entry.submit(flags);
     Some(())
 }
@@ -101,7 +101,7 @@ fn try_fork(ctx: &BtfTracePointContext) -> Option<()> {
     ev.child_tgid = child_tgid;
     ev._pad = 0;
     ev.child_start_ns = kread(child, global!(KOFF.task_start_boottime)).unwrap_or(0);
-    let flags = wake_flags(false);
+    let flags = wake_flags();
     entry.submit(flags);
     Some(())
 }
@@ -126,9 +126,11 @@ fn try_exit(ctx: &TracePointContext) -> Option<()> {
         return None;
     }
     if is_agent(tgid) {
+        let _ = PROCS.remove(&tgid);
         return None;
     }
     let Some(mut entry) = EVENTS.reserve::<ExitEvent>(0) else {
+        let _ = PROCS.remove(&tgid);
         lost();
         return None;
     };
@@ -137,7 +139,9 @@ fn try_exit(ctx: &TracePointContext) -> Option<()> {
     let task = unsafe { bpf_get_current_task() };
     ev.exit_code = kread(task, global!(KOFF.task_exit_code)).unwrap_or(0);
     ev._pad = 0;
-    let flags = wake_flags(false);
+    // After the header used the cache: the pid may be reused from now on.
+    let _ = PROCS.remove(&tgid);
+    let flags = wake_flags();
     entry.submit(flags);
     Some(())
 }

@@ -1,1 +1,269 @@
-fn main() {}
+//! Project chores: `cargo xtask setup | run | test | bench`.
+//!
+//! `setup` is idempotent and is run by `run`, `test` and `bench` first, so that one command
+//! works on a fresh machine: rust-src for the nightly toolchain, bpf-linker built against the
+//! nightly toolchain's own LLVM, and the Debian packages the tests need.
+
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+use anyhow::{bail, Context as _, Result};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(about = "detector project chores")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Install what building and testing need (idempotent).
+    Setup,
+    /// Build (release) and run the agent as root; extra arguments go to `detector run`.
+    Run {
+        /// Arguments for `detector run`.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Unit tests, the rule pack's tests and the privileged integration tests.
+    Test {
+        /// Extra arguments for `cargo test`.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Benchmarks (`kernel`: hook overhead, attached vs detached, interleaved).
+    Bench {
+        /// Which benchmark.
+        which: String,
+        /// Extra arguments for the benchmark.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+}
+
+/// bpf-linker release line that builds against LLVM 22 (DEVELOPERS.md recipe).
+const BPF_LINKER_VERSION: &str = "0.13";
+/// Debian packages the tests use: `ip netns` for the namespace tests, `setpriv`/`unshare`
+/// (util-linux) for the privilege and mount-namespace tests.
+const DEBIAN_PACKAGES: &[(&str, &str)] = &[
+    ("ip", "iproute2"),
+    ("unshare", "util-linux"),
+    ("setpriv", "util-linux"),
+];
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+fn status(cmd: &mut Command) -> Result<()> {
+    eprintln!("xtask: {cmd:?}");
+    let st = cmd.status().with_context(|| format!("starting {cmd:?}"))?;
+    if !st.success() {
+        bail!("{cmd:?} failed: {st}");
+    }
+    Ok(())
+}
+
+fn output(cmd: &mut Command) -> Result<String> {
+    let out = cmd.output().with_context(|| format!("starting {cmd:?}"))?;
+    if !out.status.success() {
+        bail!("{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn is_root() -> bool {
+    output(Command::new("id").arg("-u"))
+        .map(|s| s.trim() == "0")
+        .unwrap_or(false)
+}
+
+fn home() -> PathBuf {
+    std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/root"))
+}
+
+/// Where the libLLVM links for bpf-linker live. bpf-linker records this folder as its run
+/// path, so it must stay.
+fn llvm_prefix() -> PathBuf {
+    home().join(".local/share/detector/llvm")
+}
+
+fn setup() -> Result<()> {
+    // 1. The nightly toolchain (preinstalled on our machines; the registry cannot fetch one).
+    let vv = output(Command::new("rustc").args(["+nightly", "-vV"]))
+        .context("the nightly Rust toolchain is required to build the eBPF programs (rustup toolchain install nightly)")?;
+    let llvm_major = vv
+        .lines()
+        .find_map(|l| l.strip_prefix("LLVM version: "))
+        .and_then(|v| v.split('.').next())
+        .context("cannot read the LLVM version of rustc +nightly")?
+        .to_string();
+
+    // 2. rust-src for -Z build-std=core.
+    let sysroot = output(Command::new("rustc").args(["+nightly", "--print", "sysroot"]))?;
+    let sysroot = PathBuf::from(sysroot.trim());
+    if !sysroot.join("lib/rustlib/src/rust/library/core").exists() {
+        status(Command::new("rustup").args([
+            "component",
+            "add",
+            "rust-src",
+            "--toolchain",
+            "nightly",
+        ]))?;
+    }
+
+    // 3. bpf-linker, linked against the nightly toolchain's own libLLVM.
+    let lib = sysroot.join("lib");
+    let libllvm = std::fs::read_dir(&lib)?
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .find(|n| n.starts_with(&format!("libLLVM.so.{llvm_major}")) && n.contains("-rust-"))
+        .with_context(|| format!("no libLLVM.so.{llvm_major}*-rust-* in {}", lib.display()))?;
+    let prefix = llvm_prefix();
+    let plib = prefix.join("lib");
+    std::fs::create_dir_all(&plib)?;
+    for name in ["libLLVM.so".to_string(), libllvm.clone()] {
+        let link = plib.join(&name);
+        let _ = std::fs::remove_file(&link);
+        std::os::unix::fs::symlink(lib.join(&libllvm), &link)
+            .with_context(|| format!("linking {}", link.display()))?;
+    }
+    let linker_ok = Command::new("bpf-linker")
+        .arg("--version")
+        .output()
+        .map(|o| {
+            o.status.success()
+                && String::from_utf8_lossy(&o.stdout)
+                    .contains(&format!("bpf-linker {BPF_LINKER_VERSION}"))
+        })
+        .unwrap_or(false);
+    if !linker_ok {
+        status(
+            Command::new("cargo")
+                .args([
+                    "install",
+                    "bpf-linker",
+                    "--version",
+                    &format!("^{BPF_LINKER_VERSION}"),
+                    "--locked",
+                    "--force",
+                ])
+                .args([
+                    "--no-default-features",
+                    "--features",
+                    &format!("llvm-{llvm_major}"),
+                ])
+                .env("LLVM_PREFIX", &prefix),
+        )?;
+    }
+
+    // 4. Debian packages for the tests.
+    let missing: Vec<&str> = DEBIAN_PACKAGES
+        .iter()
+        .filter(|(bin, _)| {
+            Command::new("sh")
+                .args(["-c", &format!("command -v {bin}")])
+                .output()
+                .map(|o| !o.status.success())
+                .unwrap_or(true)
+        })
+        .map(|(_, pkg)| *pkg)
+        .collect();
+    if !missing.is_empty() {
+        if !is_root() {
+            bail!("missing Debian packages {missing:?}: run `cargo xtask setup` as root");
+        }
+        status(Command::new("apt-get").args(["update", "-q"]))?;
+        status(
+            Command::new("apt-get")
+                .args(["install", "-y", "-q"])
+                .args(&missing)
+                .env("DEBIAN_FRONTEND", "noninteractive"),
+        )?;
+    }
+    eprintln!("xtask: setup complete (nightly LLVM {llvm_major}, bpf-linker {BPF_LINKER_VERSION}, rust-src)");
+    Ok(())
+}
+
+fn as_root(program: &Path) -> Command {
+    if is_root() {
+        Command::new(program)
+    } else {
+        let mut c = Command::new("sudo");
+        c.arg("-E").arg(program);
+        c
+    }
+}
+
+fn run(args: &[String]) -> Result<()> {
+    setup()?;
+    let root = workspace_root();
+    status(Command::new("cargo").current_dir(&root).args([
+        "build",
+        "--release",
+        "-p",
+        "detector-user",
+    ]))?;
+    status(
+        as_root(&root.join("target/release/detector"))
+            .arg("run")
+            .args(args),
+    )
+}
+
+fn test(args: &[String]) -> Result<()> {
+    setup()?;
+    if !is_root() {
+        bail!("the integration tests load eBPF programs: run `cargo xtask test` as root");
+    }
+    let root = workspace_root();
+    status(
+        Command::new("cargo")
+            .current_dir(&root)
+            .args(["test", "--workspace"])
+            .args(args),
+    )
+}
+
+fn bench(which: &str, args: &[String]) -> Result<()> {
+    setup()?;
+    let root = workspace_root();
+    match which {
+        "kernel" => {
+            status(Command::new("cargo").current_dir(&root).args([
+                "build",
+                "--release",
+                "-p",
+                "tests",
+                "--bin",
+                "kbench",
+            ]))?;
+            status(as_root(&root.join("target/release/kbench")).args(args))
+        }
+        "engine" => status(
+            Command::new("cargo")
+                .current_dir(&root)
+                .args(["bench", "-p", "detector-user"])
+                .args(args),
+        ),
+        other => bail!("unknown benchmark `{other}` (kernel, engine)"),
+    }
+}
+
+fn main() -> Result<()> {
+    match Cli::parse().cmd {
+        Cmd::Setup => setup(),
+        Cmd::Run { args } => run(&args),
+        Cmd::Test { args } => test(&args),
+        Cmd::Bench { which, args } => bench(&which, &args),
+    }
+}

@@ -199,8 +199,8 @@ mod tests {
         });
         b.extend([0u8; 100]);
         assert_eq!(
-            decode(&b),
-            Err(DecodeError::Truncated {
+            decode(&b).err(),
+            Some(DecodeError::Truncated {
                 kind: kind::EXEC,
                 len: b.len(),
                 need: size_of::<ExecEvent>()

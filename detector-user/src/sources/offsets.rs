@@ -281,3 +281,18 @@ mod tests {
         assert_eq!(f.offset("x"), NO_OFFSET);
     }
 }
+
+#[cfg(test)]
+mod live {
+    #[test]
+    #[ignore = "prints this kernel's offsets"]
+    fn print_offsets() {
+        let r = super::BtfResolver::open(std::path::Path::new("/sys/kernel/btf/vmlinux")).unwrap();
+        println!("{:#?}", r.kernel_offsets().unwrap());
+        println!(
+            "file.f_op={:?} sb.s_magic={:?}",
+            r.offset("file", "f_op"),
+            r.offset("super_block", "s_magic")
+        );
+    }
+}

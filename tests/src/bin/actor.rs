@@ -1,0 +1,251 @@
+//! The process the privileged tests drive: the agent never reports its own tgid, so every
+//! action under test runs here, in a child of the test. Prints nothing on success; exits
+//! non-zero with a message on failure.
+
+use std::{
+    ffi::CString,
+    io::{Read as _, Write as _},
+    net::{TcpListener, TcpStream, UdpSocket},
+    os::fd::{AsRawFd, FromRawFd},
+    time::Duration,
+};
+
+fn cstr(s: &str) -> CString {
+    CString::new(s).expect("no NUL in test paths")
+}
+
+fn check(rc: i64, what: &str) -> i64 {
+    if rc < 0 {
+        eprintln!("actor: {what}: {}", std::io::Error::last_os_error());
+        std::process::exit(1);
+    }
+    rc
+}
+
+fn read_fd(fd: i32) {
+    let mut f = unsafe { std::fs::File::from_raw_fd(fd) };
+    let mut s = Vec::new();
+    let _ = f.read_to_end(&mut s);
+}
+
+fn uring_open_read(path: &str, then_read: bool) {
+    use io_uring::{opcode, types, IoUring};
+    let mut ring = IoUring::new(8).expect("io_uring_setup");
+    let p = cstr(path);
+    let open = opcode::OpenAt::new(types::Fd(libc::AT_FDCWD), p.as_ptr())
+        .flags(libc::O_RDONLY | libc::O_CLOEXEC)
+        .build()
+        .user_data(1);
+    unsafe { ring.submission().push(&open).expect("sq full") };
+    ring.submit_and_wait(1).expect("submit");
+    let fd = ring.completion().next().expect("cqe").result();
+    check(fd as i64, "io_uring openat");
+    if then_read {
+        let mut buf = vec![0u8; 4096];
+        let rd = opcode::Read::new(types::Fd(fd), buf.as_mut_ptr(), buf.len() as u32)
+            .build()
+            .user_data(2);
+        unsafe { ring.submission().push(&rd).expect("sq full") };
+        ring.submit_and_wait(1).expect("submit");
+        let n = ring.completion().next().expect("cqe").result();
+        check(n as i64, "io_uring read");
+    }
+}
+
+fn uring_read_fd(fd: i32) {
+    use io_uring::{opcode, types, IoUring};
+    let mut ring = IoUring::new(8).expect("io_uring_setup");
+    let mut buf = vec![0u8; 4096];
+    let rd = opcode::Read::new(types::Fd(fd), buf.as_mut_ptr(), buf.len() as u32)
+        .offset(0)
+        .build()
+        .user_data(2);
+    unsafe { ring.submission().push(&rd).expect("sq full") };
+    ring.submit_and_wait(1).expect("submit");
+    let n = ring.completion().next().expect("cqe").result();
+    check(n as i64, "io_uring read");
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let a = |i: usize| {
+        args.get(i).map(String::as_str).unwrap_or_else(|| {
+            eprintln!("actor: missing argument {i}");
+            std::process::exit(2)
+        })
+    };
+    match a(0) {
+        // openat(AT_FDCWD, path) through std.
+        "open" => {
+            let mut f = std::fs::File::open(a(1)).unwrap_or_else(|e| {
+                eprintln!("actor: open {}: {e}", a(1));
+                std::process::exit(1)
+            });
+            let mut s = Vec::new();
+            let _ = f.read_to_end(&mut s);
+        }
+        // The legacy open(2) syscall.
+        "open-syscall" => {
+            let p = cstr(a(1));
+            let fd = check(
+                unsafe { libc::syscall(libc::SYS_open, p.as_ptr(), libc::O_RDONLY) },
+                "open",
+            );
+            read_fd(fd as i32);
+        }
+        // openat(dirfd, relative name).
+        "openat" => {
+            let d = cstr(a(1));
+            let dfd = check(
+                unsafe { libc::open(d.as_ptr(), libc::O_RDONLY | libc::O_DIRECTORY) } as i64,
+                "open dir",
+            );
+            let n = cstr(a(2));
+            let fd = check(
+                unsafe { libc::openat(dfd as i32, n.as_ptr(), libc::O_RDONLY) } as i64,
+                "openat",
+            );
+            read_fd(fd as i32);
+        }
+        // chdir, then a relative (possibly ..-laden) name.
+        "chdir-open" => {
+            std::env::set_current_dir(a(1)).expect("chdir");
+            let mut f = std::fs::File::open(a(2)).expect("open relative");
+            let mut s = Vec::new();
+            let _ = f.read_to_end(&mut s);
+        }
+        "openat2" => {
+            #[repr(C)]
+            struct OpenHow {
+                flags: u64,
+                mode: u64,
+                resolve: u64,
+            }
+            let how = OpenHow {
+                flags: libc::O_RDONLY as u64,
+                mode: 0,
+                resolve: 0,
+            };
+            let p = cstr(a(1));
+            let fd = check(
+                unsafe {
+                    libc::syscall(
+                        libc::SYS_openat2,
+                        libc::AT_FDCWD,
+                        p.as_ptr(),
+                        &how as *const OpenHow,
+                        std::mem::size_of::<OpenHow>(),
+                    )
+                },
+                "openat2",
+            );
+            read_fd(fd as i32);
+        }
+        // O_PATH handle, then a real open through the /proc/self/fd magic link.
+        "reopen-fd" => {
+            let p = cstr(a(1));
+            let fd = check(
+                unsafe { libc::open(p.as_ptr(), libc::O_PATH) } as i64,
+                "open O_PATH",
+            );
+            let magic = format!("/proc/self/fd/{fd}");
+            let mut f = std::fs::File::open(&magic).expect("reopen");
+            let mut s = Vec::new();
+            let _ = f.read_to_end(&mut s);
+        }
+        "uring-open" => uring_open_read(a(1), true),
+        // Open normally, wait past the agent's read-dedup window, then read through io_uring.
+        "uring-read" => {
+            let f = std::fs::File::open(a(1)).expect("open");
+            std::thread::sleep(Duration::from_millis(a(2).parse().expect("ms")));
+            uring_read_fd(f.as_raw_fd());
+        }
+        // Open, wait, then read with plain read(2) after the page cache was dropped.
+        "late-read" => {
+            let mut f = std::fs::File::open(a(1)).expect("open");
+            std::thread::sleep(Duration::from_millis(a(2).parse().expect("ms")));
+            let mut s = Vec::new();
+            let _ = f.read_to_end(&mut s);
+        }
+        "environ" => {
+            let _ = std::fs::read(format!("/proc/{}/environ", a(1))).expect("read environ");
+        }
+        "self-environ" => {
+            let _ = std::fs::read("/proc/self/environ").expect("read environ");
+        }
+        // Benign open storm: N open+close of one unwatched file.
+        "storm" => {
+            let p = cstr(a(1));
+            let n: u64 = a(2).parse().expect("count");
+            for _ in 0..n {
+                let fd = unsafe { libc::open(p.as_ptr(), libc::O_RDONLY) };
+                if fd >= 0 {
+                    unsafe { libc::close(fd) };
+                }
+            }
+        }
+        // Many opens of a watched file (ring-buffer overflow test).
+        "flood" => {
+            let p = cstr(a(1));
+            let n: u64 = a(2).parse().expect("count");
+            for _ in 0..n {
+                let fd = unsafe { libc::open(p.as_ptr(), libc::O_RDONLY) };
+                if fd >= 0 {
+                    unsafe { libc::close(fd) };
+                }
+            }
+        }
+        "connect" => {
+            let addr = format!("{}:{}", a(1), a(2));
+            let addr: std::net::SocketAddr = addr.parse().expect("addr");
+            match TcpStream::connect_timeout(&addr, Duration::from_secs(3)) {
+                Ok(mut s) => {
+                    let _ = s.write_all(b"x");
+                    println!("{}", s.local_addr().map(|a| a.port()).unwrap_or(0));
+                }
+                Err(e) => println!("error {e}"),
+            }
+        }
+        "udp-connect" => {
+            let addr: std::net::SocketAddr = format!("{}:{}", a(1), a(2)).parse().expect("addr");
+            let bind = if addr.is_ipv6() {
+                "[::]:0"
+            } else {
+                "0.0.0.0:0"
+            };
+            let s = UdpSocket::bind(bind).expect("bind");
+            s.connect(addr).expect("udp connect");
+        }
+        // Listen on addr:port, print "ready", accept one connection, print the peer port.
+        "listen" => {
+            let l = TcpListener::bind(format!("{}:{}", a(1), a(2))).expect("bind");
+            println!("ready {}", l.local_addr().map(|a| a.port()).unwrap_or(0));
+            let _ = std::io::stdout().flush();
+            let (mut s, peer) = l.accept().expect("accept");
+            let mut b = [0u8; 1];
+            let _ = s.read(&mut b);
+            println!("{}", peer.port());
+        }
+        // fork; the child execs argv[1..]; the parent waits and prints the child pid.
+        "spawn" => {
+            let prog = cstr(a(1));
+            let argv: Vec<CString> = args[1..].iter().map(|s| cstr(s)).collect();
+            let mut ptrs: Vec<*const libc::c_char> = argv.iter().map(|c| c.as_ptr()).collect();
+            ptrs.push(std::ptr::null());
+            let pid = unsafe { libc::fork() };
+            if pid == 0 {
+                unsafe { libc::execv(prog.as_ptr(), ptrs.as_ptr()) };
+                unsafe { libc::_exit(127) };
+            }
+            let mut status = 0;
+            unsafe { libc::waitpid(pid, &mut status, 0) };
+            println!("{pid}");
+        }
+        "exit" => std::process::exit(a(1).parse().expect("code")),
+        "sleep" => std::thread::sleep(Duration::from_millis(a(1).parse().expect("ms"))),
+        other => {
+            eprintln!("actor: unknown command {other}");
+            std::process::exit(2);
+        }
+    }
+}

@@ -1,0 +1,301 @@
+//! `cargo xtask bench kernel`: what the kernel programs cost, measured on this machine with
+//! attached and detached phases interleaved in one run (A B A B …), workload pinned to CPU 0
+//! and the agent's consumer to CPU 1. Reports per workload the median attached/base
+//! throughput ratio with its spread, and ns added per operation; then a burst test for loss.
+//!
+//! The agent runs in this process but with its self-exclusion pointed elsewhere, so the
+//! workload's own events are produced and consumed exactly as for any other process.
+
+use std::{
+    ffi::CString,
+    sync::{
+        atomic::{AtomicBool, AtomicU64, Ordering},
+        Arc,
+    },
+    time::{Duration, Instant},
+};
+
+use detector::{capture::LiveCapture, sources::watchlist};
+
+fn pin(cpu: usize) {
+    // SAFETY: plain cpu_set_t manipulation and a syscall on the current thread.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
+    }
+}
+
+struct Running {
+    stop: Arc<AtomicBool>,
+    events: Arc<AtomicU64>,
+    lost: Arc<AtomicU64>,
+    handle: std::thread::JoinHandle<()>,
+}
+
+/// Starts the agent (load, attach, consume on CPU 1); returns once attached.
+fn start_agent(watch: &str, hooks_files: bool) -> Running {
+    let stop = Arc::new(AtomicBool::new(false));
+    let events = Arc::new(AtomicU64::new(0));
+    let lost = Arc::new(AtomicU64::new(0));
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (s, e, l) = (stop.clone(), events.clone(), lost.clone());
+    let watch = watch.to_string();
+    let handle = std::thread::spawn(move || {
+        pin(1);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("rt");
+        rt.block_on(async move {
+            let mut o = detector::sources::kernel::KernelOptions::default();
+            o.watch_patterns = watchlist::parse(&watch, "<bench>").expect("watch");
+            // Not this process: the workload here must be seen like any other process.
+            o.load.agent_tgid = u32::MAX;
+            if !hooks_files {
+                o.load
+                    .groups
+                    .retain(|g| *g != detector::sources::loader::Group::Files);
+            }
+            let mut cap = LiveCapture::start(&o).expect("agent start");
+            tx.send(()).expect("ready");
+            let mut buf = Vec::new();
+            while !s.load(Ordering::Relaxed) {
+                buf.clear();
+                cap.next_events(&mut buf).await.expect("capture");
+                e.fetch_add(buf.len() as u64, Ordering::Relaxed);
+            }
+            buf.clear();
+            let mut recs = Vec::new();
+            cap.source.drain(&mut recs);
+            cap.source.check_loss(&mut recs);
+            e.fetch_add(recs.len() as u64, Ordering::Relaxed);
+            l.store(
+                cap.source.counter(detector_common::counter::LOST),
+                Ordering::Relaxed,
+            );
+        });
+    });
+    rx.recv_timeout(Duration::from_secs(30))
+        .expect("agent did not start");
+    Running {
+        stop,
+        events,
+        lost,
+        handle,
+    }
+}
+
+fn stop_agent(r: Running) -> (u64, u64) {
+    r.stop.store(true, Ordering::Relaxed);
+    let _ = r.handle.join();
+    (
+        r.events.load(Ordering::Relaxed),
+        r.lost.load(Ordering::Relaxed),
+    )
+}
+
+type Workload = (&'static str, u64, Box<dyn Fn(u64)>);
+
+fn workloads(benign: CString, watched: CString) -> Vec<Workload> {
+    let w2 = watched.clone();
+    vec![
+        (
+            "getppid",
+            2_000_000,
+            Box::new(|n| {
+                for _ in 0..n {
+                    // SAFETY: no arguments; glibc does not cache getppid.
+                    unsafe { libc::syscall(libc::SYS_getppid) };
+                }
+            }),
+        ),
+        (
+            "open+close (benign)",
+            300_000,
+            Box::new(move |n| {
+                for _ in 0..n {
+                    // SAFETY: valid path, fd closed right away.
+                    unsafe {
+                        let fd = libc::open(benign.as_ptr(), libc::O_RDONLY);
+                        libc::close(fd);
+                    }
+                }
+            }),
+        ),
+        (
+            "open+close (watched file)",
+            100_000,
+            Box::new(move |n| {
+                for _ in 0..n {
+                    // SAFETY: as above.
+                    unsafe {
+                        let fd = libc::open(w2.as_ptr(), libc::O_RDONLY);
+                        libc::close(fd);
+                    }
+                }
+            }),
+        ),
+        (
+            "TCP connect (loopback, refused)",
+            20_000,
+            Box::new(|n| {
+                let addr = libc::sockaddr_in {
+                    sin_family: libc::AF_INET as u16,
+                    sin_port: 1u16.to_be(),
+                    sin_addr: libc::in_addr {
+                        s_addr: u32::from_ne_bytes([127, 0, 0, 1]),
+                    },
+                    sin_zero: [0; 8],
+                };
+                for _ in 0..n {
+                    // SAFETY: valid sockaddr and length; fd closed.
+                    unsafe {
+                        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0);
+                        libc::connect(
+                            fd,
+                            &addr as *const _ as *const libc::sockaddr,
+                            std::mem::size_of::<libc::sockaddr_in>() as u32,
+                        );
+                        libc::close(fd);
+                    }
+                }
+            }),
+        ),
+        (
+            "fork+exec+wait /bin/true",
+            400,
+            Box::new(|n| {
+                for _ in 0..n {
+                    let _ = std::process::Command::new("/bin/true").status();
+                }
+            }),
+        ),
+    ]
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
+    if v.is_empty() {
+        return 0.0;
+    }
+    v[v.len() / 2]
+}
+
+/// UDP connects paced at `rate`/s for `dur`: each is one emitted record.
+fn burst(rate: u64, dur: Duration) -> (u64, f64) {
+    // SAFETY: plain socket syscalls on a valid fd and sockaddr.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_DGRAM, 0);
+        let addr = libc::sockaddr_in {
+            sin_family: libc::AF_INET as u16,
+            sin_port: 9u16.to_be(),
+            sin_addr: libc::in_addr {
+                s_addr: u32::from_ne_bytes([127, 0, 0, 1]),
+            },
+            sin_zero: [0; 8],
+        };
+        let start = Instant::now();
+        let mut sent = 0u64;
+        while start.elapsed() < dur {
+            let due = (start.elapsed().as_nanos() as u64 * rate) / 1_000_000_000;
+            while sent < due {
+                libc::connect(
+                    fd,
+                    &addr as *const _ as *const libc::sockaddr,
+                    std::mem::size_of::<libc::sockaddr_in>() as u32,
+                );
+                sent += 1;
+            }
+        }
+        libc::close(fd);
+        (sent, sent as f64 / start.elapsed().as_secs_f64())
+    }
+}
+
+fn main() {
+    let rounds: usize = std::env::args()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(5);
+    let dir = std::path::PathBuf::from(format!("/var/tmp/kbench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let benign = dir.join("benign.txt");
+    let watched = dir.join("secret.key");
+    std::fs::write(&benign, "x").expect("write");
+    std::fs::write(&watched, "x").expect("write");
+    let watch = format!("{}/secret.key token\n", dir.display());
+    let c = |p: &std::path::Path| CString::new(p.as_os_str().as_encoded_bytes()).expect("path");
+    let loads = workloads(c(&benign), c(&watched));
+    pin(0);
+
+    let mut base: Vec<Vec<f64>> = vec![Vec::new(); loads.len()];
+    let mut att: Vec<Vec<f64>> = vec![Vec::new(); loads.len()];
+    let mut emitted = 0u64;
+    let mut lost = 0u64;
+    let measure = |w: &Workload| {
+        let t = Instant::now();
+        (w.2)(w.1);
+        t.elapsed().as_nanos() as f64 / w.1 as f64
+    };
+    for r in 0..rounds {
+        // A: no agent.
+        for (i, w) in loads.iter().enumerate() {
+            base[i].push(measure(w));
+        }
+        // B: agent attached and consuming.
+        let agent = start_agent(&watch, true);
+        for (i, w) in loads.iter().enumerate() {
+            att[i].push(measure(w));
+        }
+        let (e, l) = stop_agent(agent);
+        emitted += e;
+        lost += l;
+        eprintln!("kbench: round {}/{rounds} done", r + 1);
+    }
+
+    // Connect-only mode: no syscall tracepoint at all.
+    let mut co_base = Vec::new();
+    let mut co_att = Vec::new();
+    for _ in 0..rounds {
+        co_base.push(measure(&loads[0]));
+        let agent = start_agent(&watch, false);
+        co_att.push(measure(&loads[0]));
+        let _ = stop_agent(agent);
+    }
+
+    println!("| workload | ops/phase | base ns/op | attached ns/op | ratio (median) | ratio min–max | ns added/op |");
+    println!("|---|---|---|---|---|---|---|");
+    let row = |name: &str, n: u64, b: &mut Vec<f64>, a: &mut Vec<f64>| {
+        let ratios: Vec<f64> = b.iter().zip(a.iter()).map(|(b, a)| b / a).collect();
+        let (mn, mx) = ratios
+            .iter()
+            .fold((f64::MAX, f64::MIN), |(mn, mx), r| (mn.min(*r), mx.max(*r)));
+        let mut rs = ratios.clone();
+        let (mb, ma) = (median(b), median(a));
+        println!(
+            "| {name} | {n} | {mb:.0} | {ma:.0} | {:.3} | {mn:.3}–{mx:.3} | {:.0} |",
+            median(&mut rs),
+            ma - mb
+        );
+    };
+    for (i, w) in loads.iter().enumerate() {
+        row(w.0, w.1, &mut base[i], &mut att[i]);
+    }
+    row(
+        "getppid, connect-only mode (--hooks process,net)",
+        loads[0].1,
+        &mut co_base,
+        &mut co_att,
+    );
+    println!();
+    println!("records consumed in attached phases: {emitted}, kernel losses: {lost}");
+
+    // Burst: 500k records/s for one second.
+    let agent = start_agent(&watch, true);
+    let (sent, rate) = burst(500_000, Duration::from_secs(1));
+    std::thread::sleep(Duration::from_millis(200));
+    let (e, l) = stop_agent(agent);
+    println!("burst: {sent} UDP connects at {rate:.0}/s → {e} records consumed, {l} lost");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -1,0 +1,568 @@
+//! Privileged integration tests: the real kernel programs, loaded on this kernel, watching real
+//! processes. Each test asserts exact events.
+
+use std::{
+    io::{BufRead as _, BufReader},
+    process::{Command, Stdio},
+    time::Duration,
+};
+
+use detector::event::{Direction, Kind, Outcome, Protocol, Via};
+use tests::{actor, actor_in, actor_path, ino, is, options, sh, Agent, Netns, Scratch, WAIT};
+
+/// A credential file in a scratch dir, watched through an extra pattern.
+fn watched(name: &str) -> (Scratch, std::path::PathBuf, Agent) {
+    let s = Scratch::new(name);
+    let secret = s.file("creds/secret.key", "TOPSECRET");
+    let agent = Agent::start(options(&format!("{}/creds/*.key token\n", s.0.display())));
+    (s, secret, agent)
+}
+
+fn cred_open_by(agent: &mut Agent, pid: u32) -> detector::event::Event {
+    agent
+        .wait_for(WAIT, |e| is(e, Kind::CredOpen, pid))
+        .unwrap_or_else(|| panic!("no cred_open from pid {pid}; got {:#?}", agent.of(pid)))
+}
+
+#[test]
+fn absolute_path_open_is_reported_with_kernel_identity() {
+    let (_s, secret, mut agent) = watched("abs");
+    let (pid, _) = actor(&["open", secret.to_str().unwrap()]);
+    let e = cred_open_by(&mut agent, pid);
+    let f = e.file.as_ref().unwrap();
+    assert_eq!(f.watched, secret.display().to_string());
+    assert_eq!(f.path.as_deref(), Some(secret.to_str().unwrap()));
+    assert_eq!(f.ino, ino(&secret));
+    assert_eq!(f.via, Via::Syscall);
+    assert_eq!(f.access.as_deref(), Some("read"));
+    assert_eq!(f.category, "token");
+    let p = e.process.as_ref().unwrap();
+    assert_eq!(p.comm, "actor");
+    assert!(p.exe.ends_with("/actor"), "{}", p.exe);
+    assert!(p.start > 0);
+}
+
+#[test]
+fn relative_path_with_dirfd_is_reported() {
+    let (s, secret, mut agent) = watched("dirfd");
+    let (pid, _) = actor(&["openat", s.path("creds").to_str().unwrap(), "secret.key"]);
+    let e = cred_open_by(&mut agent, pid);
+    assert_eq!(e.file.as_ref().unwrap().path.as_deref(), Some("secret.key"));
+    assert_eq!(e.file.as_ref().unwrap().ino, ino(&secret));
+}
+
+#[test]
+fn relative_path_from_cwd_with_dotdot_is_reported() {
+    let (s, secret, mut agent) = watched("dotdot");
+    std::fs::create_dir_all(s.path("a/b")).unwrap();
+    let (pid, _) = actor(&[
+        "chdir-open",
+        s.path("a/b").to_str().unwrap(),
+        "../../creds/./secret.key",
+    ]);
+    let e = cred_open_by(&mut agent, pid);
+    assert_eq!(
+        e.file.as_ref().unwrap().path.as_deref(),
+        Some("../../creds/./secret.key")
+    );
+    assert_eq!(
+        e.file.as_ref().unwrap().watched,
+        secret.display().to_string()
+    );
+}
+
+#[test]
+fn symlink_to_a_watched_file_is_reported() {
+    let (s, secret, mut agent) = watched("symlink");
+    let link = s.path("innocent.txt");
+    std::os::unix::fs::symlink(&secret, &link).unwrap();
+    let (pid, _) = actor(&["open", link.to_str().unwrap()]);
+    let e = cred_open_by(&mut agent, pid);
+    let f = e.file.as_ref().unwrap();
+    assert_eq!(f.path.as_deref(), Some(link.to_str().unwrap()));
+    assert_eq!(f.watched, secret.display().to_string());
+    // The kernel's own name for what was opened is the target.
+    assert!(
+        f.resolved
+            .as_deref()
+            .unwrap_or("")
+            .ends_with("creds/secret.key"),
+        "{f:?}"
+    );
+}
+
+#[test]
+fn hardlink_to_a_watched_file_is_reported() {
+    let (s, secret, mut agent) = watched("hardlink");
+    let link = s.path("notes.txt");
+    std::fs::hard_link(&secret, &link).unwrap();
+    let (pid, _) = actor(&["open", link.to_str().unwrap()]);
+    let e = cred_open_by(&mut agent, pid);
+    let f = e.file.as_ref().unwrap();
+    assert_eq!(f.ino, ino(&secret));
+    // A dentry walk shows the link's own name: only (dev, inode) matching catches this.
+    assert!(
+        f.resolved.as_deref().unwrap_or("").ends_with("notes.txt"),
+        "{f:?}"
+    );
+}
+
+#[test]
+fn reopen_through_proc_self_fd_is_reported() {
+    let (_s, secret, mut agent) = watched("procfd");
+    let (pid, _) = actor(&["reopen-fd", secret.to_str().unwrap()]);
+    let e = agent
+        .wait_for(WAIT, |e| {
+            is(e, Kind::CredOpen, pid)
+                && e.file
+                    .as_ref()
+                    .and_then(|f| f.path.as_deref())
+                    .is_some_and(|p| p.starts_with("/proc/self/fd/"))
+        })
+        .unwrap_or_else(|| panic!("no reopen event: {:#?}", agent.of(pid)));
+    assert_eq!(e.file.as_ref().unwrap().access.as_deref(), Some("read"));
+    // The O_PATH handle itself was seen too, as a path-only open.
+    assert!(agent
+        .of(pid)
+        .iter()
+        .any(|e| e.file.as_ref().and_then(|f| f.access.as_deref()) == Some("path")));
+}
+
+#[test]
+fn openat2_is_reported() {
+    let (_s, secret, mut agent) = watched("openat2");
+    let (pid, _) = actor(&["openat2", secret.to_str().unwrap()]);
+    let e = cred_open_by(&mut agent, pid);
+    assert_eq!(
+        e.file.as_ref().unwrap().path.as_deref(),
+        Some(secret.to_str().unwrap())
+    );
+}
+
+#[test]
+fn legacy_open_syscall_is_reported() {
+    let (_s, secret, mut agent) = watched("sysopen");
+    let (pid, _) = actor(&["open-syscall", secret.to_str().unwrap()]);
+    let e = cred_open_by(&mut agent, pid);
+    assert_eq!(
+        e.file.as_ref().unwrap().path.as_deref(),
+        Some(secret.to_str().unwrap())
+    );
+}
+
+#[test]
+fn io_uring_open_is_reported_as_io_uring() {
+    let (_s, secret, mut agent) = watched("uring-open");
+    let (pid, _) = actor(&["uring-open", secret.to_str().unwrap()]);
+    let e = agent
+        .wait_for(WAIT, |e| {
+            is(e, Kind::CredOpen, pid) && e.file.as_ref().is_some_and(|f| f.via == Via::IoUring)
+        })
+        .unwrap_or_else(|| panic!("no io_uring open: {:#?}", agent.of(pid)));
+    assert_eq!(e.file.as_ref().unwrap().ino, ino(&secret));
+    // No syscall open happened: io_uring did it.
+    assert!(!agent
+        .of(pid)
+        .iter()
+        .any(|e| e.file.as_ref().is_some_and(|f| f.via == Via::Syscall)));
+}
+
+#[test]
+fn io_uring_read_of_an_open_credential_is_reported() {
+    let (_s, secret, mut agent) = watched("uring-read");
+    // Past the 1 s per-(process, file) dedup window, so the read is its own record.
+    let (pid, _) = actor(&["uring-read", secret.to_str().unwrap(), "1300"]);
+    let e = agent
+        .wait_for(WAIT, |e| {
+            is(e, Kind::CredRead, pid) && e.file.as_ref().is_some_and(|f| f.via == Via::IoUring)
+        })
+        .unwrap_or_else(|| panic!("no io_uring read: {:#?}", agent.of(pid)));
+    assert_eq!(
+        e.file.as_ref().unwrap().watched,
+        secret.display().to_string()
+    );
+}
+
+#[test]
+fn page_cache_read_is_reported_whatever_the_syscall_path() {
+    let (_s, secret, mut agent) = watched("filemap");
+    let (pid, _) = actor(&["late-read", secret.to_str().unwrap(), "1300"]);
+    let e = agent
+        .wait_for(WAIT, |e| {
+            is(e, Kind::CredRead, pid) && e.file.as_ref().is_some_and(|f| f.via == Via::Filemap)
+        })
+        .unwrap_or_else(|| panic!("no filemap read: {:#?}", agent.of(pid)));
+    assert_eq!(e.file.as_ref().unwrap().ino, ino(&secret));
+}
+
+#[test]
+fn default_watch_list_covers_etc_shadow() {
+    let mut agent = Agent::start(options(""));
+    let (pid, _) = actor(&["open", "/etc/shadow"]);
+    let e = cred_open_by(&mut agent, pid);
+    assert_eq!(e.file.as_ref().unwrap().watched, "/etc/shadow");
+    assert_eq!(e.file.as_ref().unwrap().category, "shadow");
+}
+
+#[test]
+fn another_process_environ_is_reported_but_not_its_own() {
+    let mut agent = Agent::start(options(""));
+    let mut sleeper = Command::new(actor_path())
+        .args(["sleep", "3000"])
+        .spawn()
+        .unwrap();
+    let target = sleeper.id();
+    let (pid, _) = actor(&["environ", &target.to_string()]);
+    let (own, _) = actor(&["self-environ"]);
+    let e = cred_open_by(&mut agent, pid);
+    let f = e.file.as_ref().unwrap();
+    assert_eq!(f.category, "environ");
+    assert_eq!(f.target_pid, Some(target));
+    assert_eq!(f.watched, format!("/proc/{target}/environ"));
+    agent.pump(Duration::from_millis(300));
+    assert!(
+        agent.of(own).iter().all(|e| e.kind != Kind::CredOpen),
+        "own environ reported"
+    );
+    let _ = sleeper.kill();
+    let _ = sleeper.wait();
+}
+
+#[test]
+fn replaced_credential_is_picked_up() {
+    let (s, secret, mut agent) = watched("rotate");
+    // Token rotation: write a new file and rename it over the old one (new inode).
+    let tmp = s.file("creds/.tmp-token", "ROTATED");
+    std::fs::rename(&tmp, &secret).unwrap();
+    // inotify triggers a rescan on the next consumer turn.
+    agent.pump(Duration::from_millis(200));
+    let (pid, _) = actor(&["open", secret.to_str().unwrap()]);
+    let e = cred_open_by(&mut agent, pid);
+    assert_eq!(e.file.as_ref().unwrap().ino, ino(&secret));
+    // And a file created after start in a watched directory.
+    let fresh = s.file("creds/new.key", "NEW");
+    agent.pump(Duration::from_millis(200));
+    let (pid2, _) = actor(&["open", fresh.to_str().unwrap()]);
+    let e = cred_open_by(&mut agent, pid2);
+    assert_eq!(
+        e.file.as_ref().unwrap().watched,
+        fresh.display().to_string()
+    );
+}
+
+#[test]
+fn a_benign_open_storm_produces_no_record() {
+    let s = Scratch::new("storm");
+    let benign = s.file("benign.txt", "nothing to see");
+    let mut agent = Agent::start(options(""));
+    let seen_before = agent
+        .cap
+        .source
+        .counter(detector_common::counter::OPENS_SEEN);
+    let (pid, _) = actor(&["storm", benign.to_str().unwrap(), "1000000"]);
+    agent.pump(Duration::from_millis(300));
+    let seen = agent
+        .cap
+        .source
+        .counter(detector_common::counter::OPENS_SEEN)
+        - seen_before;
+    // The filter really ran on every one of them…
+    assert!(seen >= 1_000_000, "only {seen} opens inspected");
+    // …and none reached userspace: the only records of the storm are its lifecycle.
+    let records: Vec<_> = agent
+        .of(pid)
+        .into_iter()
+        .filter(|e| !matches!(e.kind, Kind::Exec | Kind::Exit | Kind::Fork))
+        .collect();
+    assert!(records.is_empty(), "{records:#?}");
+}
+
+fn listener(addr: &str) -> (std::process::Child, u16) {
+    let mut child = Command::new(actor_path())
+        .args(["listen", addr, "0"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.as_mut().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let port = line.trim().strip_prefix("ready ").unwrap().parse().unwrap();
+    (child, port)
+}
+
+#[test]
+fn tcp_v4_connect_attempt_and_established_outcome() {
+    let mut agent = Agent::start(options(""));
+    let (l, port) = listener("127.0.0.1");
+    let (pid, out) = actor(&["connect", "127.0.0.1", &port.to_string()]);
+    let src_port: u16 = out.trim().parse().unwrap();
+    let a = agent
+        .wait_for(WAIT, |e| is(e, Kind::Connect, pid))
+        .expect("attempt");
+    let n = a.net.as_ref().unwrap();
+    assert_eq!(
+        (n.protocol, n.family, n.direction, n.outcome),
+        (Protocol::Tcp, 4, Direction::Outbound, Outcome::InProgress)
+    );
+    assert_eq!((n.dst_addr.as_str(), n.dst_port), ("127.0.0.1", port));
+    let r = agent
+        .wait_for(WAIT, |e| is(e, Kind::ConnectResult, pid))
+        .expect("result");
+    let rn = r.net.as_ref().unwrap();
+    assert_eq!(rn.outcome, Outcome::Established);
+    assert_eq!(rn.sock, n.sock);
+    assert_eq!(rn.src_port, src_port);
+    let _ = l.wait_with_output();
+}
+
+#[test]
+fn tcp_v6_connect_is_reported() {
+    let mut agent = Agent::start(options(""));
+    let (l, port) = listener("[::1]");
+    let (pid, _) = actor(&["connect", "[::1]", &port.to_string()]);
+    let r = agent
+        .wait_for(WAIT, |e| is(e, Kind::ConnectResult, pid))
+        .expect("result");
+    let n = r.net.as_ref().unwrap();
+    assert_eq!(
+        (n.family, n.dst_addr.as_str(), n.dst_port, n.outcome),
+        (6, "::1", port, Outcome::Established)
+    );
+    let _ = l.wait_with_output();
+}
+
+#[test]
+fn refused_connect_is_reported_as_refused() {
+    let mut agent = Agent::start(options(""));
+    // Port 1 on loopback: nothing listens, the kernel answers with a reset.
+    let (pid, _) = actor(&["connect", "127.0.0.1", "1"]);
+    let r = agent
+        .wait_for(WAIT, |e| is(e, Kind::ConnectResult, pid))
+        .expect("result");
+    let n = r.net.as_ref().unwrap();
+    assert_eq!(n.outcome, Outcome::Refused);
+    assert_eq!(n.error.as_deref(), Some("ECONNREFUSED"));
+    assert_eq!(n.dst_port, 1);
+}
+
+#[test]
+fn udp_connect_is_reported_v4_and_v6() {
+    let mut agent = Agent::start(options(""));
+    let (pid, _) = actor(&["udp-connect", "127.0.0.1", "5353"]);
+    let e = agent
+        .wait_for(WAIT, |e| is(e, Kind::Connect, pid))
+        .expect("udp v4");
+    let n = e.net.as_ref().unwrap();
+    assert_eq!(
+        (
+            n.protocol,
+            n.family,
+            n.dst_addr.as_str(),
+            n.dst_port,
+            n.outcome
+        ),
+        (Protocol::Udp, 4, "127.0.0.1", 5353, Outcome::Associated)
+    );
+    let (pid6, _) = actor(&["udp-connect", "[::1]", "5354"]);
+    let e = agent
+        .wait_for(WAIT, |e| is(e, Kind::Connect, pid6))
+        .expect("udp v6");
+    let n = e.net.as_ref().unwrap();
+    assert_eq!(
+        (n.family, n.dst_addr.as_str(), n.dst_port),
+        (6, "::1", 5354)
+    );
+}
+
+#[test]
+fn inbound_connection_is_attributed_to_the_listener() {
+    let mut agent = Agent::start(options(""));
+    let (l, port) = listener("127.0.0.1");
+    let lpid = l.id();
+    let (_cpid, out) = actor(&["connect", "127.0.0.1", &port.to_string()]);
+    let client_port: u16 = out.trim().parse().unwrap();
+    let e = agent
+        .wait_for(WAIT, |e| is(e, Kind::Accept, lpid))
+        .unwrap_or_else(|| panic!("no accept for listener {lpid}"));
+    let n = e.net.as_ref().unwrap();
+    assert_eq!(n.direction, Direction::Inbound);
+    assert_eq!((n.src_port, n.dst_port), (port, client_port));
+    let _ = l.wait_with_output();
+}
+
+#[test]
+fn connect_from_a_network_namespace_to_a_test_host() {
+    let a = Netns::new("a");
+    let b = Netns::new("b");
+    let (va, vb) = (
+        format!("va{}", std::process::id() % 100000),
+        format!("vb{}", std::process::id() % 100000),
+    );
+    sh(&[
+        "ip", "link", "add", &va, "netns", &a.0, "type", "veth", "peer", "name", &vb, "netns", &b.0,
+    ]);
+    sh(&["ip", "-n", &a.0, "addr", "add", "10.213.0.1/24", "dev", &va]);
+    sh(&["ip", "-n", &b.0, "addr", "add", "10.213.0.2/24", "dev", &vb]);
+    sh(&["ip", "-n", &a.0, "link", "set", &va, "up"]);
+    sh(&["ip", "-n", &b.0, "link", "set", &vb, "up"]);
+    let mut agent = Agent::start(options(""));
+    let mut server = Command::new("ip")
+        .args(["netns", "exec", &b.0])
+        .arg(actor_path())
+        .args(["listen", "10.213.0.2", "0"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(server.stdout.as_mut().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let port: u16 = line.trim().strip_prefix("ready ").unwrap().parse().unwrap();
+    let (_, out) = actor_in(Some(&a.0), &["connect", "10.213.0.2", &port.to_string()]);
+    assert!(!out.starts_with("error"), "connect failed: {out}");
+    let e = agent
+        .wait_for(WAIT, |e| {
+            e.kind == Kind::ConnectResult
+                && e.net
+                    .as_ref()
+                    .is_some_and(|n| n.dst_addr == "10.213.0.2" && n.dst_port == port)
+        })
+        .expect("connect result in netns");
+    let n = e.net.as_ref().unwrap();
+    assert_eq!(
+        (n.src_addr.as_str(), n.outcome),
+        ("10.213.0.1", Outcome::Established)
+    );
+    let ns_a = std::fs::metadata(format!("/run/netns/{}", a.0))
+        .map(|m| std::os::unix::fs::MetadataExt::ino(&m))
+        .unwrap();
+    assert_eq!(e.process.as_ref().unwrap().netns as u64, ns_a);
+    let acc = agent
+        .wait_for(WAIT, |e| {
+            e.kind == Kind::Accept && e.net.as_ref().is_some_and(|n| n.src_addr == "10.213.0.2")
+        })
+        .expect("accept in the other namespace");
+    // `ip netns exec` execs the actor in place: the listener's pid is the child's.
+    assert_eq!(acc.process.as_ref().map(|p| p.tgid), Some(server.id()));
+    let _ = server.kill();
+    let _ = server.wait();
+}
+
+#[test]
+fn fork_exec_exit_with_parents() {
+    let mut agent = Agent::start(options(""));
+    let (pid, out) = actor(&["spawn", "/bin/sh", "-c", "exit 3"]);
+    let child: u32 = out.trim().parse().unwrap();
+    let fork = agent
+        .wait_for(WAIT, |e| is(e, Kind::Fork, pid))
+        .expect("fork");
+    assert_eq!(fork.fork.as_ref().unwrap().child_tgid, child);
+    let exec = agent
+        .wait_for(WAIT, |e| is(e, Kind::Exec, child))
+        .expect("exec");
+    let p = exec.process.as_ref().unwrap();
+    assert_eq!(p.ppid, pid);
+    assert_eq!(p.exe, "/bin/sh");
+    let x = exec.exec.as_ref().unwrap();
+    assert_eq!(x.filename, "/bin/sh");
+    assert_eq!(x.argv, vec!["/bin/sh", "-c", "exit 3"]);
+    assert_eq!(
+        p.parent_exe.as_deref().map(|s| s.ends_with("/actor")),
+        Some(true)
+    );
+    assert_eq!(p.start, fork.fork.as_ref().unwrap().child_start);
+    let exit = agent
+        .wait_for(WAIT, |e| is(e, Kind::Exit, child))
+        .expect("exit");
+    assert_eq!(exit.exit.as_ref().unwrap().code, Some(3));
+    let parent_exit = agent
+        .wait_for(WAIT, |e| is(e, Kind::Exit, pid))
+        .expect("parent exit");
+    assert_eq!(parent_exit.exit.as_ref().unwrap().code, Some(0));
+}
+
+#[test]
+fn reused_pid_is_a_new_process() {
+    let mut agent = Agent::start(options(""));
+    let (first, _) = actor(&["exit", "0"]);
+    agent
+        .wait_for(WAIT, |e| is(e, Kind::Exit, first))
+        .expect("first exit");
+    // Ask the kernel to hand out the same pid again (root, initial pid namespace).
+    let mut second = None;
+    for _ in 0..50 {
+        std::fs::write("/proc/sys/kernel/ns_last_pid", format!("{}", first - 1)).unwrap();
+        let c = Command::new("/bin/sh")
+            .args(["-c", "exec /bin/true"])
+            .spawn()
+            .unwrap();
+        let id = c.id();
+        let _ = c.wait_with_output();
+        if id == first {
+            second = Some(id);
+            break;
+        }
+    }
+    let pid = second.expect("could not get the pid reused");
+    let exec = agent
+        .wait_for(WAIT, |e| {
+            is(e, Kind::Exec, pid) && e.exec.as_ref().is_some_and(|x| x.filename == "/bin/true")
+        })
+        .expect("exec of the new process");
+    let first_start = agent
+        .events
+        .iter()
+        .find(|e| {
+            is(e, Kind::Exit, first)
+                && e.process
+                    .as_ref()
+                    .is_some_and(|p| p.exe.ends_with("/actor"))
+        })
+        .and_then(|e| e.process.as_ref().map(|p| p.start))
+        .expect("first process start");
+    let p = exec.process.as_ref().unwrap();
+    assert_ne!(p.start, first_start, "same start for a reused pid");
+    assert!(
+        !p.exe.ends_with("/actor"),
+        "old image attributed to the new process: {}",
+        p.exe
+    );
+}
+
+#[test]
+fn ring_buffer_overflow_is_counted_and_reported_in_band() {
+    let s = Scratch::new("overflow");
+    let secret = s.file("creds/flood.key", "x");
+    let mut opts = options(&format!("{}/creds/*.key token\n", s.0.display()));
+    opts.load.ring_bytes = 16 * 1024;
+    let mut agent = Agent::start(opts);
+    // The consumer is not running while the flood happens: the small ring must overflow.
+    let (pid, _) = actor(&["flood", secret.to_str().unwrap(), "5000"]);
+    agent.pump(Duration::from_millis(300));
+    let lost: u64 = agent
+        .events
+        .iter()
+        .filter_map(|e| e.loss.as_ref())
+        .map(|l| l.count)
+        .sum();
+    let delivered = agent
+        .of(pid)
+        .iter()
+        .filter(|e| e.kind == Kind::CredOpen)
+        .count() as u64;
+    assert!(lost > 0, "no loss record");
+    assert_eq!(
+        lost,
+        agent.cap.source.counter(detector_common::counter::LOST)
+    );
+    // Every open is accounted for: delivered or counted lost (other processes may add loss).
+    assert!(
+        delivered + lost >= 5000,
+        "delivered {delivered} + lost {lost} < 5000"
+    );
+    assert!(agent
+        .events
+        .iter()
+        .any(|e| e.kind == Kind::Loss && e.loss.as_ref().is_some_and(|l| l.total >= l.count)));
+}
