@@ -25,6 +25,9 @@ pub struct CaptureArgs {
     /// Pending ring-buffer bytes past which the kernel forces a consumer wakeup.
     #[arg(long, default_value_t = 256 * 1024)]
     pub wakeup_bytes: u32,
+    /// Kernel BTF file.
+    #[arg(long, default_value = "/sys/kernel/btf/vmlinux")]
+    pub btf: PathBuf,
     /// Longest a record waits before the consumer looks (e.g. 1ms).
     #[arg(long, default_value = "1ms", value_parser = humantime::parse_duration)]
     pub poll_interval: Duration,
@@ -63,6 +66,7 @@ impl CaptureArgs {
         o.load.ring_bytes = self.ring_mib * 1024 * 1024;
         o.poll_interval = self.poll_interval;
         o.load.wakeup_bytes = self.wakeup_bytes;
+        o.btf = Some(self.btf.clone());
         Ok(o)
     }
 }

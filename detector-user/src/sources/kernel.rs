@@ -56,6 +56,8 @@ pub struct KernelOptions {
     pub passwd: PathBuf,
     /// How often the watch list is re-expanded even without a directory change.
     pub rescan_interval: Duration,
+    /// Kernel BTF (default `/sys/kernel/btf/vmlinux`).
+    pub btf: Option<PathBuf>,
 }
 
 impl Default for KernelOptions {
@@ -67,6 +69,7 @@ impl Default for KernelOptions {
                 .unwrap_or_default(),
             passwd: PathBuf::from("/etc/passwd"),
             rescan_interval: Duration::from_secs(10),
+            btf: None,
         }
     }
 }
@@ -125,7 +128,7 @@ pub fn boottime_ns() -> u64 {
 impl KernelSource {
     /// Preflight, load, attach, seed the maps.
     pub fn start(opts: &KernelOptions) -> Result<Self, SourceError> {
-        let env = preflight::check(None)?;
+        let env = preflight::check(opts.btf.as_deref())?;
         let Loaded {
             ebpf,
             logger,

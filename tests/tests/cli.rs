@@ -1,0 +1,128 @@
+//! The `detector` binary end to end: `record` writes a recording `replay` can read, and every
+//! environment problem gets its actionable error (or, for a missing hook, a warning and a run
+//! with reduced coverage).
+
+use std::{
+    path::PathBuf,
+    process::{Command, Output, Stdio},
+    time::Duration,
+};
+
+use detector::event::{Event, Kind, RecordingHeader};
+use tests::{actor_path, Scratch};
+
+fn detector() -> PathBuf {
+    let p = actor_path().with_file_name("detector");
+    assert!(p.exists(), "detector binary missing at {} (cargo xtask test builds it)", p.display());
+    p
+}
+
+fn run_sh(script: &str) -> Output {
+    Command::new("sh").args(["-c", script]).output().expect("sh")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn record_writes_a_replayable_recording() {
+    let s = Scratch::new("cli-record");
+    let secret = s.file("creds/id_test.key", "k");
+    let out = s.path("rec.ndjson");
+    let mut rec = Command::new(detector())
+        .args(["record", "-o", out.to_str().unwrap(), "--duration", "3s", "--watch"])
+        .arg(format!("{}=ssh_key", secret.display()))
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    let (pid, _) = tests::actor(&["open", secret.to_str().unwrap()]);
+    let o = rec.wait_with_output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = std::fs::read_to_string(&out).unwrap();
+    let mut lines = text.lines();
+    let header: RecordingHeader = serde_json::from_str(lines.next().unwrap()).unwrap();
+    assert_eq!(header.format, "detector-recording");
+    let events: Vec<Event> = lines.map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}"))).collect();
+    let e = events
+        .iter()
+        .find(|e| e.kind == Kind::CredOpen && e.process.as_ref().is_some_and(|p| p.tgid == pid))
+        .expect("cred_open in the recording");
+    let f = e.file.as_ref().unwrap();
+    assert_eq!((f.watched.as_str(), f.category.as_str()), (secret.to_str().unwrap(), "ssh_key"));
+}
+
+#[test]
+fn unprivileged_run_says_what_it_needs() {
+    let o = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all", "--bounding-set=-all"])
+        .arg(detector())
+        .args(["record", "-o", "/dev/null", "--duration", "1s"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("needs root or CAP_BPF"), "{}", stderr(&o));
+}
+
+#[test]
+fn missing_btf_is_named() {
+    let o = Command::new(detector())
+        .args(["record", "-o", "/dev/null", "--duration", "1s", "--btf", "/nonexistent/vmlinux"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("no kernel BTF at /nonexistent/vmlinux"), "{}", stderr(&o));
+}
+
+#[test]
+fn unmounted_tracefs_is_mounted_by_the_agent() {
+    // In a private mount namespace, so the rest of the machine keeps its tracefs.
+    let o = run_sh(&format!(
+        "unshare -m --propagation private sh -c 'umount /sys/kernel/tracing 2>/dev/null; umount /sys/kernel/debug/tracing 2>/dev/null; exec {} record -o /dev/null --duration 1s'",
+        detector().display()
+    ));
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("mounted tracefs"), "{}", stderr(&o));
+}
+
+#[test]
+fn missing_cgroup2_is_named() {
+    let o = run_sh(&format!(
+        "unshare -m --propagation private sh -c 'for m in $(awk \"\\$3==\\\"cgroup2\\\"{{print \\$2}}\" /proc/mounts); do umount $m; done; exec {} record -o /dev/null --duration 1s'",
+        detector().display()
+    ));
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("no cgroup v2 hierarchy"), "{}", stderr(&o));
+}
+
+#[test]
+fn a_hook_the_kernel_lacks_reduces_coverage_without_dying() {
+    let s = Scratch::new("cli-nohook");
+    let empty = s.path("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    // Hide the io_uring tracepoints from the agent, as on a kernel built without them.
+    let o = run_sh(&format!(
+        "unshare -m --propagation private sh -c 'mountpoint -q /sys/kernel/tracing || mount -t tracefs tracefs /sys/kernel/tracing; mount --bind {} /sys/kernel/tracing/events/io_uring && exec {} record -o /dev/null --duration 1s'",
+        empty.display(),
+        detector().display()
+    ));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(err.contains("reduced coverage"), "{err}");
+    assert!(err.contains("io_uring_submit_req"), "{err}");
+    assert!(err.contains("this kernel has no such tracepoint"), "{err}");
+}
+
+#[test]
+fn malformed_watch_list_is_a_positioned_error() {
+    let s = Scratch::new("cli-badlist");
+    let list = s.file("watch.list", "/etc/shadow shadow\nnot/absolute token\n");
+    let o = Command::new(detector())
+        .args(["record", "-o", "/dev/null", "--duration", "1s", "--watch-list"])
+        .arg(&list)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains(&format!("{}:2:", list.display())), "{}", stderr(&o));
+}
