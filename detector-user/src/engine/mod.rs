@@ -34,6 +34,7 @@ use sha2::{Digest, Sha256};
 pub use alert::Alert;
 use alert::{AlertCredential, AlertProcess, AlertRule};
 use fields::{Field, Policy};
+use cond::CmpOp;
 use rules::{Body, CorrType, Correlation, RuleSet};
 
 use crate::event::{Event, Kind};
@@ -575,6 +576,12 @@ impl Engine {
             existing
         };
         for (key, gvals) in targets {
+            // A firing that suppression will swallow needs no alert details (emit still counts it).
+            let rule_suppress = rules.rules[c_idx].suppress;
+            let details = !self
+                .supp
+                .peek(&(c_idx, key))
+                .is_some_and(|s| t < s.last.saturating_add(rule_suppress));
             let fire = {
                 let Some(gs) = self.groups[c_idx].as_mut() else {
                     return;
@@ -649,7 +656,7 @@ impl Engine {
                 {
                     g.evidence.pop_front();
                 }
-                evaluate(c, g, &self.policy, ev, self.opts.max_destinations)
+                evaluate(c, g, &self.policy, ev, self.opts.max_destinations, details)
             };
             if let Some(f) = fire {
                 let evidence: Vec<Arc<Event>> = f.evidence;
@@ -682,43 +689,68 @@ struct Fire {
 
 /// Decides whether a group's window satisfies the correlation; on success, what the alert
 /// reports.
-fn evaluate(c: &Correlation, g: &Group, pol: &Policy, ev: &Event, max_dst: usize) -> Option<Fire> {
-    let entries: Vec<&Entry> = match c.ty {
-        CorrType::EventCount | CorrType::ValueCount | CorrType::Temporal => {
-            g.entries.iter().collect()
+fn evaluate(
+    c: &Correlation,
+    g: &Group,
+    pol: &Policy,
+    ev: &Event,
+    max_dst: usize,
+    details: bool,
+) -> Option<Fire> {
+    // Counting stops once every (gt/gte) threshold is exceeded: the answer cannot change and
+    // a busy group must not cost a full scan per event.
+    let cap = if c.budget {
+        i64::MAX
+    } else if c.condition.iter().all(|(op, _)| matches!(op, CmpOp::Gt | CmpOp::Gte)) {
+        c.condition.iter().map(|(_, v)| v.saturating_add(1)).max().unwrap_or(i64::MAX)
+    } else {
+        i64::MAX
+    };
+    let last = (c.steps.len() - 1) as u8;
+    // Where the counted entries start (for temporal_ordered: the chain's first entry).
+    let mut from = 0usize;
+    let n = match c.ty {
+        CorrType::EventCount => g.entries.len() as i64,
+        CorrType::ValueCount => g.distinct.len() as i64,
+        CorrType::Temporal => {
+            let mut seen = 0u64;
+            for e in &g.entries {
+                seen |= 1u64 << (e.step.min(63));
+            }
+            i64::from(seen.count_ones())
         }
         CorrType::TemporalOrdered => {
             // Earliest chain: the first step-0 entry, then the first step-1 after it, …; the
             // earliest chain leaves the longest tail for the last step.
-            let last = c.steps.len() - 1;
-            let mut want = 0usize;
-            let mut chosen = Vec::new();
-            for e in &g.entries {
-                if want < last && e.step as usize == want {
-                    chosen.push(e);
-                    want += 1;
-                } else if want == last && e.step as usize == last {
-                    chosen.push(e);
+            let mut want = 0u8;
+            let mut n = 0i64;
+            let mut vals: Vec<u64> = Vec::new();
+            for (i, e) in g.entries.iter().enumerate() {
+                if want < last {
+                    if e.step == want {
+                        if want == 0 {
+                            from = i;
+                        }
+                        want += 1;
+                    }
+                } else if e.step == last {
+                    if c.field.is_some() {
+                        if !vals.contains(&e.val) {
+                            vals.push(e.val);
+                            n += 1;
+                        }
+                    } else {
+                        n += 1;
+                    }
+                    if n >= cap {
+                        break;
+                    }
                 }
             }
             if want < last {
                 return None;
             }
-            chosen
-        }
-    };
-    let n = match c.ty {
-        CorrType::EventCount => entries.len() as i64,
-        CorrType::ValueCount => g.distinct.len() as i64,
-        CorrType::Temporal => entries.iter().map(|e| e.step).collect::<HashSet<_>>().len() as i64,
-        CorrType::TemporalOrdered => {
-            let last = (c.steps.len() - 1) as u8;
-            let tail = entries.iter().filter(|e| e.step == last);
-            if c.field.is_some() {
-                tail.map(|e| e.val).collect::<HashSet<_>>().len() as i64
-            } else {
-                tail.count() as i64
-            }
+            n
         }
     };
     let budget = if c.budget {
@@ -737,6 +769,34 @@ fn evaluate(c: &Correlation, g: &Group, pol: &Policy, ev: &Event, max_dst: usize
     if !ok {
         return None;
     }
+    if !details && c.max_gap.is_none() {
+        // The alert would be suppressed: only the decision matters.
+        return Some(Fire {
+            group: Vec::new(),
+            first: 0,
+            count: 0,
+            destinations: Vec::new(),
+            destination_count: 0,
+            evidence: Vec::new(),
+        });
+    }
+    // The counted entries, for the gap test and the alert's details (only when firing).
+    let entries: Vec<&Entry> = match c.ty {
+        CorrType::TemporalOrdered => {
+            let mut want = 0u8;
+            let mut chosen = Vec::new();
+            for e in g.entries.iter().skip(from) {
+                if want < last && e.step == want {
+                    chosen.push(e);
+                    want += 1;
+                } else if want == last && e.step == last {
+                    chosen.push(e);
+                }
+            }
+            chosen
+        }
+        _ => g.entries.iter().collect(),
+    };
     if let Some(gap) = c.max_gap {
         if entries.windows(2).any(|w| w[1].ts - w[0].ts > gap) {
             return None;
