@@ -33,8 +33,8 @@ use sha2::{Digest, Sha256};
 
 pub use alert::Alert;
 use alert::{AlertCredential, AlertProcess, AlertRule};
-use fields::{Field, Policy};
 use cond::CmpOp;
+use fields::{Field, Policy};
 use rules::{Body, CorrType, Correlation, RuleSet};
 
 use crate::event::{Event, Kind};
@@ -494,12 +494,7 @@ impl Engine {
     }
 
     /// Group keys an event at `step` contributes to, and whether it may create a group.
-    fn keys_for(
-        &self,
-        c: &Correlation,
-        step: usize,
-        ev: &Event,
-    ) -> Option<(Vec<(u64, Vec<(Field, String)>)>, bool)> {
+    fn keys_for(&self, c: &Correlation, step: usize, ev: &Event) -> Option<(Vec<GroupKey>, bool)> {
         let creates = c.ty != CorrType::TemporalOrdered || step == 0;
         let base = self.group_values(&c.group_by, ev)?;
         let tree_at = c.group_by.iter().position(|&f| f == Field::Tree);
@@ -578,10 +573,10 @@ impl Engine {
         for (key, gvals) in targets {
             // A firing that suppression will swallow needs no alert details (emit still counts it).
             let rule_suppress = rules.rules[c_idx].suppress;
-            let details = !self
+            let details = self
                 .supp
                 .peek(&(c_idx, key))
-                .is_some_and(|s| t < s.last.saturating_add(rule_suppress));
+                .is_none_or(|s| t >= s.last.saturating_add(rule_suppress));
             let fire = {
                 let Some(gs) = self.groups[c_idx].as_mut() else {
                     return;
@@ -678,6 +673,9 @@ impl Engine {
     }
 }
 
+/// A group key: its hash and the group-by values it stands for.
+type GroupKey = (u64, Vec<(Field, String)>);
+
 struct Fire {
     group: Vec<(Field, String)>,
     first: u64,
@@ -701,8 +699,16 @@ fn evaluate(
     // a busy group must not cost a full scan per event.
     let cap = if c.budget {
         i64::MAX
-    } else if c.condition.iter().all(|(op, _)| matches!(op, CmpOp::Gt | CmpOp::Gte)) {
-        c.condition.iter().map(|(_, v)| v.saturating_add(1)).max().unwrap_or(i64::MAX)
+    } else if c
+        .condition
+        .iter()
+        .all(|(op, _)| matches!(op, CmpOp::Gt | CmpOp::Gte))
+    {
+        c.condition
+            .iter()
+            .map(|(_, v)| v.saturating_add(1))
+            .max()
+            .unwrap_or(i64::MAX)
     } else {
         i64::MAX
     };

@@ -387,7 +387,7 @@ mod tests {
         let seq = m[1].2.as_seq().unwrap();
         assert_eq!(seq[0].as_str().unwrap(), "x");
         assert_eq!((seq[0].pos.line, seq[0].pos.col), (3, 5));
-        assert_eq!(seq[1].as_bool().unwrap(), true);
+        assert!(seq[1].as_bool().unwrap());
         assert_eq!(seq[2].value, Value::Float(2.5));
     }
 
