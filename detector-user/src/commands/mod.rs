@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use crate::cli::{Cli, Command};
 
 pub mod capture_opts;
+pub mod detect_opts;
 pub mod learn;
 pub mod record;
 pub mod replay;
