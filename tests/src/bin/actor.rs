@@ -241,6 +241,16 @@ fn main() {
             unsafe { libc::waitpid(pid, &mut status, 0) };
             println!("{pid}");
         }
+        // Credential read, then connects to N loopback hosts on PORT as fast as possible.
+        "fanout" => {
+            let _ = std::fs::read(a(1)).expect("read credential");
+            let n: u8 = a(2).parse().expect("hosts");
+            for h in 0..n {
+                let addr: std::net::SocketAddr =
+                    format!("127.0.0.{}:{}", h + 2, a(3)).parse().expect("addr");
+                let _ = TcpStream::connect_timeout(&addr, Duration::from_millis(200));
+            }
+        }
         "exit" => std::process::exit(a(1).parse().expect("code")),
         "sleep" => std::thread::sleep(Duration::from_millis(a(1).parse().expect("ms"))),
         other => {
