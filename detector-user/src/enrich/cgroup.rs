@@ -90,7 +90,7 @@ pub fn workload(path: &str) -> Workload {
             continue;
         }
         // k8s: kubepods-besteffort-pod<uid_with_underscores>.slice, or kubepods/burstable/pod<uid>
-        if let Some(i) = comp.find("pod") {
+        if let Some(i) = comp.rfind("pod") {
             let uid = comp[i + 3..]
                 .strip_suffix(".slice")
                 .unwrap_or(&comp[i + 3..]);
