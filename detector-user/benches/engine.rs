@@ -258,7 +258,10 @@ fn memory_1m_keys() {
 criterion_group!(benches, bench);
 
 fn main() {
-    memory_1m_keys();
+    // SKIP_MEMORY=1 leaves out the 1 M keys measurement (e.g. when profiling throughput).
+    if std::env::var_os("SKIP_MEMORY").is_none() {
+        memory_1m_keys();
+    }
     benches();
     Criterion::default().configure_from_args().final_summary();
 }

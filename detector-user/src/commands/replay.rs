@@ -170,7 +170,7 @@ pub fn replay(
             if let Some(p) = ev.process.as_mut() {
                 resolver.apply(p);
             }
-            engine.process(&ev, &mut alerts);
+            engine.process_owned(ev, &mut alerts);
             write(&mut alerts, out)
         },
     )?;

@@ -34,7 +34,7 @@ use sha2::{Digest, Sha256};
 pub use alert::Alert;
 use alert::{AlertCredential, AlertProcess, AlertRule};
 use cond::CmpOp;
-use fields::{Field, Policy};
+use fields::{Field, Policy, Val};
 use rules::{Body, CorrType, Correlation, RuleSet};
 
 use crate::event::{Event, Kind};
@@ -248,8 +248,22 @@ impl Engine {
     }
 
     /// Feeds one event; alerts whose window it completes (or releases from the reorder buffer)
-    /// are appended to `out`.
+    /// are appended to `out`. The event is copied only when it matches a rule.
     pub fn process(&mut self, ev: &Event, out: &mut Vec<Alert>) {
+        let matched = self.match_rules(ev);
+        let keep = (!matched.is_empty() || ev.kind == Kind::Loss).then(|| Arc::new(ev.clone()));
+        self.admit(ev.ts, keep, matched, out);
+    }
+
+    /// Like [`Engine::process`] for a caller that owns the event (replay): no copy at all.
+    pub fn process_owned(&mut self, ev: Event, out: &mut Vec<Alert>) {
+        let matched = self.match_rules(&ev);
+        let ts = ev.ts;
+        let keep = (!matched.is_empty() || ev.kind == Kind::Loss).then(|| Arc::new(ev));
+        self.admit(ts, keep, matched, out);
+    }
+
+    fn match_rules(&mut self, ev: &Event) -> Vec<u32> {
         self.stats.events += 1;
         let mut matched = Vec::new();
         for i in self.rules.candidates(ev.kind) {
@@ -262,16 +276,26 @@ impl Engine {
         if !matched.is_empty() {
             self.stats.matched += 1;
         }
-        if !matched.is_empty() || ev.kind == Kind::Loss {
+        matched
+    }
+
+    fn admit(
+        &mut self,
+        ts: u64,
+        keep: Option<Arc<Event>>,
+        matched: Vec<u32>,
+        out: &mut Vec<Alert>,
+    ) {
+        if let Some(ev) = keep {
             self.seq += 1;
             self.pending.push(Reverse(Pending {
-                ts: ev.ts,
+                ts,
                 seq: self.seq,
-                ev: Arc::new(ev.clone()),
+                ev,
                 matched,
             }));
         }
-        self.max_ts = self.max_ts.max(ev.ts);
+        self.max_ts = self.max_ts.max(ts);
         self.release(self.max_ts.saturating_sub(self.opts.reorder_tolerance), out);
     }
 
@@ -493,33 +517,42 @@ impl Engine {
         });
     }
 
-    /// Group keys an event at `step` contributes to, and whether it may create a group.
-    fn keys_for(&self, c: &Correlation, step: usize, ev: &Event) -> Option<(Vec<GroupKey>, bool)> {
+    /// Group keys an event at `step` contributes to, and whether it may create a group. Keys
+    /// are hashed from the field values in place: strings are only materialized when a group
+    /// is created.
+    fn keys_for<'e>(
+        &self,
+        c: &Correlation,
+        step: usize,
+        ev: &'e Event,
+    ) -> Option<(Vec<Val<'e>>, Vec<GroupKey>, bool)> {
         let creates = c.ty != CorrType::TemporalOrdered || step == 0;
-        let base = self.group_values(&c.group_by, ev)?;
+        let vals: Vec<Val<'e>> = c
+            .group_by
+            .iter()
+            .map(|&f| fields::get(f, ev, &self.policy))
+            .collect::<Option<_>>()?;
         let tree_at = c.group_by.iter().position(|&f| f == Field::Tree);
-        let mut keys = vec![(hash_of(&base), base.clone())];
+        let mut keys = vec![(key_hash(&vals, None), None)];
         if let (Some(i), Some(p)) = (tree_at, ev.process.as_ref()) {
             if !creates || c.ty == CorrType::Temporal {
                 // A later step joins the tree of an earlier one when the earlier tree root is
                 // this process or one of its ancestors.
-                let mut cands: Vec<u32> = vec![p.tgid, p.ppid];
-                cands.extend(p.ancestors.iter().copied());
-                keys.clear();
-                let mut seen = HashSet::new();
-                for tg in cands.into_iter().filter(|&t| t > 1) {
-                    if seen.insert(tg) {
-                        let mut g = base.clone();
-                        g[i].1 = tg.to_string();
-                        keys.push((hash_of(&g), g));
+                let own = keys.pop();
+                let cands = [p.tgid, p.ppid]
+                    .into_iter()
+                    .chain(p.ancestors.iter().copied());
+                for tg in cands.filter(|&t| t > 1) {
+                    if !keys.iter().any(|(_, o)| *o == Some(tg)) {
+                        keys.push((key_hash(&vals, Some((i, tg))), Some(tg)));
                     }
                 }
                 if creates {
-                    keys.push((hash_of(&base), base));
+                    keys.extend(own);
                 }
             }
         }
-        Some((keys, creates))
+        Some((vals, keys, creates))
     }
 
     fn correlate(
@@ -534,12 +567,12 @@ impl Engine {
         let Body::Correlation(c) = &rules.rules[c_idx].body else {
             return;
         };
-        let Some((keys, creates)) = self.keys_for(c, step, ev) else {
+        let Some((vals, keys, creates)) = self.keys_for(c, step, ev) else {
             return;
         };
         let val = match c.field {
             Some(f) => match fields::get(f, ev, &self.policy) {
-                Some(v) => Some(v.render().into_owned()),
+                Some(v) => Some(v),
                 // value_count counts values: an event without one adds nothing. For temporal
                 // types the field only applies to the last step.
                 None if c.ty == CorrType::ValueCount || step + 1 == c.steps.len() => return,
@@ -547,17 +580,20 @@ impl Engine {
             },
             None => None,
         };
-        let val_h = val.as_deref().map_or(0, hash_of);
-        let dst = ev
+        // Values and destinations are hashed in place; their display strings are built only
+        // when a group records a new one.
+        let val_h = val
+            .as_ref()
+            .map_or(0, |v| key_hash(std::slice::from_ref(v), None));
+        let dst_h = ev
             .net
             .as_ref()
-            .map(|n| fields::dst_string(&n.dst_addr, n.dst_port));
-        let dst_h = dst.as_deref().map_or(0, hash_of);
-        let mut existing: Vec<(u64, Vec<(Field, String)>)> = Vec::new();
+            .map_or(0, |n| hash_of(&(n.dst_addr.as_str(), n.dst_port)));
+        let mut existing: Vec<GroupKey> = Vec::new();
         if let Some(gs) = self.groups[c_idx].as_mut() {
             for (k, g) in &keys {
                 if gs.contains(k) {
-                    existing.push((*k, g.clone()));
+                    existing.push((*k, *g));
                 }
             }
         }
@@ -570,7 +606,7 @@ impl Engine {
         } else {
             existing
         };
-        for (key, gvals) in targets {
+        for (key, tree) in targets {
             // A firing that suppression will swallow needs no alert details (emit still counts it).
             let rule_suppress = rules.rules[c_idx].suppress;
             let details = self
@@ -593,7 +629,15 @@ impl Engine {
                             distinct: HashMap::new(),
                             names: HashMap::new(),
                             evidence: VecDeque::new(),
-                            group: gvals,
+                            group: c
+                                .group_by
+                                .iter()
+                                .zip(&vals)
+                                .map(|(&f, v)| match (f, tree) {
+                                    (Field::Tree, Some(root)) => (f, root.to_string()),
+                                    _ => (f, v.render().into_owned()),
+                                })
+                                .collect(),
                             last_ts: t,
                         },
                     );
@@ -609,14 +653,14 @@ impl Engine {
                 if c.ty == CorrType::ValueCount {
                     *g.distinct.entry(val_h).or_insert(0) += 1;
                 }
-                let label = match (&val, c.field.map(|f| f.path().starts_with("net."))) {
-                    (Some(v), Some(true)) => Some((val_h, v)),
-                    _ => dst.as_ref().map(|d| (dst_h, d)),
-                };
-                if let Some((h, s)) = label {
-                    if g.names.len() < self.opts.max_destinations * 4 {
-                        g.names.entry(h).or_insert_with(|| s.as_str().into());
-                    }
+                let by_val = val.is_some() && c.field.is_some_and(|f| f.path().starts_with("net."));
+                let h = if by_val { val_h } else { dst_h };
+                if h != 0 && g.names.len() < self.opts.max_destinations * 4 {
+                    g.names.entry(h).or_insert_with(|| match (&val, &ev.net) {
+                        (Some(v), _) if by_val => v.render().into(),
+                        (_, Some(n)) => fields::dst_string(&n.dst_addr, n.dst_port).into(),
+                        _ => Box::from(""),
+                    });
                 }
                 // Evidence: keep the first event (often the credential read that starts the
                 // story) and the most recent ones.
@@ -673,8 +717,23 @@ impl Engine {
     }
 }
 
-/// A group key: its hash and the group-by values it stands for.
-type GroupKey = (u64, Vec<(Field, String)>);
+/// A group key: its hash and, for `process.tree` grouping, the tree root it stands for.
+type GroupKey = (u64, Option<u32>);
+
+/// Hash of group-by values; `tree` replaces the value at an index by a tree root.
+fn key_hash(vals: &[Val<'_>], tree: Option<(usize, u32)>) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    for (i, v) in vals.iter().enumerate() {
+        match (tree, v) {
+            (Some((at, root)), _) if at == i => (1u8, i64::from(root)).hash(&mut h),
+            (_, Val::Str(s)) => (0u8, s.as_ref()).hash(&mut h),
+            (_, Val::Int(n)) => (1u8, *n).hash(&mut h),
+            (_, Val::Bool(b)) => (2u8, *b).hash(&mut h),
+            (_, Val::List(l)) => (3u8, *l).hash(&mut h),
+        }
+    }
+    h.finish()
+}
 
 struct Fire {
     group: Vec<(Field, String)>,
