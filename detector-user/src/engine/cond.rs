@@ -26,6 +26,47 @@ use crate::event::Event;
 /// Named lists: name → items (as written).
 pub type Lists = HashMap<String, Vec<Node>>;
 
+/// A membership set: a short list is scanned (faster than hashing for the handful of values
+/// rules usually name), a long one hashed.
+#[derive(Debug)]
+pub enum Set<T: std::hash::Hash + Eq> {
+    /// Up to 8 items.
+    Small(Vec<T>),
+    /// More.
+    Large(HashSet<T>),
+}
+
+impl<T: std::hash::Hash + Eq + Clone> Set<T> {
+    /// Builds from items.
+    pub fn new(items: Vec<T>) -> Self {
+        if items.len() <= 8 {
+            Set::Small(items)
+        } else {
+            Set::Large(items.into_iter().collect())
+        }
+    }
+
+    /// Membership.
+    pub fn contains<Q>(&self, q: &Q) -> bool
+    where
+        T: std::borrow::Borrow<Q>,
+        Q: std::hash::Hash + Eq + ?Sized,
+    {
+        match self {
+            Set::Small(v) => v.iter().any(|x| x.borrow() == q),
+            Set::Large(h) => h.contains(q),
+        }
+    }
+
+    /// The items.
+    pub fn items(&self) -> Vec<T> {
+        match self {
+            Set::Small(v) => v.clone(),
+            Set::Large(h) => h.iter().cloned().collect(),
+        }
+    }
+}
+
 /// A compiled condition.
 #[derive(Debug)]
 pub enum Cond {
@@ -45,9 +86,9 @@ pub enum Cond {
 #[derive(Debug)]
 pub enum Op {
     /// String equality with any of the set (`eq`, `in`, scalar, sequence).
-    StrIn(HashSet<String>),
+    StrIn(Set<String>),
     /// Integer membership.
-    IntIn(HashSet<i64>),
+    IntIn(Set<i64>),
     /// Boolean equality.
     BoolEq(bool),
     /// Glob set.
@@ -153,7 +194,7 @@ fn membership(f: Field, n: &Node, lists: &Lists) -> Result<Op, PosError> {
             .iter()
             .map(|i| i.as_i64())
             .collect::<Result<_, _>>()
-            .map(Op::IntIn)
+            .map(|v: Vec<i64>| Op::IntIn(Set::new(v)))
             .map_err(|e| {
                 PosError::new(
                     &e.pos,
@@ -174,11 +215,11 @@ fn membership(f: Field, n: &Node, lists: &Lists) -> Result<Op, PosError> {
                 )
             })?))
         }
-        FieldType::Str | FieldType::StrList => Ok(Op::StrIn(
+        FieldType::Str | FieldType::StrList => Ok(Op::StrIn(Set::new(
             its.iter()
                 .map(|i| i.as_scalar_string())
-                .collect::<Result<_, _>>()?,
-        )),
+                .collect::<Result<Vec<_>, _>>()?,
+        ))),
     }
 }
 
@@ -406,11 +447,33 @@ impl Cond {
         }
     }
 
+    /// Removes the top-level `kind` test that [`Cond::kinds`] reports: once rules are indexed
+    /// by kind, only events of those kinds reach the condition, so the test is always true.
+    pub fn without_index_kind(self) -> Cond {
+        match self {
+            Cond::Test(Field::Kind, Op::StrIn(_)) => Cond::True,
+            Cond::All(mut c) => {
+                if let Some(i) = c.iter().position(|x| x.kinds().is_some()) {
+                    let inner = c.remove(i).without_index_kind();
+                    if !matches!(inner, Cond::True) {
+                        c.insert(i, inner);
+                    }
+                }
+                match c.len() {
+                    0 => Cond::True,
+                    1 => c.pop().unwrap_or(Cond::True),
+                    _ => Cond::All(c),
+                }
+            }
+            other => other,
+        }
+    }
+
     /// Kinds this condition can match, when it constrains `kind` at the top (used to index
     /// rules by kind); `None` means any kind.
     pub fn kinds(&self) -> Option<Vec<String>> {
         match self {
-            Cond::Test(Field::Kind, Op::StrIn(set)) => Some(set.iter().cloned().collect()),
+            Cond::Test(Field::Kind, Op::StrIn(set)) => Some(set.items()),
             Cond::All(c) => c.iter().find_map(Cond::kinds),
             _ => None,
         }

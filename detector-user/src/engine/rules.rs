@@ -480,6 +480,9 @@ fn compile_rule(
                 ),
                 None => None,
             };
+            if kinds.is_some() {
+                cond = cond.without_index_kind();
+            }
             if let Some(ex) = f.get("exceptions") {
                 cond = Cond::All(vec![cond, Cond::Not(Box::new(exceptions(ex, lists)?))]);
             }
