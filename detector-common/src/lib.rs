@@ -351,6 +351,61 @@ impl KernelOffsets {
     }
 }
 
+/// Tracepoint layouts compiled into the programs. Context fields can only be loaded directly at
+/// compile-time offsets (the verifier rejects a load through a modified context pointer), and a
+/// direct load costs nothing where a `bpf_probe_read` helper call costs tens of ns. Userspace
+/// compares these with the tracefs `format` files and sets the matching bits of
+/// [`TracepointOffsets::fixed_layout`]; a tracepoint whose layout differs is read at the
+/// runtime offsets through the helper instead.
+pub mod tp_fixed {
+    /// `ret` of every `syscalls:sys_exit_*` (stable since the tracepoints exist).
+    pub const SYS_EXIT_RET: usize = 16;
+    /// `inet_sock_set_state` layout bit.
+    pub const ISS: u32 = 1;
+    /// `inet_sock_set_state.skaddr`
+    pub const ISS_SKADDR: usize = 8;
+    /// `.oldstate`
+    pub const ISS_OLDSTATE: usize = 16;
+    /// `.newstate`
+    pub const ISS_NEWSTATE: usize = 20;
+    /// `.sport`
+    pub const ISS_SPORT: usize = 24;
+    /// `.dport`
+    pub const ISS_DPORT: usize = 26;
+    /// `.family`
+    pub const ISS_FAMILY: usize = 28;
+    /// `.protocol`
+    pub const ISS_PROTOCOL: usize = 30;
+    /// `.saddr`
+    pub const ISS_SADDR: usize = 32;
+    /// `.daddr`
+    pub const ISS_DADDR: usize = 36;
+    /// `.saddr_v6`
+    pub const ISS_SADDR_V6: usize = 40;
+    /// `.daddr_v6`
+    pub const ISS_DADDR_V6: usize = 56;
+    /// `mm_filemap_get_pages` layout bit.
+    pub const FILEMAP: u32 = 2;
+    /// `.i_ino`
+    pub const FILEMAP_INO: usize = 8;
+    /// `.s_dev`
+    pub const FILEMAP_DEV: usize = 16;
+    /// `io_uring_submit_req` layout bit.
+    pub const IOU_SUBMIT: u32 = 4;
+    /// `.req`
+    pub const IOU_SUBMIT_REQ: usize = 16;
+    /// `.opcode`
+    pub const IOU_SUBMIT_OPCODE: usize = 32;
+    /// `.flags` (8 bytes since 6.x)
+    pub const IOU_SUBMIT_FLAGS: usize = 40;
+    /// `io_uring_complete` layout bit.
+    pub const IOU_COMPLETE: u32 = 8;
+    /// `.req`
+    pub const IOU_COMPLETE_REQ: usize = 16;
+    /// `.res`
+    pub const IOU_COMPLETE_RES: usize = 32;
+}
+
 /// Tracepoint field offsets read by userspace from tracefs `format` files, so that a field that
 /// moved between kernel versions is still read right. [`NO_OFFSET`] when the field is absent.
 #[repr(C)]
@@ -396,6 +451,8 @@ pub struct TracepointOffsets {
     pub filemap_ino: u32,
     /// `mm_filemap_get_pages.s_dev`
     pub filemap_dev: u32,
+    /// Bits of [`tp_fixed`] whose compiled-in layout matches this kernel.
+    pub fixed_layout: u32,
 }
 
 impl TracepointOffsets {
@@ -422,6 +479,7 @@ impl TracepointOffsets {
             iou_complete_res: NO_OFFSET,
             filemap_ino: NO_OFFSET,
             filemap_dev: NO_OFFSET,
+            fixed_layout: 0,
         }
     }
 }

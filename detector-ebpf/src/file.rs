@@ -20,10 +20,12 @@ use aya_ebpf::{
     maps::{HashMap, LruHashMap},
     programs::TracePointContext,
 };
-use detector_common::{counter, kind, via, watch, FileEvent, WatchKey, DENTRY_DEPTH, NO_OFFSET};
+use detector_common::{
+    counter, kind, tp_fixed, via, watch, FileEvent, WatchKey, DENTRY_DEPTH, NO_OFFSET,
+};
 
 use crate::{
-    count, fill_header, global, is_agent, kread, kread_pair, lost, wake_flags, CONFIG, EVENTS,
+    count, fill_header, global, is_agent, kread, kread_pair, lost, tpf, wake_flags, CONFIG, EVENTS,
     KOFF, TPOFF,
 };
 
@@ -250,9 +252,12 @@ fn report(id: &FileId, watch_id: u32, target_pid: u32, k: u32, how: u32, user_pa
 #[inline(always)]
 fn on_open_exit(ctx: &TracePointContext, path_arg: u32) {
     count(counter::OPENS_SEEN, 1);
-    let ret: i64 = match unsafe { ctx.read_at::<i64>(16) } {
-        Ok(r) => r,
-        Err(_) => return,
+    // `ret` sits right after the common header and the syscall number in every sys_exit_*.
+    let ret: i64 = unsafe {
+        core::ptr::read_volatile(
+            (aya_ebpf::EbpfContext::as_ptr(ctx) as *const u8).add(tp_fixed::SYS_EXIT_RET)
+                as *const i64,
+        )
     };
     if ret < 0 {
         return;
@@ -321,8 +326,20 @@ fn try_iou_submit(ctx: &TracePointContext) -> Option<()> {
     if off == NO_OFFSET {
         return None;
     }
-    let opcode: u8 = unsafe { ctx.read_at(off as usize) }.ok()?;
-    let req: u64 = unsafe { ctx.read_at(global!(TPOFF.iou_submit_req) as usize) }.ok()?;
+    let opcode: u8 = tpf!(
+        ctx,
+        tp_fixed::IOU_SUBMIT,
+        tp_fixed::IOU_SUBMIT_OPCODE,
+        off,
+        u8
+    )?;
+    let req: u64 = tpf!(
+        ctx,
+        tp_fixed::IOU_SUBMIT,
+        tp_fixed::IOU_SUBMIT_REQ,
+        global!(TPOFF.iou_submit_req),
+        u64
+    )?;
     let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
     if is_agent(tgid) {
         return None;
@@ -343,7 +360,14 @@ fn try_iou_submit(ctx: &TracePointContext) -> Option<()> {
     let flags: u64 = if foff == NO_OFFSET {
         0
     } else {
-        unsafe { ctx.read_at(foff as usize) }.unwrap_or(0)
+        tpf!(
+            ctx,
+            tp_fixed::IOU_SUBMIT,
+            tp_fixed::IOU_SUBMIT_FLAGS,
+            foff,
+            u64
+        )
+        .unwrap_or(0)
     };
     if flags & REQ_F_FIXED_FILE != 0 {
         // Registered-file index, not an fd: left to the filemap vantage point.
@@ -379,10 +403,22 @@ fn try_iou_complete(ctx: &TracePointContext) -> Option<()> {
     if off == NO_OFFSET {
         return None;
     }
-    let req: u64 = unsafe { ctx.read_at(off as usize) }.ok()?;
+    let req: u64 = tpf!(
+        ctx,
+        tp_fixed::IOU_COMPLETE,
+        tp_fixed::IOU_COMPLETE_REQ,
+        off,
+        u64
+    )?;
     unsafe { IOU_OPENS.get(&req) }?;
     let _ = IOU_OPENS.remove(&req);
-    let res: i32 = unsafe { ctx.read_at(global!(TPOFF.iou_complete_res) as usize) }.ok()?;
+    let res: i32 = tpf!(
+        ctx,
+        tp_fixed::IOU_COMPLETE,
+        tp_fixed::IOU_COMPLETE_RES,
+        global!(TPOFF.iou_complete_res),
+        i32
+    )?;
     if res < 0 {
         return None;
     }
@@ -426,8 +462,8 @@ fn try_filemap(ctx: &TracePointContext) -> Option<()> {
     if ioff == NO_OFFSET || doff == NO_OFFSET {
         return None;
     }
-    let ino: u64 = unsafe { ctx.read_at(ioff as usize) }.ok()?;
-    let dev: u32 = unsafe { ctx.read_at(doff as usize) }.ok()?;
+    let ino: u64 = tpf!(ctx, tp_fixed::FILEMAP, tp_fixed::FILEMAP_INO, ioff, u64)?;
+    let dev: u32 = tpf!(ctx, tp_fixed::FILEMAP, tp_fixed::FILEMAP_DEV, doff, u32)?;
     let key = WatchKey {
         dev: dev as u64,
         ino,

@@ -109,6 +109,29 @@ pub(crate) fn kread_pair<A: Copy, B: Copy>(base: u64, off_a: u32, off_b: u32) ->
     Some((kread(base, off_a)?, kread(base, off_b)?))
 }
 
+/// Reads a tracepoint field: a plain context load at the compiled-in offset `fixed` when this
+/// kernel's layout matches (`bit` of `TPOFF.fixed_layout`, a load-time constant, so the
+/// verifier prunes the other branch), else through aya's probe-read at the runtime offset.
+macro_rules! tpf {
+    ($ctx:expr, $bit:expr, $fixed:expr, $off:expr, $t:ty) => {{
+        if global!(TPOFF.fixed_layout) & $bit != 0 {
+            Some(unsafe {
+                core::ptr::read_volatile(
+                    (aya_ebpf::EbpfContext::as_ptr($ctx) as *const u8).add($fixed) as *const $t,
+                )
+            })
+        } else {
+            let off = $off;
+            if off == detector_common::NO_OFFSET {
+                None
+            } else {
+                unsafe { $ctx.read_at::<$t>(off as usize) }.ok()
+            }
+        }
+    }};
+}
+pub(crate) use tpf;
+
 /// Adds `n` to a per-CPU counter and returns the new value.
 #[inline(always)]
 pub(crate) fn count(idx: u32, n: u64) -> u64 {

@@ -18,10 +18,10 @@ use aya_ebpf::{
     maps::{HashMap, LruHashMap as Lru},
     programs::{SockAddrContext, TracePointContext},
 };
-use detector_common::{kind, outcome, Header, ListenKey, NetEvent, NO_OFFSET};
+use detector_common::{kind, outcome, tp_fixed, Header, ListenKey, NetEvent};
 
 use crate::{
-    fill_basic, fill_header, global, is_agent, kread, lost, wake_flags, EVENTS, KOFF, TPOFF,
+    fill_basic, fill_header, global, is_agent, kread, lost, tpf, wake_flags, EVENTS, KOFF, TPOFF,
 };
 
 const AF_INET: u16 = 2;
@@ -57,22 +57,28 @@ struct StateChange {
     daddr: [u8; 16],
 }
 
-#[inline(always)]
-fn field<T: Copy + Default>(ctx: &TracePointContext, off: u32) -> T {
-    if off == NO_OFFSET {
-        return T::default();
-    }
-    unsafe { ctx.read_at::<T>(off as usize) }.unwrap_or_default()
+/// One `inet_sock_set_state` field: fixed offset when the layout matches, else runtime.
+macro_rules! field {
+    ($ctx:expr, $fixed:ident, $off:ident, $t:ty) => {
+        tpf!(
+            $ctx,
+            tp_fixed::ISS,
+            tp_fixed::$fixed,
+            global!(TPOFF.$off),
+            $t
+        )
+        .unwrap_or_default()
+    };
 }
 
 #[inline(always)]
 fn read_change(ctx: &TracePointContext) -> Option<StateChange> {
-    let protocol: u16 = field(ctx, global!(TPOFF.iss_protocol));
+    let protocol: u16 = field!(ctx, ISS_PROTOCOL, iss_protocol, u16);
     if protocol != IPPROTO_TCP {
         return None;
     }
-    let old: i32 = field(ctx, global!(TPOFF.iss_oldstate));
-    let new: i32 = field(ctx, global!(TPOFF.iss_newstate));
+    let old: i32 = field!(ctx, ISS_OLDSTATE, iss_oldstate, i32);
+    let new: i32 = field!(ctx, ISS_NEWSTATE, iss_newstate, i32);
     // Most transitions of a connection's life (FIN_WAIT…) are of no interest: leave early.
     let interesting = new == TCP_SYN_SENT
         || new == TCP_LISTEN
@@ -82,27 +88,27 @@ fn read_change(ctx: &TracePointContext) -> Option<StateChange> {
     if !interesting {
         return None;
     }
-    let family: u16 = field(ctx, global!(TPOFF.iss_family));
+    let family: u16 = field!(ctx, ISS_FAMILY, iss_family, u16);
     let mut saddr = [0u8; 16];
     let mut daddr = [0u8; 16];
     if family == AF_INET {
-        let s: [u8; 4] = field(ctx, global!(TPOFF.iss_saddr));
-        let d: [u8; 4] = field(ctx, global!(TPOFF.iss_daddr));
+        let s: [u8; 4] = field!(ctx, ISS_SADDR, iss_saddr, [u8; 4]);
+        let d: [u8; 4] = field!(ctx, ISS_DADDR, iss_daddr, [u8; 4]);
         saddr[..4].copy_from_slice(&s);
         daddr[..4].copy_from_slice(&d);
     } else if family == AF_INET6 {
-        saddr = field(ctx, global!(TPOFF.iss_saddr_v6));
-        daddr = field(ctx, global!(TPOFF.iss_daddr_v6));
+        saddr = field!(ctx, ISS_SADDR_V6, iss_saddr_v6, [u8; 16]);
+        daddr = field!(ctx, ISS_DADDR_V6, iss_daddr_v6, [u8; 16]);
     } else {
         return None;
     }
     Some(StateChange {
-        sk: field(ctx, global!(TPOFF.iss_skaddr)),
+        sk: field!(ctx, ISS_SKADDR, iss_skaddr, u64),
         old,
         new,
         family,
-        sport: field(ctx, global!(TPOFF.iss_sport)),
-        dport: field(ctx, global!(TPOFF.iss_dport)),
+        sport: field!(ctx, ISS_SPORT, iss_sport, u16),
+        dport: field!(ctx, ISS_DPORT, iss_dport, u16),
         saddr,
         daddr,
     })

@@ -566,3 +566,13 @@ fn ring_buffer_overflow_is_counted_and_reported_in_band() {
         .iter()
         .any(|e| e.kind == Kind::Loss && e.loss.as_ref().is_some_and(|l| l.total >= l.count)));
 }
+
+#[test]
+fn this_kernel_takes_the_direct_context_load_path() {
+    use detector_common::tp_fixed as f;
+    let agent = Agent::start(options(""));
+    let t = detector::sources::offsets::tracepoint_offsets(&agent.cap.source.env.tracefs);
+    // On the kernels we target every hot tracepoint matches the compiled-in layout; if one
+    // drifts, the programs still work (runtime offsets) but this says the fast path is lost.
+    assert_eq!(t.fixed_layout, f::ISS | f::FILEMAP | f::IOU_SUBMIT | f::IOU_COMPLETE, "{t:?}");
+}

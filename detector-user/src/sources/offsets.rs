@@ -252,7 +252,42 @@ pub fn tracepoint_offsets(tracefs: &Path) -> TracepointOffsets {
     let fm = read_format(tracefs, "filemap", "mm_filemap_get_pages");
     t.filemap_ino = fm.offset("i_ino");
     t.filemap_dev = fm.offset("s_dev");
+    t.fixed_layout = fixed_layout(&t);
     t
+}
+
+/// Which compiled-in layouts ([`tp_fixed`]) match the offsets read from tracefs.
+pub fn fixed_layout(t: &TracepointOffsets) -> u32 {
+    use detector_common::tp_fixed as f;
+    let eq = |got: u32, want: usize| got as usize == want;
+    let mut bits = 0;
+    if eq(t.iss_skaddr, f::ISS_SKADDR)
+        && eq(t.iss_oldstate, f::ISS_OLDSTATE)
+        && eq(t.iss_newstate, f::ISS_NEWSTATE)
+        && eq(t.iss_sport, f::ISS_SPORT)
+        && eq(t.iss_dport, f::ISS_DPORT)
+        && eq(t.iss_family, f::ISS_FAMILY)
+        && eq(t.iss_protocol, f::ISS_PROTOCOL)
+        && eq(t.iss_saddr, f::ISS_SADDR)
+        && eq(t.iss_daddr, f::ISS_DADDR)
+        && eq(t.iss_saddr_v6, f::ISS_SADDR_V6)
+        && eq(t.iss_daddr_v6, f::ISS_DADDR_V6)
+    {
+        bits |= f::ISS;
+    }
+    if eq(t.filemap_ino, f::FILEMAP_INO) && eq(t.filemap_dev, f::FILEMAP_DEV) {
+        bits |= f::FILEMAP;
+    }
+    if eq(t.iou_submit_req, f::IOU_SUBMIT_REQ)
+        && eq(t.iou_submit_opcode, f::IOU_SUBMIT_OPCODE)
+        && eq(t.iou_submit_flags, f::IOU_SUBMIT_FLAGS)
+    {
+        bits |= f::IOU_SUBMIT;
+    }
+    if eq(t.iou_complete_req, f::IOU_COMPLETE_REQ) && eq(t.iou_complete_res, f::IOU_COMPLETE_RES) {
+        bits |= f::IOU_COMPLETE;
+    }
+    bits
 }
 
 #[cfg(test)]
