@@ -226,6 +226,14 @@ fn test(args: &[String]) -> Result<()> {
         bail!("the integration tests load eBPF programs: run `cargo xtask test` as root");
     }
     let root = workspace_root();
+    // The CLI tests drive the `detector` binary, which `cargo test` does not build for a
+    // dependency: build it first.
+    status(Command::new("cargo").current_dir(&root).args([
+        "build",
+        "-p",
+        "detector-user",
+        "--bins",
+    ]))?;
     // The kernel crate builds only for the bpf target (through detector-user's build script).
     status(
         Command::new("cargo")
