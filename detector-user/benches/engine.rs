@@ -150,11 +150,17 @@ fn replay(e: &mut Engine, evs: &[Event]) -> usize {
     n + out.len()
 }
 
+/// True under `cargo bench`; `cargo test --all-targets` runs this file once as a smoke test.
+fn benchmarking() -> bool {
+    std::env::args().any(|a| a == "--bench")
+}
+
 fn n_events() -> usize {
+    let default = if benchmarking() { 1_000_000 } else { 10_000 };
     std::env::var("EVENTS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(1_000_000)
+        .unwrap_or(default)
 }
 
 fn bench(c: &mut Criterion) {
@@ -259,7 +265,7 @@ criterion_group!(benches, bench);
 
 fn main() {
     // SKIP_MEMORY=1 leaves out the 1 M keys measurement (e.g. when profiling throughput).
-    if std::env::var_os("SKIP_MEMORY").is_none() {
+    if benchmarking() && std::env::var_os("SKIP_MEMORY").is_none() {
         memory_1m_keys();
     }
     benches();
