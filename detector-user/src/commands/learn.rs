@@ -55,7 +55,7 @@ pub fn observe(baseline: &mut Baseline, resolver: &IdentityResolver, mut ev: Eve
 /// Runs `detector learn`.
 pub fn run(args: LearnArgs) -> anyhow::Result<ExitCode> {
     let resolver = IdentityResolver::new(match &args.identities {
-        Some(p) => IdentityConfig::parse(&p.display().to_string(), &std::fs::read_to_string(p)?)?,
+        Some(p) => crate::engine::load::load_identities(p)?,
         None => IdentityConfig::default(),
     });
     let mut baseline = match &args.merge {

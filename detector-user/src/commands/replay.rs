@@ -136,7 +136,7 @@ pub fn replay(
     let rules = load_rules(&args.rules, args.no_default_rules)?;
     let policy = load_policy(args.identities.as_deref(), args.baseline.as_deref())?;
     let resolver = IdentityResolver::new(match &args.identities {
-        Some(p) => IdentityConfig::parse(&p.display().to_string(), &std::fs::read_to_string(p)?)?,
+        Some(p) => crate::engine::load::load_identities(p)?,
         None => IdentityConfig::default(),
     });
     let opts = EngineOptions {

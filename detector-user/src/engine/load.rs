@@ -99,6 +99,17 @@ pub fn load_rules(extra: &[PathBuf], without_defaults: bool) -> Result<RuleSet, 
     RuleSet::load(&sources).map_err(LoadError::Invalid)
 }
 
+/// Reads an identities file (for [`crate::enrich::identity::IdentityResolver::new`]; the
+/// engine's [`Policy`] keeps its own copy from [`load_policy`]).
+pub fn load_identities(path: &Path) -> Result<IdentityConfig, LoadError> {
+    let text = std::fs::read_to_string(path).map_err(|source| LoadError::Io {
+        path: path.display().to_string(),
+        source,
+    })?;
+    IdentityConfig::parse(&path.display().to_string(), &text)
+        .map_err(|e| LoadError::Invalid(vec![e]))
+}
+
 /// Loads the identities config and baseline (either optional) into a [`Policy`].
 pub fn load_policy(
     identities: Option<&Path>,
