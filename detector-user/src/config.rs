@@ -1,0 +1,585 @@
+//! The agent config file (`detector run --config FILE`): where alerts go (`sinks:`) and the
+//! run options. YAML, unknown keys rejected; every error names `file:line:col`.
+//!
+//! Documented by `docs/config.example.yaml` (loaded by a test, so it cannot rot).
+
+use std::{
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use serde::{Deserialize, Deserializer};
+
+/// A config that could not be read or is invalid.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("{path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Syntax error, unknown key, wrong type, or an invalid value (with its position).
+    #[error("{path}:{line}:{col}: {msg}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line.
+        line: usize,
+        /// 1-based column.
+        col: usize,
+        /// What is wrong.
+        msg: String,
+    },
+    /// A value that is well-formed but unusable (no position: it spans several keys).
+    #[error("{path}: {msg}")]
+    Semantic {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        msg: String,
+    },
+}
+
+/// The whole agent config.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentConfig {
+    /// Where alerts go; empty means stdout NDJSON.
+    // `- http: {…}` rather than YAML tags (`- !http {…}`), which few people know.
+    #[serde(
+        default,
+        deserialize_with = "serde_norway::with::singleton_map_recursive::deserialize"
+    )]
+    pub sinks: Vec<SinkConfig>,
+    /// Run options (command-line flags override them).
+    #[serde(default)]
+    pub run: RunConfig,
+}
+
+/// Run options that can live in the config file; a flag given on the command line wins.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunConfig {
+    /// Where the agent keeps its state (fingerprint key).
+    #[serde(default)]
+    pub state_dir: Option<PathBuf>,
+    /// Extra rule files or directories.
+    #[serde(default)]
+    pub rules: Vec<PathBuf>,
+    /// Identities file.
+    #[serde(default)]
+    pub identities: Option<PathBuf>,
+    /// Watch list file.
+    #[serde(default)]
+    pub watch_list: Option<PathBuf>,
+    /// How long shutdown waits for sinks to deliver what they hold (spools keep the rest).
+    #[serde(default, deserialize_with = "opt_duration")]
+    pub shutdown_timeout: Option<Duration>,
+}
+
+/// One sink. Externally tagged (`- http: {...}`) so that each kind accepts only its own keys
+/// and errors keep their positions.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SinkConfig {
+    /// NDJSON on standard output.
+    Stdout(StdoutConfig),
+    /// NDJSON file with size-based rotation.
+    File(FileConfig),
+    /// RFC 5424 syslog over a unix socket, UDP or TCP.
+    Syslog(SyslogConfig),
+    /// HTTP(S) batch POST (generic JSON, Splunk HEC, Elastic `_bulk`).
+    Http(HttpConfig),
+}
+
+impl SinkConfig {
+    /// The sink's name (for logs and spool directories).
+    pub fn name(&self) -> &str {
+        match self {
+            SinkConfig::Stdout(c) => c.name.as_deref().unwrap_or("stdout"),
+            SinkConfig::File(c) => c.name.as_deref().unwrap_or("file"),
+            SinkConfig::Syslog(c) => c.name.as_deref().unwrap_or("syslog"),
+            SinkConfig::Http(c) => c.name.as_deref().unwrap_or("http"),
+        }
+    }
+}
+
+/// Output format of a sink.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Format {
+    /// The alert as is (docs/alert.schema.json).
+    #[default]
+    Native,
+    /// OCSF 1.x Detection Finding (class 2004).
+    Ocsf,
+}
+
+/// `stdout` sink.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StdoutConfig {
+    /// Name.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Format.
+    #[serde(default)]
+    pub format: Format,
+}
+
+/// `file` sink.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    /// Name.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Format.
+    #[serde(default)]
+    pub format: Format,
+    /// The file (created 0600).
+    pub path: PathBuf,
+    /// Rotate when the file would grow past this many bytes.
+    #[serde(default = "default_file_max_bytes")]
+    pub max_bytes: u64,
+    /// Rotated files kept (`path.1` … `path.N`).
+    #[serde(default = "default_max_files")]
+    pub max_files: u32,
+}
+
+fn default_file_max_bytes() -> u64 {
+    64 << 20
+}
+fn default_max_files() -> u32 {
+    5
+}
+
+/// Syslog transport.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SyslogTransport {
+    /// Unix datagram socket (`socket`).
+    Unix,
+    /// UDP datagrams (`address`).
+    Udp,
+    /// TCP with octet-counting framing (RFC 6587 3.4.1) (`address`).
+    Tcp,
+}
+
+/// `syslog` sink.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SyslogConfig {
+    /// Name.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Format of the MSG part.
+    #[serde(default)]
+    pub format: Format,
+    /// Transport.
+    pub transport: SyslogTransport,
+    /// `host:port` for UDP and TCP.
+    #[serde(default)]
+    pub address: Option<String>,
+    /// Socket path for `unix` (default `/dev/log`).
+    #[serde(default)]
+    pub socket: Option<PathBuf>,
+    /// Facility name (`auth`, `authpriv`, `daemon`, `local0` … `local7`).
+    #[serde(default = "default_facility")]
+    pub facility: String,
+    /// APP-NAME.
+    #[serde(default = "default_app_name")]
+    pub app_name: String,
+    /// Alerts per delivery.
+    #[serde(default)]
+    pub batch: BatchConfig,
+    /// Retries.
+    #[serde(default)]
+    pub retry: RetryConfig,
+    /// On-disk spool (absent: a bounded in-memory queue).
+    #[serde(default)]
+    pub spool: Option<SpoolConfig>,
+}
+
+fn default_facility() -> String {
+    "authpriv".into()
+}
+fn default_app_name() -> String {
+    "detector".into()
+}
+
+/// HTTP flavour.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HttpFlavor {
+    /// A JSON array of documents per POST; `Authorization: Bearer <token>`.
+    #[default]
+    Generic,
+    /// Splunk HTTP Event Collector; `Authorization: Splunk <token>`.
+    SplunkHec,
+    /// Elastic `_bulk` (create with `_id` = alert id); `Authorization: ApiKey <token>`.
+    Elastic,
+}
+
+/// `http` sink.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Name.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Format of each document.
+    #[serde(default)]
+    pub format: Format,
+    /// Endpoint (`https://…` or `http://…`), e.g. `…/services/collector/event` or `…/_bulk`.
+    pub url: String,
+    /// Flavour.
+    #[serde(default)]
+    pub flavor: HttpFlavor,
+    /// Elastic index.
+    #[serde(default)]
+    pub index: Option<String>,
+    /// File holding the auth token (never on the command line, never logged).
+    #[serde(default)]
+    pub token_file: Option<PathBuf>,
+    /// TLS options.
+    #[serde(default)]
+    pub tls: TlsConfig,
+    /// Per-request timeout.
+    #[serde(default = "default_timeout", deserialize_with = "duration")]
+    pub timeout: Duration,
+    /// Alerts per request.
+    #[serde(default)]
+    pub batch: BatchConfig,
+    /// Retries.
+    #[serde(default)]
+    pub retry: RetryConfig,
+    /// On-disk spool (absent: a bounded in-memory queue).
+    #[serde(default)]
+    pub spool: Option<SpoolConfig>,
+}
+
+fn default_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+
+/// TLS options. Certificates are always verified.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// Extra CA certificates (PEM) trusted besides the system's.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// Client certificate chain (PEM), with `client_key`.
+    #[serde(default)]
+    pub client_cert: Option<PathBuf>,
+    /// Client private key (PEM).
+    #[serde(default)]
+    pub client_key: Option<PathBuf>,
+}
+
+/// Batching.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatchConfig {
+    /// Most alerts per delivery.
+    #[serde(default = "default_batch")]
+    pub max_alerts: usize,
+}
+
+impl Default for BatchConfig {
+    fn default() -> Self {
+        Self {
+            max_alerts: default_batch(),
+        }
+    }
+}
+
+fn default_batch() -> usize {
+    100
+}
+
+/// Retries: exponential backoff with jitter, for ever (at-least-once); the spool bounds what
+/// waits.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetryConfig {
+    /// First delay.
+    #[serde(default = "default_initial", deserialize_with = "duration")]
+    pub initial: Duration,
+    /// Largest delay.
+    #[serde(default = "default_max_delay", deserialize_with = "duration")]
+    pub max: Duration,
+}
+
+impl Default for RetryConfig {
+    fn default() -> Self {
+        Self {
+            initial: default_initial(),
+            max: default_max_delay(),
+        }
+    }
+}
+
+fn default_initial() -> Duration {
+    Duration::from_millis(200)
+}
+fn default_max_delay() -> Duration {
+    Duration::from_secs(30)
+}
+
+/// What a full spool does with one more alert.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OverflowPolicy {
+    /// Drop the oldest spooled alerts to make room.
+    #[default]
+    DropOldest,
+    /// Drop the incoming alert.
+    DropNewest,
+}
+
+/// When spool appends reach the disk.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FsyncPolicy {
+    /// After every group of appends (each wake-up of the sink's task).
+    #[default]
+    Always,
+    /// At most once a second.
+    Interval,
+    /// Leave it to the kernel.
+    Never,
+}
+
+/// Per-sink on-disk spool.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SpoolConfig {
+    /// Directory (the sink's spool lives in `<dir>/<sink name>/`, 0700, files 0600).
+    pub dir: PathBuf,
+    /// Largest spool size in bytes.
+    #[serde(default = "default_spool_bytes")]
+    pub max_bytes: u64,
+    /// Full-spool policy.
+    #[serde(default)]
+    pub on_full: OverflowPolicy,
+    /// Fsync policy.
+    #[serde(default)]
+    pub fsync: FsyncPolicy,
+}
+
+fn default_spool_bytes() -> u64 {
+    256 << 20
+}
+
+fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    let s = String::deserialize(d)?;
+    humantime::parse_duration(&s).map_err(|e| serde::de::Error::custom(format!("{s:?}: {e}")))
+}
+
+fn opt_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    duration(d).map(Some)
+}
+
+impl AgentConfig {
+    /// Reads and validates a config file.
+    pub fn load(path: &Path) -> Result<AgentConfig, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::parse(&text, path)
+    }
+
+    /// Parses config text; `path` names it in errors.
+    pub fn parse(text: &str, path: &Path) -> Result<AgentConfig, ConfigError> {
+        // An empty file is an empty config, not an error.
+        if text.trim().is_empty() {
+            return Ok(AgentConfig::default());
+        }
+        let cfg: AgentConfig = serde_norway::from_str(text).map_err(|e| {
+            let (line, col) = e
+                .location()
+                .map(|l| (l.line(), l.column()))
+                .unwrap_or((1, 1));
+            // The library appends "at line L column C"; we put the position in front.
+            let msg = e.to_string();
+            let msg = match msg.rfind(" at line ") {
+                Some(i) => msg[..i].to_string(),
+                None => msg,
+            };
+            ConfigError::Invalid {
+                path: path.to_path_buf(),
+                line,
+                col,
+                msg,
+            }
+        })?;
+        cfg.validate(path)?;
+        Ok(cfg)
+    }
+
+    fn validate(&self, path: &Path) -> Result<(), ConfigError> {
+        let bad = |msg: String| ConfigError::Semantic {
+            path: path.to_path_buf(),
+            msg,
+        };
+        let mut names = std::collections::BTreeSet::new();
+        for (i, s) in self.sinks.iter().enumerate() {
+            let name = s.name();
+            if name.is_empty()
+                || !name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            {
+                return Err(bad(format!(
+                    "sinks[{i}]: name {name:?} must be non-empty letters, digits, '-' or '_'"
+                )));
+            }
+            if !names.insert(name.to_string()) {
+                return Err(bad(format!(
+                    "sinks[{i}]: two sinks are named {name:?}; give each a distinct `name`"
+                )));
+            }
+            match s {
+                SinkConfig::Syslog(c) => {
+                    crate::sinks::syslog::facility_code(&c.facility).ok_or_else(|| {
+                        bad(format!("sinks[{i}]: unknown facility {:?}", c.facility))
+                    })?;
+                    if c.transport != SyslogTransport::Unix && c.address.is_none() {
+                        return Err(bad(format!(
+                            "sinks[{i}]: syslog over {:?} needs `address: host:port`",
+                            c.transport
+                        )));
+                    }
+                    check_batch(i, &c.batch, &c.retry).map_err(bad)?;
+                }
+                SinkConfig::Http(c) => {
+                    if !(c.url.starts_with("https://") || c.url.starts_with("http://")) {
+                        return Err(bad(format!(
+                            "sinks[{i}]: url {:?} must start with https:// or http://",
+                            c.url
+                        )));
+                    }
+                    if c.tls.client_cert.is_some() != c.tls.client_key.is_some() {
+                        return Err(bad(format!(
+                            "sinks[{i}]: tls.client_cert and tls.client_key go together"
+                        )));
+                    }
+                    check_batch(i, &c.batch, &c.retry).map_err(bad)?;
+                }
+                SinkConfig::File(c) => {
+                    if c.max_bytes == 0 {
+                        return Err(bad(format!("sinks[{i}]: max_bytes must be > 0")));
+                    }
+                }
+                SinkConfig::Stdout(_) => {}
+            }
+        }
+        Ok(())
+    }
+}
+
+fn check_batch(i: usize, b: &BatchConfig, r: &RetryConfig) -> Result<(), String> {
+    if b.max_alerts == 0 {
+        return Err(format!("sinks[{i}]: batch.max_alerts must be > 0"));
+    }
+    if r.initial.is_zero() || r.max < r.initial {
+        return Err(format!(
+            "sinks[{i}]: retry needs 0 < initial <= max (got {:?}, {:?})",
+            r.initial, r.max
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(s: &str) -> Result<AgentConfig, ConfigError> {
+        AgentConfig::parse(s, Path::new("agent.yaml"))
+    }
+
+    #[test]
+    fn example_config_loads() {
+        let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/config.example.yaml");
+        let c = AgentConfig::load(&p).unwrap_or_else(|e| panic!("{e}"));
+        assert!(c.sinks.len() >= 4, "the example shows every sink kind");
+        let kinds: Vec<&str> = c.sinks.iter().map(|s| s.name()).collect();
+        assert!(kinds.contains(&"stdout"), "{kinds:?}");
+    }
+
+    #[test]
+    fn empty_config_is_default() {
+        assert_eq!(parse("").unwrap(), AgentConfig::default());
+        assert_eq!(parse("sinks: []\n").unwrap().sinks, vec![]);
+    }
+
+    #[test]
+    fn unknown_key_names_file_line_col() {
+        let e = parse("sinks:\n  - file:\n      path: /x\n      colour: red\n").unwrap_err();
+        let s = e.to_string();
+        assert!(s.starts_with("agent.yaml:4:7: "), "{s}");
+        assert!(s.contains("unknown field `colour`"), "{s}");
+    }
+
+    #[test]
+    fn unknown_sink_kind_and_bad_values_are_positioned() {
+        let s = parse("sinks:\n  - kafka: {}\n").unwrap_err().to_string();
+        assert!(s.starts_with("agent.yaml:2:"), "{s}");
+        assert!(s.contains("kafka"), "{s}");
+        let s = parse("sinks:\n  - http:\n      url: http://x\n      timeout: soon\n")
+            .unwrap_err()
+            .to_string();
+        // Values checked by our own deserializers are positioned at their sink's map.
+        assert!(s.starts_with("agent.yaml:3:7: "), "{s}");
+        assert!(s.contains("\"soon\""), "{s}");
+        let s = parse("run:\n  statedir: /x\n").unwrap_err().to_string();
+        assert!(s.starts_with("agent.yaml:2:3: "), "{s}");
+        let s = parse("sinks: [\n").unwrap_err().to_string();
+        assert!(s.starts_with("agent.yaml:"), "{s}");
+    }
+
+    #[test]
+    fn semantic_errors() {
+        let s = parse("sinks:\n  - syslog: {transport: tcp}\n")
+            .unwrap_err()
+            .to_string();
+        assert!(s.contains("needs `address"), "{s}");
+        let s = parse("sinks:\n  - stdout: {}\n  - stdout: {}\n")
+            .unwrap_err()
+            .to_string();
+        assert!(s.contains("two sinks are named"), "{s}");
+        let s = parse("sinks:\n  - http: {url: ftp://x}\n")
+            .unwrap_err()
+            .to_string();
+        assert!(s.contains("https://"), "{s}");
+        let s = parse("sinks:\n  - syslog: {transport: unix, facility: nope}\n")
+            .unwrap_err()
+            .to_string();
+        assert!(s.contains("unknown facility"), "{s}");
+    }
+
+    #[test]
+    fn full_http_sink() {
+        let c = parse(
+            "sinks:\n  - http:\n      name: siem\n      url: https://siem:8088/services/collector/event\n      flavor: splunk_hec\n      format: ocsf\n      token_file: /etc/detector/hec.token\n      tls: {ca_file: /etc/ca.pem}\n      timeout: 5s\n      batch: {max_alerts: 50}\n      retry: {initial: 100ms, max: 10s}\n      spool: {dir: /var/lib/detector/spool, max_bytes: 1000000, on_full: drop_newest, fsync: interval}\n",
+        )
+        .unwrap();
+        let SinkConfig::Http(h) = &c.sinks[0] else {
+            panic!("http")
+        };
+        assert_eq!(h.flavor, HttpFlavor::SplunkHec);
+        assert_eq!(h.format, Format::Ocsf);
+        assert_eq!(h.timeout, Duration::from_secs(5));
+        let sp = h.spool.as_ref().unwrap();
+        assert_eq!(sp.on_full, OverflowPolicy::DropNewest);
+        assert_eq!(sp.fsync, FsyncPolicy::Interval);
+        assert_eq!(c.sinks[0].name(), "siem");
+    }
+}

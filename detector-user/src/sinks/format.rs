@@ -1,0 +1,342 @@
+//! Alert encodings: native (the alert as is, docs/alert.schema.json) and OCSF 1.x Detection
+//! Finding (class 2004, docs in shared reference; validated by a third-party validator in the
+//! integration tests).
+
+use serde_json::{json, Map, Value};
+
+use crate::{
+    config::Format,
+    engine::{
+        alert::{AlertProcess, AlertRule, Severity},
+        Alert,
+    },
+    event::Event,
+};
+
+/// OCSF schema version the output follows.
+pub const OCSF_VERSION: &str = "1.5.0";
+
+/// Rule id of the in-band alert that announces alerts a sink had to drop.
+pub const OVERFLOW_RULE_ID: &str = "detector-spool-overflow";
+
+/// Encodes one alert as a single-line JSON document (no trailing newline).
+pub fn encode(alert: &Alert, format: Format) -> Vec<u8> {
+    let v = match format {
+        // Serializing our own plain structs cannot fail; an empty object would still be
+        // valid JSON should that ever change.
+        Format::Native => return serde_json::to_vec(alert).unwrap_or_else(|_| b"{}".to_vec()),
+        Format::Ocsf => ocsf(alert),
+    };
+    serde_json::to_vec(&v).unwrap_or_else(|_| b"{}".to_vec())
+}
+
+fn ms(ns: u64) -> u64 {
+    ns / 1_000_000
+}
+
+fn severity_id(s: Severity) -> (u8, &'static str) {
+    match s {
+        Severity::Info => (1, "Informational"),
+        Severity::Low => (2, "Low"),
+        Severity::Medium => (3, "Medium"),
+        Severity::High => (4, "High"),
+        Severity::Critical => (5, "Critical"),
+    }
+}
+
+fn basename(p: &str) -> &str {
+    p.rsplit('/').next().unwrap_or(p)
+}
+
+fn file_obj(path: &str) -> Value {
+    // type_id 1 = Regular File.
+    json!({"name": basename(path), "path": path, "type_id": 1, "type": "Regular File"})
+}
+
+fn process_obj(
+    tgid: u32,
+    start: u64,
+    exe: &str,
+    argv: &[String],
+    user: Option<&str>,
+    uid: u32,
+) -> Value {
+    let mut p = Map::new();
+    p.insert("pid".into(), json!(tgid));
+    // The kernel's process key (tgid, boot-time start) as the OCSF process uid.
+    p.insert("uid".into(), json!(format!("{tgid}:{start}")));
+    if !exe.is_empty() {
+        p.insert("name".into(), json!(basename(exe)));
+        p.insert("file".into(), file_obj(exe));
+    }
+    if !argv.is_empty() {
+        p.insert("cmd_line".into(), json!(argv.join(" ")));
+    }
+    let mut u = Map::new();
+    u.insert("uid".into(), json!(uid.to_string()));
+    if let Some(n) = user {
+        u.insert("name".into(), json!(n));
+    }
+    p.insert("user".into(), Value::Object(u));
+    Value::Object(p)
+}
+
+fn alert_process(p: &AlertProcess) -> Value {
+    process_obj(p.tgid, p.start, &p.exe, &p.argv, p.user.as_deref(), p.uid)
+}
+
+/// One OCSF evidence per enriched event: the process, and the file or the destination.
+fn evidence(e: &Event) -> Option<Value> {
+    let mut ev = Map::new();
+    if let Some(p) = &e.process {
+        ev.insert(
+            "process".into(),
+            process_obj(p.tgid, p.start, &p.exe, &p.argv, p.user.as_deref(), p.uid),
+        );
+    }
+    if let Some(f) = &e.file {
+        let path = f
+            .resolved
+            .as_deref()
+            .or(f.path.as_deref())
+            .unwrap_or(&f.watched);
+        ev.insert("file".into(), file_obj(path));
+    }
+    if let Some(n) = &e.net {
+        ev.insert(
+            "dst_endpoint".into(),
+            json!({"ip": n.dst_addr, "port": n.dst_port}),
+        );
+        if !n.src_addr.is_empty() {
+            ev.insert(
+                "src_endpoint".into(),
+                json!({"ip": n.src_addr, "port": n.src_port}),
+            );
+        }
+    }
+    if ev.is_empty() {
+        return None;
+    }
+    ev.insert("name".into(), json!(e.kind.as_str()));
+    Some(Value::Object(ev))
+}
+
+/// `T1021.004` → technique T1021 with sub-technique T1021.004.
+fn attack(t: &str) -> Value {
+    match t.split_once('.') {
+        Some((base, _)) => json!({"technique": {"uid": base}, "sub_technique": {"uid": t}}),
+        None => json!({"technique": {"uid": t}}),
+    }
+}
+
+/// The OCSF Detection Finding for an alert (activity 1 = Create).
+pub fn ocsf(a: &Alert) -> Value {
+    let (sev_id, sev) = severity_id(a.rule.severity);
+    let mut evidences: Vec<Value> = a.evidence.iter().filter_map(evidence).collect();
+    if evidences.is_empty() {
+        // Alerts without event evidence (e.g. in-band notices) still carry what they know.
+        let mut ev = Map::new();
+        if let Some(p) = &a.process {
+            ev.insert("process".into(), alert_process(p));
+        }
+        if let Some(c) = &a.credential {
+            ev.insert("file".into(), file_obj(&c.watched));
+        }
+        if !ev.is_empty() {
+            evidences.push(Value::Object(ev));
+        }
+    }
+    let mut unmapped = Map::new();
+    unmapped.insert("group".into(), json!(a.group));
+    unmapped.insert("destinations".into(), json!(a.destinations));
+    unmapped.insert("destination_count".into(), json!(a.destination_count));
+    unmapped.insert("suppressed".into(), json!(a.suppressed));
+    unmapped.insert("loss_overlap".into(), json!(a.loss_overlap));
+    if let Some(i) = &a.identity {
+        unmapped.insert("identity".into(), json!(i));
+    }
+    if let Some(c) = &a.credential {
+        unmapped.insert("credential".into(), json!(c));
+    }
+    let mut finding_info = json!({
+        "uid": a.id,
+        "title": a.rule.title,
+        "analytic": {"type_id": 1, "type": "Rule", "uid": a.rule.id, "name": a.rule.title},
+        "first_seen_time": ms(a.first_seen),
+        "last_seen_time": ms(a.last_seen),
+        "related_events_count": a.count,
+    });
+    if !a.attack.is_empty() {
+        finding_info["attacks"] = Value::Array(a.attack.iter().map(|t| attack(t)).collect());
+    }
+    let mut v = json!({
+        "activity_id": 1,
+        "activity_name": "Create",
+        "category_uid": 2,
+        "category_name": "Findings",
+        "class_uid": 2004,
+        "class_name": "Detection Finding",
+        "type_uid": 200401,
+        "type_name": "Detection Finding: Create",
+        "time": ms(a.last_seen),
+        "start_time": ms(a.first_seen),
+        "end_time": ms(a.last_seen),
+        "count": a.count,
+        "severity_id": sev_id,
+        "severity": sev,
+        "status_id": 1,
+        "status": "New",
+        "is_alert": true,
+        "message": a.rule.title,
+        "metadata": {
+            "uid": a.id,
+            "version": OCSF_VERSION,
+            "profiles": ["host"],
+            "product": {
+                "name": "detector",
+                "vendor_name": "detector",
+                "version": env!("CARGO_PKG_VERSION"),
+            },
+        },
+        "finding_info": finding_info,
+        // type_id 0 = Unknown: the agent does not classify its host.
+        "device": {"hostname": a.host, "type_id": 0, "type": "Unknown"},
+        "unmapped": unmapped,
+    });
+    if !evidences.is_empty() {
+        v["evidences"] = Value::Array(evidences);
+    }
+    v
+}
+
+/// The in-band alert announcing that sink `sink` dropped `dropped` alerts (`why`).
+pub fn overflow_alert(sink: &str, dropped: u64, why: &str, host: &str, now_ns: u64) -> Alert {
+    let mut group = std::collections::BTreeMap::new();
+    group.insert("sink".to_string(), sink.to_string());
+    group.insert("dropped".to_string(), dropped.to_string());
+    group.insert("reason".to_string(), why.to_string());
+    Alert {
+        id: uuid::Uuid::new_v4().to_string(),
+        rule: AlertRule {
+            id: OVERFLOW_RULE_ID.into(),
+            title: format!("sink {sink} dropped {dropped} alerts ({why})"),
+            severity: Severity::High,
+        },
+        attack: vec![],
+        host: host.to_string(),
+        identity: None,
+        process: None,
+        credential: None,
+        group,
+        destinations: vec![],
+        destination_count: 0,
+        count: dropped.max(1),
+        first_seen: now_ns,
+        last_seen: now_ns,
+        evidence: vec![],
+        suppressed: 0,
+        loss_overlap: false,
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::engine::alert::{AlertCredential, AlertProcess};
+
+    /// A realistic alert for tests (SSH key read then SSH fan-out).
+    pub fn sample_alert(n: u64) -> Alert {
+        let ev: Vec<Event> = serde_json::from_value(json!([
+            {"ts": 1_700_000_000_000_000_000u64, "kind": "cred_read",
+             "process": {"pid": 42, "tgid": 42, "ppid": 1, "start": 5, "uid": 0, "gid": 0,
+                         "comm": "cat", "exe": "/usr/bin/cat", "argv": ["cat", "/root/.ssh/id_rsa"],
+                         "ancestors": [], "cgroup_id": 1, "mntns": 1, "netns": 1, "workload": {}},
+             "file": {"watched": "/root/.ssh/id_rsa", "category": "ssh_key", "dev": 1, "ino": 2, "via": "syscall"}},
+            {"ts": 1_700_000_001_000_000_000u64, "kind": "connect",
+             "process": {"pid": 43, "tgid": 43, "ppid": 1, "start": 6, "uid": 0, "gid": 0,
+                         "comm": "ssh", "exe": "/usr/bin/ssh", "argv": ["ssh", "10.0.0.7"],
+                         "ancestors": [], "cgroup_id": 1, "mntns": 1, "netns": 1, "workload": {}},
+             "net": {"protocol": "tcp", "family": 2, "direction": "outbound", "src_addr": "10.0.0.1",
+                     "src_port": 40000, "dst_addr": "10.0.0.7", "dst_port": 22, "outcome": "established", "sock": 1}}
+        ]))
+        .unwrap_or_else(|e| panic!("sample events: {e}"));
+        Alert {
+            id: format!("00000000-0000-4000-8000-{n:012}"),
+            rule: AlertRule {
+                id: "ssh-key-then-fanout".into(),
+                title: "SSH key read then SSH fan-out".into(),
+                severity: Severity::High,
+            },
+            attack: vec!["T1552.004".into(), "T1021".into()],
+            host: "web-1".into(),
+            identity: Some("unit:sshd.service".into()),
+            process: Some(AlertProcess {
+                tgid: 43,
+                start: 6,
+                exe: "/usr/bin/ssh".into(),
+                argv: vec!["ssh".into(), "10.0.0.7".into()],
+                user: Some("root".into()),
+                uid: 0,
+            }),
+            credential: Some(AlertCredential {
+                watched: "/root/.ssh/id_rsa".into(),
+                category: "ssh_key".into(),
+                fingerprint: None,
+            }),
+            group: [("process.tgid".to_string(), "43".to_string())].into(),
+            destinations: vec!["10.0.0.7:22".into()],
+            destination_count: 1,
+            count: 2,
+            first_seen: 1_700_000_000_000_000_000,
+            last_seen: 1_700_000_001_000_000_000,
+            evidence: ev,
+            suppressed: 0,
+            loss_overlap: false,
+        }
+    }
+
+    #[test]
+    fn native_is_the_alert() {
+        let a = sample_alert(1);
+        let back: Alert = serde_json::from_slice(&encode(&a, Format::Native)).unwrap();
+        assert_eq!(back, a);
+    }
+
+    #[test]
+    fn ocsf_fields() {
+        let a = sample_alert(1);
+        let v: Value = serde_json::from_slice(&encode(&a, Format::Ocsf)).unwrap();
+        assert_eq!(v["class_uid"], 2004);
+        assert_eq!(v["type_uid"], 200401);
+        assert_eq!(v["category_uid"], 2);
+        assert_eq!(v["severity_id"], 4);
+        assert_eq!(v["time"], 1_700_000_001_000u64);
+        assert_eq!(v["finding_info"]["uid"], a.id);
+        assert_eq!(v["finding_info"]["analytic"]["type_id"], 1);
+        assert_eq!(v["finding_info"]["analytic"]["uid"], "ssh-key-then-fanout");
+        assert_eq!(
+            v["finding_info"]["attacks"][0]["sub_technique"]["uid"],
+            "T1552.004"
+        );
+        assert_eq!(v["finding_info"]["attacks"][0]["technique"]["uid"], "T1552");
+        assert_eq!(v["finding_info"]["attacks"][1]["technique"]["uid"], "T1021");
+        assert_eq!(v["finding_info"]["first_seen_time"], 1_700_000_000_000u64);
+        assert_eq!(v["device"]["hostname"], "web-1");
+        assert_eq!(v["metadata"]["product"]["name"], "detector");
+        assert_eq!(v["metadata"]["version"], OCSF_VERSION);
+        let ev = v["evidences"].as_array().unwrap();
+        assert_eq!(ev[0]["file"]["path"], "/root/.ssh/id_rsa");
+        assert_eq!(ev[0]["process"]["pid"], 42);
+        assert_eq!(ev[1]["dst_endpoint"]["ip"], "10.0.0.7");
+        assert_eq!(ev[1]["dst_endpoint"]["port"], 22);
+    }
+
+    #[test]
+    fn overflow_alert_is_an_alert() {
+        let a = overflow_alert("siem", 7, "spool full, drop_oldest", "h", 1);
+        assert_eq!(a.rule.id, OVERFLOW_RULE_ID);
+        assert_eq!(a.group["dropped"], "7");
+        let v: Value = serde_json::from_slice(&encode(&a, Format::Ocsf)).unwrap();
+        assert_eq!(v["finding_info"]["analytic"]["uid"], OVERFLOW_RULE_ID);
+    }
+}
