@@ -91,8 +91,8 @@ pub enum Op {
     IntIn(Set<i64>),
     /// Boolean equality.
     BoolEq(bool),
-    /// Glob set.
-    Glob(GlobSet),
+    /// Glob set, and the patterns as written (the literal index reads their prefixes).
+    Glob(GlobSet, Vec<String>),
     /// Prefixes.
     Prefix(Vec<String>),
     /// Suffixes.
@@ -241,11 +241,13 @@ fn compile_op(f: Field, key: &Node, op: &str, v: &Node, lists: &Lists) -> Result
         "glob" => {
             string_op(f, key, op)?;
             let mut b = GlobSetBuilder::new();
+            let mut patterns = Vec::new();
             for it in items(v, lists)? {
                 let s = it.as_scalar_string()?;
                 b.add(Glob::new(&s).map_err(|e| PosError::new(&it.pos, format!("bad glob `{s}`: {e}")))?);
+                patterns.push(s);
             }
-            t(Op::Glob(b.build().map_err(|e| PosError::new(&v.pos, format!("bad glob set: {e}")))?))
+            t(Op::Glob(b.build().map_err(|e| PosError::new(&v.pos, format!("bad glob set: {e}")))?, patterns))
         }
         "prefix" => string_op(f, key, op).and_then(|_| t(Op::Prefix(strings(v, lists)?))),
         "suffix" => string_op(f, key, op).and_then(|_| t(Op::Suffix(strings(v, lists)?))),
@@ -424,7 +426,7 @@ impl Cond {
                     Op::StrIn(set) => str_test(&v, |s| set.contains(s)),
                     Op::IntIn(set) => matches!(v, Val::Int(i) if set.contains(&i)),
                     Op::BoolEq(b) => v == Val::Bool(*b),
-                    Op::Glob(g) => str_test(&v, |s| g.is_match(s)),
+                    Op::Glob(g, _) => str_test(&v, |s| g.is_match(s)),
                     Op::Prefix(p) => str_test(&v, |s| p.iter().any(|x| s.starts_with(x.as_str()))),
                     Op::Suffix(p) => str_test(&v, |s| p.iter().any(|x| s.ends_with(x.as_str()))),
                     Op::Contains(p) => str_test(&v, |s| p.iter().any(|x| s.contains(x.as_str()))),

@@ -17,13 +17,15 @@
 pub mod alert;
 pub mod cond;
 pub mod fields;
+pub mod index;
 pub mod load;
 pub mod rules;
+pub mod store;
 pub mod testing;
 pub mod yaml;
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BinaryHeap, HashSet, VecDeque};
 use std::hash::{Hash, Hasher};
 use std::num::NonZeroUsize;
 use std::sync::Arc;
@@ -36,6 +38,7 @@ use alert::{AlertCredential, AlertProcess, AlertRule};
 use cond::CmpOp;
 use fields::{Field, Policy, Val};
 use rules::{Body, CorrType, Correlation, RuleSet};
+use store::{FastBuild, FastMap, Linked, Ring, SStr, Small, Table};
 
 use crate::event::{Event, Kind};
 
@@ -68,6 +71,9 @@ pub struct EngineOptions {
     pub max_destinations: usize,
     /// argv elements put in an alert.
     pub max_argv: usize,
+    /// Evidence events kept for alerts, over all groups (a shared ring, newest kept). An
+    /// alert's evidence lists those of its events still held; counts stay exact.
+    pub evidence_events: usize,
 }
 
 impl Default for EngineOptions {
@@ -81,6 +87,7 @@ impl Default for EngineOptions {
             max_evidence: 8,
             max_destinations: 32,
             max_argv: 16,
+            evidence_events: 65_536,
         }
     }
 }
@@ -104,7 +111,7 @@ pub struct Stats {
     pub dropped_entries: u64,
 }
 
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Debug)]
 struct Entry {
     ts: u64,
     step: u8,
@@ -112,39 +119,62 @@ struct Entry {
     dst: u64,
 }
 
+/// One group key's state. Kept small (most memory with many keys is here): the first window
+/// entry, name and evidence reference are inline; evidence events themselves are in the
+/// engine's shared ring.
 struct Group {
-    entries: VecDeque<Entry>,
+    key: u64,
+    prev: u32,
+    next: u32,
+    entries: Small<Entry>,
     /// value_count: count of entries per distinct value in the window.
-    distinct: HashMap<u64, u32>,
+    distinct: Option<Box<FastMap<u64, u32>>>,
     /// Display strings of values/destinations, bounded.
-    names: HashMap<u64, Box<str>>,
-    evidence: VecDeque<Arc<Event>>,
-    group: Vec<(Field, String)>,
-    last_ts: u64,
+    names: Small<(u64, SStr)>,
+    /// (ring sequence number, ts) of the evidence events.
+    evidence: Small<(u64, u64)>,
+    /// Rendered group-by values, in the correlation's `group-by` order.
+    group: Small<SStr>,
 }
 
-struct Pending {
-    ts: u64,
-    seq: u64,
-    ev: Arc<Event>,
+impl Group {
+    fn empty() -> Group {
+        Group {
+            key: 0,
+            prev: u32::MAX,
+            next: u32::MAX,
+            entries: Small::Empty,
+            distinct: None,
+            names: Small::Empty,
+            evidence: Small::Empty,
+            group: Small::Empty,
+        }
+    }
+
+    /// Time of the latest entry (a live group always has one).
+    fn last_ts(&self) -> u64 {
+        self.entries.back().map_or(0, |e| e.ts)
+    }
+}
+
+impl Linked for Group {
+    fn key(&self) -> u64 {
+        self.key
+    }
+    fn links(&mut self) -> (&mut u32, &mut u32) {
+        (&mut self.prev, &mut self.next)
+    }
+}
+
+/// A buffered event waiting for the reorder tolerance: ordered by (ts, arrival).
+type Pending = Reverse<(u64, u64, u32)>;
+
+/// Where a buffered event and the rules it matched wait (reused, so that buffering allocates
+/// nothing once warm).
+#[derive(Default)]
+struct Slot {
+    ev: Option<Event>,
     matched: Vec<u32>,
-}
-
-impl PartialEq for Pending {
-    fn eq(&self, o: &Self) -> bool {
-        (self.ts, self.seq) == (o.ts, o.seq)
-    }
-}
-impl Eq for Pending {}
-impl PartialOrd for Pending {
-    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(o))
-    }
-}
-impl Ord for Pending {
-    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
-        (self.ts, self.seq).cmp(&(o.ts, o.seq))
-    }
 }
 
 struct Supp {
@@ -157,16 +187,21 @@ pub struct Engine {
     rules: Arc<RuleSet>,
     policy: Policy,
     opts: EngineOptions,
-    pending: BinaryHeap<Reverse<Pending>>,
+    pending: BinaryHeap<Pending>,
+    slots: Vec<Slot>,
+    free_slots: Vec<u32>,
     seq: u64,
     max_ts: u64,
     released: u64,
-    groups: Vec<Option<LruCache<u64, Group>>>,
-    supp: LruCache<(usize, u64), Supp>,
+    groups: Vec<Option<Table<Group>>>,
+    supp: LruCache<(usize, u64), Supp, FastBuild>,
+    ring: Ring,
     losses: VecDeque<u64>,
     keep_losses: u64,
     alert_seq: u64,
     since_expiry: u32,
+    /// Scratch for candidate rules of the event being matched.
+    cand: Vec<u32>,
     stats: Stats,
 }
 
@@ -180,6 +215,17 @@ fn nz(n: usize) -> NonZeroUsize {
     NonZeroUsize::new(n.max(1)).unwrap_or(NonZeroUsize::MIN)
 }
 
+/// An alert's contents apart from what the rule and suppression decide.
+struct Details {
+    group: Vec<(Field, String)>,
+    first: u64,
+    count: u64,
+    destinations: Vec<String>,
+    destination_count: u64,
+    /// Redacted copies of the evidence events.
+    evidence: Vec<Event>,
+}
+
 impl Engine {
     /// An engine over a loaded rule set and policy (identities, baseline).
     pub fn new(rules: RuleSet, policy: Policy, opts: EngineOptions) -> Engine {
@@ -191,7 +237,7 @@ impl Engine {
             .rules
             .iter()
             .map(|r| match r.body {
-                Body::Correlation(_) => Some(LruCache::new(nz(opts.max_groups))),
+                Body::Correlation(_) => Some(Table::default()),
                 Body::Event { .. } => None,
             })
             .collect();
@@ -200,15 +246,19 @@ impl Engine {
             rules,
             policy,
             pending: BinaryHeap::new(),
+            slots: Vec::new(),
+            free_slots: Vec::new(),
             seq: 0,
             max_ts: 0,
             released: 0,
             groups,
-            supp: LruCache::new(nz(opts.max_groups)),
+            supp: LruCache::with_hasher(nz(opts.max_groups), FastBuild::default()),
+            ring: Ring::new(opts.evidence_events),
             losses: VecDeque::new(),
             keep_losses,
             alert_seq: 0,
             since_expiry: 0,
+            cand: Vec::new(),
             stats: Stats::default(),
             opts,
         }
@@ -244,56 +294,55 @@ impl Engine {
 
     /// Live group keys over all correlations.
     pub fn live_groups(&self) -> usize {
-        self.groups.iter().flatten().map(LruCache::len).sum()
+        self.groups.iter().flatten().map(Table::len).sum()
     }
 
     /// Feeds one event; alerts whose window it completes (or releases from the reorder buffer)
     /// are appended to `out`. The event is copied only when it matches a rule.
     pub fn process(&mut self, ev: &Event, out: &mut Vec<Alert>) {
-        let matched = self.match_rules(ev);
-        let keep = (!matched.is_empty() || ev.kind == Kind::Loss).then(|| Arc::new(ev.clone()));
-        self.admit(ev.ts, keep, matched, out);
+        let keep = self.match_rules(ev);
+        self.admit(ev.ts, keep.then(|| ev.clone()), out);
     }
 
     /// Like [`Engine::process`] for a caller that owns the event (replay): no copy at all.
     pub fn process_owned(&mut self, ev: Event, out: &mut Vec<Alert>) {
-        let matched = self.match_rules(&ev);
+        let keep = self.match_rules(&ev);
         let ts = ev.ts;
-        let keep = (!matched.is_empty() || ev.kind == Kind::Loss).then(|| Arc::new(ev));
-        self.admit(ts, keep, matched, out);
+        self.admit(ts, keep.then_some(ev), out);
     }
 
-    fn match_rules(&mut self, ev: &Event) -> Vec<u32> {
+    /// Matches event rules (candidates from the literal index) into `self.cand`; true when
+    /// the event must be buffered (it matched, or it is a loss record).
+    fn match_rules(&mut self, ev: &Event) -> bool {
         self.stats.events += 1;
-        let mut matched = Vec::new();
-        for i in self.rules.candidates(ev.kind) {
-            if let Body::Event { cond, .. } = &self.rules.rules[i].body {
-                if cond.eval(ev, &self.policy) {
-                    matched.push(i as u32);
-                }
-            }
-        }
-        if !matched.is_empty() {
+        let rules = &self.rules;
+        rules.index.candidates(ev, &self.policy, &mut self.cand);
+        let pol = &self.policy;
+        self.cand.retain(|&i| match &rules.rules[i as usize].body {
+            Body::Event { cond, .. } => cond.eval(ev, pol),
+            Body::Correlation(_) => false,
+        });
+        if !self.cand.is_empty() {
             self.stats.matched += 1;
         }
-        matched
+        !self.cand.is_empty() || ev.kind == Kind::Loss
     }
 
-    fn admit(
-        &mut self,
-        ts: u64,
-        keep: Option<Arc<Event>>,
-        matched: Vec<u32>,
-        out: &mut Vec<Alert>,
-    ) {
+    fn admit(&mut self, ts: u64, keep: Option<Event>, out: &mut Vec<Alert>) {
         if let Some(ev) = keep {
             self.seq += 1;
-            self.pending.push(Reverse(Pending {
-                ts,
-                seq: self.seq,
-                ev,
-                matched,
-            }));
+            let s = match self.free_slots.pop() {
+                Some(s) => s,
+                None => {
+                    self.slots.push(Slot::default());
+                    (self.slots.len() - 1) as u32
+                }
+            };
+            let slot = &mut self.slots[s as usize];
+            slot.ev = Some(ev);
+            slot.matched.clear();
+            slot.matched.extend_from_slice(&self.cand);
+            self.pending.push(Reverse((ts, self.seq, s)));
         }
         self.max_ts = self.max_ts.max(ts);
         self.release(self.max_ts.saturating_sub(self.opts.reorder_tolerance), out);
@@ -313,11 +362,17 @@ impl Engine {
     }
 
     fn release(&mut self, upto: u64, out: &mut Vec<Alert>) {
-        while self.pending.peek().is_some_and(|p| p.0.ts <= upto) {
-            let Some(Reverse(p)) = self.pending.pop() else {
+        while self.pending.peek().is_some_and(|p| p.0 .0 <= upto) {
+            let Some(Reverse((ts, _, s))) = self.pending.pop() else {
                 break;
             };
-            self.handle(p, out);
+            let slot = &mut self.slots[s as usize];
+            let (Some(ev), matched) = (slot.ev.take(), std::mem::take(&mut slot.matched)) else {
+                continue;
+            };
+            let matched = self.handle(ts, ev, matched, out);
+            self.slots[s as usize].matched = matched;
+            self.free_slots.push(s);
         }
     }
 
@@ -329,19 +384,20 @@ impl Engine {
             };
             while g
                 .peek_lru()
-                .is_some_and(|(_, s)| s.last_ts.saturating_add(c.timespan) < now)
+                .is_some_and(|s| s.last_ts().saturating_add(c.timespan) < now)
             {
-                g.pop_lru();
+                g.pop_lru(Group::empty());
             }
         }
     }
 
-    fn handle(&mut self, p: Pending, out: &mut Vec<Alert>) {
-        let t = if p.ts < self.released {
+    /// Evaluates a released event; hands back its matched list (for reuse).
+    fn handle(&mut self, ts: u64, ev: Event, matched: Vec<u32>, out: &mut Vec<Alert>) -> Vec<u32> {
+        let t = if ts < self.released {
             self.stats.late += 1;
             self.released
         } else {
-            p.ts
+            ts
         };
         self.released = t;
         self.since_expiry += 1;
@@ -356,20 +412,28 @@ impl Engine {
         {
             self.losses.pop_front();
         }
-        if p.ev.kind == Kind::Loss {
+        if ev.kind == Kind::Loss {
             self.losses.push_back(t);
         }
         let rules = Arc::clone(&self.rules);
-        for &m in &p.matched {
+        // Groups refer to this event by the sequence number it gets in the ring once handled.
+        let seq = self.ring.next_seq();
+        let mut correlated = false;
+        for &m in &matched {
             let m = m as usize;
             let r = &rules.rules[m];
             if r.alert {
-                self.event_alert(m, &p.ev, t, out);
+                self.event_alert(m, &ev, t, out);
             }
             for &(c, step) in &rules.consumers[m] {
-                self.correlate(c, step, &p.ev, t, out);
+                correlated = true;
+                self.correlate(c, step, &ev, seq, t, out);
             }
         }
+        if correlated {
+            self.ring.push(ev);
+        }
+        matched
     }
 
     fn group_values(&self, fields: &[Field], ev: &Event) -> Option<Vec<(Field, String)>> {
@@ -379,51 +443,37 @@ impl Engine {
             .collect()
     }
 
-    fn event_alert(&mut self, r: usize, ev: &Arc<Event>, t: u64, out: &mut Vec<Alert>) {
+    fn event_alert(&mut self, r: usize, ev: &Event, t: u64, out: &mut Vec<Alert>) {
         let rule = &self.rules.rules[r];
         let group = self.group_values(&rule.group_by, ev).unwrap_or_default();
         let key = hash_of(&group);
+        let Some(suppressed) = self.suppression(r, key, t) else {
+            return;
+        };
         let dst = ev
             .net
             .as_ref()
             .map(|n| fields::dst_string(&n.dst_addr, n.dst_port));
-        let evidence = vec![Arc::clone(ev)];
-        self.emit(
-            r,
-            key,
+        let details = Details {
             group,
-            t,
-            t,
-            1,
-            dst.iter().cloned().collect(),
-            dst.is_some() as u64,
-            &evidence,
-            ev,
-            out,
-        );
+            first: t,
+            count: 1,
+            destination_count: dst.is_some() as u64,
+            destinations: dst.into_iter().collect(),
+            evidence: vec![self.redact(ev)],
+        };
+        self.emit(r, key, t, suppressed, details, ev, out);
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn emit(
-        &mut self,
-        r: usize,
-        key: u64,
-        group: Vec<(Field, String)>,
-        first: u64,
-        last: u64,
-        count: u64,
-        destinations: Vec<String>,
-        destination_count: u64,
-        evidence: &[Arc<Event>],
-        trigger: &Event,
-        out: &mut Vec<Alert>,
-    ) {
+    /// Suppression: `None` when the alert is held back (counted), else the number of
+    /// repeats held back since the previous alert of this rule and key.
+    fn suppression(&mut self, r: usize, key: u64, last: u64) -> Option<u64> {
         let rule = &self.rules.rules[r];
-        let suppressed = match self.supp.get_mut(&(r, key)) {
+        match self.supp.get_mut(&(r, key)) {
             Some(s) if last < s.last.saturating_add(rule.suppress) => {
                 s.suppressed += 1;
                 self.stats.suppressed += 1;
-                return;
+                None
             }
             Some(s) => {
                 let n = s.suppressed;
@@ -431,7 +481,7 @@ impl Engine {
                     last,
                     suppressed: 0,
                 };
-                n
+                Some(n)
             }
             None => {
                 self.supp.put(
@@ -441,9 +491,36 @@ impl Engine {
                         suppressed: 0,
                     },
                 );
-                0
+                Some(0)
             }
-        };
+        }
+    }
+
+    /// A copy of `e` as an alert shows it: argv bounded and secrets redacted.
+    fn redact(&self, e: &Event) -> Event {
+        let max_argv = self.opts.max_argv;
+        let mut e = e.clone();
+        if let Some(p) = e.process.as_mut() {
+            p.argv = alert::redact_argv(&p.argv, max_argv);
+        }
+        if let Some(x) = e.exec.as_mut() {
+            x.argv = alert::redact_argv(&x.argv, max_argv);
+        }
+        e
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn emit(
+        &mut self,
+        r: usize,
+        key: u64,
+        last: u64,
+        suppressed: u64,
+        d: Details,
+        trigger: &Event,
+        out: &mut Vec<Alert>,
+    ) {
+        let rule = &self.rules.rules[r];
         self.alert_seq += 1;
         let id = match self.opts.ids {
             IdMode::Random => uuid::Uuid::new_v4().to_string(),
@@ -453,15 +530,16 @@ impl Engine {
                 h.update(self.alert_seq.to_le_bytes());
                 h.update(rule.id.as_bytes());
                 h.update(key.to_le_bytes());
-                h.update(first.to_le_bytes());
-                let d = h.finalize();
+                h.update(d.first.to_le_bytes());
+                let dg = h.finalize();
                 let mut b = [0u8; 16];
-                b.copy_from_slice(&d[..16]);
+                b.copy_from_slice(&dg[..16]);
                 uuid::Builder::from_custom_bytes(b).into_uuid().to_string()
             }
         };
         let proc_ = trigger.process.as_ref();
-        let cred = evidence
+        let cred = d
+            .evidence
             .iter()
             .rev()
             .find_map(|e| e.file.as_ref())
@@ -470,18 +548,8 @@ impl Engine {
                 category: f.category.clone(),
                 fingerprint: f.fingerprint.clone(),
             });
-        let loss_overlap = self.losses.iter().any(|&l| l >= first && l <= last);
+        let loss_overlap = self.losses.iter().any(|&l| l >= d.first && l <= last);
         let max_argv = self.opts.max_argv;
-        let redact = |e: &Event| {
-            let mut e = e.clone();
-            if let Some(p) = e.process.as_mut() {
-                p.argv = alert::redact_argv(&p.argv, max_argv);
-            }
-            if let Some(x) = e.exec.as_mut() {
-                x.argv = alert::redact_argv(&x.argv, max_argv);
-            }
-            e
-        };
         self.stats.alerts += 1;
         out.push(Alert {
             id,
@@ -502,16 +570,17 @@ impl Engine {
                 uid: p.uid,
             }),
             credential: cred,
-            group: group
+            group: d
+                .group
                 .into_iter()
                 .map(|(f, v)| (f.path().to_string(), v))
                 .collect::<BTreeMap<_, _>>(),
-            destinations,
-            destination_count,
-            count,
-            first_seen: first,
+            destinations: d.destinations,
+            destination_count: d.destination_count,
+            count: d.count,
+            first_seen: d.first,
             last_seen: last,
-            evidence: evidence.iter().map(|e| redact(e)).collect(),
+            evidence: d.evidence,
             suppressed,
             loss_overlap,
         });
@@ -559,7 +628,8 @@ impl Engine {
         &mut self,
         c_idx: usize,
         step: usize,
-        ev: &Arc<Event>,
+        ev: &Event,
+        seq: u64,
         t: u64,
         out: &mut Vec<Alert>,
     ) {
@@ -567,7 +637,7 @@ impl Engine {
         let Body::Correlation(c) = &rules.rules[c_idx].body else {
             return;
         };
-        let Some((vals, keys, creates)) = self.keys_for(c, step, ev) else {
+        let Some((vals, mut keys, creates)) = self.keys_for(c, step, ev) else {
             return;
         };
         let val = match c.field {
@@ -589,130 +659,130 @@ impl Engine {
             .net
             .as_ref()
             .map_or(0, |n| hash_of(&(n.dst_addr.as_str(), n.dst_port)));
-        let mut existing: Vec<GroupKey> = Vec::new();
-        if let Some(gs) = self.groups[c_idx].as_mut() {
-            for (k, g) in &keys {
-                if gs.contains(k) {
-                    existing.push((*k, *g));
-                }
-            }
-        }
-        let targets = if existing.is_empty() {
+        let Some(gs) = self.groups[c_idx].as_ref() else {
+            return;
+        };
+        let any_existing = keys.iter().any(|(k, _)| gs.contains(*k));
+        if any_existing {
+            keys.retain(|(k, _)| gs.contains(*k));
+        } else {
             if !creates {
                 return;
             }
             // Create under the last (own) key: for tree grouping that is this event's root.
-            keys.into_iter().last().into_iter().collect()
-        } else {
-            existing
-        };
-        for (key, tree) in targets {
+            let last = keys.pop();
+            keys.clear();
+            keys.extend(last);
+        }
+        let by_val = val.is_some() && c.field.is_some_and(|f| f.path().starts_with("net."));
+        let rule_suppress = rules.rules[c_idx].suppress;
+        for (key, tree) in keys {
             // A firing that suppression will swallow needs no alert details (emit still counts it).
-            let rule_suppress = rules.rules[c_idx].suppress;
             let details = self
                 .supp
                 .peek(&(c_idx, key))
                 .is_none_or(|s| t >= s.last.saturating_add(rule_suppress));
-            let fire = {
-                let Some(gs) = self.groups[c_idx].as_mut() else {
-                    return;
-                };
-                if !gs.contains(&key) {
-                    if gs.len() >= self.opts.max_groups {
-                        gs.pop_lru();
-                        self.stats.evicted_groups += 1;
-                    }
-                    gs.put(
-                        key,
-                        Group {
-                            entries: VecDeque::new(),
-                            distinct: HashMap::new(),
-                            names: HashMap::new(),
-                            evidence: VecDeque::new(),
-                            group: c
-                                .group_by
-                                .iter()
-                                .zip(&vals)
-                                .map(|(&f, v)| match (f, tree) {
-                                    (Field::Tree, Some(root)) => (f, root.to_string()),
-                                    _ => (f, v.render().into_owned()),
-                                })
-                                .collect(),
-                            last_ts: t,
-                        },
-                    );
+            let max_groups = self.opts.max_groups;
+            let max_entries = self.opts.max_entries;
+            let max_names = self.opts.max_destinations * 4;
+            let max_evidence = self.opts.max_evidence.max(2);
+            let Some(gs) = self.groups[c_idx].as_mut() else {
+                return;
+            };
+            if !gs.contains(key) {
+                if gs.len() >= max_groups {
+                    gs.pop_lru(Group::empty());
+                    self.stats.evicted_groups += 1;
                 }
-                let Some(g) = gs.get_mut(&key) else { continue };
-                g.last_ts = t;
-                g.entries.push_back(Entry {
-                    ts: t,
-                    step: step as u8,
-                    val: val_h,
-                    dst: dst_h,
-                });
-                if c.ty == CorrType::ValueCount {
-                    *g.distinct.entry(val_h).or_insert(0) += 1;
-                }
-                let by_val = val.is_some() && c.field.is_some_and(|f| f.path().starts_with("net."));
-                let h = if by_val { val_h } else { dst_h };
-                if h != 0 && g.names.len() < self.opts.max_destinations * 4 {
-                    g.names.entry(h).or_insert_with(|| match (&val, &ev.net) {
-                        (Some(v), _) if by_val => v.render().into(),
-                        (_, Some(n)) => fields::dst_string(&n.dst_addr, n.dst_port).into(),
-                        _ => Box::from(""),
+                let mut group = Small::Empty;
+                for (&f, v) in c.group_by.iter().zip(&vals) {
+                    group.push_back(match (f, tree) {
+                        (Field::Tree, Some(root)) => SStr::new(&root.to_string()),
+                        _ => SStr::new(&v.render()),
                     });
                 }
-                // Evidence: keep the first event (often the credential read that starts the
-                // story) and the most recent ones.
-                if g.evidence.len() >= self.opts.max_evidence.max(2) {
-                    g.evidence.remove(1);
+                gs.insert(Group {
+                    key,
+                    group,
+                    ..Group::empty()
+                });
+            }
+            let Some(g) = gs.get_mut(key) else { continue };
+            g.entries.push_back(Entry {
+                ts: t,
+                step: step as u8,
+                val: val_h,
+                dst: dst_h,
+            });
+            if c.ty == CorrType::ValueCount {
+                *g.distinct
+                    .get_or_insert_with(Default::default)
+                    .entry(val_h)
+                    .or_insert(0) += 1;
+            }
+            let h = if by_val { val_h } else { dst_h };
+            if h != 0 && g.names.len() < max_names && !g.names.iter().any(|(k, _)| *k == h) {
+                let name = match (&val, &ev.net) {
+                    (Some(v), _) if by_val => SStr::new(&v.render()),
+                    (_, Some(n)) => SStr::new(&fields::dst_string(&n.dst_addr, n.dst_port)),
+                    _ => SStr::new(""),
+                };
+                g.names.push_back((h, name));
+            }
+            // Evidence: keep the first event (often the credential read that starts the
+            // story) and the most recent ones.
+            if g.evidence.len() >= max_evidence {
+                g.evidence.remove(1);
+            }
+            g.evidence.push_back((seq, t));
+            let start = t.saturating_sub(c.timespan);
+            while g.entries.front().is_some_and(|e| e.ts < start) || g.entries.len() > max_entries {
+                let Some(e) = g.entries.pop_front() else {
+                    break;
+                };
+                if e.ts >= start {
+                    self.stats.dropped_entries += 1;
                 }
-                g.evidence.push_back(Arc::clone(ev));
-                let start = t.saturating_sub(c.timespan);
-                while g.entries.front().is_some_and(|e| e.ts < start)
-                    || g.entries.len() > self.opts.max_entries
-                {
-                    let Some(e) = g.entries.pop_front() else {
-                        break;
-                    };
-                    if e.ts >= start {
-                        self.stats.dropped_entries += 1;
-                    }
-                    if c.ty == CorrType::ValueCount {
-                        if let Some(n) = g.distinct.get_mut(&e.val) {
-                            *n -= 1;
-                            if *n == 0 {
-                                g.distinct.remove(&e.val);
-                                g.names.remove(&e.val);
-                            }
+                if let Some(d) = g.distinct.as_mut() {
+                    if let Some(n) = d.get_mut(&e.val) {
+                        *n -= 1;
+                        if *n == 0 {
+                            d.remove(&e.val);
+                            g.names.retain(|(k, _)| *k != e.val);
                         }
                     }
                 }
-                while g
-                    .evidence
-                    .front()
-                    .is_some_and(|e| e.ts < start && g.evidence.len() > 1)
-                {
-                    g.evidence.pop_front();
-                }
-                evaluate(c, g, &self.policy, ev, self.opts.max_destinations, details)
-            };
-            if let Some(f) = fire {
-                let evidence: Vec<Arc<Event>> = f.evidence;
-                self.emit(
-                    c_idx,
-                    key,
-                    f.group,
-                    f.first,
-                    t,
-                    f.count,
-                    f.destinations,
-                    f.destination_count,
-                    &evidence,
-                    ev,
-                    out,
-                );
             }
+            while g
+                .evidence
+                .front()
+                .is_some_and(|&(_, ts)| ts < start && g.evidence.len() > 1)
+            {
+                g.evidence.pop_front();
+            }
+            let Some(fire) = evaluate(c, g, &self.policy, ev, self.opts.max_destinations, details)
+            else {
+                continue;
+            };
+            let Some(suppressed) = self.suppression(c_idx, key, t) else {
+                continue;
+            };
+            // Only now, for an alert that goes out, are evidence events copied.
+            let evidence = fire
+                .evidence
+                .iter()
+                .filter_map(|&s| if s == seq { Some(ev) } else { self.ring.get(s) })
+                .map(|e| self.redact(e))
+                .collect();
+            let d = Details {
+                group: fire.group,
+                first: fire.first,
+                count: fire.count,
+                destinations: fire.destinations,
+                destination_count: fire.destination_count,
+                evidence,
+            };
+            self.emit(c_idx, key, t, suppressed, d, ev, out);
         }
     }
 }
@@ -741,7 +811,8 @@ struct Fire {
     count: u64,
     destinations: Vec<String>,
     destination_count: u64,
-    evidence: Vec<Arc<Event>>,
+    /// Ring sequence numbers of the evidence events.
+    evidence: Vec<u64>,
 }
 
 /// Decides whether a group's window satisfies the correlation; on success, what the alert
@@ -776,10 +847,10 @@ fn evaluate(
     let mut from = 0usize;
     let n = match c.ty {
         CorrType::EventCount => g.entries.len() as i64,
-        CorrType::ValueCount => g.distinct.len() as i64,
+        CorrType::ValueCount => g.distinct.as_ref().map_or(0, |d| d.len()) as i64,
         CorrType::Temporal => {
             let mut seen = 0u64;
-            for e in &g.entries {
+            for e in g.entries.iter() {
                 seen |= 1u64 << (e.step.min(63));
             }
             i64::from(seen.count_ones())
@@ -879,13 +950,18 @@ fn evaluate(
     let dst_count = dst_set.len();
     let mut destinations: Vec<String> = dst_set
         .iter()
-        .filter_map(|h| g.names.get(h))
-        .map(|s| s.to_string())
+        .filter_map(|h| g.names.iter().find(|(k, _)| k == h))
+        .map(|(_, s)| s.as_str().to_string())
         .collect();
     destinations.sort();
     destinations.truncate(max_dst);
     Some(Fire {
-        group: g.group.clone(),
+        group: c
+            .group_by
+            .iter()
+            .zip(g.group.iter())
+            .map(|(&f, v)| (f, v.as_str().to_string()))
+            .collect(),
         first,
         count: entries.len() as u64,
         destinations,
@@ -893,8 +969,8 @@ fn evaluate(
         evidence: g
             .evidence
             .iter()
-            .filter(|e| e.ts >= first)
-            .cloned()
+            .filter(|&&(_, ts)| ts >= first)
+            .map(|&(seq, _)| seq)
             .collect(),
     })
 }

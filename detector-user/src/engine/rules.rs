@@ -10,6 +10,7 @@ use std::collections::HashMap;
 use super::alert::Severity;
 use super::cond::{self, CmpOp, Cond, Lists};
 use super::fields::Field;
+use super::index::LiteralIndex;
 use super::yaml::{self, Node, Pos, PosError};
 use crate::event::Kind;
 
@@ -116,6 +117,9 @@ pub struct RuleSet {
     pub consumers: Vec<Vec<(usize, usize)>>,
     /// Tests found beside the rules.
     pub tests: Vec<TestCase>,
+    /// Event rules by kind and literal, so an event evaluates only the conditions that can
+    /// hold for it.
+    pub index: LiteralIndex,
 }
 
 /// All kinds, in declaration order (their index is `Kind as usize`).
@@ -370,6 +374,7 @@ impl RuleSet {
                 }
             }
         }
+        set.index = LiteralIndex::build(&set.rules, &set.by_kind);
         Ok(set)
     }
 

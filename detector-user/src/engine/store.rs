@@ -1,0 +1,494 @@
+//! Compact state for the engine: most of its memory is one small group per key, so the
+//! containers here keep the common case (one window entry, one name, one evidence event)
+//! inline, and evidence events live once in a shared bounded ring that groups address by
+//! sequence number instead of each group keeping its own copies alive.
+
+use std::collections::{HashMap, VecDeque};
+use std::hash::{BuildHasherDefault, Hasher};
+
+use crate::event::Event;
+
+/// Multiply-rotate hasher for keys that are already hashes (group keys) or small integers:
+/// SipHash's DoS resistance buys nothing there and costs a fifth of a busy group lookup.
+#[derive(Default, Clone, Copy)]
+pub struct FastHasher(u64);
+
+impl Hasher for FastHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            let mut b = [0u8; 8];
+            b.copy_from_slice(c);
+            self.write_u64(u64::from_le_bytes(b));
+        }
+        let mut tail = [0u8; 8];
+        let rest = chunks.remainder();
+        tail[..rest.len()].copy_from_slice(rest);
+        self.write_u64(u64::from_le_bytes(tail) ^ (rest.len() as u64) << 59);
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+
+    fn write_usize(&mut self, n: usize) {
+        self.write_u64(n as u64);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+/// Hasher builder for [`FastHasher`].
+pub type FastBuild = BuildHasherDefault<FastHasher>;
+
+/// A fast-hashed map.
+pub type FastMap<K, V> = HashMap<K, V, FastBuild>;
+
+/// A deque that holds up to one item inline and spills to the heap beyond.
+#[derive(Debug, Clone, Default)]
+pub enum Small<T> {
+    /// No items.
+    #[default]
+    Empty,
+    /// One item, inline.
+    One(T),
+    /// Two or more (or emptied after spilling).
+    Many(Box<VecDeque<T>>),
+}
+
+impl<T> Small<T> {
+    /// Number of items.
+    pub fn len(&self) -> usize {
+        match self {
+            Small::Empty => 0,
+            Small::One(_) => 1,
+            Small::Many(d) => d.len(),
+        }
+    }
+
+    /// True when there are no items.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Appends at the back.
+    pub fn push_back(&mut self, x: T) {
+        match std::mem::take(self) {
+            Small::Empty => *self = Small::One(x),
+            Small::One(a) => {
+                let mut d = VecDeque::with_capacity(4);
+                d.push_back(a);
+                d.push_back(x);
+                *self = Small::Many(Box::new(d));
+            }
+            Small::Many(mut d) => {
+                d.push_back(x);
+                *self = Small::Many(d);
+            }
+        }
+    }
+
+    /// Removes the front item.
+    pub fn pop_front(&mut self) -> Option<T> {
+        match self {
+            Small::Empty => None,
+            Small::One(_) => match std::mem::take(self) {
+                Small::One(a) => Some(a),
+                _ => None,
+            },
+            Small::Many(d) => d.pop_front(),
+        }
+    }
+
+    /// Removes the item at `i`.
+    pub fn remove(&mut self, i: usize) -> Option<T> {
+        match self {
+            Small::Many(d) => d.remove(i),
+            _ if i == 0 => self.pop_front(),
+            _ => None,
+        }
+    }
+
+    /// The front item.
+    pub fn front(&self) -> Option<&T> {
+        match self {
+            Small::Empty => None,
+            Small::One(a) => Some(a),
+            Small::Many(d) => d.front(),
+        }
+    }
+
+    /// The back item.
+    pub fn back(&self) -> Option<&T> {
+        match self {
+            Small::Empty => None,
+            Small::One(a) => Some(a),
+            Small::Many(d) => d.back(),
+        }
+    }
+
+    /// Items front to back.
+    pub fn iter(&self) -> impl DoubleEndedIterator<Item = &T> + '_ {
+        let (a, b): (&[T], &[T]) = match self {
+            Small::Empty => (&[], &[]),
+            Small::One(x) => (std::slice::from_ref(x), &[]),
+            Small::Many(d) => d.as_slices(),
+        };
+        a.iter().chain(b.iter())
+    }
+
+    /// Keeps the items for which `f` holds.
+    pub fn retain(&mut self, mut f: impl FnMut(&T) -> bool) {
+        match self {
+            Small::Empty => {}
+            Small::One(a) => {
+                if !f(a) {
+                    *self = Small::Empty;
+                }
+            }
+            Small::Many(d) => d.retain(|x| f(x)),
+        }
+    }
+}
+
+/// A string of up to 22 bytes inline, longer ones boxed (group values and destination names
+/// are mostly addresses and short identities).
+#[derive(Clone, Debug)]
+pub enum SStr {
+    /// Length and bytes.
+    Inline(u8, [u8; 22]),
+    /// Longer.
+    Heap(Box<str>),
+}
+
+impl SStr {
+    /// Stores `s`.
+    pub fn new(s: &str) -> SStr {
+        if s.len() <= 22 {
+            let mut b = [0u8; 22];
+            b[..s.len()].copy_from_slice(s.as_bytes());
+            SStr::Inline(s.len() as u8, b)
+        } else {
+            SStr::Heap(s.into())
+        }
+    }
+
+    /// The text.
+    pub fn as_str(&self) -> &str {
+        match self {
+            // Always a whole `&str` copied in by `new`, so valid UTF-8.
+            SStr::Inline(n, b) => std::str::from_utf8(&b[..usize::from(*n)]).unwrap_or_default(),
+            SStr::Heap(s) => s,
+        }
+    }
+}
+
+/// The shared evidence ring: released events that matched a correlation, addressed by a
+/// sequence number that only grows. Holds at most `cap` events; an older event is gone, and an
+/// alert then lists the evidence still held (its counts stay exact).
+#[derive(Debug)]
+pub struct Ring {
+    events: VecDeque<Event>,
+    first: u64,
+    cap: usize,
+}
+
+impl Ring {
+    /// A ring of `cap` events.
+    pub fn new(cap: usize) -> Ring {
+        Ring {
+            events: VecDeque::new(),
+            first: 0,
+            cap,
+        }
+    }
+
+    /// The sequence number the next pushed event gets.
+    pub fn next_seq(&self) -> u64 {
+        self.first + self.events.len() as u64
+    }
+
+    /// Stores an event (dropping the oldest when full); returns its sequence number.
+    pub fn push(&mut self, ev: Event) -> u64 {
+        let seq = self.next_seq();
+        if self.cap == 0 {
+            self.first += 1;
+            return seq;
+        }
+        if self.events.len() >= self.cap {
+            self.events.pop_front();
+            self.first += 1;
+        }
+        self.events.push_back(ev);
+        seq
+    }
+
+    /// The event with sequence number `seq`, while it is held.
+    pub fn get(&self, seq: u64) -> Option<&Event> {
+        let i = usize::try_from(seq.checked_sub(self.first)?).ok()?;
+        self.events.get(i)
+    }
+
+    /// Events held.
+    pub fn len(&self) -> usize {
+        self.events.len()
+    }
+
+    /// True when nothing is held.
+    pub fn is_empty(&self) -> bool {
+        self.events.is_empty()
+    }
+}
+
+const NIL: u32 = u32::MAX;
+
+/// Something a [`Table`] holds: it knows its key and its place in the recency list.
+pub trait Linked {
+    /// The key it is filed under.
+    fn key(&self) -> u64;
+    /// (more recent, less recent) neighbours.
+    fn links(&mut self) -> (&mut u32, &mut u32);
+}
+
+/// Items by key in a slab, with an intrusive least-recently-used list: one index entry and no
+/// allocation per item beyond the item itself (what `lru::LruCache` spends a node on).
+#[derive(Debug)]
+pub struct Table<G> {
+    map: FastMap<u64, u32>,
+    slots: Vec<G>,
+    free: Vec<u32>,
+    /// Most recently used.
+    head: u32,
+    /// Least recently used.
+    tail: u32,
+}
+
+impl<G: Linked> Default for Table<G> {
+    fn default() -> Self {
+        Table {
+            map: FastMap::default(),
+            slots: Vec::new(),
+            free: Vec::new(),
+            head: NIL,
+            tail: NIL,
+        }
+    }
+}
+
+impl<G: Linked> Table<G> {
+    /// Number of items.
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// True when empty.
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    /// Whether `key` is held (recency unchanged).
+    pub fn contains(&self, key: u64) -> bool {
+        self.map.contains_key(&key)
+    }
+
+    fn unlink(&mut self, s: u32) {
+        let (p, n) = {
+            let (p, n) = self.slots[s as usize].links();
+            (*p, *n)
+        };
+        if p == NIL {
+            self.head = n;
+        } else {
+            *self.slots[p as usize].links().1 = n;
+        }
+        if n == NIL {
+            self.tail = p;
+        } else {
+            *self.slots[n as usize].links().0 = p;
+        }
+    }
+
+    fn link_front(&mut self, s: u32) {
+        let old = self.head;
+        {
+            let (p, n) = self.slots[s as usize].links();
+            *p = NIL;
+            *n = old;
+        }
+        if old == NIL {
+            self.tail = s;
+        } else {
+            *self.slots[old as usize].links().0 = s;
+        }
+        self.head = s;
+    }
+
+    /// The item under `key`, made the most recently used.
+    pub fn get_mut(&mut self, key: u64) -> Option<&mut G> {
+        let s = *self.map.get(&key)?;
+        if self.head != s {
+            self.unlink(s);
+            self.link_front(s);
+        }
+        self.slots.get_mut(s as usize)
+    }
+
+    /// Files `g` (whose key must not be held yet) as the most recently used.
+    pub fn insert(&mut self, g: G) {
+        let key = g.key();
+        let s = match self.free.pop() {
+            Some(s) => {
+                self.slots[s as usize] = g;
+                s
+            }
+            None => {
+                self.slots.push(g);
+                (self.slots.len() - 1) as u32
+            }
+        };
+        self.map.insert(key, s);
+        self.link_front(s);
+    }
+
+    /// The least recently used item.
+    pub fn peek_lru(&self) -> Option<&G> {
+        (self.tail != NIL).then(|| &self.slots[self.tail as usize])
+    }
+
+    /// Removes the least recently used item; `replace` is left in its slot (dropping the
+    /// item's heap parts now rather than at reuse).
+    pub fn pop_lru(&mut self, replace: G) -> Option<G> {
+        if self.tail == NIL {
+            return None;
+        }
+        let s = self.tail;
+        self.unlink(s);
+        let g = std::mem::replace(&mut self.slots[s as usize], replace);
+        self.map.remove(&g.key());
+        self.free.push(s);
+        Some(g)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[derive(Debug, Clone, PartialEq)]
+    struct Item {
+        key: u64,
+        prev: u32,
+        next: u32,
+    }
+    impl Item {
+        fn new(key: u64) -> Item {
+            Item {
+                key,
+                prev: NIL,
+                next: NIL,
+            }
+        }
+    }
+    impl Linked for Item {
+        fn key(&self) -> u64 {
+            self.key
+        }
+        fn links(&mut self) -> (&mut u32, &mut u32) {
+            (&mut self.prev, &mut self.next)
+        }
+    }
+
+    fn ev(ts: u64) -> Event {
+        Event {
+            ts,
+            kind: crate::event::Kind::Exec,
+            process: None,
+            exec: None,
+            fork: None,
+            exit: None,
+            net: None,
+            file: None,
+            loss: None,
+        }
+    }
+
+    #[test]
+    fn ring_addresses_by_sequence_and_forgets_the_oldest() {
+        let mut r = Ring::new(3);
+        let seqs: Vec<u64> = (0..5).map(|t| r.push(ev(t))).collect();
+        assert_eq!(seqs, vec![0, 1, 2, 3, 4]);
+        assert_eq!(r.len(), 3);
+        assert!(r.get(1).is_none(), "pushed out");
+        assert_eq!(r.get(2).map(|e| e.ts), Some(2));
+        assert_eq!(r.get(4).map(|e| e.ts), Some(4));
+        assert!(r.get(5).is_none(), "not yet pushed");
+        assert_eq!(r.next_seq(), 5);
+        let mut z = Ring::new(0);
+        assert_eq!((z.push(ev(1)), z.push(ev(2))), (0, 1));
+        assert!(z.get(0).is_none() && z.is_empty());
+    }
+
+    #[test]
+    fn sstr_round_trips() {
+        for s in [
+            "",
+            "10.0.0.1:443",
+            "exactly-twenty-two-by",
+            &"x".repeat(40),
+            "é ü ✓",
+        ] {
+            assert_eq!(SStr::new(s).as_str(), s);
+        }
+        assert!(matches!(SStr::new("a"), SStr::Inline(..)));
+        assert!(matches!(SStr::new(&"x".repeat(23)), SStr::Heap(_)));
+    }
+
+    proptest! {
+        /// `Small` behaves as a `VecDeque` under any sequence of operations.
+        #[test]
+        fn small_is_a_deque(ops in proptest::collection::vec((0u8..5, any::<u8>()), 0..60)) {
+            let mut s: Small<u8> = Small::default();
+            let mut d: VecDeque<u8> = VecDeque::new();
+            for (op, x) in ops {
+                match op {
+                    0 | 1 => { s.push_back(x); d.push_back(x); }
+                    2 => prop_assert_eq!(s.pop_front(), d.pop_front()),
+                    3 => {
+                        let i = usize::from(x) % (d.len() + 1);
+                        prop_assert_eq!(s.remove(i), d.remove(i));
+                    }
+                    _ => { s.retain(|v| v % 3 != x % 3); d.retain(|v| v % 3 != x % 3); }
+                }
+                prop_assert_eq!(s.len(), d.len());
+                prop_assert_eq!(s.front(), d.front());
+                prop_assert_eq!(s.back(), d.back());
+                prop_assert_eq!(s.iter().copied().collect::<Vec<_>>(), d.iter().copied().collect::<Vec<_>>());
+            }
+        }
+
+        /// `Table` evicts exactly what `lru::LruCache` evicts for the engine's access pattern
+        /// (look up without promoting, promote on use, insert, pop the least recent).
+        #[test]
+        fn table_matches_lru_cache(ops in proptest::collection::vec((0u8..4, 0u64..12), 0..200)) {
+            let mut t: Table<Item> = Table::default();
+            let mut l: lru::LruCache<u64, ()> = lru::LruCache::unbounded();
+            for (op, k) in ops {
+                match op {
+                    0 => prop_assert_eq!(t.contains(k), l.contains(&k)),
+                    1 => prop_assert_eq!(t.get_mut(k).is_some(), l.get_mut(&k).is_some()),
+                    2 => if !t.contains(k) { t.insert(Item::new(k)); l.put(k, ()); },
+                    _ => {
+                        let a = t.pop_lru(Item::new(u64::MAX)).map(|i| i.key);
+                        let b = l.pop_lru().map(|(k, _)| k);
+                        prop_assert_eq!(a, b);
+                    }
+                }
+                prop_assert_eq!(t.len(), l.len());
+                prop_assert_eq!(t.peek_lru().map(|i| i.key), l.peek_lru().map(|(k, _)| *k));
+            }
+        }
+    }
+}
