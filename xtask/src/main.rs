@@ -48,12 +48,19 @@ enum Cmd {
 /// bpf-linker release line that builds against LLVM 22 (DEVELOPERS.md recipe).
 const BPF_LINKER_VERSION: &str = "0.13";
 /// Debian packages the tests use: `ip netns` for the namespace tests, `setpriv`/`unshare`
-/// (util-linux) for the privilege and mount-namespace tests.
+/// (util-linux) for the privilege and mount-namespace tests, rsyslog as the real syslog
+/// receiver of the sink tests (started by the tests with a private config; never the
+/// system's), python3 for the OCSF validator.
 const DEBIAN_PACKAGES: &[(&str, &str)] = &[
     ("ip", "iproute2"),
     ("unshare", "util-linux"),
     ("setpriv", "util-linux"),
+    ("rsyslogd", "rsyslog"),
+    ("python3", "python3"),
 ];
+/// The OCSF validator of the sink tests: pydantic models generated from the OCSF schema that
+/// the package ships (schema exports 1.0–1.7), from PyPI.
+const PYPI_PACKAGES: &[(&str, &str)] = &[("ocsf.v1_5_0.events", "pydantic-ocsf==3.0.0")];
 
 fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -189,6 +196,29 @@ fn setup() -> Result<()> {
                 .args(&missing)
                 .env("DEBIAN_FRONTEND", "noninteractive"),
         )?;
+    }
+    // 5. Python packages for the tests, only when their module does not import.
+    for (module, pkg) in PYPI_PACKAGES {
+        let present = Command::new("python3")
+            .args(["-c", &format!("import {module}")])
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false);
+        if !present {
+            let pip = |extra: &[&str]| {
+                Command::new("python3")
+                    .args(["-m", "pip", "install", "-q"])
+                    .args(extra)
+                    .arg(pkg)
+                    .status()
+                    .map(|s| s.success())
+                    .unwrap_or(false)
+            };
+            // Debian's own python refuses system-wide pip installs without the flag.
+            if !pip(&[]) && !pip(&["--break-system-packages"]) {
+                bail!("python3 -m pip install {pkg} failed");
+            }
+        }
     }
     eprintln!("xtask: setup complete (nightly LLVM {llvm_major}, bpf-linker {BPF_LINKER_VERSION}, rust-src)");
     Ok(())

@@ -1,5 +1,6 @@
 //! `detector run`: capture from the kernel, enrich, attribute to identities, correlate, and
-//! write alerts as NDJSON on stdout (and, with `--events`, every enriched event too).
+//! deliver alerts through the configured sinks (default: NDJSON on stdout); with `--events`,
+//! every enriched event goes to stdout too.
 
 use std::{
     io::{BufWriter, Write as _},
@@ -10,9 +11,11 @@ use std::{
 use super::{capture_opts::CaptureArgs, detect_opts::DetectArgs, record::hostname};
 use crate::{
     capture::LiveCapture,
+    config::AgentConfig,
     engine::IdMode,
     enrich::fingerprint::{load_or_create_key, Fingerprinter},
     event::{Event, Kind},
+    sinks::{SinkSet, DEFAULT_SHUTDOWN_TIMEOUT},
     sources::kernel::boottime_ns,
 };
 
@@ -22,9 +25,13 @@ pub struct RunArgs {
     /// Also stream every enriched event (NDJSON) on stdout, interleaved with alerts.
     #[arg(long)]
     pub events: bool,
-    /// Where the agent keeps its state (the fingerprint key, 0600).
-    #[arg(long, default_value = "/var/lib/detector")]
-    pub state_dir: PathBuf,
+    /// Where the agent keeps its state (the fingerprint key, 0600) [default: the config's
+    /// `run.state_dir`, else /var/lib/detector].
+    #[arg(long)]
+    pub state_dir: Option<PathBuf>,
+    /// Agent config (YAML): sinks and run options; flags given here win over it.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
     /// Detection flags.
     #[command(flatten)]
     pub detect: DetectArgs,
@@ -80,11 +87,32 @@ fn fingerprint(fp: &mut Option<Fingerprinter>, ev: &mut Event) {
 }
 
 /// Runs the agent.
-pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+pub fn run(mut args: RunArgs) -> anyhow::Result<ExitCode> {
+    // The config first: a broken config fails before anything is attached.
+    let cfg = match &args.config {
+        Some(p) => AgentConfig::load(p)?,
+        None => AgentConfig::default(),
+    };
+    let state_dir = args
+        .state_dir
+        .clone()
+        .or_else(|| cfg.run.state_dir.clone())
+        .unwrap_or_else(|| PathBuf::from("/var/lib/detector"));
+    args.detect.rules.extend(cfg.run.rules.iter().cloned());
+    if args.detect.identities.is_none() {
+        args.detect.identities = cfg.run.identities.clone();
+    }
+    if args.capture.watch_list.is_none() {
+        args.capture.watch_list = cfg.run.watch_list.clone();
+    }
+    let shutdown_timeout = cfg.run.shutdown_timeout.unwrap_or(DEFAULT_SHUTDOWN_TIMEOUT);
     let opts = args.capture.kernel_options()?;
+    let host = hostname();
     // Rules and identities first: a broken rule set fails before anything is attached.
-    let (mut engine, resolver) = args.detect.build(IdMode::Random, &hostname())?;
-    let mut fp = fingerprinter(&args.state_dir);
+    let (mut engine, resolver) = args.detect.build(IdMode::Random, &host)?;
+    let mut fp = fingerprinter(&state_dir);
+    // Sinks before capture: a spool left by a previous run starts draining at once.
+    let sinks = SinkSet::from_config(&cfg.sinks, &host)?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -96,8 +124,9 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             rules = engine.rules().rules.len(),
             "capturing"
         );
-        let stdout = std::io::stdout();
-        let mut out = BufWriter::new(stdout.lock());
+        // Events only: alerts go through the sinks (whose stdout writes take the lock per
+        // batch, so the lock is taken per batch here too).
+        let mut out = BufWriter::new(Vec::new());
         let stop = shutdown_signal();
         tokio::pin!(stop);
         let (mut events, mut alerts) = (Vec::new(), Vec::new());
@@ -122,18 +151,24 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             }
             // Windows close on time as well as on events.
             engine.flush(cap.enricher.wall(boottime_ns()), &mut alerts);
-            for a in alerts.drain(..) {
-                serde_json::to_writer(&mut out, &a)?;
-                out.write_all(b"\n")?;
+            if !out.get_ref().is_empty() {
+                out.flush()?;
+                let mut so = std::io::stdout().lock();
+                so.write_all(out.get_ref())?;
+                so.flush()?;
+                out.get_mut().clear();
             }
-            out.flush()?;
+            for a in alerts.drain(..) {
+                sinks.send(a);
+            }
         }
+        // Graceful stop: no more intake; the last windows' alerts, then the sinks deliver
+        // what they hold (spools keep the rest for the next run).
         engine.finish(&mut alerts);
         for a in alerts.drain(..) {
-            serde_json::to_writer(&mut out, &a)?;
-            out.write_all(b"\n")?;
+            sinks.send(a);
         }
-        out.flush()?;
+        sinks.shutdown(shutdown_timeout).await;
         tracing::info!(
             records = cap.source.stats.records,
             lost = cap.source.stats.lost,

@@ -541,9 +541,12 @@ async fn run_sink(
                 retry_at = None;
             }
             Some(Err(e)) => {
-                t.stats.failures.fetch_add(1, Relaxed);
+                let n = t.stats.failures.fetch_add(1, Relaxed) + 1;
                 let (base, j) = backoff(delay, &t.spec.retry);
-                tracing::warn!(sink = %t.spec.name, held = t.queue.len(), retry_in = ?j, "delivery failed: {e}");
+                // A long outage would flood the log: say it on failures 1, 2, 4, 8, …
+                if n.is_power_of_two() {
+                    tracing::warn!(sink = %t.spec.name, held = t.queue.len(), failures = n, retry_in = ?j, "delivery failed: {e}");
+                }
                 delay = Some(base);
                 retry_at = Some(tokio::time::Instant::now() + j);
             }
