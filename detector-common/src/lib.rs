@@ -73,7 +73,7 @@ pub const PATH_LEN: usize = 256;
 /// Bytes of the argument vector kept in an exec event.
 pub const ARGS_LEN: usize = 512;
 /// Components kept by the kernel's bounded dentry walk.
-pub const DENTRY_DEPTH: usize = 6;
+pub const DENTRY_DEPTH: usize = 3;
 /// Bytes per dentry component (names longer than this are cut).
 pub const DENTRY_NAME_LEN: usize = 32;
 

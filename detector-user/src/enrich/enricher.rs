@@ -321,14 +321,20 @@ impl Enricher {
         let path = (f.path_len > 0).then(|| cstr(&f.path));
         let depth = (f.depth as usize).min(f.dentry.len());
         let resolved = (depth > 0).then(|| {
-            let mut parts: Vec<String> = f.dentry[..depth]
+            let comps: Vec<String> = f.dentry[..depth].iter().rev().map(|c| cstr(c)).collect();
+            // The walk reached the filesystem root when its last component is "/"; otherwise it
+            // stopped at the kernel's depth bound and the name is only the tail of the path.
+            let rooted = comps.first().is_some_and(|c| c == "/");
+            let parts: Vec<&str> = comps
                 .iter()
-                .rev()
-                .map(|c| cstr(c))
-                .filter(|c| c != "/")
+                .map(String::as_str)
+                .filter(|c| !c.is_empty() && *c != "/")
                 .collect();
-            parts.retain(|c| !c.is_empty());
-            format!("/{}", parts.join("/"))
+            if rooted {
+                format!("/{}", parts.join("/"))
+            } else {
+                format!("…/{}", parts.join("/"))
+            }
         });
         ev.file = Some(FileInfo {
             watched,

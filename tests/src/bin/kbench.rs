@@ -163,6 +163,50 @@ fn workloads(benign: CString, watched: CString) -> Vec<Workload> {
             }),
         ),
         (
+            "TCP connect+accept+close (loopback, established)",
+            10_000,
+            Box::new(|n| {
+                // SAFETY: plain socket syscalls on valid fds and sockaddrs; every fd is closed.
+                unsafe {
+                    let l = libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0);
+                    let mut addr = libc::sockaddr_in {
+                        sin_family: libc::AF_INET as u16,
+                        sin_port: 0,
+                        sin_addr: libc::in_addr {
+                            s_addr: u32::from_ne_bytes([127, 0, 0, 1]),
+                        },
+                        sin_zero: [0; 8],
+                    };
+                    let len = std::mem::size_of::<libc::sockaddr_in>() as u32;
+                    libc::bind(l, &addr as *const _ as *const libc::sockaddr, len);
+                    libc::listen(l, 128);
+                    let mut alen = len;
+                    libc::getsockname(l, &mut addr as *mut _ as *mut libc::sockaddr, &mut alen);
+                    for _ in 0..n {
+                        let c = libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0);
+                        // Reset on close: no TIME_WAIT, so 100k connections do not exhaust
+                        // the ephemeral ports.
+                        let lg = libc::linger {
+                            l_onoff: 1,
+                            l_linger: 0,
+                        };
+                        libc::setsockopt(
+                            c,
+                            libc::SOL_SOCKET,
+                            libc::SO_LINGER,
+                            &lg as *const _ as *const libc::c_void,
+                            std::mem::size_of::<libc::linger>() as u32,
+                        );
+                        libc::connect(c, &addr as *const _ as *const libc::sockaddr, len);
+                        let a = libc::accept(l, std::ptr::null_mut(), std::ptr::null_mut());
+                        libc::close(c);
+                        libc::close(a);
+                    }
+                    libc::close(l);
+                }
+            }),
+        ),
+        (
             "fork+exec+wait /bin/true",
             400,
             Box::new(|n| {
