@@ -37,7 +37,7 @@ fn record_writes_a_replayable_recording() {
     let s = Scratch::new("cli-record");
     let secret = s.file("creds/id_test.key", "k");
     let out = s.path("rec.ndjson");
-    let mut rec = Command::new(detector())
+    let rec = Command::new(detector())
         .args([
             "record",
             "-o",

@@ -48,8 +48,10 @@ fn start_agent(watch: &str, hooks_files: bool) -> Running {
             .build()
             .expect("rt");
         rt.block_on(async move {
-            let mut o = detector::sources::kernel::KernelOptions::default();
-            o.watch_patterns = watchlist::parse(&watch, "<bench>").expect("watch");
+            let mut o = detector::sources::kernel::KernelOptions {
+                watch_patterns: watchlist::parse(&watch, "<bench>").expect("watch"),
+                ..Default::default()
+            };
             // Not this process: the workload here must be seen like any other process.
             o.load.agent_tgid = u32::MAX;
             if !hooks_files {
