@@ -3,8 +3,6 @@
 
 use std::path::PathBuf;
 
-use anyhow::Context as _;
-
 use crate::{
     engine::{
         load::{load_policy, load_rules},
@@ -39,10 +37,7 @@ impl DetectArgs {
         let rules = load_rules(&self.rules, self.no_default_rules)?;
         let policy = load_policy(self.identities.as_deref(), self.baseline.as_deref())?;
         let config = match &self.identities {
-            Some(p) => IdentityConfig::parse(
-                &p.display().to_string(),
-                &std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?,
-            )?,
+            Some(p) => crate::engine::load::load_identities(p)?,
             None => IdentityConfig::default(),
         };
         let opts = EngineOptions {

@@ -10,9 +10,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 
-use crate::engine::load::{load_policy, load_rules};
-use crate::engine::{Engine, EngineOptions, IdMode};
-use crate::enrich::identity::{IdentityConfig, IdentityResolver};
+use crate::engine::IdMode;
 use crate::event::{Event, RecordingHeader};
 
 /// Arguments of `detector replay`.
@@ -20,24 +18,12 @@ use crate::event::{Event, RecordingHeader};
 pub struct ReplayArgs {
     /// Recording to replay (`-` for stdin).
     pub file: PathBuf,
-    /// Extra rule files or directories (added to the embedded default pack).
-    #[arg(long = "rules", value_name = "PATH")]
-    pub rules: Vec<PathBuf>,
-    /// Do not load the embedded default pack.
-    #[arg(long)]
-    pub no_default_rules: bool,
-    /// Workload identities config (identities.yaml).
-    #[arg(long, value_name = "FILE")]
-    pub identities: Option<PathBuf>,
-    /// Learned baseline of peers (from `detector learn`).
-    #[arg(long, value_name = "FILE")]
-    pub baseline: Option<PathBuf>,
+    /// Rules, identities, baseline, tolerance (as for `detector run`).
+    #[command(flatten)]
+    pub detect: super::detect_opts::DetectArgs,
     /// Random (UUID v4) alert ids instead of ids derived from the recording.
     #[arg(long)]
     pub random_ids: bool,
-    /// Out-of-order tolerance (e.g. `500ms`).
-    #[arg(long, default_value = "500ms", value_parser = humantime::parse_duration)]
-    pub tolerance: std::time::Duration,
     /// Print engine counters on stderr at the end.
     #[arg(long)]
     pub stats: bool,
@@ -133,22 +119,12 @@ pub fn replay(
     args: &ReplayArgs,
     out: &mut impl Write,
 ) -> anyhow::Result<(u64, crate::engine::Stats)> {
-    let rules = load_rules(&args.rules, args.no_default_rules)?;
-    let policy = load_policy(args.identities.as_deref(), args.baseline.as_deref())?;
-    let resolver = IdentityResolver::new(match &args.identities {
-        Some(p) => crate::engine::load::load_identities(p)?,
-        None => IdentityConfig::default(),
-    });
-    let opts = EngineOptions {
-        reorder_tolerance: u64::try_from(args.tolerance.as_nanos()).unwrap_or(u64::MAX),
-        ids: if args.random_ids {
-            IdMode::Random
-        } else {
-            IdMode::Derived(0)
-        },
-        ..Default::default()
+    let ids = if args.random_ids {
+        IdMode::Random
+    } else {
+        IdMode::Derived(0)
     };
-    let mut engine = Engine::new(rules, policy, opts);
+    let (mut engine, resolver) = args.detect.build(ids, "")?;
     let mut alerts = Vec::new();
     let write =
         |alerts: &mut Vec<crate::engine::Alert>, out: &mut dyn Write| -> anyhow::Result<()> {
@@ -187,12 +163,14 @@ mod tests {
         ReplayArgs {
             file: PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/src/engine/testdata/"))
                 .join(file),
-            rules: vec![],
-            no_default_rules: false,
-            identities: None,
-            baseline: None,
+            detect: crate::commands::detect_opts::DetectArgs {
+                rules: vec![],
+                no_default_rules: false,
+                identities: None,
+                baseline: None,
+                tolerance: std::time::Duration::from_millis(500),
+            },
             random_ids: false,
-            tolerance: std::time::Duration::from_millis(500),
             stats: false,
         }
     }
