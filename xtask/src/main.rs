@@ -35,6 +35,8 @@ enum Cmd {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// rustfmt check and clippy (-D warnings) for the host crates and the bpf-target crate.
+    Lint,
     /// Benchmarks (`kernel`: hook overhead, attached vs detached, interleaved).
     Bench {
         /// Which benchmark.
@@ -273,6 +275,42 @@ fn test(args: &[String]) -> Result<()> {
     )
 }
 
+fn lint() -> Result<()> {
+    setup()?;
+    let root = workspace_root();
+    status(
+        Command::new("cargo")
+            .current_dir(&root)
+            .args(["fmt", "--all", "--", "--check"]),
+    )?;
+    status(Command::new("cargo").current_dir(&root).args([
+        "clippy",
+        "--workspace",
+        "--exclude",
+        "detector-ebpf",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
+    status(
+        Command::new("cargo")
+            .current_dir(root.join("detector-ebpf"))
+            .args([
+                "+nightly",
+                "clippy",
+                "--release",
+                "--target",
+                "bpfel-unknown-none",
+                "-Z",
+                "build-std=core",
+                "--",
+                "-D",
+                "warnings",
+            ]),
+    )
+}
+
 fn bench(which: &str, args: &[String]) -> Result<()> {
     setup()?;
     let root = workspace_root();
@@ -303,6 +341,7 @@ fn main() -> Result<()> {
         Cmd::Setup => setup(),
         Cmd::Run { args } => run(&args),
         Cmd::Test { args } => test(&args),
+        Cmd::Lint => lint(),
         Cmd::Bench { which, args } => bench(&which, &args),
     }
 }
