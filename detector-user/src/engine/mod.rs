@@ -38,7 +38,7 @@ use alert::{AlertCredential, AlertProcess, AlertRule};
 use cond::CmpOp;
 use fields::{Field, Policy, Val};
 use rules::{Body, CorrType, Correlation, RuleSet};
-use store::{FastBuild, FastMap, Linked, Ring, SStr, Small, Table};
+use store::{FastBuild, FastMap, Linked, Names, Ring, SStr, Small, Table};
 
 use crate::event::{Event, Kind};
 
@@ -130,7 +130,7 @@ struct Group {
     /// value_count: count of entries per distinct value in the window.
     distinct: Option<Box<FastMap<u64, u32>>>,
     /// Display strings of values/destinations, bounded.
-    names: Small<(u64, SStr)>,
+    names: Names,
     /// (ring sequence number, ts) of the evidence events.
     evidence: Small<(u64, u64)>,
     /// Rendered group-by values, in the correlation's `group-by` order.
@@ -145,7 +145,7 @@ impl Group {
             next: u32::MAX,
             entries: Small::Empty,
             distinct: None,
-            names: Small::Empty,
+            names: Names::None,
             evidence: Small::Empty,
             group: Small::Empty,
         }
@@ -359,6 +359,9 @@ impl Engine {
     /// End of input: releases everything buffered.
     pub fn finish(&mut self, out: &mut Vec<Alert>) {
         self.release(u64::MAX, out);
+        // The buffer's slots are sized for its peak; once drained they need not stay.
+        self.slots = Vec::new();
+        self.free_slots = Vec::new();
     }
 
     fn release(&mut self, upto: u64, out: &mut Vec<Alert>) {
@@ -721,13 +724,12 @@ impl Engine {
                     .or_insert(0) += 1;
             }
             let h = if by_val { val_h } else { dst_h };
-            if h != 0 && g.names.len() < max_names && !g.names.iter().any(|(k, _)| *k == h) {
-                let name = match (&val, &ev.net) {
+            if h != 0 && g.names.len() < max_names {
+                g.names.insert_with(h, || match (&val, &ev.net) {
                     (Some(v), _) if by_val => SStr::new(&v.render()),
                     (_, Some(n)) => SStr::new(&fields::dst_string(&n.dst_addr, n.dst_port)),
                     _ => SStr::new(""),
-                };
-                g.names.push_back((h, name));
+                });
             }
             // Evidence: keep the first event (often the credential read that starts the
             // story) and the most recent ones.
@@ -748,7 +750,7 @@ impl Engine {
                         *n -= 1;
                         if *n == 0 {
                             d.remove(&e.val);
-                            g.names.retain(|(k, _)| *k != e.val);
+                            g.names.remove(e.val);
                         }
                     }
                 }
@@ -950,8 +952,8 @@ fn evaluate(
     let dst_count = dst_set.len();
     let mut destinations: Vec<String> = dst_set
         .iter()
-        .filter_map(|h| g.names.iter().find(|(k, _)| k == h))
-        .map(|(_, s)| s.as_str().to_string())
+        .filter_map(|&h| g.names.get(h))
+        .map(str::to_string)
         .collect();
     destinations.sort();
     destinations.truncate(max_dst);

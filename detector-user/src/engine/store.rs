@@ -153,6 +153,86 @@ impl<T> Small<T> {
     }
 }
 
+/// Display names by hash: a few kept inline and scanned, more in a map (a fan-out group
+/// holds over a hundred, added and removed as values enter and leave its window).
+#[derive(Debug, Default)]
+pub enum Names {
+    /// Up to `FEW` names.
+    #[default]
+    None,
+    /// A few, scanned.
+    Few(Small<(u64, SStr)>),
+    /// More.
+    Map(Box<FastMap<u64, SStr>>),
+}
+
+const FEW: usize = 4;
+
+impl Names {
+    /// Number of names.
+    pub fn len(&self) -> usize {
+        match self {
+            Names::None => 0,
+            Names::Few(s) => s.len(),
+            Names::Map(m) => m.len(),
+        }
+    }
+
+    /// True when none.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The name of `h`.
+    pub fn get(&self, h: u64) -> Option<&str> {
+        match self {
+            Names::None => None,
+            Names::Few(s) => s.iter().find(|(k, _)| *k == h).map(|(_, v)| v.as_str()),
+            Names::Map(m) => m.get(&h).map(SStr::as_str),
+        }
+    }
+
+    /// Adds the name of `h` unless known; `make` builds it only then.
+    pub fn insert_with(&mut self, h: u64, make: impl FnOnce() -> SStr) {
+        match self {
+            Names::None => {
+                let mut s = Small::Empty;
+                s.push_back((h, make()));
+                *self = Names::Few(s);
+            }
+            Names::Few(s) => {
+                if s.iter().any(|(k, _)| *k == h) {
+                    return;
+                }
+                if s.len() < FEW {
+                    s.push_back((h, make()));
+                    return;
+                }
+                let mut m: FastMap<u64, SStr> = FastMap::default();
+                while let Some((k, v)) = s.pop_front() {
+                    m.insert(k, v);
+                }
+                m.insert(h, make());
+                *self = Names::Map(Box::new(m));
+            }
+            Names::Map(m) => {
+                m.entry(h).or_insert_with(make);
+            }
+        }
+    }
+
+    /// Forgets the name of `h`.
+    pub fn remove(&mut self, h: u64) {
+        match self {
+            Names::None => {}
+            Names::Few(s) => s.retain(|(k, _)| *k != h),
+            Names::Map(m) => {
+                m.remove(&h);
+            }
+        }
+    }
+}
+
 /// A string of up to 22 bytes inline, longer ones boxed (group values and destination names
 /// are mostly addresses and short identities).
 #[derive(Clone, Debug)]
@@ -447,6 +527,26 @@ mod tests {
     }
 
     proptest! {
+        /// `Names` behaves as a map under any sequence of inserts and removals.
+        #[test]
+        fn names_is_a_map(ops in proptest::collection::vec((any::<bool>(), 0u64..10), 0..80)) {
+            let mut n = Names::default();
+            let mut m: HashMap<u64, String> = HashMap::new();
+            for (ins, h) in ops {
+                if ins {
+                    n.insert_with(h, || SStr::new(&format!("n{h}")));
+                    m.entry(h).or_insert_with(|| format!("n{h}"));
+                } else {
+                    n.remove(h);
+                    m.remove(&h);
+                }
+                prop_assert_eq!(n.len(), m.len());
+                for k in 0..10 {
+                    prop_assert_eq!(n.get(k), m.get(&k).map(String::as_str));
+                }
+            }
+        }
+
         /// `Small` behaves as a `VecDeque` under any sequence of operations.
         #[test]
         fn small_is_a_deque(ops in proptest::collection::vec((0u8..5, any::<u8>()), 0..60)) {
