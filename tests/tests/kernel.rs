@@ -574,5 +574,36 @@ fn this_kernel_takes_the_direct_context_load_path() {
     let t = detector::sources::offsets::tracepoint_offsets(&agent.cap.source.env.tracefs);
     // On the kernels we target every hot tracepoint matches the compiled-in layout; if one
     // drifts, the programs still work (runtime offsets) but this says the fast path is lost.
-    assert_eq!(t.fixed_layout, f::ISS | f::FILEMAP | f::IOU_SUBMIT | f::IOU_COMPLETE, "{t:?}");
+    assert_eq!(
+        t.fixed_layout,
+        f::ISS | f::FILEMAP | f::IOU_SUBMIT | f::IOU_COMPLETE,
+        "{t:?}"
+    );
+}
+
+#[test]
+fn without_syscall_tracepoints_page_cache_reads_are_still_seen() {
+    use detector::sources::loader::Group;
+    let s = Scratch::new("reads-only");
+    let secret = s.file("creds/secret.key", "TOPSECRET");
+    let mut o = options(&format!("{}/creds/*.key token\n", s.0.display()));
+    o.load.groups = vec![Group::Process, Group::Net, Group::Reads];
+    let mut agent = Agent::start(o);
+    // No open-family exit program is attached in this mode…
+    assert!(agent
+        .cap
+        .source
+        .status
+        .iter()
+        .filter(|p| p.program.starts_with("sys_exit_"))
+        .all(|p| !p.attached));
+    // …so the cached read is what gives the access away. Drop the page cache first so the
+    // read really goes through filemap_get_pages.
+    std::fs::write("/proc/sys/vm/drop_caches", "1").unwrap();
+    let (pid, _) = actor(&["open", secret.to_str().unwrap()]);
+    let e = agent
+        .wait_for(WAIT, |e| is(e, Kind::CredRead, pid))
+        .unwrap_or_else(|| panic!("no filemap read: {:#?}", agent.of(pid)));
+    assert_eq!(e.file.as_ref().unwrap().via, Via::Filemap);
+    assert!(!agent.of(pid).iter().any(|e| e.kind == Kind::CredOpen));
 }

@@ -9,9 +9,9 @@ use crate::sources::{kernel::KernelOptions, loader::Group, watchlist};
 /// Capture flags.
 #[derive(Debug, Clone, clap::Args)]
 pub struct CaptureArgs {
-    /// Hook groups to attach (process, net, files). `--hooks net` is a connect-only mode that
-    /// taxes no syscall.
-    #[arg(long, value_delimiter = ',', default_value = "process,net,files")]
+    /// Hook groups to attach: process, net, files (open-family syscall exits), reads (io_uring
+    /// and page-cache reads). `--hooks process,net,reads` taxes no unrelated syscall.
+    #[arg(long, value_delimiter = ',', default_value = "process,net,files,reads")]
     pub hooks: Vec<String>,
     /// Watch-list file (`pattern category` per line) replacing the embedded default.
     #[arg(long)]
@@ -44,7 +44,10 @@ impl CaptureArgs {
                 "process" => Ok(Group::Process),
                 "net" => Ok(Group::Net),
                 "files" => Ok(Group::Files),
-                other => anyhow::bail!("--hooks: unknown group `{other}` (process, net, files)"),
+                "reads" => Ok(Group::Reads),
+                other => {
+                    anyhow::bail!("--hooks: unknown group `{other}` (process, net, files, reads)")
+                }
             })
             .collect::<anyhow::Result<_>>()?;
         if let Some(p) = &self.watch_list {

@@ -72,8 +72,12 @@ pub enum Group {
     Process,
     /// Connections.
     Net,
-    /// Credential files (the only group with syscall tracepoints).
+    /// Credential opens at the exit of open-family syscalls (the only group with syscall
+    /// tracepoints, so the only one that taxes unrelated syscalls).
     Files,
+    /// Credential access seen without syscall tracepoints: io_uring requests and buffered
+    /// reads through the page cache.
+    Reads,
 }
 
 struct Spec {
@@ -148,19 +152,19 @@ const SPECS: &[Spec] = &[
     Spec {
         program: "io_uring_submit_req",
         hook: Hook::Tracepoint("io_uring", "io_uring_submit_req"),
-        group: Group::Files,
+        group: Group::Reads,
         covers: "credential opens and reads through io_uring",
     },
     Spec {
         program: "io_uring_complete",
         hook: Hook::Tracepoint("io_uring", "io_uring_complete"),
-        group: Group::Files,
+        group: Group::Reads,
         covers: "credential opens through io_uring",
     },
     Spec {
         program: "mm_filemap_get_pages",
         hook: Hook::Tracepoint("filemap", "mm_filemap_get_pages"),
-        group: Group::Files,
+        group: Group::Reads,
         covers: "credential reads by any path (page cache)",
     },
 ];
@@ -201,7 +205,7 @@ pub struct LoadOptions {
 impl Default for LoadOptions {
     fn default() -> Self {
         Self {
-            groups: vec![Group::Process, Group::Net, Group::Files],
+            groups: vec![Group::Process, Group::Net, Group::Files, Group::Reads],
             ring_bytes: 16 * 1024 * 1024,
             wakeup_bytes: 256 * 1024,
             read_dedup_ns: 1_000_000_000,

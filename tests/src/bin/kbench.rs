@@ -300,7 +300,7 @@ fn main() {
         eprintln!("kbench: round {}/{rounds} done", r + 1);
     }
 
-    // Connect-only mode: no syscall tracepoint at all.
+    // No syscall tracepoint at all (files group off, reads kept).
     let mut co_base = Vec::new();
     let mut co_att = Vec::new();
     for _ in 0..rounds {
@@ -329,7 +329,7 @@ fn main() {
         row(w.0, w.1, &mut base[i], &mut att[i]);
     }
     row(
-        "getppid, connect-only mode (--hooks process,net)",
+        "getppid, no syscall tracepoint (--hooks process,net,reads)",
         loads[0].1,
         &mut co_base,
         &mut co_att,
