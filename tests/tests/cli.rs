@@ -244,3 +244,20 @@ fn run_raises_a_live_alert_for_key_read_then_ssh_fanout() {
     assert_eq!(mode & 0o777, 0o600);
     assert!(st.success(), "agent exit on SIGTERM: {st}");
 }
+
+#[test]
+fn live_learn_writes_the_peers_it_saw() {
+    let s = Scratch::new("cli-learn");
+    let out = s.path("baseline.yaml");
+    let learn = Command::new(detector())
+        .args(["learn", "--duration", "3s", "-o", out.to_str().unwrap()])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    tests::actor(&["udp-connect", "127.0.0.77", "5353"]);
+    let o = learn.wait_with_output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = std::fs::read_to_string(&out).unwrap();
+    assert!(text.contains("127.0.0.77:5353"), "{text}");
+}
