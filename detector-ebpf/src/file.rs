@@ -248,6 +248,32 @@ fn report(id: &FileId, watch_id: u32, target_pid: u32, k: u32, how: u32, user_pa
     entry.submit(flags);
 }
 
+/// A file descriptor was just opened: report it when it is a watched credential or another
+/// process's `/proc/<pid>/environ`.
+#[inline(always)]
+fn opened(fd: u64, pid: u32, tgid: u32, how: u32, path_arg: u32) {
+    let Some(file) = fd_file(fd) else { return };
+    let Some(id) = file_id(file) else { return };
+    let key = WatchKey {
+        dev: id.dev,
+        ino: id.ino,
+    };
+    if let Some(w) = unsafe { WATCHED.get(&key) } {
+        report(&id, *w, 0, kind::FILE_OPEN, how, path_arg);
+    } else if id.magic == PROC_SUPER_MAGIC {
+        if let Some(target) = foreign_environ(file, pid, tgid) {
+            report(
+                &id,
+                watch::PROC_ENVIRON,
+                target,
+                kind::FILE_OPEN,
+                how,
+                path_arg,
+            );
+        }
+    }
+}
+
 /// Shared body of the open-family exit programs.
 #[inline(always)]
 fn on_open_exit(ctx: &TracePointContext, path_arg: u32) {
@@ -267,28 +293,7 @@ fn on_open_exit(ctx: &TracePointContext, path_arg: u32) {
     if is_agent(tgid) {
         return;
     }
-    let Some(file) = fd_file(ret as u64) else {
-        return;
-    };
-    let Some(id) = file_id(file) else { return };
-    let key = WatchKey {
-        dev: id.dev,
-        ino: id.ino,
-    };
-    if let Some(w) = unsafe { WATCHED.get(&key) } {
-        report(&id, *w, 0, kind::FILE_OPEN, via::SYSCALL, path_arg);
-    } else if id.magic == PROC_SUPER_MAGIC {
-        if let Some(target) = foreign_environ(file, pid, tgid) {
-            report(
-                &id,
-                watch::PROC_ENVIRON,
-                target,
-                kind::FILE_OPEN,
-                via::SYSCALL,
-                path_arg,
-            );
-        }
-    }
+    opened(ret as u64, pid, tgid, via::SYSCALL, path_arg);
 }
 
 #[tracepoint]
@@ -427,26 +432,7 @@ fn try_iou_complete(ctx: &TracePointContext) -> Option<()> {
     if is_agent(tgid) {
         return None;
     }
-    let file = fd_file(res as u64)?;
-    let id = file_id(file)?;
-    let key = WatchKey {
-        dev: id.dev,
-        ino: id.ino,
-    };
-    if let Some(w) = unsafe { WATCHED.get(&key) } {
-        report(&id, *w, 0, kind::FILE_OPEN, via::IO_URING, NO_OFFSET);
-    } else if id.magic == PROC_SUPER_MAGIC {
-        if let Some(target) = foreign_environ(file, pid, tgid) {
-            report(
-                &id,
-                watch::PROC_ENVIRON,
-                target,
-                kind::FILE_OPEN,
-                via::IO_URING,
-                NO_OFFSET,
-            );
-        }
-    }
+    opened(res as u64, pid, tgid, via::IO_URING, NO_OFFSET);
     Some(())
 }
 

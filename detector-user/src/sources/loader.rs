@@ -271,6 +271,18 @@ fn program_error(program: &str, e: ProgramError) -> LoadError {
     }
 }
 
+/// Takes map `name` out of the object as the typed map userspace uses.
+fn take_map<T>(ebpf: &mut Ebpf, name: &str) -> Result<T, LoadError>
+where
+    T: TryFrom<aya::maps::Map>,
+    T::Error: std::fmt::Display,
+{
+    let map = ebpf
+        .take_map(name)
+        .ok_or_else(|| LoadError::Map(name.into()))?;
+    T::try_from(map).map_err(|e| LoadError::Object(format!("map {name}: {e}")))
+}
+
 /// Loads and attaches. Hooks this kernel lacks are skipped and reported in `status`; a program
 /// the verifier rejects is an error with the verifier's log tail.
 pub fn load(env: &Environment, opts: &LoadOptions) -> Result<Loaded, LoadError> {
@@ -392,26 +404,10 @@ pub fn load(env: &Environment, opts: &LoadOptions) -> Result<Loaded, LoadError> 
         status.push(st);
     }
 
-    let events = RingBuf::try_from(
-        ebpf.take_map("EVENTS")
-            .ok_or_else(|| LoadError::Map("EVENTS".into()))?,
-    )
-    .map_err(|e| LoadError::Object(e.to_string()))?;
-    let counters = PerCpuArray::try_from(
-        ebpf.take_map("COUNTERS")
-            .ok_or_else(|| LoadError::Map("COUNTERS".into()))?,
-    )
-    .map_err(|e| LoadError::Object(e.to_string()))?;
-    let watched = BpfHashMap::try_from(
-        ebpf.take_map("WATCHED")
-            .ok_or_else(|| LoadError::Map("WATCHED".into()))?,
-    )
-    .map_err(|e| LoadError::Object(e.to_string()))?;
-    let listeners = BpfHashMap::try_from(
-        ebpf.take_map("LISTENERS")
-            .ok_or_else(|| LoadError::Map("LISTENERS".into()))?,
-    )
-    .map_err(|e| LoadError::Object(e.to_string()))?;
+    let events = take_map(&mut ebpf, "EVENTS")?;
+    let counters = take_map(&mut ebpf, "COUNTERS")?;
+    let watched = take_map(&mut ebpf, "WATCHED")?;
+    let listeners = take_map(&mut ebpf, "LISTENERS")?;
     Ok(Loaded {
         ebpf,
         logger,
