@@ -112,11 +112,21 @@ pub struct Alert {
     pub last_seen: u64,
     /// Bounded evidence: the window's first and latest events.
     pub evidence: Vec<Event>,
+    /// Evidence events of the window no longer held by the engine's bounded evidence ring
+    /// (a busy host): `evidence` lists the rest. Counts, destinations and the credential stay
+    /// exact. Omitted when zero.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub evidence_dropped: u64,
     /// Alerts of this rule and group suppressed since the previous one.
     pub suppressed: u64,
     /// True when the kernel reported lost records inside the window: the picture may be
     /// incomplete (more destinations, an unseen credential read).
     pub loss_overlap: bool,
+}
+
+// serde's skip_serializing_if takes a reference.
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 const SECRET_WORDS: &[&str] = &["pass", "secret", "token", "key", "auth", "cred", "pwd"];
@@ -257,6 +267,7 @@ mod schema_tests {
             first_seen: 0,
             last_seen: 0,
             evidence: vec![],
+            evidence_dropped: 1,
             suppressed: 0,
             loss_overlap: false,
         };

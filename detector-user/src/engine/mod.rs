@@ -40,7 +40,7 @@ use fields::{Field, Policy, Val};
 use rules::{Body, CorrType, Correlation, RuleSet};
 use store::{FastBuild, FastMap, Linked, Names, Ring, SStr, Small, Table};
 
-use crate::event::{Event, Kind};
+use crate::event::{Event, FileInfo, Kind};
 
 /// How alert ids are made.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -119,6 +119,9 @@ struct Entry {
     dst: u64,
 }
 
+/// Credentials of a group's evidence events: (ring sequence number, credential).
+type Creds = Vec<(u64, Arc<AlertCredential>)>;
+
 /// One group key's state. Kept small (most memory with many keys is here): the first window
 /// entry, name and evidence reference are inline; evidence events themselves are in the
 /// engine's shared ring.
@@ -133,6 +136,12 @@ struct Group {
     names: Names,
     /// (ring sequence number, ts) of the evidence events.
     evidence: Small<(u64, u64)>,
+    /// The credential of each evidence event that has one, by ring sequence number: the ring
+    /// may evict the window's first event (typically the credential read) before the alert,
+    /// and the alert's `credential` must not depend on that. Only kept while the sequence
+    /// number is in `evidence` (so at most `max_evidence`); boxed so groups without a
+    /// credential pay one pointer.
+    creds: Option<Box<Creds>>,
     /// Rendered group-by values, in the correlation's `group-by` order.
     group: Small<SStr>,
 }
@@ -147,6 +156,7 @@ impl Group {
             distinct: None,
             names: Names::None,
             evidence: Small::Empty,
+            creds: None,
             group: Small::Empty,
         }
     }
@@ -224,6 +234,10 @@ struct Details {
     destination_count: u64,
     /// Redacted copies of the evidence events.
     evidence: Vec<Event>,
+    /// Evidence events no longer in the ring.
+    evidence_dropped: u64,
+    /// The latest credential among the window's evidence events.
+    credential: Option<AlertCredential>,
 }
 
 impl Engine {
@@ -421,6 +435,8 @@ impl Engine {
         let rules = Arc::clone(&self.rules);
         // Groups refer to this event by the sequence number it gets in the ring once handled.
         let seq = self.ring.next_seq();
+        // One shared copy of the event's credential for every group it enters.
+        let cred = ev.file.as_ref().map(|f| Arc::new(credential_of(f)));
         let mut correlated = false;
         for &m in &matched {
             let m = m as usize;
@@ -430,7 +446,7 @@ impl Engine {
             }
             for &(c, step) in &rules.consumers[m] {
                 correlated = true;
-                self.correlate(c, step, &ev, seq, t, out);
+                self.correlate(c, step, &ev, seq, cred.as_ref(), t, out);
             }
         }
         if correlated {
@@ -464,6 +480,8 @@ impl Engine {
             destination_count: dst.is_some() as u64,
             destinations: dst.into_iter().collect(),
             evidence: vec![self.redact(ev)],
+            evidence_dropped: 0,
+            credential: ev.file.as_ref().map(credential_of),
         };
         self.emit(r, key, t, suppressed, details, ev, out);
     }
@@ -541,16 +559,6 @@ impl Engine {
             }
         };
         let proc_ = trigger.process.as_ref();
-        let cred = d
-            .evidence
-            .iter()
-            .rev()
-            .find_map(|e| e.file.as_ref())
-            .map(|f| AlertCredential {
-                watched: f.watched.clone(),
-                category: f.category.clone(),
-                fingerprint: f.fingerprint.clone(),
-            });
         let loss_overlap = self.losses.iter().any(|&l| l >= d.first && l <= last);
         let max_argv = self.opts.max_argv;
         self.stats.alerts += 1;
@@ -572,7 +580,7 @@ impl Engine {
                 user: p.user.clone(),
                 uid: p.uid,
             }),
-            credential: cred,
+            credential: d.credential,
             group: d
                 .group
                 .into_iter()
@@ -584,6 +592,7 @@ impl Engine {
             first_seen: d.first,
             last_seen: last,
             evidence: d.evidence,
+            evidence_dropped: d.evidence_dropped,
             suppressed,
             loss_overlap,
         });
@@ -627,12 +636,14 @@ impl Engine {
         Some((vals, keys, creates))
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn correlate(
         &mut self,
         c_idx: usize,
         step: usize,
         ev: &Event,
         seq: u64,
+        cred: Option<&Arc<AlertCredential>>,
         t: u64,
         out: &mut Vec<Alert>,
     ) {
@@ -737,6 +748,11 @@ impl Engine {
                 g.evidence.remove(1);
             }
             g.evidence.push_back((seq, t));
+            if let Some(cr) = cred {
+                g.creds
+                    .get_or_insert_with(Default::default)
+                    .push((seq, Arc::clone(cr)));
+            }
             let start = t.saturating_sub(c.timespan);
             while g.entries.front().is_some_and(|e| e.ts < start) || g.entries.len() > max_entries {
                 let Some(e) = g.entries.pop_front() else {
@@ -762,6 +778,13 @@ impl Engine {
             {
                 g.evidence.pop_front();
             }
+            if let Some(cs) = g.creds.as_mut() {
+                let ev_seqs = &g.evidence;
+                cs.retain(|(s, _)| ev_seqs.iter().any(|&(e, _)| e == *s));
+                if cs.is_empty() {
+                    g.creds = None;
+                }
+            }
             let Some(fire) = evaluate(c, g, &self.policy, ev, self.opts.max_destinations, details)
             else {
                 continue;
@@ -770,12 +793,13 @@ impl Engine {
                 continue;
             };
             // Only now, for an alert that goes out, are evidence events copied.
-            let evidence = fire
+            let evidence: Vec<Event> = fire
                 .evidence
                 .iter()
                 .filter_map(|&s| if s == seq { Some(ev) } else { self.ring.get(s) })
                 .map(|e| self.redact(e))
                 .collect();
+            let evidence_dropped = (fire.evidence.len() - evidence.len()) as u64;
             let d = Details {
                 group: fire.group,
                 first: fire.first,
@@ -783,6 +807,8 @@ impl Engine {
                 destinations: fire.destinations,
                 destination_count: fire.destination_count,
                 evidence,
+                evidence_dropped,
+                credential: fire.credential.map(|c| (*c).clone()),
             };
             self.emit(c_idx, key, t, suppressed, d, ev, out);
         }
@@ -815,6 +841,18 @@ struct Fire {
     destination_count: u64,
     /// Ring sequence numbers of the evidence events.
     evidence: Vec<u64>,
+    /// The credential of the latest evidence event that has one (whether or not the ring
+    /// still holds that event).
+    credential: Option<Arc<AlertCredential>>,
+}
+
+/// The alert's view of a credential event.
+fn credential_of(f: &FileInfo) -> AlertCredential {
+    AlertCredential {
+        watched: f.watched.clone(),
+        category: f.category.clone(),
+        fingerprint: f.fingerprint.clone(),
+    }
 }
 
 /// Decides whether a group's window satisfies the correlation; on success, what the alert
@@ -916,6 +954,7 @@ fn evaluate(
             destinations: Vec::new(),
             destination_count: 0,
             evidence: Vec::new(),
+            credential: None,
         });
     }
     // The counted entries, for the gap test and the alert's details (only when firing).
@@ -957,6 +996,19 @@ fn evaluate(
         .collect();
     destinations.sort();
     destinations.truncate(max_dst);
+    let evidence: Vec<u64> = g
+        .evidence
+        .iter()
+        .filter(|&&(_, ts)| ts >= first)
+        .map(|&(seq, _)| seq)
+        .collect();
+    // As if read from the evidence events themselves: the latest one with a credential.
+    let credential = g.creds.as_ref().and_then(|cs| {
+        evidence
+            .iter()
+            .rev()
+            .find_map(|s| cs.iter().find(|(c, _)| c == s).map(|(_, c)| Arc::clone(c)))
+    });
     Some(Fire {
         group: c
             .group_by
@@ -968,12 +1020,8 @@ fn evaluate(
         count: entries.len() as u64,
         destinations,
         destination_count: dst_count as u64,
-        evidence: g
-            .evidence
-            .iter()
-            .filter(|&&(_, ts)| ts >= first)
-            .map(|&(seq, _)| seq)
-            .collect(),
+        evidence,
+        credential,
     })
 }
 

@@ -451,6 +451,54 @@ fn entry_cap_drops_oldest() {
 }
 
 #[test]
+fn credential_survives_evidence_ring_eviction() {
+    // Credential reads, then noise from another identity that pushes them out of a 2-event
+    // evidence ring, then the fan-out: the alert still names the (latest) credential.
+    let c = "{type: temporal_ordered, rules: [credr, conn], group-by: [process.identity], \
+             field: net.dst_addr, timespan: 10s, condition: {gte: 3}}";
+    let a = || proc_(10, 2, "a");
+    let mut evs = vec![
+        cred(0, a(), "/root/.ssh/id_rsa"),
+        cred(1, a(), "/root/.aws/credentials"),
+    ];
+    evs.extend((0..5).map(|i| connect(10 + i, proc_(20, 2, "b"), "10.9.9.9", 22)));
+    evs.extend((0..3).map(|i| connect(100 + i, a(), &format!("10.0.0.{i}"), 22)));
+    let small = run(
+        &mut engine(
+            c,
+            EngineOptions {
+                evidence_events: 2,
+                ..Default::default()
+            },
+        ),
+        &evs,
+    );
+    let full = run(&mut engine(c, EngineOptions::default()), &evs);
+    assert_eq!((small.len(), full.len()), (1, 1));
+    let (s, f) = (&small[0], &full[0]);
+    assert!(s.evidence.iter().all(|e| e.file.is_none()));
+    assert!(f.evidence.iter().any(|e| e.file.is_some()));
+    let cr = s.credential.as_ref().map(|c| c.watched.as_str());
+    assert_eq!(cr, Some("/root/.aws/credentials"));
+    assert_eq!(s.credential, f.credential);
+    assert_eq!(f.evidence_dropped, 0);
+    assert_eq!(
+        s.evidence_dropped as usize,
+        f.evidence.len() - s.evidence.len()
+    );
+    assert!(s.evidence_dropped >= 2);
+    // Everything else is as with a ring large enough.
+    let strip = |a: &Alert| Alert {
+        evidence: vec![],
+        evidence_dropped: 0,
+        ..a.clone()
+    };
+    assert_eq!(strip(s), strip(f));
+    let json = serde_json::to_value(f).unwrap_or_default();
+    assert!(json.get("evidence_dropped").is_none());
+}
+
+#[test]
 fn loss_inside_window_is_flagged() {
     let c = "{type: event_count, rules: [conn], timespan: 1s, condition: {gte: 2}}";
     let p = || proc_(10, 2, "a");

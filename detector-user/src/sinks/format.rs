@@ -152,6 +152,9 @@ pub fn ocsf(a: &Alert) -> Value {
     unmapped.insert("destination_count".into(), json!(a.destination_count));
     unmapped.insert("suppressed".into(), json!(a.suppressed));
     unmapped.insert("loss_overlap".into(), json!(a.loss_overlap));
+    if a.evidence_dropped > 0 {
+        unmapped.insert("evidence_dropped".into(), json!(a.evidence_dropped));
+    }
     if let Some(i) = &a.identity {
         unmapped.insert("identity".into(), json!(i));
     }
@@ -234,6 +237,7 @@ pub fn overflow_alert(sink: &str, dropped: u64, why: &str, host: &str, now_ns: u
         first_seen: now_ns,
         last_seen: now_ns,
         evidence: vec![],
+        evidence_dropped: 0,
         suppressed: 0,
         loss_overlap: false,
     }
@@ -290,6 +294,7 @@ pub(crate) mod tests {
             first_seen: 1_700_000_000_000_000_000,
             last_seen: 1_700_000_001_000_000_000,
             evidence: ev,
+            evidence_dropped: 0,
             suppressed: 0,
             loss_overlap: false,
         }
