@@ -1,7 +1,7 @@
 //! Detection flags shared by `run` (and usable by other live commands): rules, identities,
 //! baseline, and how the engine is built from them.
 
-use std::path::PathBuf;
+use std::{collections::BTreeSet, path::PathBuf};
 
 use crate::{
     engine::{
@@ -31,9 +31,52 @@ pub struct DetectArgs {
     pub tolerance: std::time::Duration,
 }
 
+/// A complete detection set: what a SIGHUP reload swaps in as one piece.
+pub struct Detection {
+    /// The correlation engine with the loaded rules, policy and baseline.
+    pub engine: Engine,
+    /// Workload identity attribution.
+    pub resolver: IdentityResolver,
+    /// Ids of the loaded rules (what a reload reports as added/removed).
+    pub rule_ids: BTreeSet<String>,
+    /// How many identities are declared.
+    pub identities: usize,
+}
+
+impl Detection {
+    /// One line saying what changed from `old` to `self`: rule ids added and removed, and
+    /// the identity count.
+    pub fn changes_from(&self, old_rules: &BTreeSet<String>, old_identities: usize) -> String {
+        let added: Vec<&str> = self
+            .rule_ids
+            .difference(old_rules)
+            .map(String::as_str)
+            .collect();
+        let removed: Vec<&str> = old_rules
+            .difference(&self.rule_ids)
+            .map(String::as_str)
+            .collect();
+        format!(
+            "{} rules (added: [{}], removed: [{}]), identities {} -> {}",
+            self.rule_ids.len(),
+            added.join(", "),
+            removed.join(", "),
+            old_identities,
+            self.identities
+        )
+    }
+}
+
 impl DetectArgs {
     /// Loads rules, identities and baseline; any error leaves nothing half-loaded.
     pub fn build(&self, ids: IdMode, host: &str) -> anyhow::Result<(Engine, IdentityResolver)> {
+        let d = self.build_detection(ids, host)?;
+        Ok((d.engine, d.resolver))
+    }
+
+    /// As [`DetectArgs::build`], also saying what was loaded; start-up and SIGHUP reload
+    /// both come through here, so a reload validates exactly what start-up would.
+    pub fn build_detection(&self, ids: IdMode, host: &str) -> anyhow::Result<Detection> {
         let rules = load_rules(&self.rules, self.no_default_rules)?;
         let policy = load_policy(self.identities.as_deref(), self.baseline.as_deref())?;
         let config = match &self.identities {
@@ -46,9 +89,40 @@ impl DetectArgs {
             host: host.to_string(),
             ..Default::default()
         };
-        Ok((
-            Engine::new(rules, policy, opts),
-            IdentityResolver::new(config),
-        ))
+        let rule_ids = rules.rules.iter().map(|r| r.id.clone()).collect();
+        let identities = config.len();
+        Ok(Detection {
+            engine: Engine::new(rules, policy, opts),
+            resolver: IdentityResolver::new(config),
+            rule_ids,
+            identities,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn changes_name_added_and_removed_rules() {
+        let args = DetectArgs {
+            rules: vec![],
+            no_default_rules: false,
+            identities: None,
+            baseline: None,
+            tolerance: std::time::Duration::from_millis(500),
+        };
+        let d = args
+            .build_detection(IdMode::Random, "h")
+            .expect("default pack");
+        let mut old = d.rule_ids.clone();
+        let first = old.iter().next().cloned().expect("a default rule");
+        old.remove(&first);
+        old.insert("gone-rule".into());
+        let s = d.changes_from(&old, 2);
+        assert!(s.contains(&format!("added: [{first}]")), "{s}");
+        assert!(s.contains("removed: [gone-rule]"), "{s}");
+        assert!(s.contains("identities 2 -> 0"), "{s}");
     }
 }

@@ -1,6 +1,15 @@
 //! `detector run`: capture from the kernel, enrich, attribute to identities, correlate, and
 //! deliver alerts through the configured sinks (default: NDJSON on stdout); with `--events`,
 //! every enriched event goes to stdout too.
+//!
+//! SIGHUP reloads the config file, rules, identities and baseline through the same code path
+//! as start-up ([`DetectArgs::build_detection`]); on any error the running set stays and the
+//! error (file:line:col) is logged. Either way an in-band `detector-reload` alert records it.
+//! A reload starts fresh correlation windows and suppression state: the old engine first
+//! evaluates what its reorder buffer holds (so events already received are judged by the rules
+//! in force when they arrived), then partial windows are dropped. Carrying them over is not
+//! sound when a rule's window, threshold or grouping changed. Sinks, state dir and watch list
+//! are fixed at start; a reload that changes them says they need a restart.
 
 use std::{
     io::{BufWriter, Write as _},
@@ -8,14 +17,18 @@ use std::{
     process::ExitCode,
 };
 
-use super::{capture_opts::CaptureArgs, detect_opts::DetectArgs, record::hostname};
+use super::{
+    capture_opts::CaptureArgs,
+    detect_opts::{DetectArgs, Detection},
+    record::hostname,
+};
 use crate::{
     capture::LiveCapture,
     config::AgentConfig,
     engine::IdMode,
     enrich::fingerprint::{load_or_create_key, Fingerprinter},
     event::{Event, Kind},
-    sinks::{SinkSet, DEFAULT_SHUTDOWN_TIMEOUT},
+    sinks::{format::reload_alert, SinkSet, DEFAULT_SHUTDOWN_TIMEOUT},
     sources::kernel::boottime_ns,
 };
 
@@ -56,6 +69,70 @@ pub async fn shutdown_signal() {
     }
 }
 
+/// The config file (if any) merged under the flags: what start-up and every reload use.
+fn effective(args: &RunArgs) -> anyhow::Result<(AgentConfig, DetectArgs)> {
+    let cfg = match &args.config {
+        Some(p) => AgentConfig::load(p)?,
+        None => AgentConfig::default(),
+    };
+    let mut detect = args.detect.clone();
+    detect.rules.extend(cfg.run.rules.iter().cloned());
+    if detect.identities.is_none() {
+        detect.identities = cfg.run.identities.clone();
+    }
+    Ok((cfg, detect))
+}
+
+/// Re-reads everything and, only if all of it is valid, replaces `current`; returns the
+/// outcome and a one-line summary (what changed, or the error that kept the old set).
+fn reload(
+    args: &RunArgs,
+    running: &AgentConfig,
+    host: &str,
+    current: &mut Detection,
+    alerts: &mut Vec<crate::engine::Alert>,
+) -> (bool, String) {
+    let built = effective(args).and_then(|(cfg, detect)| {
+        let d = detect.build_detection(IdMode::Random, host)?;
+        Ok((cfg, d))
+    });
+    let (cfg, new) = match built {
+        Ok(x) => x,
+        Err(e) => return (false, format!("{e:#}; keeping the running set")),
+    };
+    let mut summary = new.changes_from(&current.rule_ids, current.identities);
+    let mut fixed = Vec::new();
+    if cfg.sinks != running.sinks {
+        fixed.push("sinks");
+    }
+    if cfg.run.state_dir != running.run.state_dir {
+        fixed.push("state_dir");
+    }
+    if cfg.run.watch_list != running.run.watch_list {
+        fixed.push("watch_list");
+    }
+    if cfg.run.shutdown_timeout != running.run.shutdown_timeout {
+        fixed.push("shutdown_timeout");
+    }
+    if !fixed.is_empty() {
+        summary.push_str(&format!("; changed {} need a restart", fixed.join(", ")));
+    }
+    // Events already received are judged by the rules in force when they arrived.
+    current.engine.finish(alerts);
+    *current = new;
+    (true, summary)
+}
+
+/// Resolves on the next SIGHUP; never when the handler could not be installed.
+async fn hangup(sig: &mut Option<tokio::signal::unix::Signal>) {
+    match sig {
+        Some(s) => {
+            s.recv().await;
+        }
+        None => std::future::pending::<()>().await,
+    }
+}
+
 /// Keyed fingerprints of credential contents; the key lives in the state dir, 0600.
 fn fingerprinter(state_dir: &std::path::Path) -> Option<Fingerprinter> {
     let key = std::fs::create_dir_all(state_dir)
@@ -89,19 +166,12 @@ fn fingerprint(fp: &mut Option<Fingerprinter>, ev: &mut Event) {
 /// Runs the agent.
 pub fn run(mut args: RunArgs) -> anyhow::Result<ExitCode> {
     // The config first: a broken config fails before anything is attached.
-    let cfg = match &args.config {
-        Some(p) => AgentConfig::load(p)?,
-        None => AgentConfig::default(),
-    };
+    let (cfg, detect) = effective(&args)?;
     let state_dir = args
         .state_dir
         .clone()
         .or_else(|| cfg.run.state_dir.clone())
         .unwrap_or_else(|| PathBuf::from("/var/lib/detector"));
-    args.detect.rules.extend(cfg.run.rules.iter().cloned());
-    if args.detect.identities.is_none() {
-        args.detect.identities = cfg.run.identities.clone();
-    }
     if args.capture.watch_list.is_none() {
         args.capture.watch_list = cfg.run.watch_list.clone();
     }
@@ -109,7 +179,7 @@ pub fn run(mut args: RunArgs) -> anyhow::Result<ExitCode> {
     let opts = args.capture.kernel_options()?;
     let host = hostname();
     // Rules and identities first: a broken rule set fails before anything is attached.
-    let (mut engine, resolver) = args.detect.build(IdMode::Random, &host)?;
+    let mut det = detect.build_detection(IdMode::Random, &host)?;
     let mut fp = fingerprinter(&state_dir);
     // Sinks before capture: a spool left by a previous run starts draining at once.
     let sinks = SinkSet::from_config(&cfg.sinks, &host)?;
@@ -121,9 +191,12 @@ pub fn run(mut args: RunArgs) -> anyhow::Result<ExitCode> {
         tracing::info!(
             attached = cap.source.status.iter().filter(|s| s.attached).count(),
             watched = cap.source.watch_list().len(),
-            rules = engine.rules().rules.len(),
+            rules = det.rule_ids.len(),
             "capturing"
         );
+        let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+            .map_err(|e| tracing::warn!("SIGHUP reload unavailable: {e}"))
+            .ok();
         // Events only: alerts go through the sinks (whose stdout writes take the lock per
         // batch, so the lock is taken per batch here too).
         let mut out = BufWriter::new(Vec::new());
@@ -134,11 +207,25 @@ pub fn run(mut args: RunArgs) -> anyhow::Result<ExitCode> {
             events.clear();
             tokio::select! {
                 _ = &mut stop => break,
+                _ = hangup(&mut hup) => {
+                    let (ok, summary) = reload(&args, &cfg, &host, &mut det, &mut alerts);
+                    if ok {
+                        tracing::info!("reloaded: {summary}");
+                    } else {
+                        tracing::error!("reload failed: {summary}");
+                    }
+                    let now = cap.enricher.wall(boottime_ns());
+                    alerts.push(reload_alert(ok, &summary, &host, now));
+                    for a in alerts.drain(..) {
+                        sinks.send(a);
+                    }
+                    continue;
+                }
                 r = cap.next_events(&mut events) => r?,
             }
             for ev in events.iter_mut() {
                 if let Some(p) = ev.process.as_mut() {
-                    resolver.apply(p);
+                    det.resolver.apply(p);
                 }
                 if matches!(ev.kind, Kind::CredOpen | Kind::CredRead) {
                     fingerprint(&mut fp, ev);
@@ -147,10 +234,11 @@ pub fn run(mut args: RunArgs) -> anyhow::Result<ExitCode> {
                     serde_json::to_writer(&mut out, &*ev)?;
                     out.write_all(b"\n")?;
                 }
-                engine.process(ev, &mut alerts);
+                det.engine.process(ev, &mut alerts);
             }
             // Windows close on time as well as on events.
-            engine.flush(cap.enricher.wall(boottime_ns()), &mut alerts);
+            det.engine
+                .flush(cap.enricher.wall(boottime_ns()), &mut alerts);
             if !out.get_ref().is_empty() {
                 out.flush()?;
                 let mut so = std::io::stdout().lock();
@@ -164,7 +252,7 @@ pub fn run(mut args: RunArgs) -> anyhow::Result<ExitCode> {
         }
         // Graceful stop: no more intake; the last windows' alerts, then the sinks deliver
         // what they hold (spools keep the rest for the next run).
-        engine.finish(&mut alerts);
+        det.engine.finish(&mut alerts);
         for a in alerts.drain(..) {
             sinks.send(a);
         }

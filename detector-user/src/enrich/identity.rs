@@ -146,6 +146,16 @@ fn addrs(n: &Node) -> Result<Vec<AddrPattern>, PosError> {
 }
 
 impl IdentityConfig {
+    /// How many identities are declared (a reload reports it).
+    pub fn len(&self) -> usize {
+        self.identities.len()
+    }
+
+    /// True when no identity is declared.
+    pub fn is_empty(&self) -> bool {
+        self.identities.is_empty()
+    }
+
     /// Parses an identities file; every problem names `file:line:col`.
     pub fn parse(file: &str, src: &str) -> Result<IdentityConfig, PosError> {
         let docs = yaml::parse(file, src)?;

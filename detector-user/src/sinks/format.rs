@@ -19,6 +19,9 @@ pub const OCSF_VERSION: &str = "1.5.0";
 /// Rule id of the in-band alert that announces alerts a sink had to drop.
 pub const OVERFLOW_RULE_ID: &str = "detector-spool-overflow";
 
+/// Rule id of the in-band alert that records each SIGHUP reload, successful or not.
+pub const RELOAD_RULE_ID: &str = "detector-reload";
+
 /// Encodes one alert as a single-line JSON document (no trailing newline).
 pub fn encode(alert: &Alert, format: Format) -> Vec<u8> {
     let v = match format {
@@ -218,12 +221,51 @@ pub fn overflow_alert(sink: &str, dropped: u64, why: &str, host: &str, now_ns: u
     group.insert("sink".to_string(), sink.to_string());
     group.insert("dropped".to_string(), dropped.to_string());
     group.insert("reason".to_string(), why.to_string());
+    let mut a = agent_alert(
+        OVERFLOW_RULE_ID,
+        format!("sink {sink} dropped {dropped} alerts ({why})"),
+        Severity::High,
+        group,
+        host,
+        now_ns,
+    );
+    a.count = dropped.max(1);
+    a
+}
+
+/// The in-band alert recording a SIGHUP reload: `ok` is its outcome, `summary` what changed
+/// (or the positioned error that kept the previous set running).
+pub fn reload_alert(ok: bool, summary: &str, host: &str, now_ns: u64) -> Alert {
+    let outcome = if ok { "success" } else { "failure" };
+    let mut group = std::collections::BTreeMap::new();
+    group.insert("outcome".to_string(), outcome.to_string());
+    group.insert("summary".to_string(), summary.to_string());
+    agent_alert(
+        RELOAD_RULE_ID,
+        format!("reload {outcome}: {summary}"),
+        Severity::Info,
+        group,
+        host,
+        now_ns,
+    )
+}
+
+/// An alert about the agent itself (no process, credential or destinations): its facts go in
+/// `group`, which both formats carry.
+pub fn agent_alert(
+    rule_id: &str,
+    title: String,
+    severity: Severity,
+    group: std::collections::BTreeMap<String, String>,
+    host: &str,
+    now_ns: u64,
+) -> Alert {
     Alert {
         id: uuid::Uuid::new_v4().to_string(),
         rule: AlertRule {
-            id: OVERFLOW_RULE_ID.into(),
-            title: format!("sink {sink} dropped {dropped} alerts ({why})"),
-            severity: Severity::High,
+            id: rule_id.into(),
+            title,
+            severity,
         },
         attack: vec![],
         host: host.to_string(),
@@ -233,7 +275,7 @@ pub fn overflow_alert(sink: &str, dropped: u64, why: &str, host: &str, now_ns: u
         group,
         destinations: vec![],
         destination_count: 0,
-        count: dropped.max(1),
+        count: 1,
         first_seen: now_ns,
         last_seen: now_ns,
         evidence: vec![],
@@ -334,6 +376,17 @@ pub(crate) mod tests {
         assert_eq!(ev[0]["process"]["pid"], 42);
         assert_eq!(ev[1]["dst_endpoint"]["ip"], "10.0.0.7");
         assert_eq!(ev[1]["dst_endpoint"]["port"], 22);
+    }
+
+    #[test]
+    fn reload_alert_carries_outcome_and_summary() {
+        let a = reload_alert(false, "r.yaml:3:5: unknown field", "h", 1);
+        assert_eq!(a.rule.id, RELOAD_RULE_ID);
+        assert_eq!(a.rule.severity, Severity::Info);
+        assert_eq!(a.group["outcome"], "failure");
+        assert_eq!(a.group["summary"], "r.yaml:3:5: unknown field");
+        let v = ocsf(&a);
+        assert_eq!(v["finding_info"]["analytic"]["uid"], RELOAD_RULE_ID);
     }
 
     #[test]
