@@ -212,8 +212,14 @@ pub struct Engine {
     since_expiry: u32,
     /// Scratch for candidate rules of the event being matched.
     cand: Vec<u32>,
+    /// Events done with (evicted from the ring, or never stored), kept for their buffers.
+    spare: Vec<Event>,
     stats: Stats,
 }
+
+/// Spare events kept for reuse: one is taken per buffered copy and one comes back per event
+/// handled, so a few suffice.
+const MAX_SPARE: usize = 64;
 
 fn hash_of<T: Hash + ?Sized>(v: &T) -> u64 {
     let mut h = std::collections::hash_map::DefaultHasher::new();
@@ -273,6 +279,7 @@ impl Engine {
             alert_seq: 0,
             since_expiry: 0,
             cand: Vec::new(),
+            spare: Vec::new(),
             stats: Stats::default(),
             opts,
         }
@@ -315,7 +322,14 @@ impl Engine {
     /// are appended to `out`. The event is copied only when it matches a rule.
     pub fn process(&mut self, ev: &Event, out: &mut Vec<Alert>) {
         let keep = self.match_rules(ev);
-        self.admit(ev.ts, keep.then(|| ev.clone()), out);
+        let copy = keep.then(|| match self.spare.pop() {
+            Some(mut e) => {
+                store::clone_into_event(&mut e, ev);
+                e
+            }
+            None => ev.clone(),
+        });
+        self.admit(ev.ts, copy, out);
     }
 
     /// Like [`Engine::process`] for a caller that owns the event (replay): no copy at all.
@@ -376,6 +390,7 @@ impl Engine {
         // The buffer's slots are sized for its peak; once drained they need not stay.
         self.slots = Vec::new();
         self.free_slots = Vec::new();
+        self.spare = Vec::new();
     }
 
     fn release(&mut self, upto: u64, out: &mut Vec<Alert>) {
@@ -449,8 +464,17 @@ impl Engine {
                 self.correlate(c, step, &ev, seq, cred.as_ref(), t, out);
             }
         }
-        if correlated {
-            self.ring.push(ev);
+        let gone = if correlated {
+            self.ring.push_evict(ev)
+        } else {
+            Some(ev)
+        };
+        // An event that left the ring (or never entered it) lends its buffers to the next
+        // copy into the reorder buffer.
+        if let Some(old) = gone {
+            if self.spare.len() < MAX_SPARE {
+                self.spare.push(old);
+            }
         }
         matched
     }

@@ -499,6 +499,41 @@ fn credential_survives_evidence_ring_eviction() {
 }
 
 #[test]
+fn recycled_copies_change_nothing() {
+    // `process` copies matched events into buffers recycled from events the (tiny) ring let
+    // go; `process_owned` copies nothing. Same alerts, evidence included.
+    let c = "{type: temporal_ordered, rules: [credr, conn], group-by: [process.identity], \
+             field: net.dst_addr, timespan: 10s, condition: {gte: 2}}";
+    let mut evs = Vec::new();
+    for i in 0..40u32 {
+        let id = ["a", "bb", "a-longer-identity"][i as usize % 3];
+        let p = Process {
+            argv: (0..i % 5).map(|k| format!("arg{k}-{i}")).collect(),
+            ..proc_(10 + i % 4, 2, id)
+        };
+        let t = u64::from(i) * MS;
+        evs.push(if i % 4 == 0 {
+            cred(t, p, &format!("/root/.ssh/id_{i}"))
+        } else {
+            connect(t, p, &format!("10.0.{}.{}", i % 3, i), 22)
+        });
+    }
+    let opts = || EngineOptions {
+        evidence_events: 3,
+        ..Default::default()
+    };
+    let copied = run(&mut engine(c, opts()), &evs);
+    let mut e = engine(c, opts());
+    let mut owned = Vec::new();
+    for ev in &evs {
+        e.process_owned(ev.clone(), &mut owned);
+    }
+    e.finish(&mut owned);
+    assert!(copied.len() > 3);
+    assert_eq!(copied, owned);
+}
+
+#[test]
 fn loss_inside_window_is_flagged() {
     let c = "{type: event_count, rules: [conn], timespan: 1s, condition: {gte: 2}}";
     let p = || proc_(10, 2, "a");
