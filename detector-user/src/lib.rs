@@ -11,5 +11,6 @@ pub mod config;
 pub mod engine;
 pub mod enrich;
 pub mod event;
+pub mod privs;
 pub mod sinks;
 pub mod sources;

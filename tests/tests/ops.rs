@@ -187,3 +187,102 @@ fn sighup_keeps_the_old_rules_on_a_broken_edit_and_swaps_in_a_fixed_one() {
     assert!(err.contains("reloaded"), "{err}");
     assert!(st.success(), "agent exit on SIGTERM: {st}\n{err}");
 }
+
+/// CapEff of every thread of `pid`.
+fn cap_eff(pid: u32) -> Vec<u64> {
+    let mut v = Vec::new();
+    for t in std::fs::read_dir(format!("/proc/{pid}/task")).expect("task dir") {
+        let status = std::fs::read_to_string(t.unwrap().path().join("status")).unwrap();
+        let hex = status
+            .lines()
+            .find_map(|l| l.strip_prefix("CapEff:"))
+            .expect("CapEff line")
+            .trim();
+        v.push(u64::from_str_radix(hex, 16).unwrap());
+    }
+    v
+}
+
+#[test]
+fn the_running_agent_keeps_only_the_capabilities_it_needs_and_still_detects() {
+    use std::os::unix::fs::{chown, PermissionsExt};
+    let s = Scratch::new("ops-caps");
+    // Another user's key in that user's 0700 home, read by that user: fingerprinting it needs
+    // CAP_DAC_READ_SEARCH, its process's /proc/<pid>/exe CAP_SYS_PTRACE.
+    let home = s.path("home-nobody");
+    let key = s.file(
+        "home-nobody/.ssh/id_ed25519",
+        "-----BEGIN OPENSSH PRIVATE KEY-----",
+    );
+    for p in [&home, &home.join(".ssh"), &key] {
+        chown(p, Some(65534), Some(65534)).unwrap();
+        let mode = if p == &key { 0o600 } else { 0o700 };
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+    // An actor the other user can execute.
+    let actor = s.path("bin/actor");
+    std::fs::create_dir_all(actor.parent().unwrap()).unwrap();
+    std::fs::copy(actor_path(), &actor).unwrap();
+    let state = s.path("state");
+    let agent = Running::start(&[
+        "--events",
+        "--state-dir",
+        state.to_str().unwrap(),
+        "--watch",
+        &format!("{}=ssh_key", key.display()),
+    ]);
+    let mut alert = None;
+    for _ in 0..10 {
+        std::thread::sleep(Duration::from_millis(700));
+        let child = Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(&actor)
+            .args(["fanout", key.to_str().unwrap(), "5", "22"])
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "actor as nobody: {:?}", out.status);
+        alert = agent.alert(Duration::from_millis(1500), |v| {
+            v["rule"]["id"] == "ssh-key-then-ssh-fanout" && v["process"]["tgid"] == pid
+        });
+        if alert.is_some() {
+            break;
+        }
+    }
+    // A relative exec name: the agent resolves it through /proc/<pid>/exe, while it lives.
+    let sleeper = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .args(["./actor", "sleep", "1500"])
+        .current_dir(actor.parent().unwrap())
+        .spawn()
+        .unwrap();
+    let spid = sleeper.id();
+    let exec = agent.alert(Duration::from_secs(5), |v| {
+        v["kind"] == "exec" && v["process"]["tgid"] == spid && v["exec"]["filename"] == "./actor"
+    });
+    let _ = sleeper.wait_with_output();
+    // CAP_DAC_READ_SEARCH (2), CAP_SYS_PTRACE (19), CAP_BPF (39), on every thread.
+    let want: u64 = (1 << 2) | (1 << 19) | (1 << 39);
+    let caps = cap_eff(agent.pid());
+    let (st, err) = agent.stop();
+    let a = alert.unwrap_or_else(|| panic!("no ssh fan-out alert after dropping caps: {err}"));
+    assert!(
+        a["credential"]["fingerprint"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("hmac-sha256:"),
+        "another user's key is fingerprinted: {a}"
+    );
+    assert!(
+        exec.as_ref()
+            .is_some_and(|e| e["process"]["exe"] == actor.to_str().unwrap()),
+        "another user's /proc/<pid>/exe is read: {exec:?}"
+    );
+    assert!(caps.iter().all(|&c| c == want), "CapEff {caps:x?}: {err}");
+    assert!(
+        err.contains("CAP_BPF,CAP_DAC_READ_SEARCH,CAP_SYS_PTRACE"),
+        "the kept set is logged: {err}"
+    );
+    assert!(st.success(), "agent exit on SIGTERM: {st}\n{err}");
+}

@@ -181,13 +181,23 @@ pub fn run(mut args: RunArgs) -> anyhow::Result<ExitCode> {
     // Rules and identities first: a broken rule set fails before anything is attached.
     let mut det = detect.build_detection(IdMode::Random, &host)?;
     let mut fp = fingerprinter(&state_dir);
-    // Sinks before capture: a spool left by a previous run starts draining at once.
-    let sinks = SinkSet::from_config(&cfg.sinks, &host)?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     rt.block_on(async move {
         let mut cap = LiveCapture::start(&opts)?;
+        // Attached, maps and state dir open: from here on only what the steady state uses.
+        // Before the sinks, whose runtime threads would otherwise keep the full sets
+        // (capabilities are per thread).
+        match crate::privs::drop_all_but(crate::privs::KEPT) {
+            Ok(kept) => tracing::info!(
+                kept = crate::privs::names(&kept).join(","),
+                "dropped every other capability"
+            ),
+            Err(e) => tracing::warn!("{e}; running with the capabilities it started with"),
+        }
+        // Right after attaching: a spool left by a previous run starts draining at once.
+        let sinks = SinkSet::from_config(&cfg.sinks, &host)?;
         tracing::info!(
             attached = cap.source.status.iter().filter(|s| s.attached).count(),
             watched = cap.source.watch_list().len(),
