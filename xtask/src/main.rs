@@ -59,6 +59,7 @@ const DEBIAN_PACKAGES: &[(&str, &str)] = &[
     ("setpriv", "util-linux"),
     ("rsyslogd", "rsyslog"),
     ("python3", "python3"),
+    ("systemd-analyze", "systemd"),
 ];
 /// The OCSF validator of the sink tests: pydantic models generated from the OCSF schema that
 /// the package ships (schema exports 1.0–1.7), from PyPI.
