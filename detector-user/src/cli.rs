@@ -31,6 +31,9 @@ pub enum Command {
     Rules(commands::rules::RulesCommand),
     /// Learn a baseline of peers per identity.
     Learn(commands::learn::LearnArgs),
+    /// Ask a running agent (its `--metrics-addr` endpoint) which programs are attached; exits
+    /// 1 when health is red.
+    Status(commands::status::StatusArgs),
 }
 
 /// Logs go to stderr so that stdout stays a clean NDJSON stream.

@@ -78,6 +78,10 @@ pub struct RunConfig {
     /// How long shutdown waits for sinks to deliver what they hold (spools keep the rest).
     #[serde(default, deserialize_with = "opt_duration")]
     pub shutdown_timeout: Option<Duration>,
+    /// Prometheus metrics and `/health` listen address (`PORT` or `:PORT` = loopback,
+    /// `HOST:PORT`); none: no endpoint.
+    #[serde(default, deserialize_with = "opt_listen_addr")]
+    pub metrics_addr: Option<String>,
 }
 
 /// One sink. Externally tagged (`- http: {...}`) so that each kind accepts only its own keys
@@ -385,6 +389,23 @@ fn opt_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::
     duration(d).map(Some)
 }
 
+/// A listen address: a bare port (YAML integer) or a string, checked here so that a bad one
+/// is reported with its position.
+fn opt_listen_addr<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum PortOrAddr {
+        Port(u16),
+        Addr(String),
+    }
+    let s = match PortOrAddr::deserialize(d)? {
+        PortOrAddr::Port(p) => p.to_string(),
+        PortOrAddr::Addr(s) => s,
+    };
+    crate::metrics::parse_listen_addr(&s).map_err(serde::de::Error::custom)?;
+    Ok(Some(s))
+}
+
 impl AgentConfig {
     /// Reads and validates a config file.
     pub fn load(path: &Path) -> Result<AgentConfig, ConfigError> {
@@ -512,6 +533,26 @@ mod tests {
         assert!(c.sinks.len() >= 4, "the example shows every sink kind");
         let kinds: Vec<&str> = c.sinks.iter().map(|s| s.name()).collect();
         assert!(kinds.contains(&"stdout"), "{kinds:?}");
+    }
+
+    #[test]
+    fn metrics_addr_is_a_port_or_an_address() {
+        let a = |s: &str| parse(s).map(|c| c.run.metrics_addr);
+        assert_eq!(
+            a("run:\n  metrics_addr: 9464\n").unwrap().as_deref(),
+            Some("9464")
+        );
+        assert_eq!(
+            a("run:\n  metrics_addr: \"0.0.0.0:9464\"\n")
+                .unwrap()
+                .as_deref(),
+            Some("0.0.0.0:9464")
+        );
+        assert_eq!(a("run: {}\n").unwrap(), None);
+        let e = a("run:\n  metrics_addr: \"no such host\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("agent.yaml:2:"), "{e}");
     }
 
     #[test]

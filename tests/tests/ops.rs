@@ -286,3 +286,148 @@ fn the_running_agent_keeps_only_the_capabilities_it_needs_and_still_detects() {
     );
     assert!(st.success(), "agent exit on SIGTERM: {st}\n{err}");
 }
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// GET `url`: status and body; none while nothing listens.
+fn get(url: &str) -> Option<(u16, String)> {
+    let r = reqwest::blocking::Client::new()
+        .get(url)
+        .timeout(Duration::from_secs(5))
+        .send()
+        .ok()?;
+    let status = r.status().as_u16();
+    Some((status, r.text().ok()?))
+}
+
+/// The value of the sample `name` (with its labels, exactly as exposed), 0 when absent.
+fn sample(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .map(|v| v.parse().unwrap())
+        .unwrap_or(0.0)
+}
+
+#[test]
+fn metrics_and_health_endpoint_and_detector_status() {
+    let s = Scratch::new("ops-metrics");
+    let key = s.file(
+        "home/.ssh/id_metrics",
+        "-----BEGIN OPENSSH PRIVATE KEY-----",
+    );
+    let rules = s.file("rules.yaml", &rule("test-metrics", &key));
+    let state = s.path("state");
+    let addr = format!("127.0.0.1:{}", free_port());
+    let agent = Running::start(&[
+        "--no-default-rules",
+        "--rules",
+        rules.to_str().unwrap(),
+        "--state-dir",
+        state.to_str().unwrap(),
+        "--watch",
+        &format!("{}=ssh_key", key.display()),
+        "--metrics-addr",
+        &addr,
+    ]);
+    let end = Instant::now() + Duration::from_secs(15);
+    let health = loop {
+        if let Some(h) = get(&format!("http://{addr}/health")) {
+            break h;
+        }
+        assert!(Instant::now() < end, "no endpoint: {}", agent.stderr());
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(health.0, 200, "{}", health.1);
+    let h: serde_json::Value = serde_json::from_str(&health.1).unwrap();
+    assert_eq!(h["status"], "green", "{h}");
+    let programs = h["programs"].as_array().unwrap();
+    assert_eq!(programs.len(), 13, "{h}");
+    assert!(
+        programs
+            .iter()
+            .all(|p| p["attached"] == true && p["required"] == true && p["hook"].is_string()),
+        "{h}"
+    );
+    assert_eq!(h["attached"], 13, "{h}");
+
+    let status = Command::new(detector())
+        .args(["status", "--metrics-addr", &addr])
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&status.stdout);
+    assert!(status.status.success(), "detector status: {status:?}");
+    assert!(
+        out.contains("health: green (13 of 13 programs attached)"),
+        "{out}"
+    );
+    assert_eq!(
+        out.lines().filter(|l| l.starts_with("  attached ")).count(),
+        13,
+        "{out}"
+    );
+
+    let scrape = || {
+        let (st, text) = get(&format!("http://{addr}/metrics")).expect("scrape");
+        assert_eq!(st, 200);
+        text
+    };
+    let before = scrape();
+    let exec0 = sample(&before, "detector_events_total{kind=\"exec\"}");
+    let open0 = sample(&before, "detector_events_total{kind=\"cred_open\"}");
+    assert!(
+        agent.fires("test-metrics", &key, 10),
+        "no alert: {}",
+        agent.stderr()
+    );
+    // The loop updates the metrics before handing alerts to the sinks.
+    let after = scrape();
+    assert!(
+        sample(&after, "detector_events_total{kind=\"exec\"}") > exec0,
+        "{after}"
+    );
+    assert!(
+        sample(&after, "detector_events_total{kind=\"cred_open\"}") > open0,
+        "{after}"
+    );
+    assert!(
+        sample(&after, "detector_alerts_total{rule=\"test-metrics\"}") >= 1.0,
+        "{after}"
+    );
+    assert!(sample(&after, "detector_rule_evaluation_seconds_count") > 0.0);
+    assert!(sample(&after, "detector_syscall_to_alert_seconds_count") >= 1.0);
+    for q in ["0.5", "0.99", "0.999"] {
+        for m in [
+            "detector_rule_evaluation_seconds",
+            "detector_syscall_to_alert_seconds",
+        ] {
+            let v = sample(&after, &format!("{m}{{quantile=\"{q}\"}}"));
+            // Positive, and under a minute: a latency, not a clock mix-up.
+            assert!(v > 0.0 && v < 60.0, "{m} p{q} = {v}\n{after}");
+        }
+    }
+    assert!(after.contains("# TYPE detector_syscall_to_alert_seconds summary"));
+    assert!(
+        after.contains("detector_sink_queue_depth{sink=\"stdout\"}"),
+        "{after}"
+    );
+    assert!(
+        after.contains("detector_sink_retries_total{sink=\"stdout\"}"),
+        "{after}"
+    );
+    assert!(after.contains("detector_program_attached{"), "{after}");
+
+    let (st, err) = agent.stop();
+    assert!(st.success(), "agent exit on SIGTERM: {st}\n{err}");
+    // Nobody listens any more: status says so and fails.
+    let status = Command::new(detector())
+        .args(["status", "--metrics-addr", &addr])
+        .output()
+        .unwrap();
+    assert_eq!(status.status.code(), Some(2), "{status:?}");
+}

@@ -11,6 +11,7 @@ pub mod record;
 pub mod replay;
 pub mod rules;
 pub mod run;
+pub mod status;
 
 /// Runs the chosen subcommand.
 pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -20,5 +21,6 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Replay(args) => replay::run(args),
         Command::Rules(cmd) => rules::run(cmd),
         Command::Learn(args) => learn::run(args),
+        Command::Status(args) => status::run(args),
     }
 }

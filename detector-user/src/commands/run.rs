@@ -15,6 +15,7 @@ use std::{
     io::{BufWriter, Write as _},
     path::PathBuf,
     process::ExitCode,
+    time::Instant,
 };
 
 use super::{
@@ -28,6 +29,7 @@ use crate::{
     engine::IdMode,
     enrich::fingerprint::{load_or_create_key, Fingerprinter},
     event::{Event, Kind},
+    metrics::Metrics,
     sinks::{format::reload_alert, SinkSet, DEFAULT_SHUTDOWN_TIMEOUT},
     sources::kernel::boottime_ns,
 };
@@ -45,6 +47,11 @@ pub struct RunArgs {
     /// Agent config (YAML): sinks and run options; flags given here win over it.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
+    /// Serve Prometheus metrics (`/metrics`) and health (`/health`) on this address: `PORT` or
+    /// `:PORT` (loopback only) or `HOST:PORT` [default: the config's `run.metrics_addr`, else
+    /// no endpoint].
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_addr: Option<String>,
     /// Detection flags.
     #[command(flatten)]
     pub detect: DetectArgs,
@@ -114,6 +121,9 @@ fn reload(
     if cfg.run.shutdown_timeout != running.run.shutdown_timeout {
         fixed.push("shutdown_timeout");
     }
+    if cfg.run.metrics_addr != running.run.metrics_addr {
+        fixed.push("metrics_addr");
+    }
     if !fixed.is_empty() {
         summary.push_str(&format!("; changed {} need a restart", fixed.join(", ")));
     }
@@ -181,11 +191,30 @@ pub fn run(mut args: RunArgs) -> anyhow::Result<ExitCode> {
     // Rules and identities first: a broken rule set fails before anything is attached.
     let mut det = detect.build_detection(IdMode::Random, &host)?;
     let mut fp = fingerprinter(&state_dir);
+    // Bound before anything is attached or dropped: a busy port fails start-up, and a port
+    // below 1024 is bound while CAP_NET_BIND_SERVICE is still there.
+    let metrics_listener = match args.metrics_addr.as_ref().or(cfg.run.metrics_addr.as_ref()) {
+        Some(a) => {
+            let l = crate::metrics::bind(crate::metrics::parse_listen_addr(a)?)?;
+            tracing::info!(addr = %l.local_addr()?, "metrics and health endpoint");
+            Some(l)
+        }
+        None => None,
+    };
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     rt.block_on(async move {
         let mut cap = LiveCapture::start(&opts)?;
+        let metrics = match metrics_listener {
+            Some(l) => {
+                let m = Metrics::new();
+                m.set_programs(&cap.source.status, |s| opts.load.groups.contains(&s.group));
+                m.serve(l)?;
+                Some(m)
+            }
+            None => None,
+        };
         // Attached, maps and state dir open: from here on only what the steady state uses.
         // Before the sinks, whose runtime threads would otherwise keep the full sets
         // (capabilities are per thread).
@@ -198,6 +227,9 @@ pub fn run(mut args: RunArgs) -> anyhow::Result<ExitCode> {
         }
         // Right after attaching: a spool left by a previous run starts draining at once.
         let sinks = SinkSet::from_config(&cfg.sinks, &host)?;
+        if let Some(m) = &metrics {
+            m.set_sinks(sinks.stats());
+        }
         tracing::info!(
             attached = cap.source.status.iter().filter(|s| s.attached).count(),
             watched = cap.source.watch_list().len(),
@@ -226,14 +258,22 @@ pub fn run(mut args: RunArgs) -> anyhow::Result<ExitCode> {
                     }
                     let now = cap.enricher.wall(boottime_ns());
                     alerts.push(reload_alert(ok, &summary, &host, now));
+                    let mut batch = metrics.as_ref().map(Metrics::batch);
                     for a in alerts.drain(..) {
+                        if let Some(b) = batch.as_mut() {
+                            b.alert(&a.rule.id, None);
+                        }
                         sinks.send(a);
                     }
                     continue;
                 }
                 r = cap.next_events(&mut events) => r?,
             }
+            let mut batch = metrics.as_ref().map(Metrics::batch);
             for ev in events.iter_mut() {
+                if let Some(b) = batch.as_mut() {
+                    b.event(ev.kind.as_str());
+                }
                 if let Some(p) = ev.process.as_mut() {
                     det.resolver.apply(p);
                 }
@@ -244,7 +284,11 @@ pub fn run(mut args: RunArgs) -> anyhow::Result<ExitCode> {
                     serde_json::to_writer(&mut out, &*ev)?;
                     out.write_all(b"\n")?;
                 }
+                let t0 = batch.is_some().then(Instant::now);
                 det.engine.process(ev, &mut alerts);
+                if let (Some(b), Some(t0)) = (batch.as_mut(), t0) {
+                    b.rule_eval(t0.elapsed());
+                }
             }
             // Windows close on time as well as on events.
             det.engine
@@ -256,6 +300,17 @@ pub fn run(mut args: RunArgs) -> anyhow::Result<ExitCode> {
                 so.flush()?;
                 out.get_mut().clear();
             }
+            if let Some(b) = batch.as_mut() {
+                b.kernel(cap.source.lost_per_cpu(), cap.source.stats.decode_errors);
+                if !alerts.is_empty() {
+                    // Syscall→alert latency: emission wall time − the triggering event's time.
+                    let now = cap.enricher.wall(boottime_ns());
+                    for a in &alerts {
+                        b.alert(&a.rule.id, Some(now.saturating_sub(a.last_seen)));
+                    }
+                }
+            }
+            drop(batch);
             for a in alerts.drain(..) {
                 sinks.send(a);
             }

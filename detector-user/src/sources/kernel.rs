@@ -306,6 +306,11 @@ impl KernelSource {
         }
     }
 
+    /// Records the kernel dropped so far, per CPU (as of the last loss check).
+    pub fn lost_per_cpu(&self) -> &[u64] {
+        &self.lost_seen
+    }
+
     /// Sum over CPUs of a kernel counter.
     pub fn counter(&self, idx: u32) -> u64 {
         self.loaded_rest
