@@ -571,3 +571,5 @@ async fn run_sink(
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tls_tests;
