@@ -261,3 +261,45 @@ fn live_learn_writes_the_peers_it_saw() {
     let text = std::fs::read_to_string(&out).unwrap();
     assert!(text.contains("127.0.0.77:5353"), "{text}");
 }
+
+#[test]
+fn run_events_streams_a_single_event_promptly() {
+    // Regression: --events output sat in an 8 KiB buffer until enough events accumulated.
+    use std::io::{BufRead as _, BufReader};
+    let s = Scratch::new("cli-events");
+    let mut agent = Command::new(detector())
+        .args([
+            "run",
+            "--events",
+            "--state-dir",
+            s.path("state").to_str().unwrap(),
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = agent.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut found = false;
+    'outer: for _ in 0..10 {
+        std::thread::sleep(Duration::from_millis(500));
+        let (pid, _) = tests::actor(&["udp-connect", "127.0.0.1", "5399"]);
+        while let Ok(line) = rx.recv_timeout(Duration::from_millis(700)) {
+            let v: serde_json::Value = serde_json::from_str(&line).expect("events are JSON");
+            if v["kind"] == "connect" && v["process"]["tgid"] == pid {
+                found = true;
+                break 'outer;
+            }
+        }
+    }
+    let _ = Command::new("kill").arg(agent.id().to_string()).status();
+    let _ = agent.wait();
+    assert!(found, "a lone connect event was not streamed within 700 ms");
+}

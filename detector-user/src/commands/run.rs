@@ -11,12 +11,7 @@
 //! sound when a rule's window, threshold or grouping changed. Sinks, state dir and watch list
 //! are fixed at start; a reload that changes them says they need a restart.
 
-use std::{
-    io::{BufWriter, Write as _},
-    path::PathBuf,
-    process::ExitCode,
-    time::Instant,
-};
+use std::{io::Write as _, path::PathBuf, process::ExitCode, time::Instant};
 
 use super::{
     capture_opts::CaptureArgs,
@@ -241,7 +236,9 @@ pub fn run(mut args: RunArgs) -> anyhow::Result<ExitCode> {
             .ok();
         // Events only: alerts go through the sinks (whose stdout writes take the lock per
         // batch, so the lock is taken per batch here too).
-        let mut out = BufWriter::new(Vec::new());
+        // A plain buffer, written out once per batch (a BufWriter here would hold events back
+        // until 8 KiB had accumulated).
+        let mut out: Vec<u8> = Vec::new();
         let stop = shutdown_signal();
         tokio::pin!(stop);
         let (mut events, mut alerts) = (Vec::new(), Vec::new());
@@ -293,12 +290,11 @@ pub fn run(mut args: RunArgs) -> anyhow::Result<ExitCode> {
             // Windows close on time as well as on events.
             det.engine
                 .flush(cap.enricher.wall(boottime_ns()), &mut alerts);
-            if !out.get_ref().is_empty() {
-                out.flush()?;
+            if !out.is_empty() {
                 let mut so = std::io::stdout().lock();
-                so.write_all(out.get_ref())?;
+                so.write_all(&out)?;
                 so.flush()?;
-                out.get_mut().clear();
+                out.clear();
             }
             if let Some(b) = batch.as_mut() {
                 b.kernel(cap.source.lost_per_cpu(), cap.source.stats.decode_errors);
