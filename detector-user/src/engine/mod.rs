@@ -632,12 +632,12 @@ impl Engine {
         ev: &'e Event,
     ) -> Option<(Vec<Val<'e>>, Vec<GroupKey>, bool)> {
         let creates = c.ty != CorrType::TemporalOrdered || step == 0;
-        let vals: Vec<Val<'e>> = c
-            .group_by
+        let group_by = c.step_group_by.get(step).unwrap_or(&c.group_by);
+        let vals: Vec<Val<'e>> = group_by
             .iter()
             .map(|&f| fields::get(f, ev, &self.policy))
             .collect::<Option<_>>()?;
-        let tree_at = c.group_by.iter().position(|&f| f == Field::Tree);
+        let tree_at = group_by.iter().position(|&f| f == Field::Tree);
         let mut keys = vec![(key_hash(&vals, None), None)];
         if let (Some(i), Some(p)) = (tree_at, ev.process.as_ref()) {
             if !creates || c.ty == CorrType::Temporal {

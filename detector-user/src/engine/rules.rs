@@ -35,8 +35,13 @@ pub struct Correlation {
     pub ty: CorrType,
     /// Indices of the referenced (event) rules, in order.
     pub steps: Vec<usize>,
-    /// Group-by fields.
+    /// Group-by fields, as the first referenced rule names them (alert output uses these).
     pub group_by: Vec<Field>,
+    /// Group-by fields per step (`steps[i]` → `step_group_by[i]`): equal to `group_by` unless
+    /// Sigma `aliases` map one group key onto differently named fields of different rules.
+    pub step_group_by: Vec<Vec<Field>>,
+    /// Sigma `generate`: the referenced rules also raise their own alerts.
+    pub generate: bool,
     /// Sliding window length (ns). An event exactly `timespan` after another is in its window.
     pub timespan: u64,
     /// Field counted distinctly.
@@ -174,6 +179,8 @@ const CORR_KEYS: &[&str] = &[
     "condition",
     "max_gap",
     "budget",
+    "aliases",
+    "generate",
 ];
 
 fn fields_list(n: &Node) -> Result<Vec<Field>, PosError> {
@@ -342,6 +349,9 @@ impl RuleSet {
                 Ok(r) => set.rules.push(r),
                 Err(e) => errs.push(e),
             }
+        }
+        if errs.is_empty() {
+            apply_generate(&mut set.rules, &raws, &mut errs);
         }
         for t in test_nodes {
             if let Err(e) = parse_tests(t, &index, &mut set.tests) {
@@ -581,10 +591,47 @@ fn compile_corr(
             "temporal correlations need at least two rules",
         ));
     }
-    let group_by = match f.get("group-by") {
-        Some(g) => fields_list(g)?,
-        None => Vec::new(),
+    let aliases = match f.get("aliases") {
+        Some(a) => compile_aliases(a, &steps, raws)?,
+        None => HashMap::new(),
     };
+    let mut step_group_by = vec![Vec::new(); steps.len()];
+    let mut used = std::collections::HashSet::new();
+    if let Some(g) = f.get("group-by") {
+        for gn in g.as_seq_or_one() {
+            let name = gn.as_str()?;
+            match aliases.get(name) {
+                Some(per_step) => {
+                    used.insert(name);
+                    for (s, &fld) in per_step.iter().enumerate() {
+                        step_group_by[s].push(fld);
+                    }
+                }
+                None => {
+                    let fld = cond::field(gn, name)?;
+                    for s in &mut step_group_by {
+                        s.push(fld);
+                    }
+                }
+            }
+        }
+    }
+    if let Some(a) = f.get("aliases") {
+        for (name, kn, _) in a.as_map()? {
+            if !used.contains(name) {
+                return Err(PosError::new(
+                    &kn.pos,
+                    format!("alias `{name}` is not used in `group-by`"),
+                ));
+            }
+        }
+    }
+    let group_by = step_group_by.first().cloned().unwrap_or_default();
+    let generate = f
+        .get("generate")
+        .map(|b| b.as_bool())
+        .transpose()?
+        .unwrap_or(false);
     let tsn = f.req("timespan")?;
     let timespan = duration(tsn)?;
     if timespan == 0 {
@@ -625,12 +672,116 @@ fn compile_corr(
         ty,
         steps,
         group_by,
+        step_group_by,
+        generate,
         timespan,
         field,
         condition,
         max_gap,
         budget,
     })
+}
+
+/// Sigma `generate`: a rule referenced by correlations raises its own alerts only when one of
+/// them says `generate: true` (Sigma's default is false), unless the rule sets `alert`
+/// itself. `alert: false` on a rule that a `generate: true` correlation references is a
+/// contradiction and an error. `rules` and `raws` are index-aligned (all rules compiled).
+fn apply_generate(rules: &mut [Rule], raws: &[RawRule<'_>], errs: &mut Vec<PosError>) {
+    let mut wanted: Vec<Option<(bool, Pos)>> = vec![None; rules.len()];
+    for r in rules.iter() {
+        let Body::Correlation(c) = &r.body else {
+            continue;
+        };
+        for &s in &c.steps {
+            let w = &mut wanted[s];
+            match w {
+                Some((g, _)) if *g || !c.generate => {}
+                _ => *w = Some((c.generate, r.pos.clone())),
+            }
+        }
+    }
+    for (i, w) in wanted.into_iter().enumerate() {
+        let Some((generate, pos)) = w else { continue };
+        let explicit = raws[i]
+            .node
+            .fields_collect(RULE_KEYS, &mut Vec::new())
+            .ok()
+            .and_then(|f| f.get("alert").map(|n| n.as_bool()));
+        match explicit {
+            Some(Ok(false)) if generate => errs.push(PosError::new(
+                &pos,
+                format!(
+                    "`generate: true` but the referenced rule `{}` says `alert: false`",
+                    rules[i].id
+                ),
+            )),
+            Some(_) => {}
+            None => rules[i].alert = generate,
+        }
+    }
+}
+
+/// Sigma `aliases`: `alias: {rule-id: field, …}` with one field per referenced rule, all of the
+/// same type, so one group key can join e.g. the source address of one rule with the
+/// destination address of another. Returns alias → field per step.
+fn compile_aliases<'n>(
+    n: &'n Node,
+    steps: &[usize],
+    raws: &[RawRule<'_>],
+) -> Result<HashMap<&'n str, Vec<Field>>, PosError> {
+    let mut out = HashMap::new();
+    for (name, kn, m) in n.as_map()? {
+        if cond::field(kn, name).is_ok() {
+            return Err(PosError::new(
+                &kn.pos,
+                format!("alias `{name}` hides the event field of the same name; pick another name"),
+            ));
+        }
+        let mut per_step: Vec<Option<Field>> = vec![None; steps.len()];
+        for (rid, rn, fnode) in m.as_map()? {
+            let Some(s) = steps.iter().position(|&i| raws[i].id == rid) else {
+                return Err(PosError::new(
+                    &rn.pos,
+                    format!("alias `{name}`: `{rid}` is not one of this correlation's rules"),
+                ));
+            };
+            per_step[s] = Some(cond::field(fnode, fnode.as_str()?)?);
+        }
+        let mut fields = Vec::with_capacity(steps.len());
+        for (s, f) in per_step.into_iter().enumerate() {
+            let Some(f) = f else {
+                return Err(PosError::new(
+                    &m.pos,
+                    format!(
+                        "alias `{name}` names no field for rule `{}`",
+                        raws[steps[s]].id
+                    ),
+                ));
+            };
+            if f == Field::Tree {
+                return Err(PosError::new(
+                    &m.pos,
+                    format!("alias `{name}`: `process.tree` cannot be aliased"),
+                ));
+            }
+            if let Some(first) = fields.first() {
+                let first: &Field = first;
+                if first.ty() != f.ty() {
+                    return Err(PosError::new(
+                        &m.pos,
+                        format!(
+                            "alias `{name}`: `{}` and `{}` have different types",
+                            first.path(),
+                            f.path()
+                        ),
+                    ));
+                }
+            }
+            fields.push(f);
+        }
+        out.insert(name, fields);
+    }
+    Ok(out)
 }
 
 fn parse_tests(
@@ -824,5 +975,22 @@ mod tests {
         assert!(e[0].msg.contains("not supported"));
         let e = load("rules:\n  - id: a\n    title: A\n    severity: low\n    condition: {kind: connect}\n  - id: b\n    title: B\n    severity: low\n    correlation: {type: event_count, rules: [a], timespan: 1s}\n  - id: c\n    title: C\n    severity: low\n    correlation: {type: event_count, rules: [b], timespan: 1s}\n").unwrap_err();
         assert!(e[0].msg.contains("chaining"));
+    }
+
+    #[test]
+    fn alias_errors_are_positioned() {
+        let base = "rules:\n  - id: a\n    title: A\n    severity: low\n    condition: {kind: connect}\n  - id: b\n    title: B\n    severity: low\n    condition: {kind: accept}\n  - id: c\n    title: C\n    severity: low\n    correlation:\n      type: temporal\n      rules: [a, b]\n      timespan: 1s\n";
+        let cases = [
+            ("      group-by: [peer]\n      aliases:\n        peer: {a: net.dst_addr}\n", "names no field for rule `b`", 19),
+            ("      group-by: [peer]\n      aliases:\n        peer: {a: net.dst_addr, b: net.src_port}\n", "different types", 19),
+            ("      group-by: [peer]\n      aliases:\n        peer: {a: net.dst_addr, zz: net.src_addr}\n", "`zz` is not one of", 19),
+            ("      group-by: [process.identity]\n      aliases:\n        peer: {a: net.dst_addr, b: net.src_addr}\n", "not used in `group-by`", 19),
+            ("      group-by: [net.dst_addr]\n      aliases:\n        net.dst_addr: {a: net.dst_addr, b: net.src_addr}\n", "hides the event field", 19),
+        ];
+        for (tail, want, line) in cases {
+            let e = load(&format!("{base}{tail}")).unwrap_err();
+            assert!(e[0].msg.contains(want), "{want}: {e:?}");
+            assert_eq!(e[0].pos.line, line, "{want}: {e:?}");
+        }
     }
 }

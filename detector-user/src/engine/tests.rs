@@ -649,3 +649,100 @@ proptest! {
         }
     }
 }
+
+/// Sigma `aliases`: one group key over differently named fields — here the destination a
+/// process connected to and the peer an inbound connection came from.
+#[test]
+fn aliases_join_different_fields_of_different_rules() {
+    let src = "rules:
+  - id: out
+    title: out
+    severity: info
+    condition: {kind: connect}
+  - id: inb
+    title: in
+    severity: info
+    condition: {kind: accept}
+  - id: c
+    title: C
+    severity: high
+    suppress: 0s
+    correlation:
+      type: temporal
+      rules: [out, inb]
+      group-by: [peer]
+      aliases:
+        peer: {out: net.dst_addr, inb: net.src_addr}
+      timespan: 1s
+";
+    let rules = RuleSet::load(&[("t.yaml".into(), src.into())]).unwrap_or_else(|e| panic!("{e:?}"));
+    let accept = |ts: u64, from: &str| {
+        let mut e = connect(ts, proc_(20, 2, "srv"), "10.0.0.9", 22);
+        e.kind = Kind::Accept;
+        if let Some(n) = e.net.as_mut() {
+            n.direction = Direction::Inbound;
+            n.src_addr = from.into();
+        }
+        e
+    };
+    let run_with = |evs: &[Event]| {
+        let mut e = Engine::new(
+            RuleSet::load(&[("t.yaml".into(), src.into())]).unwrap_or_else(|e| panic!("{e:?}")),
+            Policy::default(),
+            EngineOptions {
+                ids: IdMode::Derived(1),
+                reorder_tolerance: 0,
+                ..EngineOptions::default()
+            },
+        );
+        run(&mut e, evs)
+            .into_iter()
+            .filter(|a| a.rule.id == "c")
+            .collect::<Vec<_>>()
+    };
+    // Same address on both sides: joined.
+    let hits = run_with(&[
+        connect(0, proc_(10, 2, "a"), "10.0.0.5", 22),
+        accept(S / 2, "10.0.0.5"),
+    ]);
+    assert_eq!(hits.len(), 1);
+    // The alert names the group by the first rule's field.
+    assert_eq!(
+        hits[0].group.get("net.dst_addr").map(String::as_str),
+        Some("10.0.0.5")
+    );
+    // Different addresses: no join.
+    assert!(run_with(&[
+        connect(0, proc_(10, 2, "a"), "10.0.0.5", 22),
+        accept(S / 2, "10.0.0.6"),
+    ])
+    .is_empty());
+    // Sigma default `generate: false`: the referenced rules raise no alerts of their own.
+    assert!(rules.rules.iter().take(2).all(|r| !r.alert));
+}
+
+#[test]
+fn generate_true_lets_referenced_rules_alert() {
+    let src = "rules:
+  - id: out
+    title: out
+    severity: info
+    condition: {kind: connect}
+  - id: c
+    title: C
+    severity: high
+    correlation: {type: event_count, rules: [out], timespan: 1s, condition: {gte: 2}, generate: true}
+";
+    let rules = RuleSet::load(&[("t.yaml".into(), src.into())]).unwrap_or_else(|e| panic!("{e:?}"));
+    assert!(rules.rules[0].alert);
+    let bad = format!(
+        "{}",
+        src.replace(
+            "condition: {kind: connect}",
+            "alert: false\n    condition: {kind: connect}"
+        )
+    );
+    let e = RuleSet::load(&[("t.yaml".into(), bad)]).unwrap_err();
+    assert!(e[0].msg.contains("generate: true"), "{e:?}");
+    assert_eq!(e[0].pos.line, 7, "{e:?}");
+}
