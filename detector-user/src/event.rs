@@ -150,6 +150,15 @@ pub struct Workload {
     /// Kubernetes pod uid, from the cgroup path.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pod_uid: Option<String>,
+    /// Kubernetes namespace of the pod, from the runtime's bundle or the kubelet's pod dir.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_namespace: Option<String>,
+    /// Kubernetes pod name, from the runtime's bundle annotations.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_name: Option<String>,
+    /// Container name within the pod, from the runtime's bundle annotations.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container_name: Option<String>,
 }
 
 impl Workload {

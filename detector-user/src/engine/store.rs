@@ -391,6 +391,9 @@ fn process_into(d: &mut Process, s: &Process) {
         unit,
         container_id,
         pod_uid,
+        pod_namespace,
+        pod_name,
+        container_name,
     } = workload;
     d.pid = *pid;
     d.tgid = *tgid;
@@ -411,6 +414,9 @@ fn process_into(d: &mut Process, s: &Process) {
     d.workload.unit.clone_from(unit);
     d.workload.container_id.clone_from(container_id);
     d.workload.pod_uid.clone_from(pod_uid);
+    d.workload.pod_namespace.clone_from(pod_namespace);
+    d.workload.pod_name.clone_from(pod_name);
+    d.workload.container_name.clone_from(container_name);
     d.identity.clone_from(identity);
 }
 
@@ -696,6 +702,9 @@ mod tests {
                     unit: Some(s("x.service")),
                     container_id: None,
                     pod_uid: Some(s("uid")),
+                    pod_namespace: Some(s("ns")),
+                    pod_name: Some(s("pod")),
+                    container_name: Some(s("c")),
                 },
                 identity: Some(s("svc")),
             }),

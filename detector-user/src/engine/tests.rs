@@ -735,12 +735,9 @@ fn generate_true_lets_referenced_rules_alert() {
 ";
     let rules = RuleSet::load(&[("t.yaml".into(), src.into())]).unwrap_or_else(|e| panic!("{e:?}"));
     assert!(rules.rules[0].alert);
-    let bad = format!(
-        "{}",
-        src.replace(
-            "condition: {kind: connect}",
-            "alert: false\n    condition: {kind: connect}"
-        )
+    let bad = src.replace(
+        "condition: {kind: connect}",
+        "alert: false\n    condition: {kind: connect}",
     );
     let e = RuleSet::load(&[("t.yaml".into(), bad)]).unwrap_err();
     assert!(e[0].msg.contains("generate: true"), "{e:?}");

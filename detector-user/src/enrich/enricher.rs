@@ -5,7 +5,11 @@ use std::collections::HashMap;
 
 use detector_common::{kind, outcome, via, watch, FileEvent, Header, NetEvent};
 
-use super::{cgroup::CgroupResolver, process::ProcessTable};
+use super::{
+    cgroup::CgroupResolver,
+    k8s::{PodResolver, PodRoots},
+    process::ProcessTable,
+};
 use crate::{
     event::{
         Direction, Event, ExecInfo, ExitInfo, FileInfo, ForkInfo, Kind, LossInfo, NetInfo, Outcome,
@@ -22,6 +26,7 @@ pub struct Enricher {
     /// Process table.
     pub procs: ProcessTable,
     cgroups: CgroupResolver,
+    pods: PodResolver,
     users: HashMap<u32, String>,
     /// wall-clock ns − boot-time ns, measured once at start.
     boot_to_wall: i128,
@@ -91,6 +96,7 @@ impl Enricher {
         Self {
             procs,
             cgroups: CgroupResolver::new(cgroup_root),
+            pods: PodResolver::new(PodRoots::default()),
             users: users(&std::fs::read_to_string("/etc/passwd").unwrap_or_default()),
             boot_to_wall: clock_ns(libc::CLOCK_REALTIME) - clock_ns(libc::CLOCK_BOOTTIME),
         }
@@ -117,10 +123,11 @@ impl Enricher {
             None => (String::new(), Vec::new(), h.ppid, h.start_ns),
         };
         let cgroup = self.cgroups.path(h.cgroup_id);
-        let workload = cgroup
+        let mut workload = cgroup
             .as_deref()
             .map(super::cgroup::workload)
             .unwrap_or_default();
+        self.pods.annotate(&mut workload);
         Process {
             pid: h.pid,
             tgid: h.tgid,

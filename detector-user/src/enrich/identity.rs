@@ -8,7 +8,8 @@
 //!     match:                      # a selector map, or a list of them (any may match)
 //!       exe: /opt/payments/bin/*  # glob
 //!       user: svc-pay             # or uid: 1001
-//!       unit: payments.service    # systemd unit; also cgroup (glob), container_id, pod_uid
+//!       unit: payments.service    # systemd unit; also cgroup (glob), container_id, pod_uid,
+//!                                 # k8s_namespace, pod_name, container_name (globs)
 //!     credentials: [/etc/payments/*.key]
 //!     peers: [payments-db, 10.0.0.0/8:5432]
 //!     fan_out_budget: 50
@@ -17,7 +18,8 @@
 //! ```
 //!
 //! The first identity (in file order) whose selector matches wins. Without a match the
-//! identity is derived: `unit:<unit>`, `container:<id12>`, `pod:<uid>`, else
+//! identity is derived: `unit:<unit>`, `pod:<namespace>/<pod>/<container>`, `container:<id12>`,
+//! `pod:<uid>`, else
 //! `exe:<exe>@<user|uid>` — stable across restarts, so the default rules work without config.
 
 use std::collections::{HashMap, HashSet};
@@ -72,6 +74,9 @@ struct Selector {
     cgroup: Option<GlobMatcher>,
     container_id: Option<String>,
     pod_uid: Option<String>,
+    k8s_namespace: Option<GlobMatcher>,
+    pod_name: Option<GlobMatcher>,
+    container_name: Option<GlobMatcher>,
 }
 
 impl Selector {
@@ -100,7 +105,16 @@ impl Selector {
                 .pod_uid
                 .as_ref()
                 .is_none_or(|u| p.workload.pod_uid.as_deref() == Some(u.as_str()))
+            && glob_opt(&self.k8s_namespace, &p.workload.pod_namespace)
+            && glob_opt(&self.pod_name, &p.workload.pod_name)
+            && glob_opt(&self.container_name, &p.workload.container_name)
     }
+}
+
+/// An absent selector matches anything; a present one needs a value that matches it.
+fn glob_opt(g: &Option<GlobMatcher>, v: &Option<String>) -> bool {
+    g.as_ref()
+        .is_none_or(|g| v.as_deref().is_some_and(|v| g.is_match(v)))
 }
 
 /// One configured identity.
@@ -198,6 +212,9 @@ impl IdentityConfig {
                     "cgroup",
                     "container_id",
                     "pod_uid",
+                    "k8s_namespace",
+                    "pod_name",
+                    "container_name",
                 ])?;
                 let uid = match s.get("uid") {
                     Some(n) => Some(
@@ -217,6 +234,9 @@ impl IdentityConfig {
                     cgroup: s.get("cgroup").map(glob).transpose()?,
                     container_id: string("container_id")?,
                     pod_uid: string("pod_uid")?,
+                    k8s_namespace: s.get("k8s_namespace").map(glob).transpose()?,
+                    pod_name: s.get("pod_name").map(glob).transpose()?,
+                    container_name: s.get("container_name").map(glob).transpose()?,
                 });
             }
             let credentials = g
@@ -363,6 +383,13 @@ pub fn derived_identity(p: &Process) -> String {
     if let Some(u) = &p.workload.unit {
         return format!("unit:{u}");
     }
+    // A pod's readable name outlives container restarts (the container id changes each time).
+    if let (Some(ns), Some(name)) = (&p.workload.pod_namespace, &p.workload.pod_name) {
+        return match &p.workload.container_name {
+            Some(c) => format!("pod:{ns}/{name}/{c}"),
+            None => format!("pod:{ns}/{name}"),
+        };
+    }
     if let Some(c) = &p.workload.container_id {
         return format!("container:{}", &c[..c.len().min(12)]);
     }
@@ -492,6 +519,47 @@ mod tests {
         };
         assert_eq!(r.apply(&mut p), "unit:cron.service");
         assert_eq!(derived_identity(&proc_("/bin/y", None, 7)), "exe:/bin/y@7");
+    }
+
+    #[test]
+    fn k8s_namespace_selector_and_pod_identity() {
+        let cfg = "identities:
+  - name: spiffe://cluster/ns/payments/sa/api
+    match: {k8s_namespace: payments, container_name: api}
+  - name: kube-system
+    match: {k8s_namespace: 'kube-*'}
+";
+        let r = IdentityResolver::new(IdentityConfig::parse("i.yaml", cfg).unwrap());
+        let pod = |ns: Option<&str>, name: &str, c: &str| {
+            let mut p = proc_("/app", None, 1000);
+            p.workload = Workload {
+                container_id: Some("a".repeat(64)),
+                pod_uid: Some("1234abcd-12ab-34cd-56ef-1234567890ab".into()),
+                pod_namespace: ns.map(str::to_string),
+                pod_name: Some(name.into()),
+                container_name: Some(c.into()),
+                ..Default::default()
+            };
+            p
+        };
+        assert_eq!(
+            r.resolve(&pod(Some("payments"), "api-1", "api")),
+            "spiffe://cluster/ns/payments/sa/api"
+        );
+        assert_eq!(
+            r.resolve(&pod(Some("kube-system"), "dns-1", "dns")),
+            "kube-system"
+        );
+        // Another namespace: derived from namespace/pod/container, not the container id.
+        assert_eq!(
+            r.resolve(&pod(Some("web"), "front-1", "nginx")),
+            "pod:web/front-1/nginx"
+        );
+        // Namespace unknown: a namespace selector cannot match.
+        assert_eq!(
+            r.resolve(&pod(None, "api-1", "api")),
+            format!("container:{}", "a".repeat(12))
+        );
     }
 
     #[test]

@@ -3,4 +3,5 @@ pub mod cgroup;
 pub mod enricher;
 pub mod fingerprint;
 pub mod identity;
+pub mod k8s;
 pub mod process;
