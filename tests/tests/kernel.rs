@@ -607,3 +607,68 @@ fn without_syscall_tracepoints_page_cache_reads_are_still_seen() {
     assert_eq!(e.file.as_ref().unwrap().via, Via::Filemap);
     assert!(!agent.of(pid).iter().any(|e| e.kind == Kind::CredOpen));
 }
+
+/// A process in a Kubernetes pod's cgroup is attributed to the pod, and the pod's namespace,
+/// name and container name come from the container runtime's bundle on the node (here laid
+/// out as containerd does; no cluster runs in CI, the cgroup and the kernel events are real).
+#[test]
+fn pod_process_gets_namespace_from_runtime_bundle() {
+    let (_s, secret, mut agent) = watched("k8s");
+    let root = detector::sources::preflight::cgroup2_root().expect("cgroup v2");
+    let uid = format!(
+        "7e57{:04x}-1111-2222-3333-444455556666",
+        std::process::id() & 0xffff
+    );
+    let id = format!("{:064x}", 0xdead_0000_u64 + u64::from(std::process::id()));
+    let pod = format!("kubepods-besteffort-pod{}.slice", uid.replace('-', "_"));
+    let slices = [
+        root.join("kubepods.slice"),
+        root.join("kubepods.slice/kubepods-besteffort.slice"),
+        root.join(format!("kubepods.slice/kubepods-besteffort.slice/{pod}")),
+        root.join(format!(
+            "kubepods.slice/kubepods-besteffort.slice/{pod}/cri-containerd-{id}.scope"
+        )),
+    ];
+    let created: Vec<_> = slices.iter().filter(|d| !d.exists()).cloned().collect();
+    for d in &created {
+        std::fs::create_dir(d).expect("mkdir cgroup");
+    }
+    let bundle =
+        std::path::PathBuf::from("/run/containerd/io.containerd.runtime.v2.task/k8s.io").join(&id);
+    std::fs::create_dir_all(&bundle).expect("bundle dir");
+    std::fs::write(
+        bundle.join("config.json"),
+        r#"{"ociVersion":"1.1.0","annotations":{"io.kubernetes.cri.container-type":"container","io.kubernetes.cri.sandbox-namespace":"payments","io.kubernetes.cri.sandbox-name":"api-5d8f7-abcde","io.kubernetes.cri.container-name":"api"}}"#,
+    )
+    .expect("bundle");
+    let leaf = &slices[3];
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "echo pid $$ && echo $$ > {}/cgroup.procs && exec {} open {}",
+            leaf.display(),
+            actor_path().display(),
+            secret.display()
+        ))
+        .output()
+        .expect("sh");
+    let pid = String::from_utf8_lossy(&out.stdout).lines().find_map(|l| {
+        l.strip_prefix("pid ")
+            .and_then(|p| p.trim().parse::<u32>().ok())
+    });
+    let e = pid.map(|pid| agent.wait_for(WAIT, |e| is(e, Kind::CredOpen, pid)));
+    let _ = std::fs::remove_dir_all(&bundle);
+    for d in created.iter().rev() {
+        let _ = std::fs::remove_dir(d);
+    }
+    assert!(out.status.success(), "{out:?}");
+    let e = e
+        .flatten()
+        .unwrap_or_else(|| panic!("no cred_open from the pod process; stdout {out:?}"));
+    let w = &e.process.as_ref().expect("process").workload;
+    assert_eq!(w.pod_uid.as_deref(), Some(uid.as_str()));
+    assert_eq!(w.container_id.as_deref(), Some(id.as_str()));
+    assert_eq!(w.pod_namespace.as_deref(), Some("payments"));
+    assert_eq!(w.pod_name.as_deref(), Some("api-5d8f7-abcde"));
+    assert_eq!(w.container_name.as_deref(), Some("api"));
+}
