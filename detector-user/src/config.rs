@@ -152,6 +152,10 @@ pub struct FileConfig {
     /// Rotated files kept (`path.1` … `path.N`).
     #[serde(default = "default_max_files")]
     pub max_files: u32,
+    /// On-disk spool (absent: a bounded in-memory queue), for a file on a disk that can fill
+    /// up or a mount that can go away.
+    #[serde(default)]
+    pub spool: Option<SpoolConfig>,
 }
 
 fn default_file_max_bytes() -> u64 {

@@ -107,17 +107,47 @@ pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
 const CHANNEL: usize = 16 * 1024;
 /// Records held in memory by a sink without a spool.
 const MEMORY_QUEUE: usize = 64 * 1024;
+/// Spilled records moved into the spool per step (the capture loop waits for a step when it
+/// spills at the same time).
+const SPILL_STEP: usize = 4096;
 
 enum Msg {
     Alert(Arc<Alert>),
     Flush(oneshot::Sender<()>),
     Shutdown(Instant),
+    /// Reload replaced this sink: deliver what it holds until the instant, then hand the rest
+    /// back.
+    Retire(Instant, oneshot::Sender<Queue>),
+}
+
+/// Where [`SinkSet::send`] puts a spooled sink's alerts while the channel to its task is full:
+/// a second spool, `<spool dir>/<sink>/overflow/`. While it holds anything every alert goes
+/// there, so order is kept: the task first takes in what is still in the channel (older), then
+/// moves the overflow into the sink's spool, and only once it is empty does `send` use the
+/// channel again. Appends are plain writes (no fsync on the capture thread): they survive a
+/// crash of the agent, and are fsynced when moved.
+struct Spill {
+    queue: Queue,
+    /// Alerts go here, not to the channel.
+    active: bool,
+    format: Format,
+    /// Why the last spill drop happened (for the notice).
+    why: &'static str,
+}
+
+type SharedSpill = Arc<std::sync::Mutex<Spill>>;
+
+fn lock_spill(s: &SharedSpill) -> std::sync::MutexGuard<'_, Spill> {
+    // A panic mid-append leaves a spool whose next open cuts the torn tail: still usable.
+    s.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 struct Handle {
     name: String,
+    config: SinkConfig,
     tx: mpsc::Sender<Msg>,
     stats: Arc<SinkStats>,
+    spill: Option<SharedSpill>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -151,83 +181,115 @@ pub struct SinkSpec {
     pub host: String,
 }
 
+/// A sink built from its config, before its queue is opened.
+struct Built {
+    sink: Box<dyn Sink>,
+    spool: Option<crate::config::SpoolConfig>,
+    spec: SinkSpec,
+}
+
+fn build(c: &SinkConfig, host: &str) -> Result<Built, SinkError> {
+    let (sink, spool, format, batch, retry): (Box<dyn Sink>, _, _, _, _) = match c {
+        SinkConfig::Stdout(s) => (
+            Box::new(stdout::StdoutSink::new()),
+            None,
+            s.format,
+            1024,
+            RetryConfig::default(),
+        ),
+        SinkConfig::File(f) => (
+            Box::new(file::FileSink::open(
+                f.path.clone(),
+                f.max_bytes,
+                f.max_files,
+            )?),
+            f.spool.clone(),
+            f.format,
+            1024,
+            RetryConfig::default(),
+        ),
+        SinkConfig::Syslog(s) => (
+            Box::new(syslog::SyslogSink::new(s, host)?),
+            s.spool.clone(),
+            s.format,
+            s.batch.max_alerts,
+            s.retry.clone(),
+        ),
+        SinkConfig::Http(h) => (
+            Box::new(http::HttpSink::new(h, host)?),
+            h.spool.clone(),
+            h.format,
+            h.batch.max_alerts,
+            h.retry.clone(),
+        ),
+    };
+    Ok(Built {
+        sink,
+        spool,
+        spec: SinkSpec {
+            name: c.name().to_string(),
+            format,
+            batch,
+            retry,
+            host: host.to_string(),
+        },
+    })
+}
+
+/// The sink's queue and, with a spool, its overflow spool.
+fn open_queues(
+    name: &str,
+    spool: &Option<crate::config::SpoolConfig>,
+) -> Result<(Queue, Option<Queue>), SinkError> {
+    let Some(sp) = spool else {
+        return Ok((
+            Queue::Memory(MemQueue::new(MEMORY_QUEUE, OverflowPolicy::DropOldest)),
+            None,
+        ));
+    };
+    let dir = sp.dir.join(name);
+    let main = Spool::open(&dir, sp.max_bytes, sp.on_full, sp.fsync)?;
+    let over = Spool::open(&dir.join("overflow"), sp.max_bytes, sp.on_full, sp.fsync)?;
+    let held = main.recovered.records + over.recovered.records;
+    if held > 0 {
+        tracing::info!(sink = %name, alerts = held, "spool: delivering what a previous run left");
+    }
+    Ok((Queue::Disk(main), Some(Queue::Disk(over))))
+}
+
+fn default_configs(configs: &[SinkConfig]) -> Vec<SinkConfig> {
+    if configs.is_empty() {
+        vec![SinkConfig::Stdout(Default::default())]
+    } else {
+        configs.to_vec()
+    }
+}
+
+/// Moves every record of `from` to the end of `to` (a reload handing a sink's queue to a
+/// successor with another queue); returns the records `to`'s bound dropped.
+fn transfer(from: &mut Queue, to: &mut Queue) -> Result<u64, SinkError> {
+    let mut dropped = 0;
+    loop {
+        let held = from.peek(SPILL_STEP)?;
+        let Some(last) = held.last().map(|(s, _)| *s) else {
+            return Ok(dropped);
+        };
+        for (_, r) in &held {
+            dropped += to.push(r)?.dropped;
+        }
+        to.sync(true)?;
+        from.commit(last)?;
+    }
+}
+
 impl SinkSet {
     /// Builds the sinks of a config (none: stdout NDJSON).
     pub fn from_config(configs: &[SinkConfig], host: &str) -> Result<SinkSet, SinkError> {
-        let default = [SinkConfig::Stdout(Default::default())];
-        let configs = if configs.is_empty() {
-            &default[..]
-        } else {
-            configs
-        };
         let mut set = SinkSet::empty()?;
-        for c in configs {
-            let name = c.name().to_string();
-            let in_memory = |policy| Queue::Memory(MemQueue::new(MEMORY_QUEUE, policy));
-            let spooled = |sp: &Option<crate::config::SpoolConfig>| -> Result<Queue, SinkError> {
-                Ok(match sp {
-                    Some(sp) => {
-                        let s =
-                            Spool::open(&sp.dir.join(&name), sp.max_bytes, sp.on_full, sp.fsync)?;
-                        if s.recovered.records > 0 {
-                            tracing::info!(sink = %name, alerts = s.recovered.records, "spool: delivering what a previous run left");
-                        }
-                        Queue::Disk(s)
-                    }
-                    None => in_memory(OverflowPolicy::DropOldest),
-                })
-            };
-            let (sink, queue, format, batch, retry): (
-                Box<dyn Sink>,
-                Queue,
-                Format,
-                usize,
-                RetryConfig,
-            ) = match c {
-                SinkConfig::Stdout(s) => (
-                    Box::new(stdout::StdoutSink::new()),
-                    in_memory(OverflowPolicy::DropOldest),
-                    s.format,
-                    1024,
-                    RetryConfig::default(),
-                ),
-                SinkConfig::File(f) => (
-                    Box::new(file::FileSink::open(
-                        f.path.clone(),
-                        f.max_bytes,
-                        f.max_files,
-                    )?),
-                    in_memory(OverflowPolicy::DropOldest),
-                    f.format,
-                    1024,
-                    RetryConfig::default(),
-                ),
-                SinkConfig::Syslog(s) => (
-                    Box::new(syslog::SyslogSink::new(s, host)?),
-                    spooled(&s.spool)?,
-                    s.format,
-                    s.batch.max_alerts,
-                    s.retry.clone(),
-                ),
-                SinkConfig::Http(h) => (
-                    Box::new(http::HttpSink::new(h, host)?),
-                    spooled(&h.spool)?,
-                    h.format,
-                    h.batch.max_alerts,
-                    h.retry.clone(),
-                ),
-            };
-            set.add(
-                sink,
-                queue,
-                SinkSpec {
-                    name,
-                    format,
-                    batch,
-                    retry,
-                    host: host.to_string(),
-                },
-            );
+        for c in default_configs(configs) {
+            let b = build(&c, host)?;
+            let (queue, overflow) = open_queues(&b.spec.name, &b.spool)?;
+            set.add_with(b.sink, queue, overflow, b.spec, c, None);
         }
         Ok(set)
     }
@@ -248,32 +310,106 @@ impl SinkSet {
 
     /// Adds a sink with its queue and spawns its task.
     pub fn add(&mut self, sink: Box<dyn Sink>, queue: Queue, spec: SinkSpec) {
-        let stats = Arc::new(SinkStats::default());
-        stats.recovered.store(queue.len() as u64, Relaxed);
+        let config = SinkConfig::Stdout(Default::default());
+        self.add_with(sink, queue, None, spec, config, None);
+    }
+
+    fn add_with(
+        &mut self,
+        sink: Box<dyn Sink>,
+        queue: Queue,
+        overflow: Option<Queue>,
+        spec: SinkSpec,
+        config: SinkConfig,
+        stats: Option<Arc<SinkStats>>,
+    ) {
+        let fresh = stats.is_none();
+        let stats = stats.unwrap_or_default();
+        let spilled = overflow.as_ref().map_or(0, Queue::len);
+        if fresh {
+            stats
+                .recovered
+                .store((queue.len() + spilled) as u64, Relaxed);
+        }
+        let spill = overflow.map(|q| {
+            Arc::new(std::sync::Mutex::new(Spill {
+                // What a previous run spilled is newer than its spool: keep spilling until the
+                // task has moved it.
+                active: !q.is_empty(),
+                queue: q,
+                format: spec.format,
+                why: "",
+            }))
+        });
         let (tx, rx) = mpsc::channel(CHANNEL);
         let name = spec.name.clone();
-        let fut = run_sink(sink, queue, rx, spec, stats.clone());
+        let fut = run_sink(sink, queue, spill.clone(), rx, spec, stats.clone());
         let task = match &self.rt {
             Some(rt) => rt.spawn(fut),
             None => return,
         };
         self.sinks.push(Handle {
             name,
+            config,
             tx,
             stats,
+            spill,
             task,
         });
     }
 
-    /// Hands an alert to every sink without waiting: a sink whose channel is full counts the
-    /// alert as dropped and announces it in band later.
+    /// Hands an alert to every sink without waiting. A spooled sink whose channel is full
+    /// spills to its overflow spool (see [`Spill`]); a sink without a spool counts the alert as
+    /// dropped and announces it in band later.
     pub fn send(&self, alert: Alert) {
         let a = Arc::new(alert);
         for h in &self.sinks {
-            if h.tx.try_send(Msg::Alert(a.clone())).is_err() {
-                h.stats.dropped.fetch_add(1, Relaxed);
-                h.stats.pending_notice.fetch_add(1, Relaxed);
-                tracing::warn!(sink = %h.name, id = %a.id, "sink channel full: alert dropped (will be announced)");
+            let Some(spill) = &h.spill else {
+                if h.tx.try_send(Msg::Alert(a.clone())).is_err() {
+                    h.stats.dropped.fetch_add(1, Relaxed);
+                    h.stats.pending_notice.fetch_add(1, Relaxed);
+                    tracing::warn!(sink = %h.name, id = %a.id, "sink channel full: alert dropped (will be announced)");
+                }
+                continue;
+            };
+            let mut g = lock_spill(spill);
+            if !g.active {
+                match h.tx.try_send(Msg::Alert(a.clone())) {
+                    Ok(()) => continue,
+                    Err(mpsc::error::TrySendError::Full(_)) => {
+                        g.active = true;
+                        tracing::warn!(sink = %h.name, "sink channel full: spilling to the overflow spool");
+                    }
+                    Err(mpsc::error::TrySendError::Closed(_)) => {
+                        h.stats.dropped.fetch_add(1, Relaxed);
+                        tracing::error!(sink = %h.name, id = %a.id, "sink task gone: alert dropped");
+                        continue;
+                    }
+                }
+            }
+            let r = Record {
+                id: a.id.clone(),
+                body: format::encode(&a, g.format),
+            };
+            let dropped = match g.queue.push(&r) {
+                Ok(p) => {
+                    if p.dropped > 0 {
+                        g.why = match g.queue.policy() {
+                            OverflowPolicy::DropOldest => "overflow spool full, dropped oldest",
+                            OverflowPolicy::DropNewest => "overflow spool full, dropped newest",
+                        };
+                    }
+                    p.dropped
+                }
+                Err(e) => {
+                    g.why = "overflow spool write failed";
+                    tracing::error!(sink = %h.name, id = %a.id, "alert dropped: {e}");
+                    1
+                }
+            };
+            if dropped > 0 {
+                h.stats.dropped.fetch_add(dropped, Relaxed);
+                h.stats.pending_notice.fetch_add(dropped, Relaxed);
             }
         }
     }
@@ -294,6 +430,120 @@ impl SinkSet {
                 let _ = rx.await;
             }
         }
+    }
+
+    /// Applies a new sink config (SIGHUP reload). Sinks whose config is unchanged keep running
+    /// untouched. A changed sink stops taking alerts, delivers what it holds to its old
+    /// destination for at most `grace`, and hands the rest (memory queue or spool) to its
+    /// successor of the same name, which delivers it first; its counters carry on. A removed
+    /// sink's spool stays on disk for a later run; what a removed sink's memory queue still
+    /// holds is counted as dropped and logged. Every new sink is built before any running one
+    /// is touched, so an invalid config (unreadable token file, bad certificate) changes
+    /// nothing. Returns what changed, e.g. `["changed: file", "added: siem"]`.
+    pub async fn reconfigure(
+        &mut self,
+        configs: &[SinkConfig],
+        host: &str,
+        grace: Duration,
+    ) -> Result<Vec<String>, SinkError> {
+        let configs = default_configs(configs);
+        let mut keep: Vec<Option<usize>> = Vec::new();
+        let mut used = vec![false; self.sinks.len()];
+        for c in &configs {
+            let same = (0..self.sinks.len()).find(|&i| !used[i] && self.sinks[i].config == *c);
+            if let Some(i) = same {
+                used[i] = true;
+            }
+            keep.push(same);
+        }
+        let mut built = Vec::new();
+        for (c, k) in configs.iter().zip(&keep) {
+            built.push(match k {
+                Some(_) => None,
+                None => Some(build(c, host)?),
+            });
+        }
+        let mut old: Vec<Option<Handle>> = self.sinks.drain(..).map(Some).collect();
+        // Retire the replaced and removed sinks; keep what they still hold, by name.
+        let mut left: Vec<(String, SinkConfig, Arc<SinkStats>, Queue)> = Vec::new();
+        for (i, slot) in old.iter_mut().enumerate() {
+            if used[i] {
+                continue;
+            }
+            let Some(h) = slot.take() else { continue };
+            let (tx, rx) = oneshot::channel();
+            let sent =
+                h.tx.send(Msg::Retire(Instant::now() + grace, tx))
+                    .await
+                    .is_ok();
+            let queue = if sent { rx.await.ok() } else { None };
+            drop(h.spill);
+            if let Err(e) = h.task.await {
+                tracing::error!(sink = %h.name, "sink task failed: {e}");
+            }
+            match queue {
+                Some(q) => left.push((h.name, h.config, h.stats, q)),
+                None => tracing::error!(sink = %h.name, "retired sink handed nothing back"),
+            }
+        }
+        let mut changes = Vec::new();
+        for ((c, k), b) in configs.iter().zip(keep).zip(built) {
+            if let Some(i) = k {
+                if let Some(h) = old[i].take() {
+                    self.sinks.push(h);
+                }
+                continue;
+            }
+            let Some(b) = b else { continue };
+            let name = b.spec.name.clone();
+            let prev = left
+                .iter()
+                .position(|(n, ..)| *n == name)
+                .map(|i| left.swap_remove(i));
+            changes.push(format!(
+                "{}: {name}",
+                if prev.is_some() { "changed" } else { "added" }
+            ));
+            let (queue, overflow, stats) = match prev {
+                None => {
+                    let (q, o) = open_queues(&name, &b.spool)?;
+                    (q, o, None)
+                }
+                Some((_, old_cfg, stats, mut oldq)) => {
+                    let same_spool = matches!(oldq, Queue::Disk(_))
+                        && spool_of(&old_cfg).map(|s| &s.dir) == b.spool.as_ref().map(|s| &s.dir);
+                    if same_spool {
+                        // The same directory: reopening recovers everything it holds.
+                        drop(oldq);
+                        let (q, o) = open_queues(&name, &b.spool)?;
+                        (q, o, Some(stats))
+                    } else {
+                        let (mut q, o) = open_queues(&name, &b.spool)?;
+                        let dropped = transfer(&mut oldq, &mut q)?;
+                        if dropped > 0 {
+                            stats.dropped.fetch_add(dropped, Relaxed);
+                            stats.pending_notice.fetch_add(dropped, Relaxed);
+                        }
+                        (q, o, Some(stats))
+                    }
+                }
+            };
+            self.add_with(b.sink, queue, overflow, b.spec, c.clone(), stats);
+        }
+        for (name, _, stats, q) in left {
+            changes.push(format!("removed: {name}"));
+            match q {
+                Queue::Disk(_) if !q.is_empty() => {
+                    tracing::warn!(sink = %name, held = q.len(), "removed sink: its spool stays on disk for a run that configures it again")
+                }
+                Queue::Memory(_) if !q.is_empty() => {
+                    stats.dropped.fetch_add(q.len() as u64, Relaxed);
+                    tracing::error!(sink = %name, lost = q.len(), "removed sink: undelivered alerts (no spool) are lost")
+                }
+                _ => {}
+            }
+        }
+        Ok(changes)
     }
 
     /// Stops intake, delivers what the sinks hold for at most `timeout`, syncs spools, and
@@ -327,6 +577,15 @@ impl SinkSet {
     }
 }
 
+fn spool_of(c: &SinkConfig) -> Option<&crate::config::SpoolConfig> {
+    match c {
+        SinkConfig::Stdout(_) => None,
+        SinkConfig::File(f) => f.spool.as_ref(),
+        SinkConfig::Syslog(s) => s.spool.as_ref(),
+        SinkConfig::Http(h) => h.spool.as_ref(),
+    }
+}
+
 fn now_ns() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -346,13 +605,39 @@ fn backoff(prev: Option<Duration>, r: &RetryConfig) -> (Duration, Duration) {
 
 struct Task {
     queue: Queue,
+    spill: Option<SharedSpill>,
     spec: SinkSpec,
     stats: Arc<SinkStats>,
     /// Drops not yet announced (queue overflow), with the reason of the last one.
     why: &'static str,
+    /// A reload replaced this sink: where to hand what it still holds.
+    retire: Option<oneshot::Sender<Queue>>,
 }
 
 impl Task {
+    /// Queues a record, counting what the queue's bound drops.
+    fn hold(&mut self, r: &Record) {
+        match self.queue.push(r) {
+            Ok(p) if p.dropped > 0 => {
+                self.why = match self.queue.policy() {
+                    OverflowPolicy::DropOldest => "queue full, dropped oldest",
+                    OverflowPolicy::DropNewest => "queue full, dropped newest",
+                };
+                self.stats.dropped.fetch_add(p.dropped, Relaxed);
+                self.stats.pending_notice.fetch_add(p.dropped, Relaxed);
+                tracing::warn!(sink = %self.spec.name, dropped = p.dropped, reason = self.why, "alerts dropped (will be announced)");
+            }
+            Ok(_) => {}
+            Err(e) => {
+                // The spool's disk failed: the alert cannot be held. Count and announce.
+                self.why = "spool write failed";
+                self.stats.dropped.fetch_add(1, Relaxed);
+                self.stats.pending_notice.fetch_add(1, Relaxed);
+                tracing::error!(sink = %self.spec.name, id = %r.id, "alert dropped: {e}");
+            }
+        }
+    }
+
     fn accept(&mut self, msg: Msg, flushes: &mut Vec<oneshot::Sender<()>>) -> Option<Instant> {
         match msg {
             Msg::Alert(a) => {
@@ -360,25 +645,7 @@ impl Task {
                     id: a.id.clone(),
                     body: format::encode(&a, self.spec.format),
                 };
-                match self.queue.push(&r) {
-                    Ok(p) if p.dropped > 0 => {
-                        self.why = match self.queue.policy() {
-                            OverflowPolicy::DropOldest => "queue full, dropped oldest",
-                            OverflowPolicy::DropNewest => "queue full, dropped newest",
-                        };
-                        self.stats.dropped.fetch_add(p.dropped, Relaxed);
-                        self.stats.pending_notice.fetch_add(p.dropped, Relaxed);
-                        tracing::warn!(sink = %self.spec.name, dropped = p.dropped, reason = self.why, "alerts dropped (will be announced)");
-                    }
-                    Ok(_) => {}
-                    Err(e) => {
-                        // The spool's disk failed: the alert cannot be held. Count and announce.
-                        self.why = "spool write failed";
-                        self.stats.dropped.fetch_add(1, Relaxed);
-                        self.stats.pending_notice.fetch_add(1, Relaxed);
-                        tracing::error!(sink = %self.spec.name, id = %r.id, "alert dropped: {e}");
-                    }
-                }
+                self.hold(&r);
                 None
             }
             Msg::Flush(ack) => {
@@ -386,7 +653,73 @@ impl Task {
                 None
             }
             Msg::Shutdown(d) => Some(d),
+            Msg::Retire(d, tx) => {
+                self.retire = Some(tx);
+                Some(d)
+            }
         }
+    }
+
+    /// True while `send` spills (the overflow spool holds alerts not yet moved).
+    fn spilling(&self) -> bool {
+        self.spill.as_ref().is_some_and(|s| lock_spill(s).active)
+    }
+
+    /// Moves what `send` spilled into the queue, after what the channel still holds (older):
+    /// one step, or (`all`) everything. Returns a deadline a message taken in asked for.
+    fn unspill(
+        &mut self,
+        rx: &mut mpsc::Receiver<Msg>,
+        flushes: &mut Vec<oneshot::Sender<()>>,
+        all: bool,
+    ) -> Option<Instant> {
+        let spill = self.spill.clone()?;
+        let mut g = lock_spill(&spill);
+        if !g.active {
+            return None;
+        }
+        let mut deadline = None;
+        // Under the lock nothing is being sent, and nothing was sent to the channel since the
+        // spill began: what is there now is all older than the overflow's first record.
+        while let Ok(m) = rx.try_recv() {
+            if let Some(d) = self.accept(m, flushes) {
+                deadline = Some(d);
+            }
+        }
+        loop {
+            let held = match g.queue.peek(SPILL_STEP) {
+                Ok(h) => h,
+                Err(e) => {
+                    tracing::error!(sink = %self.spec.name, "overflow spool read: {e}");
+                    break;
+                }
+            };
+            let Some(last) = held.last().map(|(s, _)| *s) else {
+                break;
+            };
+            for (_, r) in &held {
+                self.hold(r);
+            }
+            // On disk in the spool before the overflow forgets them.
+            if let Err(e) = self.queue.sync(true) {
+                tracing::error!(sink = %self.spec.name, "spool sync: {e}");
+            }
+            if let Err(e) = g.queue.commit(last) {
+                tracing::error!(sink = %self.spec.name, "overflow spool commit: {e}");
+                break;
+            }
+            if !all {
+                break;
+            }
+        }
+        if g.queue.is_empty() {
+            g.active = false;
+            tracing::info!(sink = %self.spec.name, "overflow spool drained: back to the channel");
+        }
+        if !g.why.is_empty() {
+            self.why = g.why;
+        }
+        deadline
     }
 
     fn after_intake(&mut self, flushes: &mut Vec<oneshot::Sender<()>>) {
@@ -396,8 +729,16 @@ impl Task {
         for f in flushes.drain(..) {
             let _ = f.send(());
         }
-        self.stats.queued.store(self.queue.len() as u64, Relaxed);
-        self.stats.queued_bytes.store(self.queue.bytes(), Relaxed);
+        let spilled = self.spill.as_ref().map_or((0, 0), |s| {
+            let g = lock_spill(s);
+            (g.queue.len() as u64, g.queue.bytes())
+        });
+        self.stats
+            .queued
+            .store(self.queue.len() as u64 + spilled.0, Relaxed);
+        self.stats
+            .queued_bytes
+            .store(self.queue.bytes() + spilled.1, Relaxed);
     }
 
     /// The next batch: a pending overflow notice first, then the oldest held records.
@@ -427,15 +768,18 @@ impl Task {
 async fn run_sink(
     mut sink: Box<dyn Sink>,
     queue: Queue,
+    spill: Option<SharedSpill>,
     mut rx: mpsc::Receiver<Msg>,
     spec: SinkSpec,
     stats: Arc<SinkStats>,
 ) {
     let mut t = Task {
         queue,
+        spill,
         spec,
         stats,
         why: "",
+        retire: None,
     };
     let mut flushes = Vec::new();
     let mut deadline: Option<Instant> = None;
@@ -458,14 +802,27 @@ async fn run_sink(
                 }
             }
         }
+        if let Some(d) = t.unspill(&mut rx, &mut flushes, false) {
+            deadline = Some(d);
+        }
         t.after_intake(&mut flushes);
-        let work = !t.queue.is_empty() || t.stats.pending_notice.load(Relaxed) > 0;
+        let held = !t.queue.is_empty() || t.stats.pending_notice.load(Relaxed) > 0;
+        let spilling = t.spilling();
+        let work = held || spilling;
+        // Retiring (reload) with a failing destination: hand over now rather than wait.
+        if t.retire.is_some() && delay.is_some() {
+            break;
+        }
         if let Some(d) = deadline {
             if !work || Instant::now() >= d {
                 break;
             }
         }
-        if !work {
+        if !held {
+            if spilling {
+                // Nothing to deliver yet: move the next step of the overflow.
+                continue;
+            }
             match rx.recv().await {
                 Some(m) => {
                     if let Some(d) = t.accept(m, &mut flushes) {
@@ -553,14 +910,39 @@ async fn run_sink(
             None => {} // deadline reached mid-delivery: the records stay held.
         }
     }
+    if let Some(tx) = t.retire.take() {
+        // Reload: the sender no longer feeds this sink; everything still in the channel or
+        // the overflow goes to the successor, in order.
+        while let Ok(m) = rx.try_recv() {
+            let _ = t.accept(m, &mut flushes);
+        }
+        let _ = t.unspill(&mut rx, &mut flushes, true);
+        t.after_intake(&mut flushes);
+        if let Err(e) = t.queue.sync(true) {
+            tracing::error!(sink = %t.spec.name, "spool sync: {e}");
+        }
+        tracing::info!(sink = %t.spec.name, held = t.queue.len(), "replaced by reload: handing over what it holds");
+        if let Err(q) = tx.send(t.queue) {
+            tracing::error!(sink = %t.spec.name, held = q.len(), "reload dropped the hand-over");
+        }
+        return;
+    }
+    if let Some(s) = &t.spill {
+        if let Err(e) = lock_spill(s).queue.sync(true) {
+            tracing::error!(sink = %t.spec.name, "overflow spool sync: {e}");
+        }
+    }
     if let Err(e) = t.queue.sync(true) {
         tracing::error!(sink = %t.spec.name, "spool sync: {e}");
     }
-    t.stats.queued.store(t.queue.len() as u64, Relaxed);
-    if !t.queue.is_empty() {
+    let spilled = t.spill.as_ref().map_or(0, |s| lock_spill(s).queue.len());
+    t.stats
+        .queued
+        .store((t.queue.len() + spilled) as u64, Relaxed);
+    if !t.queue.is_empty() || spilled > 0 {
         match &t.queue {
             Queue::Disk(_) => {
-                tracing::warn!(sink = %t.spec.name, held = t.queue.len(), "stopping with alerts spooled: the next run delivers them")
+                tracing::warn!(sink = %t.spec.name, held = t.queue.len() + spilled, "stopping with alerts spooled: the next run delivers them")
             }
             Queue::Memory(_) => {
                 tracing::error!(sink = %t.spec.name, lost = t.queue.len(), "stopping with undelivered alerts (no spool configured): they are lost")
