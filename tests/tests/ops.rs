@@ -431,3 +431,125 @@ fn metrics_and_health_endpoint_and_detector_status() {
         .unwrap();
     assert_eq!(status.status.code(), Some(2), "{status:?}");
 }
+
+/// Alerts (NDJSON lines) in a file sink's file.
+fn file_alerts(p: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(p)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect()
+}
+
+/// Waits up to `d` for an alert in file `p` matching `pred`.
+fn file_alert(
+    p: &Path,
+    d: Duration,
+    pred: impl Fn(&serde_json::Value) -> bool,
+) -> Option<serde_json::Value> {
+    let end = Instant::now() + d;
+    loop {
+        if let Some(v) = file_alerts(p).into_iter().find(&pred) {
+            return Some(v);
+        }
+        if Instant::now() >= end {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Opens `key` from a fresh actor until rule `rule` alerts for it in file `p`.
+fn fires_in(p: &Path, rule: &str, key: &Path, tries: usize) -> bool {
+    (0..tries).any(|_| {
+        let (pid, _) = tests::actor(&["open", key.to_str().unwrap()]);
+        file_alert(p, Duration::from_millis(1500), |v| {
+            v["rule"]["id"] == rule && v["process"]["tgid"] == pid
+        })
+        .is_some()
+    })
+}
+
+#[test]
+fn sighup_switches_a_changed_file_sink_and_applies_a_new_watch_path() {
+    let s = Scratch::new("ops-reload-sinks");
+    let key1 = s.file("home/.ssh/id_before", "-----BEGIN OPENSSH PRIVATE KEY-----");
+    let key2 = s.file("creds/token_after", "not-a-real-token");
+    let rules = s.file(
+        "rules.yaml",
+        &format!(
+            "{}{}",
+            rule("test-watch-before", &key1),
+            rule("test-watch-after", &key2).replacen("rules:\n", "", 1)
+        ),
+    );
+    let (a, b) = (s.path("alerts-a.ndjson"), s.path("alerts-b.ndjson"));
+    let list = s.file("watch.list", &format!("{} token\n", key2.display()));
+    let cfg = s.path("agent.yaml");
+    let write_cfg = |path: &Path, watch: Option<&Path>| {
+        let run = match watch {
+            Some(w) => format!("run:\n  watch_list: {}\n", w.display()),
+            None => String::new(),
+        };
+        std::fs::write(
+            &cfg,
+            format!(
+                "{run}sinks:\n  - file: {{name: alerts, path: {}}}\n",
+                path.display()
+            ),
+        )
+        .unwrap();
+    };
+    write_cfg(&a, None);
+    let state = s.path("state");
+    let agent = Running::start(&[
+        "--no-default-rules",
+        "--rules",
+        rules.to_str().unwrap(),
+        "--config",
+        cfg.to_str().unwrap(),
+        "--state-dir",
+        state.to_str().unwrap(),
+        "--watch",
+        &format!("{}=ssh_key", key1.display()),
+    ]);
+    assert!(
+        fires_in(&a, "test-watch-before", &key1, 10),
+        "no alert in the first file: {}",
+        agent.stderr()
+    );
+    // Not watched yet.
+    assert!(
+        !fires_in(&a, "test-watch-after", &key2, 1),
+        "an unwatched file raised an alert"
+    );
+
+    write_cfg(&b, Some(&list));
+    agent.signal("HUP");
+    let reload = file_alert(&b, Duration::from_secs(10), |v| {
+        v["rule"]["id"] == "detector-reload"
+    })
+    .unwrap_or_else(|| panic!("no reload alert in the new file: {}", agent.stderr()));
+    assert_eq!(reload["group"]["outcome"], "success", "{reload}");
+    let summary = reload["group"]["summary"].as_str().unwrap_or("");
+    assert!(summary.contains("changed: alerts"), "{summary}");
+    assert!(summary.contains("watch list:"), "{summary}");
+    assert!(
+        fires_in(&b, "test-watch-after", &key2, 10),
+        "the newly watched file raised nothing in the new file: {}",
+        agent.stderr()
+    );
+    // The command-line pattern still applies.
+    assert!(fires_in(&b, "test-watch-before", &key1, 5));
+    let (st, err) = agent.stop();
+    assert!(st.success(), "agent exit on SIGTERM: {st}\n{err}");
+    // Before the reload in the old file, after it in the new one only.
+    let old = file_alerts(&a);
+    assert!(
+        old.iter().all(|v| v["rule"]["id"] == "test-watch-before"),
+        "{old:?}"
+    );
+    let new = file_alerts(&b);
+    assert!(new.iter().any(|v| v["rule"]["id"] == "test-watch-after"));
+    assert!(err.contains("reloaded"), "{err}");
+}

@@ -8,10 +8,18 @@
 //! A reload starts fresh correlation windows and suppression state: the old engine first
 //! evaluates what its reorder buffer holds (so events already received are judged by the rules
 //! in force when they arrived), then partial windows are dropped. Carrying them over is not
-//! sound when a rule's window, threshold or grouping changed. Sinks, state dir and watch list
-//! are fixed at start; a reload that changes them says they need a restart.
+//! sound when a rule's window, threshold or grouping changed. Sinks whose config changed are
+//! rebuilt (the others keep running untouched; a replaced sink hands what it holds to its
+//! successor, see [`SinkSet::reconfigure`]) and watch-list changes reach the kernel map at
+//! once. State dir and metrics address are fixed at start; a reload that changes them says
+//! they need a restart.
 
-use std::{io::Write as _, path::PathBuf, process::ExitCode, time::Instant};
+use std::{
+    io::Write as _,
+    path::PathBuf,
+    process::ExitCode,
+    time::{Duration, Instant},
+};
 
 use super::{
     capture_opts::CaptureArgs,
@@ -85,38 +93,77 @@ fn effective(args: &RunArgs) -> anyhow::Result<(AgentConfig, DetectArgs)> {
     Ok((cfg, detect))
 }
 
-/// Re-reads everything and, only if all of it is valid, replaces `current`; returns the
-/// outcome and a one-line summary (what changed, or the error that kept the old set).
-fn reload(
+/// How long a sink replaced by a reload may keep delivering what it holds to its old
+/// destination before handing the rest to its successor (the capture loop waits meanwhile).
+const RELOAD_GRACE: Duration = Duration::from_secs(2);
+
+/// What a reload may change besides the detection set.
+struct Live<'a> {
+    /// The config in force.
+    running: &'a mut AgentConfig,
+    /// `--watch-list` as given on the command line (it wins over the config's).
+    cli_watch_list: &'a Option<PathBuf>,
+    sinks: &'a mut SinkSet,
+    cap: &'a mut LiveCapture,
+    shutdown_timeout: &'a mut Duration,
+}
+
+/// Re-reads everything and, only if all of it is valid, replaces the running set: rules,
+/// identities, sinks (only those whose config changed are rebuilt, handing over what they
+/// hold) and the watch list (applied to the kernel map at once). Returns the outcome and a
+/// one-line summary (what changed, or the error that kept the old set).
+async fn reload(
     args: &RunArgs,
-    running: &AgentConfig,
+    live: Live<'_>,
     host: &str,
     current: &mut Detection,
     alerts: &mut Vec<crate::engine::Alert>,
 ) -> (bool, String) {
     let built = effective(args).and_then(|(cfg, detect)| {
         let d = detect.build_detection(IdMode::Random, host)?;
-        Ok((cfg, d))
+        let mut capture = args.capture.clone();
+        capture.watch_list = live
+            .cli_watch_list
+            .clone()
+            .or_else(|| cfg.run.watch_list.clone());
+        let patterns = capture.kernel_options()?.watch_patterns;
+        Ok((cfg, d, patterns))
     });
-    let (cfg, new) = match built {
+    let (cfg, new, patterns) = match built {
         Ok(x) => x,
         Err(e) => return (false, format!("{e:#}; keeping the running set")),
     };
+    // Sinks last among the checks: every new sink is built before a running one is touched.
+    let sink_changes = if cfg.sinks != live.running.sinks {
+        match live.sinks.reconfigure(&cfg.sinks, host, RELOAD_GRACE).await {
+            Ok(c) => c,
+            Err(e) => return (false, format!("sinks: {e}; keeping the running set")),
+        }
+    } else {
+        Vec::new()
+    };
     let mut summary = new.changes_from(&current.rule_ids, current.identities);
-    let mut fixed = Vec::new();
-    if cfg.sinks != running.sinks {
-        fixed.push("sinks");
+    if !sink_changes.is_empty() {
+        summary.push_str(&format!("; sinks [{}]", sink_changes.join(", ")));
     }
-    if cfg.run.state_dir != running.run.state_dir {
+    match live.cap.source.set_watch_patterns(patterns) {
+        Ok(Some((added, removed))) => summary.push_str(&format!(
+            "; watch list: {} patterns, files +{added} -{removed}, {} watched",
+            live.cap.source.watch_list().patterns().len(),
+            live.cap.source.watch_list().len()
+        )),
+        Ok(None) => {}
+        Err(e) => summary.push_str(&format!("; watch list not applied: {e}")),
+    }
+    if cfg.run.shutdown_timeout != live.running.run.shutdown_timeout {
+        *live.shutdown_timeout = cfg.run.shutdown_timeout.unwrap_or(DEFAULT_SHUTDOWN_TIMEOUT);
+        summary.push_str(&format!("; shutdown_timeout {:?}", live.shutdown_timeout));
+    }
+    let mut fixed = Vec::new();
+    if cfg.run.state_dir != live.running.run.state_dir {
         fixed.push("state_dir");
     }
-    if cfg.run.watch_list != running.run.watch_list {
-        fixed.push("watch_list");
-    }
-    if cfg.run.shutdown_timeout != running.run.shutdown_timeout {
-        fixed.push("shutdown_timeout");
-    }
-    if cfg.run.metrics_addr != running.run.metrics_addr {
+    if cfg.run.metrics_addr != live.running.run.metrics_addr {
         fixed.push("metrics_addr");
     }
     if !fixed.is_empty() {
@@ -125,6 +172,7 @@ fn reload(
     // Events already received are judged by the rules in force when they arrived.
     current.engine.finish(alerts);
     *current = new;
+    *live.running = cfg;
     (true, summary)
 }
 
@@ -171,7 +219,8 @@ fn fingerprint(fp: &mut Option<Fingerprinter>, ev: &mut Event) {
 /// Runs the agent.
 pub fn run(mut args: RunArgs) -> anyhow::Result<ExitCode> {
     // The config first: a broken config fails before anything is attached.
-    let (cfg, detect) = effective(&args)?;
+    let (mut cfg, detect) = effective(&args)?;
+    let cli_watch_list = args.capture.watch_list.clone();
     let state_dir = args
         .state_dir
         .clone()
@@ -180,7 +229,7 @@ pub fn run(mut args: RunArgs) -> anyhow::Result<ExitCode> {
     if args.capture.watch_list.is_none() {
         args.capture.watch_list = cfg.run.watch_list.clone();
     }
-    let shutdown_timeout = cfg.run.shutdown_timeout.unwrap_or(DEFAULT_SHUTDOWN_TIMEOUT);
+    let mut shutdown_timeout = cfg.run.shutdown_timeout.unwrap_or(DEFAULT_SHUTDOWN_TIMEOUT);
     let opts = args.capture.kernel_options()?;
     let host = hostname();
     // Rules and identities first: a broken rule set fails before anything is attached.
@@ -221,7 +270,7 @@ pub fn run(mut args: RunArgs) -> anyhow::Result<ExitCode> {
             Err(e) => tracing::warn!("{e}; running with the capabilities it started with"),
         }
         // Right after attaching: a spool left by a previous run starts draining at once.
-        let sinks = SinkSet::from_config(&cfg.sinks, &host)?;
+        let mut sinks = SinkSet::from_config(&cfg.sinks, &host)?;
         if let Some(m) = &metrics {
             m.set_sinks(sinks.stats());
         }
@@ -247,7 +296,17 @@ pub fn run(mut args: RunArgs) -> anyhow::Result<ExitCode> {
             tokio::select! {
                 _ = &mut stop => break,
                 _ = hangup(&mut hup) => {
-                    let (ok, summary) = reload(&args, &cfg, &host, &mut det, &mut alerts);
+                    let live = Live {
+                        running: &mut cfg,
+                        cli_watch_list: &cli_watch_list,
+                        sinks: &mut sinks,
+                        cap: &mut cap,
+                        shutdown_timeout: &mut shutdown_timeout,
+                    };
+                    let (ok, summary) = reload(&args, live, &host, &mut det, &mut alerts).await;
+                    if let Some(m) = &metrics {
+                        m.set_sinks(sinks.stats());
+                    }
                     if ok {
                         tracing::info!("reloaded: {summary}");
                     } else {

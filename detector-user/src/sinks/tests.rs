@@ -422,3 +422,77 @@ async fn alert_flood_while_the_sink_is_down_survives_a_crash_and_arrives_once_in
     srv.stop();
     assert_all_once_in_order(&seen, N);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reconfigure_hands_a_changed_sinks_spool_to_its_successor_and_leaves_the_rest_alone() {
+    let d = tempfile::tempdir().unwrap();
+    let (down, up) = (free_port(), free_port());
+    let file = d.path().join("kept.ndjson");
+    let yaml = |addr: SocketAddr, spool: &str| {
+        format!(
+            "sinks:\n  - file: {{name: kept, path: {}}}\n  - http:\n      name: siem\n      url: http://{addr}/\n      retry: {{initial: 20ms, max: 100ms}}\n      spool: {{dir: {}}}\n",
+            file.display(),
+            d.path().join(spool).display()
+        )
+    };
+    let mut set = SinkSet::from_config(&config(&yaml(down, "sp1")), "h").unwrap();
+    for i in 0..30 {
+        set.send(alert(i));
+    }
+    set.flush().await;
+    let kept_stats = set.stats()[0].1.clone();
+    // A broken new config (a CA file that does not exist) changes nothing.
+    let bad = yaml(up, "sp1").replace(
+        "      retry:",
+        "      tls: {ca_file: /nonexistent/ca.pem}\n      retry:",
+    );
+    let bad = bad.replace(&format!("http://{up}"), &format!("https://{up}"));
+    assert!(set
+        .reconfigure(&config(&bad), "h", Duration::from_secs(1))
+        .await
+        .is_err());
+    assert_eq!(set.stats().len(), 2);
+    // The SIEM moved; same spool directory: the new sink reopens the spool.
+    let seen = Seen::default();
+    let srv = Server::start(up, seen.clone(), Duration::ZERO).await;
+    let changes = set
+        .reconfigure(&config(&yaml(up, "sp1")), "h", Duration::from_secs(1))
+        .await
+        .unwrap();
+    assert_eq!(changes, vec!["changed: siem"]);
+    assert!(
+        Arc::ptr_eq(&set.stats()[0].1, &kept_stats),
+        "unchanged sink rebuilt"
+    );
+    for i in 30..40 {
+        set.send(alert(i));
+    }
+    wait_until("40 at the new address", Duration::from_secs(10), || {
+        seen.ids().len() >= 40
+    })
+    .await;
+    // Another spool directory, receiver down again: the held alerts move to the new spool.
+    srv.stop();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    for i in 40..50 {
+        set.send(alert(i));
+    }
+    set.flush().await;
+    let changes = set
+        .reconfigure(&config(&yaml(up, "sp2")), "h", Duration::from_millis(300))
+        .await
+        .unwrap();
+    assert_eq!(changes, vec!["changed: siem"]);
+    let srv = Server::start(up, seen.clone(), Duration::ZERO).await;
+    wait_until("50 delivered", Duration::from_secs(10), || {
+        seen.counts().len() >= 50
+    })
+    .await;
+    set.shutdown(Duration::from_secs(2)).await;
+    srv.stop();
+    let mut ids = seen.ids();
+    ids.dedup();
+    assert_eq!(ids, (0..50).map(|i| alert(i).id).collect::<Vec<_>>());
+    let lines = std::fs::read_to_string(&file).unwrap().lines().count();
+    assert_eq!(lines, 50, "the unchanged file sink got every alert once");
+}

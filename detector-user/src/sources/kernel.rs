@@ -172,9 +172,23 @@ impl KernelSource {
         &self.watch
     }
 
+    /// Replaces the watch-list patterns (SIGHUP reload) and applies the change to the kernel
+    /// map at once; returns the files (added, removed), or none when the patterns are the
+    /// same.
+    pub fn set_watch_patterns(
+        &mut self,
+        patterns: Vec<watchlist::Pattern>,
+    ) -> Result<Option<(usize, usize)>, SourceError> {
+        if self.watch.patterns() == patterns.as_slice() {
+            return Ok(None);
+        }
+        self.watch.set_patterns(patterns);
+        self.rescan_watch().map(Some)
+    }
+
     /// Re-expands the watch list, applies the delta to the kernel map and re-arms inotify on
-    /// the directories that matter.
-    pub fn rescan_watch(&mut self) -> Result<(), SourceError> {
+    /// the directories that matter; returns the files (added, removed).
+    pub fn rescan_watch(&mut self) -> Result<(usize, usize), SourceError> {
         self.watch.set_homes(watchlist::homes(&self.passwd));
         let delta = self.watch.rescan();
         for k in &delta.removed {
@@ -199,7 +213,7 @@ impl KernelSource {
         }
         self.last_rescan = Instant::now();
         self.arm_inotify();
-        Ok(())
+        Ok((delta.added.len(), delta.removed.len()))
     }
 
     fn arm_inotify(&mut self) {

@@ -151,6 +151,17 @@ impl WatchList {
         }
     }
 
+    /// The patterns in force.
+    pub fn patterns(&self) -> &[Pattern] {
+        &self.patterns
+    }
+
+    /// Replaces the patterns (config reload); the next [`WatchList::rescan`] applies them.
+    /// Files still matched keep their ids.
+    pub fn set_patterns(&mut self, patterns: Vec<Pattern>) {
+        self.patterns = patterns;
+    }
+
     /// Replaces the homes (users come and go).
     pub fn set_homes(&mut self, homes: Vec<PathBuf>) {
         self.homes = homes;
