@@ -27,7 +27,10 @@ use prometheus::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::{sinks::SinkStats, sources::loader::ProgramStatus};
+use crate::{
+    sinks::SinkStats,
+    sources::{loader::ProgramStatus, ringfill::RingFill},
+};
 
 /// Errors of the metrics endpoint.
 #[derive(Debug, thiserror::Error)]
@@ -103,6 +106,8 @@ struct State {
     syscall_to_alert: Latency,
     sinks: Vec<(String, Arc<SinkStats>)>,
     programs: Vec<ProgramHealth>,
+    ring: Option<Arc<RingFill>>,
+    ring_pending_max: u64,
 }
 
 /// One program in `/health`.
@@ -190,6 +195,11 @@ impl Batch<'_> {
         }
         self.0.decode_errors = decode_errors;
     }
+
+    /// The largest ring-buffer backlog (bytes) a consumer wake-up found so far.
+    pub fn ring_pending_max(&mut self, bytes: u64) {
+        self.0.ring_pending_max = bytes;
+    }
 }
 
 fn lock(m: &Mutex<State>) -> MutexGuard<'_, State> {
@@ -210,6 +220,8 @@ impl Metrics {
                 syscall_to_alert: Latency::new(),
                 sinks: Vec::new(),
                 programs: Vec::new(),
+                ring: None,
+                ring_pending_max: 0,
             })),
         }
     }
@@ -239,6 +251,11 @@ impl Metrics {
                 reason: s.reason.clone(),
             })
             .collect();
+    }
+
+    /// The ring buffer's positions (read at each scrape).
+    pub fn set_ring(&self, ring: Arc<RingFill>) {
+        lock(&self.state).ring = Some(ring);
     }
 
     /// The sinks' counters (read at each scrape).
@@ -290,6 +307,12 @@ impl Metrics {
                     .enumerate()
                     .map(|(cpu, n)| counter(&[("cpu", &cpu.to_string())], *n as f64))
                     .collect(),
+            ),
+            family(
+                "detector_ringbuf_pending_max_bytes",
+                "Largest ring-buffer backlog a consumer wake-up found since start.",
+                MetricType::GAUGE,
+                vec![gauge(&[], st.ring_pending_max as f64)],
             ),
             family(
                 "detector_decode_errors_total",
@@ -379,6 +402,27 @@ impl Metrics {
                 })
                 .collect(),
         ));
+        if let Some(r) = &st.ring {
+            let (pending, cap) = (r.pending(), r.capacity());
+            v.push(family(
+                "detector_ringbuf_pending_bytes",
+                "Ring-buffer bytes produced by the kernel and not yet consumed, now.",
+                MetricType::GAUGE,
+                vec![gauge(&[], pending as f64)],
+            ));
+            v.push(family(
+                "detector_ringbuf_capacity_bytes",
+                "Ring-buffer data size.",
+                MetricType::GAUGE,
+                vec![gauge(&[], cap as f64)],
+            ));
+            v.push(family(
+                "detector_ringbuf_fill_ratio",
+                "Ring-buffer fill now: pending bytes / capacity.",
+                MetricType::GAUGE,
+                vec![gauge(&[], pending as f64 / cap.max(1) as f64)],
+            ));
+        }
         // The encoder rejects families without samples.
         v.retain(|f| !f.get_metric().is_empty());
         v

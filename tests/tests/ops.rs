@@ -421,6 +421,17 @@ fn metrics_and_health_endpoint_and_detector_status() {
         "{after}"
     );
     assert!(after.contains("detector_program_attached{"), "{after}");
+    // Ring-buffer fill, read from the map's positions at the scrape.
+    let cap = sample(&after, "detector_ringbuf_capacity_bytes");
+    assert_eq!(cap, 16.0 * 1024.0 * 1024.0, "{after}");
+    let pending = sample(&after, "detector_ringbuf_pending_bytes");
+    assert!(after.contains("detector_ringbuf_pending_bytes "), "{after}");
+    assert!((0.0..=cap).contains(&pending), "{pending}");
+    let ratio = sample(&after, "detector_ringbuf_fill_ratio");
+    assert!((0.0..=1.0).contains(&ratio), "{ratio}");
+    // The consumer woke to some backlog at least once (it saw the actor's events).
+    let max = sample(&after, "detector_ringbuf_pending_max_bytes");
+    assert!(max > 0.0 && max <= cap, "{max}\n{after}");
 
     let (st, err) = agent.stop();
     assert!(st.success(), "agent exit on SIGTERM: {st}\n{err}");
@@ -552,4 +563,34 @@ fn sighup_switches_a_changed_file_sink_and_applies_a_new_watch_path() {
     let new = file_alerts(&b);
     assert!(new.iter().any(|v| v["rule"]["id"] == "test-watch-after"));
     assert!(err.contains("reloaded"), "{err}");
+}
+
+#[test]
+fn ring_buffer_fill_rises_while_the_consumer_is_stalled_and_falls_when_it_drains() {
+    let mut agent = tests::Agent::start(tests::options(""));
+    agent.pump(Duration::from_millis(200));
+    let (_, cap) = agent
+        .cap
+        .source
+        .ring_fill()
+        .expect("ring-buffer positions mapped");
+    assert_eq!(cap, 16 * 1024 * 1024);
+    // Consumer stalled (nobody drains): 100 processes' exec/exit records pile up.
+    for _ in 0..100 {
+        Command::new("/bin/true").status().unwrap();
+    }
+    let (stalled, _) = agent.cap.source.ring_fill().unwrap();
+    assert!(stalled > 0 && stalled <= cap, "pending {stalled} of {cap}");
+    // Draining consumes them: what is pending right after is what arrived meanwhile.
+    agent.pump(Duration::from_millis(100));
+    let (after, _) = agent.cap.source.ring_fill().unwrap();
+    assert!(
+        after < stalled,
+        "pending {after} after draining, {stalled} before"
+    );
+    assert!(
+        agent.cap.source.stats.ring_pending_max >= stalled,
+        "the wake-up saw the backlog: {} < {stalled}",
+        agent.cap.source.stats.ring_pending_max
+    );
 }

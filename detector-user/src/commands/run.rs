@@ -254,6 +254,9 @@ pub fn run(mut args: RunArgs) -> anyhow::Result<ExitCode> {
             Some(l) => {
                 let m = Metrics::new();
                 m.set_programs(&cap.source.status, |s| opts.load.groups.contains(&s.group));
+                if let Some(r) = cap.source.ring_fill_reader() {
+                    m.set_ring(r);
+                }
                 m.serve(l)?;
                 Some(m)
             }
@@ -357,6 +360,7 @@ pub fn run(mut args: RunArgs) -> anyhow::Result<ExitCode> {
             }
             if let Some(b) = batch.as_mut() {
                 b.kernel(cap.source.lost_per_cpu(), cap.source.stats.decode_errors);
+                b.ring_pending_max(cap.source.stats.ring_pending_max);
                 if !alerts.is_empty() {
                     // Syscall→alert latency: emission wall time − the triggering event's time.
                     let now = cap.enricher.wall(boottime_ns());

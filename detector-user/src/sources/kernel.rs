@@ -83,6 +83,10 @@ pub struct SourceStats {
     pub decode_errors: u64,
     /// Kernel losses reported.
     pub lost: u64,
+    /// Ring-buffer bytes pending when the consumer last woke (before draining).
+    pub ring_pending: u64,
+    /// The most seen pending at a wake-up since start.
+    pub ring_pending_max: u64,
 }
 
 /// The live source.
@@ -97,6 +101,7 @@ pub struct KernelSource {
     inotify: Option<AsyncFd<inotify::Inotify>>,
     last_rescan: Instant,
     rescan_interval: Duration,
+    ring_fill: Option<std::sync::Arc<super::ringfill::RingFill>>,
     /// Per-program attach state.
     pub status: Vec<ProgramStatus>,
     /// Environment found by preflight.
@@ -140,6 +145,11 @@ impl KernelSource {
         } = loader::load(&env, &opts.load)?;
         // SAFETY: the ring buffer owns its fd for as long as the AsyncFd owns the ring buffer.
         let ring = unsafe { AsyncFd::register(events) }.map_err(|e| SourceError::Io(e.into()))?;
+        let ring_fill =
+            super::ringfill::RingFill::new(ring.get_ref().as_raw_fd(), opts.load.ring_bytes.into())
+                .map(std::sync::Arc::new)
+                .map_err(|e| tracing::warn!("ring-buffer fill not measured: {e}"))
+                .ok();
         let watch = WatchList::new(opts.watch_patterns.clone(), watchlist::homes(&opts.passwd));
         let mut me = Self {
             ring,
@@ -158,6 +168,7 @@ impl KernelSource {
             inotify: None,
             last_rescan: Instant::now(),
             rescan_interval: opts.rescan_interval,
+            ring_fill,
             status,
             env,
             stats: SourceStats::default(),
@@ -260,6 +271,11 @@ impl KernelSource {
             }
             _ = &mut sleep => {}
         }
+        if let Some(f) = &self.ring_fill {
+            // What waited for us: the backlog this wake-up finds.
+            self.stats.ring_pending = f.pending();
+            self.stats.ring_pending_max = self.stats.ring_pending_max.max(self.stats.ring_pending);
+        }
         self.drain(out);
         if rescan || self.last_rescan.elapsed() >= self.rescan_interval {
             if let Some(i) = self.inotify.as_mut() {
@@ -332,6 +348,17 @@ impl KernelSource {
             .get(&idx, 0)
             .map(|v| v.iter().sum())
             .unwrap_or(0)
+    }
+
+    /// Ring-buffer bytes pending now and the capacity (none when the positions could not be
+    /// mapped).
+    pub fn ring_fill(&self) -> Option<(u64, u64)> {
+        self.ring_fill.as_ref().map(|f| (f.pending(), f.capacity()))
+    }
+
+    /// The ring buffer's position reader, for a metrics endpoint that reads it at each scrape.
+    pub fn ring_fill_reader(&self) -> Option<std::sync::Arc<super::ringfill::RingFill>> {
+        self.ring_fill.clone()
     }
 
     /// Raw fd of the ring buffer (for tests that poll it).

@@ -6,4 +6,5 @@ pub mod listeners;
 pub mod loader;
 pub mod offsets;
 pub mod preflight;
+pub mod ringfill;
 pub mod watchlist;
