@@ -594,3 +594,72 @@ fn ring_buffer_fill_rises_while_the_consumer_is_stalled_and_falls_when_it_drains
         agent.cap.source.stats.ring_pending_max
     );
 }
+
+#[test]
+fn health_is_red_and_status_fails_naming_the_program_when_a_required_hook_is_missing() {
+    let s = Scratch::new("ops-red");
+    let empty = s.path("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    let state = s.path("state");
+    let addr = format!("127.0.0.1:{}", free_port());
+    // Hide the io_uring tracepoints from the agent, as on a kernel built without them (its own
+    // mount namespace: nothing else sees the change). `exec` keeps the agent's pid the child's.
+    let mut child = Command::new("unshare")
+        .args(["-m", "--propagation", "private", "sh", "-c"])
+        .arg(format!(
+            "mountpoint -q /sys/kernel/tracing || mount -t tracefs tracefs /sys/kernel/tracing; mount --bind {} /sys/kernel/tracing/events/io_uring && exec {} run --state-dir {} --metrics-addr {addr}",
+            empty.display(),
+            detector().display(),
+            state.display()
+        ))
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(s.path("agent.err")).unwrap())
+        .spawn()
+        .unwrap();
+    let err = || std::fs::read_to_string(s.path("agent.err")).unwrap_or_default();
+    let end = Instant::now() + Duration::from_secs(20);
+    let (code, body) = loop {
+        if let Some(h) = get(&format!("http://{addr}/health")) {
+            break h;
+        }
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "agent exited: {}",
+            err()
+        );
+        assert!(Instant::now() < end, "no endpoint: {}", err());
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let status = Command::new(detector())
+        .args(["status", "--metrics-addr", &addr])
+        .output()
+        .unwrap();
+    let _ = Command::new("kill").arg(child.id().to_string()).status();
+    let st = child.wait().unwrap();
+    assert_eq!(code, 503, "{body}");
+    let h: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(h["status"], "red", "{h}");
+    let missing: Vec<&serde_json::Value> = h["programs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["attached"] == false)
+        .collect();
+    assert!(
+        missing.iter().any(|p| p["program"]
+            .as_str()
+            .is_some_and(|n| n.contains("io_uring_submit_req"))
+            && p["required"] == true),
+        "{h}"
+    );
+    let out = String::from_utf8_lossy(&status.stdout);
+    assert_eq!(status.status.code(), Some(1), "{status:?}");
+    assert!(out.contains("health: red"), "{out}");
+    assert!(
+        out.lines()
+            .any(|l| l.contains("MISSING") && l.contains("io_uring_submit_req")),
+        "{out}"
+    );
+    // The agent itself kept running with reduced coverage and stopped cleanly.
+    assert!(st.success(), "{st}: {}", err());
+}
