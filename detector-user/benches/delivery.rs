@@ -197,10 +197,13 @@ fn run(yaml: &str, n: u64, count: Option<Arc<AtomicU64>>, pace: Pace) -> (f64, u
     (n as f64 / dt.as_secs_f64(), got)
 }
 
+/// A sink config, the receiver's counter (if any) and the pacing.
+type Setup = (String, Option<Arc<AtomicU64>>, Pace);
+
 struct Case {
     kind: &'static str,
     /// Builds the config for round `r` (fresh files, receivers, spool dirs per round).
-    make: Box<dyn Fn(usize) -> (String, Option<Arc<AtomicU64>>, Pace)>,
+    make: Box<dyn Fn(usize) -> Setup>,
 }
 
 fn main() {
