@@ -456,12 +456,28 @@ impl SinkSet {
             }
             keep.push(same);
         }
+        // Build every new sink and open its queues now, so that any error leaves the running
+        // set as it was. Only a successor using its predecessor's spool directory opens it
+        // later, once the predecessor has let go of it.
         let mut built = Vec::new();
         for (c, k) in configs.iter().zip(&keep) {
-            built.push(match k {
-                Some(_) => None,
-                None => Some(build(c, host)?),
+            if k.is_some() {
+                built.push(None);
+                continue;
+            }
+            let b = build(c, host)?;
+            let reuses_spool = self.sinks.iter().enumerate().any(|(i, h)| {
+                !used[i]
+                    && h.name == b.spec.name
+                    && spool_of(&h.config).is_some()
+                    && spool_of(&h.config).map(|s| &s.dir) == b.spool.as_ref().map(|s| &s.dir)
             });
+            let queues = if reuses_spool {
+                None
+            } else {
+                Some(open_queues(&b.spec.name, &b.spool)?)
+            };
+            built.push(Some((b, queues)));
         }
         let mut old: Vec<Option<Handle>> = self.sinks.drain(..).map(Some).collect();
         // Retire the replaced and removed sinks; keep what they still hold, by name.
@@ -494,7 +510,7 @@ impl SinkSet {
                 }
                 continue;
             }
-            let Some(b) = b else { continue };
+            let Some((b, queues)) = b else { continue };
             let name = b.spec.name.clone();
             let prev = left
                 .iter()
@@ -504,27 +520,38 @@ impl SinkSet {
                 "{}: {name}",
                 if prev.is_some() { "changed" } else { "added" }
             ));
-            let (queue, overflow, stats) = match prev {
-                None => {
-                    let (q, o) = open_queues(&name, &b.spool)?;
-                    (q, o, None)
-                }
-                Some((_, old_cfg, stats, mut oldq)) => {
-                    let same_spool = matches!(oldq, Queue::Disk(_))
-                        && spool_of(&old_cfg).map(|s| &s.dir) == b.spool.as_ref().map(|s| &s.dir);
-                    if same_spool {
-                        // The same directory: reopening recovers everything it holds.
-                        drop(oldq);
-                        let (q, o) = open_queues(&name, &b.spool)?;
-                        (q, o, Some(stats))
-                    } else {
-                        let (mut q, o) = open_queues(&name, &b.spool)?;
-                        let dropped = transfer(&mut oldq, &mut q)?;
-                        if dropped > 0 {
+            let (queue, overflow, stats) = match (prev, queues) {
+                (None, Some((q, o))) => (q, o, None),
+                (Some((_, _, stats, mut oldq)), Some((mut q, o))) => {
+                    match transfer(&mut oldq, &mut q) {
+                        Ok(dropped) if dropped > 0 => {
                             stats.dropped.fetch_add(dropped, Relaxed);
                             stats.pending_notice.fetch_add(dropped, Relaxed);
                         }
-                        (q, o, Some(stats))
+                        Ok(_) => {}
+                        // A spool keeps the rest on disk for a run that configures it again.
+                        Err(e) => {
+                            tracing::error!(sink = %name, left = oldq.len(), "handing over to the new sink: {e}")
+                        }
+                    }
+                    (q, o, Some(stats))
+                }
+                (prev, None) => {
+                    // The same spool directory: reopening recovers everything it holds.
+                    let stats = prev.map(|(_, _, stats, oldq)| {
+                        drop(oldq);
+                        stats
+                    });
+                    match open_queues(&name, &b.spool) {
+                        Ok((q, o)) => (q, o, stats),
+                        Err(e) => {
+                            tracing::error!(sink = %name, "reopening the spool: {e}; an in-memory queue until the next restart (the spool keeps what it holds)");
+                            let q = Queue::Memory(MemQueue::new(
+                                MEMORY_QUEUE,
+                                OverflowPolicy::DropOldest,
+                            ));
+                            (q, None, stats)
+                        }
                     }
                 }
             };

@@ -247,7 +247,6 @@ async fn overflow_notice_names_the_count() {
     let addr = free_port();
     let bodies: Arc<Mutex<Vec<Value>>> = Arc::default();
     let b2 = bodies.clone();
-    let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
     let one = format::encode(&alert(0), crate::config::Format::Native).len() as u64;
     let yaml = format!(
         "sinks:\n  - http:\n      url: http://{addr}/\n      retry: {{initial: 20ms, max: 100ms}}\n      spool: {{dir: {}, max_bytes: {}, on_full: drop_newest, fsync: never}}\n",
@@ -260,6 +259,9 @@ async fn overflow_notice_names_the_count() {
     }
     set.flush().await;
     assert_eq!(stat(&set, |s| &s.dropped), 7);
+    // Listening only now: a batch sent before the drops (while the task was still taking the
+    // alerts in) must not be accepted ahead of the notice.
+    let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
     let srv = tokio::spawn(async move {
         loop {
             let Ok((s, _)) = listener.accept().await else {
