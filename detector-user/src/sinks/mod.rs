@@ -4,8 +4,10 @@
 //!
 //! Guarantees: a record leaves a sink's queue only after the sink accepted it (HTTP 2xx, a
 //! complete write); deliveries retry with exponential backoff and jitter for ever; with a
-//! spool, what is held survives a crash and a restart and is delivered first, in order. When
-//! a queue is full its policy (drop oldest / drop newest) applies, the drops are counted in
+//! spool, what is held survives a crash and a restart and is delivered first, in order; a
+//! burst larger than the channel to a spooled sink's task spills to a second on-disk spool and
+//! keeps its order (see [`Spill`]), so nothing is lost before the spool. When a queue is full
+//! its policy (drop oldest / drop newest) applies, the drops are counted in
 //! [`SinkStats`], logged, and announced in band by an alert with rule id
 //! [`format::OVERFLOW_RULE_ID`] delivered through the same sink: nothing disappears
 //! silently. A crash may repeat records delivered since the spool's last head update; every
