@@ -6,7 +6,7 @@
 //! complete write); deliveries retry with exponential backoff and jitter for ever; with a
 //! spool, what is held survives a crash and a restart and is delivered first, in order; a
 //! burst larger than the channel to a spooled sink's task spills to a second on-disk spool and
-//! keeps its order (see [`Spill`]), so nothing is lost before the spool. When a queue is full
+//! keeps its order (`<spool dir>/<sink>/overflow/`), so nothing is lost before the spool. When a queue is full
 //! its policy (drop oldest / drop newest) applies, the drops are counted in
 //! [`SinkStats`], logged, and announced in band by an alert with rule id
 //! [`format::OVERFLOW_RULE_ID`] delivered through the same sink: nothing disappears
@@ -361,7 +361,7 @@ impl SinkSet {
     }
 
     /// Hands an alert to every sink without waiting. A spooled sink whose channel is full
-    /// spills to its overflow spool (see [`Spill`]); a sink without a spool counts the alert as
+    /// spills to its overflow spool (in order, see the module doc); a sink without a spool counts the alert as
     /// dropped and announces it in band later.
     pub fn send(&self, alert: Alert) {
         let a = Arc::new(alert);
