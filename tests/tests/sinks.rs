@@ -416,3 +416,110 @@ fn kill_9_with_a_non_empty_spool_then_restart_delivers_every_spooled_alert() {
         .collect();
     assert_eq!(&lines[..spooled.len()], &spooled[..]);
 }
+
+/// Set in the child of the flood test: `config path\nready marker path`.
+const FLOOD_CHILD: &str = "DETECTOR_TEST_FLOOD_CHILD";
+const FLOOD: u64 = 50_000;
+
+/// The flood test's child: one burst of alerts into a spooled sink whose receiver is down (the
+/// overflow spool takes what the channel cannot), everything handed over, then it waits for
+/// its SIGKILL while its sink task is still moving the overflow into the spool.
+fn flood_child(spec: &str) {
+    let (cfg, ready) = spec.split_once('\n').unwrap();
+    let cfg = AgentConfig::load(Path::new(cfg)).unwrap();
+    let set = SinkSet::from_config(&cfg.sinks, "web-1").unwrap();
+    // Built first: the burst is the sends alone, as from the capture loop.
+    let alerts: Vec<Alert> = (0..FLOOD).map(alert).collect();
+    for a in alerts {
+        set.send(a);
+    }
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(set.flush());
+    std::fs::write(ready, "ready").unwrap();
+    loop {
+        std::thread::sleep(Duration::from_secs(1));
+    }
+}
+
+#[test]
+fn alert_flood_spilled_to_disk_survives_kill_9_then_arrives_exactly_once_in_order() {
+    if let Ok(spec) = std::env::var(FLOOD_CHILD) {
+        flood_child(&spec);
+        return;
+    }
+    let s = Scratch::new("sinks-flood-kill9");
+    let port = free_port(false);
+    let cfg = s.file(
+        "sinks.yaml",
+        &format!(
+            "sinks:\n  - http:\n      name: siem\n      url: http://127.0.0.1:{port}/ingest\n      batch: {{max_alerts: 500}}\n      retry: {{initial: 50ms, max: 200ms}}\n      spool: {{dir: {}, fsync: never}}\n",
+            s.path("spool").display()
+        ),
+    );
+    let ready = s.path("ready");
+    // This test binary again, as the process that floods and gets killed.
+    let mut child = Proc(
+        Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "alert_flood_spilled_to_disk_survives_kill_9_then_arrives_exactly_once_in_order",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(
+                FLOOD_CHILD,
+                format!("{}\n{}", cfg.display(), ready.display()),
+            )
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(s.path("child.err")).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    wait_for("the flood handed over", Duration::from_secs(120), || {
+        assert!(
+            child.0.try_wait().unwrap().is_none(),
+            "flooding child exited: {}",
+            std::fs::read_to_string(s.path("child.err")).unwrap_or_default()
+        );
+        ready.exists()
+    });
+    let overflow = s.path("spool/siem/overflow");
+    assert!(
+        overflow.join("head").exists()
+            || std::fs::read_dir(&overflow)
+                .unwrap()
+                .flatten()
+                .any(|e| e.path().extension().is_some_and(|x| x == "seg")),
+        "the burst never spilled"
+    );
+    // SIGKILL: no flush, no goodbye, possibly mid-move from the overflow into the spool.
+    child.0.kill().unwrap();
+    child.0.wait().unwrap();
+    drop(child);
+    // Receiver up, sinks restarted (here, from the same config).
+    let _recv = http_receiver(&s, port);
+    let cfg = AgentConfig::load(&cfg).unwrap();
+    let set = SinkSet::from_config(&cfg.sinks, "web-1").unwrap();
+    let recv = s.path("received.txt");
+    let got = || -> Vec<String> {
+        std::fs::read_to_string(&recv)
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect()
+    };
+    wait_for("every flooded alert", Duration::from_secs(180), || {
+        got().len() as u64 >= FLOOD
+    });
+    set.shutdown_blocking(Duration::from_secs(5));
+    let ids = got();
+    let unique: BTreeSet<&String> = ids.iter().collect();
+    assert_eq!(unique.len(), ids.len(), "duplicates after the restart");
+    let want: Vec<String> = (0..FLOOD).map(|i| alert(i).id).collect();
+    assert_eq!(ids.len(), want.len());
+    let first_bad = ids.iter().zip(&want).position(|(a, b)| a != b);
+    assert_eq!(first_bad, None, "out of order");
+}

@@ -250,13 +250,45 @@ fn open_queues(
         ));
     };
     let dir = sp.dir.join(name);
-    let main = Spool::open(&dir, sp.max_bytes, sp.on_full, sp.fsync)?;
-    let over = Spool::open(&dir.join("overflow"), sp.max_bytes, sp.on_full, sp.fsync)?;
-    let held = main.recovered.records + over.recovered.records;
+    let mut main = Queue::Disk(Spool::open(&dir, sp.max_bytes, sp.on_full, sp.fsync)?);
+    let mut over = Queue::Disk(Spool::open(
+        &dir.join("overflow"),
+        sp.max_bytes,
+        sp.on_full,
+        sp.fsync,
+    )?);
+    let moved = drop_moved_prefix(&mut main, &mut over)?;
+    if moved > 0 {
+        tracing::info!(sink = %name, alerts = moved, "spool: a crash interrupted a move from the overflow; the copies it left are dropped");
+    }
+    let held = main.len() + over.len();
     if held > 0 {
         tracing::info!(sink = %name, alerts = held, "spool: delivering what a previous run left");
     }
-    Ok((Queue::Disk(main), Some(Queue::Disk(over))))
+    Ok((main, Some(over)))
+}
+
+/// A crash between copying a step of the overflow into the spool and removing it from the
+/// overflow leaves those records in both, the overflow's head equal to the spool's tail: drop
+/// them from the overflow (so a restart does not deliver them twice). Returns how many.
+fn drop_moved_prefix(main: &mut Queue, over: &mut Queue) -> Result<usize, SinkError> {
+    let Some((_, first)) = over.peek(1)?.into_iter().next() else {
+        return Ok(0);
+    };
+    let tail = main.tail(SPILL_STEP)?;
+    let Some(pos) = tail.iter().position(|r| r.id == first.id) else {
+        return Ok(0);
+    };
+    let n = tail.len() - pos;
+    let head = over.peek(n)?;
+    let same = head.len() == n && head.iter().zip(&tail[pos..]).all(|((_, a), b)| a == b);
+    match head.last() {
+        Some((seq, _)) if same => {
+            over.commit(*seq)?;
+            Ok(n)
+        }
+        _ => Ok(0),
+    }
 }
 
 fn default_configs(configs: &[SinkConfig]) -> Vec<SinkConfig> {

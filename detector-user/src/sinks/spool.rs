@@ -59,6 +59,21 @@ impl Queue {
         }
     }
 
+    /// Up to `n` newest records, oldest first.
+    pub fn tail(&mut self, n: usize) -> Result<Vec<Record>, SinkError> {
+        let skip = self.len().saturating_sub(n);
+        let mut v = Vec::new();
+        match self {
+            Queue::Memory(q) => v.extend(q.items.iter().skip(skip).map(|(_, r)| r.clone())),
+            Queue::Disk(s) => {
+                for loc in s.index.iter().skip(skip) {
+                    v.push(s.read(loc)?);
+                }
+            }
+        }
+        Ok(v)
+    }
+
     /// Removes every record with sequence number `<= seq` (delivered).
     pub fn commit(&mut self, seq: u64) -> Result<(), SinkError> {
         match self {
@@ -437,20 +452,23 @@ impl Spool {
         Ok(Pushed { dropped })
     }
 
+    fn read(&self, loc: &Loc) -> Result<Record, SinkError> {
+        let Some(seg) = self.segments.iter().find(|s| s.id == loc.seg) else {
+            return Err(SinkError::Spool(format!("segment {} missing", loc.seg)));
+        };
+        let mut buf = vec![0u8; loc.len as usize];
+        let path = seg_path(&self.dir, seg.id);
+        seg.file
+            .read_exact_at(&mut buf, loc.off)
+            .map_err(io_at(&path))?;
+        decode(&buf[HEADER as usize..])
+            .ok_or_else(|| SinkError::Spool(format!("{}: bad record", path.display())))
+    }
+
     fn peek(&mut self, n: usize) -> Result<Vec<(u64, Record)>, SinkError> {
         let mut out = Vec::with_capacity(n.min(self.index.len()));
         for loc in self.index.iter().take(n) {
-            let Some(seg) = self.segments.iter().find(|s| s.id == loc.seg) else {
-                return Err(SinkError::Spool(format!("segment {} missing", loc.seg)));
-            };
-            let mut buf = vec![0u8; loc.len as usize];
-            let path = seg_path(&self.dir, seg.id);
-            seg.file
-                .read_exact_at(&mut buf, loc.off)
-                .map_err(io_at(&path))?;
-            let rec = decode(&buf[HEADER as usize..])
-                .ok_or_else(|| SinkError::Spool(format!("{}: bad record", path.display())))?;
-            out.push((loc.seq, rec));
+            out.push((loc.seq, self.read(loc)?));
         }
         Ok(out)
     }

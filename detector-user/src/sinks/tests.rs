@@ -498,3 +498,52 @@ async fn reconfigure_hands_a_changed_sinks_spool_to_its_successor_and_leaves_the
     let lines = std::fs::read_to_string(&file).unwrap().lines().count();
     assert_eq!(lines, 50, "the unchanged file sink got every alert once");
 }
+
+#[test]
+fn a_move_from_the_overflow_cut_by_a_crash_is_not_delivered_twice() {
+    let d = tempfile::tempdir().unwrap();
+    let sp: crate::config::SpoolConfig =
+        serde_norway::from_str(&format!("{{dir: {}, fsync: never}}", d.path().display())).unwrap();
+    let rec = |i: u64| {
+        let a = alert(i);
+        Record {
+            id: a.id.clone(),
+            body: format::encode(&a, crate::config::Format::Native),
+        }
+    };
+    {
+        // The spool got 0..10 (the last step, 7..10, copied from the overflow), the crash came
+        // before the overflow forgot 7..10.
+        let (mut main, over) = open_queues("s", &Some(sp.clone())).unwrap();
+        let mut over = over.unwrap();
+        for i in 0..10 {
+            main.push(&rec(i)).unwrap();
+        }
+        for i in 7..20 {
+            over.push(&rec(i)).unwrap();
+        }
+        main.sync(true).unwrap();
+        over.sync(true).unwrap();
+    }
+    let (mut main, over) = open_queues("s", &Some(sp.clone())).unwrap();
+    let mut over = over.unwrap();
+    let ids = |q: &mut Queue| -> Vec<String> {
+        q.peek(usize::MAX)
+            .unwrap()
+            .into_iter()
+            .map(|(_, r)| r.id)
+            .collect()
+    };
+    assert_eq!(
+        ids(&mut main),
+        (0..10).map(|i| alert(i).id).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        ids(&mut over),
+        (10..20).map(|i| alert(i).id).collect::<Vec<_>>()
+    );
+    // No overlap: nothing dropped.
+    drop((main, over));
+    let (main, over) = open_queues("s", &Some(sp)).unwrap();
+    assert_eq!((main.len(), over.unwrap().len()), (10, 10));
+}
