@@ -32,6 +32,28 @@ fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
+/// Waits until the child's stderr has a line containing `marker` (the agent logs it once its
+/// programs are attached), then keeps collecting stderr so `wait_with_output` still has it.
+/// Attaching takes from 0.3 s to several seconds on a loaded machine: a fixed sleep raced.
+fn wait_ready(child: &mut std::process::Child, marker: &str) {
+    use std::io::{BufRead as _, BufReader};
+    let err = child.stderr.take().expect("piped stderr");
+    let (tx, rx) = std::sync::mpsc::channel();
+    let want = marker.to_string();
+    std::thread::spawn(move || {
+        let mut seen = false;
+        for line in BufReader::new(err).lines().map_while(Result::ok) {
+            eprintln!("{line}");
+            if !seen && line.contains(&want) {
+                seen = true;
+                let _ = tx.send(());
+            }
+        }
+    });
+    rx.recv_timeout(Duration::from_secs(60))
+        .unwrap_or_else(|_| panic!("agent never logged `{marker}` within 60 s"));
+}
+
 #[test]
 fn record_writes_a_replayable_recording() {
     let s = Scratch::new("cli-record");
@@ -47,10 +69,12 @@ fn record_writes_a_replayable_recording() {
             "--watch",
         ])
         .arg(format!("{}=ssh_key", secret.display()))
+        .env("RUST_LOG", "info")
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(1500));
+    let mut rec = rec;
+    wait_ready(&mut rec, "recording");
     let (pid, _) = tests::actor(&["open", secret.to_str().unwrap()]);
     let o = rec.wait_with_output().unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
@@ -251,10 +275,12 @@ fn live_learn_writes_the_peers_it_saw() {
     let out = s.path("baseline.yaml");
     let learn = Command::new(detector())
         .args(["learn", "--duration", "3s", "-o", out.to_str().unwrap()])
+        .env("RUST_LOG", "info")
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(1500));
+    let mut learn = learn;
+    wait_ready(&mut learn, "learning");
     tests::actor(&["udp-connect", "127.0.0.77", "5353"]);
     let o = learn.wait_with_output().unwrap();
     assert!(o.status.success(), "{}", stderr(&o));

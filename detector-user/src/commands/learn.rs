@@ -96,6 +96,8 @@ fn learn_live(
         .build()?;
     rt.block_on(async move {
         let mut cap = crate::capture::LiveCapture::start(&opts)?;
+        // Said once attached, so an operator (or a test) knows observation has begun.
+        tracing::info!(duration = %humantime::format_duration(duration), "learning");
         let deadline = tokio::time::Instant::now() + duration;
         let stop = super::run::shutdown_signal();
         tokio::pin!(stop);
