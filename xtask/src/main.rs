@@ -12,6 +12,8 @@ use std::{
 use anyhow::{bail, Context as _, Result};
 use clap::{Parser, Subcommand};
 
+mod bench_overhead;
+
 #[derive(Parser)]
 #[command(about = "detector project chores")]
 struct Cli {
@@ -333,7 +335,8 @@ fn bench(which: &str, args: &[String]) -> Result<()> {
                 .args(["bench", "-p", "detector-user"])
                 .args(args),
         ),
-        other => bail!("unknown benchmark `{other}` (kernel, engine)"),
+        "overhead" => bench_overhead::run(args),
+        other => bail!("unknown benchmark `{other}` (kernel, engine, overhead)"),
     }
 }
 
