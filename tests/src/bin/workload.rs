@@ -78,9 +78,10 @@ impl Op {
 
     fn ops(&self) -> u64 {
         match self {
-            Op::Getppid { ops } | Op::Open { ops, .. } | Op::Connect { ops } | Op::Exec { ops, .. } => {
-                *ops
-            }
+            Op::Getppid { ops }
+            | Op::Open { ops, .. }
+            | Op::Connect { ops }
+            | Op::Exec { ops, .. } => *ops,
         }
     }
 }
@@ -268,8 +269,10 @@ mod tests {
 
     #[test]
     fn parses_each_workload_and_the_global_flags() {
-        let c = parse(&["--cpu", "0", "--warmup", "5", "open", "--ops", "7", "--path", "/x"])
-            .expect("valid");
+        let c = parse(&[
+            "--cpu", "0", "--warmup", "5", "open", "--ops", "7", "--path", "/x",
+        ])
+        .expect("valid");
         assert_eq!(c.cpu, Some(0));
         assert_eq!(c.warmup, 5);
         assert_eq!(
@@ -288,7 +291,10 @@ mod tests {
             }
         );
         assert_eq!(parse(&["getppid", "--ops", "1"]).expect("valid").cpu, None);
-        assert!(parse(&["open", "--ops", "1"]).is_err(), "--path is required");
+        assert!(
+            parse(&["open", "--ops", "1"]).is_err(),
+            "--path is required"
+        );
         assert!(parse(&["getppid", "--ops", "many"]).is_err());
         assert!(parse(&["fly", "--ops", "1"]).is_err());
     }
@@ -329,7 +335,10 @@ mod tests {
             path: "/nonexistent/workload-test".into(),
         };
         let e = run(&missing, 0).expect_err("missing file");
-        assert!(format!("{e:#}").contains("/nonexistent/workload-test"), "{e:#}");
+        assert!(
+            format!("{e:#}").contains("/nonexistent/workload-test"),
+            "{e:#}"
+        );
         let failing = Op::Exec {
             ops: 1,
             program: "/bin/false".into(),
