@@ -9,10 +9,14 @@
 
 use std::{
     ffi::CString,
-    io::{Read as _, Write as _},
+    io::Read as _,
     net::{TcpListener, TcpStream},
     os::unix::ffi::OsStrExt as _,
     path::{Path, PathBuf},
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
     time::Instant,
 };
 
@@ -49,7 +53,8 @@ enum Op {
         #[arg(long)]
         path: PathBuf,
     },
-    /// TCP connect to a listener on 127.0.0.1 that accepts and closes; the client closes too.
+    /// TCP connect to a listener on 127.0.0.1 that accepts and closes; the client waits for
+    /// that close, then closes too.
     Connect {
         /// Operations to time.
         #[arg(long)]
@@ -132,26 +137,29 @@ fn open_loop(path: &CString, n: u64) -> Result<()> {
     Ok(())
 }
 
-/// The accepting side of the connect workload: accepts, waits for the client's close, closes.
-fn serve(listener: TcpListener) {
+/// The accepting side of the connect workload: accepts and closes at once, until `stop`.
+fn serve(listener: TcpListener, stop: Arc<AtomicBool>) {
     for conn in listener.incoming() {
-        match conn {
-            Ok(mut s) => {
-                let mut b = [0u8; 1];
-                // The client sends one byte when it is done (a stop request) or just closes.
-                if let Ok(1) = s.read(&mut b) {
-                    return;
-                }
-            }
-            Err(_) => return,
+        drop(conn);
+        if stop.load(Ordering::Relaxed) {
+            return;
         }
     }
 }
 
+/// Connects and waits for the server's close (EOF) before closing: one operation is a whole
+/// connect+accept+close, and the client never outruns the accept queue (a full queue drops
+/// SYNs, and the retransmission after a second would swamp the measurement).
 fn connect_loop(addr: std::net::SocketAddr, n: u64) -> Result<()> {
+    let mut b = [0u8; 1];
     for _ in 0..n {
-        let s = TcpStream::connect(addr).with_context(|| format!("connect {addr}"))?;
-        drop(s);
+        let mut s = TcpStream::connect(addr).with_context(|| format!("connect {addr}"))?;
+        match s.read(&mut b) {
+            Ok(0) => {}
+            Ok(_) => bail!("{addr}: the server sent data"),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+            Err(e) => return Err(e).with_context(|| format!("read from {addr}")),
+        }
     }
     Ok(())
 }
@@ -215,15 +223,18 @@ fn run(op: &Op, warmup: u64) -> Result<Timing> {
         Op::Connect { .. } => {
             let listener = TcpListener::bind("127.0.0.1:0").context("bind 127.0.0.1:0")?;
             let addr = listener.local_addr()?;
-            let server = std::thread::spawn(move || serve(listener));
+            let stop = Arc::new(AtomicBool::new(false));
+            let server = {
+                let stop = stop.clone();
+                std::thread::spawn(move || serve(listener, stop))
+            };
             connect_loop(addr, warmup)?;
             let t = Instant::now();
             let r = connect_loop(addr, n);
             let e = t.elapsed().as_nanos();
-            // Stop the server: one connection that sends a byte.
-            let mut s = TcpStream::connect(addr).with_context(|| format!("connect {addr}"))?;
-            s.write_all(&[1])?;
-            drop(s);
+            // Stop the server: the flag, then one more connection for it to see it.
+            stop.store(true, Ordering::Relaxed);
+            drop(TcpStream::connect(addr).with_context(|| format!("connect {addr}"))?);
             let _ = server.join();
             r?;
             e
