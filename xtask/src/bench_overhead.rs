@@ -558,7 +558,9 @@ fn run_phase(
     config: Config,
     workloads: &[&'static str],
 ) -> Result<Vec<Sample>> {
-    let mut micro: BTreeMap<&str, Vec<(f64, Option<f64>, Option<u64>)>> = BTreeMap::new();
+    // Per micro workload, each run's (value, tool CPU s, tool VmHWM KiB).
+    type Runs = Vec<(f64, Option<f64>, Option<u64>)>;
+    let mut micro: BTreeMap<&str, Runs> = BTreeMap::new();
     let mut out = Vec::new();
     for _ in 0..ctx.sizes.micro_reps {
         for w in workloads.iter().copied().filter(|w| is_micro(w)) {
@@ -1748,7 +1750,8 @@ mod tests {
         fs::write(home.join(".ssh/id_ed25519"), "k").expect("key");
         fs::write(home.join(".ssh/known_hosts"), "h").expect("not watched");
         let extra = root.join("extra");
-        let r = audit_rules(DEFAULT_WATCH_LIST, &[home.clone()], &[&extra]).expect("rules");
+        let r =
+            audit_rules(DEFAULT_WATCH_LIST, std::slice::from_ref(&home), &[&extra]).expect("rules");
         for needle in [
             "-a always,exit -F arch=b64 -S connect",
             "-a always,exit -F arch=b32 -S connect",
