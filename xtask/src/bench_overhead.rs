@@ -1593,9 +1593,13 @@ fn fmt_num(v: f64) -> String {
 }
 
 /// "auditd's overhead ÷ detector's overhead", overhead = 1 − ratio.
+///
+/// A ratio clearly above 1 is noise (a tool only adds work): no factor is derived from it.
 fn overhead_factor(ours: f64, theirs: f64) -> String {
     let (o, t) = (1.0 - ours, 1.0 - theirs);
-    if o <= 0.005 {
+    if ours > 1.02 || theirs > 1.02 {
+        "n/a (a ratio > 1: noise)".into()
+    } else if o <= 0.005 {
         if t <= 0.005 {
             "both ≈ 0".into()
         } else {
@@ -1823,6 +1827,8 @@ mod tests {
     fn overhead_factor_handles_noise() {
         assert_eq!(overhead_factor(0.98, 0.80), "10.0×");
         assert_eq!(overhead_factor(1.01, 0.80), "∞ (ours ≈ 0)");
+        assert_eq!(overhead_factor(1.3, 0.80), "n/a (a ratio > 1: noise)");
+        assert_eq!(overhead_factor(0.9, 1.1), "n/a (a ratio > 1: noise)");
         assert_eq!(overhead_factor(1.0, 1.0), "both ≈ 0");
     }
 
