@@ -54,7 +54,8 @@ const BPF_LINKER_VERSION: &str = "0.13";
 /// Debian packages the tests use: `ip netns` for the namespace tests, `setpriv`/`unshare`
 /// (util-linux) for the privilege and mount-namespace tests, rsyslog as the real syslog
 /// receiver of the sink tests (started by the tests with a private config; never the
-/// system's), python3 for the OCSF validator.
+/// system's), python3 for the OCSF validator, make/gcc and a font for the overhead bench's
+/// own tests (its generated C tree and PNG plot). An entry starting with `/` is a file.
 const DEBIAN_PACKAGES: &[(&str, &str)] = &[
     ("ip", "iproute2"),
     ("unshare", "util-linux"),
@@ -62,6 +63,12 @@ const DEBIAN_PACKAGES: &[(&str, &str)] = &[
     ("rsyslogd", "rsyslog"),
     ("python3", "python3"),
     ("systemd-analyze", "systemd"),
+    ("make", "make"),
+    ("gcc", "gcc"),
+    (
+        "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
+        "fonts-dejavu-core",
+    ),
 ];
 /// The OCSF validator of the sink tests: pydantic models generated from the OCSF schema that
 /// the package ships (schema exports 1.0–1.7), from PyPI.
@@ -183,7 +190,14 @@ fn setup() -> Result<()> {
         .iter()
         .filter(|(bin, _)| {
             Command::new("sh")
-                .args(["-c", &format!("command -v {bin}")])
+                .args([
+                    "-c",
+                    &if bin.starts_with('/') {
+                        format!("test -e {bin}")
+                    } else {
+                        format!("command -v {bin}")
+                    },
+                ])
                 .output()
                 .map(|o| !o.status.success())
                 .unwrap_or(true)
