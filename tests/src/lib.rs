@@ -4,6 +4,8 @@
 //!
 //! These tests need root. They never skip: without privileges they fail, loudly.
 
+pub mod bench;
+
 use std::{
     path::{Path, PathBuf},
     process::{Command, Stdio},

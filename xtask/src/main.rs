@@ -12,6 +12,7 @@ use std::{
 use anyhow::{bail, Context as _, Result};
 use clap::{Parser, Subcommand};
 
+mod bench_latency;
 mod bench_overhead;
 
 #[derive(Parser)]
@@ -39,7 +40,8 @@ enum Cmd {
     },
     /// rustfmt check and clippy (-D warnings) for the host crates and the bpf-target crate.
     Lint,
-    /// Benchmarks (`kernel`: hook overhead, attached vs detached, interleaved).
+    /// Benchmarks (`kernel`: hook overhead, attached vs detached, interleaved; `latency`:
+    /// syscall → alert line; `flood`: port sweep and open storm).
     Bench {
         /// Which benchmark.
         which: String,
@@ -350,7 +352,8 @@ fn bench(which: &str, args: &[String]) -> Result<()> {
                 .args(args),
         ),
         "overhead" => bench_overhead::run(args),
-        other => bail!("unknown benchmark `{other}` (kernel, engine, overhead)"),
+        "latency" | "flood" => bench_latency::run(which, &root, args),
+        other => bail!("unknown benchmark `{other}` (kernel, engine, overhead, latency, flood)"),
     }
 }
 

@@ -1,0 +1,123 @@
+//! Scaled-down flood of `cargo xtask bench flood`, against the real `detector run` binary with
+//! its default rules and a file sink: a 2,000-port `/dev/tcp` sweep by bash of a host in a
+//! test network namespace raises `port-sweep`; then, with the agent stopped (SIGSTOP) and a
+//! 1 MiB ring, a 30,000-port sweep of a second host overflows the ring: after SIGCONT the
+//! kernel's losses arrive in-band as `loss` events (and on /metrics), and `port-sweep` still
+//! fires from what the ring held.
+
+use std::{
+    process::Command,
+    time::{Duration, Instant},
+};
+
+use tests::{
+    actor_path,
+    bench::{metric_sum, AgentRun, AlertTail, ScratchDir, SeenLine, TestNet},
+};
+
+fn sweep(host: std::net::Ipv4Addr, ports: u32) -> u32 {
+    let mut c = Command::new("bash")
+        .arg("-c")
+        .arg(format!(
+            "for ((p=1;p<={ports};p++)); do exec 3<>/dev/tcp/{host}/$p; done 2>/dev/null; exit 0"
+        ))
+        .spawn()
+        .expect("bash");
+    let pid = c.id();
+    assert!(c.wait().expect("bash").success());
+    pid
+}
+
+fn port_sweep_alert(
+    tail: &AlertTail,
+    lines: &mut Vec<SeenLine>,
+    pid: u32,
+    wait: Duration,
+) -> Option<serde_json::Value> {
+    let end = Instant::now() + wait;
+    loop {
+        lines.extend(tail.take());
+        let hit = lines
+            .iter()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(&l.line).ok())
+            .find(|v| v["rule"]["id"] == "port-sweep" && v["process"]["tgid"] == pid);
+        if hit.is_some() || Instant::now() > end {
+            return hit;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn port_sweep_fires_and_kernel_losses_are_reported_in_band() {
+    let detector = actor_path().with_file_name("detector");
+    assert!(
+        detector.exists(),
+        "cargo xtask test builds the detector binary"
+    );
+    let net = TestNet::new("flood", 2).expect("test namespace");
+    let dir = ScratchDir::new("flood-test").expect("scratch");
+    let agent = AgentRun::start(
+        &detector,
+        &dir.0,
+        &["--events".into(), "--ring-mib".into(), "1".into()],
+    )
+    .expect("detector run");
+    let tail = AlertTail::start(&agent.alerts).expect("alert tail");
+    let mut lines = Vec::new();
+
+    // 1. An ordinary sweep: detected, nothing lost.
+    let pid = sweep(net.hosts[0], 2_000);
+    let a = port_sweep_alert(&tail, &mut lines, pid, Duration::from_secs(15))
+        .expect("no port-sweep alert for a 2,000-port sweep");
+    assert_eq!(a["group"]["net.dst_addr"], net.hosts[0].to_string(), "{a}");
+    assert!(a["destination_count"].as_u64().unwrap_or(0) >= 20, "{a}");
+    let m = agent.metrics().expect("metrics");
+    assert!(
+        metric_sum(&m, "detector_events_total") > 4_000.0,
+        "the sweep's connects were not received"
+    );
+    let lost_before = metric_sum(&m, "detector_kernel_lost_total");
+
+    // 2. The agent stopped while 30,000 connects (~60,000 records) go into a 1 MiB ring.
+    agent.signal(libc::SIGSTOP);
+    let pid = sweep(net.hosts[1], 30_000);
+    agent.signal(libc::SIGCONT);
+    let a = port_sweep_alert(&tail, &mut lines, pid, Duration::from_secs(15))
+        .expect("no port-sweep alert from the records the ring held");
+    assert_eq!(a["group"]["net.dst_addr"], net.hosts[1].to_string(), "{a}");
+    // Losses are checked every 50 ms; give the agent time to report them.
+    let end = Instant::now() + Duration::from_secs(10);
+    let lost = loop {
+        let m = agent.metrics().expect("metrics");
+        let lost = metric_sum(&m, "detector_kernel_lost_total") - lost_before;
+        if lost > 0.0 || Instant::now() > end {
+            break lost;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(
+        lost > 0.0,
+        "an overflowing ring reported no loss on /metrics"
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let total = metric_sum(
+        &agent.metrics().expect("metrics"),
+        "detector_kernel_lost_total",
+    );
+    let (_, st) = agent.stop().expect("stop");
+    assert!(st.success(), "agent exit: {st}");
+    // In band: `loss` events in the agent's event stream add up to what /metrics counted.
+    let events = std::fs::read_to_string(dir.0.join("stdout.ndjson")).expect("events");
+    let in_band: u64 = events
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["kind"] == "loss")
+        .map(|v| v["loss"]["count"].as_u64().unwrap_or(0))
+        .sum();
+    assert_eq!(
+        in_band as f64, total,
+        "in-band loss events disagree with /metrics"
+    );
+    drop(net);
+}
