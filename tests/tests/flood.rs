@@ -12,7 +12,7 @@ use std::{
 
 use tests::{
     actor_path,
-    bench::{metric_sum, AgentRun, AlertTail, ScratchDir, SeenLine, TestNet},
+    bench::{metric_sum, metric_with, AgentRun, AlertTail, ScratchDir, SeenLine, TestNet},
 };
 
 fn sweep(host: std::net::Ipv4Addr, ports: u32) -> u32 {
@@ -73,9 +73,10 @@ fn port_sweep_fires_and_kernel_losses_are_reported_in_band() {
     assert_eq!(a["group"]["net.dst_addr"], net.hosts[0].to_string(), "{a}");
     assert!(a["destination_count"].as_u64().unwrap_or(0) >= 20, "{a}");
     let m = agent.metrics().expect("metrics");
+    // One connect event per port (plus whatever else the host does meanwhile).
     assert!(
-        metric_sum(&m, "detector_events_total") > 4_000.0,
-        "the sweep's connects were not received"
+        metric_with(&m, "detector_events_total", "kind=\"connect\"").unwrap_or(0.0) >= 2_000.0,
+        "the sweep's connects were not all received"
     );
     let lost_before = metric_sum(&m, "detector_kernel_lost_total");
 

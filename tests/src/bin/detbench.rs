@@ -48,6 +48,9 @@ enum Cmd {
         /// Seconds to wait for the last alerts after the last trigger.
         #[arg(long, default_value_t = 10)]
         settle: u64,
+        /// Extra argument for `detector run` (repeatable), e.g. `--agent-arg=--tolerance=0ms`.
+        #[arg(long = "agent-arg", allow_hyphen_values = true)]
+        agent_args: Vec<String>,
     },
     /// Port-sweep flood and open storm with a concurrent credential-reuse pattern.
     Flood {
@@ -69,6 +72,9 @@ enum Cmd {
         /// Longest each phase may run (seconds) before the bench fails.
         #[arg(long, default_value_t = 600)]
         timeout: u64,
+        /// Extra argument for `detector run` (repeatable).
+        #[arg(long = "agent-arg", allow_hyphen_values = true)]
+        agent_args: Vec<String>,
     },
     /// (internal) One open-storm worker: open+close `opens` times over `files` files in `dir`.
     Storm {
@@ -153,17 +159,21 @@ const RULE_REUSE: &str = "machine-speed-credential-reuse";
 /// only the credential-reuse correlation is completed).
 const TRIGGER_PORT: u16 = 9;
 
-fn latency(detector: &Path, triggers: u32, rate: u32, settle: u64) -> Result<()> {
+fn latency(
+    detector: &Path,
+    triggers: u32,
+    rate: u32,
+    settle: u64,
+    agent_args: &[String],
+) -> Result<()> {
     let load0 = loadavg();
     let net = TestNet::new("lat", 3)?;
     let dir = ScratchDir::new("latency")?;
     let cred = dir.0.join("bench.key");
     std::fs::write(&cred, "not a real secret\n")?;
-    let agent = AgentRun::start(
-        detector,
-        &dir.0,
-        &["--watch".into(), format!("{}=secret", cred.display())],
-    )?;
+    let mut args = vec!["--watch".into(), format!("{}=secret", cred.display())];
+    args.extend_from_slice(agent_args);
+    let agent = AgentRun::start(detector, &dir.0, &args)?;
     let tail = AlertTail::start(&agent.alerts)?;
     let mut trig = CredReuse::new(&cred, &net.hosts, TRIGGER_PORT)?;
     let mut lines = Vec::new();
@@ -236,7 +246,7 @@ fn latency(detector: &Path, triggers: u32, rate: u32, settle: u64) -> Result<()>
             event_to_line.saturating_record(seen.saturating_sub(ev).max(1));
         }
     }
-    println!("== detection latency: {RULE_REUSE}, detector run (default rules and identities), file sink");
+    println!("== detection latency: {RULE_REUSE}, detector run (default rules and identities), file sink, extra agent args {agent_args:?}");
     println!(
         "triggers {} in {fire_s:.1} s ({:.0}/s; {skipped} skipped on pid reuse), alerts matched {}, triggers WITHOUT an alert {missing}",
         fired.len(),
@@ -302,11 +312,11 @@ fn wait_child(c: &mut std::process::Child, end: Instant, what: &str) -> Result<(
 }
 
 /// Port sweep: returns whether `port-sweep` fired for the sweeping bash.
-fn sweep(detector: &Path, ports: u32, timeout: u64) -> Result<bool> {
+fn sweep(detector: &Path, ports: u32, timeout: u64, agent_args: &[String]) -> Result<bool> {
     let load0 = loadavg();
     let net = TestNet::new("sweep", 1)?;
     let dir = ScratchDir::new("sweep")?;
-    let agent = AgentRun::start(detector, &dir.0, &[])?;
+    let agent = AgentRun::start(detector, &dir.0, agent_args)?;
     let tail = AlertTail::start(&agent.alerts)?;
     let u0 = agent.usage();
     let host = net.hosts[0];
@@ -377,7 +387,14 @@ fn sweep(detector: &Path, ports: u32, timeout: u64) -> Result<bool> {
 
 /// Open storm with concurrent credential-reuse triggers: returns how many triggers got no
 /// alert.
-fn storm(detector: &Path, files: u32, opens: u64, workers: u32, timeout: u64) -> Result<usize> {
+fn storm(
+    detector: &Path,
+    files: u32,
+    opens: u64,
+    workers: u32,
+    timeout: u64,
+    agent_args: &[String],
+) -> Result<usize> {
     let load0 = loadavg();
     let net = TestNet::new("storm", 3)?;
     let dir = ScratchDir::new("storm")?;
@@ -388,11 +405,9 @@ fn storm(detector: &Path, files: u32, opens: u64, workers: u32, timeout: u64) ->
     }
     let cred = dir.0.join("bench.key");
     std::fs::write(&cred, "not a real secret\n")?;
-    let agent = AgentRun::start(
-        detector,
-        &dir.0,
-        &["--watch".into(), format!("{}=secret", cred.display())],
-    )?;
+    let mut args = vec!["--watch".into(), format!("{}=secret", cred.display())];
+    args.extend_from_slice(agent_args);
+    let agent = AgentRun::start(detector, &dir.0, &args)?;
     let tail = AlertTail::start(&agent.alerts)?;
     let mut trig = CredReuse::new(&cred, &net.hosts, TRIGGER_PORT)?;
     let u0 = agent.usage();
@@ -522,7 +537,8 @@ fn main() -> Result<()> {
             triggers,
             rate,
             settle,
-        } => latency(&detector, triggers, rate, settle),
+            agent_args,
+        } => latency(&detector, triggers, rate, settle, &agent_args),
         Cmd::Flood {
             detector,
             ports,
@@ -530,11 +546,12 @@ fn main() -> Result<()> {
             opens,
             workers,
             timeout,
+            agent_args,
         } => {
             let t0 = Instant::now();
-            let swept = sweep(&detector, ports, timeout)?;
+            let swept = sweep(&detector, ports, timeout, &agent_args)?;
             println!();
-            let missing = storm(&detector, files, opens, workers, timeout)?;
+            let missing = storm(&detector, files, opens, workers, timeout, &agent_args)?;
             println!("\nflood bench took {:.0} s", t0.elapsed().as_secs_f64());
             if !swept {
                 bail!("port-sweep did not fire for the sweep");
