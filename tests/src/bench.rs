@@ -76,11 +76,17 @@ impl TestNet {
         if !(1..=200).contains(&n_hosts) {
             bail!("TestNet: 1..=200 hosts");
         }
+        // One at a time within a process (tests run in parallel threads), so that two
+        // namespaces never pick the same free subnet; a counter keeps their names apart.
+        static CREATE: std::sync::Mutex<u32> = std::sync::Mutex::new(0);
+        let mut n = CREATE.lock().unwrap_or_else(|e| e.into_inner());
+        *n += 1;
+        let k = *n % 100;
         let pid = std::process::id();
-        let ns = format!("db-{tag}-{pid}");
-        // Interface names are at most 15 bytes.
-        let host_if = format!("dbh{}", pid % 1_000_000_000);
-        let peer_if = format!("dbp{}", pid % 1_000_000_000);
+        let ns = format!("db-{tag}-{pid}-{k}");
+        // Interface names are at most 15 bytes: 3 + 7 (pid_max ≤ 2^22) + 1 + 2.
+        let host_if = format!("dbh{}n{k}", pid % 10_000_000);
+        let peer_if = format!("dbp{}n{k}", pid % 10_000_000);
         let routes = String::from_utf8_lossy(
             &Command::new("ip")
                 .args(["-4", "route", "show", "table", "all"])

@@ -1,9 +1,13 @@
-//! Scaled-down flood of `cargo xtask bench flood`, against the real `detector run` binary with
-//! its default rules and a file sink: a 2,000-port `/dev/tcp` sweep by bash of a host in a
-//! test network namespace raises `port-sweep`; then, with the agent stopped (SIGSTOP) and a
-//! 1 MiB ring, a 30,000-port sweep of a second host overflows the ring: after SIGCONT the
-//! kernel's losses arrive in-band as `loss` events (and on /metrics), and `port-sweep` still
-//! fires from what the ring held.
+//! Scaled-down versions of `cargo xtask bench flood` and `cargo xtask bench latency`, against
+//! the real `detector run` binary with its default rules and a file sink.
+//!
+//! Flood: a 2,000-port `/dev/tcp` sweep by bash of a host in a test network namespace raises
+//! `port-sweep`; then, with the agent stopped (SIGSTOP) and a 1 MiB ring, a 30,000-port sweep
+//! of a second host overflows the ring: after SIGCONT the kernel's losses arrive in-band as
+//! `loss` events (and on /metrics), and `port-sweep` still fires from what the ring held.
+//!
+//! Latency harness: 50 credential-reuse triggers, each in a fresh process tree, each get their
+//! own `machine-speed-credential-reuse` alert, seen after the trigger's stamp.
 
 use std::{
     process::Command,
@@ -12,7 +16,10 @@ use std::{
 
 use tests::{
     actor_path,
-    bench::{metric_sum, metric_with, AgentRun, AlertTail, ScratchDir, SeenLine, TestNet},
+    bench::{
+        match_alerts, metric_sum, metric_with, AgentRun, AlertTail, CredReuse, ScratchDir,
+        SeenLine, TestNet,
+    },
 };
 
 fn sweep(host: std::net::Ipv4Addr, ports: u32) -> u32 {
@@ -130,4 +137,55 @@ fn port_sweep_fires_and_kernel_losses_are_reported_in_band() {
         "in-band loss events disagree with /metrics"
     );
     drop(net);
+}
+
+#[test]
+fn every_credential_reuse_trigger_gets_its_own_alert() {
+    let detector = actor_path().with_file_name("detector");
+    assert!(
+        detector.exists(),
+        "cargo xtask test builds the detector binary"
+    );
+    let net = TestNet::new("lat", 3).expect("test namespace");
+    let dir = ScratchDir::new("latency-test").expect("scratch");
+    let cred = dir.0.join("bench.key");
+    std::fs::write(&cred, "not a real secret\n").unwrap();
+    let agent = AgentRun::start(
+        &detector,
+        &dir.0,
+        &["--watch".into(), format!("{}=secret", cred.display())],
+    )
+    .expect("detector run");
+    let tail = AlertTail::start(&agent.alerts).expect("alert tail");
+    let mut trig = CredReuse::new(&cred, &net.hosts, 9).expect("trigger");
+    let mut fired = Vec::new();
+    while fired.len() < 50 {
+        if let Some(f) = trig.fire().expect("trigger") {
+            fired.push(f);
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let trees: std::collections::HashSet<u32> = fired.iter().map(|f| f.tree).collect();
+    assert_eq!(trees.len(), fired.len(), "process trees must be distinct");
+    let end = Instant::now() + Duration::from_secs(20);
+    let mut lines = Vec::new();
+    let matched = loop {
+        lines.extend(tail.take());
+        let m = match_alerts(&fired, &lines, "machine-speed-credential-reuse");
+        if m.iter().all(Option::is_some) || Instant::now() > end {
+            break m;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let (_, st) = agent.stop().expect("stop");
+    assert!(st.success(), "agent exit: {st}");
+    let missing = matched.iter().filter(|m| m.is_none()).count();
+    assert_eq!(missing, 0, "{missing} of 50 triggers got no alert");
+    for (f, m) in fired.iter().zip(&matched) {
+        let (seen, a) = m.as_ref().unwrap();
+        assert!(*seen > f.stamp_ns, "alert seen before its trigger");
+        assert_eq!(a["process"]["tgid"], f.pid, "{a}");
+        assert_eq!(a["group"]["process.tree"], f.tree.to_string(), "{a}");
+        assert!(a["destination_count"].as_u64().unwrap_or(0) >= 3, "{a}");
+    }
 }
