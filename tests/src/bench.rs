@@ -58,6 +58,83 @@ fn run_ok(args: &[&str]) -> Result<()> {
     Ok(())
 }
 
+/// What a run has made and must remove even when interrupted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Made {
+    Agent(u32),
+    Link(String),
+    Netns(String),
+    Dir(PathBuf),
+}
+
+static MADE: std::sync::Mutex<Vec<Made>> = std::sync::Mutex::new(Vec::new());
+
+fn made(m: Made) {
+    MADE.lock().unwrap_or_else(|e| e.into_inner()).push(m);
+}
+
+fn unmade(m: &Made) {
+    MADE.lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .retain(|x| x != m);
+}
+
+/// For a benchmark binary: SIGINT, SIGTERM and SIGHUP stop the run and remove what it made
+/// (agent, namespaces, veth pairs, scratch directories) before exiting with 128 + signal, as a
+/// failure returning through the destructors would. Call first in `main`, before any thread
+/// starts (the signals are blocked in every thread and taken by a dedicated one).
+pub fn cleanup_on_signal() -> Result<()> {
+    // SAFETY: plain sigset manipulation; the mask is set before other threads exist, so all
+    // inherit it and only the waiting thread receives these signals.
+    let set = unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+            libc::sigaddset(&mut set, sig);
+        }
+        if libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) != 0 {
+            bail!("pthread_sigmask failed");
+        }
+        set
+    };
+    std::thread::spawn(move || {
+        let mut sig = 0;
+        // SAFETY: waits on the set built above.
+        unsafe { libc::sigwait(&set, &mut sig) };
+        eprintln!("detbench: signal {sig}, removing what the run made");
+        let list = std::mem::take(&mut *MADE.lock().unwrap_or_else(|e| e.into_inner()));
+        for m in list.iter().rev() {
+            match m {
+                Made::Agent(pid) => {
+                    // SAFETY: kill(2) on the agent we started.
+                    unsafe {
+                        libc::kill(*pid as libc::pid_t, libc::SIGCONT);
+                        libc::kill(*pid as libc::pid_t, libc::SIGTERM);
+                    }
+                    let end = Instant::now() + Duration::from_secs(10);
+                    while Path::new(&format!("/proc/{pid}")).exists() && Instant::now() < end {
+                        let mut st = 0;
+                        // SAFETY: reaping our own child, without blocking.
+                        unsafe { libc::waitpid(*pid as libc::pid_t, &mut st, libc::WNOHANG) };
+                        std::thread::sleep(Duration::from_millis(20));
+                    }
+                }
+                Made::Link(l) => {
+                    let _ = Command::new("ip").args(["link", "del", l]).status();
+                }
+                Made::Netns(n) => {
+                    let _ = Command::new("ip").args(["netns", "del", n]).status();
+                }
+                Made::Dir(d) => {
+                    let _ = std::fs::remove_dir_all(d);
+                }
+            }
+        }
+        std::process::exit(128 + sig);
+    });
+    Ok(())
+}
+
 /// A network namespace with test hosts `10.X.Y.2 …` on a veth pair whose root-namespace end
 /// is `10.X.Y.1/24`. Nothing listens in it: a TCP connect to a host is refused at once (RST),
 /// so no traffic ever leaves the machine. Removed (namespace and both veth ends) on drop.
@@ -111,6 +188,8 @@ impl TestNet {
             .args(["netns", "del", &me.ns])
             .stderr(Stdio::null())
             .status();
+        made(Made::Netns(me.ns.clone()));
+        made(Made::Link(me.host_if.clone()));
         let _ = Command::new("ip")
             .args(["link", "del", &me.host_if])
             .stderr(Stdio::null())
@@ -165,6 +244,8 @@ impl Drop for TestNet {
             .stderr(Stdio::null())
             .status();
         let _ = Command::new("ip").args(["netns", "del", &self.ns]).status();
+        unmade(&Made::Link(self.host_if.clone()));
+        unmade(&Made::Netns(self.ns.clone()));
     }
 }
 
@@ -180,6 +261,7 @@ impl ScratchDir {
             std::process::id()
         ));
         let _ = std::fs::remove_dir_all(&p);
+        made(Made::Dir(p.clone()));
         std::fs::create_dir_all(&p).with_context(|| format!("creating {}", p.display()))?;
         Ok(Self(p))
     }
@@ -188,6 +270,7 @@ impl ScratchDir {
 impl Drop for ScratchDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
+        unmade(&Made::Dir(self.0.clone()));
     }
 }
 
@@ -267,7 +350,21 @@ impl AgentRun {
         let log = std::fs::File::create(dir.join("agent.log"))?;
         let stdout = dir.join("stdout.ndjson");
         let out = std::fs::File::create(&stdout)?;
-        let child = Command::new(detector)
+        let mut cmd = Command::new(detector);
+        // SAFETY: prctl and sigprocmask in the forked child before exec: the agent gets SIGTERM
+        // should this process die without cleaning up (SIGKILL), and handles signals normally.
+        unsafe {
+            use std::os::unix::process::CommandExt as _;
+            cmd.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+                // The signals `cleanup_on_signal` blocks would stay blocked across exec.
+                let mut none: libc::sigset_t = std::mem::zeroed();
+                libc::sigemptyset(&mut none);
+                libc::pthread_sigmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
+                Ok(())
+            });
+        }
+        let child = cmd
             .arg("run")
             .arg("--config")
             .arg(&cfg)
@@ -279,6 +376,7 @@ impl AgentRun {
             .stderr(log)
             .spawn()
             .with_context(|| format!("starting {}", detector.display()))?;
+        made(Made::Agent(child.id()));
         let mut me = Self {
             child: Some(child),
             alerts,
@@ -344,6 +442,7 @@ impl AgentRun {
         let Some(mut c) = self.child.take() else {
             bail!("agent already stopped");
         };
+        unmade(&Made::Agent(c.id()));
         // A stopped agent (flood test) must run again to see SIGTERM.
         // SAFETY: kill(2) on our own child.
         unsafe {

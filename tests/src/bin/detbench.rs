@@ -537,7 +537,11 @@ fn storm_worker(dir: &Path, files: u32, opens: u64) -> Result<()> {
 }
 
 fn main() -> Result<()> {
-    match Cli::parse().cmd {
+    let cli = Cli::parse();
+    if !matches!(cli.cmd, Cmd::Storm { .. }) {
+        tests::bench::cleanup_on_signal()?;
+    }
+    match cli.cmd {
         Cmd::Latency {
             detector,
             triggers,
