@@ -284,7 +284,22 @@ fn latency(
         metric_sum(&m1, "detector_kernel_lost_total")
             - metric_sum(&m0, "detector_kernel_lost_total")
     );
-    println!("load average at start {load0}, at end {}", loadavg());
+    let load1 = loadavg();
+    println!("load average at start {load0}, at end {load1}");
+    let first = |l: &str| l.split_whitespace().next().unwrap_or("?").to_string();
+    println!(
+        "BENCHMARKS.md row: | {} | {} ({:.0}/s) | **{missing}** | {:.2} ms | {:.2} ms | {:.2} ms | {:.2} ms | {:.1} ms | {} → {} |",
+        if agent_args.is_empty() { "default".to_string() } else { format!("`{}`", agent_args.join(" ")) },
+        fired.len(),
+        fired.len() as f64 / fire_s,
+        ms(total.value_at_quantile(0.5)),
+        ms(total.value_at_quantile(0.9)),
+        ms(total.value_at_quantile(0.99)),
+        ms(total.value_at_quantile(0.999)),
+        ms(total.max()),
+        first(&load0),
+        first(&load1),
+    );
     if !st.success() {
         bail!("detector run exited with {st}");
     }
