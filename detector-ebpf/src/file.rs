@@ -21,13 +21,18 @@ use aya_ebpf::{
     programs::TracePointContext,
 };
 use detector_common::{
-    counter, kind, tp_fixed, via, watch, FileEvent, WatchKey, DENTRY_DEPTH, NO_OFFSET,
+    counter, direct as d, kind, tp_fixed, via, watch, FileEvent, WatchKey, DENTRY_DEPTH, NO_OFFSET,
 };
 
 use crate::{
-    count, fill_header, global, is_agent, kread, kread_pair, lost, tpf, wake_flags, CONFIG, EVENTS,
-    KOFF, TPOFF,
+    count, direct, dl, fill_header, global, is_agent, kread, kread_pair, lost, task_btf, tpf,
+    wake_flags, CONFIG, EVENTS, KOFF, TPOFF,
 };
+
+/// Which saved syscall register holds the path argument (see `report`).
+const PATH_ARG0: u32 = 0;
+const PATH_ARG1: u32 = 1;
+const NO_PATH_ARG: u32 = NO_OFFSET;
 
 const PROC_SUPER_MAGIC: u64 = 0x9fa0;
 const IORING_OP_READV: u8 = 1;
@@ -70,8 +75,27 @@ struct FileId {
     magic: u64,
 }
 
+/// `D`: `file` is a `PTR_TO_BTF_ID` and the members are read with direct loads; else with
+/// probe-read helper calls.
 #[inline(always)]
-fn file_id(file: u64) -> Option<FileId> {
+fn file_id<const D: bool>(file: u64) -> Option<FileId> {
+    if D {
+        let inode = dl!(u64, file, d::FILE_INODE);
+        if inode == 0 {
+            return None;
+        }
+        let ino = dl!(u64, inode, d::INODE_INO);
+        let sb = dl!(u64, inode, d::INODE_SB);
+        if sb == 0 {
+            return None;
+        }
+        return Some(FileId {
+            file,
+            dev: dl!(u32, sb, d::SB_DEV) as u64,
+            ino,
+            magic: dl!(u64, sb, d::SB_MAGIC),
+        });
+    }
     let inode: u64 = kread(file, global!(KOFF.file_inode))?;
     let ino: u64 = kread(inode, global!(KOFF.inode_ino))?;
     let sb: u64 = kread(inode, global!(KOFF.inode_sb))?;
@@ -83,6 +107,45 @@ fn file_id(file: u64) -> Option<FileId> {
         ino,
         magic,
     })
+}
+
+/// One slot of `files_struct.fd_array` by a direct load (the slot index must be an
+/// instruction immediate: the verifier refuses a variable offset on a BTF pointer).
+macro_rules! fd_slots {
+    ($files:expr, $fd:expr, $($i:literal)*) => {
+        match $fd {
+            $($i => dl!(u64, $files, d::FD_SLOT_BASE + $i),)*
+            _ => 0,
+        }
+    };
+}
+
+/// fd → `struct file *` (a `PTR_TO_BTF_ID`) by direct loads, when the task still uses the
+/// descriptor table embedded in `files_struct` and `fd` is one of its slots; `None` means
+/// "use `fd_file`" (or no such file).
+#[inline(always)]
+fn fd_file_direct(fd: u64) -> Option<u64> {
+    if fd >= d::FD_SLOTS as u64 {
+        return None;
+    }
+    let files = dl!(u64, task_btf(), d::TASK_FILES);
+    if files == 0 {
+        return None;
+    }
+    let fdt = dl!(u64, files, d::FILES_FDT);
+    // A grown table lives elsewhere and the embedded slots are stale.
+    if fdt != files + global!(KOFF.files_fdtab) as u64 {
+        return None;
+    }
+    let file = fd_slots!(files, fd,
+        0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27 28 29 30 31
+        32 33 34 35 36 37 38 39 40 41 42 43 44 45 46 47 48 49 50 51 52 53 54 55 56 57 58 59
+        60 61 62 63);
+    if file == 0 {
+        None
+    } else {
+        Some(file)
+    }
 }
 
 /// fd → `struct file *` in the current task's descriptor table.
@@ -129,15 +192,28 @@ fn parse_pid(name: &[u8; 16]) -> u32 {
 /// For a procfs file named `environ`: the pid directory it belongs to when that is another
 /// process than the caller; else `None`.
 #[inline(always)]
-fn foreign_environ(file: u64, pid: u32, tgid: u32) -> Option<u32> {
-    let dentry: u64 = kread(file, global!(KOFF.file_dentry))?;
-    let name_ptr: u64 = kread(dentry, global!(KOFF.dentry_name))?;
+fn foreign_environ<const D: bool>(file: u64, pid: u32, tgid: u32) -> Option<u32> {
+    let dentry: u64 = if D {
+        dl!(u64, file, d::FILE_DENTRY)
+    } else {
+        kread(file, global!(KOFF.file_dentry))?
+    };
+    let name_ptr: u64 = if D {
+        dl!(u64, dentry, d::DENTRY_NAME)
+    } else {
+        kread(dentry, global!(KOFF.dentry_name))?
+    };
     let name: [u8; 8] = kread(name_ptr, 0)?;
     if &name != b"environ\0" {
         return None;
     }
-    let parent: u64 = kread(dentry, global!(KOFF.dentry_parent))?;
-    let pname_ptr: u64 = kread(parent, global!(KOFF.dentry_name))?;
+    let pname_ptr: u64 = if D {
+        let parent = dl!(u64, dentry, d::DENTRY_PARENT);
+        dl!(u64, parent, d::DENTRY_NAME)
+    } else {
+        let parent: u64 = kread(dentry, global!(KOFF.dentry_parent))?;
+        kread(parent, global!(KOFF.dentry_name))?
+    };
     let mut pname = [0u8; 16];
     unsafe { bpf_probe_read_kernel_str_bytes(pname_ptr as *const u8, &mut pname) }.ok()?;
     let target = parse_pid(&pname);
@@ -149,15 +225,23 @@ fn foreign_environ(file: u64, pid: u32, tgid: u32) -> Option<u32> {
 
 /// Bounded dentry walk, leaf first, within the file's filesystem.
 #[inline(always)]
-fn walk_dentries(ev: &mut FileEvent, file: u64) {
+fn walk_dentries<const D: bool>(ev: &mut FileEvent, file: u64) {
     ev.depth = 0;
-    let mut dentry: u64 = kread(file, global!(KOFF.file_dentry)).unwrap_or(0);
+    let mut dentry: u64 = if D {
+        dl!(u64, file, d::FILE_DENTRY)
+    } else {
+        kread(file, global!(KOFF.file_dentry)).unwrap_or(0)
+    };
     let mut i = 0;
     while i < DENTRY_DEPTH {
         if dentry == 0 {
             break;
         }
-        let name_ptr: u64 = kread(dentry, global!(KOFF.dentry_name)).unwrap_or(0);
+        let name_ptr: u64 = if D {
+            dl!(u64, dentry, d::DENTRY_NAME)
+        } else {
+            kread(dentry, global!(KOFF.dentry_name)).unwrap_or(0)
+        };
         if name_ptr == 0 {
             break;
         }
@@ -167,7 +251,11 @@ fn walk_dentries(ev: &mut FileEvent, file: u64) {
             ev.dentry[i][0] = 0;
         }
         ev.depth = (i + 1) as u32;
-        let parent: u64 = kread(dentry, global!(KOFF.dentry_parent)).unwrap_or(0);
+        let parent: u64 = if D {
+            dl!(u64, dentry, d::DENTRY_PARENT)
+        } else {
+            kread(dentry, global!(KOFF.dentry_parent)).unwrap_or(0)
+        };
         if parent == dentry {
             break;
         }
@@ -203,10 +291,17 @@ fn seen_recently(tgid: u32, dev: u64, ino: u64, now: u64) -> bool {
     }
 }
 
-/// Reports a watched file reached through `file`.
-/// `user_path_arg`: which syscall argument (pt_regs offset) holds the path the caller passed.
+/// Reports a watched file reached through `id.file` (`D`: a `PTR_TO_BTF_ID`, see `file_id`).
+/// `user_path_arg`: which syscall argument (`PATH_ARG0|1`) holds the path the caller passed.
 #[inline(always)]
-fn report(id: &FileId, watch_id: u32, target_pid: u32, k: u32, how: u32, user_path_arg: u32) {
+fn report<const D: bool>(
+    id: &FileId,
+    watch_id: u32,
+    target_pid: u32,
+    k: u32,
+    how: u32,
+    user_path_arg: u32,
+) {
     let Some(mut entry) = EVENTS.reserve::<FileEvent>(0) else {
         lost();
         return;
@@ -217,7 +312,9 @@ fn report(id: &FileId, watch_id: u32, target_pid: u32, k: u32, how: u32, user_pa
     ev.ino = id.ino;
     ev.watch_id = watch_id;
     ev.via = how;
-    ev.flags = if k == kind::FILE_OPEN {
+    ev.flags = if k == kind::FILE_OPEN && D {
+        dl!(u32, id.file, d::FILE_FLAGS)
+    } else if k == kind::FILE_OPEN {
         kread(id.file, global!(KOFF.file_flags)).unwrap_or(0)
     } else {
         0
@@ -225,13 +322,25 @@ fn report(id: &FileId, watch_id: u32, target_pid: u32, k: u32, how: u32, user_pa
     ev.target_pid = target_pid;
     ev.path_len = 0;
     ev.path[0] = 0;
-    if user_path_arg != NO_OFFSET {
+    if user_path_arg != NO_PATH_ARG {
         // The name the caller passed, read after the fact from the saved syscall registers:
         // informative only (a racing thread could have rewritten it); the identity above is
         // what matched.
         let task = unsafe { bpf_get_current_task_btf() };
         let regs = unsafe { bpf_task_pt_regs(task) } as u64;
-        if let Some(uptr) = kread::<u64>(regs, user_path_arg) {
+        let uptr = if direct() {
+            // `bpf_task_pt_regs` returns a BTF-typed `pt_regs`.
+            Some(if user_path_arg == PATH_ARG0 {
+                dl!(u64, regs, d::PT_REGS_DI)
+            } else {
+                dl!(u64, regs, d::PT_REGS_SI)
+            })
+        } else if user_path_arg == PATH_ARG0 {
+            kread::<u64>(regs, global!(KOFF.regs_arg0))
+        } else {
+            kread::<u64>(regs, global!(KOFF.regs_arg1))
+        };
+        if let Some(uptr) = uptr {
             if let Ok(s) = unsafe { bpf_probe_read_user_str_bytes(uptr as *const u8, &mut ev.path) }
             {
                 ev.path_len = s.len() as u32;
@@ -239,7 +348,7 @@ fn report(id: &FileId, watch_id: u32, target_pid: u32, k: u32, how: u32, user_pa
         }
     }
     if id.file != 0 {
-        walk_dentries(ev, id.file);
+        walk_dentries::<D>(ev, id.file);
     } else {
         ev.depth = 0;
     }
@@ -252,17 +361,28 @@ fn report(id: &FileId, watch_id: u32, target_pid: u32, k: u32, how: u32, user_pa
 /// process's `/proc/<pid>/environ`.
 #[inline(always)]
 fn opened(fd: u64, pid: u32, tgid: u32, how: u32, path_arg: u32) {
+    if direct() {
+        if let Some(file) = fd_file_direct(fd) {
+            opened_file::<true>(file, pid, tgid, how, path_arg);
+            return;
+        }
+    }
     let Some(file) = fd_file(fd) else { return };
-    let Some(id) = file_id(file) else { return };
+    opened_file::<false>(file, pid, tgid, how, path_arg);
+}
+
+#[inline(always)]
+fn opened_file<const D: bool>(file: u64, pid: u32, tgid: u32, how: u32, path_arg: u32) {
+    let Some(id) = file_id::<D>(file) else { return };
     let key = WatchKey {
         dev: id.dev,
         ino: id.ino,
     };
     if let Some(w) = unsafe { WATCHED.get(&key) } {
-        report(&id, *w, 0, kind::FILE_OPEN, how, path_arg);
+        report::<D>(&id, *w, 0, kind::FILE_OPEN, how, path_arg);
     } else if id.magic == PROC_SUPER_MAGIC {
-        if let Some(target) = foreign_environ(file, pid, tgid) {
-            report(
+        if let Some(target) = foreign_environ::<D>(file, pid, tgid) {
+            report::<D>(
                 &id,
                 watch::PROC_ENVIRON,
                 target,
@@ -298,25 +418,25 @@ fn on_open_exit(ctx: &TracePointContext, path_arg: u32) {
 
 #[tracepoint]
 pub fn sys_exit_openat(ctx: TracePointContext) -> u32 {
-    on_open_exit(&ctx, global!(KOFF.regs_arg1));
+    on_open_exit(&ctx, PATH_ARG1);
     0
 }
 
 #[tracepoint]
 pub fn sys_exit_openat2(ctx: TracePointContext) -> u32 {
-    on_open_exit(&ctx, global!(KOFF.regs_arg1));
+    on_open_exit(&ctx, PATH_ARG1);
     0
 }
 
 #[tracepoint]
 pub fn sys_exit_open(ctx: TracePointContext) -> u32 {
-    on_open_exit(&ctx, global!(KOFF.regs_arg0));
+    on_open_exit(&ctx, PATH_ARG0);
     0
 }
 
 #[tracepoint]
 pub fn sys_exit_open_by_handle_at(ctx: TracePointContext) -> u32 {
-    on_open_exit(&ctx, NO_OFFSET);
+    on_open_exit(&ctx, NO_PATH_ARG);
     0
 }
 
@@ -383,7 +503,7 @@ fn try_iou_submit(ctx: &TracePointContext) -> Option<()> {
         return None;
     }
     let file = fd_file(fd as u64)?;
-    let id = file_id(file)?;
+    let id = file_id::<false>(file)?;
     let key = WatchKey {
         dev: id.dev,
         ino: id.ino,
@@ -393,7 +513,7 @@ fn try_iou_submit(ctx: &TracePointContext) -> Option<()> {
     if seen_recently(tgid, id.dev, id.ino, now) {
         return None;
     }
-    report(&id, w, 0, kind::FILE_READ, via::IO_URING, NO_OFFSET);
+    report::<false>(&id, w, 0, kind::FILE_READ, via::IO_URING, NO_PATH_ARG);
     Some(())
 }
 
@@ -432,7 +552,7 @@ fn try_iou_complete(ctx: &TracePointContext) -> Option<()> {
     if is_agent(tgid) {
         return None;
     }
-    opened(res as u64, pid, tgid, via::IO_URING, NO_OFFSET);
+    opened(res as u64, pid, tgid, via::IO_URING, NO_PATH_ARG);
     Some(())
 }
 
@@ -469,6 +589,6 @@ fn try_filemap(ctx: &TracePointContext) -> Option<()> {
         ino,
         magic: 0,
     };
-    report(&id, w, 0, kind::FILE_READ, via::FILEMAP, NO_OFFSET);
+    report::<false>(&id, w, 0, kind::FILE_READ, via::FILEMAP, NO_PATH_ARG);
     Some(())
 }

@@ -11,6 +11,8 @@
 //! tracefs `format` files in `TPOFF`.
 #![no_std]
 #![no_main]
+// Inline assembly for the BTF-typed direct loads (`dl!`); the eBPF crate builds on nightly.
+#![feature(asm_experimental_arch)]
 // Map keys and values are passed by reference on purpose: by value they would be copied onto
 // the 512-byte BPF stack, which the larger records already come close to.
 #![allow(clippy::needless_borrows_for_generic_args)]
@@ -24,7 +26,7 @@ use aya_ebpf::{
     helpers::{
         bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_pid_tgid,
         bpf_get_current_task, bpf_get_current_uid_gid, bpf_get_smp_processor_id,
-        bpf_ktime_get_boot_ns, bpf_probe_read_kernel,
+        bpf_ktime_get_boot_ns, bpf_probe_read_kernel, generated::bpf_get_current_task_btf,
     },
     macros::map,
     maps::{LruHashMap, PerCpuArray, RingBuf},
@@ -60,6 +62,56 @@ macro_rules! global {
     }};
 }
 pub(crate) use global;
+
+/// One BTF-typed direct load: `dl!(u64|u32, base, PLACEHOLDER)` emits a single `ldx` whose
+/// offset is a [`detector_common::direct`] placeholder that userspace rewrites with this
+/// kernel's member offset before load. `base` must be a `PTR_TO_BTF_ID` for the verifier
+/// (`task_btf()`, a `tp_btf` argument, or a pointer loaded with `dl!`); the JIT turns the load
+/// into a `PROBE_MEM` access (a fault, e.g. through NULL, yields 0). Only reachable when
+/// `KOFF.direct` is 1, i.e. when every placeholder was patched.
+macro_rules! dl {
+    (u64, $base:expr, $m:expr) => {{
+        let out: u64;
+        let base: u64 = $base;
+        unsafe {
+            core::arch::asm!(
+                "{o} = *(u64 *)({b} + {m})",
+                o = lateout(reg) out,
+                b = in(reg) base,
+                m = const $m,
+                options(readonly, nostack),
+            )
+        };
+        out
+    }};
+    (u32, $base:expr, $m:expr) => {{
+        let out: u64;
+        let base: u64 = $base;
+        unsafe {
+            core::arch::asm!(
+                "{o} = *(u32 *)({b} + {m})",
+                o = lateout(reg) out,
+                b = in(reg) base,
+                m = const $m,
+                options(readonly, nostack),
+            )
+        };
+        out as u32
+    }};
+}
+pub(crate) use dl;
+
+/// True when the direct-load paths are in use (see [`dl!`]); a load-time constant.
+#[inline(always)]
+pub(crate) fn direct() -> bool {
+    global!(KOFF.direct) != 0
+}
+
+/// The current task as a BTF-typed pointer (the start of every [`dl!`] chain).
+#[inline(always)]
+pub(crate) fn task_btf() -> u64 {
+    unsafe { bpf_get_current_task_btf() as u64 }
+}
 
 /// Reads a `T` at `base + off` from kernel memory; `None` for a null base, a missing offset or
 /// a failed read.
@@ -216,6 +268,11 @@ pub(crate) fn fill_basic(h: &mut Header, kind: u32) {
 #[inline(always)]
 pub(crate) fn fill_header(h: &mut Header, kind: u32) {
     fill_basic(h, kind);
+    if direct() {
+        // Eight direct loads cost less than one lookup in the per-process cache.
+        fill_task_direct(h, task_btf());
+        return;
+    }
     let task = unsafe { bpf_get_current_task() };
     let nsproxy: u64 = kread(task, global!(KOFF.task_nsproxy)).unwrap_or(0);
     if let Some(c) = unsafe { PROCS.get(&h.tgid) } {
@@ -239,6 +296,21 @@ pub(crate) fn fill_header(h: &mut Header, kind: u32) {
         };
         let _ = PROCS.insert(&h.tgid, &c, 0);
     }
+}
+
+/// Process identity fields of `task` (a `PTR_TO_BTF_ID`), by direct loads.
+#[inline(always)]
+pub(crate) fn fill_task_direct(h: &mut Header, task: u64) {
+    use detector_common::direct as d;
+    let leader = dl!(u64, task, d::TASK_GROUP_LEADER);
+    h.start_ns = dl!(u64, leader, d::TASK_START_BOOTTIME);
+    let parent = dl!(u64, task, d::TASK_REAL_PARENT);
+    h.ppid = dl!(u32, parent, d::TASK_TGID);
+    let nsproxy = dl!(u64, task, d::TASK_NSPROXY);
+    let mnt = dl!(u64, nsproxy, d::NSPROXY_MNT_NS);
+    h.mntns = dl!(u32, mnt, d::MNT_NS_INUM);
+    let net = dl!(u64, nsproxy, d::NSPROXY_NET_NS);
+    h.netns = dl!(u32, net, d::NET_NS_INUM);
 }
 
 /// Process identity fields read from `task_struct`.

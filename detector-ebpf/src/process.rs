@@ -9,9 +9,12 @@ use aya_ebpf::{
     programs::{BtfTracePointContext, TracePointContext},
     EbpfContext,
 };
-use detector_common::{kind, ExecEvent, ExitEvent, ForkEvent, ARGS_LEN, NO_OFFSET};
+use detector_common::{direct as d, kind, ExecEvent, ExitEvent, ForkEvent, ARGS_LEN, NO_OFFSET};
 
-use crate::{fill_header, global, is_agent, kread, lost, wake_flags, EVENTS, KOFF, PROCS, TPOFF};
+use crate::{
+    direct, dl, fill_header, global, is_agent, kread, lost, task_btf, wake_flags, EVENTS, KOFF,
+    PROCS, TPOFF,
+};
 
 #[tracepoint]
 pub fn sched_process_exec(ctx: TracePointContext) -> u32 {
@@ -44,10 +47,17 @@ fn try_exec(ctx: &TracePointContext) -> Option<()> {
     }
 
     // argv from the new image's argument area (user memory of the current task, just set up).
-    let task = unsafe { bpf_get_current_task() };
-    let mm: u64 = kread(task, global!(KOFF.task_mm)).unwrap_or(0);
-    let start: u64 = kread(mm, global!(KOFF.mm_arg_start)).unwrap_or(0);
-    let end: u64 = kread(mm, global!(KOFF.mm_arg_end)).unwrap_or(0);
+    let (start, end) = if direct() {
+        let mm = dl!(u64, task_btf(), d::TASK_MM);
+        (dl!(u64, mm, d::MM_ARG_START), dl!(u64, mm, d::MM_ARG_END))
+    } else {
+        let task = unsafe { bpf_get_current_task() };
+        let mm: u64 = kread(task, global!(KOFF.task_mm)).unwrap_or(0);
+        (
+            kread(mm, global!(KOFF.mm_arg_start)).unwrap_or(0),
+            kread(mm, global!(KOFF.mm_arg_end)).unwrap_or(0),
+        )
+    };
     if start != 0 && end > start {
         let total = end - start;
         ev.args_total = total as u32;
@@ -81,9 +91,16 @@ pub fn sched_process_fork(ctx: BtfTracePointContext) -> u32 {
 }
 
 fn try_fork(ctx: &BtfTracePointContext) -> Option<()> {
+    // A tp_btf argument is a BTF-typed `task_struct *`: direct loads apply.
     let child: u64 = ctx.arg(1);
-    let child_pid: u32 = kread(child, global!(KOFF.task_pid))?;
-    let child_tgid: u32 = kread(child, global!(KOFF.task_tgid))?;
+    let (child_pid, child_tgid): (u32, u32) = if direct() {
+        (dl!(u32, child, d::TASK_PID), dl!(u32, child, d::TASK_TGID))
+    } else {
+        (
+            kread(child, global!(KOFF.task_pid))?,
+            kread(child, global!(KOFF.task_tgid))?,
+        )
+    };
     if child_pid != child_tgid {
         // A new thread, not a new process.
         return None;
@@ -100,7 +117,11 @@ fn try_fork(ctx: &BtfTracePointContext) -> Option<()> {
     fill_header(&mut ev.hdr, kind::FORK);
     ev.child_tgid = child_tgid;
     ev._pad = 0;
-    ev.child_start_ns = kread(child, global!(KOFF.task_start_boottime)).unwrap_or(0);
+    ev.child_start_ns = if direct() {
+        dl!(u64, child, d::TASK_START_BOOTTIME)
+    } else {
+        kread(child, global!(KOFF.task_start_boottime)).unwrap_or(0)
+    };
     let flags = wake_flags();
     entry.submit(flags);
     Some(())
@@ -125,22 +146,34 @@ fn try_exit(ctx: &TracePointContext) -> Option<()> {
     } else if pid != tgid {
         return None;
     }
+    // The per-process cache is only used by the probe-read paths.
+    let cached = !direct();
     if is_agent(tgid) {
-        let _ = PROCS.remove(&tgid);
+        if cached {
+            let _ = PROCS.remove(&tgid);
+        }
         return None;
     }
     let Some(mut entry) = EVENTS.reserve::<ExitEvent>(0) else {
-        let _ = PROCS.remove(&tgid);
+        if cached {
+            let _ = PROCS.remove(&tgid);
+        }
         lost();
         return None;
     };
     let ev = unsafe { &mut *entry.as_mut_ptr() };
     fill_header(&mut ev.hdr, kind::EXIT);
-    let task = unsafe { bpf_get_current_task() };
-    ev.exit_code = kread(task, global!(KOFF.task_exit_code)).unwrap_or(0);
+    ev.exit_code = if cached {
+        let task = unsafe { bpf_get_current_task() };
+        kread(task, global!(KOFF.task_exit_code)).unwrap_or(0)
+    } else {
+        dl!(u32, task_btf(), d::TASK_EXIT_CODE)
+    };
     ev._pad = 0;
     // After the header used the cache: the pid may be reused from now on.
-    let _ = PROCS.remove(&tgid);
+    if cached {
+        let _ = PROCS.remove(&tgid);
+    }
     let flags = wake_flags();
     entry.submit(flags);
     Some(())

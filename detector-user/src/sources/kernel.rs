@@ -13,7 +13,7 @@ use tokio::io::unix::AsyncFd;
 
 use super::{
     decode::{self, Record},
-    loader::{self, LoadOptions, Loaded, ProgramStatus},
+    loader::{self, KernelReads, LoadOptions, Loaded, ProgramStatus},
     preflight::{self, Environment},
     watchlist::{self, WatchList},
 };
@@ -104,6 +104,8 @@ pub struct KernelSource {
     ring_fill: Option<std::sync::Arc<super::ringfill::RingFill>>,
     /// Per-program attach state.
     pub status: Vec<ProgramStatus>,
+    /// How the programs read kernel structures (direct loads or helper calls).
+    pub reads: KernelReads,
     /// Environment found by preflight.
     pub env: Environment,
     /// Running counters.
@@ -131,6 +133,15 @@ pub fn boottime_ns() -> u64 {
 }
 
 impl KernelSource {
+    /// Name and kernel id of every loaded program (for `bpf_stats` attribution).
+    pub fn program_ids(&self) -> Vec<(String, u32)> {
+        self.loaded_rest
+            ._ebpf
+            .programs()
+            .filter_map(|(name, p)| Some((name.to_string(), p.info().ok()?.id())))
+            .collect()
+    }
+
     /// Preflight, load, attach, seed the maps.
     pub fn start(opts: &KernelOptions) -> Result<Self, SourceError> {
         let env = preflight::check(opts.btf.as_deref())?;
@@ -142,7 +153,14 @@ impl KernelSource {
             watched,
             listeners,
             status,
+            reads,
         } = loader::load(&env, &opts.load)?;
+        tracing::info!(
+            mode = reads.mode,
+            patched = reads.patched,
+            reason = reads.reason.as_deref().unwrap_or(""),
+            "kernel structure reads"
+        );
         // SAFETY: the ring buffer owns its fd for as long as the AsyncFd owns the ring buffer.
         let ring = unsafe { AsyncFd::register(events) }.map_err(|e| SourceError::Io(e.into()))?;
         let ring_fill =
@@ -170,6 +188,7 @@ impl KernelSource {
             rescan_interval: opts.rescan_interval,
             ring_fill,
             status,
+            reads,
             env,
             stats: SourceStats::default(),
         };

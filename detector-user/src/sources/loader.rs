@@ -200,6 +200,9 @@ pub struct LoadOptions {
     pub read_dedup_ns: u64,
     /// Tgid to exclude (the agent itself).
     pub agent_tgid: u32,
+    /// Read kernel structures with helper calls even where direct loads would work (for
+    /// comparison and for testing the fallback).
+    pub helper_reads: bool,
 }
 
 impl Default for LoadOptions {
@@ -210,8 +213,22 @@ impl Default for LoadOptions {
             wakeup_bytes: 256 * 1024,
             read_dedup_ns: 1_000_000_000,
             agent_tgid: std::process::id(),
+            helper_reads: false,
         }
     }
+}
+
+/// How the kernel programs read kernel structures, for `status` and logs.
+#[derive(Debug, Clone, Serialize)]
+pub struct KernelReads {
+    /// `direct`: BTF-typed direct loads patched with this kernel's offsets (one instruction
+    /// per member); `helper`: one `bpf_probe_read_kernel` call per member (slower).
+    pub mode: &'static str,
+    /// Load instructions patched (direct mode).
+    pub patched: usize,
+    /// Why the helper-call paths are used, when they are.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 /// Loaded and attached programs with the maps userspace uses.
@@ -230,6 +247,8 @@ pub struct Loaded {
     pub listeners: BpfHashMap<MapData, ListenKey, detector_common::Header>,
     /// Per-program state.
     pub status: Vec<ProgramStatus>,
+    /// Direct loads or helper calls.
+    pub reads: KernelReads,
 }
 
 /// The error and its sources, joined (aya's errors keep the errno in the source).
@@ -285,24 +304,78 @@ where
 
 /// Loads and attaches. Hooks this kernel lacks are skipped and reported in `status`; a program
 /// the verifier rejects is an error with the verifier's log tail.
+///
+/// The object's direct loads are patched with this kernel's offsets first; when that is not
+/// possible, or the verifier refuses the direct-load variant, the unpatched object is loaded
+/// with the helper-call paths selected instead, and `reads` says so.
 pub fn load(env: &Environment, opts: &LoadOptions) -> Result<Loaded, LoadError> {
     if OBJECT.is_empty() {
         return Err(LoadError::NoObject);
     }
     let resolver = offsets::BtfResolver::open(&env.btf)?;
-    let koff = resolver.kernel_offsets()?;
+    let mut koff = resolver.kernel_offsets()?;
     let tpoff = offsets::tracepoint_offsets(&env.tracefs);
+    let patched = if opts.helper_reads {
+        Err(offsets::OffsetError::Direct(
+            "helper reads requested".into(),
+        ))
+    } else {
+        resolver.patch_direct_loads(OBJECT)
+    };
+    let reason = match patched {
+        Ok(p) => {
+            koff.direct = 1;
+            match load_object(env, opts, p.object.bytes(), &koff, &tpoff) {
+                Ok(mut l) => {
+                    l.reads = KernelReads {
+                        mode: "direct",
+                        patched: p.patched,
+                        reason: None,
+                    };
+                    return Ok(l);
+                }
+                Err(LoadError::Verifier {
+                    program,
+                    error,
+                    log_tail,
+                }) => {
+                    let last = log_tail.lines().last().unwrap_or("").to_string();
+                    format!("the verifier refused the direct loads of {program}: {error}: {last}")
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(e) => e.to_string(),
+    };
+    tracing::warn!("kernel structures read with helper calls (slower): {reason}");
+    koff.direct = 0;
+    let mut l = load_object(env, opts, OBJECT, &koff, &tpoff)?;
+    l.reads = KernelReads {
+        mode: "helper",
+        patched: 0,
+        reason: Some(reason),
+    };
+    Ok(l)
+}
+
+fn load_object(
+    env: &Environment,
+    opts: &LoadOptions,
+    object: &[u8],
+    koff: &detector_common::KernelOffsets,
+    tpoff: &detector_common::TracepointOffsets,
+) -> Result<Loaded, LoadError> {
     let config = AgentConfig {
         agent_tgid: opts.agent_tgid,
         wakeup_bytes: opts.wakeup_bytes,
         read_dedup_ns: opts.read_dedup_ns,
     };
     let mut ebpf = EbpfLoader::new()
-        .override_global("KOFF", &koff, true)
-        .override_global("TPOFF", &tpoff, true)
+        .override_global("KOFF", koff, true)
+        .override_global("TPOFF", tpoff, true)
         .override_global("CONFIG", &config, true)
         .map_max_entries("EVENTS", opts.ring_bytes)
-        .load(OBJECT)
+        .load(object)
         .map_err(|e| LoadError::Object(format!("{e:#}")))?;
     let logger = aya_log::EbpfLogger::init(&mut ebpf).ok();
     let btf = Btf::from_sys_fs().ok();
@@ -416,5 +489,75 @@ pub fn load(env: &Environment, opts: &LoadOptions) -> Result<Loaded, LoadError> 
         watched,
         listeners,
         status,
+        reads: KernelReads {
+            mode: "helper",
+            patched: 0,
+            reason: None,
+        },
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use detector_common::direct;
+
+    use super::{offsets, OBJECT};
+
+    /// Placeholder offsets still present in the executable sections of `object`.
+    fn placeholders(object: &[u8]) -> usize {
+        let table: Vec<(i16, i16)> = (direct::BASE..direct::END).map(|p| (p, 8)).collect();
+        match offsets::patch_loads(object, &table) {
+            Ok(p) => p.patched,
+            Err(_) => 0,
+        }
+    }
+
+    #[test]
+    fn every_placeholder_of_the_object_is_patched() {
+        if OBJECT.is_empty() {
+            return; // AYA_BUILD_SKIP build: no object to inspect.
+        }
+        let before = placeholders(OBJECT);
+        assert!(before > 64, "the object has {before} direct loads");
+        let table: Vec<(i16, i16)> = (direct::BASE..direct::END)
+            .map(|p| (p, p - direct::BASE))
+            .collect();
+        let patched = offsets::patch_loads(OBJECT, &table).expect("patch");
+        assert_eq!(patched.patched, before);
+        assert_eq!(placeholders(patched.object.bytes()), 0);
+    }
+
+    #[test]
+    fn an_unknown_placeholder_is_refused() {
+        if OBJECT.is_empty() {
+            return;
+        }
+        let table: Vec<(i16, i16)> = (direct::BASE..direct::END)
+            .filter(|p| *p != direct::TASK_FILES)
+            .map(|p| (p, 0))
+            .collect();
+        let err = offsets::patch_loads(OBJECT, &table)
+            .err()
+            .expect("must fail");
+        assert!(err.to_string().contains("unknown placeholder"), "{err}");
+    }
+
+    #[test]
+    fn this_kernel_resolves_every_placeholder() {
+        let btf = std::path::Path::new("/sys/kernel/btf/vmlinux");
+        if !btf.exists() {
+            return;
+        }
+        let r = offsets::BtfResolver::open(btf).expect("btf");
+        let t = r.direct_offsets().expect("resolved");
+        assert_eq!(t.len(), direct::MEMBERS.len() + direct::FD_SLOTS);
+        let files = t
+            .iter()
+            .find(|(p, _)| *p == direct::TASK_FILES)
+            .expect("files");
+        assert_eq!(
+            files.1 as u32,
+            r.offset("task_struct", "files").expect("files")
+        );
+    }
 }

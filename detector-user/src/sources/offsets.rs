@@ -6,7 +6,8 @@
 use std::path::Path;
 
 use btf_rs::{Btf, Type};
-use detector_common::{KernelOffsets, TracepointOffsets, NO_OFFSET};
+use detector_common::{direct, KernelOffsets, TracepointOffsets, NO_OFFSET};
+use object::{Object as _, ObjectSection as _, SectionFlags};
 
 /// Failure to resolve offsets.
 #[derive(Debug, thiserror::Error)]
@@ -22,6 +23,9 @@ pub enum OffsetError {
     /// A member every capture needs is missing.
     #[error("kernel BTF has no member `{0}`; this kernel's layout is not supported")]
     Required(String),
+    /// The direct loads of the object cannot be patched (the helper-call paths are used).
+    #[error("direct loads not patched: {0}")]
+    Direct(String),
 }
 
 /// Resolves `a.b.c` member paths against BTF.
@@ -140,6 +144,7 @@ impl BtfResolver {
         k.io_kiocb_flags = o("io_kiocb", "flags");
         k.regs_arg0 = o("pt_regs", "di");
         k.regs_arg1 = o("pt_regs", "si");
+        k.files_fdtab = o("files_struct", "fdtab");
         // Without these the credential filter cannot identify a file: refuse rather than run
         // blind while claiming coverage.
         for (name, v) in [
@@ -158,6 +163,144 @@ impl BtfResolver {
         }
         Ok(k)
     }
+}
+
+/// An object file's bytes in 8-byte-aligned storage: the ELF reader (in aya and here) reads
+/// headers in place and needs them aligned, as `include_bytes_aligned!` provides for the
+/// embedded original.
+pub struct AlignedObject {
+    words: Vec<u64>,
+    len: usize,
+}
+
+impl AlignedObject {
+    /// Copies `bytes`.
+    pub fn new(bytes: &[u8]) -> Self {
+        let mut words = vec![0u64; bytes.len().div_ceil(8)];
+        for (w, chunk) in words.iter_mut().zip(bytes.chunks(8)) {
+            let mut b = [0u8; 8];
+            b[..chunk.len()].copy_from_slice(chunk);
+            *w = u64::from_ne_bytes(b);
+        }
+        Self {
+            words,
+            len: bytes.len(),
+        }
+    }
+
+    /// The bytes.
+    pub fn bytes(&self) -> &[u8] {
+        // SAFETY: `words` owns at least `len` initialised bytes; u8 has no alignment or
+        // validity requirements, and the borrow ties the slice to `self`.
+        unsafe { std::slice::from_raw_parts(self.words.as_ptr().cast::<u8>(), self.len) }
+    }
+
+    fn bytes_mut(&mut self) -> &mut [u8] {
+        // SAFETY: as in `bytes`, with the unique borrow of `self`.
+        unsafe { std::slice::from_raw_parts_mut(self.words.as_mut_ptr().cast::<u8>(), self.len) }
+    }
+}
+
+/// The object with its direct loads patched, and how many instructions were rewritten.
+pub struct PatchedObject {
+    /// The patched object.
+    pub object: AlignedObject,
+    /// Instructions rewritten.
+    pub patched: usize,
+}
+
+const BPF_LDX_MEM: [u8; 4] = [0x61, 0x69, 0x71, 0x79];
+const BPF_LD_IMM64: u8 = 0x18;
+const SHF_EXECINSTR: u64 = 0x4;
+
+impl BtfResolver {
+    /// This kernel's value for every [`direct`] placeholder, or why one cannot be had (a
+    /// member this kernel lacks, or one beyond the 16-bit reach of an instruction offset).
+    pub fn direct_offsets(&self) -> Result<Vec<(i16, i16)>, OffsetError> {
+        let fit = |what: String, off: Option<u32>| -> Result<i16, OffsetError> {
+            let off = off.ok_or_else(|| OffsetError::Direct(format!("no member `{what}`")))?;
+            i16::try_from(off).map_err(|_| {
+                OffsetError::Direct(format!("`{what}` at {off} is beyond an instruction offset"))
+            })
+        };
+        let mut table = Vec::with_capacity(direct::MEMBERS.len() + direct::FD_SLOTS);
+        for (id, root, path) in direct::MEMBERS {
+            table.push((*id, fit(format!("{root}.{path}"), self.offset(root, path))?));
+        }
+        let slots = self.offset("files_struct", "fd_array");
+        for k in 0..direct::FD_SLOTS as u32 {
+            let off = slots.map(|o| o + 8 * k);
+            table.push((
+                direct::FD_SLOT_BASE + k as i16,
+                fit(format!("files_struct.fd_array[{k}]"), off)?,
+            ));
+        }
+        Ok(table)
+    }
+
+    /// Copies `object` (an eBPF ELF) and rewrites the offset of every load whose offset is a
+    /// [`direct`] placeholder with this kernel's member offset.
+    pub fn patch_direct_loads(&self, object: &[u8]) -> Result<PatchedObject, OffsetError> {
+        let table = self.direct_offsets()?;
+        patch_loads(object, &table)
+    }
+}
+
+/// Rewrites placeholder offsets of `ldx` instructions in the executable sections of `object`
+/// according to `table` (placeholder → offset). Every placeholder found must be in the table.
+pub fn patch_loads(object: &[u8], table: &[(i16, i16)]) -> Result<PatchedObject, OffsetError> {
+    let bad = |m: String| OffsetError::Direct(m);
+    let file = object::File::parse(object).map_err(|e| bad(format!("eBPF object: {e}")))?;
+    let mut ranges = Vec::new();
+    for sec in file.sections() {
+        let SectionFlags::Elf { sh_flags } = sec.flags() else {
+            continue;
+        };
+        if sh_flags & SHF_EXECINSTR == 0 {
+            continue;
+        }
+        if let Some((start, size)) = sec.file_range() {
+            ranges.push((sec.name().unwrap_or("?").to_string(), start, size));
+        }
+    }
+    let mut out = AlignedObject::new(object);
+    let bytes = out.bytes_mut();
+    let mut patched = 0;
+    for (name, start, size) in ranges {
+        let (start, size) = (start as usize, size as usize);
+        let Some(code) = bytes.get_mut(start..start + size) else {
+            return Err(bad(format!("section {name} lies outside the object")));
+        };
+        let mut i = 0;
+        while i + 8 <= code.len() {
+            let op = code[i];
+            if op == BPF_LD_IMM64 {
+                // Two slots; the second carries the upper half of the immediate.
+                i += 16;
+                continue;
+            }
+            if BPF_LDX_MEM.contains(&op) {
+                let off = i16::from_le_bytes([code[i + 2], code[i + 3]]);
+                if (direct::BASE..direct::END).contains(&off) {
+                    let Some(&(_, real)) = table.iter().find(|(p, _)| *p == off) else {
+                        return Err(bad(format!(
+                            "{name}+{i}: unknown placeholder {off:#x} (object and agent disagree)"
+                        )));
+                    };
+                    code[i + 2..i + 4].copy_from_slice(&real.to_le_bytes());
+                    patched += 1;
+                }
+            }
+            i += 8;
+        }
+    }
+    if patched == 0 {
+        return Err(bad("the object has no placeholder loads".into()));
+    }
+    Ok(PatchedObject {
+        object: out,
+        patched,
+    })
 }
 
 /// One tracepoint's `format` file, parsed.

@@ -27,6 +27,8 @@ fn pin(cpu: usize) {
 }
 
 struct Running {
+    /// (program name, kernel id) of the agent's programs.
+    ids: Vec<(String, u32)>,
     stop: Arc<AtomicBool>,
     events: Arc<AtomicU64>,
     lost: Arc<AtomicU64>,
@@ -34,7 +36,7 @@ struct Running {
 }
 
 /// Starts the agent (load, attach, consume on CPU 1); returns once attached.
-fn start_agent(watch: &str, hooks_files: bool) -> Running {
+fn start_agent(watch: &str, hooks_files: bool, helper_reads: bool) -> Running {
     let stop = Arc::new(AtomicBool::new(false));
     let events = Arc::new(AtomicU64::new(0));
     let lost = Arc::new(AtomicU64::new(0));
@@ -54,13 +56,18 @@ fn start_agent(watch: &str, hooks_files: bool) -> Running {
             };
             // Not this process: the workload here must be seen like any other process.
             o.load.agent_tgid = u32::MAX;
+            o.load.helper_reads = helper_reads;
             if !hooks_files {
                 o.load
                     .groups
                     .retain(|g| *g != detector::sources::loader::Group::Files);
             }
             let mut cap = LiveCapture::start(&o).expect("agent start");
-            tx.send(()).expect("ready");
+            let want = if helper_reads { "helper" } else { "direct" };
+            if cap.source.reads.mode != want {
+                eprintln!("kbench: wanted {want} reads, got {:?}", cap.source.reads);
+            }
+            tx.send(cap.source.program_ids()).expect("ready");
             let mut buf = Vec::new();
             while !s.load(Ordering::Relaxed) {
                 buf.clear();
@@ -78,9 +85,11 @@ fn start_agent(watch: &str, hooks_files: bool) -> Running {
             );
         });
     });
-    rx.recv_timeout(Duration::from_secs(30))
+    let ids = rx
+        .recv_timeout(Duration::from_secs(30))
         .expect("agent did not start");
     Running {
+        ids,
         stop,
         events,
         lost,
@@ -259,11 +268,91 @@ fn burst(rate: u64, dur: Duration) -> (u64, f64) {
     }
 }
 
+/// (run_cnt, run_time_ns) of each of `ids` from `bpftool -j prog show`.
+fn prog_stats(ids: &[(String, u32)]) -> Vec<(u64, u64)> {
+    let out = std::process::Command::new("bpftool")
+        .args(["-j", "prog", "show"])
+        .output()
+        .expect("bpftool (installed by `cargo xtask setup`)");
+    let all: serde_json::Value = serde_json::from_slice(&out.stdout).expect("bpftool json");
+    let progs = all.as_array().cloned().unwrap_or_default();
+    ids.iter()
+        .map(|(_, id)| {
+            progs
+                .iter()
+                .find(|p| p["id"].as_u64() == Some(*id as u64))
+                .map(|p| {
+                    (
+                        p["run_cnt"].as_u64().unwrap_or(0),
+                        p["run_time_ns"].as_u64().unwrap_or(0),
+                    )
+                })
+                .unwrap_or((0, 0))
+        })
+        .collect()
+}
+
+/// `kbench stats [rounds]`: ns per program run (`kernel.bpf_stats_enabled`) for each workload,
+/// direct loads against helper-call reads, agents alternating (A B A B). Less sensitive to
+/// other load on the machine than throughput ratios.
+fn stats(rounds: usize, loads: &[Workload], watch: &str) {
+    const SYSCTL: &str = "/proc/sys/kernel/bpf_stats_enabled";
+    let old = std::fs::read_to_string(SYSCTL).unwrap_or_else(|_| "0".into());
+    std::fs::write(SYSCTL, "1").expect("enable bpf_stats (root)");
+    // (workload, program) → per mode → ns/run samples, and runs per op.
+    let mut rows: Vec<(String, String, [Vec<f64>; 2], f64)> = Vec::new();
+    for r in 0..rounds {
+        for (m, helper) in [false, true].into_iter().enumerate() {
+            let agent = start_agent(watch, true, helper);
+            for w in loads {
+                let before = prog_stats(&agent.ids);
+                (w.2)(w.1);
+                let after = prog_stats(&agent.ids);
+                for (i, (name, _)) in agent.ids.iter().enumerate() {
+                    let runs = after[i].0 - before[i].0;
+                    // Programs that fire for a workload, not stray runs from elsewhere.
+                    if runs < w.1 / 4 {
+                        continue;
+                    }
+                    let ns = (after[i].1 - before[i].1) as f64 / runs as f64;
+                    let idx = match rows.iter().position(|x| x.0 == w.0 && &x.1 == name) {
+                        Some(i) => i,
+                        None => {
+                            rows.push((
+                                w.0.to_string(),
+                                name.clone(),
+                                [Vec::new(), Vec::new()],
+                                runs as f64 / w.1 as f64,
+                            ));
+                            rows.len() - 1
+                        }
+                    };
+                    rows[idx].2[m].push(ns);
+                }
+            }
+            let _ = stop_agent(agent);
+        }
+        eprintln!("kbench stats: round {}/{rounds} done", r + 1);
+    }
+    let _ = std::fs::write(SYSCTL, old.trim());
+    println!("| workload | program | runs/op | direct ns/run (median) | helper ns/run (median) | direct/helper |");
+    println!("|---|---|---|---|---|---|");
+    for (w, p, [d, h], per) in rows.iter_mut() {
+        let (md, mh) = (median(d), median(h));
+        println!(
+            "| {w} | {p} | {per:.2} | {md:.0} | {mh:.0} | {:.2} |",
+            md / mh
+        );
+    }
+}
+
 fn main() {
-    let rounds: usize = std::env::args()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(5);
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    let stats_mode = args.first().map(|a| a == "stats").unwrap_or(false);
+    if stats_mode {
+        args.remove(0);
+    }
+    let rounds: usize = args.first().and_then(|s| s.parse().ok()).unwrap_or(5);
     let dir = std::path::PathBuf::from(format!("/var/tmp/kbench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("dir");
     let benign = dir.join("benign.txt");
@@ -274,9 +363,15 @@ fn main() {
     let c = |p: &std::path::Path| CString::new(p.as_os_str().as_encoded_bytes()).expect("path");
     let loads = workloads(c(&benign), c(&watched));
     pin(0);
+    if stats_mode {
+        stats(rounds, &loads, &watch);
+        let _ = std::fs::remove_dir_all(&dir);
+        return;
+    }
 
     let mut base: Vec<Vec<f64>> = vec![Vec::new(); loads.len()];
     let mut att: Vec<Vec<f64>> = vec![Vec::new(); loads.len()];
+    let mut helper: Vec<Vec<f64>> = vec![Vec::new(); loads.len()];
     let mut emitted = 0u64;
     let mut lost = 0u64;
     let measure = |w: &Workload| {
@@ -289,10 +384,18 @@ fn main() {
         for (i, w) in loads.iter().enumerate() {
             base[i].push(measure(w));
         }
-        // B: agent attached and consuming.
-        let agent = start_agent(&watch, true);
+        // B: agent attached and consuming (direct loads).
+        let agent = start_agent(&watch, true, false);
         for (i, w) in loads.iter().enumerate() {
             att[i].push(measure(w));
+        }
+        let (e, l) = stop_agent(agent);
+        emitted += e;
+        lost += l;
+        // C: the same with helper-call reads (the fallback, and the code before direct loads).
+        let agent = start_agent(&watch, true, true);
+        for (i, w) in loads.iter().enumerate() {
+            helper[i].push(measure(w));
         }
         let (e, l) = stop_agent(agent);
         emitted += e;
@@ -305,40 +408,50 @@ fn main() {
     let mut co_att = Vec::new();
     for _ in 0..rounds {
         co_base.push(measure(&loads[0]));
-        let agent = start_agent(&watch, false);
+        let agent = start_agent(&watch, false, false);
         co_att.push(measure(&loads[0]));
         let _ = stop_agent(agent);
     }
 
-    println!("| workload | ops/phase | base ns/op | attached ns/op | ratio (median) | ratio min–max | ns added/op |");
-    println!("|---|---|---|---|---|---|---|");
-    let row = |name: &str, n: u64, b: &mut Vec<f64>, a: &mut Vec<f64>| {
-        let ratios: Vec<f64> = b.iter().zip(a.iter()).map(|(b, a)| b / a).collect();
-        let (mn, mx) = ratios
+    // Ratio = base / attached per round; median and spread over rounds.
+    let ratio = |b: &[f64], a: &[f64]| {
+        let mut rs: Vec<f64> = b.iter().zip(a.iter()).map(|(b, a)| b / a).collect();
+        let (mn, mx) = rs
             .iter()
             .fold((f64::MAX, f64::MIN), |(mn, mx), r| (mn.min(*r), mx.max(*r)));
-        let mut rs = ratios.clone();
-        let (mb, ma) = (median(b), median(a));
-        println!(
-            "| {name} | {n} | {mb:.0} | {ma:.0} | {:.3} | {mn:.3}–{mx:.3} | {:.0} |",
-            median(&mut rs),
-            ma - mb
-        );
+        format!("{:.3} | {mn:.3}–{mx:.3}", median(&mut rs))
     };
+    println!("| workload | ops/phase | base ns/op | direct ns/op | helper ns/op | ratio direct (median) | direct min–max | ratio helper (median) | helper min–max | ns added/op direct | helper |");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
     for (i, w) in loads.iter().enumerate() {
-        row(w.0, w.1, &mut base[i], &mut att[i]);
+        let (b, a, h) = (&base[i], &att[i], &helper[i]);
+        let (mb, ma, mh) = (
+            median(&mut b.clone()),
+            median(&mut a.clone()),
+            median(&mut h.clone()),
+        );
+        println!(
+            "| {} | {} | {mb:.0} | {ma:.0} | {mh:.0} | {} | {} | {:.0} | {:.0} |",
+            w.0,
+            w.1,
+            ratio(b, a),
+            ratio(b, h),
+            ma - mb,
+            mh - mb
+        );
     }
-    row(
-        "getppid, no syscall tracepoint (--hooks process,net,reads)",
+    let (mb, ma) = (median(&mut co_base.clone()), median(&mut co_att.clone()));
+    println!(
+        "| getppid, no syscall tracepoint (--hooks process,net,reads) | {} | {mb:.0} | {ma:.0} | – | {} | – | – | {:.0} | – |",
         loads[0].1,
-        &mut co_base,
-        &mut co_att,
+        ratio(&co_base, &co_att),
+        ma - mb
     );
     println!();
     println!("records consumed in attached phases: {emitted}, kernel losses: {lost}");
 
     // Burst: 500k records/s for one second.
-    let agent = start_agent(&watch, true);
+    let agent = start_agent(&watch, true, false);
     let (sent, rate) = burst(500_000, Duration::from_secs(1));
     std::thread::sleep(Duration::from_millis(200));
     let (e, l) = stop_agent(agent);
