@@ -434,6 +434,24 @@ pub mod direct {
     pub const PT_REGS_DI: i16 = BASE + 26;
     /// `pt_regs.si` (2nd syscall argument on x86_64)
     pub const PT_REGS_SI: i16 = BASE + 27;
+    /// `fdtable.fd`
+    pub const FDT_FD: i16 = BASE + 28;
+    /// `sock.__sk_common.skc_net.net`
+    pub const SOCK_NET: i16 = BASE + 29;
+    /// `sock.sk_err`
+    pub const SOCK_ERR: i16 = BASE + 30;
+
+    /// Immediate of the placeholder `call` that userspace turns into a kfunc call of
+    /// `bpf_rdonly_cast(ptr, btf_id)` (which the verifier inlines as a move): it types a
+    /// pointer read as a plain number (a tracepoint field, an array slot read by helper) so
+    /// that direct loads apply from there on.
+    pub const KFUNC_RDONLY_CAST: i32 = 0x7e7e_0000;
+    /// Placeholder BTF type id of `struct file` (the `mov r2, imm` before the call).
+    pub const TYPE_FILE: i32 = 0x7e7e_0100;
+    /// Placeholder BTF type id of `struct sock`.
+    pub const TYPE_SOCK: i32 = 0x7e7e_0101;
+    /// Every type placeholder with its BTF struct name.
+    pub const TYPES: &[(i32, &str)] = &[(TYPE_FILE, "file"), (TYPE_SOCK, "sock")];
 
     /// Every member placeholder with its BTF (struct, member path). `files_struct.fd_array`
     /// slots are resolved from `FD_SLOT_BASE` separately.
@@ -466,6 +484,9 @@ pub mod direct {
         (MM_ARG_END, "mm_struct", "arg_end"),
         (PT_REGS_DI, "pt_regs", "di"),
         (PT_REGS_SI, "pt_regs", "si"),
+        (FDT_FD, "fdtable", "fd"),
+        (SOCK_NET, "sock", "__sk_common.skc_net.net"),
+        (SOCK_ERR, "sock", "sk_err"),
     ];
 }
 

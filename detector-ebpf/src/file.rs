@@ -25,7 +25,7 @@ use detector_common::{
 };
 
 use crate::{
-    count, direct, dl, fill_header, global, is_agent, kread, kread_pair, lost, task_btf, tpf,
+    cast, count, direct, dl, fill_header, global, is_agent, kread, kread_pair, lost, task_btf, tpf,
     wake_flags, CONFIG, EVENTS, KOFF, TPOFF,
 };
 
@@ -120,22 +120,27 @@ macro_rules! fd_slots {
     };
 }
 
-/// fd → `struct file *` (a `PTR_TO_BTF_ID`) by direct loads, when the task still uses the
-/// descriptor table embedded in `files_struct` and `fd` is one of its slots; `None` means
-/// "use `fd_file`" (or no such file).
+/// fd → `struct file *` as a `PTR_TO_BTF_ID`, by direct loads: a slot of the descriptor table
+/// embedded in `files_struct` while the task still uses it (no helper call at all), else one
+/// probe read of `fdt->fd[fd]` whose result is typed with `bpf_rdonly_cast`.
 #[inline(always)]
 fn fd_file_direct(fd: u64) -> Option<u64> {
-    if fd >= d::FD_SLOTS as u64 {
-        return None;
-    }
     let files = dl!(u64, task_btf(), d::TASK_FILES);
     if files == 0 {
         return None;
     }
     let fdt = dl!(u64, files, d::FILES_FDT);
     // A grown table lives elsewhere and the embedded slots are stale.
-    if fdt != files + global!(KOFF.files_fdtab) as u64 {
-        return None;
+    if fd >= d::FD_SLOTS as u64 || fdt != files + global!(KOFF.files_fdtab) as u64 {
+        if fdt == 0 || fd >= dl!(u32, fdt, d::FDT_MAX_FDS) as u64 {
+            return None;
+        }
+        let arr = dl!(u64, fdt, d::FDT_FD);
+        let file: u64 = kread(arr + fd * 8, 0)?;
+        if file == 0 {
+            return None;
+        }
+        return Some(cast!(file, d::TYPE_FILE));
     }
     let file = fd_slots!(files, fd,
         0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27 28 29 30 31
@@ -364,8 +369,8 @@ fn opened(fd: u64, pid: u32, tgid: u32, how: u32, path_arg: u32) {
     if direct() {
         if let Some(file) = fd_file_direct(fd) {
             opened_file::<true>(file, pid, tgid, how, path_arg);
-            return;
         }
+        return;
     }
     let Some(file) = fd_file(fd) else { return };
     opened_file::<false>(file, pid, tgid, how, path_arg);

@@ -101,6 +101,34 @@ macro_rules! dl {
 }
 pub(crate) use dl;
 
+/// `bpf_rdonly_cast(p, TYPE)`: `p` (a kernel pointer held as a number) as a BTF-typed,
+/// read-only pointer to the struct behind the [`detector_common::direct`] type placeholder,
+/// so that [`dl!`] applies to it. Userspace patches the call into a kfunc call and the
+/// placeholder into the BTF id; the verifier replaces the call with a register move.
+macro_rules! cast {
+    ($p:expr, $ty:expr) => {{
+        let out: u64;
+        let p: u64 = $p;
+        unsafe {
+            core::arch::asm!(
+                "r2 = {t}",
+                "call {c}",
+                t = const $ty,
+                c = const detector_common::direct::KFUNC_RDONLY_CAST,
+                inout("r1") p => _,
+                lateout("r0") out,
+                lateout("r2") _,
+                lateout("r3") _,
+                lateout("r4") _,
+                lateout("r5") _,
+                options(readonly, nostack),
+            )
+        };
+        out
+    }};
+}
+pub(crate) use cast;
+
 /// True when the direct-load paths are in use (see [`dl!`]); a load-time constant.
 #[inline(always)]
 pub(crate) fn direct() -> bool {

@@ -18,10 +18,11 @@ use aya_ebpf::{
     maps::{HashMap, LruHashMap as Lru},
     programs::{SockAddrContext, TracePointContext},
 };
-use detector_common::{kind, outcome, tp_fixed, Header, ListenKey, NetEvent};
+use detector_common::{direct as d, kind, outcome, tp_fixed, Header, ListenKey, NetEvent};
 
 use crate::{
-    fill_basic, fill_header, global, is_agent, kread, lost, tpf, wake_flags, EVENTS, KOFF, TPOFF,
+    cast, direct, dl, fill_basic, fill_header, global, is_agent, kread, lost, tpf, wake_flags,
+    EVENTS, KOFF, TPOFF,
 };
 
 const AF_INET: u16 = 2;
@@ -117,6 +118,10 @@ fn read_change(ctx: &TracePointContext) -> Option<StateChange> {
 /// Network namespace of a socket (`sk->__sk_common.skc_net.net->ns.inum`).
 #[inline(always)]
 fn sock_netns(sk: u64) -> u32 {
+    if direct() {
+        let net = dl!(u64, cast!(sk, d::TYPE_SOCK), d::SOCK_NET);
+        return dl!(u32, net, d::NET_NS_INUM);
+    }
     let net: u64 = kread(sk, global!(KOFF.sock_net)).unwrap_or(0);
     kread(net, global!(KOFF.net_ns_inum)).unwrap_or(0)
 }
@@ -199,7 +204,11 @@ fn result(c: &StateChange) -> Option<()> {
     let (out, errno) = if c.new == TCP_ESTABLISHED {
         (outcome::ESTABLISHED, 0)
     } else {
-        let err: i32 = kread(c.sk, global!(KOFF.sock_err)).unwrap_or(0);
+        let err: i32 = if direct() {
+            dl!(u32, cast!(c.sk, d::TYPE_SOCK), d::SOCK_ERR) as i32
+        } else {
+            kread(c.sk, global!(KOFF.sock_err)).unwrap_or(0)
+        };
         let err = if err < 0 { (-err) as u32 } else { err as u32 };
         if err == ECONNREFUSED {
             (outcome::REFUSED, err)

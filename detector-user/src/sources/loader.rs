@@ -503,10 +503,18 @@ mod tests {
 
     use super::{offsets, OBJECT};
 
-    /// Placeholder offsets still present in the executable sections of `object`.
+    fn table(members: Vec<(i16, i16)>) -> offsets::DirectTable {
+        offsets::DirectTable {
+            members,
+            rdonly_cast: 77,
+            types: direct::TYPES.iter().map(|(p, _)| (*p, 5)).collect(),
+        }
+    }
+
+    /// Placeholders still present in the executable sections of `object`.
     fn placeholders(object: &[u8]) -> usize {
-        let table: Vec<(i16, i16)> = (direct::BASE..direct::END).map(|p| (p, 8)).collect();
-        match offsets::patch_loads(object, &table) {
+        let t = table((direct::BASE..direct::END).map(|p| (p, 8)).collect());
+        match offsets::patch_loads(object, &t) {
             Ok(p) => p.patched,
             Err(_) => 0,
         }
@@ -519,10 +527,12 @@ mod tests {
         }
         let before = placeholders(OBJECT);
         assert!(before > 64, "the object has {before} direct loads");
-        let table: Vec<(i16, i16)> = (direct::BASE..direct::END)
-            .map(|p| (p, p - direct::BASE))
-            .collect();
-        let patched = offsets::patch_loads(OBJECT, &table).expect("patch");
+        let t = table(
+            (direct::BASE..direct::END)
+                .map(|p| (p, p - direct::BASE))
+                .collect(),
+        );
+        let patched = offsets::patch_loads(OBJECT, &t).expect("patch");
         assert_eq!(patched.patched, before);
         assert_eq!(placeholders(patched.object.bytes()), 0);
     }
@@ -532,13 +542,13 @@ mod tests {
         if OBJECT.is_empty() {
             return;
         }
-        let table: Vec<(i16, i16)> = (direct::BASE..direct::END)
-            .filter(|p| *p != direct::TASK_FILES)
-            .map(|p| (p, 0))
-            .collect();
-        let err = offsets::patch_loads(OBJECT, &table)
-            .err()
-            .expect("must fail");
+        let t = table(
+            (direct::BASE..direct::END)
+                .filter(|p| *p != direct::TASK_FILES)
+                .map(|p| (p, 0))
+                .collect(),
+        );
+        let err = offsets::patch_loads(OBJECT, &t).err().expect("must fail");
         assert!(err.to_string().contains("unknown placeholder"), "{err}");
     }
 
@@ -549,9 +559,11 @@ mod tests {
             return;
         }
         let r = offsets::BtfResolver::open(btf).expect("btf");
-        let t = r.direct_offsets().expect("resolved");
-        assert_eq!(t.len(), direct::MEMBERS.len() + direct::FD_SLOTS);
+        let t = r.direct_table().expect("resolved");
+        assert_eq!(t.members.len(), direct::MEMBERS.len() + direct::FD_SLOTS);
+        assert!(t.rdonly_cast > 0 && t.types.iter().all(|(_, id)| *id > 0));
         let files = t
+            .members
             .iter()
             .find(|(p, _)| *p == direct::TASK_FILES)
             .expect("files");

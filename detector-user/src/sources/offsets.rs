@@ -201,6 +201,17 @@ impl AlignedObject {
     }
 }
 
+/// This kernel's values for the object's placeholders.
+#[derive(Debug, Clone, Default)]
+pub struct DirectTable {
+    /// Member placeholder → offset.
+    pub members: Vec<(i16, i16)>,
+    /// BTF id of the `bpf_rdonly_cast` kfunc.
+    pub rdonly_cast: u32,
+    /// Type placeholder → BTF id.
+    pub types: Vec<(i32, u32)>,
+}
+
 /// The object with its direct loads patched, and how many instructions were rewritten.
 pub struct PatchedObject {
     /// The patched object.
@@ -211,11 +222,43 @@ pub struct PatchedObject {
 
 const BPF_LDX_MEM: [u8; 4] = [0x61, 0x69, 0x71, 0x79];
 const BPF_LD_IMM64: u8 = 0x18;
+const BPF_CALL: u8 = 0x85;
+const BPF_MOV64_IMM: u8 = 0xb7;
+/// `src_reg` of a call to a kernel function (kfunc) whose BTF id is the immediate.
+const BPF_PSEUDO_KFUNC_CALL: u8 = 2;
 const SHF_EXECINSTR: u64 = 0x4;
 
 impl BtfResolver {
     /// This kernel's value for every [`direct`] placeholder, or why one cannot be had (a
     /// member this kernel lacks, or one beyond the 16-bit reach of an instruction offset).
+    pub fn direct_table(&self) -> Result<DirectTable, OffsetError> {
+        let members = self.direct_offsets()?;
+        let id_of = |name: &str, want: fn(&Type) -> bool| -> Result<u32, OffsetError> {
+            let ids = self
+                .btf
+                .resolve_ids_by_name(name)
+                .map_err(|e| OffsetError::Direct(format!("BTF lookup of `{name}`: {e}")))?;
+            ids.into_iter()
+                .find(|id| self.btf.resolve_type_by_id(*id).is_ok_and(|t| want(&t)))
+                .ok_or_else(|| OffsetError::Direct(format!("no BTF type `{name}`")))
+        };
+        let rdonly_cast = id_of("bpf_rdonly_cast", |t| matches!(t, Type::Func(_)))?;
+        let mut types = Vec::new();
+        for (placeholder, name) in direct::TYPES {
+            let id = id_of(
+                name,
+                |t| matches!(t, Type::Struct(s) if !s.members.is_empty()),
+            )?;
+            types.push((*placeholder, id));
+        }
+        Ok(DirectTable {
+            members,
+            rdonly_cast,
+            types,
+        })
+    }
+
+    /// Member offsets of [`Self::direct_table`].
     pub fn direct_offsets(&self) -> Result<Vec<(i16, i16)>, OffsetError> {
         let fit = |what: String, off: Option<u32>| -> Result<i16, OffsetError> {
             let off = off.ok_or_else(|| OffsetError::Direct(format!("no member `{what}`")))?;
@@ -241,14 +284,15 @@ impl BtfResolver {
     /// Copies `object` (an eBPF ELF) and rewrites the offset of every load whose offset is a
     /// [`direct`] placeholder with this kernel's member offset.
     pub fn patch_direct_loads(&self, object: &[u8]) -> Result<PatchedObject, OffsetError> {
-        let table = self.direct_offsets()?;
+        let table = self.direct_table()?;
         patch_loads(object, &table)
     }
 }
 
-/// Rewrites placeholder offsets of `ldx` instructions in the executable sections of `object`
-/// according to `table` (placeholder → offset). Every placeholder found must be in the table.
-pub fn patch_loads(object: &[u8], table: &[(i16, i16)]) -> Result<PatchedObject, OffsetError> {
+/// Rewrites the placeholders in the executable sections of `object` according to `table`:
+/// offsets of `ldx` instructions, and `mov r2, TYPE; call RDONLY_CAST` pairs into kfunc calls
+/// with BTF ids. Every placeholder found must be in the table.
+pub fn patch_loads(object: &[u8], table: &DirectTable) -> Result<PatchedObject, OffsetError> {
     let bad = |m: String| OffsetError::Direct(m);
     let file = object::File::parse(object).map_err(|e| bad(format!("eBPF object: {e}")))?;
     let mut ranges = Vec::new();
@@ -282,7 +326,7 @@ pub fn patch_loads(object: &[u8], table: &[(i16, i16)]) -> Result<PatchedObject,
             if BPF_LDX_MEM.contains(&op) {
                 let off = i16::from_le_bytes([code[i + 2], code[i + 3]]);
                 if (direct::BASE..direct::END).contains(&off) {
-                    let Some(&(_, real)) = table.iter().find(|(p, _)| *p == off) else {
+                    let Some(&(_, real)) = table.members.iter().find(|(p, _)| *p == off) else {
                         return Err(bad(format!(
                             "{name}+{i}: unknown placeholder {off:#x} (object and agent disagree)"
                         )));
@@ -290,6 +334,27 @@ pub fn patch_loads(object: &[u8], table: &[(i16, i16)]) -> Result<PatchedObject,
                     code[i + 2..i + 4].copy_from_slice(&real.to_le_bytes());
                     patched += 1;
                 }
+            }
+            let imm = |c: &[u8], at: usize| {
+                i32::from_le_bytes([c[at + 4], c[at + 5], c[at + 6], c[at + 7]])
+            };
+            if op == BPF_CALL && code[i + 1] == 0 && imm(code, i) == direct::KFUNC_RDONLY_CAST {
+                // The type argument is set by the instruction just before (see `cast!`).
+                let ty = if i >= 8 && code[i - 8] == BPF_MOV64_IMM && code[i - 7] == 2 {
+                    let t = imm(code, i - 8);
+                    table.types.iter().find(|(p, _)| *p == t).map(|(_, id)| *id)
+                } else {
+                    None
+                };
+                let Some(ty) = ty else {
+                    return Err(bad(format!(
+                        "{name}+{i}: a cast without a known type placeholder before it"
+                    )));
+                };
+                code[i - 4..i].copy_from_slice(&ty.to_le_bytes());
+                code[i + 1] = BPF_PSEUDO_KFUNC_CALL << 4;
+                code[i + 4..i + 8].copy_from_slice(&table.rdonly_cast.to_le_bytes());
+                patched += 2;
             }
             i += 8;
         }
