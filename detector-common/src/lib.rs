@@ -311,6 +311,10 @@ pub struct KernelOffsets {
     /// `files_struct.fdtab` (the embedded table, in use while no more than
     /// [`direct::FD_SLOTS`] descriptors were ever needed).
     pub files_fdtab: u32,
+    /// `dentry.d_shortname.words` (the inline name as words), [`NO_OFFSET`] on kernels that
+    /// only have the `d_iname` bytes: the direct loads of [`direct::DENTRY_WORDS`] are then
+    /// never reached.
+    pub dentry_shortname: u32,
     /// 1 when userspace patched every [`direct`] load of the object with this kernel's
     /// offsets: the programs then take the BTF-typed direct-load paths; 0 selects the
     /// `bpf_probe_read_kernel` paths (the verifier prunes the other side either way).
@@ -355,6 +359,7 @@ impl KernelOffsets {
             regs_arg1: NO_OFFSET,
             regs_arg0: NO_OFFSET,
             files_fdtab: NO_OFFSET,
+            dentry_shortname: NO_OFFSET,
             direct: 0,
         }
     }
@@ -440,6 +445,25 @@ pub mod direct {
     pub const SOCK_NET: i16 = BASE + 29;
     /// `sock.sk_err`
     pub const SOCK_ERR: i16 = BASE + 30;
+    /// `dentry.d_shortname.words[k]` for k in 0..4 (the inline name, 6.14+): optional, see
+    /// [`super::KernelOffsets::dentry_shortname`].
+    pub const DENTRY_WORDS: [i16; 4] = [BASE + 31, BASE + 32, BASE + 33, BASE + 34];
+    /// `sock.sk_protocol`
+    pub const SK_PROTOCOL: i16 = BASE + 35;
+    /// `sock.__sk_common.skc_family`
+    pub const SK_FAMILY: i16 = BASE + 36;
+    /// `sock.__sk_common.skc_dport` (network order)
+    pub const SK_DPORT: i16 = BASE + 37;
+    /// `sock.__sk_common.skc_rcv_saddr`
+    pub const SK_RCV_SADDR: i16 = BASE + 38;
+    /// `sock.__sk_common.skc_daddr`
+    pub const SK_DADDR: i16 = BASE + 39;
+    /// `sock.__sk_common.skc_v6_rcv_saddr`, first and second 8 bytes
+    pub const SK_V6_RCV_SADDR: [i16; 2] = [BASE + 40, BASE + 41];
+    /// `sock.__sk_common.skc_v6_daddr`, first and second 8 bytes
+    pub const SK_V6_DADDR: [i16; 2] = [BASE + 42, BASE + 43];
+    /// `inet_sock.inet_sport` (network order)
+    pub const INET_SPORT: i16 = BASE + 44;
 
     /// Immediate of the placeholder `call` that userspace turns into a kfunc call of
     /// `bpf_rdonly_cast(ptr, btf_id)` (which the verifier inlines as a move): it types a
@@ -450,8 +474,14 @@ pub mod direct {
     pub const TYPE_FILE: i32 = 0x7e7e_0100;
     /// Placeholder BTF type id of `struct sock`.
     pub const TYPE_SOCK: i32 = 0x7e7e_0101;
+    /// Placeholder BTF type id of `struct inet_sock`.
+    pub const TYPE_INET_SOCK: i32 = 0x7e7e_0102;
     /// Every type placeholder with its BTF struct name.
-    pub const TYPES: &[(i32, &str)] = &[(TYPE_FILE, "file"), (TYPE_SOCK, "sock")];
+    pub const TYPES: &[(i32, &str)] = &[
+        (TYPE_FILE, "file"),
+        (TYPE_SOCK, "sock"),
+        (TYPE_INET_SOCK, "inet_sock"),
+    ];
 
     /// Every member placeholder with its BTF (struct, member path). `files_struct.fd_array`
     /// slots are resolved from `FD_SLOT_BASE` separately.
@@ -487,6 +517,26 @@ pub mod direct {
         (FDT_FD, "fdtable", "fd"),
         (SOCK_NET, "sock", "__sk_common.skc_net.net"),
         (SOCK_ERR, "sock", "sk_err"),
+        (SK_PROTOCOL, "sock", "sk_protocol"),
+        (SK_FAMILY, "sock", "__sk_common.skc_family"),
+        (SK_DPORT, "sock", "__sk_common.skc_dport"),
+        (SK_RCV_SADDR, "sock", "__sk_common.skc_rcv_saddr"),
+        (SK_DADDR, "sock", "__sk_common.skc_daddr"),
+        (SK_V6_RCV_SADDR[0], "sock", "__sk_common.skc_v6_rcv_saddr"),
+        (SK_V6_DADDR[0], "sock", "__sk_common.skc_v6_daddr"),
+        (INET_SPORT, "inet_sock", "inet_sport"),
+    ];
+
+    /// Second halves of 16-byte members: (placeholder, struct, member, bytes past the member's
+    /// start).
+    pub const MEMBER_TAILS: &[(i16, &str, &str, u32)] = &[
+        (
+            SK_V6_RCV_SADDR[1],
+            "sock",
+            "__sk_common.skc_v6_rcv_saddr",
+            8,
+        ),
+        (SK_V6_DADDR[1], "sock", "__sk_common.skc_v6_daddr", 8),
     ];
 }
 

@@ -250,8 +250,23 @@ fn walk_dentries<const D: bool>(ev: &mut FileEvent, file: u64) {
         if name_ptr == 0 {
             break;
         }
-        if unsafe { bpf_probe_read_kernel_str_bytes(name_ptr as *const u8, &mut ev.dentry[i]) }
-            .is_err()
+        let inline = global!(KOFF.dentry_shortname);
+        if D && inline != NO_OFFSET && name_ptr == dentry + inline as u64 {
+            // The name is stored in the dentry itself: four direct loads instead of a string
+            // helper call (a longer inline name is cut at 32 bytes, as by the helper).
+            let w = [
+                dl!(u64, dentry, d::DENTRY_WORDS[0]),
+                dl!(u64, dentry, d::DENTRY_WORDS[1]),
+                dl!(u64, dentry, d::DENTRY_WORDS[2]),
+                dl!(u64, dentry, d::DENTRY_WORDS[3]),
+            ];
+            // `dentry` sits at an 8-byte multiple of the (8-aligned) record.
+            let dst = ev.dentry[i].as_mut_ptr() as *mut [u64; 4];
+            unsafe { dst.write(w) };
+        } else if unsafe {
+            bpf_probe_read_kernel_str_bytes(name_ptr as *const u8, &mut ev.dentry[i])
+        }
+        .is_err()
         {
             ev.dentry[i][0] = 0;
         }
@@ -269,7 +284,9 @@ fn walk_dentries<const D: bool>(ev: &mut FileEvent, file: u64) {
     }
 }
 
-/// Remembers that (tgid, file) was just reported.
+/// Remembers that (tgid, file) was just reported. An existing entry is updated in place: a
+/// lookup costs a fraction of an LRU insert, and a process that opens a credential once
+/// usually opens it again.
 #[inline(always)]
 fn touch_recent(tgid: u32, dev: u64, ino: u64, now: u64) {
     let key = RecentKey {
@@ -278,6 +295,10 @@ fn touch_recent(tgid: u32, dev: u64, ino: u64, now: u64) {
         dev,
         ino,
     };
+    if let Some(t) = RECENT.get_ptr_mut(&key) {
+        unsafe { *t = now };
+        return;
+    }
     let _ = RECENT.insert(&key, &now, 0);
 }
 

@@ -84,6 +84,20 @@ macro_rules! dl {
         };
         out
     }};
+    (u16, $base:expr, $m:expr) => {{
+        let out: u64;
+        let base: u64 = $base;
+        unsafe {
+            core::arch::asm!(
+                "{o} = *(u16 *)({b} + {m})",
+                o = lateout(reg) out,
+                b = in(reg) base,
+                m = const $m,
+                options(readonly, nostack),
+            )
+        };
+        out as u16
+    }};
     (u32, $base:expr, $m:expr) => {{
         let out: u64;
         let base: u64 = $base;

@@ -14,9 +14,9 @@
 
 use aya_ebpf::{
     bindings::bpf_sock_addr,
-    macros::{cgroup_sock_addr, map, tracepoint},
+    macros::{btf_tracepoint, cgroup_sock_addr, map, tracepoint},
     maps::{HashMap, LruHashMap as Lru},
-    programs::{SockAddrContext, TracePointContext},
+    programs::{BtfTracePointContext, SockAddrContext, TracePointContext},
 };
 use detector_common::{direct as d, kind, outcome, tp_fixed, Header, ListenKey, NetEvent};
 
@@ -132,13 +132,74 @@ pub fn inet_sock_set_state(ctx: TracePointContext) -> u32 {
     0
 }
 
+/// The same hook as a BTF-typed raw tracepoint, used when direct loads are available: the
+/// kernel then skips building the classic tracepoint record for every state change of every
+/// socket (most of which are of no interest), and the program reads the socket itself.
+#[btf_tracepoint(function = "inet_sock_set_state")]
+pub fn inet_sock_set_state_btf(ctx: BtfTracePointContext) -> u32 {
+    if direct() {
+        if let Some(c) = read_change_btf(&ctx) {
+            let _ = on_change(&c);
+        }
+    }
+    0
+}
+
+/// The fields the classic tracepoint would record (`TP_STORE_ADDRS` and all), read from the
+/// socket by direct loads.
+#[inline(always)]
+fn read_change_btf(ctx: &BtfTracePointContext) -> Option<StateChange> {
+    let sk: u64 = ctx.arg(0);
+    let old: i32 = ctx.arg(1);
+    let new: i32 = ctx.arg(2);
+    let interesting = new == TCP_SYN_SENT
+        || new == TCP_LISTEN
+        || old == TCP_SYN_SENT
+        || old == TCP_LISTEN
+        || (old == TCP_SYN_RECV && new == TCP_ESTABLISHED);
+    if !interesting || dl!(u16, sk, d::SK_PROTOCOL) != IPPROTO_TCP {
+        return None;
+    }
+    let family = dl!(u16, sk, d::SK_FAMILY);
+    let mut saddr = [0u8; 16];
+    let mut daddr = [0u8; 16];
+    if family == AF_INET {
+        saddr[..4].copy_from_slice(&dl!(u32, sk, d::SK_RCV_SADDR).to_ne_bytes());
+        daddr[..4].copy_from_slice(&dl!(u32, sk, d::SK_DADDR).to_ne_bytes());
+    } else if family == AF_INET6 {
+        saddr[..8].copy_from_slice(&dl!(u64, sk, d::SK_V6_RCV_SADDR[0]).to_ne_bytes());
+        saddr[8..].copy_from_slice(&dl!(u64, sk, d::SK_V6_RCV_SADDR[1]).to_ne_bytes());
+        daddr[..8].copy_from_slice(&dl!(u64, sk, d::SK_V6_DADDR[0]).to_ne_bytes());
+        daddr[8..].copy_from_slice(&dl!(u64, sk, d::SK_V6_DADDR[1]).to_ne_bytes());
+    } else {
+        return None;
+    }
+    let inet = cast!(sk, d::TYPE_INET_SOCK);
+    Some(StateChange {
+        sk,
+        old,
+        new,
+        family,
+        sport: u16::from_be(dl!(u16, inet, d::INET_SPORT)),
+        dport: u16::from_be(dl!(u16, sk, d::SK_DPORT)),
+        saddr,
+        daddr,
+    })
+}
+
 fn try_set_state(ctx: &TracePointContext) -> Option<()> {
     let c = read_change(ctx)?;
+    on_change(&c)
+}
+
+/// What a state change means: an attempt, an outcome, a listener, an accept.
+#[inline(always)]
+fn on_change(c: &StateChange) -> Option<()> {
     if c.new == TCP_SYN_SENT {
-        return attempt(&c);
+        return attempt(c);
     }
     if c.old == TCP_SYN_SENT && (c.new == TCP_ESTABLISHED || c.new == TCP_CLOSE) {
-        return result(&c);
+        return result(c);
     }
     if c.new == TCP_LISTEN {
         let mut h = Header::default();
@@ -161,7 +222,7 @@ fn try_set_state(ctx: &TracePointContext) -> Option<()> {
         return None;
     }
     if c.old == TCP_SYN_RECV && c.new == TCP_ESTABLISHED {
-        return accepted(&c);
+        return accepted(c);
     }
     None
 }

@@ -582,6 +582,63 @@ fn this_kernel_takes_the_direct_context_load_path() {
 }
 
 #[test]
+fn kernel_structures_are_read_with_patched_direct_loads() {
+    let (_s, secret, mut agent) = watched("direct");
+    let r = &agent.cap.source.reads;
+    assert_eq!((r.mode, r.reason.as_deref()), ("direct", None), "{r:?}");
+    assert!(r.patched > 64, "{r:?}");
+    // TCP state changes come through the raw tracepoint variant in this mode.
+    let tcp = agent
+        .cap
+        .source
+        .status
+        .iter()
+        .find(|p| p.program == "inet_sock_set_state")
+        .expect("tcp program");
+    assert!(
+        tcp.attached && tcp.hook == "tp_btf/inet_sock_set_state",
+        "{tcp:?}"
+    );
+    // An fd in the embedded table (every other test) and one reached through a grown table.
+    let (pid, _) = actor(&["open-grown", secret.to_str().unwrap()]);
+    let e = cred_open_by(&mut agent, pid);
+    let f = e.file.as_ref().unwrap();
+    assert_eq!((f.ino, f.via), (ino(&secret), Via::Syscall));
+    assert_eq!(f.path.as_deref(), Some(secret.to_str().unwrap()));
+    // The leaf names come from the dentries (read inline from the dentry in this mode).
+    let resolved = f.resolved.as_deref().unwrap_or("");
+    assert!(resolved.ends_with("/creds/secret.key"), "{f:?}");
+}
+
+#[test]
+fn helper_call_reads_still_capture_everything() {
+    let s = Scratch::new("helper");
+    let secret = s.file("creds/secret.key", "TOPSECRET");
+    let mut o = options(&format!(
+        "{}/creds/*.key token
+",
+        s.0.display()
+    ));
+    o.load.helper_reads = true;
+    let mut agent = Agent::start(o);
+    let r = &agent.cap.source.reads;
+    assert_eq!((r.mode, r.patched), ("helper", 0), "{r:?}");
+    assert!(r.reason.is_some());
+    for how in ["open", "open-grown"] {
+        let (pid, _) = actor(&[how, secret.to_str().unwrap()]);
+        let e = cred_open_by(&mut agent, pid);
+        assert_eq!(e.file.as_ref().unwrap().ino, ino(&secret));
+        let p = e.process.as_ref().unwrap();
+        assert!(p.start > 0 && p.ppid > 0, "{p:?}");
+    }
+    let (pid, _) = actor(&["connect", "127.0.0.1", "1"]);
+    let c = agent
+        .wait_for(WAIT, |e| is(e, Kind::ConnectResult, pid))
+        .expect("result");
+    assert_eq!(c.net.as_ref().unwrap().outcome, Outcome::Refused);
+}
+
+#[test]
 fn without_syscall_tracepoints_page_cache_reads_are_still_seen() {
     use detector::sources::loader::Group;
     let s = Scratch::new("reads-only");

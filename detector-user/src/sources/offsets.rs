@@ -145,6 +145,7 @@ impl BtfResolver {
         k.regs_arg0 = o("pt_regs", "di");
         k.regs_arg1 = o("pt_regs", "si");
         k.files_fdtab = o("files_struct", "fdtab");
+        k.dentry_shortname = o("dentry", "d_shortname.words");
         // Without these the credential filter cannot identify a file: refuse rather than run
         // blind while claiming coverage.
         for (name, v) in [
@@ -269,6 +270,19 @@ impl BtfResolver {
         let mut table = Vec::with_capacity(direct::MEMBERS.len() + direct::FD_SLOTS);
         for (id, root, path) in direct::MEMBERS {
             table.push((*id, fit(format!("{root}.{path}"), self.offset(root, path))?));
+        }
+        for (id, root, path, plus) in direct::MEMBER_TAILS {
+            let off = self.offset(root, path).map(|o| o + plus);
+            table.push((*id, fit(format!("{root}.{path}+{plus}"), off)?));
+        }
+        // Optional: unreachable in the programs when absent (`dentry_shortname` unset).
+        let words = self.offset("dentry", "d_shortname.words");
+        for (k, p) in direct::DENTRY_WORDS.iter().enumerate() {
+            let off = words.map(|o| o + 8 * k as u32).unwrap_or(0);
+            table.push((
+                *p,
+                fit(format!("dentry.d_shortname.words[{k}]"), Some(off))?,
+            ));
         }
         let slots = self.offset("files_struct", "fd_array");
         for k in 0..direct::FD_SLOTS as u32 {

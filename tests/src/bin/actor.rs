@@ -84,6 +84,17 @@ fn main() {
             let mut s = Vec::new();
             let _ = f.read_to_end(&mut s);
         }
+        // openat after the descriptor table has grown past the 64 slots embedded in
+        // files_struct (the kernel programs then take another path to the file).
+        "open-grown" => {
+            check(unsafe { libc::dup2(2, 200) } as i64, "dup2");
+            let p = cstr(a(1));
+            let fd = check(
+                unsafe { libc::open(p.as_ptr(), libc::O_RDONLY) } as i64,
+                "open",
+            );
+            read_fd(fd as i32);
+        }
         // The legacy open(2) syscall.
         "open-syscall" => {
             let p = cstr(a(1));

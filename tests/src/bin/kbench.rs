@@ -315,7 +315,9 @@ fn stats(rounds: usize, loads: &[Workload], watch: &str) {
                         continue;
                     }
                     let ns = (after[i].1 - before[i].1) as f64 / runs as f64;
-                    let idx = match rows.iter().position(|x| x.0 == w.0 && &x.1 == name) {
+                    // The tp_btf variant of a hook counts as the hook.
+                    let name = name.trim_end_matches("_btf").to_string();
+                    let idx = match rows.iter().position(|x| x.0 == w.0 && x.1 == name) {
                         Some(i) => i,
                         None => {
                             rows.push((
