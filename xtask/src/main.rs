@@ -71,6 +71,8 @@ const DEBIAN_PACKAGES: &[(&str, &str)] = &[
         "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
         "fonts-dejavu-core",
     ),
+    // `cargo xtask bench kernel stats`: per-program run time from `bpf_stats`.
+    ("bpftool", "bpftool"),
 ];
 /// The OCSF validator of the sink tests: pydantic models generated from the OCSF schema that
 /// the package ships (schema exports 1.0–1.7), from PyPI.
