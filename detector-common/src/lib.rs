@@ -464,6 +464,14 @@ pub mod direct {
     pub const SK_V6_DADDR: [i16; 2] = [BASE + 42, BASE + 43];
     /// `inet_sock.inet_sport` (network order)
     pub const INET_SPORT: i16 = BASE + 44;
+    /// `task_struct.comm`, first and second 8 bytes
+    pub const TASK_COMM: [i16; 2] = [BASE + 45, BASE + 46];
+    /// `task_struct.cred`
+    pub const TASK_CRED: i16 = BASE + 47;
+    /// `cred.uid.val`
+    pub const CRED_UID: i16 = BASE + 48;
+    /// `cred.gid.val`
+    pub const CRED_GID: i16 = BASE + 49;
 
     /// Immediate of the placeholder `call` that userspace turns into a kfunc call of
     /// `bpf_rdonly_cast(ptr, btf_id)` (which the verifier inlines as a move): it types a
@@ -525,6 +533,10 @@ pub mod direct {
         (SK_V6_RCV_SADDR[0], "sock", "__sk_common.skc_v6_rcv_saddr"),
         (SK_V6_DADDR[0], "sock", "__sk_common.skc_v6_daddr"),
         (INET_SPORT, "inet_sock", "inet_sport"),
+        (TASK_COMM[0], "task_struct", "comm"),
+        (TASK_CRED, "task_struct", "cred"),
+        (CRED_UID, "cred", "uid.val"),
+        (CRED_GID, "cred", "gid.val"),
     ];
 
     /// Second halves of 16-byte members: (placeholder, struct, member, bytes past the member's
@@ -537,6 +549,7 @@ pub mod direct {
             8,
         ),
         (SK_V6_DADDR[1], "sock", "__sk_common.skc_v6_daddr", 8),
+        (TASK_COMM[1], "task_struct", "comm", 8),
     ];
 }
 

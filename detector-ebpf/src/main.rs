@@ -287,18 +287,24 @@ pub(crate) fn lost() {
 /// Fills the parts of a header every program type can know.
 #[inline(always)]
 pub(crate) fn fill_basic(h: &mut Header, kind: u32) {
-    let pid_tgid = bpf_get_current_pid_tgid();
+    fill_common(h, kind);
     let uid_gid = bpf_get_current_uid_gid();
+    h.uid = uid_gid as u32;
+    h.gid = (uid_gid >> 32) as u32;
+    h.comm = bpf_get_current_comm().unwrap_or([0; 16]);
+}
+
+/// The header fields that only helpers give (no task pointer needed).
+#[inline(always)]
+fn fill_common(h: &mut Header, kind: u32) {
+    let pid_tgid = bpf_get_current_pid_tgid();
     h.kind = kind;
     h.cpu = unsafe { bpf_get_smp_processor_id() };
     h.ts_ns = unsafe { bpf_ktime_get_boot_ns() };
     h.seq = count(counter::SENT, 1);
     h.pid = pid_tgid as u32;
     h.tgid = (pid_tgid >> 32) as u32;
-    h.uid = uid_gid as u32;
-    h.gid = (uid_gid >> 32) as u32;
     h.cgroup_id = unsafe { bpf_get_current_cgroup_id() };
-    h.comm = bpf_get_current_comm().unwrap_or([0; 16]);
     h.ppid = 0;
     h.mntns = 0;
     h.netns = 0;
@@ -309,12 +315,25 @@ pub(crate) fn fill_basic(h: &mut Header, kind: u32) {
 /// Fills a full header for the current task (tracing programs only).
 #[inline(always)]
 pub(crate) fn fill_header(h: &mut Header, kind: u32) {
-    fill_basic(h, kind);
     if direct() {
-        // Eight direct loads cost less than one lookup in the per-process cache.
-        fill_task_direct(h, task_btf());
+        fill_common(h, kind);
+        // A dozen direct loads cost less than one lookup in the per-process cache, and
+        // replace the comm and uid/gid helpers too.
+        let task = task_btf();
+        use detector_common::direct as d;
+        let comm = [
+            dl!(u64, task, d::TASK_COMM[0]).to_ne_bytes(),
+            dl!(u64, task, d::TASK_COMM[1]).to_ne_bytes(),
+        ];
+        h.comm[..8].copy_from_slice(&comm[0]);
+        h.comm[8..].copy_from_slice(&comm[1]);
+        let cred = dl!(u64, task, d::TASK_CRED);
+        h.uid = dl!(u32, cred, d::CRED_UID);
+        h.gid = dl!(u32, cred, d::CRED_GID);
+        fill_task_direct(h, task);
         return;
     }
+    fill_basic(h, kind);
     let task = unsafe { bpf_get_current_task() };
     let nsproxy: u64 = kread(task, global!(KOFF.task_nsproxy)).unwrap_or(0);
     if let Some(c) = unsafe { PROCS.get(&h.tgid) } {

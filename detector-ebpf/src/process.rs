@@ -66,17 +66,30 @@ fn try_exec(ctx: &TracePointContext) -> Option<()> {
         // to smaller reads at a page edge.
         let dst = ev.args.as_mut_ptr() as *mut core::ffi::c_void;
         let src = start as *const core::ffi::c_void;
-        let got = if unsafe { bpf_probe_read_user(dst, ARGS_LEN as u32, src) } == 0 {
-            ARGS_LEN as u64
+        // Only the bytes argv has (most command lines are far shorter than the buffer); the
+        // mask keeps the length provably within it for the verifier.
+        let want = if total < ARGS_LEN as u64 {
+            total as u32
+        } else {
+            ARGS_LEN as u32
+        };
+        let want = want & (2 * ARGS_LEN as u32 - 1);
+        let want = if want > ARGS_LEN as u32 {
+            ARGS_LEN as u32
+        } else {
+            want
+        };
+        let got = if unsafe { bpf_probe_read_user(dst, want, src) } == 0 {
+            want
         } else if unsafe { bpf_probe_read_user(dst, 128, src) } == 0 {
             128
         } else {
             0
         };
-        ev.args_len = if total < got {
+        ev.args_len = if (total as u32) < got {
             total as u32
         } else {
-            got as u32
+            got
         };
     }
     let flags = wake_flags();
