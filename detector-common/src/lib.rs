@@ -472,6 +472,14 @@ pub mod direct {
     pub const CRED_UID: i16 = BASE + 48;
     /// `cred.gid.val`
     pub const CRED_GID: i16 = BASE + 49;
+    /// `task_struct.cgroups`
+    pub const TASK_CGROUPS: i16 = BASE + 50;
+    /// `css_set.dfl_cgrp`
+    pub const CSS_SET_DFL_CGRP: i16 = BASE + 51;
+    /// `cgroup.kn`
+    pub const CGROUP_KN: i16 = BASE + 52;
+    /// `kernfs_node.id` (the cgroup v2 id)
+    pub const KERNFS_NODE_ID: i16 = BASE + 53;
 
     /// Immediate of the placeholder `call` that userspace turns into a kfunc call of
     /// `bpf_rdonly_cast(ptr, btf_id)` (which the verifier inlines as a move): it types a
@@ -537,6 +545,10 @@ pub mod direct {
         (TASK_CRED, "task_struct", "cred"),
         (CRED_UID, "cred", "uid.val"),
         (CRED_GID, "cred", "gid.val"),
+        (TASK_CGROUPS, "task_struct", "cgroups"),
+        (CSS_SET_DFL_CGRP, "css_set", "dfl_cgrp"),
+        (CGROUP_KN, "cgroup", "kn"),
+        (KERNFS_NODE_ID, "kernfs_node", "id"),
     ];
 
     /// Second halves of 16-byte members: (placeholder, struct, member, bytes past the member's

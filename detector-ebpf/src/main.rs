@@ -288,6 +288,10 @@ pub(crate) fn lost() {
 #[inline(always)]
 pub(crate) fn fill_basic(h: &mut Header, kind: u32) {
     fill_common(h, kind);
+    let pid_tgid = bpf_get_current_pid_tgid();
+    h.pid = pid_tgid as u32;
+    h.tgid = (pid_tgid >> 32) as u32;
+    h.cgroup_id = unsafe { bpf_get_current_cgroup_id() };
     let uid_gid = bpf_get_current_uid_gid();
     h.uid = uid_gid as u32;
     h.gid = (uid_gid >> 32) as u32;
@@ -296,15 +300,11 @@ pub(crate) fn fill_basic(h: &mut Header, kind: u32) {
 
 /// The header fields that only helpers give (no task pointer needed).
 #[inline(always)]
-fn fill_common(h: &mut Header, kind: u32) {
-    let pid_tgid = bpf_get_current_pid_tgid();
+pub(crate) fn fill_common(h: &mut Header, kind: u32) {
     h.kind = kind;
     h.cpu = unsafe { bpf_get_smp_processor_id() };
     h.ts_ns = unsafe { bpf_ktime_get_boot_ns() };
     h.seq = count(counter::SENT, 1);
-    h.pid = pid_tgid as u32;
-    h.tgid = (pid_tgid >> 32) as u32;
-    h.cgroup_id = unsafe { bpf_get_current_cgroup_id() };
     h.ppid = 0;
     h.mntns = 0;
     h.netns = 0;
@@ -327,6 +327,13 @@ pub(crate) fn fill_header(h: &mut Header, kind: u32) {
         ];
         h.comm[..8].copy_from_slice(&comm[0]);
         h.comm[8..].copy_from_slice(&comm[1]);
+        h.pid = dl!(u32, task, d::TASK_PID);
+        h.tgid = dl!(u32, task, d::TASK_TGID);
+        // task_dfl_cgroup(task)->kn->id, as bpf_get_current_cgroup_id.
+        let cset = dl!(u64, task, d::TASK_CGROUPS);
+        let cgrp = dl!(u64, cset, d::CSS_SET_DFL_CGRP);
+        let kn = dl!(u64, cgrp, d::CGROUP_KN);
+        h.cgroup_id = dl!(u64, kn, d::KERNFS_NODE_ID);
         let cred = dl!(u64, task, d::TASK_CRED);
         h.uid = dl!(u32, cred, d::CRED_UID);
         h.gid = dl!(u32, cred, d::CRED_GID);

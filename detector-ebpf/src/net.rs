@@ -21,8 +21,8 @@ use aya_ebpf::{
 use detector_common::{direct as d, kind, outcome, tp_fixed, Header, ListenKey, NetEvent};
 
 use crate::{
-    cast, direct, dl, fill_basic, fill_header, global, is_agent, kread, lost, tpf, wake_flags,
-    EVENTS, KOFF, TPOFF,
+    cast, direct, dl, fill_basic, fill_common, fill_header, global, is_agent, kread, lost, tpf,
+    wake_flags, EVENTS, KOFF, TPOFF,
 };
 
 const AF_INET: u16 = 2;
@@ -305,8 +305,9 @@ fn emit_with(mut hdr: Header, k: u32, c: &StateChange, out: u32, errno: u32) -> 
         return None;
     };
     let ev = unsafe { &mut *entry.as_mut_ptr() };
+    // Only the record's time, CPU and sequence are of now (the current task is unrelated).
     let mut now = Header::default();
-    fill_basic(&mut now, k);
+    fill_common(&mut now, k);
     hdr.kind = k;
     hdr.cpu = now.cpu;
     hdr.ts_ns = now.ts_ns;
