@@ -22,11 +22,7 @@ pub fn run(which: &str, root: &Path, args: &[String]) -> Result<()> {
         "--bin",
         "detbench",
     ]))?;
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(std::path::PathBuf::from)
-        .map(|t| if t.is_absolute() { t } else { root.join(t) })
-        .unwrap_or_else(|| root.join("target"))
-        .join("release");
+    let target = crate::target_dir(root).join("release");
     status(
         as_root(&target.join("detbench"))
             .arg(which)

@@ -340,13 +340,6 @@ struct Ctx {
     clk_tck: f64,
 }
 
-fn target_dir(root: &Path) -> PathBuf {
-    match std::env::var_os("CARGO_TARGET_DIR") {
-        Some(d) => root.join(d),
-        None => root.join("target"),
-    }
-}
-
 fn install_packages() -> Result<()> {
     let mut missing: Vec<&str> = PACKAGES
         .iter()
@@ -436,7 +429,7 @@ pub fn run(args: &[String]) -> Result<()> {
         "--bin",
         "workload",
     ]))?;
-    let target = target_dir(&root);
+    let target = crate::target_dir(&root);
     let out_dir = a
         .out
         .clone()

@@ -332,6 +332,15 @@ fn lint() -> Result<()> {
     )
 }
 
+/// Cargo's target directory: `CARGO_TARGET_DIR` (relative to the workspace) or `target/`.
+fn target_dir(root: &Path) -> PathBuf {
+    match std::env::var_os("CARGO_TARGET_DIR") {
+        // `join` keeps an absolute path as it is.
+        Some(d) => root.join(d),
+        None => root.join("target"),
+    }
+}
+
 fn bench(which: &str, args: &[String]) -> Result<()> {
     setup()?;
     let root = workspace_root();
@@ -345,7 +354,7 @@ fn bench(which: &str, args: &[String]) -> Result<()> {
                 "--bin",
                 "kbench",
             ]))?;
-            status(as_root(&root.join("target/release/kbench")).args(args))
+            status(as_root(&target_dir(&root).join("release/kbench")).args(args))
         }
         "engine" => status(
             Command::new("cargo")
