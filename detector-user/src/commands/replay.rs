@@ -197,7 +197,11 @@ mod tests {
         assert_eq!(a.host, "web-1");
         assert_eq!(a.destination_count, 3);
         assert_eq!(a.destinations, vec!["10.0.0.10", "10.0.0.11", "10.0.0.12"]);
-        assert!(a.loss_overlap, "a loss record fell inside the window");
+        // The recording's loss record (stamped 100.25 s) arrives after the connect at 100.4 s;
+        // the alert went out at the 100.3 s connect that completed it, before the loss was
+        // known. (Live, loss records are stamped when the counters are read, after the events
+        // drained before them, so they do not arrive "in the past" like this one.)
+        assert!(!a.loss_overlap, "the loss record arrived after the alert");
         let cred = a.credential.as_ref().unwrap();
         assert_eq!(cred.watched, "/root/.ssh/id_ed25519");
         assert_eq!(

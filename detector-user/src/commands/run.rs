@@ -6,13 +6,13 @@
 //! as start-up ([`DetectArgs::build_detection`]); on any error the running set stays and the
 //! error (file:line:col) is logged. Either way an in-band `detector-reload` alert records it.
 //! A reload starts fresh correlation windows and suppression state: the old engine first
-//! evaluates what its reorder buffer holds (so events already received are judged by the rules
-//! in force when they arrived), then partial windows are dropped. Carrying them over is not
-//! sound when a rule's window, threshold or grouping changed. Sinks whose config changed are
-//! rebuilt (the others keep running untouched; a replaced sink hands what it holds to its
-//! successor, see [`SinkSet::reconfigure`]) and watch-list changes reach the kernel map at
-//! once. State dir and metrics address are fixed at start; a reload that changes them says
-//! they need a restart.
+//! decides the windows still waiting on it (`lt`/`lte` conditions; so events already received
+//! are judged by the rules in force when they arrived), then partial windows are dropped.
+//! Carrying them over is not sound when a rule's window, threshold or grouping changed. Sinks
+//! whose config changed are rebuilt (the others keep running untouched; a replaced sink hands
+//! what it holds to its successor, see [`SinkSet::reconfigure`]) and watch-list changes reach
+//! the kernel map at once. State dir and metrics address are fixed at start; a reload that
+//! changes them says they need a restart.
 
 use std::{
     io::Write as _,

@@ -1,18 +1,32 @@
 //! Correlation engine: pure, driven by event timestamps (engine issue).
 //!
 //! No I/O, no wall clock, no kernel: time is the events' `ts`, so `detector replay` of a
-//! recording and live `detector run` produce the same alerts. Loading rule files from disk
-//! ([`load`]) happens once at construction and is kept apart from evaluation.
+//! recording and live `detector run` produce the same alerts given the same arrival order.
+//! Loading rule files from disk ([`load`]) happens once at construction and is kept apart from
+//! evaluation.
 //!
-//! Out-of-order arrival: events that match a rule wait in a reorder buffer and are released in
-//! timestamp order once the newest timestamp seen is `reorder_tolerance` ahead of them
-//! (default 500 ms; the alert latency this adds is that tolerance). An event arriving later
-//! than that is still evaluated but counted in `Stats::late` and placed at the release point
-//! (its window position is then approximate).
+//! Events are evaluated in arrival order, at once: an alert goes out from the very
+//! [`Engine::process`] call of the event that completes its evidence, with no added latency.
+//! Conditions that can only become true as events are added (`gt`/`gte` counts, `temporal`,
+//! `temporal_ordered`, `max_gap` "machine speed", identity budgets) fire on that event.
+//! Conditions that a later event could make false again (`lt`, `lte`, `eq`, `neq`) are decided
+//! for the window ending at each event once event time has passed that event by the tolerance,
+//! so no event that may still arrive can change the answer.
+//!
+//! Out-of-order arrival: `reorder_tolerance` (default 500 ms) is how late an event may arrive
+//! and still be placed exactly. Windows keep their entries ordered by timestamp and retain
+//! those a late event could still share a window with; a late event is inserted at its
+//! timestamp, and every window it completes is evaluated (an alert then reports that window).
+//! A `temporal_ordered` later step that finds no group is kept for the tolerance, so an
+//! earlier step that arrives after it still opens the group and the chain completes. An event
+//! later than the tolerance is still evaluated, but placed at the tolerance edge and counted in
+//! `Stats::late`. A loss record is taken into account by alerts emitted after it arrives.
 //!
 //! Windows are sliding and inclusive: an event exactly `timespan` after another is in the same
 //! window. State is bounded: per correlation at most `max_groups` group keys (LRU eviction,
-//! counted) and per group at most `max_entries` window entries (oldest dropped, counted).
+//! counted) and per group at most `max_entries` window entries (oldest dropped, counted);
+//! waiting `temporal_ordered` steps are bounded by `max_groups` too (dropped ones counted as
+//! dropped entries).
 
 pub mod alert;
 pub mod cond;
@@ -24,8 +38,7 @@ pub mod store;
 pub mod testing;
 pub mod yaml;
 
-use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::hash::{Hash, Hasher};
 use std::num::NonZeroUsize;
 use std::sync::Arc;
@@ -41,7 +54,6 @@ use rules::{Body, CorrType, Correlation, RuleSet};
 use store::{FastBuild, FastMap, Linked, Names, Ring, SStr, Small, Table};
 
 use crate::event::{Event, FileInfo, Kind};
-
 /// How alert ids are made.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum IdMode {
@@ -59,7 +71,9 @@ pub struct EngineOptions {
     pub host: String,
     /// Alert id scheme.
     pub ids: IdMode,
-    /// Out-of-order tolerance (ns).
+    /// How late (ns) an event may arrive and still be placed exactly in its windows. It adds
+    /// no latency to alerts; it sets how long window entries and waiting `temporal_ordered`
+    /// steps are kept past their window, and when `lt`/`lte`/`eq`/`neq` windows are decided.
     pub reorder_tolerance: u64,
     /// Group keys kept per correlation.
     pub max_groups: usize,
@@ -103,7 +117,7 @@ pub struct Stats {
     pub alerts: u64,
     /// Alerts suppressed.
     pub suppressed: u64,
-    /// Events that arrived later than the reorder tolerance.
+    /// Events that arrived later than the reorder tolerance (placed at its edge).
     pub late: u64,
     /// Group keys evicted because a correlation reached `max_groups`.
     pub evicted_groups: u64,
@@ -114,9 +128,15 @@ pub struct Stats {
 #[derive(Clone, Copy, Debug)]
 struct Entry {
     ts: u64,
-    step: u8,
+    /// Ring sequence number of the event.
+    seq: u64,
     val: u64,
     dst: u64,
+    step: u8,
+    /// Inserted by the event being handled out of time order (late, or a waiting
+    /// `temporal_ordered` step joining): windows that already held the other entries were
+    /// decided without it.
+    fresh: bool,
 }
 
 /// Credentials of a group's evidence events: (ring sequence number, credential).
@@ -129,12 +149,16 @@ struct Group {
     key: u64,
     prev: u32,
     next: u32,
+    /// Index in `entries` of the first entry of the window ending at the newest entry (the
+    /// "head window"); earlier entries are kept only for events arriving late.
+    win: u32,
+    /// Window entries in timestamp order (ties in arrival order).
     entries: Small<Entry>,
-    /// value_count: count of entries per distinct value in the window.
+    /// value_count: count of entries per distinct value in the head window.
     distinct: Option<Box<FastMap<u64, u32>>>,
     /// Display strings of values/destinations, bounded.
     names: Names,
-    /// (ring sequence number, ts) of the evidence events.
+    /// (ring sequence number, ts) of the evidence events, in timestamp order.
     evidence: Small<(u64, u64)>,
     /// The credential of each evidence event that has one, by ring sequence number: the ring
     /// may evict the window's first event (typically the credential read) before the alert,
@@ -152,6 +176,7 @@ impl Group {
             key: 0,
             prev: u32::MAX,
             next: u32::MAX,
+            win: 0,
             entries: Small::Empty,
             distinct: None,
             names: Names::None,
@@ -165,6 +190,82 @@ impl Group {
     fn last_ts(&self) -> u64 {
         self.entries.back().map_or(0, |e| e.ts)
     }
+
+    /// One entry of `val` left the head window.
+    fn forget(&mut self, val: u64) {
+        if let Some(d) = self.distinct.as_mut() {
+            if let Some(n) = d.get_mut(&val) {
+                *n -= 1;
+                if *n == 0 {
+                    d.remove(&val);
+                    self.names.remove(val);
+                }
+            }
+        }
+    }
+
+    /// Inserts an entry at its timestamp position (after equal ones) and keeps the head window
+    /// and its distinct values up to date. True when it went at the back (in time order).
+    fn insert(&mut self, e: Entry, timespan: u64, distinct: bool) -> bool {
+        let at_back = self.entries.back().is_none_or(|b| b.ts <= e.ts);
+        if at_back {
+            self.entries.push_back(e);
+            if distinct {
+                *self
+                    .distinct
+                    .get_or_insert_with(Default::default)
+                    .entry(e.val)
+                    .or_insert(0) += 1;
+            }
+            let start = e.ts.saturating_sub(timespan);
+            while let Some(x) = self.entries.get(self.win as usize) {
+                if x.ts >= start {
+                    break;
+                }
+                let v = x.val;
+                self.win += 1;
+                if distinct {
+                    self.forget(v);
+                }
+            }
+        } else {
+            let head_start = self.last_ts().saturating_sub(timespan);
+            let pos = self.entries.partition_point(|x| x.ts <= e.ts);
+            self.entries.insert(pos, e);
+            if e.ts < head_start {
+                self.win += 1;
+            } else if distinct {
+                *self
+                    .distinct
+                    .get_or_insert_with(Default::default)
+                    .entry(e.val)
+                    .or_insert(0) += 1;
+            }
+        }
+        at_back
+    }
+
+    /// Drops entries no window can need any more (older than `horizon`) and those beyond
+    /// `max_entries`; returns how many of the latter were still needed.
+    fn prune(&mut self, horizon: u64, max_entries: usize) -> u64 {
+        let mut dropped = 0;
+        while self.entries.front().is_some_and(|e| e.ts < horizon)
+            || self.entries.len() > max_entries
+        {
+            let Some(e) = self.entries.pop_front() else {
+                break;
+            };
+            if e.ts >= horizon {
+                dropped += 1;
+            }
+            if self.win > 0 {
+                self.win -= 1;
+            } else {
+                self.forget(e.val);
+            }
+        }
+        dropped
+    }
 }
 
 impl Linked for Group {
@@ -176,15 +277,55 @@ impl Linked for Group {
     }
 }
 
-/// A buffered event waiting for the reorder tolerance: ordered by (ts, arrival).
-type Pending = Reverse<(u64, u64, u32)>;
+/// A later step of a `temporal_ordered` correlation that found no group: an earlier step may
+/// still arrive late (within the tolerance) and open a group it belongs to.
+struct Orphan {
+    ts: u64,
+    seq: u64,
+    val: u64,
+    dst: u64,
+    step: u8,
+    /// Its candidate keys are `keys[at - first_key ..][..n]` of [`Orphans`].
+    at: u64,
+    n: u8,
+    /// Bit per candidate key already joined.
+    joined: u16,
+    cred: Option<Arc<AlertCredential>>,
+}
 
-/// Where a buffered event and the rules it matched wait (reused, so that buffering allocates
-/// nothing once warm).
+/// Waiting later steps of one `temporal_ordered` correlation, in arrival order, and their
+/// candidate keys (kept flat so waiting allocates nothing once warm).
 #[derive(Default)]
-struct Slot {
-    ev: Option<Event>,
-    matched: Vec<u32>,
+struct Orphans {
+    list: VecDeque<Orphan>,
+    keys: VecDeque<u64>,
+    first_key: u64,
+    /// Newest timestamp among `list` (a step that is not older opens nothing to join).
+    max_ts: u64,
+}
+
+impl Orphans {
+    fn pop_front(&mut self) {
+        if let Some(o) = self.list.pop_front() {
+            for _ in 0..o.n {
+                self.keys.pop_front();
+            }
+            self.first_key += u64::from(o.n);
+        }
+    }
+}
+
+/// Candidate keys an orphan keeps (a process tree has at most the process, its parent and
+/// `MAX_ANCESTORS` ancestors: ten).
+const ORPHAN_KEYS: usize = 16;
+
+/// A window of a non-monotone correlation waiting to be decided once event time has passed
+/// its end by the tolerance.
+struct Deferred {
+    ts: u64,
+    c: usize,
+    key: u64,
+    ev: Box<Event>,
 }
 
 struct Supp {
@@ -197,13 +338,11 @@ pub struct Engine {
     rules: Arc<RuleSet>,
     policy: Policy,
     opts: EngineOptions,
-    pending: BinaryHeap<Pending>,
-    slots: Vec<Slot>,
-    free_slots: Vec<u32>,
-    seq: u64,
+    /// Newest event timestamp seen (or time given to `flush`).
     max_ts: u64,
-    released: u64,
     groups: Vec<Option<Table<Group>>>,
+    orphans: Vec<Orphans>,
+    deferred: VecDeque<Deferred>,
     supp: LruCache<(usize, u64), Supp, FastBuild>,
     ring: Ring,
     losses: VecDeque<u64>,
@@ -212,13 +351,15 @@ pub struct Engine {
     since_expiry: u32,
     /// Scratch for candidate rules of the event being matched.
     cand: Vec<u32>,
-    /// Events done with (evicted from the ring, or never stored), kept for their buffers.
+    /// Scratch set for counting distinct values of a window from scratch.
+    scratch: HashSet<u64, FastBuild>,
+    /// Events the evidence ring let go, kept for their buffers.
     spare: Vec<Event>,
     stats: Stats,
 }
 
-/// Spare events kept for reuse: one is taken per buffered copy and one comes back per event
-/// handled, so a few suffice.
+/// Spare events kept for reuse: one is taken per stored copy and one comes back per event
+/// the ring evicts, so a few suffice.
 const MAX_SPARE: usize = 64;
 
 fn hash_of<T: Hash + ?Sized>(v: &T) -> u64 {
@@ -246,6 +387,15 @@ struct Details {
     credential: Option<AlertCredential>,
 }
 
+/// True when adding events can only turn the condition from false to true: it may then fire
+/// on the event that completes it.
+fn monotone(c: &Correlation) -> bool {
+    c.budget
+        || c.condition
+            .iter()
+            .all(|(op, _)| matches!(op, CmpOp::Gt | CmpOp::Gte))
+}
+
 impl Engine {
     /// An engine over a loaded rule set and policy (identities, baseline).
     pub fn new(rules: RuleSet, policy: Policy, opts: EngineOptions) -> Engine {
@@ -261,17 +411,15 @@ impl Engine {
                 Body::Event { .. } => None,
             })
             .collect();
+        let orphans = rules.rules.iter().map(|_| Orphans::default()).collect();
         let keep_losses = rules.max_timespan().saturating_add(opts.reorder_tolerance);
         Engine {
             rules,
             policy,
-            pending: BinaryHeap::new(),
-            slots: Vec::new(),
-            free_slots: Vec::new(),
-            seq: 0,
             max_ts: 0,
-            released: 0,
             groups,
+            orphans,
+            deferred: VecDeque::new(),
             supp: LruCache::with_hasher(nz(opts.max_groups), FastBuild::default()),
             ring: Ring::new(opts.evidence_events),
             losses: VecDeque::new(),
@@ -279,13 +427,14 @@ impl Engine {
             alert_seq: 0,
             since_expiry: 0,
             cand: Vec::new(),
+            scratch: HashSet::default(),
             spare: Vec::new(),
             stats: Stats::default(),
             opts,
         }
     }
 
-    /// Forgets all window, suppression and buffer state and replaces the policy (rule tests
+    /// Forgets all window, suppression and waiting state and replaces the policy (rule tests
     /// run every case on a clean engine).
     pub fn reset(&mut self, policy: Policy) {
         let rules = Arc::clone(&self.rules);
@@ -318,29 +467,50 @@ impl Engine {
         self.groups.iter().flatten().map(Table::len).sum()
     }
 
-    /// Feeds one event; alerts whose window it completes (or releases from the reorder buffer)
-    /// are appended to `out`. The event is copied only when it matches a rule.
+    /// Feeds one event; alerts it completes (and non-monotone windows it lets time decide)
+    /// are appended to `out` by this call. The event is copied only when it feeds a
+    /// correlation (into the evidence ring, reusing an evicted event's buffers).
     pub fn process(&mut self, ev: &Event, out: &mut Vec<Alert>) {
-        let keep = self.match_rules(ev);
-        let copy = keep.then(|| match self.spare.pop() {
-            Some(mut e) => {
-                store::clone_into_event(&mut e, ev);
-                e
-            }
-            None => ev.clone(),
-        });
-        self.admit(ev.ts, copy, out);
+        if self.step(ev, out) {
+            let copy = match self.spare.pop() {
+                Some(mut e) => {
+                    store::clone_into_event(&mut e, ev);
+                    e
+                }
+                None => ev.clone(),
+            };
+            self.store(copy);
+        }
     }
 
     /// Like [`Engine::process`] for a caller that owns the event (replay): no copy at all.
     pub fn process_owned(&mut self, ev: Event, out: &mut Vec<Alert>) {
-        let keep = self.match_rules(&ev);
-        let ts = ev.ts;
-        self.admit(ts, keep.then_some(ev), out);
+        if self.step(&ev, out) {
+            self.store(ev);
+        }
+    }
+
+    /// Evaluates one event; true when it fed a correlation (the caller then stores it in the
+    /// evidence ring under the sequence number the groups were given).
+    fn step(&mut self, ev: &Event, out: &mut Vec<Alert>) -> bool {
+        let keep = self.match_rules(ev);
+        let t = self.advance(ev.ts, out);
+        if ev.kind == Kind::Loss {
+            self.losses.push_back(t);
+        }
+        keep && self.handle(t, ev, out)
+    }
+
+    fn store(&mut self, ev: Event) {
+        if let Some(old) = self.ring.push_evict(ev) {
+            if self.spare.len() < MAX_SPARE {
+                self.spare.push(old);
+            }
+        }
     }
 
     /// Matches event rules (candidates from the literal index) into `self.cand`; true when
-    /// the event must be buffered (it matched, or it is a loss record).
+    /// any matched.
     fn match_rules(&mut self, ev: &Event) -> bool {
         self.stats.events += 1;
         let rules = &self.rules;
@@ -353,63 +523,59 @@ impl Engine {
         if !self.cand.is_empty() {
             self.stats.matched += 1;
         }
-        !self.cand.is_empty() || ev.kind == Kind::Loss
+        !self.cand.is_empty()
     }
 
-    fn admit(&mut self, ts: u64, keep: Option<Event>, out: &mut Vec<Alert>) {
-        if let Some(ev) = keep {
-            self.seq += 1;
-            let s = match self.free_slots.pop() {
-                Some(s) => s,
-                None => {
-                    self.slots.push(Slot::default());
-                    (self.slots.len() - 1) as u32
-                }
-            };
-            let slot = &mut self.slots[s as usize];
-            slot.ev = Some(ev);
-            slot.matched.clear();
-            slot.matched.extend_from_slice(&self.cand);
-            self.pending.push(Reverse((ts, self.seq, s)));
+    /// The oldest timestamp an event may have and still be placed exactly.
+    fn watermark(&self) -> u64 {
+        self.max_ts.saturating_sub(self.opts.reorder_tolerance)
+    }
+
+    /// Advances event time for an event stamped `ts`; returns the time it is placed at (its
+    /// own, or the tolerance edge when later than that).
+    fn advance(&mut self, ts: u64, out: &mut Vec<Alert>) -> u64 {
+        let wm = self.watermark();
+        let t = if ts < wm {
+            self.stats.late += 1;
+            wm
+        } else {
+            ts
+        };
+        if ts > self.max_ts {
+            self.max_ts = ts;
+            self.decide_deferred(self.watermark(), out);
         }
-        self.max_ts = self.max_ts.max(ts);
-        self.release(self.max_ts.saturating_sub(self.opts.reorder_tolerance), out);
+        while self
+            .losses
+            .front()
+            .is_some_and(|&l| l.saturating_add(self.keep_losses) < t)
+        {
+            self.losses.pop_front();
+        }
+        self.since_expiry += 1;
+        if self.since_expiry >= 65_536 {
+            self.since_expiry = 0;
+            self.expire();
+        }
+        t
     }
 
-    /// Advances time to `now` (e.g. the capture clock during a quiet period): releases buffered
-    /// events up to `now - reorder_tolerance` and expires idle groups.
+    /// Advances time to `now` (e.g. the capture clock during a quiet period): decides waiting
+    /// non-monotone windows and expires idle groups.
     pub fn flush(&mut self, now: u64, out: &mut Vec<Alert>) {
         self.max_ts = self.max_ts.max(now);
-        self.release(self.max_ts.saturating_sub(self.opts.reorder_tolerance), out);
+        self.decide_deferred(self.watermark(), out);
         self.expire();
     }
 
-    /// End of input: releases everything buffered.
+    /// End of input: decides every waiting window.
     pub fn finish(&mut self, out: &mut Vec<Alert>) {
-        self.release(u64::MAX, out);
-        // The buffer's slots are sized for its peak; once drained they need not stay.
-        self.slots = Vec::new();
-        self.free_slots = Vec::new();
+        self.decide_deferred(u64::MAX, out);
         self.spare = Vec::new();
     }
 
-    fn release(&mut self, upto: u64, out: &mut Vec<Alert>) {
-        while self.pending.peek().is_some_and(|p| p.0 .0 <= upto) {
-            let Some(Reverse((ts, _, s))) = self.pending.pop() else {
-                break;
-            };
-            let slot = &mut self.slots[s as usize];
-            let (Some(ev), matched) = (slot.ev.take(), std::mem::take(&mut slot.matched)) else {
-                continue;
-            };
-            let matched = self.handle(ts, ev, matched, out);
-            self.slots[s as usize].matched = matched;
-            self.free_slots.push(s);
-        }
-    }
-
     fn expire(&mut self) {
-        let now = self.released;
+        let now = self.watermark();
         for (i, g) in self.groups.iter_mut().enumerate() {
             let (Some(g), Body::Correlation(c)) = (g, &self.rules.rules[i].body) else {
                 continue;
@@ -421,62 +587,126 @@ impl Engine {
                 g.pop_lru(Group::empty());
             }
         }
+        for o in &mut self.orphans {
+            while o.list.front().is_some_and(|x| x.ts < now) {
+                o.pop_front();
+            }
+        }
     }
 
-    /// Evaluates a released event; hands back its matched list (for reuse).
-    fn handle(&mut self, ts: u64, ev: Event, matched: Vec<u32>, out: &mut Vec<Alert>) -> Vec<u32> {
-        let t = if ts < self.released {
-            self.stats.late += 1;
-            self.released
-        } else {
-            ts
-        };
-        self.released = t;
-        self.since_expiry += 1;
-        if self.since_expiry >= 65_536 {
-            self.since_expiry = 0;
-            self.expire();
-        }
-        while self
-            .losses
-            .front()
-            .is_some_and(|&l| l.saturating_add(self.keep_losses) < t)
-        {
-            self.losses.pop_front();
-        }
-        if ev.kind == Kind::Loss {
-            self.losses.push_back(t);
-        }
+    /// Evaluates an event that matched event rules; true when it fed a correlation.
+    fn handle(&mut self, t: u64, ev: &Event, out: &mut Vec<Alert>) -> bool {
         let rules = Arc::clone(&self.rules);
         // Groups refer to this event by the sequence number it gets in the ring once handled.
         let seq = self.ring.next_seq();
-        // One shared copy of the event's credential for every group it enters.
-        let cred = ev.file.as_ref().map(|f| Arc::new(credential_of(f)));
+        let matched = std::mem::take(&mut self.cand);
+        let mut cred = None;
         let mut correlated = false;
         for &m in &matched {
             let m = m as usize;
             let r = &rules.rules[m];
             if r.alert {
-                self.event_alert(m, &ev, t, out);
+                self.event_alert(m, ev, t, out);
             }
             for &(c, step) in &rules.consumers[m] {
-                correlated = true;
-                self.correlate(c, step, &ev, seq, cred.as_ref(), t, out);
+                if !correlated {
+                    correlated = true;
+                    // One shared copy of the event's credential for every group it enters.
+                    cred = ev.file.as_ref().map(|f| Arc::new(credential_of(f)));
+                }
+                self.correlate(c, step, ev, seq, cred.as_ref(), t, out);
             }
         }
-        let gone = if correlated {
-            self.ring.push_evict(ev)
-        } else {
-            Some(ev)
+        self.cand = matched;
+        correlated
+    }
+
+    /// Decides the waiting non-monotone windows that end at or before `upto`.
+    fn decide_deferred(&mut self, upto: u64, out: &mut Vec<Alert>) {
+        while self.deferred.front().is_some_and(|d| d.ts <= upto) {
+            let Some(d) = self.deferred.pop_front() else {
+                break;
+            };
+            let rules = Arc::clone(&self.rules);
+            let Body::Correlation(c) = &rules.rules[d.c].body else {
+                continue;
+            };
+            let details = self.wants_details(d.c, d.key, d.ts);
+            let Some(g) = self.groups[d.c].as_ref().and_then(|gs| gs.peek(d.key)) else {
+                continue;
+            };
+            let lo = g
+                .entries
+                .partition_point(|e| e.ts < d.ts.saturating_sub(c.timespan));
+            let hi = g.entries.partition_point(|e| e.ts <= d.ts);
+            if hi == 0 || lo >= hi {
+                continue;
+            }
+            let Some(from) = satisfied(
+                c,
+                g,
+                lo,
+                hi - 1,
+                false,
+                &self.policy,
+                &d.ev,
+                &mut self.scratch,
+            ) else {
+                continue;
+            };
+            let fire = fire_of(c, g, lo, hi - 1, from, self.opts.max_destinations, details);
+            self.fire(d.c, d.key, d.ts, fire, u64::MAX, &d.ev, &d.ev, out);
+        }
+    }
+
+    /// Whether an alert of rule `r` for `key` at `t` would go out (suppression would not
+    /// swallow it), i.e. whether its details are worth computing.
+    fn wants_details(&self, r: usize, key: u64, t: u64) -> bool {
+        wants_details(&self.supp, self.rules.rules[r].suppress, r, key, t)
+    }
+
+    /// Suppression, evidence copies and emission of a correlation firing. `seq`/`cur` are the
+    /// event being handled (not yet in the ring); `trigger` the event that completed the window.
+    #[allow(clippy::too_many_arguments)]
+    fn fire(
+        &mut self,
+        c_idx: usize,
+        key: u64,
+        t: u64,
+        fire: Fire,
+        seq: u64,
+        cur: &Event,
+        trigger: &Event,
+        out: &mut Vec<Alert>,
+    ) {
+        let Some(suppressed) = self.suppression(c_idx, key, t) else {
+            return;
         };
-        // An event that left the ring (or never entered it) lends its buffers to the next
-        // copy into the reorder buffer.
-        if let Some(old) = gone {
-            if self.spare.len() < MAX_SPARE {
-                self.spare.push(old);
-            }
-        }
-        matched
+        // Only now, for an alert that goes out, are evidence events copied.
+        let evidence: Vec<Event> = fire
+            .evidence
+            .iter()
+            .filter_map(|&s| {
+                if s == seq {
+                    Some(cur)
+                } else {
+                    self.ring.get(s)
+                }
+            })
+            .map(|e| self.redact(e))
+            .collect();
+        let evidence_dropped = (fire.evidence.len() - evidence.len()) as u64;
+        let d = Details {
+            group: fire.group,
+            first: fire.first,
+            count: fire.count,
+            destinations: fire.destinations,
+            destination_count: fire.destination_count,
+            evidence,
+            evidence_dropped,
+            credential: fire.credential.map(|c| (*c).clone()),
+        };
+        self.emit(c_idx, key, t, suppressed, d, trigger, out);
     }
 
     fn group_values(&self, fields: &[Field], ev: &Event) -> Option<Vec<(Field, String)>> {
@@ -515,7 +745,7 @@ impl Engine {
     fn suppression(&mut self, r: usize, key: u64, last: u64) -> Option<u64> {
         let rule = &self.rules.rules[r];
         match self.supp.get_mut(&(r, key)) {
-            Some(s) if last < s.last.saturating_add(rule.suppress) => {
+            Some(s) if held_back(s.last, rule.suppress, last) => {
                 s.suppressed += 1;
                 self.stats.suppressed += 1;
                 None
@@ -523,7 +753,7 @@ impl Engine {
             Some(s) => {
                 let n = s.suppressed;
                 *s = Supp {
-                    last,
+                    last: last.max(s.last),
                     suppressed: 0,
                 };
                 Some(n)
@@ -660,6 +890,43 @@ impl Engine {
         Some((vals, keys, creates))
     }
 
+    /// Keeps a later `temporal_ordered` step that found no group, for an earlier step that
+    /// may still arrive within the tolerance.
+    #[allow(clippy::too_many_arguments)]
+    fn wait(
+        &mut self,
+        c_idx: usize,
+        t: u64,
+        seq: u64,
+        step: usize,
+        val: u64,
+        dst: u64,
+        keys: &[GroupKey],
+        cred: Option<&Arc<AlertCredential>>,
+    ) {
+        let cap = self.opts.max_groups;
+        let o = &mut self.orphans[c_idx];
+        if o.list.len() >= cap {
+            o.pop_front();
+            self.stats.dropped_entries += 1;
+        }
+        let n = keys.len().min(ORPHAN_KEYS);
+        let at = o.first_key + o.keys.len() as u64;
+        o.keys.extend(keys.iter().take(n).map(|k| k.0));
+        o.max_ts = o.max_ts.max(t);
+        o.list.push_back(Orphan {
+            ts: t,
+            seq,
+            val,
+            dst,
+            step: step as u8,
+            at,
+            n: n as u8,
+            joined: 0,
+            cred: cred.cloned(),
+        });
+    }
+
     #[allow(clippy::too_many_arguments)]
     fn correlate(
         &mut self,
@@ -697,6 +964,17 @@ impl Engine {
             .net
             .as_ref()
             .map_or(0, |n| hash_of(&(n.dst_addr.as_str(), n.dst_port)));
+        let tol = self.opts.reorder_tolerance;
+        let wm = self.watermark();
+        // Entries older than this cannot share a window with any event still to come.
+        let horizon = wm.saturating_sub(c.timespan);
+        let ordered = c.ty == CorrType::TemporalOrdered;
+        if ordered {
+            let o = &mut self.orphans[c_idx];
+            while o.list.front().is_some_and(|x| x.ts < wm) {
+                o.pop_front();
+            }
+        }
         let Some(gs) = self.groups[c_idx].as_ref() else {
             return;
         };
@@ -705,6 +983,9 @@ impl Engine {
             keys.retain(|(k, _)| gs.contains(*k));
         } else {
             if !creates {
+                if ordered && tol > 0 {
+                    self.wait(c_idx, t, seq, step, val_h, dst_h, &keys, cred);
+                }
                 return;
             }
             // Create under the last (own) key: for tree grouping that is this event's root.
@@ -712,18 +993,15 @@ impl Engine {
             keys.clear();
             keys.extend(last);
         }
-        let by_val = val.is_some() && c.field.is_some_and(|f| f.path().starts_with("net."));
-        let rule_suppress = rules.rules[c_idx].suppress;
+        let net_field = c.field.is_some_and(|f| f.path().starts_with("net."));
+        let by_val = val.is_some() && net_field;
+        let mono = monotone(c);
+        let distinct = c.ty == CorrType::ValueCount;
+        let max_groups = self.opts.max_groups;
+        let max_entries = self.opts.max_entries;
+        let max_names = self.opts.max_destinations * 4;
+        let max_evidence = self.opts.max_evidence.max(2);
         for (key, tree) in keys {
-            // A firing that suppression will swallow needs no alert details (emit still counts it).
-            let details = self
-                .supp
-                .peek(&(c_idx, key))
-                .is_none_or(|s| t >= s.last.saturating_add(rule_suppress));
-            let max_groups = self.opts.max_groups;
-            let max_entries = self.opts.max_entries;
-            let max_names = self.opts.max_destinations * 4;
-            let max_evidence = self.opts.max_evidence.max(2);
             let Some(gs) = self.groups[c_idx].as_mut() else {
                 return;
             };
@@ -746,59 +1024,83 @@ impl Engine {
                 });
             }
             let Some(g) = gs.get_mut(key) else { continue };
-            g.entries.push_back(Entry {
-                ts: t,
-                step: step as u8,
-                val: val_h,
-                dst: dst_h,
-            });
-            if c.ty == CorrType::ValueCount {
-                *g.distinct
-                    .get_or_insert_with(Default::default)
-                    .entry(val_h)
-                    .or_insert(0) += 1;
-            }
+            let in_order = g.entries.back().is_none_or(|b| b.ts <= t);
+            g.insert(
+                Entry {
+                    ts: t,
+                    seq,
+                    val: val_h,
+                    dst: dst_h,
+                    step: step as u8,
+                    fresh: !in_order,
+                },
+                c.timespan,
+                distinct,
+            );
+            // Earliest entry placed out of time order by this event.
+            let mut fresh_from = (!in_order).then_some(t);
             let h = if by_val { val_h } else { dst_h };
             if h != 0 && g.names.len() < max_names {
-                g.names.insert_with(h, || match (&val, &ev.net) {
-                    (Some(v), _) if by_val => SStr::new(&v.render()),
-                    (_, Some(n)) => SStr::new(&fields::dst_string(&n.dst_addr, n.dst_port)),
-                    _ => SStr::new(""),
-                });
+                g.names.insert_with(h, || name_of(val.as_ref(), by_val, ev));
             }
-            // Evidence: keep the first event (often the credential read that starts the
-            // story) and the most recent ones.
-            if g.evidence.len() >= max_evidence {
-                g.evidence.remove(1);
-            }
-            g.evidence.push_back((seq, t));
-            if let Some(cr) = cred {
-                g.creds
-                    .get_or_insert_with(Default::default)
-                    .push((seq, Arc::clone(cr)));
-            }
-            let start = t.saturating_sub(c.timespan);
-            while g.entries.front().is_some_and(|e| e.ts < start) || g.entries.len() > max_entries {
-                let Some(e) = g.entries.pop_front() else {
-                    break;
-                };
-                if e.ts >= start {
-                    self.stats.dropped_entries += 1;
-                }
-                if let Some(d) = g.distinct.as_mut() {
-                    if let Some(n) = d.get_mut(&e.val) {
-                        *n -= 1;
-                        if *n == 0 {
-                            d.remove(&e.val);
-                            g.names.remove(e.val);
-                        }
+            add_evidence(g, seq, t, max_evidence, cred);
+            // A first step that arrived after later steps which waited for it: they join now.
+            let mut joined: Vec<u64> = Vec::new();
+            if ordered && step == 0 && self.orphans[c_idx].max_ts > t {
+                let Orphans {
+                    list,
+                    keys: okeys,
+                    first_key,
+                    ..
+                } = &mut self.orphans[c_idx];
+                for x in list.iter_mut().rev() {
+                    // Any earlier arrival is at most the tolerance newer than this one.
+                    if x.ts.saturating_add(tol) <= t {
+                        break;
                     }
+                    if x.ts <= t {
+                        continue;
+                    }
+                    let base = (x.at - *first_key) as usize;
+                    let Some(k) =
+                        (0..usize::from(x.n)).find(|&j| okeys.get(base + j) == Some(&key))
+                    else {
+                        continue;
+                    };
+                    if x.joined & (1 << k) != 0 {
+                        continue;
+                    }
+                    x.joined |= 1 << k;
+                    g.insert(
+                        Entry {
+                            ts: x.ts,
+                            seq: x.seq,
+                            val: x.val,
+                            dst: x.dst,
+                            step: x.step,
+                            fresh: true,
+                        },
+                        c.timespan,
+                        distinct,
+                    );
+                    fresh_from = Some(fresh_from.map_or(x.ts, |f: u64| f.min(x.ts)));
+                    let x_by_val = x.val != 0 && net_field;
+                    let h = if x_by_val { x.val } else { x.dst };
+                    if let (true, Some(e)) =
+                        (h != 0 && g.names.len() < max_names, self.ring.get(x.seq))
+                    {
+                        let v = c.field.and_then(|f| fields::get(f, e, &self.policy));
+                        g.names.insert_with(h, || name_of(v.as_ref(), x_by_val, e));
+                    }
+                    add_evidence(g, x.seq, x.ts, max_evidence, x.cred.as_ref());
+                    joined.push(x.seq);
                 }
             }
+            self.stats.dropped_entries += g.prune(horizon, max_entries);
             while g
                 .evidence
                 .front()
-                .is_some_and(|&(_, ts)| ts < start && g.evidence.len() > 1)
+                .is_some_and(|&(_, ts)| ts < horizon && g.evidence.len() > 1)
             {
                 g.evidence.pop_front();
             }
@@ -809,36 +1111,126 @@ impl Engine {
                     g.creds = None;
                 }
             }
-            let Some(fire) = evaluate(c, g, &self.policy, ev, self.opts.max_destinations, details)
-            else {
+            if !mono {
+                clear_fresh(g);
+                // Decided once no event that may still arrive can change the window.
+                let mut wait = vec![(t, Box::new(ev.clone()))];
+                wait.extend(joined.iter().filter_map(|&s| {
+                    let e = self.ring.get(s)?;
+                    Some((e.ts.max(wm), Box::new(e.clone())))
+                }));
+                for (ts, ev) in wait {
+                    let at = self.deferred.partition_point(|d| d.ts <= ts);
+                    self.deferred.insert(
+                        at,
+                        Deferred {
+                            ts,
+                            c: c_idx,
+                            key,
+                            ev,
+                        },
+                    );
+                }
+                continue;
+            }
+            let decision = match fresh_from {
+                None => {
+                    let hi = g.entries.len() - 1;
+                    let lo = g.win as usize;
+                    satisfied(c, g, lo, hi, false, &self.policy, ev, &mut self.scratch)
+                        .map(|from| (lo, hi, from))
+                }
+                Some(f) => {
+                    let d = scan(c, g, f, &self.policy, ev, &mut self.scratch);
+                    clear_fresh(g);
+                    d
+                }
+            };
+            let Some((lo, hi, from)) = decision else {
                 continue;
             };
-            let Some(suppressed) = self.suppression(c_idx, key, t) else {
-                continue;
-            };
-            // Only now, for an alert that goes out, are evidence events copied.
-            let evidence: Vec<Event> = fire
-                .evidence
-                .iter()
-                .filter_map(|&s| if s == seq { Some(ev) } else { self.ring.get(s) })
-                .map(|e| self.redact(e))
-                .collect();
-            let evidence_dropped = (fire.evidence.len() - evidence.len()) as u64;
-            let d = Details {
-                group: fire.group,
-                first: fire.first,
-                count: fire.count,
-                destinations: fire.destinations,
-                destination_count: fire.destination_count,
-                evidence,
-                evidence_dropped,
-                credential: fire.credential.map(|c| (*c).clone()),
-            };
-            self.emit(c_idx, key, t, suppressed, d, ev, out);
+            let (t_fire, trig) = g.entries.get(hi).map_or((t, seq), |e| (e.ts, e.seq));
+            // A firing that suppression will swallow needs no alert details (emit still counts it).
+            let details =
+                wants_details(&self.supp, rules.rules[c_idx].suppress, c_idx, key, t_fire);
+            let fire = fire_of(c, g, lo, hi, from, self.opts.max_destinations, details);
+            if trig == seq {
+                self.fire(c_idx, key, t_fire, fire, seq, ev, ev, out);
+            } else {
+                // Completed by an entry that waited (or arrived before this late event): that
+                // event is the alert's trigger while the ring holds it.
+                let trigger = self.ring.get(trig).cloned();
+                self.fire(
+                    c_idx,
+                    key,
+                    t_fire,
+                    fire,
+                    seq,
+                    ev,
+                    trigger.as_ref().unwrap_or(ev),
+                    out,
+                );
+            }
         }
     }
 }
 
+/// Whether suppression holds back an alert at `t` of a rule and key that last alerted at
+/// `last`: within `suppress` of it, before or after (an alert completed by a late event may
+/// be older than the previous one).
+fn held_back(last: u64, suppress: u64, t: u64) -> bool {
+    t < last.saturating_add(suppress) && t.saturating_add(suppress) > last
+}
+
+fn wants_details(
+    supp: &LruCache<(usize, u64), Supp, FastBuild>,
+    suppress: u64,
+    r: usize,
+    key: u64,
+    t: u64,
+) -> bool {
+    supp.peek(&(r, key))
+        .is_none_or(|x| !held_back(x.last, suppress, t))
+}
+
+/// Display string of a value (when the counted field is a network one) or of the event's
+/// destination.
+fn name_of(val: Option<&Val<'_>>, by_val: bool, ev: &Event) -> SStr {
+    match (val, &ev.net) {
+        (Some(v), _) if by_val => SStr::new(&v.render()),
+        (_, Some(n)) => SStr::new(&fields::dst_string(&n.dst_addr, n.dst_port)),
+        _ => SStr::new(""),
+    }
+}
+
+/// Records an evidence event: the first (often the credential read that starts the story)
+/// and the most recent ones are kept, in timestamp order.
+fn add_evidence(
+    g: &mut Group,
+    seq: u64,
+    ts: u64,
+    max_evidence: usize,
+    cred: Option<&Arc<AlertCredential>>,
+) {
+    let at = g.evidence.partition_point(|&(_, x)| x <= ts);
+    g.evidence.insert(at, (seq, ts));
+    if g.evidence.len() > max_evidence {
+        g.evidence.remove(1);
+    }
+    if let Some(cr) = cred {
+        g.creds
+            .get_or_insert_with(Default::default)
+            .push((seq, Arc::clone(cr)));
+    }
+}
+
+fn clear_fresh(g: &mut Group) {
+    for i in 0..g.entries.len() {
+        if let Some(e) = g.entries.get_mut(i) {
+            e.fresh = false;
+        }
+    }
+}
 /// A group key: its hash and, for `process.tree` grouping, the tree root it stands for.
 type GroupKey = (u64, Option<u32>);
 
@@ -879,25 +1271,57 @@ fn credential_of(f: &FileInfo) -> AlertCredential {
     }
 }
 
-/// Decides whether a group's window satisfies the correlation; on success, what the alert
-/// reports.
-fn evaluate(
+/// The entries of `lo..=hi` a decision counts (for `temporal_ordered`: the chain from
+/// `from`), optionally without the fresh ones.
+fn counted<'g>(
+    c: &Correlation,
+    g: &'g Group,
+    lo: usize,
+    hi: usize,
+    from: usize,
+    skip_fresh: bool,
+) -> Vec<&'g Entry> {
+    let last = (c.steps.len() - 1) as u8;
+    let range = move |a: usize| {
+        (a..=hi)
+            .filter_map(move |i| g.entries.get(i))
+            .filter(move |e| !(skip_fresh && e.fresh))
+    };
+    match c.ty {
+        CorrType::TemporalOrdered => {
+            let mut want = 0u8;
+            let mut chosen = Vec::new();
+            for e in range(from) {
+                if want < last && e.step == want {
+                    chosen.push(e);
+                    want += 1;
+                } else if want == last && e.step == last {
+                    chosen.push(e);
+                }
+            }
+            chosen
+        }
+        _ => range(lo).collect(),
+    }
+}
+
+/// Whether the window of entries `lo..=hi` satisfies the correlation (`skip_fresh`: as it was
+/// before this event's out-of-order entries). `Some(from)`: where the counted entries start
+/// (for `temporal_ordered`, the chain's first entry; else `lo`).
+#[allow(clippy::too_many_arguments)]
+fn satisfied(
     c: &Correlation,
     g: &Group,
+    lo: usize,
+    hi: usize,
+    skip_fresh: bool,
     pol: &Policy,
     ev: &Event,
-    max_dst: usize,
-    details: bool,
-) -> Option<Fire> {
+    scratch: &mut HashSet<u64, FastBuild>,
+) -> Option<usize> {
     // Counting stops once every (gt/gte) threshold is exceeded: the answer cannot change and
     // a busy group must not cost a full scan per event.
-    let cap = if c.budget {
-        i64::MAX
-    } else if c
-        .condition
-        .iter()
-        .all(|(op, _)| matches!(op, CmpOp::Gt | CmpOp::Gte))
-    {
+    let cap = if !c.budget && monotone(c) {
         c.condition
             .iter()
             .map(|(_, v)| v.saturating_add(1))
@@ -907,14 +1331,34 @@ fn evaluate(
         i64::MAX
     };
     let last = (c.steps.len() - 1) as u8;
-    // Where the counted entries start (for temporal_ordered: the chain's first entry).
-    let mut from = 0usize;
+    let range = || {
+        (lo..=hi)
+            .filter_map(|i| g.entries.get(i))
+            .filter(move |e| !(skip_fresh && e.fresh))
+    };
+    let mut from = lo;
     let n = match c.ty {
-        CorrType::EventCount => g.entries.len() as i64,
-        CorrType::ValueCount => g.distinct.as_ref().map_or(0, |d| d.len()) as i64,
+        CorrType::EventCount if !skip_fresh => (hi + 1 - lo) as i64,
+        CorrType::EventCount => range().count() as i64,
+        CorrType::ValueCount
+            if !skip_fresh && lo == g.win as usize && hi + 1 == g.entries.len() =>
+        {
+            // The head window: its distinct values are kept up to date.
+            g.distinct.as_ref().map_or(0, |d| d.len()) as i64
+        }
+        CorrType::ValueCount => {
+            scratch.clear();
+            for e in range() {
+                scratch.insert(e.val);
+                if scratch.len() as i64 >= cap {
+                    break;
+                }
+            }
+            scratch.len() as i64
+        }
         CorrType::Temporal => {
             let mut seen = 0u64;
-            for e in g.entries.iter() {
+            for e in range() {
                 seen |= 1u64 << (e.step.min(63));
             }
             i64::from(seen.count_ones())
@@ -925,7 +1369,11 @@ fn evaluate(
             let mut want = 0u8;
             let mut n = 0i64;
             let mut vals: Vec<u64> = Vec::new();
-            for (i, e) in g.entries.iter().enumerate() {
+            for i in lo..=hi {
+                let Some(e) = g.entries.get(i) else { break };
+                if skip_fresh && e.fresh {
+                    continue;
+                }
                 if want < last {
                     if e.step == want {
                         if want == 0 {
@@ -969,9 +1417,60 @@ fn evaluate(
     if !ok {
         return None;
     }
-    if !details && c.max_gap.is_none() {
-        // The alert would be suppressed: only the decision matters.
-        return Some(Fire {
+    if let Some(gap) = c.max_gap {
+        let entries = counted(c, g, lo, hi, from, skip_fresh);
+        if entries.windows(2).any(|w| w[1].ts - w[0].ts > gap) {
+            return None;
+        }
+    }
+    Some(from)
+}
+
+/// After an event placed entries out of time order (the earliest at `f`): the first window
+/// (by its end) that it newly completes, as `(lo, hi, from)`. Windows ending at each entry from
+/// `f` to `f + timespan` are the ones it can change; one already satisfied without the new
+/// entries was decided (and alerted) before.
+fn scan(
+    c: &Correlation,
+    g: &Group,
+    f: u64,
+    pol: &Policy,
+    ev: &Event,
+    scratch: &mut HashSet<u64, FastBuild>,
+) -> Option<(usize, usize, usize)> {
+    let j0 = g.entries.partition_point(|e| e.ts < f);
+    let j1 = g
+        .entries
+        .partition_point(|e| e.ts <= f.saturating_add(c.timespan));
+    for j in j0..j1 {
+        let Some(end) = g.entries.get(j) else { break };
+        let lo = g
+            .entries
+            .partition_point(|e| e.ts < end.ts.saturating_sub(c.timespan));
+        let Some(from) = satisfied(c, g, lo, j, false, pol, ev, scratch) else {
+            continue;
+        };
+        if !end.fresh && satisfied(c, g, lo, j, true, pol, ev, scratch).is_some() {
+            continue;
+        }
+        return Some((lo, j, from));
+    }
+    None
+}
+
+/// What the alert of a satisfied window `lo..=hi` reports (empty when `details` is false:
+/// suppression will swallow it).
+fn fire_of(
+    c: &Correlation,
+    g: &Group,
+    lo: usize,
+    hi: usize,
+    from: usize,
+    max_dst: usize,
+    details: bool,
+) -> Fire {
+    if !details {
+        return Fire {
             group: Vec::new(),
             first: 0,
             count: 0,
@@ -979,31 +1478,11 @@ fn evaluate(
             destination_count: 0,
             evidence: Vec::new(),
             credential: None,
-        });
+        };
     }
-    // The counted entries, for the gap test and the alert's details (only when firing).
-    let entries: Vec<&Entry> = match c.ty {
-        CorrType::TemporalOrdered => {
-            let mut want = 0u8;
-            let mut chosen = Vec::new();
-            for e in g.entries.iter().skip(from) {
-                if want < last && e.step == want {
-                    chosen.push(e);
-                    want += 1;
-                } else if want == last && e.step == last {
-                    chosen.push(e);
-                }
-            }
-            chosen
-        }
-        _ => g.entries.iter().collect(),
-    };
-    if let Some(gap) = c.max_gap {
-        if entries.windows(2).any(|w| w[1].ts - w[0].ts > gap) {
-            return None;
-        }
-    }
+    let entries = counted(c, g, lo, hi, from, false);
     let first = entries.first().map_or(0, |e| e.ts);
+    let end = g.entries.get(hi).map_or(u64::MAX, |e| e.ts);
     // Destinations are the counted values when the field is a network one (so the list and
     // the count agree with the condition), else the events' `addr:port`.
     let by_val = c.field.is_some_and(|f| f.path().starts_with("net."));
@@ -1023,7 +1502,7 @@ fn evaluate(
     let evidence: Vec<u64> = g
         .evidence
         .iter()
-        .filter(|&&(_, ts)| ts >= first)
+        .filter(|&&(_, ts)| ts >= first && ts <= end)
         .map(|&(seq, _)| seq)
         .collect();
     // As if read from the evidence events themselves: the latest one with a credential.
@@ -1033,7 +1512,7 @@ fn evaluate(
             .rev()
             .find_map(|s| cs.iter().find(|(c, _)| c == s).map(|(_, c)| Arc::clone(c)))
     });
-    Some(Fire {
+    Fire {
         group: c
             .group_by
             .iter()
@@ -1046,7 +1525,7 @@ fn evaluate(
         destination_count: dst_count as u64,
         evidence,
         credential,
-    })
+    }
 }
 
 #[cfg(test)]

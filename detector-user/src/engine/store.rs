@@ -139,6 +139,54 @@ impl<T> Small<T> {
         a.iter().chain(b.iter())
     }
 
+    /// The item at `i`.
+    pub fn get(&self, i: usize) -> Option<&T> {
+        match self {
+            Small::Empty => None,
+            Small::One(a) => (i == 0).then_some(a),
+            Small::Many(d) => d.get(i),
+        }
+    }
+
+    /// The item at `i`, mutably.
+    pub fn get_mut(&mut self, i: usize) -> Option<&mut T> {
+        match self {
+            Small::Empty => None,
+            Small::One(a) => (i == 0).then_some(a),
+            Small::Many(d) => d.get_mut(i),
+        }
+    }
+
+    /// Inserts at `i` (≤ `len`), shifting later items back.
+    pub fn insert(&mut self, i: usize, x: T) {
+        if i >= self.len() {
+            self.push_back(x);
+            return;
+        }
+        match std::mem::take(self) {
+            Small::One(a) => {
+                let mut d = VecDeque::with_capacity(4);
+                d.push_back(x);
+                d.push_back(a);
+                *self = Small::Many(Box::new(d));
+            }
+            Small::Many(mut d) => {
+                d.insert(i, x);
+                *self = Small::Many(d);
+            }
+            Small::Empty => *self = Small::One(x),
+        }
+    }
+
+    /// The index of the first item for which `pred` is false (items partitioned by `pred`).
+    pub fn partition_point(&self, mut pred: impl FnMut(&T) -> bool) -> usize {
+        match self {
+            Small::Empty => 0,
+            Small::One(a) => usize::from(pred(a)),
+            Small::Many(d) => d.partition_point(|x| pred(x)),
+        }
+    }
+
     /// Keeps the items for which `f` holds.
     pub fn retain(&mut self, mut f: impl FnMut(&T) -> bool) {
         match self {
@@ -332,8 +380,8 @@ impl Ring {
 }
 
 /// Makes `dst` a copy of `src`, reusing `dst`'s string and vector buffers where they are large
-/// enough: the engine copies every matched event into its reorder buffer, and a recycled
-/// event (one the evidence ring let go) makes that copy mostly allocation-free. Same result
+/// enough: the engine copies every event that feeds a correlation into its evidence ring, and
+/// a recycled event (one the ring let go) makes that copy mostly allocation-free. Same result
 /// as `*dst = src.clone()`. The structs are destructured without `..`, so a new field is a
 /// compile error here rather than a stale copy.
 pub fn clone_into_event(dst: &mut Event, src: &Event) {
@@ -566,6 +614,12 @@ impl<G: Linked> Table<G> {
             *self.slots[old as usize].links().0 = s;
         }
         self.head = s;
+    }
+
+    /// The item under `key` (recency unchanged).
+    pub fn peek(&self, key: u64) -> Option<&G> {
+        let s = *self.map.get(&key)?;
+        self.slots.get(s as usize)
     }
 
     /// The item under `key`, made the most recently used.

@@ -367,18 +367,191 @@ fn out_of_order_within_tolerance_is_reordered() {
     );
 }
 
+/// An engine with a tolerance (the `engine` helper's is 0).
+fn tolerant(corr: &str, tolerance: u64) -> Engine {
+    let mut e = engine(corr, EngineOptions::default());
+    e.opts.reorder_tolerance = tolerance;
+    e
+}
+
 #[test]
-fn release_waits_for_tolerance_and_flush() {
-    let c = "{type: event_count, rules: [conn], timespan: 1s, condition: {gte: 1}}";
-    let mut e = engine(c, EngineOptions::default());
-    e.opts.reorder_tolerance = 100 * MS;
+fn alert_is_emitted_by_the_completing_push() {
+    // With a 500 ms tolerance nothing waits for it: the second connect's own `process` call
+    // returns the alert, with no later event, flush or finish.
+    let c = "{type: event_count, rules: [conn], timespan: 1s, condition: {gte: 2}}";
+    let mut e = tolerant(c, 500 * MS);
     let mut out = Vec::new();
     e.process(&connect(S, proc_(1, 0, "a"), "h", 1), &mut out);
-    assert!(out.is_empty(), "held for the tolerance");
-    e.flush(S + 99 * MS, &mut out);
     assert!(out.is_empty());
-    e.flush(S + 100 * MS, &mut out);
+    e.process(&connect(S + MS, proc_(1, 0, "a"), "h", 1), &mut out);
     assert_eq!(out.len(), 1);
+    assert_eq!((out[0].first_seen, out[0].last_seen), (S, S + MS));
+    // Owned events (replay) likewise.
+    let mut e = tolerant(c, 500 * MS);
+    let mut out = Vec::new();
+    e.process_owned(connect(S, proc_(1, 0, "a"), "h", 1), &mut out);
+    e.process_owned(connect(S + MS, proc_(1, 0, "a"), "h", 1), &mut out);
+    assert_eq!(out.len(), 1);
+}
+
+#[test]
+fn late_event_within_tolerance_completes_its_window() {
+    let c = "{type: value_count, rules: [conn], field: net.dst_addr, timespan: 300ms, condition: {gte: 3}}";
+    let p = || proc_(1, 0, "a");
+    // 1.0 s and 1.2 s arrive, then 0.95 s (late by 250 ms): the window [0.9 s, 1.2 s] holds
+    // three destinations, and the late event's own push emits the alert for it.
+    let mut e = tolerant(c, 500 * MS);
+    let mut out = Vec::new();
+    e.process(&connect(1000 * MS, p(), "10.0.0.1", 1), &mut out);
+    e.process(&connect(1200 * MS, p(), "10.0.0.2", 1), &mut out);
+    assert!(out.is_empty());
+    e.process(&connect(950 * MS, p(), "10.0.0.3", 1), &mut out);
+    assert_eq!(out.len(), 1);
+    assert_eq!((out[0].first_seen, out[0].last_seen), (950 * MS, 1200 * MS));
+    assert_eq!(out[0].destination_count, 3);
+    assert_eq!(
+        out[0].destinations,
+        vec!["10.0.0.1", "10.0.0.2", "10.0.0.3"]
+    );
+    assert_eq!(e.stats().late, 0);
+    // 1.4 s instead of 1.2 s: no window of 300 ms holds all three (windows stay exact).
+    let mut e = tolerant(c, 500 * MS);
+    let mut out = Vec::new();
+    e.process(&connect(1000 * MS, p(), "10.0.0.1", 1), &mut out);
+    e.process(&connect(1400 * MS, p(), "10.0.0.2", 1), &mut out);
+    e.process(&connect(950 * MS, p(), "10.0.0.3", 1), &mut out);
+    e.finish(&mut out);
+    assert!(out.is_empty());
+    assert_eq!(e.stats().late, 0);
+    // Beyond the tolerance: counted late and placed at its edge (0.6 s), where it completes
+    // [0.6 s, 1.1 s] of a 500 ms window.
+    let c = "{type: value_count, rules: [conn], field: net.dst_addr, timespan: 500ms, condition: {gte: 3}}";
+    let mut e = tolerant(c, 500 * MS);
+    let mut out = Vec::new();
+    e.process(&connect(1000 * MS, p(), "10.0.0.1", 1), &mut out);
+    e.process(&connect(1100 * MS, p(), "10.0.0.2", 1), &mut out);
+    e.process(&connect(100 * MS, p(), "10.0.0.3", 1), &mut out);
+    assert_eq!(e.stats().late, 1);
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].first_seen, 600 * MS);
+}
+
+#[test]
+fn event_exactly_on_window_edge() {
+    let c = "{type: event_count, rules: [conn], timespan: 1s, condition: {gte: 2}}";
+    let p = || proc_(1, 0, "a");
+    for (first, second, expect) in [
+        // In order: exactly `timespan` apart is inside, 1 ns more is out.
+        (0, S, 1),
+        (0, S + 1, 0),
+        // The earlier one arriving second (late, within the tolerance): same answer.
+        (S, 0, 1),
+        (S + 1, 0, 0),
+    ] {
+        let mut e = tolerant(c, 2 * S);
+        let mut out = Vec::new();
+        e.process(&connect(S + first, p(), "h", 1), &mut out);
+        e.process(&connect(S + second, p(), "h", 1), &mut out);
+        assert_eq!(out.len(), expect, "{first} then {second}");
+        e.finish(&mut out);
+        assert_eq!(out.len(), expect);
+    }
+}
+
+#[test]
+fn temporal_ordered_out_of_order_arrival() {
+    let c = "{type: temporal_ordered, rules: [credr, conn], group-by: [process.tree], field: net.dst_addr, timespan: 1s, condition: {gte: 2}}";
+    let reader = proc_(100, 50, "a");
+    let child = |n: u32| Process {
+        ancestors: vec![100, 50],
+        ..proc_(200 + n, 100, "b")
+    };
+    // Two connects from the reader's child arrive before the read they follow in time: they
+    // wait, and the read's own push completes the chain.
+    let mut e = tolerant(c, 500 * MS);
+    let mut out = Vec::new();
+    e.process(&connect(120 * MS, child(0), "10.0.0.1", 22), &mut out);
+    e.process(&connect(130 * MS, child(1), "10.0.0.2", 22), &mut out);
+    assert!(out.is_empty());
+    e.process(
+        &cred(100 * MS, reader.clone(), "/root/.ssh/id_rsa"),
+        &mut out,
+    );
+    assert_eq!(out.len(), 1);
+    let a = &out[0];
+    assert_eq!((a.first_seen, a.last_seen), (100 * MS, 130 * MS));
+    assert_eq!(a.destinations, vec!["10.0.0.1", "10.0.0.2"]);
+    assert_eq!(a.evidence.len(), 3);
+    assert!(a.credential.is_some());
+    // The alert is the one an in-order run gives (same id: same ordinal, key and window).
+    let mut sorted = tolerant(c, 500 * MS);
+    let mut out2 = Vec::new();
+    sorted.process(
+        &cred(100 * MS, reader.clone(), "/root/.ssh/id_rsa"),
+        &mut out2,
+    );
+    sorted.process(&connect(120 * MS, child(0), "10.0.0.1", 22), &mut out2);
+    sorted.process(&connect(130 * MS, child(1), "10.0.0.2", 22), &mut out2);
+    assert_eq!(out2.len(), 1);
+    assert_eq!(out2[0], out[0]);
+    // Connects earlier in time than the read never count, whatever the arrival order.
+    let mut e = tolerant(c, 500 * MS);
+    let mut out = Vec::new();
+    e.process(&connect(80 * MS, child(0), "10.0.0.1", 22), &mut out);
+    e.process(&connect(90 * MS, child(1), "10.0.0.2", 22), &mut out);
+    e.process(
+        &cred(100 * MS, reader.clone(), "/root/.ssh/id_rsa"),
+        &mut out,
+    );
+    e.finish(&mut out);
+    assert!(out.is_empty());
+    // Waiting connects of another tree do not join.
+    let mut e = tolerant(c, 500 * MS);
+    let mut out = Vec::new();
+    for i in 0..2 {
+        let other = Process {
+            ancestors: vec![900, 1],
+            ..proc_(901 + i, 900, "z")
+        };
+        e.process(
+            &connect(120 * MS + u64::from(i), other, "10.0.0.9", 22),
+            &mut out,
+        );
+    }
+    e.process(&cred(100 * MS, reader, "/root/.ssh/id_rsa"), &mut out);
+    e.finish(&mut out);
+    assert!(out.is_empty());
+}
+
+#[test]
+fn non_monotone_condition_is_decided_after_the_tolerance() {
+    // `lte` can turn false when an event is added: the window ending at each event is decided
+    // only once event time is `tolerance` past it.
+    let c = "{type: value_count, rules: [conn], field: net.dst_port, timespan: 1s, condition: {gt: 1, lte: 2}}";
+    let p = || proc_(1, 0, "a");
+    let mut e = tolerant(c, 100 * MS);
+    let mut out = Vec::new();
+    e.process(&connect(0, p(), "h", 1), &mut out);
+    e.process(&connect(10 * MS, p(), "h", 2), &mut out);
+    e.process(&connect(20 * MS, p(), "h", 3), &mut out);
+    assert!(out.is_empty());
+    e.flush(109 * MS, &mut out);
+    assert!(out.is_empty());
+    e.flush(110 * MS, &mut out);
+    assert_eq!(out.len(), 1, "the window ending at 10 ms holds two ports");
+    assert_eq!(out[0].count, 2);
+    e.finish(&mut out);
+    assert_eq!(out.len(), 1, "the window ending at 20 ms holds three");
+    // A late event inside the 10 ms window (arriving within the tolerance) makes that one
+    // three; the window ending at the late event itself (0 and 5 ms) holds two.
+    let mut e = tolerant(c, 100 * MS);
+    let mut out = Vec::new();
+    e.process(&connect(0, p(), "h", 1), &mut out);
+    e.process(&connect(10 * MS, p(), "h", 2), &mut out);
+    e.process(&connect(5 * MS, p(), "h", 3), &mut out);
+    e.finish(&mut out);
+    assert_eq!(out.len(), 1);
+    assert_eq!((out[0].first_seen, out[0].last_seen), (0, 5 * MS));
 }
 
 #[test]
