@@ -193,14 +193,40 @@ impl Group {
 
     /// One entry of `val` left the head window.
     fn forget(&mut self, val: u64) {
-        if let Some(d) = self.distinct.as_mut() {
-            if let Some(n) = d.get_mut(&val) {
-                *n -= 1;
-                if *n == 0 {
-                    d.remove(&val);
+        match self.distinct.as_mut() {
+            Some(d) => {
+                if let Some(n) = d.get_mut(&val) {
+                    *n -= 1;
+                    if *n == 0 {
+                        d.remove(&val);
+                        self.names.remove(val);
+                    }
+                }
+            }
+            None => {
+                let win = self.win as usize;
+                if !self.entries.iter().skip(win).any(|e| e.val == val) {
                     self.names.remove(val);
                 }
             }
+        }
+    }
+
+    /// One entry of `val` (already in `entries`) entered the head window. Small head windows
+    /// count distinct values by scanning: most groups of a key like (identity, destination)
+    /// never hold more than a few entries, and a map each would be two allocations per group.
+    fn remember(&mut self, val: u64) {
+        if let Some(d) = self.distinct.as_mut() {
+            *d.entry(val).or_insert(0) += 1;
+            return;
+        }
+        let win = self.win as usize;
+        if self.entries.len() - win > SCAN_DISTINCT {
+            let mut d: Box<FastMap<u64, u32>> = Box::default();
+            for e in self.entries.iter().skip(win) {
+                *d.entry(e.val).or_insert(0) += 1;
+            }
+            self.distinct = Some(d);
         }
     }
 
@@ -211,11 +237,7 @@ impl Group {
         if at_back {
             self.entries.push_back(e);
             if distinct {
-                *self
-                    .distinct
-                    .get_or_insert_with(Default::default)
-                    .entry(e.val)
-                    .or_insert(0) += 1;
+                self.remember(e.val);
             }
             let start = e.ts.saturating_sub(timespan);
             while let Some(x) = self.entries.get(self.win as usize) {
@@ -235,11 +257,7 @@ impl Group {
             if e.ts < head_start {
                 self.win += 1;
             } else if distinct {
-                *self
-                    .distinct
-                    .get_or_insert_with(Default::default)
-                    .entry(e.val)
-                    .or_insert(0) += 1;
+                self.remember(e.val);
             }
         }
         at_back
@@ -247,7 +265,7 @@ impl Group {
 
     /// Drops entries no window can need any more (older than `horizon`) and those beyond
     /// `max_entries`; returns how many of the latter were still needed.
-    fn prune(&mut self, horizon: u64, max_entries: usize) -> u64 {
+    fn prune(&mut self, horizon: u64, max_entries: usize, distinct: bool) -> u64 {
         let mut dropped = 0;
         while self.entries.front().is_some_and(|e| e.ts < horizon)
             || self.entries.len() > max_entries
@@ -260,7 +278,7 @@ impl Group {
             }
             if self.win > 0 {
                 self.win -= 1;
-            } else {
+            } else if distinct {
                 self.forget(e.val);
             }
         }
@@ -357,6 +375,9 @@ pub struct Engine {
     spare: Vec<Event>,
     stats: Stats,
 }
+
+/// Head windows of up to this many entries count distinct values by scanning.
+const SCAN_DISTINCT: usize = 8;
 
 /// Spare events kept for reuse: one is taken per stored copy and one comes back per event
 /// the ring evicts, so a few suffice.
@@ -601,6 +622,7 @@ impl Engine {
         let seq = self.ring.next_seq();
         let matched = std::mem::take(&mut self.cand);
         let mut cred = None;
+        let mut dst_h = 0;
         let mut correlated = false;
         for &m in &matched {
             let m = m as usize;
@@ -613,8 +635,16 @@ impl Engine {
                     correlated = true;
                     // One shared copy of the event's credential for every group it enters.
                     cred = ev.file.as_ref().map(|f| Arc::new(credential_of(f)));
+                    dst_h = dst_hash(ev);
                 }
-                self.correlate(c, step, ev, seq, cred.as_ref(), t, out);
+                let cur = Cur {
+                    ev,
+                    seq,
+                    cred: cred.as_ref(),
+                    dst_h,
+                    t,
+                };
+                self.correlate(&rules, c, step, &cur, out);
             }
         }
         self.cand = matched;
@@ -860,15 +890,15 @@ impl Engine {
         c: &Correlation,
         step: usize,
         ev: &'e Event,
-    ) -> Option<(Vec<Val<'e>>, Vec<GroupKey>, bool)> {
+    ) -> Option<(Vals<'e>, Keys, bool)> {
         let creates = c.ty != CorrType::TemporalOrdered || step == 0;
         let group_by = c.step_group_by.get(step).unwrap_or(&c.group_by);
-        let vals: Vec<Val<'e>> = group_by
+        let vals: Vals<'e> = group_by
             .iter()
             .map(|&f| fields::get(f, ev, &self.policy))
             .collect::<Option<_>>()?;
         let tree_at = group_by.iter().position(|&f| f == Field::Tree);
-        let mut keys = vec![(key_hash(&vals, None), None)];
+        let mut keys: Keys = smallvec::smallvec![(key_hash(&vals, None), None)];
         if let (Some(i), Some(p)) = (tree_at, ev.process.as_ref()) {
             if !creates || c.ty == CorrType::Temporal {
                 // A later step joins the tree of an earlier one when the earlier tree root is
@@ -927,18 +957,21 @@ impl Engine {
         });
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn correlate(
         &mut self,
+        rules: &RuleSet,
         c_idx: usize,
         step: usize,
-        ev: &Event,
-        seq: u64,
-        cred: Option<&Arc<AlertCredential>>,
-        t: u64,
+        cur: &Cur<'_>,
         out: &mut Vec<Alert>,
     ) {
-        let rules = Arc::clone(&self.rules);
+        let Cur {
+            ev,
+            seq,
+            cred,
+            dst_h,
+            t,
+        } = *cur;
         let Body::Correlation(c) = &rules.rules[c_idx].body else {
             return;
         };
@@ -960,10 +993,6 @@ impl Engine {
         let val_h = val
             .as_ref()
             .map_or(0, |v| key_hash(std::slice::from_ref(v), None));
-        let dst_h = ev
-            .net
-            .as_ref()
-            .map_or(0, |n| hash_of(&(n.dst_addr.as_str(), n.dst_port)));
         let tol = self.opts.reorder_tolerance;
         let wm = self.watermark();
         // Entries older than this cannot share a window with any event still to come.
@@ -1096,7 +1125,7 @@ impl Engine {
                     joined.push(x.seq);
                 }
             }
-            self.stats.dropped_entries += g.prune(horizon, max_entries);
+            self.stats.dropped_entries += g.prune(horizon, max_entries, distinct);
             while g
                 .evidence
                 .front()
@@ -1231,12 +1260,48 @@ fn clear_fresh(g: &mut Group) {
         }
     }
 }
+/// The event being handled, as the correlations see it.
+struct Cur<'a> {
+    ev: &'a Event,
+    /// Its sequence number in the evidence ring (it is stored after evaluation).
+    seq: u64,
+    /// Its credential, one shared copy.
+    cred: Option<&'a Arc<AlertCredential>>,
+    /// Hash of its destination (0: none).
+    dst_h: u64,
+    /// Its time (the tolerance edge when late).
+    t: u64,
+}
+
 /// A group key: its hash and, for `process.tree` grouping, the tree root it stands for.
 type GroupKey = (u64, Option<u32>);
 
+/// An event's group-by values (inline: no allocation per correlation and event).
+type Vals<'e> = smallvec::SmallVec<[Val<'e>; 2]>;
+
+/// The group keys an event contributes to (a process tree gives a few).
+type Keys = smallvec::SmallVec<[GroupKey; 4]>;
+
+/// The hasher of group keys, values and destinations: foldhash with a fixed seed (derived
+/// alert ids must not change between runs); a fifth of the cost of SipHash on these short keys.
+fn key_hasher() -> foldhash::fast::FoldHasher {
+    use std::hash::BuildHasher;
+    foldhash::fast::FixedState::with_seed(0x6c61_7465_7261_6c20).build_hasher()
+}
+
+/// Hash of an event's destination (`addr`, `port`).
+fn dst_hash(ev: &Event) -> u64 {
+    ev.net.as_ref().map_or(0, |n| {
+        let mut h = key_hasher();
+        n.dst_addr.hash(&mut h);
+        n.dst_port.hash(&mut h);
+        h.finish()
+    })
+}
+
 /// Hash of group-by values; `tree` replaces the value at an index by a tree root.
 fn key_hash(vals: &[Val<'_>], tree: Option<(usize, u32)>) -> u64 {
-    let mut h = std::collections::hash_map::DefaultHasher::new();
+    let mut h = key_hasher();
     for (i, v) in vals.iter().enumerate() {
         match (tree, v) {
             (Some((at, root)), _) if at == i => (1u8, i64::from(root)).hash(&mut h),
@@ -1343,8 +1408,21 @@ fn satisfied(
         CorrType::ValueCount
             if !skip_fresh && lo == g.win as usize && hi + 1 == g.entries.len() =>
         {
-            // The head window: its distinct values are kept up to date.
-            g.distinct.as_ref().map_or(0, |d| d.len()) as i64
+            // The head window: its distinct values are kept up to date, or it is small.
+            match g.distinct.as_ref() {
+                Some(d) => d.len() as i64,
+                None => {
+                    let mut seen = [0u64; SCAN_DISTINCT + 1];
+                    let mut n = 0;
+                    for e in range() {
+                        if !seen[..n].contains(&e.val) && n < seen.len() {
+                            seen[n] = e.val;
+                            n += 1;
+                        }
+                    }
+                    n as i64
+                }
+            }
         }
         CorrType::ValueCount => {
             scratch.clear();
