@@ -26,7 +26,8 @@ pub struct DetectArgs {
     /// Learned baseline of peers (from `detector learn`).
     #[arg(long, value_name = "FILE")]
     pub baseline: Option<PathBuf>,
-    /// Out-of-order tolerance (e.g. `500ms`).
+    /// How late an event may arrive and still be placed exactly in its windows (e.g. `500ms`);
+    /// alerts do not wait for it.
     #[arg(long, default_value = "500ms", value_parser = humantime::parse_duration)]
     pub tolerance: std::time::Duration,
 }

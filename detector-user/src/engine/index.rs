@@ -16,6 +16,9 @@
 
 use std::collections::HashMap;
 
+/// Literal lookups run for every event: foldhash (randomly seeded) rather than SipHash.
+type LitHash = foldhash::fast::RandomState;
+
 use super::cond::{Cond, Op};
 use super::fields::{self, Field, FieldType, Policy, Val};
 use super::rules::{Body, Rule, KINDS};
@@ -35,8 +38,8 @@ enum Mode {
 struct Probe {
     field: Field,
     mode: Mode,
-    strs: HashMap<Box<[u8]>, Vec<u32>>,
-    ints: HashMap<i64, Vec<u32>>,
+    strs: HashMap<Box<[u8]>, Vec<u32>, LitHash>,
+    ints: HashMap<i64, Vec<u32>, LitHash>,
     /// Every rule filed here, for a value of an unexpected type (kept conservative).
     all: Vec<u32>,
 }
@@ -207,8 +210,8 @@ impl LiteralIndex {
                         ix.probes.push(Probe {
                             field,
                             mode,
-                            strs: HashMap::new(),
-                            ints: HashMap::new(),
+                            strs: HashMap::default(),
+                            ints: HashMap::default(),
                             all: Vec::new(),
                         });
                         ix.probes.len() - 1
