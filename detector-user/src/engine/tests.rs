@@ -784,7 +784,8 @@ proptest! {
     fn value_count_matches_brute_force(
         mut pts in proptest::collection::vec((0u64..2_000, 0u8..6), 1..40),
         k in 1i64..5,
-        shuffle in any::<bool>(),
+        arrival in 0u8..3,
+        keys in proptest::collection::vec(any::<u64>(), 40),
     ) {
         let span = 300u64;
         let c = format!("{{type: value_count, rules: [conn], field: net.dst_port, timespan: {span}ns, condition: {{gte: {k}}}}}");
@@ -792,8 +793,18 @@ proptest! {
         e.opts.reorder_tolerance = 2_000;
         pts.sort();
         let mut evs: Vec<Event> = pts.iter().map(|&(t, v)| connect(t, proc_(1, 0, "a"), "h", v as u16)).collect();
-        if shuffle { evs.reverse(); }
+        match arrival {
+            // In time order, reversed, or any permutation.
+            0 => {}
+            1 => evs.reverse(),
+            _ => {
+                let mut order: Vec<(u64, Event)> = keys.iter().copied().zip(evs).collect();
+                order.sort_by_key(|(k, _)| *k);
+                evs = order.into_iter().map(|(_, ev)| ev).collect();
+            }
+        }
         let alerts = run(&mut e, &evs);
+        prop_assert_eq!(e.stats().late, 0);
         // Brute force over windows ending at each event (in ts order, ties in arrival order).
         let mut expect = false;
         for (i, &(t, _)) in pts.iter().enumerate() {
@@ -804,6 +815,46 @@ proptest! {
         for a in &alerts {
             prop_assert!(a.last_seen - a.first_seen <= span);
             prop_assert!(a.destination_count as i64 >= k);
+        }
+    }
+
+    /// temporal_ordered: any arrival order within the tolerance decides like time order
+    /// (distinct timestamps, so ties cannot reorder steps).
+    #[test]
+    fn temporal_ordered_any_arrival_order(
+        pts in proptest::collection::vec((0u64..30, any::<bool>(), 0u8..4), 1..24),
+        keys in proptest::collection::vec(any::<u64>(), 24),
+    ) {
+        let c = "{type: temporal_ordered, rules: [credr, conn], group-by: [process.tree], field: net.dst_addr, timespan: 1000ns, condition: {gte: 2}}";
+        let reader = proc_(100, 50, "a");
+        let child = Process { ancestors: vec![100, 50], ..proc_(201, 100, "b") };
+        let mut evs: Vec<Event> = pts
+            .iter()
+            .enumerate()
+            .map(|(i, &(t, is_read, h))| {
+                let ts = t * 100 + i as u64;
+                if is_read {
+                    cred(ts, reader.clone(), "/root/.ssh/id_rsa")
+                } else {
+                    connect(ts, child.clone(), &format!("10.0.0.{h}"), 22)
+                }
+            })
+            .collect();
+        evs.sort_by_key(|e| e.ts);
+        let mut sorted = engine(c, EngineOptions::default());
+        sorted.opts.reorder_tolerance = 300_000;
+        let expect = !run(&mut sorted, &evs).is_empty();
+        let mut order: Vec<(u64, Event)> = keys.iter().copied().zip(evs).collect();
+        order.sort_by_key(|(k, _)| *k);
+        let shuffled: Vec<Event> = order.into_iter().map(|(_, ev)| ev).collect();
+        let mut e = engine(c, EngineOptions::default());
+        e.opts.reorder_tolerance = 300_000;
+        let got = run(&mut e, &shuffled);
+        prop_assert_eq!(e.stats().late, 0);
+        prop_assert_eq!(!got.is_empty(), expect);
+        for a in &got {
+            prop_assert!(a.last_seen - a.first_seen <= 1000);
+            prop_assert!(a.destination_count >= 2);
         }
     }
 
