@@ -356,10 +356,12 @@ fn bench(which: &str, args: &[String]) -> Result<()> {
             ]))?;
             status(as_root(&target_dir(&root).join("release/kbench")).args(args))
         }
+        // Only the engine bench: `cargo bench -p detector-user` alone would run the delivery
+        // bench too.
         "engine" => status(
             Command::new("cargo")
                 .current_dir(&root)
-                .args(["bench", "-p", "detector-user"])
+                .args(["bench", "-p", "detector-user", "--bench", "engine"])
                 .args(args),
         ),
         "overhead" => bench_overhead::run(args),
