@@ -2,7 +2,7 @@
 //! (tests/src/bin/detbench.rs) and runs the driver as root. Extra arguments go to the driver
 //! (`cargo xtask bench latency -- --triggers 2000`; see `detbench latency --help`).
 
-use std::{path::Path, process::Command};
+use std::path::Path;
 
 use anyhow::Result;
 
@@ -10,19 +10,10 @@ use super::{as_root, status};
 
 /// Runs benchmark `which` (`latency` or `flood`).
 pub fn run(which: &str, root: &Path, args: &[String]) -> Result<()> {
-    status(Command::new("cargo").current_dir(root).args([
-        "build",
-        "--release",
-        "-p",
-        "detector-user",
-        "--bin",
-        "detector",
-        "-p",
-        "tests",
-        "--bin",
-        "detbench",
-    ]))?;
-    let target = crate::target_dir(root).join("release");
+    let target = crate::build_release(
+        root,
+        &[("detector-user", "detector"), ("tests", "detbench")],
+    )?;
     status(
         as_root(&target.join("detbench"))
             .arg(which)

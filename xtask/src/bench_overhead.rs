@@ -417,18 +417,10 @@ pub fn run(args: &[String]) -> Result<()> {
     }
 
     let root = workspace_root();
-    status(Command::new("cargo").current_dir(&root).args([
-        "build",
-        "--release",
-        "-p",
-        "detector-user",
-        "--bin",
-        "detector",
-        "-p",
-        "tests",
-        "--bin",
-        "workload",
-    ]))?;
+    let release = crate::build_release(
+        &root,
+        &[("detector-user", "detector"), ("tests", "workload")],
+    )?;
     let target = crate::target_dir(&root);
     let out_dir = a
         .out
@@ -458,8 +450,8 @@ pub fn run(args: &[String]) -> Result<()> {
     // SAFETY: sysconf has no preconditions.
     let clk_tck = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
     let ctx = Ctx {
-        detector: target.join("release/detector"),
-        workload: target.join("release/workload"),
+        detector: release.join("detector"),
+        workload: release.join("workload"),
         work,
         benign,
         cred,

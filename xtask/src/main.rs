@@ -259,18 +259,8 @@ fn as_root(program: &Path) -> Command {
 
 fn run(args: &[String]) -> Result<()> {
     setup()?;
-    let root = workspace_root();
-    status(Command::new("cargo").current_dir(&root).args([
-        "build",
-        "--release",
-        "-p",
-        "detector-user",
-    ]))?;
-    status(
-        as_root(&root.join("target/release/detector"))
-            .arg("run")
-            .args(args),
-    )
+    let release = build_release(&workspace_root(), &[("detector-user", "detector")])?;
+    status(as_root(&release.join("detector")).arg("run").args(args))
 }
 
 fn test(args: &[String]) -> Result<()> {
@@ -341,20 +331,25 @@ fn target_dir(root: &Path) -> PathBuf {
     }
 }
 
+/// Builds release binaries (`(package, binary)` pairs) in one cargo call and returns the
+/// release directory that holds them.
+fn build_release(root: &Path, bins: &[(&str, &str)]) -> Result<PathBuf> {
+    let mut cmd = Command::new("cargo");
+    cmd.current_dir(root).args(["build", "--release"]);
+    for (pkg, bin) in bins {
+        cmd.args(["-p", pkg, "--bin", bin]);
+    }
+    status(&mut cmd)?;
+    Ok(target_dir(root).join("release"))
+}
+
 fn bench(which: &str, args: &[String]) -> Result<()> {
     setup()?;
     let root = workspace_root();
     match which {
         "kernel" => {
-            status(Command::new("cargo").current_dir(&root).args([
-                "build",
-                "--release",
-                "-p",
-                "tests",
-                "--bin",
-                "kbench",
-            ]))?;
-            status(as_root(&target_dir(&root).join("release/kbench")).args(args))
+            let release = build_release(&root, &[("tests", "kbench")])?;
+            status(as_root(&release.join("kbench")).args(args))
         }
         // Only the engine bench: `cargo bench -p detector-user` alone would run the delivery
         // bench too.
