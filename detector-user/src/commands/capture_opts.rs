@@ -28,9 +28,12 @@ pub struct CaptureArgs {
     /// Kernel BTF file.
     #[arg(long, default_value = "/sys/kernel/btf/vmlinux")]
     pub btf: PathBuf,
-    /// Longest a record waits before the consumer looks (e.g. 1ms).
+    /// Longest a record waits before the consumer looks when idle (e.g. 1ms).
     #[arg(long, default_value = "1ms", value_parser = humantime::parse_duration)]
     pub poll_interval: Duration,
+    /// The same while records are flowing (they did in the last 50 ms; e.g. 500us).
+    #[arg(long, default_value = "500us", value_parser = humantime::parse_duration)]
+    pub active_poll_interval: Duration,
 }
 
 impl CaptureArgs {
@@ -68,6 +71,7 @@ impl CaptureArgs {
         }
         o.load.ring_bytes = self.ring_mib * 1024 * 1024;
         o.poll_interval = self.poll_interval;
+        o.active_poll_interval = self.active_poll_interval;
         o.load.wakeup_bytes = self.wakeup_bytes;
         o.btf = Some(self.btf.clone());
         Ok(o)

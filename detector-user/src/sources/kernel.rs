@@ -48,8 +48,11 @@ pub enum SourceError {
 pub struct KernelOptions {
     /// Loader options.
     pub load: LoadOptions,
-    /// Longest time a record waits in the ring buffer before the consumer looks.
+    /// Longest time a record waits in the ring buffer before the consumer looks, when idle.
     pub poll_interval: Duration,
+    /// The same while records are flowing (they did in the last 50 ms): detections complete
+    /// then, so this bounds most of the syscall→alert latency.
+    pub active_poll_interval: Duration,
     /// Watch-list patterns.
     pub watch_patterns: Vec<watchlist::Pattern>,
     /// /etc/passwd (homes for `~`).
@@ -65,6 +68,7 @@ impl Default for KernelOptions {
         Self {
             load: LoadOptions::default(),
             poll_interval: Duration::from_millis(1),
+            active_poll_interval: Duration::from_micros(500),
             watch_patterns: watchlist::parse(watchlist::DEFAULT_LIST, "<embedded>")
                 .unwrap_or_default(),
             passwd: PathBuf::from("/etc/passwd"),
@@ -95,7 +99,7 @@ pub struct KernelSource {
     loaded_rest: LoadedRest,
     lost_seen: Vec<u64>,
     last_loss_check: Instant,
-    poll: Duration,
+    pacer: super::pacer::Pacer,
     watch: WatchList,
     passwd: PathBuf,
     inotify: Option<AsyncFd<inotify::Inotify>>,
@@ -180,7 +184,7 @@ impl KernelSource {
             },
             lost_seen: Vec::new(),
             last_loss_check: Instant::now(),
-            poll: opts.poll_interval,
+            pacer: super::pacer::Pacer::new(opts.poll_interval, opts.active_poll_interval)?,
             watch,
             passwd: opts.passwd.clone(),
             inotify: None,
@@ -272,8 +276,7 @@ impl KernelSource {
     /// Also turns new kernel losses into in-band `Loss` records and keeps the watch list
     /// current.
     pub async fn next_batch(&mut self, out: &mut Vec<Record>) -> Result<(), SourceError> {
-        let sleep = tokio::time::sleep(self.poll);
-        tokio::pin!(sleep);
+        self.pacer.arm()?;
         let mut rescan = false;
         tokio::select! {
             guard = self.ring.readable_mut() => {
@@ -288,14 +291,16 @@ impl KernelSource {
             } => {
                 rescan = r.unwrap_or(false);
             }
-            _ = &mut sleep => {}
+            r = self.pacer.fired() => r?,
         }
         if let Some(f) = &self.ring_fill {
             // What waited for us: the backlog this wake-up finds.
             self.stats.ring_pending = f.pending();
             self.stats.ring_pending_max = self.stats.ring_pending_max.max(self.stats.ring_pending);
         }
+        let before = out.len();
         self.drain(out);
+        self.pacer.saw(out.len() - before);
         if rescan || self.last_rescan.elapsed() >= self.rescan_interval {
             if let Some(i) = self.inotify.as_mut() {
                 let mut buf = [0u8; 4096];

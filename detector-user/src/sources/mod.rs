@@ -5,6 +5,7 @@ pub mod kernel;
 pub mod listeners;
 pub mod loader;
 pub mod offsets;
+pub mod pacer;
 pub mod preflight;
 pub mod ringfill;
 pub mod watchlist;
