@@ -161,6 +161,8 @@ pub struct ExitEvent {
 #[derive(Clone, Copy, Debug, Default)]
 pub struct NetEvent {
     /// Common header: the connecting process (outbound) or the listener's process (inbound).
+    /// A `CONNECT_RESULT` carries only kind, CPU, time and sequence: userspace takes the
+    /// process from the `CONNECT` with the same `sock`.
     pub hdr: Header,
     /// Kernel socket address; pairs a `CONNECT` with its `CONNECT_RESULT`.
     pub sock: u64,

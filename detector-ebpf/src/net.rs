@@ -4,8 +4,10 @@
 //! syscall path (connect(2), io_uring CONNECT, 32-bit compat) and carries the 4-tuple read from
 //! the socket, not from user memory:
 //! - `CLOSE → SYN_SENT` runs in the connecting task: the attempt (`CONNECT`, in progress);
-//! - `SYN_SENT → ESTABLISHED | CLOSE` often runs in softirq, so the process is taken from the
-//!   `SOCKS` entry left by the attempt (`CONNECT_RESULT`);
+//! - `SYN_SENT → ESTABLISHED | CLOSE` often runs in softirq (`CONNECT_RESULT`): the record
+//!   carries the socket but no process; userspace pairs it with the attempt of the same socket,
+//!   so the kernel keeps no per-connection state (a hash insert, lookup and delete per connect
+//!   cost more than the outcome record itself);
 //! - `→ LISTEN` runs in the listening task: remembered in `LISTENERS` so that an inbound
 //!   `SYN_RECV → ESTABLISHED` (softirq, unrelated current task) is attributed to the listener.
 //!
@@ -15,7 +17,7 @@
 use aya_ebpf::{
     bindings::bpf_sock_addr,
     macros::{btf_tracepoint, cgroup_sock_addr, map, tracepoint},
-    maps::{HashMap, LruHashMap as Lru},
+    maps::LruHashMap as Lru,
     programs::{BtfTracePointContext, SockAddrContext, TracePointContext},
 };
 use detector_common::{direct as d, kind, outcome, tp_fixed, Header, ListenKey, NetEvent};
@@ -36,11 +38,6 @@ const TCP_SYN_RECV: i32 = 3;
 const TCP_CLOSE: i32 = 7;
 const TCP_LISTEN: i32 = 10;
 const ECONNREFUSED: u32 = 111;
-
-/// Pending outbound TCP connects: socket → the connecting process. A plain hash (cheaper
-/// inserts than LRU); every entry is removed when the connect resolves.
-#[map]
-static SOCKS: HashMap<u64, Header> = HashMap::with_max_entries(65536, 0);
 
 /// Listening TCP ports → the listening process. Userspace seeds listeners older than the agent.
 #[map]
@@ -252,16 +249,14 @@ fn attempt(c: &StateChange) -> Option<()> {
     let ev = unsafe { &mut *entry.as_mut_ptr() };
     fill_header(&mut ev.hdr, kind::CONNECT);
     fill_net(ev, c, outcome::IN_PROGRESS, 0);
-    let _ = SOCKS.insert(&c.sk, &ev.hdr, 0);
     let flags = wake_flags();
     entry.submit(flags);
     Some(())
 }
 
 fn result(c: &StateChange) -> Option<()> {
-    // Only connects whose attempt we saw (the agent's own are never stored).
-    let hdr = unsafe { SOCKS.get(&c.sk) }.copied()?;
-    let _ = SOCKS.remove(&c.sk);
+    // No process here: userspace takes it from the attempt with the same socket, and drops
+    // outcomes of attempts it never saw (the agent's own connects, lost attempts).
     let (out, errno) = if c.new == TCP_ESTABLISHED {
         (outcome::ESTABLISHED, 0)
     } else {
@@ -277,7 +272,7 @@ fn result(c: &StateChange) -> Option<()> {
             (outcome::FAILED, err)
         }
     };
-    emit_with(hdr, kind::CONNECT_RESULT, c, out, errno)
+    emit_with(Header::default(), kind::CONNECT_RESULT, c, out, errno)
 }
 
 fn accepted(c: &StateChange) -> Option<()> {

@@ -91,6 +91,9 @@ pub struct SourceStats {
     pub ring_pending: u64,
     /// The most seen pending at a wake-up since start.
     pub ring_pending_max: u64,
+    /// TCP outcomes dropped because their attempt was not seen (the agent's own connects,
+    /// attempts lost in the kernel).
+    pub unpaired_outcomes: u64,
 }
 
 /// The live source.
@@ -106,6 +109,7 @@ pub struct KernelSource {
     last_rescan: Instant,
     rescan_interval: Duration,
     ring_fill: Option<std::sync::Arc<super::ringfill::RingFill>>,
+    connects: super::connects::PendingConnects,
     /// Per-program attach state.
     pub status: Vec<ProgramStatus>,
     /// How the programs read kernel structures (direct loads or helper calls).
@@ -191,6 +195,7 @@ impl KernelSource {
             last_rescan: Instant::now(),
             rescan_interval: opts.rescan_interval,
             ring_fill,
+            connects: super::connects::PendingConnects::default(),
             status,
             reads,
             env,
@@ -324,8 +329,14 @@ impl KernelSource {
         let ring = self.ring.get_mut();
         while let Some(item) = ring.next() {
             match decode::decode(&item) {
-                Ok(r) => {
+                Ok(mut r) => {
                     self.stats.records += 1;
+                    if let Record::Net(n) = &mut r {
+                        if !self.connects.pair(n) {
+                            self.stats.unpaired_outcomes = self.connects.unpaired;
+                            continue;
+                        }
+                    }
                     out.push(r);
                 }
                 Err(e) => {

@@ -1,5 +1,6 @@
 //! Where events come from: the kernel (live capture) or a recording.
 
+pub mod connects;
 pub mod decode;
 pub mod kernel;
 pub mod listeners;
