@@ -706,7 +706,8 @@ impl TracepointOffsets {
 pub struct AgentConfig {
     /// The agent's own tgid: its activity is never reported (by tgid, never by name).
     pub agent_tgid: u32,
-    /// Pending ring-buffer bytes past which a producer forces a wakeup.
+    /// A producer forces one consumer wakeup each time the pending ring-buffer bytes cross a
+    /// multiple of this (0: never).
     pub wakeup_bytes: u32,
     /// Minimum ns between two filemap/io_uring read records for one (process, file).
     pub read_dedup_ns: u64,
@@ -731,8 +732,10 @@ pub mod counter {
     pub const SENT: u32 = 1;
     /// Open-family exits inspected by the credential filter.
     pub const OPENS_SEEN: u32 = 2;
+    /// Consumer wakeups forced by a producer (see the wakeup policy in the eBPF crate).
+    pub const WAKEUPS: u32 = 3;
     /// Number of counters.
-    pub const COUNT: u32 = 3;
+    pub const COUNT: u32 = 4;
 }
 
 #[cfg(feature = "user")]

@@ -379,7 +379,7 @@ fn report<const D: bool>(
         ev.depth = 0;
     }
     touch_recent(ev.hdr.tgid, id.dev, id.ino, ev.hdr.ts_ns);
-    let flags = wake_flags();
+    let flags = wake_flags::<FileEvent>();
     entry.submit(flags);
 }
 

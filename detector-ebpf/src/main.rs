@@ -247,13 +247,22 @@ pub(crate) fn is_agent(tgid: u32) -> bool {
     tgid == global!(CONFIG.agent_tgid)
 }
 
-/// Wakeup policy: never one wakeup per record (≈3 µs each here). Records are submitted
-/// without a wakeup and the consumer drains on a short timer (1 ms by default, which bounds
-/// the delay); once the pending bytes pass a threshold the producer forces one.
+/// Wakeup policy: never one wakeup per record (≈3 µs each here: a self-IPI, a VM exit in a
+/// guest). Records are submitted without a wakeup and the consumer drains on a short timer,
+/// which bounds the delay. A producer forces one wakeup only when its record makes the pending
+/// bytes cross a multiple of the threshold, so a burst that outruns the timer wakes the
+/// consumer once per threshold's worth of records. Forcing on *every* record past the
+/// threshold (the earlier policy) made each record of a burst pay the 3 µs whenever the
+/// consumer was behind: a workload opening a credential 20,000 times ran 5× slower while the
+/// consumer caught up. `T` is the record type just reserved.
 #[inline(always)]
-pub(crate) fn wake_flags() -> u64 {
+pub(crate) fn wake_flags<T>() -> u64 {
+    // The ring buffer's own 8-byte header, and reservations rounded up to 8 bytes.
+    let len = ((core::mem::size_of::<T>() + 8 + 7) & !7) as u64;
     let pending = EVENTS.query(ringbuf::AVAIL_DATA);
-    if pending >= global!(CONFIG.wakeup_bytes) as u64 {
+    let step = global!(CONFIG.wakeup_bytes) as u64;
+    if step != 0 && pending >= len && pending / step != (pending - len) / step {
+        count(counter::WAKEUPS, 1);
         ringbuf::FORCE_WAKEUP
     } else {
         ringbuf::NO_WAKEUP

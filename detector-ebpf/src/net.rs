@@ -249,7 +249,7 @@ fn attempt(c: &StateChange) -> Option<()> {
     let ev = unsafe { &mut *entry.as_mut_ptr() };
     fill_header(&mut ev.hdr, kind::CONNECT);
     fill_net(ev, c, outcome::IN_PROGRESS, 0);
-    let flags = wake_flags();
+    let flags = wake_flags::<NetEvent>();
     entry.submit(flags);
     Some(())
 }
@@ -309,7 +309,7 @@ fn emit_with(mut hdr: Header, k: u32, c: &StateChange, out: u32, errno: u32) -> 
     hdr.seq = now.seq;
     ev.hdr = hdr;
     fill_net(ev, c, out, errno);
-    let flags = wake_flags();
+    let flags = wake_flags::<NetEvent>();
     entry.submit(flags);
     Some(())
 }
@@ -360,7 +360,7 @@ fn try_udp_connect(ctx: &SockAddrContext, family: u16) -> Option<()> {
     ev.dport = u16::from_be(sa.user_port as u16);
     ev.outcome = outcome::ASSOCIATED;
     ev.errno = 0;
-    let flags = wake_flags();
+    let flags = wake_flags::<NetEvent>();
     entry.submit(flags);
     Some(())
 }

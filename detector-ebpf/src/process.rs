@@ -92,7 +92,7 @@ fn try_exec(ctx: &TracePointContext) -> Option<()> {
             got
         };
     }
-    let flags = wake_flags();
+    let flags = wake_flags::<ExecEvent>();
     entry.submit(flags);
     Some(())
 }
@@ -135,7 +135,7 @@ fn try_fork(ctx: &BtfTracePointContext) -> Option<()> {
     } else {
         kread(child, global!(KOFF.task_start_boottime)).unwrap_or(0)
     };
-    let flags = wake_flags();
+    let flags = wake_flags::<ForkEvent>();
     entry.submit(flags);
     Some(())
 }
@@ -187,7 +187,7 @@ fn try_exit(ctx: &TracePointContext) -> Option<()> {
     if cached {
         let _ = PROCS.remove(&tgid);
     }
-    let flags = wake_flags();
+    let flags = wake_flags::<ExitEvent>();
     entry.submit(flags);
     Some(())
 }

@@ -102,6 +102,7 @@ struct State {
     alerts: BTreeMap<String, u64>,
     lost_per_cpu: Vec<u64>,
     decode_errors: u64,
+    forced_wakeups: u64,
     rule_eval: Latency,
     syscall_to_alert: Latency,
     sinks: Vec<(String, Arc<SinkStats>)>,
@@ -188,12 +189,14 @@ impl Batch<'_> {
         }
     }
 
-    /// Kernel losses: running totals per CPU; undecodable records.
-    pub fn kernel(&mut self, lost_per_cpu: &[u64], decode_errors: u64) {
+    /// Kernel losses: running totals per CPU; undecodable records; consumer wakeups the
+    /// kernel forced.
+    pub fn kernel(&mut self, lost_per_cpu: &[u64], decode_errors: u64, forced_wakeups: u64) {
         if self.0.lost_per_cpu.as_slice() != lost_per_cpu {
             self.0.lost_per_cpu = lost_per_cpu.to_vec();
         }
         self.0.decode_errors = decode_errors;
+        self.0.forced_wakeups = forced_wakeups;
     }
 
     /// The largest ring-buffer backlog (bytes) a consumer wake-up found so far.
@@ -216,6 +219,7 @@ impl Metrics {
                 alerts: BTreeMap::new(),
                 lost_per_cpu: Vec::new(),
                 decode_errors: 0,
+                forced_wakeups: 0,
                 rule_eval: Latency::new(),
                 syscall_to_alert: Latency::new(),
                 sinks: Vec::new(),
@@ -313,6 +317,12 @@ impl Metrics {
                 "Largest ring-buffer backlog a consumer wake-up found since start.",
                 MetricType::GAUGE,
                 vec![gauge(&[], st.ring_pending_max as f64)],
+            ),
+            family(
+                "detector_ringbuf_forced_wakeups_total",
+                "Consumer wakeups forced by the kernel: one each time a burst's pending bytes cross a multiple of --wakeup-bytes.",
+                MetricType::COUNTER,
+                vec![counter(&[], st.forced_wakeups as f64)],
             ),
             family(
                 "detector_decode_errors_total",
@@ -591,7 +601,7 @@ mod tests {
         b.alert("ssh-key-then-ssh-fanout", Some(2_000_000));
         b.alert("ssh-key-then-ssh-fanout", Some(4_000_000));
         b.alert("detector-reload", None);
-        b.kernel(&[0, 5], 1);
+        b.kernel(&[0, 5], 1, 9);
         drop(b);
         m
     }
@@ -604,6 +614,7 @@ mod tests {
             "detector_events_total{kind=\"exec\"} 2",
             "detector_events_total{kind=\"cred_open\"} 1",
             "detector_kernel_lost_total{cpu=\"1\"} 5",
+            "detector_ringbuf_forced_wakeups_total 9",
             "detector_alerts_total{rule=\"ssh-key-then-ssh-fanout\"} 2",
             "detector_alerts_total{rule=\"detector-reload\"} 1",
             "# TYPE detector_rule_evaluation_seconds summary",

@@ -22,7 +22,8 @@ pub struct CaptureArgs {
     /// Ring buffer size in MiB (power of two).
     #[arg(long, default_value_t = 16)]
     pub ring_mib: u32,
-    /// Pending ring-buffer bytes past which the kernel forces a consumer wakeup.
+    /// The kernel forces one consumer wakeup each time the pending ring-buffer bytes cross a
+    /// multiple of this (0: never; the poll timer alone drains the ring).
     #[arg(long, default_value_t = 256 * 1024)]
     pub wakeup_bytes: u32,
     /// Kernel BTF file.

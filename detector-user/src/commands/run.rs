@@ -359,7 +359,11 @@ pub fn run(mut args: RunArgs) -> anyhow::Result<ExitCode> {
                 out.clear();
             }
             if let Some(b) = batch.as_mut() {
-                b.kernel(cap.source.lost_per_cpu(), cap.source.stats.decode_errors);
+                b.kernel(
+                    cap.source.lost_per_cpu(),
+                    cap.source.stats.decode_errors,
+                    cap.source.stats.forced_wakeups,
+                );
                 b.ring_pending_max(cap.source.stats.ring_pending_max);
                 if !alerts.is_empty() {
                     // Syscall→alert latency: emission wall time − the triggering event's time.

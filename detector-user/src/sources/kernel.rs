@@ -91,6 +91,9 @@ pub struct SourceStats {
     pub ring_pending: u64,
     /// The most seen pending at a wake-up since start.
     pub ring_pending_max: u64,
+    /// Consumer wakeups the kernel forced (a burst crossing the wakeup threshold), as of the
+    /// last loss check.
+    pub forced_wakeups: u64,
     /// TCP outcomes dropped because their attempt was not seen (the agent's own connects,
     /// attempts lost in the kernel).
     pub unpaired_outcomes: u64,
@@ -350,6 +353,7 @@ impl KernelSource {
     /// Reads the per-CPU loss counters and reports increases.
     pub fn check_loss(&mut self, out: &mut Vec<Record>) {
         self.last_loss_check = Instant::now();
+        self.stats.forced_wakeups = self.counter(counter::WAKEUPS);
         let Ok(values) = self.loaded_rest.counters.get(&counter::LOST, 0) else {
             return;
         };

@@ -214,7 +214,8 @@ pub struct LoadOptions {
     pub groups: Vec<Group>,
     /// Ring buffer size in bytes (power of two).
     pub ring_bytes: u32,
-    /// Pending bytes that force a wakeup.
+    /// A producer forces one consumer wakeup each time the pending bytes cross a multiple of
+    /// this (0: never; the consumer's timer alone drains the ring).
     pub wakeup_bytes: u32,
     /// Read-record deduplication window.
     pub read_dedup_ns: u64,
