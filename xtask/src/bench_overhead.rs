@@ -1577,11 +1577,15 @@ fn fmt_num(v: f64) -> String {
     }
 }
 
-/// "auditd's overhead ÷ detector's overhead", overhead = 1 − ratio.
+/// "auditd's overhead ÷ detector's overhead", overhead = the time a tool adds per unit of
+/// work, relative to the base: 1/ratio − 1 (a ratio of 0.5 is +100 %, 0.8 is +25 %). The
+/// complement 1 − ratio (what the first version used) saturates at 1 for a tool that slows
+/// work down many times over, which understates a slow tool's cost.
 ///
 /// A ratio clearly above 1 is noise (a tool only adds work): no factor is derived from it.
 fn overhead_factor(ours: f64, theirs: f64) -> String {
-    let (o, t) = (1.0 - ours, 1.0 - theirs);
+    let added = |r: f64| if r > 0.0 { 1.0 / r - 1.0 } else { f64::INFINITY };
+    let (o, t) = (added(ours), added(theirs));
     if ours > 1.02 || theirs > 1.02 {
         "n/a (a ratio > 1: noise)".into()
     } else if o <= 0.005 {
@@ -1622,7 +1626,7 @@ fn render_markdown(
     }
     let compare = others.contains(&Config::Detector) && others.contains(&Config::Auditd);
     if compare {
-        md.push_str(" auditd overhead ÷ detector overhead |");
+        md.push_str(" auditd overhead ÷ detector overhead (added time) |");
     }
     md.push_str("\n|---|");
     for _ in &others {
@@ -1810,7 +1814,10 @@ mod tests {
 
     #[test]
     fn overhead_factor_handles_noise() {
-        assert_eq!(overhead_factor(0.98, 0.80), "10.0×");
+        // +2.04 % against +25 %.
+        assert_eq!(overhead_factor(0.98, 0.80), "12.2×");
+        // A tool 30× slower is +2,900 %, not "at most 1".
+        assert_eq!(overhead_factor(0.8, 1.0 / 30.0), "116.0×");
         assert_eq!(overhead_factor(1.01, 0.80), "∞ (ours ≈ 0)");
         assert_eq!(overhead_factor(1.3, 0.80), "n/a (a ratio > 1: noise)");
         assert_eq!(overhead_factor(0.9, 1.1), "n/a (a ratio > 1: noise)");
