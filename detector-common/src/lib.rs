@@ -223,6 +223,23 @@ pub struct WatchKey {
     pub ino: u64,
 }
 
+/// The `WATCH_BITS` prefilter in front of `WATCHED`: one bit per hash slot of a watched
+/// (dev, inode). Every open and every buffered read of every file checks it, and a clear bit
+/// (nearly every file) skips the hash-map lookup (≈20 ns here) for an inlined array load.
+/// Userspace sets a key's bit after inserting the key into `WATCHED` and clears bits only by
+/// rewriting the whole bitmap from the live keys, so a reader never misses a live key.
+pub mod watch_bits {
+    /// Bitmap words (65,536 bits, 8 KiB): a few hundred watched files leave ~99 % of slots clear.
+    pub const WORDS: usize = 1024;
+
+    /// (word index, bit mask) of a (dev, inode): a multiplicative hash, top 16 bits.
+    #[inline(always)]
+    pub fn slot(dev: u64, ino: u64) -> (usize, u64) {
+        let h = (ino ^ dev.rotate_left(32)).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 48;
+        ((h >> 6) as usize & (WORDS - 1), 1u64 << (h & 63))
+    }
+}
+
 /// Key of the `LISTENERS` map: a listening TCP port.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]

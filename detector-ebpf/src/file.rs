@@ -17,11 +17,12 @@ use aya_ebpf::{
         generated::{bpf_get_current_task_btf, bpf_task_pt_regs},
     },
     macros::{map, tracepoint},
-    maps::{HashMap, LruHashMap},
+    maps::{Array, HashMap, LruHashMap},
     programs::TracePointContext,
 };
 use detector_common::{
-    counter, direct as d, kind, tp_fixed, via, watch, FileEvent, WatchKey, DENTRY_DEPTH, NO_OFFSET,
+    counter, direct as d, kind, tp_fixed, via, watch, watch_bits, FileEvent, WatchKey,
+    DENTRY_DEPTH, NO_OFFSET,
 };
 
 use crate::{
@@ -48,6 +49,22 @@ const REQ_F_FIXED_FILE: u64 = 1;
 /// Watched credential files: (dev, inode) → watch id. Kept current by userspace.
 #[map]
 static WATCHED: HashMap<WatchKey, u32> = HashMap::with_max_entries(65536, 0);
+
+/// Prefilter in front of `WATCHED` (see `detector_common::watch_bits`). Userspace writes it.
+#[map]
+static WATCH_BITS: Array<[u64; watch_bits::WORDS]> = Array::with_max_entries(1, 0);
+
+/// The watch id of a (dev, inode), if watched: the bitmap first, the hash only on a set bit.
+#[inline(always)]
+fn watched(dev: u64, ino: u64) -> Option<u32> {
+    let (word, mask) = watch_bits::slot(dev, ino);
+    let bits = WATCH_BITS.get(0)?;
+    // `slot` masks the index; the explicit bound keeps the verifier's range proof local.
+    if bits.get(word & (watch_bits::WORDS - 1))? & mask == 0 {
+        return None;
+    }
+    unsafe { WATCHED.get(&WatchKey { dev, ino }) }.copied()
+}
 
 /// io_uring OPENAT/OPENAT2 requests in flight: request → opcode.
 #[map]
@@ -384,29 +401,34 @@ fn report<const D: bool>(
 }
 
 /// A file descriptor was just opened: report it when it is a watched credential or another
-/// process's `/proc/<pid>/environ`.
+/// process's `/proc/<pid>/environ`. The caller's ids are read only then: nearly every open is
+/// of neither, and leaves after a few loads and one bitmap test.
 #[inline(always)]
-fn opened(fd: u64, pid: u32, tgid: u32, how: u32, path_arg: u32) {
+fn opened(fd: u64, how: u32, path_arg: u32) {
     if direct() {
         if let Some(file) = fd_file_direct(fd) {
-            opened_file::<true>(file, pid, tgid, how, path_arg);
+            opened_file::<true>(file, how, path_arg);
         }
         return;
     }
     let Some(file) = fd_file(fd) else { return };
-    opened_file::<false>(file, pid, tgid, how, path_arg);
+    opened_file::<false>(file, how, path_arg);
 }
 
 #[inline(always)]
-fn opened_file<const D: bool>(file: u64, pid: u32, tgid: u32, how: u32, path_arg: u32) {
+fn opened_file<const D: bool>(file: u64, how: u32, path_arg: u32) {
     let Some(id) = file_id::<D>(file) else { return };
-    let key = WatchKey {
-        dev: id.dev,
-        ino: id.ino,
-    };
-    if let Some(w) = unsafe { WATCHED.get(&key) } {
-        report::<D>(&id, *w, 0, kind::FILE_OPEN, how, path_arg);
+    if let Some(w) = watched(id.dev, id.ino) {
+        if is_agent((bpf_get_current_pid_tgid() >> 32) as u32) {
+            return;
+        }
+        report::<D>(&id, w, 0, kind::FILE_OPEN, how, path_arg);
     } else if id.magic == PROC_SUPER_MAGIC {
+        let pid_tgid = bpf_get_current_pid_tgid();
+        let (pid, tgid) = (pid_tgid as u32, (pid_tgid >> 32) as u32);
+        if is_agent(tgid) {
+            return;
+        }
         if let Some(target) = foreign_environ::<D>(file, pid, tgid) {
             report::<D>(
                 &id,
@@ -434,12 +456,7 @@ fn on_open_exit(ctx: &TracePointContext, path_arg: u32) {
     if ret < 0 {
         return;
     }
-    let pid_tgid = bpf_get_current_pid_tgid();
-    let (pid, tgid) = (pid_tgid as u32, (pid_tgid >> 32) as u32);
-    if is_agent(tgid) {
-        return;
-    }
-    opened(ret as u64, pid, tgid, via::SYSCALL, path_arg);
+    opened(ret as u64, via::SYSCALL, path_arg);
 }
 
 #[tracepoint]
@@ -530,11 +547,7 @@ fn try_iou_submit(ctx: &TracePointContext) -> Option<()> {
     }
     let file = fd_file(fd as u64)?;
     let id = file_id::<false>(file)?;
-    let key = WatchKey {
-        dev: id.dev,
-        ino: id.ino,
-    };
-    let w = unsafe { WATCHED.get(&key) }.copied()?;
+    let w = watched(id.dev, id.ino)?;
     let now = unsafe { bpf_ktime_get_boot_ns() };
     if seen_recently(tgid, id.dev, id.ino, now) {
         return None;
@@ -573,12 +586,7 @@ fn try_iou_complete(ctx: &TracePointContext) -> Option<()> {
     if res < 0 {
         return None;
     }
-    let pid_tgid = bpf_get_current_pid_tgid();
-    let (pid, tgid) = (pid_tgid as u32, (pid_tgid >> 32) as u32);
-    if is_agent(tgid) {
-        return None;
-    }
-    opened(res as u64, pid, tgid, via::IO_URING, NO_PATH_ARG);
+    opened(res as u64, via::IO_URING, NO_PATH_ARG);
     Some(())
 }
 
@@ -596,11 +604,7 @@ fn try_filemap(ctx: &TracePointContext) -> Option<()> {
     }
     let ino: u64 = tpf!(ctx, tp_fixed::FILEMAP, tp_fixed::FILEMAP_INO, ioff, u64)?;
     let dev: u32 = tpf!(ctx, tp_fixed::FILEMAP, tp_fixed::FILEMAP_DEV, doff, u32)?;
-    let key = WatchKey {
-        dev: dev as u64,
-        ino,
-    };
-    let w = unsafe { WATCHED.get(&key) }.copied()?;
+    let w = watched(dev as u64, ino)?;
     let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
     if is_agent(tgid) {
         return None;

@@ -404,6 +404,15 @@ pub(crate) fn fill_task(h: &mut Header, task: u64) {
     h.netns = kread(net, global!(KOFF.net_ns_inum)).unwrap_or(0);
 }
 
+/// Calibration, never attached by the agent: an empty program that `cargo xtask bench kernel`
+/// attaches to `syscalls:sys_exit_openat` on its own, to measure what *any* program there
+/// costs on this kernel (the syscall-tracing slow path and the tracepoint's dispatch) — the
+/// floor under the credential filter's own work.
+#[aya_ebpf::macros::tracepoint]
+pub fn calibration_empty(_ctx: aya_ebpf::programs::TracePointContext) -> u32 {
+    0
+}
+
 #[cfg(not(test))]
 #[panic_handler]
 fn panic(_info: &core::panic::PanicInfo) -> ! {

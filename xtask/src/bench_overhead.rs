@@ -1584,7 +1584,13 @@ fn fmt_num(v: f64) -> String {
 ///
 /// A ratio clearly above 1 is noise (a tool only adds work): no factor is derived from it.
 fn overhead_factor(ours: f64, theirs: f64) -> String {
-    let added = |r: f64| if r > 0.0 { 1.0 / r - 1.0 } else { f64::INFINITY };
+    let added = |r: f64| {
+        if r > 0.0 {
+            1.0 / r - 1.0
+        } else {
+            f64::INFINITY
+        }
+    };
     let (o, t) = (added(ours), added(theirs));
     if ours > 1.02 || theirs > 1.02 {
         "n/a (a ratio > 1: noise)".into()

@@ -128,6 +128,8 @@ struct LoadedRest {
     _ebpf: aya::Ebpf,
     counters: aya::maps::PerCpuArray<MapData, u64>,
     watched: aya::maps::HashMap<MapData, detector_common::WatchKey, u32>,
+    watch_bits: aya::maps::Array<MapData, [u64; detector_common::watch_bits::WORDS]>,
+    bits: super::watchbits::WatchBits,
     listeners: aya::maps::HashMap<MapData, ListenKey, Header>,
     _logger: Option<aya_log::EbpfLogger<&'static dyn log::Log>>,
 }
@@ -162,6 +164,7 @@ impl KernelSource {
             events,
             counters,
             watched,
+            watch_bits,
             listeners,
             status,
             reads,
@@ -186,6 +189,8 @@ impl KernelSource {
                 _ebpf: ebpf,
                 counters,
                 watched,
+                watch_bits,
+                bits: Default::default(),
                 listeners,
                 _logger: logger,
             },
@@ -242,6 +247,21 @@ impl KernelSource {
                 .insert(k, id, 0)
                 .map_err(|e| SourceError::Map {
                     map: "WATCHED",
+                    msg: e.to_string(),
+                })?;
+        }
+        // Bits after the keys: the kernel never sees a set bit's key missing for long, and
+        // never a live key without its bit.
+        let rest = &mut self.loaded_rest;
+        if rest.bits.update(
+            delta.added.iter().map(|(k, _)| k),
+            delta.removed.len(),
+            self.watch.keys(),
+        ) {
+            rest.watch_bits
+                .set(0, rest.bits.words(), 0)
+                .map_err(|e| SourceError::Map {
+                    map: "WATCH_BITS",
                     msg: e.to_string(),
                 })?;
         }

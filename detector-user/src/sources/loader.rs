@@ -16,6 +16,12 @@ use super::{offsets, preflight::Environment};
 /// The kernel object built by build.rs (aya-build), embedded in the binary.
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/detector"));
 
+/// The embedded eBPF object, unpatched (for calibration runs that load one program of it by
+/// themselves; the agent goes through [`load`]).
+pub fn object() -> &'static [u8] {
+    OBJECT
+}
+
 /// Failure to load or attach.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
@@ -264,6 +270,8 @@ pub struct Loaded {
     pub counters: PerCpuArray<MapData, u64>,
     /// Watched (dev, ino) → id.
     pub watched: BpfHashMap<MapData, WatchKey, u32>,
+    /// The prefilter bitmap in front of `watched` (one element).
+    pub watch_bits: aya::maps::Array<MapData, [u64; detector_common::watch_bits::WORDS]>,
     /// Listening ports → listener.
     pub listeners: BpfHashMap<MapData, ListenKey, detector_common::Header>,
     /// Per-program state.
@@ -505,6 +513,7 @@ fn load_object(
     let events = take_map(&mut ebpf, "EVENTS")?;
     let counters = take_map(&mut ebpf, "COUNTERS")?;
     let watched = take_map(&mut ebpf, "WATCHED")?;
+    let watch_bits = take_map(&mut ebpf, "WATCH_BITS")?;
     let listeners = take_map(&mut ebpf, "LISTENERS")?;
     Ok(Loaded {
         ebpf,
@@ -512,6 +521,7 @@ fn load_object(
         events,
         counters,
         watched,
+        watch_bits,
         listeners,
         status,
         reads: KernelReads {

@@ -9,4 +9,5 @@ pub mod offsets;
 pub mod pacer;
 pub mod preflight;
 pub mod ringfill;
+pub mod watchbits;
 pub mod watchlist;

@@ -269,6 +269,11 @@ impl WatchList {
         delta
     }
 
+    /// Every watched key (as of the last rescan).
+    pub fn keys(&self) -> impl Iterator<Item = &WatchKey> {
+        self.by_key.keys()
+    }
+
     /// The watched file with this id.
     pub fn get(&self, id: u32) -> Option<&Watched> {
         self.by_id.get(&id)

@@ -35,6 +35,26 @@ struct Running {
     handle: std::thread::JoinHandle<()>,
 }
 
+/// The floor under the credential filter: the agent object's empty `calibration_empty`
+/// program alone on `syscalls:sys_exit_openat`. What it costs is what any program there costs
+/// on this kernel (the syscall-tracing slow path for every syscall, the tracepoint's dispatch
+/// for every open), whatever the program does.
+fn start_floor() -> aya::Ebpf {
+    let mut ebpf = aya::EbpfLoader::new()
+        .map_max_entries("EVENTS", 1 << 20)
+        .load(detector::sources::loader::object())
+        .expect("load the object");
+    let p: &mut aya::programs::TracePoint = ebpf
+        .program_mut("calibration_empty")
+        .expect("calibration program in the object")
+        .try_into()
+        .expect("a tracepoint program");
+    p.load().expect("load calibration_empty");
+    p.attach("syscalls", "sys_exit_openat")
+        .expect("attach calibration_empty");
+    ebpf
+}
+
 /// Starts the agent (load, attach, consume on CPU 1); returns once attached.
 fn start_agent(watch: &str, hooks_files: bool, helper_reads: bool) -> Running {
     let stop = Arc::new(AtomicBool::new(false));
@@ -376,6 +396,8 @@ fn main() {
     let mut base: Vec<Vec<f64>> = vec![Vec::new(); loads.len()];
     let mut att: Vec<Vec<f64>> = vec![Vec::new(); loads.len()];
     let mut helper: Vec<Vec<f64>> = vec![Vec::new(); loads.len()];
+    // Floor phase: getppid and the benign open+close only.
+    let mut floor: Vec<Vec<f64>> = vec![Vec::new(); 2];
     let mut emitted = 0u64;
     let mut lost = 0u64;
     let measure = |w: &Workload| {
@@ -404,6 +426,12 @@ fn main() {
         let (e, l) = stop_agent(agent);
         emitted += e;
         lost += l;
+        // D: only an empty program on sys_exit_openat (the floor).
+        let calib = start_floor();
+        for (i, w) in loads.iter().take(2).enumerate() {
+            floor[i].push(measure(w));
+        }
+        drop(calib);
         eprintln!("kbench: round {}/{rounds} done", r + 1);
     }
 
@@ -442,6 +470,16 @@ fn main() {
             ratio(b, h),
             ma - mb,
             mh - mb
+        );
+    }
+    for (i, w) in loads.iter().take(2).enumerate() {
+        let (mb, mf) = (median(&mut base[i].clone()), median(&mut floor[i].clone()));
+        println!(
+            "| {}, floor: an empty program on sys_exit_openat | {} | {mb:.0} | {mf:.0} | – | {} | – | – | {:.0} | – |",
+            w.0,
+            w.1,
+            ratio(&base[i], &floor[i]),
+            mf - mb
         );
     }
     let (mb, ma) = (median(&mut co_base.clone()), median(&mut co_att.clone()));
