@@ -82,11 +82,12 @@ pub struct Args {
     /// Rounds; each runs every configuration once, in order [default: 3, with --quick 2].
     #[arg(long)]
     rounds: Option<usize>,
-    /// Configurations besides `none` (which is always run): detector, auditd, bpftrace.
+    /// Configurations besides `none` (which is always run): detector, detector-reads, auditd,
+    /// bpftrace.
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "detector,auditd,bpftrace"
+        default_value = "detector,detector-reads,auditd,bpftrace"
     )]
     configs: Vec<String>,
     /// Workloads: getppid, open, cred-open, connect, exec, redis, make, stress-ng, wrk
@@ -109,6 +110,10 @@ pub enum Config {
     None,
     /// `detector run`.
     Detector,
+    /// `detector run --hooks process,net,reads`: no syscall tracepoint at all (credential
+    /// access seen through page-cache reads and io_uring, not at open).
+    #[serde(rename = "detector-reads")]
+    DetectorReads,
     /// auditd with equivalent rules.
     Auditd,
     /// bpftrace printing every event.
@@ -116,9 +121,10 @@ pub enum Config {
 }
 
 impl Config {
-    const ALL: [Config; 4] = [
+    const ALL: [Config; 5] = [
         Config::None,
         Config::Detector,
+        Config::DetectorReads,
         Config::Auditd,
         Config::Bpftrace,
     ];
@@ -127,6 +133,7 @@ impl Config {
         match self {
             Config::None => "none",
             Config::Detector => "detector",
+            Config::DetectorReads => "detector-reads",
             Config::Auditd => "auditd",
             Config::Bpftrace => "bpftrace",
         }
@@ -136,7 +143,9 @@ impl Config {
         Self::ALL
             .into_iter()
             .find(|c| c.name() == s)
-            .with_context(|| format!("unknown configuration `{s}` (detector, auditd, bpftrace)"))
+            .with_context(|| {
+                format!("unknown configuration `{s}` (detector, detector-reads, auditd, bpftrace)")
+            })
     }
 }
 
@@ -1206,7 +1215,7 @@ impl Tool {
         };
         match config {
             Config::None => {}
-            Config::Detector => {
+            Config::Detector | Config::DetectorReads => {
                 let state = tdir.join("state");
                 fs::create_dir_all(&state)?;
                 let cfg = tdir.join("detector.yaml");
@@ -1227,6 +1236,11 @@ impl Tool {
                     .arg(&cfg)
                     .args(["--metrics-addr", &addr, "--watch"])
                     .arg(format!("{}=ssh_key", ctx.cred.display()))
+                    .args(if config == Config::DetectorReads {
+                        &["--hooks", "process,net,reads"][..]
+                    } else {
+                        &[]
+                    })
                     .env("NO_COLOR", "1")
                     .stdout(fs::File::create(tdir.join("stdout"))?);
                 let mut child = spawn(&mut c)?;
@@ -1412,7 +1426,7 @@ impl Tool {
             .map(|s| s.lines().count())
             .unwrap_or(0);
         match self.config {
-            Config::Detector => {
+            Config::Detector | Config::DetectorReads => {
                 // Its closing log line: `stopped records=N lost=N`.
                 let log = fs::read_to_string(&self.log).unwrap_or_default();
                 let field = |k: &str| {
@@ -1442,7 +1456,10 @@ impl Tool {
             Config::None => {}
         }
         match st {
-            Some(st) if !st.success() && self.config == Config::Detector => {
+            Some(st)
+                if !st.success()
+                    && matches!(self.config, Config::Detector | Config::DetectorReads) =>
+            {
                 bail!("detector run exited {st}; log {}", self.log.display())
             }
             None => note.push_str(", had to be killed"),
@@ -1630,15 +1647,24 @@ fn render_markdown(
     for c in &others {
         md.push_str(&format!(" {} |", c.name()));
     }
-    let compare = others.contains(&Config::Detector) && others.contains(&Config::Auditd);
-    if compare {
-        md.push_str(" auditd overhead ÷ detector overhead (added time) |");
+    // One "auditd ÷ ours" column per detector configuration run beside auditd.
+    let ours: Vec<Config> = if others.contains(&Config::Auditd) {
+        others
+            .iter()
+            .copied()
+            .filter(|c| matches!(c, Config::Detector | Config::DetectorReads))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    for c in &ours {
+        md.push_str(&format!(
+            " auditd overhead ÷ {} overhead (added time) |",
+            c.name()
+        ));
     }
     md.push_str("\n|---|");
-    for _ in &others {
-        md.push_str("---|");
-    }
-    if compare {
+    for _ in others.iter().chain(ours.iter()) {
         md.push_str("---|");
     }
     md.push('\n');
@@ -1650,13 +1676,13 @@ fn render_markdown(
                 None => md.push_str(" – |"),
             }
         }
-        if compare {
-            let get = |c| {
-                stats
-                    .get(&(row.key.to_string(), c))
-                    .and_then(|s: &Stat| s.ratio)
-            };
-            match (get(Config::Detector), get(Config::Auditd)) {
+        let get = |c| {
+            stats
+                .get(&(row.key.to_string(), c))
+                .and_then(|s: &Stat| s.ratio)
+        };
+        for c in &ours {
+            match (get(*c), get(Config::Auditd)) {
                 (Some(d), Some(a)) => md.push_str(&format!(" {} |", overhead_factor(d.0, a.0))),
                 _ => md.push_str(" – |"),
             }

@@ -11,8 +11,9 @@ use plotters::{prelude::*, style::FontStyle};
 
 use super::{Config, Row, Stat};
 
-const BARS: [(Config, RGBColor); 3] = [
+const BARS: [(Config, RGBColor); 4] = [
     (Config::Detector, RGBColor(31, 119, 180)),
+    (Config::DetectorReads, RGBColor(44, 160, 44)),
     (Config::Auditd, RGBColor(214, 39, 40)),
     (Config::Bpftrace, RGBColor(255, 127, 14)),
 ];
@@ -127,6 +128,7 @@ pub fn draw(
 fn config_label(c: Config) -> &'static str {
     match c {
         Config::Detector => "detector run",
+        Config::DetectorReads => "detector run --hooks process,net,reads",
         Config::Auditd => "auditd (equivalent rules)",
         Config::Bpftrace => "bpftrace (same tracepoints, print all)",
         Config::None => "no agent",
@@ -149,9 +151,14 @@ mod tests {
         }
         let rows = &super::super::ROWS[..2];
         let mut stats = BTreeMap::new();
-        for (k, c) in [Config::Detector, Config::Auditd, Config::Bpftrace]
-            .into_iter()
-            .enumerate()
+        for (k, c) in [
+            Config::Detector,
+            Config::DetectorReads,
+            Config::Auditd,
+            Config::Bpftrace,
+        ]
+        .into_iter()
+        .enumerate()
         {
             for r in rows {
                 stats.insert(
