@@ -413,6 +413,20 @@ pub fn calibration_empty(_ctx: aya_ebpf::programs::TracePointContext) -> u32 {
     0
 }
 
+/// Calibration, never attached by the agent: the TCP hook's dispatch alone (`kbench` attaches
+/// it to `tp_btf/inet_sock_set_state`).
+#[aya_ebpf::macros::btf_tracepoint(function = "inet_sock_set_state")]
+pub fn calibration_empty_btf(_ctx: aya_ebpf::programs::BtfTracePointContext) -> u32 {
+    0
+}
+
+/// Calibration, never attached by the agent: the connect hook's dispatch alone (`kbench`
+/// attaches it to `cgroup/connect4` on the cgroup v2 root). Allows every connect.
+#[aya_ebpf::macros::cgroup_sock_addr(connect4)]
+pub fn calibration_empty_connect4(_ctx: aya_ebpf::programs::SockAddrContext) -> i32 {
+    1
+}
+
 #[cfg(not(test))]
 #[panic_handler]
 fn panic(_info: &core::panic::PanicInfo) -> ! {

@@ -55,6 +55,36 @@ fn start_floor() -> aya::Ebpf {
     ebpf
 }
 
+/// The floor under the connection hooks: empty programs on `cgroup/connect4` (cgroup v2 root)
+/// and `tp_btf/inet_sock_set_state`, where the agent's TCP programs run. What remains above it
+/// in the agent's phase is the programs' work and their records.
+fn start_net_floor() -> aya::Ebpf {
+    let mut ebpf = aya::EbpfLoader::new()
+        .map_max_entries("EVENTS", 1 << 20)
+        .load(detector::sources::loader::object())
+        .expect("load the object");
+    let btf = aya::Btf::from_sys_fs().expect("kernel BTF");
+    let p: &mut aya::programs::BtfTracePoint = ebpf
+        .program_mut("calibration_empty_btf")
+        .expect("calibration program in the object")
+        .try_into()
+        .expect("a tp_btf program");
+    p.load("inet_sock_set_state", &btf)
+        .expect("load calibration_empty_btf");
+    p.attach().expect("attach calibration_empty_btf");
+    let env = detector::sources::preflight::check(None).expect("preflight");
+    let cgroup = std::fs::File::open(&env.cgroup2).expect("cgroup v2 root");
+    let p: &mut aya::programs::CgroupSockAddr = ebpf
+        .program_mut("calibration_empty_connect4")
+        .expect("calibration program in the object")
+        .try_into()
+        .expect("a cgroup_sock_addr program");
+    p.load().expect("load calibration_empty_connect4");
+    p.attach(&cgroup, aya::programs::links::CgroupAttachMode::Single)
+        .expect("attach calibration_empty_connect4");
+    ebpf
+}
+
 /// Starts the agent (load, attach, consume on CPU 1); returns once attached.
 fn start_agent(watch: &str, hooks_files: bool, helper_reads: bool) -> Running {
     let stop = Arc::new(AtomicBool::new(false));
@@ -396,8 +426,16 @@ fn main() {
     let mut base: Vec<Vec<f64>> = vec![Vec::new(); loads.len()];
     let mut att: Vec<Vec<f64>> = vec![Vec::new(); loads.len()];
     let mut helper: Vec<Vec<f64>> = vec![Vec::new(); loads.len()];
-    // Floor phase: getppid and the benign open+close only.
+    // Floor phases: getppid and the benign open+close under an empty sys_exit_openat
+    // program; the two TCP workloads under empty connection-hook programs.
     let mut floor: Vec<Vec<f64>> = vec![Vec::new(); 2];
+    let net_loads: Vec<usize> = loads
+        .iter()
+        .enumerate()
+        .filter(|(_, w)| w.0.starts_with("TCP"))
+        .map(|(i, _)| i)
+        .collect();
+    let mut net_floor: Vec<Vec<f64>> = vec![Vec::new(); net_loads.len()];
     let mut emitted = 0u64;
     let mut lost = 0u64;
     let measure = |w: &Workload| {
@@ -430,6 +468,11 @@ fn main() {
         let calib = start_floor();
         for (i, w) in loads.iter().take(2).enumerate() {
             floor[i].push(measure(w));
+        }
+        drop(calib);
+        let calib = start_net_floor();
+        for (j, &i) in net_loads.iter().enumerate() {
+            net_floor[j].push(measure(&loads[i]));
         }
         drop(calib);
         eprintln!("kbench: round {}/{rounds} done", r + 1);
@@ -479,6 +522,20 @@ fn main() {
             w.0,
             w.1,
             ratio(&base[i], &floor[i]),
+            mf - mb
+        );
+    }
+    for (j, &i) in net_loads.iter().enumerate() {
+        let w = &loads[i];
+        let (mb, mf) = (
+            median(&mut base[i].clone()),
+            median(&mut net_floor[j].clone()),
+        );
+        println!(
+            "| {}, floor: empty programs on cgroup/connect4 and tp_btf/inet_sock_set_state | {} | {mb:.0} | {mf:.0} | – | {} | – | – | {:.0} | – |",
+            w.0,
+            w.1,
+            ratio(&base[i], &net_floor[j]),
             mf - mb
         );
     }
