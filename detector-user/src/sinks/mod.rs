@@ -787,9 +787,6 @@ impl Task {
         if let Err(e) = self.queue.sync(!flushes.is_empty()) {
             tracing::error!(sink = %self.spec.name, "spool sync: {e}");
         }
-        for f in flushes.drain(..) {
-            let _ = f.send(());
-        }
         let spilled = self.spill.as_ref().map_or((0, 0), |s| {
             let g = lock_spill(s);
             (g.queue.len() as u64, g.queue.bytes())
@@ -800,6 +797,10 @@ impl Task {
         self.stats
             .queued_bytes
             .store(self.queue.bytes() + spilled.1, Relaxed);
+        // Acknowledge flushes last: a caller woken by the ack reads these counters.
+        for f in flushes.drain(..) {
+            let _ = f.send(());
+        }
     }
 
     /// The next batch: a pending overflow notice first, then the oldest held records.
