@@ -82,12 +82,12 @@ pub struct Args {
     /// Rounds; each runs every configuration once, in order [default: 3, with --quick 2].
     #[arg(long)]
     rounds: Option<usize>,
-    /// Configurations besides `none` (which is always run): detector, detector-reads, auditd,
-    /// bpftrace.
+    /// Configurations besides `none` (which is always run): detector, detector-reads, floor,
+    /// auditd, bpftrace.
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "detector,detector-reads,auditd,bpftrace"
+        default_value = "detector,detector-reads,floor,auditd,bpftrace"
     )]
     configs: Vec<String>,
     /// Workloads: getppid, open, cred-open, connect, exec, redis, make, stress-ng, wrk
@@ -114,6 +114,9 @@ pub enum Config {
     /// access seen through page-cache reads and io_uring, not at open).
     #[serde(rename = "detector-reads")]
     DetectorReads,
+    /// The hooks' floor: empty programs on `sys_exit_openat`, `cgroup/connect4` and
+    /// `tp_btf/inet_sock_set_state` (`kbench hold-floor`), what any program there costs.
+    Floor,
     /// auditd with equivalent rules.
     Auditd,
     /// bpftrace printing every event.
@@ -121,10 +124,11 @@ pub enum Config {
 }
 
 impl Config {
-    const ALL: [Config; 5] = [
+    const ALL: [Config; 6] = [
         Config::None,
         Config::Detector,
         Config::DetectorReads,
+        Config::Floor,
         Config::Auditd,
         Config::Bpftrace,
     ];
@@ -134,6 +138,7 @@ impl Config {
             Config::None => "none",
             Config::Detector => "detector",
             Config::DetectorReads => "detector-reads",
+            Config::Floor => "floor",
             Config::Auditd => "auditd",
             Config::Bpftrace => "bpftrace",
         }
@@ -144,7 +149,7 @@ impl Config {
             .into_iter()
             .find(|c| c.name() == s)
             .with_context(|| {
-                format!("unknown configuration `{s}` (detector, detector-reads, auditd, bpftrace)")
+                format!("unknown configuration `{s}` (detector, detector-reads, floor, auditd, bpftrace)")
             })
     }
 }
@@ -342,6 +347,7 @@ struct Ctx {
     work: PathBuf,
     detector: PathBuf,
     workload: PathBuf,
+    kbench: PathBuf,
     benign: PathBuf,
     cred: PathBuf,
     ctree: PathBuf,
@@ -428,7 +434,11 @@ pub fn run(args: &[String]) -> Result<()> {
     let root = workspace_root();
     let release = crate::build_release(
         &root,
-        &[("detector-user", "detector"), ("tests", "workload")],
+        &[
+            ("detector-user", "detector"),
+            ("tests", "workload"),
+            ("tests", "kbench"),
+        ],
     )?;
     let target = crate::target_dir(&root);
     let out_dir = a
@@ -461,6 +471,7 @@ pub fn run(args: &[String]) -> Result<()> {
     let ctx = Ctx {
         detector: release.join("detector"),
         workload: release.join("workload"),
+        kbench: release.join("kbench"),
         work,
         benign,
         cred,
@@ -1337,6 +1348,23 @@ impl Tool {
                     }
                 }
             }
+            Config::Floor => {
+                let mut c = niced("taskset");
+                c.args(["-c", TOOL_CPU])
+                    .arg(&ctx.kbench)
+                    .arg("hold-floor")
+                    .stdout(fs::File::create(&events)?);
+                let mut child = spawn(&mut c)?;
+                tool.pids.push(child.id());
+                let ev = events.clone();
+                let r = wait_ready("kbench hold-floor", &mut child, &log, || {
+                    fs::read_to_string(&ev)
+                        .map(|s| s.lines().any(|l| l == "READY"))
+                        .unwrap_or(false)
+                });
+                tool.child = Some(child);
+                r?;
+            }
             Config::Bpftrace => {
                 let script = tdir.join("bench.bt");
                 fs::write(&script, BPFTRACE_SCRIPT)?;
@@ -1453,7 +1481,7 @@ impl Tool {
                 note = format!("{lines} lines printed, {lost} events lost");
             }
             Config::Auditd => note = format!("{note}, {lines} log lines"),
-            Config::None => {}
+            Config::None | Config::Floor => {}
         }
         match st {
             Some(st)

@@ -5,6 +5,9 @@
 //!
 //! The agent runs in this process but with its self-exclusion pointed elsewhere, so the
 //! workload's own events are produced and consumed exactly as for any other process.
+//!
+//! `kbench hold-floor` only attaches the calibration programs (empty programs on the agent's
+//! hooks) and waits to be killed: the `floor` configuration of `cargo xtask bench overhead`.
 
 use std::{
     ffi::CString,
@@ -83,6 +86,18 @@ fn start_net_floor() -> aya::Ebpf {
     p.attach(&cgroup, aya::programs::links::CgroupAttachMode::Single)
         .expect("attach calibration_empty_connect4");
     ebpf
+}
+
+/// `kbench hold-floor`: every calibration program attached (the hooks' floor) until killed;
+/// `cargo xtask bench overhead` runs its workloads under it as the `floor` configuration.
+fn hold_floor() {
+    let _open = start_floor();
+    let _net = start_net_floor();
+    println!("READY");
+    let _ = std::io::Write::flush(&mut std::io::stdout());
+    loop {
+        std::thread::sleep(Duration::from_secs(3600));
+    }
 }
 
 /// Starts the agent (load, attach, consume on CPU 1); returns once attached.
@@ -402,6 +417,10 @@ fn stats(rounds: usize, loads: &[Workload], watch: &str) {
 
 fn main() {
     let mut args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("hold-floor") {
+        hold_floor();
+        return;
+    }
     let stats_mode = args.first().map(|a| a == "stats").unwrap_or(false);
     if stats_mode {
         args.remove(0);

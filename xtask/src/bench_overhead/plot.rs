@@ -11,9 +11,10 @@ use plotters::{prelude::*, style::FontStyle};
 
 use super::{Config, Row, Stat};
 
-const BARS: [(Config, RGBColor); 4] = [
+const BARS: [(Config, RGBColor); 5] = [
     (Config::Detector, RGBColor(31, 119, 180)),
     (Config::DetectorReads, RGBColor(44, 160, 44)),
+    (Config::Floor, RGBColor(127, 127, 127)),
     (Config::Auditd, RGBColor(214, 39, 40)),
     (Config::Bpftrace, RGBColor(255, 127, 14)),
 ];
@@ -129,6 +130,7 @@ fn config_label(c: Config) -> &'static str {
     match c {
         Config::Detector => "detector run",
         Config::DetectorReads => "detector run --hooks process,net,reads",
+        Config::Floor => "floor: empty programs on our hooks",
         Config::Auditd => "auditd (equivalent rules)",
         Config::Bpftrace => "bpftrace (same tracepoints, print all)",
         Config::None => "no agent",
@@ -154,6 +156,7 @@ mod tests {
         for (k, c) in [
             Config::Detector,
             Config::DetectorReads,
+            Config::Floor,
             Config::Auditd,
             Config::Bpftrace,
         ]
