@@ -348,7 +348,7 @@ fn bench(which: &str, args: &[String]) -> Result<()> {
     let root = workspace_root();
     match which {
         "kernel" => {
-            let release = build_release(&root, &[("tests", "kbench")])?;
+            let release = build_release(&root, &[("tests", "kbench"), ("tests", "workload")])?;
             status(as_root(&release.join("kbench")).args(args))
         }
         // Only the engine bench: `cargo bench -p detector-user` alone would run the delivery
