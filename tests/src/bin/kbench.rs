@@ -38,10 +38,12 @@ struct Running {
     handle: std::thread::JoinHandle<()>,
 }
 
-/// The floor under the credential filter: the agent object's empty `calibration_empty`
-/// program alone on `syscalls:sys_exit_openat`. What it costs is what any program there costs
-/// on this kernel (the syscall-tracing slow path for every syscall, the tracepoint's dispatch
-/// for every open), whatever the program does.
+/// The hooks' floor: the agent object's empty calibration programs on every hook the agent's
+/// programs use (the four open-family syscall exits, the io_uring and filemap tracepoints,
+/// `sched_process_exec`/`exit`, `tp_btf` fork and `inet_sock_set_state`, `cgroup/connect4|6`
+/// on the cgroup v2 root). What a workload costs under it is what any programs there cost on
+/// this kernel, whatever they do; the agent's phase minus this one is the programs' own work
+/// and their records.
 fn start_floor() -> aya::Ebpf {
     let mut ebpf = aya::EbpfLoader::new()
         .map_max_entries("EVENTS", 1 << 20)
@@ -53,46 +55,53 @@ fn start_floor() -> aya::Ebpf {
         .try_into()
         .expect("a tracepoint program");
     p.load().expect("load calibration_empty");
-    p.attach("syscalls", "sys_exit_openat")
-        .expect("attach calibration_empty");
-    ebpf
-}
-
-/// The floor under the connection hooks: empty programs on `cgroup/connect4` (cgroup v2 root)
-/// and `tp_btf/inet_sock_set_state`, where the agent's TCP programs run. What remains above it
-/// in the agent's phase is the programs' work and their records.
-fn start_net_floor() -> aya::Ebpf {
-    let mut ebpf = aya::EbpfLoader::new()
-        .map_max_entries("EVENTS", 1 << 20)
-        .load(detector::sources::loader::object())
-        .expect("load the object");
+    for (cat, name) in [
+        ("syscalls", "sys_exit_openat"),
+        ("syscalls", "sys_exit_openat2"),
+        ("syscalls", "sys_exit_open"),
+        ("syscalls", "sys_exit_open_by_handle_at"),
+        ("io_uring", "io_uring_submit_req"),
+        ("io_uring", "io_uring_complete"),
+        ("filemap", "mm_filemap_get_pages"),
+        ("sched", "sched_process_exec"),
+        ("sched", "sched_process_exit"),
+    ] {
+        p.attach(cat, name)
+            .unwrap_or_else(|e| panic!("attach calibration_empty to {cat}:{name}: {e}"));
+    }
     let btf = aya::Btf::from_sys_fs().expect("kernel BTF");
-    let p: &mut aya::programs::BtfTracePoint = ebpf
-        .program_mut("calibration_empty_btf")
-        .expect("calibration program in the object")
-        .try_into()
-        .expect("a tp_btf program");
-    p.load("inet_sock_set_state", &btf)
-        .expect("load calibration_empty_btf");
-    p.attach().expect("attach calibration_empty_btf");
+    for (prog, func) in [
+        ("calibration_empty_btf", "inet_sock_set_state"),
+        ("calibration_empty_fork", "sched_process_fork"),
+    ] {
+        let p: &mut aya::programs::BtfTracePoint = ebpf
+            .program_mut(prog)
+            .expect("calibration program in the object")
+            .try_into()
+            .expect("a tp_btf program");
+        p.load(func, &btf)
+            .unwrap_or_else(|e| panic!("load {prog}: {e}"));
+        p.attach().unwrap_or_else(|e| panic!("attach {prog}: {e}"));
+    }
     let env = detector::sources::preflight::check(None).expect("preflight");
     let cgroup = std::fs::File::open(&env.cgroup2).expect("cgroup v2 root");
-    let p: &mut aya::programs::CgroupSockAddr = ebpf
-        .program_mut("calibration_empty_connect4")
-        .expect("calibration program in the object")
-        .try_into()
-        .expect("a cgroup_sock_addr program");
-    p.load().expect("load calibration_empty_connect4");
-    p.attach(&cgroup, aya::programs::links::CgroupAttachMode::Single)
-        .expect("attach calibration_empty_connect4");
+    for prog in ["calibration_empty_connect4", "calibration_empty_connect6"] {
+        let p: &mut aya::programs::CgroupSockAddr = ebpf
+            .program_mut(prog)
+            .expect("calibration program in the object")
+            .try_into()
+            .expect("a cgroup_sock_addr program");
+        p.load().unwrap_or_else(|e| panic!("load {prog}: {e}"));
+        p.attach(&cgroup, aya::programs::links::CgroupAttachMode::Single)
+            .unwrap_or_else(|e| panic!("attach {prog}: {e}"));
+    }
     ebpf
 }
 
 /// `kbench hold-floor`: every calibration program attached (the hooks' floor) until killed;
 /// `cargo xtask bench overhead` runs its workloads under it as the `floor` configuration.
 fn hold_floor() {
-    let _open = start_floor();
-    let _net = start_net_floor();
+    let _floor = start_floor();
     println!("READY");
     let _ = std::io::Write::flush(&mut std::io::stdout());
     loop {
@@ -470,16 +479,8 @@ fn main() {
     let mut base: Vec<Vec<f64>> = vec![Vec::new(); loads.len()];
     let mut att: Vec<Vec<f64>> = vec![Vec::new(); loads.len()];
     let mut helper: Vec<Vec<f64>> = vec![Vec::new(); loads.len()];
-    // Floor phases: getppid and the benign open+close under an empty sys_exit_openat
-    // program; the two TCP workloads under empty connection-hook programs.
-    let mut floor: Vec<Vec<f64>> = vec![Vec::new(); 2];
-    let net_loads: Vec<usize> = loads
-        .iter()
-        .enumerate()
-        .filter(|(_, w)| w.0.starts_with("TCP"))
-        .map(|(i, _)| i)
-        .collect();
-    let mut net_floor: Vec<Vec<f64>> = vec![Vec::new(); net_loads.len()];
+    // Floor phase: the empty calibration programs on every hook (see `start_floor`).
+    let mut floor: Vec<Vec<f64>> = vec![Vec::new(); loads.len()];
     let mut emitted = 0u64;
     let mut lost = 0u64;
     let measure = |w: &Workload| {
@@ -508,15 +509,10 @@ fn main() {
         let (e, l) = stop_agent(agent);
         emitted += e;
         lost += l;
-        // D: only an empty program on sys_exit_openat (the floor).
+        // D: only empty programs on the same hooks (the floor).
         let calib = start_floor();
-        for (i, w) in loads.iter().take(2).enumerate() {
+        for (i, w) in loads.iter().enumerate() {
             floor[i].push(measure(w));
-        }
-        drop(calib);
-        let calib = start_net_floor();
-        for (j, &i) in net_loads.iter().enumerate() {
-            net_floor[j].push(measure(&loads[i]));
         }
         drop(calib);
         eprintln!("kbench: round {}/{rounds} done", r + 1);
@@ -540,52 +536,31 @@ fn main() {
             .fold((f64::MAX, f64::MIN), |(mn, mx), r| (mn.min(*r), mx.max(*r)));
         format!("{:.3} | {mn:.3}–{mx:.3}", median(&mut rs))
     };
-    println!("| workload | ops/phase | base ns/op | direct ns/op | helper ns/op | ratio direct (median) | direct min–max | ratio helper (median) | helper min–max | ns added/op direct | helper |");
-    println!("|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("| workload | ops/phase | base ns/op | floor ns/op | direct ns/op | helper ns/op | ratio floor (median) | floor min–max | ratio direct (median) | direct min–max | ratio helper (median) | helper min–max | ns added/op floor | direct | helper |");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     for (i, w) in loads.iter().enumerate() {
-        let (b, a, h) = (&base[i], &att[i], &helper[i]);
-        let (mb, ma, mh) = (
+        let (b, f, a, h) = (&base[i], &floor[i], &att[i], &helper[i]);
+        let (mb, mf, ma, mh) = (
             median(&mut b.clone()),
+            median(&mut f.clone()),
             median(&mut a.clone()),
             median(&mut h.clone()),
         );
         println!(
-            "| {} | {} | {mb:.0} | {ma:.0} | {mh:.0} | {} | {} | {:.0} | {:.0} |",
+            "| {} | {} | {mb:.0} | {mf:.0} | {ma:.0} | {mh:.0} | {} | {} | {} | {:.0} | {:.0} | {:.0} |",
             w.0,
             w.1,
+            ratio(b, f),
             ratio(b, a),
             ratio(b, h),
+            mf - mb,
             ma - mb,
             mh - mb
         );
     }
-    for (i, w) in loads.iter().take(2).enumerate() {
-        let (mb, mf) = (median(&mut base[i].clone()), median(&mut floor[i].clone()));
-        println!(
-            "| {}, floor: an empty program on sys_exit_openat | {} | {mb:.0} | {mf:.0} | – | {} | – | – | {:.0} | – |",
-            w.0,
-            w.1,
-            ratio(&base[i], &floor[i]),
-            mf - mb
-        );
-    }
-    for (j, &i) in net_loads.iter().enumerate() {
-        let w = &loads[i];
-        let (mb, mf) = (
-            median(&mut base[i].clone()),
-            median(&mut net_floor[j].clone()),
-        );
-        println!(
-            "| {}, floor: empty programs on cgroup/connect4 and tp_btf/inet_sock_set_state | {} | {mb:.0} | {mf:.0} | – | {} | – | – | {:.0} | – |",
-            w.0,
-            w.1,
-            ratio(&base[i], &net_floor[j]),
-            mf - mb
-        );
-    }
     let (mb, ma) = (median(&mut co_base.clone()), median(&mut co_att.clone()));
     println!(
-        "| getppid, no syscall tracepoint (--hooks process,net,reads) | {} | {mb:.0} | {ma:.0} | – | {} | – | – | {:.0} | – |",
+        "| getppid, no syscall tracepoint (--hooks process,net,reads) | {} | {mb:.0} | – | {ma:.0} | – | – | – | {} | – | – | – | {:.0} | – |",
         loads[0].1,
         ratio(&co_base, &co_att),
         ma - mb
