@@ -51,7 +51,7 @@ use alert::{AlertCredential, AlertProcess, AlertRule};
 use cond::CmpOp;
 use fields::{Field, Policy, Val};
 use rules::{Body, CorrType, Correlation, RuleSet};
-use store::{FastBuild, FastMap, Linked, Names, Ring, SStr, Small, Table};
+use store::{FastBuild, FastMap, Names, Ring, SStr, Small, Table};
 
 use crate::event::{Event, FileInfo, Kind};
 /// How alert ids are made.
@@ -146,9 +146,6 @@ type Creds = Vec<(u64, Arc<AlertCredential>)>;
 /// entry, name and evidence reference are inline; evidence events themselves are in the
 /// engine's shared ring.
 struct Group {
-    key: u64,
-    prev: u32,
-    next: u32,
     /// Index in `entries` of the first entry of the window ending at the newest entry (the
     /// "head window"); earlier entries are kept only for events arriving late.
     win: u32,
@@ -173,9 +170,6 @@ struct Group {
 impl Group {
     fn empty() -> Group {
         Group {
-            key: 0,
-            prev: u32::MAX,
-            next: u32::MAX,
             win: 0,
             entries: Small::Empty,
             distinct: None,
@@ -286,15 +280,6 @@ impl Group {
     }
 }
 
-impl Linked for Group {
-    fn key(&self) -> u64 {
-        self.key
-    }
-    fn links(&mut self) -> (&mut u32, &mut u32) {
-        (&mut self.prev, &mut self.next)
-    }
-}
-
 /// A later step of a `temporal_ordered` correlation that found no group: an earlier step may
 /// still arrive late (within the tolerance) and open a group it belongs to.
 struct Orphan {
@@ -371,17 +356,11 @@ pub struct Engine {
     cand: Vec<u32>,
     /// Scratch set for counting distinct values of a window from scratch.
     scratch: HashSet<u64, FastBuild>,
-    /// Events the evidence ring let go, kept for their buffers.
-    spare: Vec<Event>,
     stats: Stats,
 }
 
 /// Head windows of up to this many entries count distinct values by scanning.
 const SCAN_DISTINCT: usize = 8;
-
-/// Spare events kept for reuse: one is taken per stored copy and one comes back per event
-/// the ring evicts, so a few suffice.
-const MAX_SPARE: usize = 64;
 
 fn hash_of<T: Hash + ?Sized>(v: &T) -> u64 {
     let mut h = std::collections::hash_map::DefaultHasher::new();
@@ -449,7 +428,6 @@ impl Engine {
             since_expiry: 0,
             cand: Vec::new(),
             scratch: HashSet::default(),
-            spare: Vec::new(),
             stats: Stats::default(),
             opts,
         }
@@ -493,21 +471,14 @@ impl Engine {
     /// correlation (into the evidence ring, reusing an evicted event's buffers).
     pub fn process(&mut self, ev: &Event, out: &mut Vec<Alert>) {
         if self.step(ev, out) {
-            let copy = match self.spare.pop() {
-                Some(mut e) => {
-                    store::clone_into_event(&mut e, ev);
-                    e
-                }
-                None => ev.clone(),
-            };
-            self.store(copy);
+            self.ring.push_clone(ev);
         }
     }
 
     /// Like [`Engine::process`] for a caller that owns the event (replay): no copy at all.
     pub fn process_owned(&mut self, ev: Event, out: &mut Vec<Alert>) {
         if self.step(&ev, out) {
-            self.store(ev);
+            self.ring.push(ev);
         }
     }
 
@@ -520,14 +491,6 @@ impl Engine {
             self.losses.push_back(t);
         }
         keep && self.handle(t, ev, out)
-    }
-
-    fn store(&mut self, ev: Event) {
-        if let Some(old) = self.ring.push_evict(ev) {
-            if self.spare.len() < MAX_SPARE {
-                self.spare.push(old);
-            }
-        }
     }
 
     /// Matches event rules (candidates from the literal index) into `self.cand`; true when
@@ -592,7 +555,6 @@ impl Engine {
     /// End of input: decides every waiting window.
     pub fn finish(&mut self, out: &mut Vec<Alert>) {
         self.decide_deferred(u64::MAX, out);
-        self.spare = Vec::new();
     }
 
     fn expire(&mut self) {
@@ -1004,24 +966,6 @@ impl Engine {
                 o.pop_front();
             }
         }
-        let Some(gs) = self.groups[c_idx].as_ref() else {
-            return;
-        };
-        let any_existing = keys.iter().any(|(k, _)| gs.contains(*k));
-        if any_existing {
-            keys.retain(|(k, _)| gs.contains(*k));
-        } else {
-            if !creates {
-                if ordered && tol > 0 {
-                    self.wait(c_idx, t, seq, step, val_h, dst_h, &keys, cred);
-                }
-                return;
-            }
-            // Create under the last (own) key: for tree grouping that is this event's root.
-            let last = keys.pop();
-            keys.clear();
-            keys.extend(last);
-        }
         let net_field = c.field.is_some_and(|f| f.path().starts_with("net."));
         let by_val = val.is_some() && net_field;
         let mono = monotone(c);
@@ -1030,29 +974,51 @@ impl Engine {
         let max_entries = self.opts.max_entries;
         let max_names = self.opts.max_destinations * 4;
         let max_evidence = self.opts.max_evidence.max(2);
-        for (key, tree) in keys {
+        let Some(gs) = self.groups[c_idx].as_mut() else {
+            return;
+        };
+        // One probe per candidate key; the groups are then addressed by slot.
+        let mut found: smallvec::SmallVec<[(u64, u32); 4]> = keys
+            .iter()
+            .filter_map(|&(k, _)| gs.find(k).map(|s| (k, s)))
+            .collect();
+        if found.is_empty() {
+            if !creates {
+                if ordered && tol > 0 {
+                    self.wait(c_idx, t, seq, step, val_h, dst_h, &keys, cred);
+                }
+                return;
+            }
+            // Create under the last (own) key: for tree grouping that is this event's root.
+            let Some((key, tree)) = keys.pop() else {
+                return;
+            };
+            if gs.len() >= max_groups {
+                gs.evict_lru();
+                self.stats.evicted_groups += 1;
+            }
+            let mut group = Small::Empty;
+            for (&f, v) in c.group_by.iter().zip(&vals) {
+                group.push_back(match (f, tree) {
+                    (Field::Tree, Some(root)) => SStr::new(&root.to_string()),
+                    _ => SStr::new(&v.render()),
+                });
+            }
+            let s = gs.insert(
+                key,
+                Group {
+                    group,
+                    ..Group::empty()
+                },
+            );
+            found.push((key, s));
+        }
+        for (key, s) in found {
             let Some(gs) = self.groups[c_idx].as_mut() else {
                 return;
             };
-            if !gs.contains(key) {
-                if gs.len() >= max_groups {
-                    gs.pop_lru(Group::empty());
-                    self.stats.evicted_groups += 1;
-                }
-                let mut group = Small::Empty;
-                for (&f, v) in c.group_by.iter().zip(&vals) {
-                    group.push_back(match (f, tree) {
-                        (Field::Tree, Some(root)) => SStr::new(&root.to_string()),
-                        _ => SStr::new(&v.render()),
-                    });
-                }
-                gs.insert(Group {
-                    key,
-                    group,
-                    ..Group::empty()
-                });
-            }
-            let Some(g) = gs.get_mut(key) else { continue };
+            gs.touch(s);
+            let g = gs.slot_mut(s);
             let in_order = g.entries.back().is_none_or(|b| b.ts <= t);
             g.insert(
                 Entry {

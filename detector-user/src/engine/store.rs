@@ -316,10 +316,16 @@ impl SStr {
 /// The shared evidence ring: released events that matched a correlation, addressed by a
 /// sequence number that only grows. Holds at most `cap` events; an older event is gone, and an
 /// alert then lists the evidence still held (its counts stay exact).
+///
+/// Slots are overwritten in place (`clone_into_event`): once the ring has wrapped, storing an
+/// event reuses the evicted one's string and vector buffers and moves no `Event` around.
 #[derive(Debug)]
 pub struct Ring {
-    events: VecDeque<Event>,
-    first: u64,
+    slots: Vec<Event>,
+    /// Sequence number of the next event stored.
+    next: u64,
+    /// Slot the next event goes to (`next % cap`, kept to avoid a division per event).
+    at: usize,
     cap: usize,
 }
 
@@ -327,55 +333,68 @@ impl Ring {
     /// A ring of `cap` events.
     pub fn new(cap: usize) -> Ring {
         Ring {
-            events: VecDeque::new(),
-            first: 0,
+            slots: Vec::new(),
+            next: 0,
+            at: 0,
             cap,
         }
     }
 
     /// The sequence number the next pushed event gets.
     pub fn next_seq(&self) -> u64 {
-        self.first + self.events.len() as u64
+        self.next
     }
 
-    /// Stores an event (dropping the oldest when full); returns its sequence number.
+    /// Stores a copy of `ev` (dropping the oldest when full); returns its sequence number.
+    pub fn push_clone(&mut self, ev: &Event) -> u64 {
+        self.push_with(ev, clone_into_event, Event::clone)
+    }
+
+    /// Stores `ev` (dropping the oldest when full); returns its sequence number.
     pub fn push(&mut self, ev: Event) -> u64 {
-        let seq = self.next_seq();
-        self.push_evict(ev);
-        seq
+        self.push_with(ev, |slot, ev| *slot = ev, |ev| ev)
     }
 
-    /// Stores an event; hands back the one that no longer fits (the oldest, or `ev` itself
-    /// when the ring holds nothing) so that its buffers can be reused.
-    pub fn push_evict(&mut self, ev: Event) -> Option<Event> {
+    fn push_with<T>(
+        &mut self,
+        ev: T,
+        overwrite: impl FnOnce(&mut Event, T),
+        make: impl FnOnce(T) -> Event,
+    ) -> u64 {
+        let seq = self.next;
+        self.next += 1;
         if self.cap == 0 {
-            self.first += 1;
-            return Some(ev);
+            return seq;
         }
-        let old = if self.events.len() >= self.cap {
-            self.first += 1;
-            self.events.pop_front()
-        } else {
-            None
-        };
-        self.events.push_back(ev);
-        old
+        match self.slots.get_mut(self.at) {
+            Some(slot) => overwrite(slot, ev),
+            None => self.slots.push(make(ev)),
+        }
+        self.at += 1;
+        if self.at == self.cap {
+            self.at = 0;
+        }
+        seq
     }
 
     /// The event with sequence number `seq`, while it is held.
     pub fn get(&self, seq: u64) -> Option<&Event> {
-        let i = usize::try_from(seq.checked_sub(self.first)?).ok()?;
-        self.events.get(i)
+        let back = self.next.checked_sub(seq)?;
+        if back == 0 || back > self.slots.len() as u64 {
+            return None;
+        }
+        let i = usize::try_from(seq % self.cap as u64).ok()?;
+        self.slots.get(i)
     }
 
     /// Events held.
     pub fn len(&self) -> usize {
-        self.events.len()
+        self.slots.len()
     }
 
     /// True when nothing is held.
     pub fn is_empty(&self) -> bool {
-        self.events.is_empty()
+        self.slots.is_empty()
     }
 }
 
@@ -535,20 +554,25 @@ fn file_into(d: &mut FileInfo, s: &FileInfo) {
 
 const NIL: u32 = u32::MAX;
 
-/// Something a [`Table`] holds: it knows its key and its place in the recency list.
-pub trait Linked {
-    /// The key it is filed under.
-    fn key(&self) -> u64;
-    /// (more recent, less recent) neighbours.
-    fn links(&mut self) -> (&mut u32, &mut u32);
+/// A slot's key and its place in the recency list, kept apart from the items: relinking
+/// touches the neighbours' links, and these are 16 bytes each rather than a whole item.
+#[derive(Debug, Clone, Copy)]
+struct Link {
+    key: u64,
+    /// More recently used neighbour.
+    prev: u32,
+    /// Less recently used neighbour.
+    next: u32,
 }
 
-/// Items by key in a slab, with an intrusive least-recently-used list: one index entry and no
-/// allocation per item beyond the item itself (what `lru::LruCache` spends a node on).
+/// Items by key in a slab, with a least-recently-used list: one index entry and no allocation
+/// per item beyond the item itself (what `lru::LruCache` spends a node on). Callers look a key
+/// up once ([`Table::find`]) and then work on its slot.
 #[derive(Debug)]
 pub struct Table<G> {
     map: FastMap<u64, u32>,
     slots: Vec<G>,
+    links: Vec<Link>,
     free: Vec<u32>,
     /// Most recently used.
     head: u32,
@@ -556,11 +580,12 @@ pub struct Table<G> {
     tail: u32,
 }
 
-impl<G: Linked> Default for Table<G> {
+impl<G> Default for Table<G> {
     fn default() -> Self {
         Table {
             map: FastMap::default(),
             slots: Vec::new(),
+            links: Vec::new(),
             free: Vec::new(),
             head: NIL,
             tail: NIL,
@@ -568,7 +593,7 @@ impl<G: Linked> Default for Table<G> {
     }
 }
 
-impl<G: Linked> Table<G> {
+impl<G> Table<G> {
     /// Number of items.
     pub fn len(&self) -> usize {
         self.map.len()
@@ -584,69 +609,94 @@ impl<G: Linked> Table<G> {
         self.map.contains_key(&key)
     }
 
+    /// The slot of `key` (recency unchanged).
+    pub fn find(&self, key: u64) -> Option<u32> {
+        self.map.get(&key).copied()
+    }
+
     fn unlink(&mut self, s: u32) {
-        let (p, n) = {
-            let (p, n) = self.slots[s as usize].links();
-            (*p, *n)
-        };
+        let Link {
+            prev: p, next: n, ..
+        } = self.links[s as usize];
         if p == NIL {
             self.head = n;
         } else {
-            *self.slots[p as usize].links().1 = n;
+            self.links[p as usize].next = n;
         }
         if n == NIL {
             self.tail = p;
         } else {
-            *self.slots[n as usize].links().0 = p;
+            self.links[n as usize].prev = p;
         }
     }
 
     fn link_front(&mut self, s: u32) {
         let old = self.head;
-        {
-            let (p, n) = self.slots[s as usize].links();
-            *p = NIL;
-            *n = old;
-        }
+        let l = &mut self.links[s as usize];
+        l.prev = NIL;
+        l.next = old;
         if old == NIL {
             self.tail = s;
         } else {
-            *self.slots[old as usize].links().0 = s;
+            self.links[old as usize].prev = s;
         }
         self.head = s;
     }
 
+    /// Makes slot `s` (from [`Table::find`] or [`Table::insert`]) the most recently used.
+    pub fn touch(&mut self, s: u32) {
+        if self.head != s {
+            self.unlink(s);
+            self.link_front(s);
+        }
+    }
+
+    /// The item in slot `s`.
+    pub fn slot(&self, s: u32) -> &G {
+        &self.slots[s as usize]
+    }
+
+    /// The item in slot `s`, mutably (recency unchanged).
+    pub fn slot_mut(&mut self, s: u32) -> &mut G {
+        &mut self.slots[s as usize]
+    }
+
     /// The item under `key` (recency unchanged).
     pub fn peek(&self, key: u64) -> Option<&G> {
-        let s = *self.map.get(&key)?;
+        let s = self.find(key)?;
         self.slots.get(s as usize)
     }
 
     /// The item under `key`, made the most recently used.
     pub fn get_mut(&mut self, key: u64) -> Option<&mut G> {
-        let s = *self.map.get(&key)?;
-        if self.head != s {
-            self.unlink(s);
-            self.link_front(s);
-        }
+        let s = self.find(key)?;
+        self.touch(s);
         self.slots.get_mut(s as usize)
     }
 
-    /// Files `g` (whose key must not be held yet) as the most recently used.
-    pub fn insert(&mut self, g: G) {
-        let key = g.key();
+    /// Files `g` under `key` (which must not be held yet) as the most recently used; returns
+    /// its slot.
+    pub fn insert(&mut self, key: u64, g: G) -> u32 {
+        let link = Link {
+            key,
+            prev: NIL,
+            next: NIL,
+        };
         let s = match self.free.pop() {
             Some(s) => {
                 self.slots[s as usize] = g;
+                self.links[s as usize] = link;
                 s
             }
             None => {
                 self.slots.push(g);
+                self.links.push(link);
                 (self.slots.len() - 1) as u32
             }
         };
         self.map.insert(key, s);
         self.link_front(s);
+        s
     }
 
     /// The least recently used item.
@@ -663,9 +713,22 @@ impl<G: Linked> Table<G> {
         let s = self.tail;
         self.unlink(s);
         let g = std::mem::replace(&mut self.slots[s as usize], replace);
-        self.map.remove(&g.key());
+        self.map.remove(&self.links[s as usize].key);
         self.free.push(s);
         Some(g)
+    }
+
+    /// Removes the least recently used item in place (its slot keeps the item until reused,
+    /// when [`Table::insert`] overwrites it): no item is moved.
+    pub fn evict_lru(&mut self) -> bool {
+        if self.tail == NIL {
+            return false;
+        }
+        let s = self.tail;
+        self.unlink(s);
+        self.map.remove(&self.links[s as usize].key);
+        self.free.push(s);
+        true
     }
 }
 
@@ -677,24 +740,10 @@ mod tests {
     #[derive(Debug, Clone, PartialEq)]
     struct Item {
         key: u64,
-        prev: u32,
-        next: u32,
     }
     impl Item {
         fn new(key: u64) -> Item {
-            Item {
-                key,
-                prev: NIL,
-                next: NIL,
-            }
-        }
-    }
-    impl Linked for Item {
-        fn key(&self) -> u64 {
-            self.key
-        }
-        fn links(&mut self) -> (&mut u32, &mut u32) {
-            (&mut self.prev, &mut self.next)
+            Item { key }
         }
     }
 
@@ -827,12 +876,19 @@ mod tests {
     }
 
     #[test]
-    fn push_evict_hands_back_the_oldest() {
+    fn push_clone_overwrites_in_place() {
         let mut r = Ring::new(2);
-        assert!(r.push_evict(ev(1)).is_none() && r.push_evict(ev(2)).is_none());
-        assert_eq!(r.push_evict(ev(3)).map(|e| e.ts), Some(1));
-        assert_eq!((r.next_seq(), r.get(2).map(|e| e.ts)), (3, Some(3)));
-        assert_eq!(Ring::new(0).push_evict(ev(4)).map(|e| e.ts), Some(4));
+        assert_eq!((r.push_clone(&ev(1)), r.push_clone(&ev(2))), (0, 1));
+        assert_eq!(r.push_clone(&ev(3)), 2);
+        assert!(r.get(0).is_none());
+        assert_eq!(
+            (r.get(1).map(|e| e.ts), r.get(2).map(|e| e.ts)),
+            (Some(2), Some(3))
+        );
+        assert_eq!((r.next_seq(), r.len()), (3, 2));
+        let mut z = Ring::new(0);
+        assert_eq!(z.push_clone(&ev(4)), 0);
+        assert!(z.get(0).is_none() && z.is_empty());
     }
 
     #[test]
@@ -896,14 +952,28 @@ mod tests {
         /// `Table` evicts exactly what `lru::LruCache` evicts for the engine's access pattern
         /// (look up without promoting, promote on use, insert, pop the least recent).
         #[test]
-        fn table_matches_lru_cache(ops in proptest::collection::vec((0u8..4, 0u64..12), 0..200)) {
+        fn table_matches_lru_cache(ops in proptest::collection::vec((0u8..6, 0u64..12), 0..200)) {
             let mut t: Table<Item> = Table::default();
             let mut l: lru::LruCache<u64, ()> = lru::LruCache::unbounded();
             for (op, k) in ops {
                 match op {
                     0 => prop_assert_eq!(t.contains(k), l.contains(&k)),
                     1 => prop_assert_eq!(t.get_mut(k).is_some(), l.get_mut(&k).is_some()),
-                    2 => if !t.contains(k) { t.insert(Item::new(k)); l.put(k, ()); },
+                    2 => if !t.contains(k) { t.insert(k, Item::new(k)); l.put(k, ()); },
+                    3 => {
+                        // find + touch is get_mut; slot holds the item filed under the key.
+                        let s = t.find(k);
+                        prop_assert_eq!(s.is_some(), l.get_mut(&k).is_some());
+                        if let Some(s) = s {
+                            t.touch(s);
+                            prop_assert_eq!(t.slot(s).key, k);
+                        }
+                    }
+                    4 => {
+                        let a = t.peek_lru().map(|i| i.key);
+                        prop_assert_eq!(t.evict_lru(), a.is_some());
+                        prop_assert_eq!(a, l.pop_lru().map(|(k, _)| k));
+                    }
                     _ => {
                         let a = t.pop_lru(Item::new(u64::MAX)).map(|i| i.key);
                         let b = l.pop_lru().map(|(k, _)| k);
