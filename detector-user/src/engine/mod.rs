@@ -163,8 +163,6 @@ struct Group {
     /// number is in `evidence` (so at most `max_evidence`); boxed so groups without a
     /// credential pay one pointer.
     creds: Option<Box<Creds>>,
-    /// Rendered group-by values, in the correlation's `group-by` order.
-    group: Small<SStr>,
 }
 
 impl Group {
@@ -176,7 +174,6 @@ impl Group {
             names: Names::None,
             evidence: Small::Empty,
             creds: None,
-            group: Small::Empty,
         }
     }
 
@@ -328,6 +325,10 @@ struct Deferred {
     ts: u64,
     c: usize,
     key: u64,
+    /// The group's tree root (for `process.tree` grouping).
+    root: Option<u32>,
+    /// The step `ev` matched (its group-by fields give the group's values).
+    step: u8,
     ev: Box<Event>,
 }
 
@@ -646,7 +647,28 @@ impl Engine {
             ) else {
                 continue;
             };
-            let fire = fire_of(c, g, lo, hi - 1, from, self.opts.max_destinations, details);
+            let group = || {
+                let gb = c
+                    .step_group_by
+                    .get(usize::from(d.step))
+                    .unwrap_or(&c.group_by);
+                let vals: Vals<'_> = gb
+                    .iter()
+                    .map(|&f| fields::get(f, &d.ev, &self.policy))
+                    .collect::<Option<_>>()
+                    .unwrap_or_default();
+                group_strings(c, &vals, d.root)
+            };
+            let fire = fire_of(
+                c,
+                g,
+                lo,
+                hi - 1,
+                from,
+                self.opts.max_destinations,
+                details,
+                group,
+            );
             self.fire(d.c, d.key, d.ts, fire, u64::MAX, &d.ev, &d.ev, out);
         }
     }
@@ -978,9 +1000,9 @@ impl Engine {
             return;
         };
         // One probe per candidate key; the groups are then addressed by slot.
-        let mut found: smallvec::SmallVec<[(u64, u32); 4]> = keys
+        let mut found: smallvec::SmallVec<[(u64, Option<u32>, u32); 4]> = keys
             .iter()
-            .filter_map(|&(k, _)| gs.find(k).map(|s| (k, s)))
+            .filter_map(|&(k, tree)| gs.find(k).map(|s| (k, tree, s)))
             .collect();
         if found.is_empty() {
             if !creates {
@@ -997,23 +1019,10 @@ impl Engine {
                 gs.evict_lru();
                 self.stats.evicted_groups += 1;
             }
-            let mut group = Small::Empty;
-            for (&f, v) in c.group_by.iter().zip(&vals) {
-                group.push_back(match (f, tree) {
-                    (Field::Tree, Some(root)) => SStr::new(&root.to_string()),
-                    _ => SStr::new(&v.render()),
-                });
-            }
-            let s = gs.insert(
-                key,
-                Group {
-                    group,
-                    ..Group::empty()
-                },
-            );
-            found.push((key, s));
+            let s = gs.insert(key, Group::empty());
+            found.push((key, tree, s));
         }
-        for (key, s) in found {
+        for (key, tree, s) in found {
             let Some(gs) = self.groups[c_idx].as_mut() else {
                 return;
             };
@@ -1040,7 +1049,7 @@ impl Engine {
             }
             add_evidence(g, seq, t, max_evidence, cred);
             // A first step that arrived after later steps which waited for it: they join now.
-            let mut joined: Vec<u64> = Vec::new();
+            let mut joined: Vec<(u64, u8)> = Vec::new();
             if ordered && step == 0 && self.orphans[c_idx].max_ts > t {
                 let Orphans {
                     list,
@@ -1088,7 +1097,7 @@ impl Engine {
                         g.names.insert_with(h, || name_of(v.as_ref(), x_by_val, e));
                     }
                     add_evidence(g, x.seq, x.ts, max_evidence, x.cred.as_ref());
-                    joined.push(x.seq);
+                    joined.push((x.seq, x.step));
                 }
             }
             self.stats.dropped_entries += g.prune(horizon, max_entries, distinct);
@@ -1109,12 +1118,13 @@ impl Engine {
             if !mono {
                 clear_fresh(g);
                 // Decided once no event that may still arrive can change the window.
-                let mut wait = vec![(t, Box::new(ev.clone()))];
-                wait.extend(joined.iter().filter_map(|&s| {
+                let root = group_root(c, &vals, tree);
+                let mut wait = vec![(t, step as u8, Box::new(ev.clone()))];
+                wait.extend(joined.iter().filter_map(|&(s, st)| {
                     let e = self.ring.get(s)?;
-                    Some((e.ts.max(wm), Box::new(e.clone())))
+                    Some((e.ts.max(wm), st, Box::new(e.clone())))
                 }));
-                for (ts, ev) in wait {
+                for (ts, step, ev) in wait {
                     let at = self.deferred.partition_point(|d| d.ts <= ts);
                     self.deferred.insert(
                         at,
@@ -1122,6 +1132,8 @@ impl Engine {
                             ts,
                             c: c_idx,
                             key,
+                            root,
+                            step,
                             ev,
                         },
                     );
@@ -1148,7 +1160,17 @@ impl Engine {
             // A firing that suppression will swallow needs no alert details (emit still counts it).
             let details =
                 wants_details(&self.supp, rules.rules[c_idx].suppress, c_idx, key, t_fire);
-            let fire = fire_of(c, g, lo, hi, from, self.opts.max_destinations, details);
+            let group = || group_strings(c, &vals, tree);
+            let fire = fire_of(
+                c,
+                g,
+                lo,
+                hi,
+                from,
+                self.opts.max_destinations,
+                details,
+                group,
+            );
             if trig == seq {
                 self.fire(c_idx, key, t_fire, fire, seq, ev, ev, out);
             } else {
@@ -1502,8 +1524,39 @@ fn scan(
     None
 }
 
+/// The tree root a group of `c` keyed with `tree` stands for: the candidate root, or for the
+/// event's own key its own `process.tree` value.
+fn group_root(c: &Correlation, vals: &[Val<'_>], tree: Option<u32>) -> Option<u32> {
+    tree.or_else(|| {
+        let at = c.group_by.iter().position(|&f| f == Field::Tree)?;
+        match vals.get(at) {
+            Some(Val::Int(n)) => u32::try_from(*n).ok(),
+            _ => None,
+        }
+    })
+}
+
+/// A group's rendered values, in the correlation's `group-by` order, from the group-by values
+/// `vals` of one of its events (equal for every event of the group: the key is their hash)
+/// and, for `process.tree`, the tree root the group stands for. Rendered only for an alert
+/// that goes out, so groups keep no strings.
+fn group_strings(c: &Correlation, vals: &[Val<'_>], root: Option<u32>) -> Vec<(Field, String)> {
+    c.group_by
+        .iter()
+        .zip(vals)
+        .map(|(&f, v)| {
+            let s = match (f, root) {
+                (Field::Tree, Some(r)) => r.to_string(),
+                _ => v.render().into_owned(),
+            };
+            (f, s)
+        })
+        .collect()
+}
+
 /// What the alert of a satisfied window `lo..=hi` reports (empty when `details` is false:
-/// suppression will swallow it).
+/// suppression will swallow it); `group` renders the group's values.
+#[allow(clippy::too_many_arguments)]
 fn fire_of(
     c: &Correlation,
     g: &Group,
@@ -1512,6 +1565,7 @@ fn fire_of(
     from: usize,
     max_dst: usize,
     details: bool,
+    group: impl FnOnce() -> Vec<(Field, String)>,
 ) -> Fire {
     if !details {
         return Fire {
@@ -1557,12 +1611,7 @@ fn fire_of(
             .find_map(|s| cs.iter().find(|(c, _)| c == s).map(|(_, c)| Arc::clone(c)))
     });
     Fire {
-        group: c
-            .group_by
-            .iter()
-            .zip(g.group.iter())
-            .map(|(&f, v)| (f, v.as_str().to_string()))
-            .collect(),
+        group: group(),
         first,
         count: entries.len() as u64,
         destinations,
