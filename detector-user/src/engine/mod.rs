@@ -624,7 +624,6 @@ impl Engine {
             let Body::Correlation(c) = &rules.rules[d.c].body else {
                 continue;
             };
-            let details = self.wants_details(d.c, d.key, d.ts);
             let Some(g) = self.groups[d.c].as_ref().and_then(|gs| gs.peek(d.key)) else {
                 continue;
             };
@@ -647,6 +646,12 @@ impl Engine {
             ) else {
                 continue;
             };
+            let suppress = rules.rules[d.c].suppress;
+            let Some(suppressed) =
+                suppression(&mut self.supp, &mut self.stats, suppress, d.c, d.key, d.ts)
+            else {
+                continue;
+            };
             let group = || {
                 let gb = c
                     .step_group_by
@@ -659,24 +664,19 @@ impl Engine {
                     .unwrap_or_default();
                 group_strings(c, &vals, d.root)
             };
-            let fire = fire_of(
-                c,
-                g,
-                lo,
-                hi - 1,
-                from,
-                self.opts.max_destinations,
-                details,
-                group,
+            let fire = fire_of(c, g, lo, hi - 1, from, self.opts.max_destinations, group);
+            self.fire(
+                d.c,
+                d.key,
+                d.ts,
+                suppressed,
+                fire,
+                u64::MAX,
+                &d.ev,
+                &d.ev,
+                out,
             );
-            self.fire(d.c, d.key, d.ts, fire, u64::MAX, &d.ev, &d.ev, out);
         }
-    }
-
-    /// Whether an alert of rule `r` for `key` at `t` would go out (suppression would not
-    /// swallow it), i.e. whether its details are worth computing.
-    fn wants_details(&self, r: usize, key: u64, t: u64) -> bool {
-        wants_details(&self.supp, self.rules.rules[r].suppress, r, key, t)
     }
 
     /// Suppression, evidence copies and emission of a correlation firing. `seq`/`cur` are the
@@ -687,15 +687,13 @@ impl Engine {
         c_idx: usize,
         key: u64,
         t: u64,
+        suppressed: u64,
         fire: Fire,
         seq: u64,
         cur: &Event,
         trigger: &Event,
         out: &mut Vec<Alert>,
     ) {
-        let Some(suppressed) = self.suppression(c_idx, key, t) else {
-            return;
-        };
         // Only now, for an alert that goes out, are evidence events copied.
         let evidence: Vec<Event> = fire
             .evidence
@@ -757,32 +755,8 @@ impl Engine {
     /// Suppression: `None` when the alert is held back (counted), else the number of
     /// repeats held back since the previous alert of this rule and key.
     fn suppression(&mut self, r: usize, key: u64, last: u64) -> Option<u64> {
-        let rule = &self.rules.rules[r];
-        match self.supp.get_mut(&(r, key)) {
-            Some(s) if held_back(s.last, rule.suppress, last) => {
-                s.suppressed += 1;
-                self.stats.suppressed += 1;
-                None
-            }
-            Some(s) => {
-                let n = s.suppressed;
-                *s = Supp {
-                    last: last.max(s.last),
-                    suppressed: 0,
-                };
-                Some(n)
-            }
-            None => {
-                self.supp.put(
-                    (r, key),
-                    Supp {
-                        last,
-                        suppressed: 0,
-                    },
-                );
-                Some(0)
-            }
-        }
+        let suppress = self.rules.rules[r].suppress;
+        suppression(&mut self.supp, &mut self.stats, suppress, r, key, last)
     }
 
     /// A copy of `e` as an alert shows it: argv bounded and secrets redacted.
@@ -1157,22 +1131,22 @@ impl Engine {
                 continue;
             };
             let (t_fire, trig) = g.entries.get(hi).map_or((t, seq), |e| (e.ts, e.seq));
-            // A firing that suppression will swallow needs no alert details (emit still counts it).
-            let details =
-                wants_details(&self.supp, rules.rules[c_idx].suppress, c_idx, key, t_fire);
+            // A firing that suppression swallows (counted) needs no alert details.
+            let suppress = rules.rules[c_idx].suppress;
+            let Some(suppressed) = suppression(
+                &mut self.supp,
+                &mut self.stats,
+                suppress,
+                c_idx,
+                key,
+                t_fire,
+            ) else {
+                continue;
+            };
             let group = || group_strings(c, &vals, tree);
-            let fire = fire_of(
-                c,
-                g,
-                lo,
-                hi,
-                from,
-                self.opts.max_destinations,
-                details,
-                group,
-            );
+            let fire = fire_of(c, g, lo, hi, from, self.opts.max_destinations, group);
             if trig == seq {
-                self.fire(c_idx, key, t_fire, fire, seq, ev, ev, out);
+                self.fire(c_idx, key, t_fire, suppressed, fire, seq, ev, ev, out);
             } else {
                 // Completed by an entry that waited (or arrived before this late event): that
                 // event is the alert's trigger while the ring holds it.
@@ -1181,6 +1155,7 @@ impl Engine {
                     c_idx,
                     key,
                     t_fire,
+                    suppressed,
                     fire,
                     seq,
                     ev,
@@ -1199,15 +1174,42 @@ fn held_back(last: u64, suppress: u64, t: u64) -> bool {
     t < last.saturating_add(suppress) && t.saturating_add(suppress) > last
 }
 
-fn wants_details(
-    supp: &LruCache<(usize, u64), Supp, FastBuild>,
+/// Suppression of an alert of rule `r` for `key` at `last`: `None` when it is held back
+/// (counted), else the number of repeats held back since the previous alert of this rule and
+/// key.
+fn suppression(
+    supp: &mut LruCache<(usize, u64), Supp, FastBuild>,
+    stats: &mut Stats,
     suppress: u64,
     r: usize,
     key: u64,
-    t: u64,
-) -> bool {
-    supp.peek(&(r, key))
-        .is_none_or(|x| !held_back(x.last, suppress, t))
+    last: u64,
+) -> Option<u64> {
+    match supp.get_mut(&(r, key)) {
+        Some(s) if held_back(s.last, suppress, last) => {
+            s.suppressed += 1;
+            stats.suppressed += 1;
+            None
+        }
+        Some(s) => {
+            let n = s.suppressed;
+            *s = Supp {
+                last: last.max(s.last),
+                suppressed: 0,
+            };
+            Some(n)
+        }
+        None => {
+            supp.put(
+                (r, key),
+                Supp {
+                    last,
+                    suppressed: 0,
+                },
+            );
+            Some(0)
+        }
+    }
 }
 
 /// Display string of a value (when the counted field is a network one) or of the event's
@@ -1434,7 +1436,7 @@ fn satisfied(
             // earliest chain leaves the longest tail for the last step.
             let mut want = 0u8;
             let mut n = 0i64;
-            let mut vals: Vec<u64> = Vec::new();
+            let mut vals: smallvec::SmallVec<[u64; 8]> = smallvec::SmallVec::new();
             for i in lo..=hi {
                 let Some(e) = g.entries.get(i) else { break };
                 if skip_fresh && e.fresh {
@@ -1554,9 +1556,7 @@ fn group_strings(c: &Correlation, vals: &[Val<'_>], root: Option<u32>) -> Vec<(F
         .collect()
 }
 
-/// What the alert of a satisfied window `lo..=hi` reports (empty when `details` is false:
-/// suppression will swallow it); `group` renders the group's values.
-#[allow(clippy::too_many_arguments)]
+/// What the alert of a satisfied window `lo..=hi` reports; `group` renders the group's values.
 fn fire_of(
     c: &Correlation,
     g: &Group,
@@ -1564,20 +1564,8 @@ fn fire_of(
     hi: usize,
     from: usize,
     max_dst: usize,
-    details: bool,
     group: impl FnOnce() -> Vec<(Field, String)>,
 ) -> Fire {
-    if !details {
-        return Fire {
-            group: Vec::new(),
-            first: 0,
-            count: 0,
-            destinations: Vec::new(),
-            destination_count: 0,
-            evidence: Vec::new(),
-            credential: None,
-        };
-    }
     let entries = counted(c, g, lo, hi, from, false);
     let first = entries.first().map_or(0, |e| e.ts);
     let end = g.entries.get(hi).map_or(u64::MAX, |e| e.ts);

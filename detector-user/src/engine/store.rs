@@ -54,8 +54,9 @@ pub enum Small<T> {
     Empty,
     /// One item, inline.
     One(T),
-    /// Two or more (or emptied after spilling).
-    Many(Box<VecDeque<T>>),
+    /// Two or more (or emptied after spilling). Not boxed: the deque's header fits beside an
+    /// inline item of the size the engine keeps, and a box would add a dependent cache miss.
+    Many(VecDeque<T>),
 }
 
 impl<T> Small<T> {
@@ -75,17 +76,16 @@ impl<T> Small<T> {
 
     /// Appends at the back.
     pub fn push_back(&mut self, x: T) {
-        match std::mem::take(self) {
+        match self {
+            Small::Many(d) => d.push_back(x),
             Small::Empty => *self = Small::One(x),
-            Small::One(a) => {
-                let mut d = VecDeque::with_capacity(4);
-                d.push_back(a);
-                d.push_back(x);
-                *self = Small::Many(Box::new(d));
-            }
-            Small::Many(mut d) => {
-                d.push_back(x);
-                *self = Small::Many(d);
+            Small::One(_) => {
+                if let Small::One(a) = std::mem::take(self) {
+                    let mut d = VecDeque::with_capacity(4);
+                    d.push_back(a);
+                    d.push_back(x);
+                    *self = Small::Many(d);
+                }
             }
         }
     }
@@ -163,18 +163,17 @@ impl<T> Small<T> {
             self.push_back(x);
             return;
         }
-        match std::mem::take(self) {
-            Small::One(a) => {
-                let mut d = VecDeque::with_capacity(4);
-                d.push_back(x);
-                d.push_back(a);
-                *self = Small::Many(Box::new(d));
-            }
-            Small::Many(mut d) => {
-                d.insert(i, x);
-                *self = Small::Many(d);
-            }
+        match self {
+            Small::Many(d) => d.insert(i, x),
             Small::Empty => *self = Small::One(x),
+            Small::One(_) => {
+                if let Small::One(a) = std::mem::take(self) {
+                    let mut d = VecDeque::with_capacity(4);
+                    d.push_back(x);
+                    d.push_back(a);
+                    *self = Small::Many(d);
+                }
+            }
         }
     }
 
