@@ -29,6 +29,7 @@
 //! dropped entries).
 
 pub mod alert;
+pub mod compact;
 pub mod cond;
 pub mod fields;
 pub mod index;
@@ -469,18 +470,16 @@ impl Engine {
 
     /// Feeds one event; alerts it completes (and non-monotone windows it lets time decide)
     /// are appended to `out` by this call. The event is copied only when it feeds a
-    /// correlation (into the evidence ring, reusing an evicted event's buffers).
+    /// correlation (encoded into the evidence ring, reusing an evicted event's buffer).
     pub fn process(&mut self, ev: &Event, out: &mut Vec<Alert>) {
         if self.step(ev, out) {
-            self.ring.push_clone(ev);
+            self.ring.push(ev);
         }
     }
 
-    /// Like [`Engine::process`] for a caller that owns the event (replay): no copy at all.
+    /// Like [`Engine::process`] for a caller that owns the event (replay).
     pub fn process_owned(&mut self, ev: Event, out: &mut Vec<Alert>) {
-        if self.step(&ev, out) {
-            self.ring.push(ev);
-        }
+        self.process(&ev, out);
     }
 
     /// Evaluates one event; true when it fed a correlation (the caller then stores it in the
@@ -700,12 +699,11 @@ impl Engine {
             .iter()
             .filter_map(|&s| {
                 if s == seq {
-                    Some(cur)
+                    Some(self.redact(cur.clone()))
                 } else {
-                    self.ring.get(s)
+                    self.ring.get(s).map(|e| self.redact(e))
                 }
             })
-            .map(|e| self.redact(e))
             .collect();
         let evidence_dropped = (fire.evidence.len() - evidence.len()) as u64;
         let d = Details {
@@ -745,7 +743,7 @@ impl Engine {
             count: 1,
             destination_count: dst.is_some() as u64,
             destinations: dst.into_iter().collect(),
-            evidence: vec![self.redact(ev)],
+            evidence: vec![self.redact(ev.clone())],
             evidence_dropped: 0,
             credential: ev.file.as_ref().map(credential_of),
         };
@@ -760,9 +758,8 @@ impl Engine {
     }
 
     /// A copy of `e` as an alert shows it: argv bounded and secrets redacted.
-    fn redact(&self, e: &Event) -> Event {
+    fn redact(&self, mut e: Event) -> Event {
         let max_argv = self.opts.max_argv;
-        let mut e = e.clone();
         if let Some(p) = e.process.as_mut() {
             p.argv = alert::redact_argv(&p.argv, max_argv);
         }
@@ -1064,11 +1061,11 @@ impl Engine {
                     fresh_from = Some(fresh_from.map_or(x.ts, |f: u64| f.min(x.ts)));
                     let x_by_val = x.val != 0 && net_field;
                     let h = if x_by_val { x.val } else { x.dst };
-                    if let (true, Some(e)) =
-                        (h != 0 && g.names.len() < max_names, self.ring.get(x.seq))
-                    {
-                        let v = c.field.and_then(|f| fields::get(f, e, &self.policy));
-                        g.names.insert_with(h, || name_of(v.as_ref(), x_by_val, e));
+                    if h != 0 && g.names.len() < max_names {
+                        if let Some(e) = self.ring.get(x.seq) {
+                            let v = c.field.and_then(|f| fields::get(f, &e, &self.policy));
+                            g.names.insert_with(h, || name_of(v.as_ref(), x_by_val, &e));
+                        }
                     }
                     add_evidence(g, x.seq, x.ts, max_evidence, x.cred.as_ref());
                     joined.push((x.seq, x.step));
@@ -1096,7 +1093,7 @@ impl Engine {
                 let mut wait = vec![(t, step as u8, Box::new(ev.clone()))];
                 wait.extend(joined.iter().filter_map(|&(s, st)| {
                     let e = self.ring.get(s)?;
-                    Some((e.ts.max(wm), st, Box::new(e.clone())))
+                    Some((e.ts.max(wm), st, Box::new(e)))
                 }));
                 for (ts, step, ev) in wait {
                     let at = self.deferred.partition_point(|d| d.ts <= ts);
@@ -1150,7 +1147,7 @@ impl Engine {
             } else {
                 // Completed by an entry that waited (or arrived before this late event): that
                 // event is the alert's trigger while the ring holds it.
-                let trigger = self.ring.get(trig).cloned();
+                let trigger = self.ring.get(trig);
                 self.fire(
                     c_idx,
                     key,

@@ -6,7 +6,8 @@
 use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasherDefault, Hasher};
 
-use crate::event::{Event, ExecInfo, FileInfo, NetInfo, Process, Workload};
+use super::compact;
+use crate::event::Event;
 
 /// Multiply-rotate hasher for keys that are already hashes (group keys) or small integers:
 /// SipHash's DoS resistance buys nothing there and costs a fifth of a busy group lookup.
@@ -316,11 +317,12 @@ impl SStr {
 /// sequence number that only grows. Holds at most `cap` events; an older event is gone, and an
 /// alert then lists the evidence still held (its counts stay exact).
 ///
-/// Slots are overwritten in place (`clone_into_event`): once the ring has wrapped, storing an
-/// event reuses the evicted one's string and vector buffers and moves no `Event` around.
+/// Events are kept in the compact encoding of [`super::compact`], each slot's buffer reused
+/// once the ring has wrapped: storing an event writes its few hundred bytes sequentially and
+/// allocates nothing; an event is decoded only when asked for.
 #[derive(Debug)]
 pub struct Ring {
-    slots: Vec<Event>,
+    slots: Vec<Vec<u8>>,
     /// Sequence number of the next event stored.
     next: u64,
     /// Slot the next event goes to (`next % cap`, kept to avoid a division per event).
@@ -344,30 +346,20 @@ impl Ring {
         self.next
     }
 
-    /// Stores a copy of `ev` (dropping the oldest when full); returns its sequence number.
-    pub fn push_clone(&mut self, ev: &Event) -> u64 {
-        self.push_with(ev, clone_into_event, Event::clone)
-    }
-
     /// Stores `ev` (dropping the oldest when full); returns its sequence number.
-    pub fn push(&mut self, ev: Event) -> u64 {
-        self.push_with(ev, |slot, ev| *slot = ev, |ev| ev)
-    }
-
-    fn push_with<T>(
-        &mut self,
-        ev: T,
-        overwrite: impl FnOnce(&mut Event, T),
-        make: impl FnOnce(T) -> Event,
-    ) -> u64 {
+    pub fn push(&mut self, ev: &Event) -> u64 {
         let seq = self.next;
         self.next += 1;
         if self.cap == 0 {
             return seq;
         }
         match self.slots.get_mut(self.at) {
-            Some(slot) => overwrite(slot, ev),
-            None => self.slots.push(make(ev)),
+            Some(slot) => compact::encode(ev, slot),
+            None => {
+                let mut b = Vec::new();
+                compact::encode(ev, &mut b);
+                self.slots.push(b);
+            }
         }
         self.at += 1;
         if self.at == self.cap {
@@ -376,14 +368,14 @@ impl Ring {
         seq
     }
 
-    /// The event with sequence number `seq`, while it is held.
-    pub fn get(&self, seq: u64) -> Option<&Event> {
+    /// A copy of the event with sequence number `seq`, while it is held.
+    pub fn get(&self, seq: u64) -> Option<Event> {
         let back = self.next.checked_sub(seq)?;
         if back == 0 || back > self.slots.len() as u64 {
             return None;
         }
         let i = usize::try_from(seq % self.cap as u64).ok()?;
-        self.slots.get(i)
+        compact::decode(self.slots.get(i)?)
     }
 
     /// Events held.
@@ -395,160 +387,6 @@ impl Ring {
     pub fn is_empty(&self) -> bool {
         self.slots.is_empty()
     }
-}
-
-/// Makes `dst` a copy of `src`, reusing `dst`'s string and vector buffers where they are large
-/// enough: the engine copies every event that feeds a correlation into its evidence ring, and
-/// a recycled event (one the ring let go) makes that copy mostly allocation-free. Same result
-/// as `*dst = src.clone()`. The structs are destructured without `..`, so a new field is a
-/// compile error here rather than a stale copy.
-pub fn clone_into_event(dst: &mut Event, src: &Event) {
-    let Event {
-        ts,
-        kind,
-        process,
-        exec,
-        fork,
-        exit,
-        net,
-        file,
-        loss,
-    } = src;
-    dst.ts = *ts;
-    dst.kind = *kind;
-    opt_into(&mut dst.process, process, process_into);
-    opt_into(&mut dst.exec, exec, exec_into);
-    dst.fork.clone_from(fork);
-    dst.exit.clone_from(exit);
-    opt_into(&mut dst.net, net, net_into);
-    opt_into(&mut dst.file, file, file_into);
-    dst.loss.clone_from(loss);
-}
-
-fn opt_into<T: Clone>(dst: &mut Option<T>, src: &Option<T>, into: fn(&mut T, &T)) {
-    match (dst.as_mut(), src) {
-        (Some(d), Some(s)) => into(d, s),
-        _ => *dst = src.clone(),
-    }
-}
-
-fn process_into(d: &mut Process, s: &Process) {
-    let Process {
-        pid,
-        tgid,
-        ppid,
-        start,
-        uid,
-        gid,
-        user,
-        comm,
-        exe,
-        argv,
-        parent_exe,
-        ancestors,
-        cgroup_id,
-        cgroup,
-        mntns,
-        netns,
-        workload,
-        identity,
-    } = s;
-    let Workload {
-        unit,
-        container_id,
-        pod_uid,
-        pod_namespace,
-        pod_name,
-        container_name,
-    } = workload;
-    d.pid = *pid;
-    d.tgid = *tgid;
-    d.ppid = *ppid;
-    d.start = *start;
-    d.uid = *uid;
-    d.gid = *gid;
-    d.user.clone_from(user);
-    d.comm.clone_from(comm);
-    d.exe.clone_from(exe);
-    d.argv.clone_from(argv);
-    d.parent_exe.clone_from(parent_exe);
-    d.ancestors.clone_from(ancestors);
-    d.cgroup_id = *cgroup_id;
-    d.cgroup.clone_from(cgroup);
-    d.mntns = *mntns;
-    d.netns = *netns;
-    d.workload.unit.clone_from(unit);
-    d.workload.container_id.clone_from(container_id);
-    d.workload.pod_uid.clone_from(pod_uid);
-    d.workload.pod_namespace.clone_from(pod_namespace);
-    d.workload.pod_name.clone_from(pod_name);
-    d.workload.container_name.clone_from(container_name);
-    d.identity.clone_from(identity);
-}
-
-fn exec_into(d: &mut ExecInfo, s: &ExecInfo) {
-    let ExecInfo {
-        filename,
-        argv,
-        argv_truncated,
-    } = s;
-    d.filename.clone_from(filename);
-    d.argv.clone_from(argv);
-    d.argv_truncated = *argv_truncated;
-}
-
-fn net_into(d: &mut NetInfo, s: &NetInfo) {
-    let NetInfo {
-        protocol,
-        family,
-        direction,
-        src_addr,
-        src_port,
-        dst_addr,
-        dst_port,
-        outcome,
-        error,
-        sock,
-    } = s;
-    d.protocol = *protocol;
-    d.family = *family;
-    d.direction = *direction;
-    d.src_addr.clone_from(src_addr);
-    d.src_port = *src_port;
-    d.dst_addr.clone_from(dst_addr);
-    d.dst_port = *dst_port;
-    d.outcome = *outcome;
-    d.error.clone_from(error);
-    d.sock = *sock;
-}
-
-fn file_into(d: &mut FileInfo, s: &FileInfo) {
-    let FileInfo {
-        watched,
-        category,
-        path,
-        resolved,
-        dev,
-        ino,
-        flags,
-        access,
-        via,
-        target_pid,
-        mtime,
-        fingerprint,
-    } = s;
-    d.watched.clone_from(watched);
-    d.category.clone_from(category);
-    d.path.clone_from(path);
-    d.resolved.clone_from(resolved);
-    d.dev = *dev;
-    d.ino = *ino;
-    d.flags = *flags;
-    d.access.clone_from(access);
-    d.via = *via;
-    d.target_pid = *target_pid;
-    d.mtime = *mtime;
-    d.fingerprint.clone_from(fingerprint);
 }
 
 const NIL: u32 = u32::MAX;
@@ -763,7 +601,7 @@ mod tests {
     #[test]
     fn ring_addresses_by_sequence_and_forgets_the_oldest() {
         let mut r = Ring::new(3);
-        let seqs: Vec<u64> = (0..5).map(|t| r.push(ev(t))).collect();
+        let seqs: Vec<u64> = (0..5).map(|t| r.push(&ev(t))).collect();
         assert_eq!(seqs, vec![0, 1, 2, 3, 4]);
         assert_eq!(r.len(), 3);
         assert!(r.get(1).is_none(), "pushed out");
@@ -772,113 +610,15 @@ mod tests {
         assert!(r.get(5).is_none(), "not yet pushed");
         assert_eq!(r.next_seq(), 5);
         let mut z = Ring::new(0);
-        assert_eq!((z.push(ev(1)), z.push(ev(2))), (0, 1));
+        assert_eq!((z.push(&ev(1)), z.push(&ev(2))), (0, 1));
         assert!(z.get(0).is_none() && z.is_empty());
     }
 
     #[test]
-    fn clone_into_event_is_a_clone() {
-        use crate::event::*;
-        let s = |x: &str| x.to_string();
-        let full = Event {
-            ts: 7,
-            kind: Kind::Connect,
-            process: Some(Process {
-                pid: 1,
-                tgid: 2,
-                ppid: 3,
-                start: 4,
-                uid: 5,
-                gid: 6,
-                user: Some(s("alice")),
-                comm: s("ssh"),
-                exe: s("/usr/bin/ssh"),
-                argv: vec![s("ssh"), s("-i"), s("/root/.ssh/id_rsa"), s("host")],
-                parent_exe: Some(s("/bin/bash")),
-                ancestors: vec![3, 1],
-                cgroup_id: 9,
-                cgroup: Some(s("/system.slice/x.service")),
-                mntns: 10,
-                netns: 11,
-                workload: Workload {
-                    unit: Some(s("x.service")),
-                    container_id: None,
-                    pod_uid: Some(s("uid")),
-                    pod_namespace: Some(s("ns")),
-                    pod_name: Some(s("pod")),
-                    container_name: Some(s("c")),
-                },
-                identity: Some(s("svc")),
-            }),
-            exec: Some(ExecInfo {
-                filename: s("/usr/bin/ssh"),
-                argv: vec![s("ssh")],
-                argv_truncated: true,
-            }),
-            fork: Some(ForkInfo {
-                child_tgid: 12,
-                child_start: 13,
-            }),
-            exit: Some(ExitInfo {
-                code: Some(1),
-                signal: None,
-            }),
-            net: Some(NetInfo {
-                protocol: Protocol::Tcp,
-                family: 4,
-                direction: Direction::Outbound,
-                src_addr: s("10.0.0.1"),
-                src_port: 1234,
-                dst_addr: s("10.0.0.2"),
-                dst_port: 22,
-                outcome: Outcome::InProgress,
-                error: Some(s("refused")),
-                sock: 14,
-            }),
-            file: Some(FileInfo {
-                watched: s("/root/.ssh/id_rsa"),
-                category: s("ssh_key"),
-                path: Some(s("id_rsa")),
-                resolved: None,
-                dev: 1,
-                ino: 2,
-                flags: Some(3),
-                access: Some(s("read")),
-                via: Via::Syscall,
-                target_pid: Some(4),
-                mtime: Some(5),
-                fingerprint: Some(s("hmac-sha256:00")),
-            }),
-            loss: Some(LossInfo {
-                cpu: 1,
-                count: 2,
-                total: 3,
-            }),
-        };
-        let mut short = full.clone();
-        if let Some(p) = short.process.as_mut() {
-            p.argv.truncate(1);
-            p.user = None;
-            p.ancestors.clear();
-            p.identity = Some(s("a-much-longer-identity-name-than-before"));
-        }
-        short.net = None;
-        short.kind = Kind::CredOpen;
-        let all = [full, short, ev(3)];
-        for a in &all {
-            for b in &all {
-                let mut d = a.clone();
-                clone_into_event(&mut d, b);
-                assert_eq!(&d, b);
-            }
-        }
-    }
-
-    #[test]
-    fn push_clone_overwrites_in_place() {
+    fn push_overwrites_the_oldest() {
         let mut r = Ring::new(2);
-        assert_eq!((r.push_clone(&ev(1)), r.push_clone(&ev(2))), (0, 1));
-        assert_eq!(r.push_clone(&ev(3)), 2);
+        assert_eq!((r.push(&ev(1)), r.push(&ev(2))), (0, 1));
+        assert_eq!(r.push(&ev(3)), 2);
         assert!(r.get(0).is_none());
         assert_eq!(
             (r.get(1).map(|e| e.ts), r.get(2).map(|e| e.ts)),
@@ -886,7 +626,7 @@ mod tests {
         );
         assert_eq!((r.next_seq(), r.len()), (3, 2));
         let mut z = Ring::new(0);
-        assert_eq!(z.push_clone(&ev(4)), 0);
+        assert_eq!(z.push(&ev(4)), 0);
         assert!(z.get(0).is_none() && z.is_empty());
     }
 
