@@ -431,8 +431,7 @@ impl Cond {
                     Op::Suffix(p) => str_test(&v, |s| p.iter().any(|x| s.ends_with(x.as_str()))),
                     Op::Contains(p) => str_test(&v, |s| p.iter().any(|x| s.contains(x.as_str()))),
                     Op::Cidr(nets) => str_test(&v, |s| {
-                        s.parse::<IpAddr>()
-                            .is_ok_and(|ip| nets.iter().any(|n| n.contains(&ip)))
+                        fields::parse_ip(s).is_some_and(|ip| nets.iter().any(|n| n.contains(&ip)))
                     }),
                     Op::Regex(r) => str_test(&v, |s| r.is_match(s)),
                     Op::Cmp(c, b) => matches!(v, Val::Int(a) if c.eval(a, *b)),

@@ -255,7 +255,7 @@ pub fn get<'a>(f: Field, ev: &'a Event, pol: &Policy) -> Option<Val<'a>> {
         Sock => n.and_then(|n| i(n.sock)),
         Service => {
             let n = n?;
-            let ip: IpAddr = n.dst_addr.parse().ok()?;
+            let ip = parse_ip(&n.dst_addr)?;
             pol.identities
                 .service_name(ip, n.dst_port)
                 .map(|x| Val::Str(Cow::Owned(x.to_string())))
@@ -263,10 +263,7 @@ pub fn get<'a>(f: Field, ev: &'a Event, pol: &Policy) -> Option<Val<'a>> {
         PeerAllowed | Novel => {
             let n = n?;
             let id = p?.identity.as_deref()?;
-            let declared = n
-                .dst_addr
-                .parse::<IpAddr>()
-                .ok()
+            let declared = parse_ip(&n.dst_addr)
                 .and_then(|ip| pol.identities.peer_declared(id, ip, n.dst_port));
             let learned = pol.baseline.knows(id, &n.dst_addr, n.dst_port);
             let allowed = match (declared, learned) {
@@ -302,6 +299,29 @@ pub fn get<'a>(f: Field, ev: &'a Event, pol: &Policy) -> Option<Val<'a>> {
         LossCpu => ev.loss.as_ref().and_then(|x| i(x.cpu.into())),
         LossCount => ev.loss.as_ref().and_then(|x| i(x.count)),
     }
+}
+
+thread_local! {
+    /// The last address text parsed and its result.
+    static LAST_IP: std::cell::RefCell<(String, Option<IpAddr>)> =
+        const { std::cell::RefCell::new((String::new(), None)) };
+}
+
+/// Parses an address, remembering the last one: an event's destination is tested by several
+/// rules (CIDR conditions, declared peers) and parsing it each time was a measurable share of
+/// matching a connect.
+pub fn parse_ip(s: &str) -> Option<IpAddr> {
+    LAST_IP.with(|c| {
+        let Ok(mut c) = c.try_borrow_mut() else {
+            return s.parse().ok();
+        };
+        if c.0 != s {
+            c.0.clear();
+            c.0.push_str(s);
+            c.1 = s.parse().ok();
+        }
+        c.1
+    })
 }
 
 /// `addr:port`, with brackets for IPv6.
@@ -401,5 +421,14 @@ mod tests {
             j(serde_json::to_value(Protocol::Udp).unwrap()),
             Protocol::Udp.name()
         );
+    }
+
+    #[test]
+    fn parse_ip_remembers_only_the_same_text() {
+        for s in [
+            "10.0.0.1", "10.0.0.1", "::1", "nonsense", "10.0.0.2", "", "10.0.0.2",
+        ] {
+            assert_eq!(parse_ip(s), s.parse().ok(), "{s}");
+        }
     }
 }

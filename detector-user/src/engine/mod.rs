@@ -41,10 +41,8 @@ pub mod yaml;
 
 use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::hash::{Hash, Hasher};
-use std::num::NonZeroUsize;
 use std::sync::Arc;
 
-use lru::LruCache;
 use sha2::{Digest, Sha256};
 
 pub use alert::Alert;
@@ -348,7 +346,9 @@ pub struct Engine {
     groups: Vec<Option<Table<Group>>>,
     orphans: Vec<Orphans>,
     deferred: VecDeque<Deferred>,
-    supp: LruCache<(usize, u64), Supp, FastBuild>,
+    /// Suppression state by (rule, group key), least recently alerted evicted past
+    /// `max_groups`.
+    supp: Table<Supp, (usize, u64)>,
     ring: Ring,
     losses: VecDeque<u64>,
     keep_losses: u64,
@@ -368,10 +368,6 @@ fn hash_of<T: Hash + ?Sized>(v: &T) -> u64 {
     let mut h = std::collections::hash_map::DefaultHasher::new();
     v.hash(&mut h);
     h.finish()
-}
-
-fn nz(n: usize) -> NonZeroUsize {
-    NonZeroUsize::new(n.max(1)).unwrap_or(NonZeroUsize::MIN)
 }
 
 /// An alert's contents apart from what the rule and suppression decide.
@@ -422,7 +418,7 @@ impl Engine {
             groups,
             orphans,
             deferred: VecDeque::new(),
-            supp: LruCache::with_hasher(nz(opts.max_groups), FastBuild::default()),
+            supp: Table::default(),
             ring: Ring::new(opts.evidence_events),
             losses: VecDeque::new(),
             keep_losses,
@@ -646,9 +642,16 @@ impl Engine {
                 continue;
             };
             let suppress = rules.rules[d.c].suppress;
-            let Some(suppressed) =
-                suppression(&mut self.supp, &mut self.stats, suppress, d.c, d.key, d.ts)
-            else {
+            let cap = self.opts.max_groups;
+            let Some(suppressed) = suppression(
+                &mut self.supp,
+                cap,
+                &mut self.stats,
+                suppress,
+                d.c,
+                d.key,
+                d.ts,
+            ) else {
                 continue;
             };
             let group = || {
@@ -754,7 +757,8 @@ impl Engine {
     /// repeats held back since the previous alert of this rule and key.
     fn suppression(&mut self, r: usize, key: u64, last: u64) -> Option<u64> {
         let suppress = self.rules.rules[r].suppress;
-        suppression(&mut self.supp, &mut self.stats, suppress, r, key, last)
+        let cap = self.opts.max_groups;
+        suppression(&mut self.supp, cap, &mut self.stats, suppress, r, key, last)
     }
 
     /// A copy of `e` as an alert shows it: argv bounded and secrets redacted.
@@ -1132,6 +1136,7 @@ impl Engine {
             let suppress = rules.rules[c_idx].suppress;
             let Some(suppressed) = suppression(
                 &mut self.supp,
+                max_groups,
                 &mut self.stats,
                 suppress,
                 c_idx,
@@ -1174,15 +1179,17 @@ fn held_back(last: u64, suppress: u64, t: u64) -> bool {
 /// Suppression of an alert of rule `r` for `key` at `last`: `None` when it is held back
 /// (counted), else the number of repeats held back since the previous alert of this rule and
 /// key.
+#[allow(clippy::too_many_arguments)]
 fn suppression(
-    supp: &mut LruCache<(usize, u64), Supp, FastBuild>,
+    supp: &mut Table<Supp, (usize, u64)>,
+    cap: usize,
     stats: &mut Stats,
     suppress: u64,
     r: usize,
     key: u64,
     last: u64,
 ) -> Option<u64> {
-    match supp.get_mut(&(r, key)) {
+    match supp.get_mut((r, key)) {
         Some(s) if held_back(s.last, suppress, last) => {
             s.suppressed += 1;
             stats.suppressed += 1;
@@ -1197,7 +1204,11 @@ fn suppression(
             Some(n)
         }
         None => {
-            supp.put(
+            // As `lru::LruCache::put` did: the least recently used entry makes room.
+            if supp.len() >= cap.max(1) {
+                supp.evict_lru();
+            }
+            supp.insert(
                 (r, key),
                 Supp {
                     last,

@@ -394,8 +394,8 @@ const NIL: u32 = u32::MAX;
 /// A slot's key and its place in the recency list, kept apart from the items: relinking
 /// touches the neighbours' links, and these are 16 bytes each rather than a whole item.
 #[derive(Debug, Clone, Copy)]
-struct Link {
-    key: u64,
+struct Link<K> {
+    key: K,
     /// More recently used neighbour.
     prev: u32,
     /// Less recently used neighbour.
@@ -406,10 +406,10 @@ struct Link {
 /// per item beyond the item itself (what `lru::LruCache` spends a node on). Callers look a key
 /// up once ([`Table::find`]) and then work on its slot.
 #[derive(Debug)]
-pub struct Table<G> {
-    map: FastMap<u64, u32>,
+pub struct Table<G, K = u64> {
+    map: FastMap<K, u32>,
     slots: Vec<G>,
-    links: Vec<Link>,
+    links: Vec<Link<K>>,
     free: Vec<u32>,
     /// Most recently used.
     head: u32,
@@ -417,7 +417,7 @@ pub struct Table<G> {
     tail: u32,
 }
 
-impl<G> Default for Table<G> {
+impl<G, K> Default for Table<G, K> {
     fn default() -> Self {
         Table {
             map: FastMap::default(),
@@ -430,7 +430,7 @@ impl<G> Default for Table<G> {
     }
 }
 
-impl<G> Table<G> {
+impl<G, K: Copy + Eq + std::hash::Hash> Table<G, K> {
     /// Number of items.
     pub fn len(&self) -> usize {
         self.map.len()
@@ -442,12 +442,12 @@ impl<G> Table<G> {
     }
 
     /// Whether `key` is held (recency unchanged).
-    pub fn contains(&self, key: u64) -> bool {
+    pub fn contains(&self, key: K) -> bool {
         self.map.contains_key(&key)
     }
 
     /// The slot of `key` (recency unchanged).
-    pub fn find(&self, key: u64) -> Option<u32> {
+    pub fn find(&self, key: K) -> Option<u32> {
         self.map.get(&key).copied()
     }
 
@@ -499,13 +499,13 @@ impl<G> Table<G> {
     }
 
     /// The item under `key` (recency unchanged).
-    pub fn peek(&self, key: u64) -> Option<&G> {
+    pub fn peek(&self, key: K) -> Option<&G> {
         let s = self.find(key)?;
         self.slots.get(s as usize)
     }
 
     /// The item under `key`, made the most recently used.
-    pub fn get_mut(&mut self, key: u64) -> Option<&mut G> {
+    pub fn get_mut(&mut self, key: K) -> Option<&mut G> {
         let s = self.find(key)?;
         self.touch(s);
         self.slots.get_mut(s as usize)
@@ -513,7 +513,7 @@ impl<G> Table<G> {
 
     /// Files `g` under `key` (which must not be held yet) as the most recently used; returns
     /// its slot.
-    pub fn insert(&mut self, key: u64, g: G) -> u32 {
+    pub fn insert(&mut self, key: K, g: G) -> u32 {
         let link = Link {
             key,
             prev: NIL,
