@@ -100,6 +100,10 @@ pub struct Args {
     /// Where the PNG plot of the ratios goes [default: docs/overhead.png].
     #[arg(long)]
     plot: Option<PathBuf>,
+    /// Run nothing: redraw the plot from a previous run's raw samples (`samples.jsonl`) into
+    /// `--plot` (default docs/overhead.png).
+    #[arg(long, value_name = "SAMPLES")]
+    replot: Option<PathBuf>,
 }
 
 /// A configuration under which every workload runs.
@@ -392,6 +396,9 @@ pub fn run(args: &[String]) -> Result<()> {
         std::iter::once("bench overhead".to_string()).chain(args.iter().cloned()),
     )
     .map_err(|e| anyhow::anyhow!("{e}"))?;
+    if let Some(samples) = &a.replot {
+        return replot(samples, a.plot.as_deref());
+    }
     if !crate::is_root() {
         bail!("bench overhead loads eBPF programs, auditd rules and bpftrace: run it as root");
     }
@@ -552,6 +559,36 @@ pub fn run(args: &[String]) -> Result<()> {
         raw_path.display(),
         plot.display()
     );
+    Ok(())
+}
+
+/// `--replot`: the plot of a previous run, from its raw samples.
+fn replot(samples: &Path, plot: Option<&Path>) -> Result<()> {
+    let text =
+        fs::read_to_string(samples).with_context(|| format!("reading {}", samples.display()))?;
+    let samples: Vec<Sample> = text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(i, l)| {
+            serde_json::from_str(l)
+                .with_context(|| format!("{}:{}: not a sample", samples.display(), i + 1))
+        })
+        .collect::<Result<_>>()?;
+    let mut configs: Vec<Config> = samples.iter().map(|s| s.config).collect();
+    configs.sort();
+    configs.dedup();
+    let rows: Vec<Row> = ROWS
+        .iter()
+        .copied()
+        .filter(|r| samples.iter().any(|s| s.row == r.key))
+        .collect();
+    let summary = summarize(&rows, &configs, &samples);
+    let plot = plot
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| crate::workspace_root().join("docs/overhead.png"));
+    plot::draw(&plot, FONT.0, &rows, &summary)?;
+    eprintln!("overhead: plot {}", plot.display());
     Ok(())
 }
 
