@@ -100,6 +100,10 @@ pub struct Args {
     /// Where the PNG plot of the ratios goes [default: docs/overhead.png].
     #[arg(long)]
     plot: Option<PathBuf>,
+    /// Extra argument for `detector run` in the detector and detector-reads configurations
+    /// (repeatable), e.g. `--agent-arg=--poll-interval=10ms`.
+    #[arg(long = "agent-arg", value_name = "ARG", allow_hyphen_values = true)]
+    agent_args: Vec<String>,
     /// Run nothing: redraw the plot from a previous run's raw samples (`samples.jsonl`) into
     /// `--plot` (default docs/overhead.png).
     #[arg(long, value_name = "SAMPLES")]
@@ -349,6 +353,7 @@ pub struct Sample {
 /// Everything a phase needs to know.
 struct Ctx {
     work: PathBuf,
+    agent_args: Vec<String>,
     detector: PathBuf,
     workload: PathBuf,
     kbench: PathBuf,
@@ -476,6 +481,7 @@ pub fn run(args: &[String]) -> Result<()> {
     // SAFETY: sysconf has no preconditions.
     let clk_tck = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
     let ctx = Ctx {
+        agent_args: a.agent_args.clone(),
         detector: release.join("detector"),
         workload: release.join("workload"),
         kbench: release.join("kbench"),
@@ -1289,6 +1295,7 @@ impl Tool {
                     } else {
                         &[]
                     })
+                    .args(&ctx.agent_args)
                     .env("NO_COLOR", "1")
                     .stdout(fs::File::create(tdir.join("stdout"))?);
                 let mut child = spawn(&mut c)?;
