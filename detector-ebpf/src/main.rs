@@ -29,7 +29,7 @@ use aya_ebpf::{
         bpf_ktime_get_boot_ns, bpf_probe_read_kernel, generated::bpf_get_current_task_btf,
     },
     macros::map,
-    maps::{LruHashMap, PerCpuArray, RingBuf},
+    maps::{Array, LruHashMap, PerCpuArray, RingBuf},
 };
 use detector_common::{
     counter, ringbuf, AgentConfig, Header, KernelOffsets, TracepointOffsets, NO_OFFSET,
@@ -247,9 +247,16 @@ pub(crate) fn is_agent(tgid: u32) -> bool {
     tgid == global!(CONFIG.agent_tgid)
 }
 
+/// Set (1) by the consumer when it goes to sleep on a long timer because nothing has come for
+/// a while; the first producer that finds it set clears it and forces a wakeup, so an idle
+/// agent does not poll and the first record after a quiet spell is read at once.
+#[map]
+static CONSUMER_IDLE: Array<u32> = Array::with_max_entries(1, 0);
+
 /// Wakeup policy: never one wakeup per record (≈3 µs each here: a self-IPI, a VM exit in a
-/// guest). Records are submitted without a wakeup and the consumer drains on a short timer,
-/// which bounds the delay. A producer forces one wakeup only when its record makes the pending
+/// guest). Records are submitted without a wakeup and the consumer drains on a short timer
+/// while records flow, which bounds the delay; an idle consumer sleeps and the first record
+/// wakes it (`CONSUMER_IDLE`). A producer forces one wakeup only when its record makes the pending
 /// bytes cross a multiple of the threshold, so a burst that outruns the timer wakes the
 /// consumer once per threshold's worth of records. Forcing on *every* record past the
 /// threshold (the earlier policy) made each record of a burst pay the 3 µs whenever the
@@ -263,10 +270,22 @@ pub(crate) fn wake_flags<T>() -> u64 {
     let step = global!(CONFIG.wakeup_bytes) as u64;
     if step != 0 && pending >= len && pending / step != (pending - len) / step {
         count(counter::WAKEUPS, 1);
-        ringbuf::FORCE_WAKEUP
-    } else {
-        ringbuf::NO_WAKEUP
+        return ringbuf::FORCE_WAKEUP;
     }
+    // A sleeping consumer. Two producers racing here may both wake it: harmless. No barrier
+    // orders this load after our reservation, so in a rare race the consumer misses the
+    // record and reads it at its safety timer instead (bounded, see the pacer).
+    if let Some(p) = CONSUMER_IDLE.get_ptr_mut(0) {
+        // SAFETY: a valid map value pointer; a plain u32.
+        unsafe {
+            if core::ptr::read_volatile(p) != 0 {
+                core::ptr::write_volatile(p, 0);
+                count(counter::WAKEUPS, 1);
+                return ringbuf::FORCE_WAKEUP;
+            }
+        }
+    }
+    ringbuf::NO_WAKEUP
 }
 
 /// Per-process identity fields that do not change between events, cached so that an event

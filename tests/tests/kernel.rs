@@ -603,6 +603,32 @@ fn a_burst_forces_one_wakeup_per_threshold_crossing_not_per_record() {
     assert_eq!(delivered, N);
 }
 
+/// An idle consumer sleeps on a long timer with the kernel's wake flag raised; the first
+/// record anyone produces clears the flag and forces one wakeup, so the agent neither polls
+/// while idle nor leaves that record waiting.
+#[test]
+fn the_first_record_after_the_consumer_sleeps_wakes_it() {
+    let mut agent = Agent::start(options(""));
+    agent.pump(Duration::from_millis(100));
+    agent.cap.source.raise_wake_flag().unwrap();
+    assert_eq!(agent.cap.source.wake_flag(), Some(1));
+    let before = agent.cap.source.counter(detector_common::counter::WAKEUPS);
+    let (pid, _) = actor(&["udp-connect", "127.0.0.1", "9"]);
+    // The actor's own fork/exec records (or any other process's) came after the flag.
+    assert_eq!(
+        agent.cap.source.wake_flag(),
+        Some(0),
+        "no record cleared the flag"
+    );
+    let forced = agent.cap.source.counter(detector_common::counter::WAKEUPS) - before;
+    assert!(forced >= 1, "no wakeup forced");
+    let started = std::time::Instant::now();
+    agent
+        .wait_for(WAIT, |e| is(e, Kind::Connect, pid))
+        .expect("the record that woke the consumer");
+    assert!(started.elapsed() < Duration::from_secs(2));
+}
+
 #[test]
 fn ring_buffer_overflow_is_counted_and_reported_in_band() {
     let s = Scratch::new("overflow");

@@ -94,6 +94,8 @@ pub struct SourceStats {
     /// Consumer wakeups the kernel forced (a burst crossing the wakeup threshold), as of the
     /// last loss check.
     pub forced_wakeups: u64,
+    /// Times the consumer went to sleep until the kernel's first record (idle agent).
+    pub sleeps: u64,
     /// TCP outcomes dropped because their attempt was not seen (the agent's own connects,
     /// attempts lost in the kernel).
     pub unpaired_outcomes: u64,
@@ -113,6 +115,8 @@ pub struct KernelSource {
     rescan_interval: Duration,
     ring_fill: Option<std::sync::Arc<super::ringfill::RingFill>>,
     connects: super::connects::PendingConnects,
+    /// The kernel's `CONSUMER_IDLE` flag is set (we went to sleep and no record came since).
+    idle_flag_raised: bool,
     /// Per-program attach state.
     pub status: Vec<ProgramStatus>,
     /// How the programs read kernel structures (direct loads or helper calls).
@@ -130,6 +134,7 @@ struct LoadedRest {
     watched: aya::maps::HashMap<MapData, detector_common::WatchKey, u32>,
     watch_bits: aya::maps::Array<MapData, [u64; detector_common::watch_bits::WORDS]>,
     bits: super::watchbits::WatchBits,
+    consumer_idle: aya::maps::Array<MapData, u32>,
     listeners: aya::maps::HashMap<MapData, ListenKey, Header>,
     _logger: Option<aya_log::EbpfLogger<&'static dyn log::Log>>,
 }
@@ -165,6 +170,7 @@ impl KernelSource {
             counters,
             watched,
             watch_bits,
+            consumer_idle,
             listeners,
             status,
             reads,
@@ -191,6 +197,7 @@ impl KernelSource {
                 watched,
                 watch_bits,
                 bits: Default::default(),
+                consumer_idle,
                 listeners,
                 _logger: logger,
             },
@@ -204,6 +211,7 @@ impl KernelSource {
             rescan_interval: opts.rescan_interval,
             ring_fill,
             connects: super::connects::PendingConnects::default(),
+            idle_flag_raised: false,
             status,
             reads,
             env,
@@ -211,6 +219,10 @@ impl KernelSource {
         };
         me.rescan_watch()?;
         me.seed_listeners();
+        // Sleeping needs the ring's positions to check for a racing record after raising the flag.
+        if me.ring_fill.is_some() {
+            me.pacer.allow_sleep();
+        }
         Ok(me)
     }
 
@@ -305,7 +317,8 @@ impl KernelSource {
     /// Also turns new kernel losses into in-band `Loss` records and keeps the watch list
     /// current.
     pub async fn next_batch(&mut self, out: &mut Vec<Record>) -> Result<(), SourceError> {
-        self.pacer.arm()?;
+        let asleep = self.go_to_sleep();
+        self.pacer.arm(asleep)?;
         let mut rescan = false;
         tokio::select! {
             guard = self.ring.readable_mut() => {
@@ -329,6 +342,11 @@ impl KernelSource {
         }
         let before = out.len();
         self.drain(out);
+        if out.len() > before {
+            // Whoever woke us (the kernel clears the flag when it forces the wakeup, else a
+            // timer), the flag is raised again only at the next sleep.
+            self.idle_flag_raised = false;
+        }
         self.pacer.saw(out.len() - before);
         if rescan || self.last_rescan.elapsed() >= self.rescan_interval {
             if let Some(i) = self.inotify.as_mut() {
@@ -344,6 +362,45 @@ impl KernelSource {
         if self.last_loss_check.elapsed() >= Duration::from_millis(50) {
             self.check_loss(out);
         }
+        Ok(())
+    }
+
+    /// Raises the kernel's wake flag when the pacer may sleep, then checks that nothing was
+    /// reserved meanwhile (the flag is set before the check, so a producer either sees it or
+    /// its reservation is seen here). True: sleep on the safety timer.
+    fn go_to_sleep(&mut self) -> bool {
+        if !self.pacer.would_sleep() {
+            return false;
+        }
+        let Some(fill) = self.ring_fill.as_ref() else {
+            return false;
+        };
+        if !self.idle_flag_raised {
+            if self.loaded_rest.consumer_idle.set(0, 1, 0).is_err() {
+                return false;
+            }
+            self.idle_flag_raised = true;
+            self.stats.sleeps += 1;
+        }
+        std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
+        fill.pending() == 0
+    }
+
+    /// The kernel's wake flag: 1 while the consumer sleeps and no record has come since.
+    pub fn wake_flag(&self) -> Option<u32> {
+        self.loaded_rest.consumer_idle.get(&0, 0).ok()
+    }
+
+    /// Raises the kernel's wake flag as going to sleep does (for tests and diagnostics).
+    pub fn raise_wake_flag(&mut self) -> Result<(), SourceError> {
+        self.loaded_rest
+            .consumer_idle
+            .set(0, 1, 0)
+            .map_err(|e| SourceError::Map {
+                map: "CONSUMER_IDLE",
+                msg: e.to_string(),
+            })?;
+        self.idle_flag_raised = true;
         Ok(())
     }
 

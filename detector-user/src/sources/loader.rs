@@ -272,6 +272,8 @@ pub struct Loaded {
     pub watched: BpfHashMap<MapData, WatchKey, u32>,
     /// The prefilter bitmap in front of `watched` (one element).
     pub watch_bits: aya::maps::Array<MapData, [u64; detector_common::watch_bits::WORDS]>,
+    /// The consumer's "asleep, wake me" flag (one element).
+    pub consumer_idle: aya::maps::Array<MapData, u32>,
     /// Listening ports → listener.
     pub listeners: BpfHashMap<MapData, ListenKey, detector_common::Header>,
     /// Per-program state.
@@ -514,6 +516,7 @@ fn load_object(
     let counters = take_map(&mut ebpf, "COUNTERS")?;
     let watched = take_map(&mut ebpf, "WATCHED")?;
     let watch_bits = take_map(&mut ebpf, "WATCH_BITS")?;
+    let consumer_idle = take_map(&mut ebpf, "CONSUMER_IDLE")?;
     let listeners = take_map(&mut ebpf, "LISTENERS")?;
     Ok(Loaded {
         ebpf,
@@ -522,6 +525,7 @@ fn load_object(
         counters,
         watched,
         watch_bits,
+        consumer_idle,
         listeners,
         status,
         reads: KernelReads {

@@ -4,8 +4,10 @@
 //! ≈ 3 µs), so the consumer looks on a timer. tokio's own timers have millisecond resolution,
 //! which put ≈ 1 ms (half the interval on average, plus the tick) into every alert's latency;
 //! a timerfd fires at the requested microsecond. The interval adapts: short while records flow
-//! (a detection is being completed then), the longer idle interval otherwise, so an idle agent
-//! does not wake thousands of times a second.
+//! (a detection is being completed then), the longer idle interval for a while after, and once
+//! nothing has come for [`ASLEEP_AFTER`] the consumer *sleeps*: it tells the kernel (which then
+//! wakes it with the first record) and waits on a long safety timer only, so an idle agent
+//! does not wake a thousand times a second.
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -15,6 +17,14 @@ use tokio::io::unix::AsyncFd;
 
 /// Records seen within this long keep the consumer on the active interval.
 const ACTIVE_FOR: Duration = Duration::from_millis(50);
+
+/// No records for this long: the consumer may sleep until the kernel wakes it.
+pub const ASLEEP_AFTER: Duration = Duration::from_millis(200);
+
+/// Asleep, the consumer still looks this often: housekeeping, and the bound on how long a
+/// record can wait if it raced the consumer going to sleep (the kernel's check of the flag is
+/// not ordered after its reservation).
+pub const ASLEEP_SAFETY: Duration = Duration::from_millis(25);
 
 struct TimerFd(OwnedFd);
 
@@ -30,6 +40,9 @@ pub struct Pacer {
     idle: Duration,
     active: Duration,
     last_records: Option<Instant>,
+    started: Instant,
+    /// The kernel can wake a sleeping consumer (its flag map is there).
+    can_sleep: bool,
 }
 
 impl Pacer {
@@ -54,7 +67,21 @@ impl Pacer {
             idle,
             active: active.min(idle),
             last_records: None,
+            started: Instant::now(),
+            can_sleep: false,
         })
+    }
+
+    /// Lets the pacer sleep when idle: the caller raises the kernel's wake flag first.
+    pub fn allow_sleep(&mut self) {
+        self.can_sleep = true;
+    }
+
+    /// Whether the next wait may be a sleep (nothing for [`ASLEEP_AFTER`]).
+    pub fn would_sleep(&self) -> bool {
+        self.can_sleep
+            && self.last_records.unwrap_or(self.started).elapsed() >= ASLEEP_AFTER
+            && self.idle < ASLEEP_SAFETY
     }
 
     /// Tells the pacer whether the last look found records.
@@ -64,7 +91,7 @@ impl Pacer {
         }
     }
 
-    /// The interval the next wait uses.
+    /// The interval the next wait uses when not asleep.
     pub fn interval(&self) -> Duration {
         match self.last_records {
             Some(t) if t.elapsed() < ACTIVE_FOR => self.active,
@@ -72,9 +99,15 @@ impl Pacer {
         }
     }
 
-    /// Arms the timer for the current interval.
-    pub fn arm(&mut self) -> io::Result<()> {
-        let d = self.interval().max(Duration::from_micros(1));
+    /// Arms the timer for the current interval, or the safety interval when `asleep` (the
+    /// caller raised the kernel's wake flag and found the ring empty after it).
+    pub fn arm(&mut self, asleep: bool) -> io::Result<()> {
+        let d = if asleep {
+            ASLEEP_SAFETY
+        } else {
+            self.interval()
+        }
+        .max(Duration::from_micros(1));
         let spec = libc::itimerspec {
             it_interval: libc::timespec {
                 tv_sec: 0,
@@ -144,7 +177,7 @@ mod tests {
         let t = Instant::now();
         for _ in 0..100 {
             p.saw(1);
-            p.arm().expect("arm");
+            p.arm(false).expect("arm");
             p.fired().await.expect("fired");
         }
         let took = t.elapsed();
@@ -159,8 +192,25 @@ mod tests {
         p.last_records = Instant::now().checked_sub(ACTIVE_FOR * 2);
         assert_eq!(p.interval(), Duration::from_millis(5));
         let t = Instant::now();
-        p.arm().expect("arm");
+        p.arm(false).expect("arm");
         p.fired().await.expect("fired");
         assert!(t.elapsed() >= Duration::from_millis(5));
+    }
+
+    #[tokio::test]
+    async fn sleeps_only_when_allowed_and_idle_long_enough() {
+        let mut p =
+            Pacer::new(Duration::from_millis(1), Duration::from_micros(500)).expect("timerfd");
+        p.last_records = Instant::now().checked_sub(ASLEEP_AFTER * 2);
+        assert!(!p.would_sleep(), "no kernel flag: never sleep");
+        p.allow_sleep();
+        assert!(p.would_sleep());
+        p.saw(1);
+        assert!(!p.would_sleep(), "records just came");
+        // An idle interval as long as the safety interval gains nothing from sleeping.
+        let mut q = Pacer::new(ASLEEP_SAFETY, Duration::from_micros(500)).expect("timerfd");
+        q.allow_sleep();
+        q.last_records = Instant::now().checked_sub(ASLEEP_AFTER * 2);
+        assert!(!q.would_sleep());
     }
 }
