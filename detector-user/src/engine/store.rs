@@ -317,27 +317,45 @@ impl SStr {
 /// sequence number that only grows. Holds at most `cap` events; an older event is gone, and an
 /// alert then lists the evidence still held (its counts stay exact).
 ///
-/// Events are kept in the compact encoding of [`super::compact`], each slot's buffer reused
-/// once the ring has wrapped: storing an event writes its few hundred bytes sequentially and
-/// allocates nothing; an event is decoded only when asked for.
+/// Events are kept in the compact encoding of [`super::compact`], back to back in one byte
+/// arena used circularly: storing an event encodes it into a small reused buffer (hot in the
+/// cache) and copies it to the arena's write front, so the arena is written strictly
+/// sequentially (the hardware prefetcher streams it) and nothing is allocated. An event is
+/// decoded only when asked for. It is held while it is among the newest `cap` events and its
+/// bytes have not been overwritten (the arena holds `cap` events of [`RING_BYTES_PER_EVENT`]
+/// bytes on average; larger events hold fewer).
 #[derive(Debug)]
 pub struct Ring {
-    slots: Vec<Vec<u8>>,
+    /// The arena (allocated on first use).
+    buf: Vec<u8>,
+    /// Absolute arena position and length of each held event, by `seq % cap`.
+    index: Vec<(u64, u32)>,
+    /// Encoding scratch.
+    scratch: Vec<u8>,
     /// Sequence number of the next event stored.
     next: u64,
     /// Slot the next event goes to (`next % cap`, kept to avoid a division per event).
     at: usize,
     cap: usize,
+    /// Absolute arena position of the next write (arena offset: `pos % buf.len()`).
+    pos: u64,
 }
+
+/// Arena bytes per event of capacity: an event of the default pack's rules encodes to
+/// 150–300 bytes, so the newest `cap` events normally all fit.
+pub const RING_BYTES_PER_EVENT: usize = 512;
 
 impl Ring {
     /// A ring of `cap` events.
     pub fn new(cap: usize) -> Ring {
         Ring {
-            slots: Vec::new(),
+            buf: Vec::new(),
+            index: Vec::new(),
+            scratch: Vec::new(),
             next: 0,
             at: 0,
             cap,
+            pos: 0,
         }
     }
 
@@ -353,13 +371,31 @@ impl Ring {
         if self.cap == 0 {
             return seq;
         }
-        match self.slots.get_mut(self.at) {
-            Some(slot) => compact::encode(ev, slot),
-            None => {
-                let mut b = Vec::new();
-                compact::encode(ev, &mut b);
-                self.slots.push(b);
+        if self.buf.is_empty() {
+            // Zeroed pages are mapped lazily: memory grows as the arena is first written.
+            self.buf = vec![0; self.cap.saturating_mul(RING_BYTES_PER_EVENT)];
+        }
+        compact::encode(ev, &mut self.scratch);
+        let n = self.scratch.len();
+        let size = self.buf.len() as u64;
+        let mut off = (self.pos % size) as usize;
+        let entry = if n as u64 > size {
+            // Larger than the whole arena: not held.
+            (u64::MAX, 0)
+        } else {
+            if off + n > self.buf.len() {
+                // Records never wrap: skip the arena's tail.
+                self.pos += size - off as u64;
+                off = 0;
             }
+            self.buf[off..off + n].copy_from_slice(&self.scratch);
+            let at = self.pos;
+            self.pos += n as u64;
+            (at, n as u32)
+        };
+        match self.index.get_mut(self.at) {
+            Some(slot) => *slot = entry,
+            None => self.index.push(entry),
         }
         self.at += 1;
         if self.at == self.cap {
@@ -371,21 +407,28 @@ impl Ring {
     /// A copy of the event with sequence number `seq`, while it is held.
     pub fn get(&self, seq: u64) -> Option<Event> {
         let back = self.next.checked_sub(seq)?;
-        if back == 0 || back > self.slots.len() as u64 {
+        if back == 0 || back > self.index.len() as u64 {
             return None;
         }
         let i = usize::try_from(seq % self.cap as u64).ok()?;
-        compact::decode(self.slots.get(i)?)
+        let &(at, n) = self.index.get(i)?;
+        let size = self.buf.len() as u64;
+        // Overwritten once the write front has moved a whole arena past its start.
+        if at == u64::MAX || self.pos > at.saturating_add(size) {
+            return None;
+        }
+        let off = usize::try_from(at % size).ok()?;
+        compact::decode(self.buf.get(off..off + n as usize)?)
     }
 
-    /// Events held.
+    /// Events held (at most; a few may have been overwritten by larger ones).
     pub fn len(&self) -> usize {
-        self.slots.len()
+        self.index.len()
     }
 
     /// True when nothing is held.
     pub fn is_empty(&self) -> bool {
-        self.slots.is_empty()
+        self.index.is_empty()
     }
 }
 
