@@ -1189,13 +1189,17 @@ fn suppression(
     key: u64,
     last: u64,
 ) -> Option<u64> {
-    match supp.get_mut((r, key)) {
-        Some(s) if held_back(s.last, suppress, last) => {
-            s.suppressed += 1;
+    // A held-back repeat leaves recency alone: the table evicts the least recently
+    // *alerted* key, and relinking would cost two more cache misses per repeat.
+    match supp.find((r, key)) {
+        Some(slot) if held_back(supp.slot(slot).last, suppress, last) => {
+            supp.slot_mut(slot).suppressed += 1;
             stats.suppressed += 1;
             None
         }
-        Some(s) => {
+        Some(slot) => {
+            supp.touch(slot);
+            let s = supp.slot_mut(slot);
             let n = s.suppressed;
             *s = Supp {
                 last: last.max(s.last),
