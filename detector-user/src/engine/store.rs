@@ -373,24 +373,30 @@ impl Ring {
         }
         if self.buf.is_empty() {
             // Zeroed pages are mapped lazily: memory grows as the arena is first written.
-            self.buf = vec![0; self.cap.saturating_mul(RING_BYTES_PER_EVENT)];
+            self.buf = vec![0; self.cap.saturating_mul(RING_BYTES_PER_EVENT) + 8];
         }
         compact::encode(ev, &mut self.scratch);
         let n = self.scratch.len();
-        let size = self.buf.len() as u64;
-        let mut off = (self.pos % size) as usize;
-        let entry = if n as u64 > size {
+        // Records start 8-aligned so they can be written a word at a time.
+        let padded = n.next_multiple_of(8);
+        self.scratch.resize(padded, 0);
+        let base = self.buf.as_ptr().align_offset(8).min(8);
+        let usable = (self.buf.len() - base) as u64 / 8 * 8;
+        let mut off = (self.pos % usable) as usize;
+        let entry = if padded as u64 > usable {
             // Larger than the whole arena: not held.
             (u64::MAX, 0)
         } else {
-            if off + n > self.buf.len() {
+            if off + padded > usable as usize {
                 // Records never wrap: skip the arena's tail.
-                self.pos += size - off as u64;
+                self.pos += usable - off as u64;
                 off = 0;
             }
-            self.buf[off..off + n].copy_from_slice(&self.scratch);
+            if let Some(dst) = self.buf.get_mut(base + off..base + off + padded) {
+                stream_copy(dst, &self.scratch);
+            }
             let at = self.pos;
-            self.pos += n as u64;
+            self.pos += padded as u64;
             (at, n as u32)
         };
         match self.index.get_mut(self.at) {
@@ -412,12 +418,13 @@ impl Ring {
         }
         let i = usize::try_from(seq % self.cap as u64).ok()?;
         let &(at, n) = self.index.get(i)?;
-        let size = self.buf.len() as u64;
+        let base = self.buf.as_ptr().align_offset(8).min(8);
+        let usable = (self.buf.len().checked_sub(base)? as u64) / 8 * 8;
         // Overwritten once the write front has moved a whole arena past its start.
-        if at == u64::MAX || self.pos > at.saturating_add(size) {
+        if at == u64::MAX || usable == 0 || self.pos > at.saturating_add(usable) {
             return None;
         }
-        let off = usize::try_from(at % size).ok()?;
+        let off = base + usize::try_from(at % usable).ok()?;
         compact::decode(self.buf.get(off..off + n as usize)?)
     }
 
@@ -430,6 +437,30 @@ impl Ring {
     pub fn is_empty(&self) -> bool {
         self.index.is_empty()
     }
+}
+
+/// Copies `src` into `dst` (equal lengths, a multiple of 8, `dst` 8-aligned). On x86-64 with
+/// non-temporal stores: the arena is read back only for the rare alert, and ordinary stores
+/// would pull every line it writes into the cache, evicting the groups' state that the next
+/// events need.
+fn stream_copy(dst: &mut [u8], src: &[u8]) {
+    #[cfg(target_arch = "x86_64")]
+    if dst.len() == src.len() && dst.len() % 8 == 0 && dst.as_ptr().align_offset(8) == 0 {
+        for (d, s) in dst.chunks_exact_mut(8).zip(src.chunks_exact(8)) {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(s);
+            // SAFETY: `d` is 8 writable bytes of `dst`, 8-aligned (checked above, and chunks
+            // of 8 keep the alignment); MOVNTI (SSE2, part of the x86-64 baseline) writes them.
+            unsafe {
+                std::arch::x86_64::_mm_stream_si64(
+                    d.as_mut_ptr().cast::<i64>(),
+                    i64::from_ne_bytes(w),
+                );
+            }
+        }
+        return;
+    }
+    dst.copy_from_slice(src);
 }
 
 const NIL: u32 = u32::MAX;
@@ -671,6 +702,66 @@ mod tests {
         let mut z = Ring::new(0);
         assert_eq!(z.push(&ev(4)), 0);
         assert!(z.get(0).is_none() && z.is_empty());
+    }
+
+    /// An event whose encoding grows with `len` (its exec argv).
+    fn sized(ts: u64, len: usize) -> Event {
+        let mut e = ev(ts);
+        e.exec = Some(crate::event::ExecInfo {
+            filename: "/bin/x".into(),
+            argv: vec!["a".repeat(len)],
+            argv_truncated: false,
+        });
+        e
+    }
+
+    #[test]
+    fn arena_holds_what_fits_and_never_returns_overwritten_bytes() {
+        // 4 events of capacity: an arena of 4 × RING_BYTES_PER_EVENT bytes.
+        let mut r = Ring::new(4);
+        let lens = [10, 700, 3, 900, 1200, 5, 64, 2000, 1, 1];
+        let seqs: Vec<u64> = lens
+            .iter()
+            .enumerate()
+            .map(|(i, &n)| r.push(&sized(i as u64, n)))
+            .collect();
+        // Whatever `get` returns is exactly the event pushed under that number.
+        let mut held = 0;
+        for (&s, &n) in seqs.iter().zip(&lens) {
+            if let Some(e) = r.get(s) {
+                assert_eq!(e, sized(s, n), "seq {s}");
+                held += 1;
+            }
+        }
+        // The newest ones fit; the big ones pushed older ones out early.
+        assert!(r.get(9).is_some() && r.get(8).is_some());
+        assert!(held <= 4 && held >= 2, "{held}");
+        // An event larger than the whole arena is not held, and breaks nothing.
+        let big = r.push(&sized(10, 4 * RING_BYTES_PER_EVENT + 1));
+        assert!(r.get(big).is_none());
+        let after = r.push(&sized(11, 7));
+        assert_eq!(r.get(after), Some(sized(11, 7)));
+    }
+
+    proptest! {
+        /// Under any sequence of event sizes, `get` returns the event pushed under that
+        /// sequence number or nothing, and always the newest event.
+        #[test]
+        fn arena_never_mixes_events(lens in proptest::collection::vec(0usize..3000, 1..60), cap in 1usize..8) {
+            let mut r = Ring::new(cap);
+            for (i, &n) in lens.iter().enumerate() {
+                let s = r.push(&sized(i as u64, n));
+                prop_assert_eq!(s, i as u64);
+                if n < RING_BYTES_PER_EVENT * cap - 64 {
+                    prop_assert_eq!(r.get(s), Some(sized(i as u64, n)));
+                }
+            }
+            for (i, &n) in lens.iter().enumerate() {
+                if let Some(e) = r.get(i as u64) {
+                    prop_assert_eq!(e, sized(i as u64, n));
+                }
+            }
+        }
     }
 
     #[test]
