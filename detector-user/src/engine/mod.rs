@@ -29,6 +29,7 @@
 //! dropped entries).
 
 pub mod alert;
+pub mod code;
 pub mod compact;
 pub mod cond;
 pub mod fields;
@@ -189,13 +190,15 @@ impl Group {
                     *n -= 1;
                     if *n == 0 {
                         d.remove(&val);
-                        self.names.remove(val);
+                        if !code::describes(val) {
+                            self.names.remove(val);
+                        }
                     }
                 }
             }
             None => {
                 let win = self.win as usize;
-                if !self.entries.iter().skip(win).any(|e| e.val == val) {
+                if !code::describes(val) && !self.entries.iter().skip(win).any(|e| e.val == val) {
                     self.names.remove(val);
                 }
             }
@@ -593,7 +596,7 @@ impl Engine {
                     correlated = true;
                     // One shared copy of the event's credential for every group it enters.
                     cred = ev.file.as_ref().map(|f| Arc::new(credential_of(f)));
-                    dst_h = dst_hash(ev);
+                    dst_h = code::dst(ev);
                 }
                 let cur = Cur {
                     ev,
@@ -949,9 +952,9 @@ impl Engine {
         };
         // Values and destinations are hashed in place; their display strings are built only
         // when a group records a new one.
-        let val_h = val
-            .as_ref()
-            .map_or(0, |v| key_hash(std::slice::from_ref(v), None));
+        let val_h = val.as_ref().map_or(0, |v| {
+            code::val(v, || key_hash(std::slice::from_ref(v), None))
+        });
         let tol = self.opts.reorder_tolerance;
         let wm = self.watermark();
         // Entries older than this cannot share a window with any event still to come.
@@ -1019,7 +1022,8 @@ impl Engine {
             // Earliest entry placed out of time order by this event.
             let mut fresh_from = (!in_order).then_some(t);
             let h = if by_val { val_h } else { dst_h };
-            if h != 0 && g.names.len() < max_names {
+            // Self-describing codes (IPv4 destinations, small integers) need no name.
+            if h != 0 && !code::describes(h) && g.names.len() < max_names {
                 g.names.insert_with(h, || name_of(val.as_ref(), by_val, ev));
             }
             add_evidence(g, seq, t, max_evidence, cred);
@@ -1065,7 +1069,7 @@ impl Engine {
                     fresh_from = Some(fresh_from.map_or(x.ts, |f: u64| f.min(x.ts)));
                     let x_by_val = x.val != 0 && net_field;
                     let h = if x_by_val { x.val } else { x.dst };
-                    if h != 0 && g.names.len() < max_names {
+                    if h != 0 && !code::describes(h) && g.names.len() < max_names {
                         if let Some(e) = self.ring.get(x.seq) {
                             let v = c.field.and_then(|f| fields::get(f, &e, &self.policy));
                             g.names.insert_with(h, || name_of(v.as_ref(), x_by_val, &e));
@@ -1289,16 +1293,6 @@ type Keys = smallvec::SmallVec<[GroupKey; 4]>;
 fn key_hasher() -> foldhash::fast::FoldHasher {
     use std::hash::BuildHasher;
     foldhash::fast::FixedState::with_seed(0x6c61_7465_7261_6c20).build_hasher()
-}
-
-/// Hash of an event's destination (`addr`, `port`).
-fn dst_hash(ev: &Event) -> u64 {
-    ev.net.as_ref().map_or(0, |n| {
-        let mut h = key_hasher();
-        n.dst_addr.hash(&mut h);
-        n.dst_port.hash(&mut h);
-        h.finish()
-    })
 }
 
 /// Hash of group-by values; `tree` replaces the value at an index by a tree root.
@@ -1592,8 +1586,7 @@ fn fire_of(
     let dst_count = dst_set.len();
     let mut destinations: Vec<String> = dst_set
         .iter()
-        .filter_map(|&h| g.names.get(h))
-        .map(str::to_string)
+        .filter_map(|&h| code::render(h).or_else(|| g.names.get(h).map(str::to_string)))
         .collect();
     destinations.sort();
     destinations.truncate(max_dst);

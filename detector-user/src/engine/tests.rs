@@ -459,6 +459,33 @@ fn event_exactly_on_window_edge() {
 }
 
 #[test]
+fn destinations_are_complete_when_the_ring_no_longer_holds_the_events() {
+    // The connects wait for the read; by the time it arrives, a one-event ring holds none of
+    // them. Their destinations are still all listed (the count and the list agree).
+    let c = "{type: temporal_ordered, rules: [credr, conn], group-by: [process.tree], field: net.dst_addr, timespan: 1s, condition: {gte: 3}}";
+    let child = |n: u32| Process {
+        ancestors: vec![100, 50],
+        ..proc_(200 + n, 100, "b")
+    };
+    let mut e = tolerant(c, 500 * MS);
+    e.ring = Ring::new(1);
+    let mut out = Vec::new();
+    for (i, dst) in ["10.0.0.3", "10.0.0.1", "10.0.0.2"].iter().enumerate() {
+        e.process(&connect((120 + i as u64) * MS, child(0), dst, 22), &mut out);
+    }
+    e.process(
+        &cred(100 * MS, proc_(100, 50, "a"), "/root/.ssh/id_rsa"),
+        &mut out,
+    );
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].destination_count, 3);
+    assert_eq!(
+        out[0].destinations,
+        vec!["10.0.0.1", "10.0.0.2", "10.0.0.3"]
+    );
+}
+
+#[test]
 fn temporal_ordered_out_of_order_arrival() {
     let c = "{type: temporal_ordered, rules: [credr, conn], group-by: [process.tree], field: net.dst_addr, timespan: 1s, condition: {gte: 2}}";
     let reader = proc_(100, 50, "a");
