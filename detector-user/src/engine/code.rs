@@ -68,6 +68,12 @@ pub fn dst(ev: &Event) -> u64 {
     })
 }
 
+/// The address-value code of an IPv4 destination's code (what [`val`] gives for its
+/// `net.dst_addr`), without parsing the address again.
+pub fn addr_of_dst(code: u64) -> Option<u64> {
+    (code >> 48 == DST4).then_some(V4 << 48 | (code & 0xffff_ffff))
+}
+
 /// True when the code carries its value (no display string needs keeping).
 pub fn describes(code: u64) -> bool {
     matches!(code >> 48, V4 | DST4 | INT)
@@ -163,6 +169,12 @@ mod tests {
         assert_ne!(a, dst(&connect("10.0.0.1", 444)));
         assert_ne!(a, dst(&connect("10.0.0.2", 443)));
         let ip = val(&Val::Str(Cow::Borrowed("10.0.0.1")), || 0);
+        assert_eq!(
+            addr_of_dst(a),
+            Some(ip),
+            "the same code as the address itself"
+        );
+        assert_eq!(addr_of_dst(ip), None);
         let int = val(&Val::Int(0x0a00_0001), || 0);
         assert_ne!(ip, int, "an address and the integer of its bits differ");
     }

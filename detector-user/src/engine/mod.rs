@@ -952,9 +952,12 @@ impl Engine {
         };
         // Values and destinations are hashed in place; their display strings are built only
         // when a group records a new one.
-        let val_h = val.as_ref().map_or(0, |v| {
-            code::val(v, || key_hash(std::slice::from_ref(v), None))
-        });
+        let val_h = match (&val, c.field, code::addr_of_dst(dst_h)) {
+            (None, ..) => 0,
+            // The destination's code already holds the parsed address.
+            (Some(_), Some(Field::DstAddr), Some(addr)) => addr,
+            (Some(v), ..) => code::val(v, || key_hash(std::slice::from_ref(v), None)),
+        };
         let tol = self.opts.reorder_tolerance;
         let wm = self.watermark();
         // Entries older than this cannot share a window with any event still to come.
