@@ -486,6 +486,36 @@ fn destinations_are_complete_when_the_ring_no_longer_holds_the_events() {
 }
 
 #[test]
+fn credential_stays_while_its_event_is_evidence_twice() {
+    // A credential read matches two steps, so it is the group's evidence twice; when one copy
+    // makes room for a later event, the alert still names the credential.
+    let src = format!(
+        "{BASE}  - id: fp\n    title: fp\n    severity: info\n    alert: false\n    condition: {{kind: cred_open, file.fingerprint: {{exists: true}}}}\n  - id: c\n    title: C\n    severity: high\n    suppress: 0s\n    correlation: {{type: temporal, rules: [credr, fp, conn], group-by: [process.identity], timespan: 10s}}\n"
+    );
+    let rules = RuleSet::load(&[("t.yaml".into(), src)]).unwrap_or_else(|e| panic!("{e:?}"));
+    let mut e = Engine::new(
+        rules,
+        Policy::default(),
+        EngineOptions {
+            ids: IdMode::Derived(1),
+            max_evidence: 2,
+            ..Default::default()
+        },
+    );
+    let p = proc_(100, 1, "a");
+    let out = run(
+        &mut e,
+        &[
+            cred(S, p.clone(), "/root/.ssh/id_rsa"),
+            connect(2 * S, p, "10.0.0.1", 22),
+        ],
+    );
+    assert_eq!(out.len(), 1);
+    let c = out[0].credential.as_ref().map(|c| c.watched.as_str());
+    assert_eq!(c, Some("/root/.ssh/id_rsa"));
+}
+
+#[test]
 fn temporal_ordered_out_of_order_arrival() {
     let c = "{type: temporal_ordered, rules: [credr, conn], group-by: [process.tree], field: net.dst_addr, timespan: 1s, condition: {gte: 2}}";
     let reader = proc_(100, 50, "a");
