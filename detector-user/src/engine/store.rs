@@ -445,7 +445,7 @@ impl Ring {
 /// events need.
 fn stream_copy(dst: &mut [u8], src: &[u8]) {
     #[cfg(target_arch = "x86_64")]
-    if dst.len() == src.len() && dst.len() % 8 == 0 && dst.as_ptr().align_offset(8) == 0 {
+    if dst.len() == src.len() && dst.len().is_multiple_of(8) && dst.as_ptr().align_offset(8) == 0 {
         for (d, s) in dst.chunks_exact_mut(8).zip(src.chunks_exact(8)) {
             let mut w = [0u8; 8];
             w.copy_from_slice(s);
@@ -735,7 +735,7 @@ mod tests {
         }
         // The newest ones fit; the big ones pushed older ones out early.
         assert!(r.get(9).is_some() && r.get(8).is_some());
-        assert!(held <= 4 && held >= 2, "{held}");
+        assert!((2..=4).contains(&held), "{held}");
         // An event larger than the whole arena is not held, and breaks nothing.
         let big = r.push(&sized(10, 4 * RING_BYTES_PER_EVENT + 1));
         assert!(r.get(big).is_none());
