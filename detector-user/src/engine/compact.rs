@@ -4,7 +4,7 @@
 //! have been: as `Event` structs that is 816 bytes inline plus a dozen separately allocated
 //! strings each, ~90 MB that the store sweeps through once per 65,536 events, evicting the
 //! groups' state from the cache. Encoded, an event is the few hundred bytes of its actual
-//! content, written sequentially into a buffer that the slot reuses. Events are decoded only
+//! content, written sequentially into the ring's byte arena ([`super::store::Ring`]). Events are decoded only
 //! for an alert that goes out (or the rare out-of-order paths that need an old event).
 //!
 //! The format is private to one process and never stored: fields in declaration order,
