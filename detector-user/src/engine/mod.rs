@@ -151,6 +151,17 @@ struct Group {
     /// Index in `entries` of the first entry of the window ending at the newest entry (the
     /// "head window"); earlier entries are kept only for events arriving late.
     win: u32,
+    /// value_count with a `gt`/`gte` condition far exceeded: a lower bound of the head
+    /// window's distinct values, kept instead of `distinct` (0: `distinct` is exact, or the
+    /// window small). Every entry leaving lowers it by one, entries joining leave it alone;
+    /// only when it no longer proves the condition are the values counted again. A busy
+    /// group (a scanner, or any group held back by suppression) then costs no map update
+    /// per event.
+    lb: u32,
+    /// temporal_ordered with a `gt`/`gte` condition: 1 + the time of the first step of a
+    /// chain found satisfying the head window (0: none). Any later head window that still
+    /// holds that entry is satisfied without scanning.
+    chain: u64,
     /// Window entries in timestamp order (ties in arrival order).
     entries: Small<Entry>,
     /// value_count: count of entries per distinct value in the head window.
@@ -172,6 +183,8 @@ impl Group {
     fn empty() -> Group {
         Group {
             win: 0,
+            lb: 0,
+            chain: 0,
             entries: Small::Empty,
             distinct: None,
             names: None,
@@ -192,6 +205,18 @@ impl Group {
 
     /// One entry of `val` left the head window.
     fn forget(&mut self, val: u64) {
+        match self.lb {
+            0 => {}
+            STALE => return,
+            1 => {
+                self.lb = STALE;
+                return;
+            }
+            _ => {
+                self.lb -= 1;
+                return;
+            }
+        }
         match self.distinct.as_mut() {
             Some(d) => {
                 if let Some(n) = d.get_mut(&val) {
@@ -221,6 +246,9 @@ impl Group {
     /// count distinct values by scanning: most groups of a key like (identity, destination)
     /// never hold more than a few entries, and a map each would be two allocations per group.
     fn remember(&mut self, val: u64) {
+        if self.lb != 0 {
+            return;
+        }
         if let Some(d) = self.distinct.as_mut() {
             *d.entry(val).or_insert(0) += 1;
             return;
@@ -232,6 +260,50 @@ impl Group {
                 *d.entry(e.val).or_insert(0) += 1;
             }
             self.distinct = Some(d);
+        }
+    }
+
+    /// Counts the head window's distinct values again after a lower bound stopped proving
+    /// the condition; `by_val`: display names are kept by value (forgotten with it).
+    fn recount(&mut self, by_val: bool) {
+        self.lb = 0;
+        let win = self.win as usize;
+        if self.entries.len() - win <= SCAN_DISTINCT {
+            self.distinct = None;
+        } else {
+            let mut d: Box<FastMap<u64, u32>> = Box::default();
+            for e in self.entries.iter().skip(win) {
+                *d.entry(e.val).or_insert(0) += 1;
+            }
+            self.distinct = Some(d);
+        }
+        if by_val {
+            // Names of values that left while only the bound was kept.
+            let win = &self.entries;
+            let d = self.distinct.as_deref();
+            let w = self.win as usize;
+            if let Some(n) = self.names.as_mut() {
+                n.retain(|h| match d {
+                    Some(d) => d.contains_key(&h),
+                    None => win.iter().skip(w).any(|e| e.val == h),
+                });
+            }
+        }
+    }
+
+    /// After a decision on the head window: keeps only a lower bound of its distinct values
+    /// when they exceed `need` (the least count the condition accepts) by enough that the
+    /// recount, once the bound runs out, costs at most a few map updates per event.
+    fn relax(&mut self, need: i64) {
+        let Some(d) = self.distinct.as_ref() else {
+            return;
+        };
+        let n = d.len() as i64;
+        let w = (self.entries.len() - self.win as usize) as i64;
+        let slack = n - need.max(0);
+        if slack >= LAZY_SLACK && slack * 4 >= w && n < i64::from(STALE) {
+            self.lb = n as u32;
+            self.distinct = None;
         }
     }
 
@@ -283,8 +355,12 @@ impl Group {
             }
             if self.win > 0 {
                 self.win -= 1;
-            } else if distinct {
-                self.forget(e.val);
+            } else {
+                // A head-window entry dropped (`max_entries`): it may start the known chain.
+                self.chain = 0;
+                if distinct {
+                    self.forget(e.val);
+                }
             }
         }
         dropped
@@ -378,6 +454,12 @@ pub struct Engine {
 
 /// Head windows of up to this many entries count distinct values by scanning.
 const SCAN_DISTINCT: usize = 8;
+/// `Group::lb` when the bound ran out: the head window's distinct values are unknown until
+/// counted again.
+const STALE: u32 = u32::MAX;
+/// Least margin over the condition for a group to keep only a lower bound of its distinct
+/// values.
+const LAZY_SLACK: i64 = 32;
 
 fn hash_of<T: Hash + ?Sized>(v: &T) -> u64 {
     let mut h = std::collections::hash_map::DefaultHasher::new();
@@ -985,6 +1067,8 @@ impl Engine {
         let by_val = val.is_some() && net_field;
         let mono = monotone(c);
         let distinct = c.ty == CorrType::ValueCount;
+        // temporal_ordered decisions may reuse the chain found for an earlier event.
+        let chains = ordered && mono && c.max_gap.is_none();
         let max_groups = self.opts.max_groups;
         let max_entries = self.opts.max_entries;
         let max_names = self.opts.max_destinations * 4;
@@ -1133,14 +1217,42 @@ impl Engine {
                 }
                 continue;
             }
+            let need = if distinct || chains {
+                need(c, ev, &self.policy)
+            } else {
+                None
+            };
+            if g.lb != 0
+                && (fresh_from.is_some()
+                    || g.lb == STALE
+                    || need.is_none_or(|k| i64::from(g.lb) < k))
+            {
+                g.recount(by_val);
+            }
             let decision = match fresh_from {
                 None => {
                     let hi = g.entries.len() - 1;
                     let lo = g.win as usize;
-                    satisfied(c, g, lo, hi, false, &self.policy, ev, &mut self.scratch)
-                        .map(|from| (lo, hi, from))
+                    let suppress = rules.rules[c_idx].suppress;
+                    // The chain found earlier is still in the window: satisfied again. A
+                    // repeat that suppression holds back needs nothing more.
+                    if chains
+                        && g.chain > t.saturating_sub(c.timespan)
+                        && held(&mut self.supp, &mut self.stats, suppress, c_idx, key, t)
+                    {
+                        continue;
+                    }
+                    let d = satisfied(c, g, lo, hi, false, &self.policy, ev, &mut self.scratch);
+                    if let (true, Some(k)) = (distinct, need) {
+                        g.relax(k);
+                    }
+                    if chains && need.is_some() {
+                        g.chain = d.and_then(|f| g.entries.get(f)).map_or(0, |e| e.ts + 1);
+                    }
+                    d.map(|from| (lo, hi, from))
                 }
                 Some(f) => {
+                    g.chain = 0;
                     let d = scan(c, g, f, &self.policy, ev, &mut self.scratch);
                     clear_fresh(g);
                     d
@@ -1192,6 +1304,26 @@ impl Engine {
 /// be older than the previous one).
 fn held_back(last: u64, suppress: u64, t: u64) -> bool {
     t < last.saturating_add(suppress) && t.saturating_add(suppress) > last
+}
+
+/// Whether suppression holds back an alert of rule `r` for `key` at `t`; counts it if so
+/// (as [`suppression`] would) and otherwise changes nothing.
+fn held(
+    supp: &mut Table<Supp, (usize, u64)>,
+    stats: &mut Stats,
+    suppress: u64,
+    r: usize,
+    key: u64,
+    t: u64,
+) -> bool {
+    match supp.find((r, key)) {
+        Some(slot) if held_back(supp.slot(slot).last, suppress, t) => {
+            supp.slot_mut(slot).suppressed += 1;
+            stats.suppressed += 1;
+            true
+        }
+        _ => false,
+    }
 }
 
 /// Suppression of an alert of rule `r` for `key` at `last`: `None` when it is held back
@@ -1432,8 +1564,19 @@ fn satisfied(
     let n = match c.ty {
         CorrType::EventCount if !skip_fresh => (hi + 1 - lo) as i64,
         CorrType::EventCount => range().count() as i64,
+        // A lower bound that proves the condition (see `Group::lb`).
         CorrType::ValueCount
-            if !skip_fresh && lo == g.win as usize && hi + 1 == g.entries.len() =>
+            if !skip_fresh
+                && lo == g.win as usize
+                && hi + 1 == g.entries.len()
+                && g.lb != 0
+                && g.lb != STALE
+                && need(c, ev, pol).is_some_and(|k| i64::from(g.lb) >= k) =>
+        {
+            i64::from(g.lb)
+        }
+        CorrType::ValueCount
+            if !skip_fresh && lo == g.win as usize && hi + 1 == g.entries.len() && g.lb == 0 =>
         {
             // The head window: its distinct values are kept up to date, or it is small.
             match g.distinct.as_ref() {
@@ -1506,16 +1649,7 @@ fn satisfied(
             n
         }
     };
-    let budget = if c.budget {
-        ev.process
-            .as_ref()
-            .and_then(|p| p.identity.as_deref())
-            .and_then(|id| pol.identities.get(id))
-            .and_then(|i| i.fan_out_budget)
-    } else {
-        None
-    };
-    let ok = match budget {
+    let ok = match budget_of(c, ev, pol) {
         Some(b) => n > i64::from(b),
         None => c.condition.iter().all(|(op, v)| op.eval(n, *v)),
     };
@@ -1529,6 +1663,32 @@ fn satisfied(
         }
     }
     Some(from)
+}
+
+/// The fan-out budget that replaces a `budget` correlation's condition for the event's
+/// identity, if it has one.
+fn budget_of(c: &Correlation, ev: &Event, pol: &Policy) -> Option<u32> {
+    if !c.budget {
+        return None;
+    }
+    ev.process
+        .as_ref()
+        .and_then(|p| p.identity.as_deref())
+        .and_then(|id| pol.identities.get(id))
+        .and_then(|i| i.fan_out_budget)
+}
+
+/// For a condition that only `gt`/`gte` make up (or a budget): the least count that
+/// satisfies it.
+fn need(c: &Correlation, ev: &Event, pol: &Policy) -> Option<i64> {
+    if let Some(b) = budget_of(c, ev, pol) {
+        return Some(i64::from(b).saturating_add(1));
+    }
+    c.condition.iter().try_fold(0i64, |k, &(op, v)| match op {
+        CmpOp::Gt => Some(k.max(v.saturating_add(1))),
+        CmpOp::Gte => Some(k.max(v)),
+        _ => None,
+    })
 }
 
 /// After an event placed entries out of time order (the earliest at `f`): the first window

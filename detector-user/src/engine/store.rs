@@ -269,6 +269,15 @@ impl Names {
         }
     }
 
+    /// Keeps the names of the hashes for which `f` holds.
+    pub fn retain(&mut self, mut f: impl FnMut(u64) -> bool) {
+        match self {
+            Names::None => {}
+            Names::Few(s) => s.retain(|(k, _)| f(*k)),
+            Names::Map(m) => m.retain(|k, _| f(*k)),
+        }
+    }
+
     /// Forgets the name of `h`.
     pub fn remove(&mut self, h: u64) {
         match self {

@@ -915,6 +915,85 @@ proptest! {
         }
     }
 
+    /// A busy group keeps only a lower bound of its distinct values (`Group::lb`): every
+    /// decision, alert and held-back repeat is still exactly the brute-force one, while the
+    /// window fills far past the condition, drains below it and fills again.
+    #[test]
+    fn value_count_lower_bound_decides_exactly(
+        phases in proptest::collection::vec((1usize..150, 0u8..3, 1u64..6), 1..8),
+        vals in proptest::collection::vec(0u16..200, 1200),
+        k in 1i64..12,
+        suppress in 0u64..3,
+    ) {
+        let span = 400u64;
+        let supp = [0, 150, 5_000][suppress as usize];
+        let src = format!("{BASE}  - id: c\n    title: C\n    severity: high\n    suppress: {supp}ns\n    correlation: {{type: value_count, rules: [conn], group-by: [process.identity], field: net.dst_port, timespan: {span}ns, condition: {{gte: {k}}}}}\n");
+        let rules = RuleSet::load(&[("t.yaml".into(), src)]).unwrap();
+        let mut e = Engine::new(rules, Policy::default(), EngineOptions { ids: IdMode::Derived(1), reorder_tolerance: 0, ..Default::default() });
+        // Phases of many values, of few (repeats) and quiet ones.
+        let mut t = 0;
+        let mut vals = vals.into_iter();
+        let mut pts: Vec<(u64, u16)> = Vec::new();
+        for (len, mode, g) in phases {
+            for v in vals.by_ref().take(len) {
+                t += if mode == 2 { g * 60 } else { g };
+                pts.push((t, if mode == 1 { v % 3 } else { v }));
+            }
+        }
+        let evs: Vec<Event> = pts.iter().map(|&(t, v)| connect(t, proc_(1, 0, "a"), "h", v)).collect();
+        let got: Vec<(u64, u64, u64)> = run(&mut e, &evs).iter().map(|a| (a.last_seen, a.suppressed, a.destination_count)).collect();
+        let mut expect = Vec::new();
+        let (mut last, mut held, mut total) = (None::<u64>, 0, 0);
+        for (i, &(t, _)) in pts.iter().enumerate() {
+            let d: HashSet<u16> = pts[..=i].iter().filter(|(u, _)| *u + span >= t).map(|&(_, v)| v).collect();
+            if (d.len() as i64) < k { continue; }
+            if last.is_some_and(|l| t < l + supp) { held += 1; total += 1; continue; }
+            expect.push((t, held, d.len() as u64));
+            (last, held) = (Some(t), 0);
+        }
+        prop_assert_eq!(got, expect);
+        prop_assert_eq!(e.stats().suppressed, total);
+    }
+
+    /// temporal_ordered reuses the chain found for an earlier event while its first step is
+    /// in the window (`Group::chain`): alerts and held-back repeats are exactly the
+    /// brute-force ones (earliest chain: the first read in the window, then distinct hosts).
+    #[test]
+    fn temporal_ordered_known_chain_decides_exactly(
+        pts in proptest::collection::vec((1u64..60, 0u8..10, 0u8..8), 1..300),
+        suppress in 0u64..3,
+    ) {
+        let span = 1_000u64;
+        let supp = [0, 700, 50_000][suppress as usize];
+        let src = format!("{BASE}  - id: c\n    title: C\n    severity: high\n    suppress: {supp}ns\n    correlation: {{type: temporal_ordered, rules: [credr, conn], group-by: [process.tree], field: net.dst_addr, timespan: {span}ns, condition: {{gte: 3}}}}\n");
+        let rules = RuleSet::load(&[("t.yaml".into(), src)]).unwrap();
+        let mut e = Engine::new(rules, Policy::default(), EngineOptions { ids: IdMode::Derived(1), reorder_tolerance: 0, ..Default::default() });
+        let reader = proc_(100, 50, "a");
+        let child = Process { ancestors: vec![100, 50], ..proc_(201, 100, "b") };
+        let mut t = 0;
+        // (ts, is a read, host)
+        let evs: Vec<(u64, bool, u8)> = pts.iter().map(|&(g, kind, h)| { t += g; (t, kind == 0, h) }).collect();
+        let input: Vec<Event> = evs.iter().map(|&(t, read, h)| if read {
+            cred(t, reader.clone(), "/root/.ssh/id_rsa")
+        } else {
+            connect(t, child.clone(), &format!("10.0.0.{h}"), 22)
+        }).collect();
+        let got: Vec<(u64, u64)> = run(&mut e, &input).iter().map(|a| (a.last_seen, a.suppressed)).collect();
+        let mut expect = Vec::new();
+        let (mut last, mut held) = (None::<u64>, 0);
+        for (i, &(t, ..)) in evs.iter().enumerate() {
+            // Every event whose window holds a chain decides it (a read too).
+            let win: Vec<&(u64, bool, u8)> = evs[..=i].iter().filter(|(u, ..)| *u + span >= t).collect();
+            let Some(first) = win.iter().position(|(_, r, _)| *r) else { continue };
+            let hosts: HashSet<u8> = win[first..].iter().filter(|(_, r, _)| !r).map(|&&(_, _, h)| h).collect();
+            if hosts.len() < 3 { continue; }
+            if last.is_some_and(|l| t < l + supp) { held += 1; continue; }
+            expect.push((t, held));
+            (last, held) = (Some(t), 0);
+        }
+        prop_assert_eq!(got, expect);
+    }
+
     /// Event counts in a reported window never exceed what the window can hold.
     #[test]
     fn event_count_window_bounds(ts in proptest::collection::vec(0u64..10_000, 1..60)) {
@@ -1023,4 +1102,10 @@ fn generate_true_lets_referenced_rules_alert() {
     let e = RuleSet::load(&[("t.yaml".into(), bad)]).unwrap_err();
     assert!(e[0].msg.contains("generate: true"), "{e:?}");
     assert_eq!(e[0].pos.line, 7, "{e:?}");
+}
+
+#[test]
+fn a_group_is_two_cache_lines() {
+    // Nearly every connect touches a group no recent event did: its size is the miss count.
+    assert_eq!(std::mem::size_of::<super::Group>(), 128);
 }
