@@ -10,7 +10,7 @@
 //! `cold`, straight from a pool far larger than the caches (every event's first read misses).
 //!
 //! `EVENTS` (default 10,000,000 under `cargo bench`) sets the stream length, `RUNS` (default 3)
-//! the replays per scenario, `SCENARIO` a substring selecting scenarios, `FEED` the feeds
+//! the replays per scenario, `SCENARIO` a scenario's name or a substring selecting scenarios, `FEED` the feeds
 //! (`fresh,cold`), `SKIP_MEMORY=1` leaves out the memory row, and `RULES_DIR` replaces the
 //! default pack with the rule files there (to measure what one rule costs, by leaving it out).
 //! Plain timed replays rather than criterion: criterion's minimum of ten samples of a 10 M-event
@@ -266,7 +266,15 @@ fn throughput() {
         }),
     ];
     for (name, rules) in scenarios {
-        if !only.is_empty() && !name.contains(only.as_str()) {
+        // An exact name selects that scenario alone (`default_pack` is a prefix of the other).
+        let exact = only == "default_pack" || only == "default_pack_plus_1000_rules";
+        if !only.is_empty()
+            && (if exact {
+                name != only
+            } else {
+                !name.contains(only.as_str())
+            })
+        {
             continue;
         }
         for (feed, fname) in [(Feed::Fresh, "fresh"), (Feed::Cold, "cold")] {
