@@ -125,18 +125,48 @@ pub struct Stats {
     pub dropped_entries: u64,
 }
 
+/// A window entry: 32 bytes, two to a cache line (a busy node holds millions of them).
 #[derive(Clone, Copy, Debug)]
 struct Entry {
     ts: u64,
-    /// Ring sequence number of the event.
-    seq: u64,
+    /// Ring sequence number of the event (low 48 bits), its step (next 8) and the fresh
+    /// flag (top bit).
+    meta: u64,
     val: u64,
     dst: u64,
-    step: u8,
+}
+
+const SEQ_BITS: u32 = 48;
+const FRESH: u64 = 1 << 63;
+
+impl Entry {
+    fn new(ts: u64, seq: u64, val: u64, dst: u64, step: u8, fresh: bool) -> Entry {
+        let meta = (seq & ((1 << SEQ_BITS) - 1))
+            | (u64::from(step) << SEQ_BITS)
+            | (FRESH * u64::from(fresh));
+        Entry { ts, meta, val, dst }
+    }
+
+    /// Ring sequence number of the event (the ring holds far fewer than 2^48 events, and a
+    /// number that wrapped only makes the ring miss).
+    fn seq(&self) -> u64 {
+        self.meta & ((1 << SEQ_BITS) - 1)
+    }
+
+    fn step(&self) -> u8 {
+        (self.meta >> SEQ_BITS) as u8
+    }
+
     /// Inserted by the event being handled out of time order (late, or a waiting
     /// `temporal_ordered` step joining): windows that already held the other entries were
     /// decided without it.
-    fresh: bool,
+    fn fresh(&self) -> bool {
+        self.meta & FRESH != 0
+    }
+
+    fn clear_fresh(&mut self) {
+        self.meta &= !FRESH;
+    }
 }
 
 /// Credentials of a group's evidence events: (ring sequence number, credential).
@@ -1118,14 +1148,7 @@ impl Engine {
             let g = gs.slot_mut(s);
             let in_order = g.entries.back().is_none_or(|b| b.ts <= t);
             g.insert(
-                Entry {
-                    ts: t,
-                    seq,
-                    val: val_h,
-                    dst: dst_h,
-                    step: step as u8,
-                    fresh: !in_order,
-                },
+                Entry::new(t, seq, val_h, dst_h, step as u8, !in_order),
                 c.timespan,
                 distinct,
             );
@@ -1167,14 +1190,7 @@ impl Engine {
                     }
                     x.joined |= 1 << k;
                     g.insert(
-                        Entry {
-                            ts: x.ts,
-                            seq: x.seq,
-                            val: x.val,
-                            dst: x.dst,
-                            step: x.step,
-                            fresh: true,
-                        },
+                        Entry::new(x.ts, x.seq, x.val, x.dst, x.step, true),
                         c.timespan,
                         distinct,
                     );
@@ -1272,7 +1288,7 @@ impl Engine {
             let Some((lo, hi, from)) = decision else {
                 continue;
             };
-            let (t_fire, trig) = g.entries.get(hi).map_or((t, seq), |e| (e.ts, e.seq));
+            let (t_fire, trig) = g.entries.get(hi).map_or((t, seq), |e| (e.ts, e.seq()));
             // A firing that suppression swallows (counted) needs no alert details.
             let suppress = rules.rules[c_idx].suppress;
             let Some(suppressed) = suppression(
@@ -1436,7 +1452,7 @@ fn forget_cred(g: &mut Group, seq: u64) {
 fn clear_fresh(g: &mut Group) {
     for i in 0..g.entries.len() {
         if let Some(e) = g.entries.get_mut(i) {
-            e.fresh = false;
+            e.clear_fresh();
         }
     }
 }
@@ -1520,17 +1536,17 @@ fn counted<'g>(
     let range = move |a: usize| {
         (a..=hi)
             .filter_map(move |i| g.entries.get(i))
-            .filter(move |e| !(skip_fresh && e.fresh))
+            .filter(move |e| !(skip_fresh && e.fresh()))
     };
     match c.ty {
         CorrType::TemporalOrdered => {
             let mut want = 0u8;
             let mut chosen = Vec::new();
             for e in range(from) {
-                if want < last && e.step == want {
+                if want < last && e.step() == want {
                     chosen.push(e);
                     want += 1;
-                } else if want == last && e.step == last {
+                } else if want == last && e.step() == last {
                     chosen.push(e);
                 }
             }
@@ -1569,7 +1585,7 @@ fn satisfied(
     let range = || {
         (lo..=hi)
             .filter_map(|i| g.entries.get(i))
-            .filter(move |e| !(skip_fresh && e.fresh))
+            .filter(move |e| !(skip_fresh && e.fresh()))
     };
     let mut from = lo;
     let n = match c.ty {
@@ -1618,7 +1634,7 @@ fn satisfied(
         CorrType::Temporal => {
             let mut seen = 0u64;
             for e in range() {
-                seen |= 1u64 << (e.step.min(63));
+                seen |= 1u64 << (e.step().min(63));
             }
             i64::from(seen.count_ones())
         }
@@ -1630,17 +1646,17 @@ fn satisfied(
             let mut vals: smallvec::SmallVec<[u64; 8]> = smallvec::SmallVec::new();
             for i in lo..=hi {
                 let Some(e) = g.entries.get(i) else { break };
-                if skip_fresh && e.fresh {
+                if skip_fresh && e.fresh() {
                     continue;
                 }
                 if want < last {
-                    if e.step == want {
+                    if e.step() == want {
                         if want == 0 {
                             from = i;
                         }
                         want += 1;
                     }
-                } else if e.step == last {
+                } else if e.step() == last {
                     if c.field.is_some() {
                         if !vals.contains(&e.val) {
                             vals.push(e.val);
@@ -1726,7 +1742,7 @@ fn scan(
         let Some(from) = satisfied(c, g, lo, j, false, pol, ev, scratch) else {
             continue;
         };
-        if !end.fresh && satisfied(c, g, lo, j, true, pol, ev, scratch).is_some() {
+        if !end.fresh() && satisfied(c, g, lo, j, true, pol, ev, scratch).is_some() {
             continue;
         }
         return Some((lo, j, from));
