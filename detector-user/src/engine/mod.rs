@@ -192,6 +192,10 @@ struct Group {
     /// chain found satisfying the head window (0: none). Any later head window that still
     /// holds that entry is satisfied without scanning.
     chain: u64,
+    /// Time of the latest entry (0: none), kept here because the group's line is read anyway
+    /// and the back of `entries` is a cache miss for a group that other events' state
+    /// displaced since its last event: the order check need not wait for it.
+    last: u64,
     /// Window entries in timestamp order (ties in arrival order).
     entries: Small<Entry>,
     /// value_count: count of entries per distinct value in the head window.
@@ -215,6 +219,7 @@ impl Group {
             win: 0,
             lb: 0,
             chain: 0,
+            last: 0,
             entries: Small::Empty,
             distinct: None,
             names: None,
@@ -230,7 +235,7 @@ impl Group {
 
     /// Time of the latest entry (a live group always has one).
     fn last_ts(&self) -> u64 {
-        self.entries.back().map_or(0, |e| e.ts)
+        self.last
     }
 
     /// One entry of `val` left the head window.
@@ -340,9 +345,10 @@ impl Group {
     /// Inserts an entry at its timestamp position (after equal ones) and keeps the head window
     /// and its distinct values up to date. True when it went at the back (in time order).
     fn insert(&mut self, e: Entry, timespan: u64, distinct: bool) -> bool {
-        let at_back = self.entries.back().is_none_or(|b| b.ts <= e.ts);
+        let at_back = self.last <= e.ts;
         if at_back {
             self.entries.push_back(e);
+            self.last = e.ts;
             if distinct {
                 self.remember(e.val);
             }
@@ -396,6 +402,9 @@ impl Group {
                     self.forget(e.val);
                 }
             }
+        }
+        if self.entries.is_empty() {
+            self.last = 0;
         }
         // The entries the next event of this group will check for age.
         if let Some(x) = self.entries.get(AHEAD) {
@@ -1146,7 +1155,7 @@ impl Engine {
             };
             gs.touch(s);
             let g = gs.slot_mut(s);
-            let in_order = g.entries.back().is_none_or(|b| b.ts <= t);
+            let in_order = g.last <= t;
             g.insert(
                 Entry::new(t, seq, val_h, dst_h, step as u8, !in_order),
                 c.timespan,
