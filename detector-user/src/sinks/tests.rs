@@ -355,10 +355,7 @@ fn assert_all_once_in_order(seen: &Seen, n: u64) {
     assert_eq!(first_bad, None, "out of order at {first_bad:?}");
 }
 
-// One thread: the sink's task cannot drain the channel while the burst is sent, so the burst
-// overflows it whatever the build's speed (with two workers, an optimized build could keep up
-// and never spill, and the test's "it did spill" check failed).
-#[tokio::test(flavor = "current_thread")]
+#[tokio::test]
 async fn alert_flood_to_a_slow_spooled_sink_spills_to_disk_and_loses_nothing() {
     const N: u64 = 100_000;
     let d = tempfile::tempdir().unwrap();
@@ -371,6 +368,30 @@ async fn alert_flood_to_a_slow_spooled_sink_spills_to_disk_and_loses_nothing() {
         d.path().display()
     );
     let set = SinkSet::from_config(&config(&yaml), "h").unwrap();
+    // Both workers of the sinks' runtime are held during the burst, so the sink's task cannot
+    // drain its channel meanwhile and the burst overflows it whatever the build's speed (an
+    // optimized build otherwise moved alerts to the spool as fast as they came, never spilled,
+    // and failed the "it did spill" check below).
+    struct Hold(Arc<std::sync::Barrier>);
+    impl Drop for Hold {
+        fn drop(&mut self) {
+            self.0.wait();
+        }
+    }
+    let held = Arc::new(std::sync::Barrier::new(3));
+    let freed = Arc::new(std::sync::Barrier::new(3));
+    if let Some(rt) = &set.rt {
+        for _ in 0..2 {
+            let (h, f) = (held.clone(), freed.clone());
+            rt.spawn(async move {
+                h.wait();
+                f.wait();
+            });
+        }
+    }
+    held.wait();
+    // Released at the end of this block, or if an assertion in it fails.
+    let hold = Hold(freed);
     // One burst from the caller's thread, as from the capture loop.
     for i in 0..N {
         set.send(alert(i));
@@ -385,6 +406,7 @@ async fn alert_flood_to_a_slow_spooled_sink_spills_to_disk_and_loses_nothing() {
                 .any(|e| e.path().extension().is_some_and(|x| x == "seg")),
         "the overflow spool was never used"
     );
+    drop(hold);
     wait_until("all delivered", Duration::from_secs(120), || {
         seen.ids().len() as u64 >= N
     })
