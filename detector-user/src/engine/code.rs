@@ -12,7 +12,7 @@
 //! hashed value meets another value's code only on a 64-bit hash collision, as group keys do.
 
 use std::hash::{Hash, Hasher};
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 
 use super::fields::{dst_string, Val};
 use crate::event::Event;
@@ -57,9 +57,22 @@ pub fn val(v: &Val<'_>, hash: impl FnOnce() -> u64) -> u64 {
 
 /// Code of an event's destination (`addr`, `port`); 0 when it has none.
 pub fn dst(ev: &Event) -> u64 {
-    ev.net.as_ref().map_or(0, |n| match v4(&n.dst_addr) {
-        Some(a) => DST4 << 48 | u64::from(n.dst_port) << 32 | u64::from(u32::from(a)),
-        None => {
+    dst_at(
+        ev,
+        ev.net
+            .as_ref()
+            .and_then(|n| v4(&n.dst_addr))
+            .map(IpAddr::V4),
+    )
+}
+
+/// [`dst`] with the destination address parsed already (`ip`: `net.dst_addr` parsed).
+pub fn dst_at(ev: &Event, ip: Option<IpAddr>) -> u64 {
+    ev.net.as_ref().map_or(0, |n| match ip {
+        // Only a canonically written address is coded reversibly (rendering must give the
+        // very text back); the parser rejects other IPv4 forms, so parsed means canonical.
+        Some(IpAddr::V4(a)) => DST4 << 48 | u64::from(n.dst_port) << 32 | u64::from(u32::from(a)),
+        _ => {
             let mut h = super::key_hasher();
             n.dst_addr.hash(&mut h);
             n.dst_port.hash(&mut h);

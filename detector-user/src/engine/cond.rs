@@ -411,13 +411,22 @@ fn str_test(v: &Val<'_>, pred: impl Fn(&str) -> bool) -> bool {
 impl Cond {
     /// Evaluates on one event. A test on a missing field is false (so `not` of it is true).
     pub fn eval(&self, ev: &Event, pol: &Policy) -> bool {
+        self.eval_at(&fields::Subject::new(ev, pol))
+    }
+
+    /// [`Cond::eval`] on an event whose shared parts are parsed already.
+    pub fn eval_at(&self, s: &fields::Subject<'_>) -> bool {
+        let (ev, pol) = (s.ev, s.pol);
         match self {
             Cond::True => true,
-            Cond::All(c) => c.iter().all(|c| c.eval(ev, pol)),
-            Cond::Any(c) => c.iter().any(|c| c.eval(ev, pol)),
-            Cond::Not(c) => !c.eval(ev, pol),
+            Cond::All(c) => c.iter().all(|c| c.eval_at(s)),
+            Cond::Any(c) => c.iter().any(|c| c.eval_at(s)),
+            Cond::Not(c) => !c.eval_at(s),
+            Cond::Test(Field::DstAddr, Op::Cidr(nets)) => s
+                .dst_ip
+                .is_some_and(|ip| nets.iter().any(|n| n.contains(&ip))),
             Cond::Test(f, op) => {
-                let v = fields::get(*f, ev, pol);
+                let v = fields::get_at(*f, s);
                 if let Op::Exists(want) = op {
                     return v.is_some() == *want;
                 }

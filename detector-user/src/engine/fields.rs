@@ -196,8 +196,46 @@ fn derived_owned(ev: &Event, p: &Process, watched: &str, category: &str) -> Opti
     None
 }
 
+/// An event as conditions see it: with its destination address parsed once (CIDR tests,
+/// declared peers and service names of several rules all need it).
+pub struct Subject<'a> {
+    /// The event.
+    pub ev: &'a Event,
+    /// Identities and baseline.
+    pub pol: &'a Policy,
+    /// Its destination address, parsed.
+    pub dst_ip: Option<IpAddr>,
+}
+
+impl<'a> Subject<'a> {
+    /// Parses what several tests of the event share.
+    pub fn new(ev: &'a Event, pol: &'a Policy) -> Subject<'a> {
+        Subject {
+            ev,
+            pol,
+            dst_ip: ev.net.as_ref().and_then(|n| parse_ip(&n.dst_addr)),
+        }
+    }
+}
+
 /// The value of `f` on `ev`, `None` when the event has no such value.
 pub fn get<'a>(f: Field, ev: &'a Event, pol: &Policy) -> Option<Val<'a>> {
+    get_ip(f, ev, pol, || {
+        ev.net.as_ref().and_then(|n| parse_ip(&n.dst_addr))
+    })
+}
+
+/// [`get`] on a [`Subject`], with its destination address parsed already.
+pub fn get_at<'a>(f: Field, s: &Subject<'a>) -> Option<Val<'a>> {
+    get_ip(f, s.ev, s.pol, || s.dst_ip)
+}
+
+fn get_ip<'a>(
+    f: Field,
+    ev: &'a Event,
+    pol: &Policy,
+    dst_ip: impl FnOnce() -> Option<IpAddr>,
+) -> Option<Val<'a>> {
     use Field::*;
     let s = |x: &'a str| Some(Val::Str(Cow::Borrowed(x)));
     let os = |x: &'a Option<String>| x.as_deref().map(|v| Val::Str(Cow::Borrowed(v)));
@@ -255,7 +293,7 @@ pub fn get<'a>(f: Field, ev: &'a Event, pol: &Policy) -> Option<Val<'a>> {
         Sock => n.and_then(|n| i(n.sock)),
         Service => {
             let n = n?;
-            let ip = parse_ip(&n.dst_addr)?;
+            let ip = dst_ip()?;
             pol.identities
                 .service_name(ip, n.dst_port)
                 .map(|x| Val::Str(Cow::Owned(x.to_string())))
@@ -263,8 +301,7 @@ pub fn get<'a>(f: Field, ev: &'a Event, pol: &Policy) -> Option<Val<'a>> {
         PeerAllowed | Novel => {
             let n = n?;
             let id = p?.identity.as_deref()?;
-            let declared = parse_ip(&n.dst_addr)
-                .and_then(|ip| pol.identities.peer_declared(id, ip, n.dst_port));
+            let declared = dst_ip().and_then(|ip| pol.identities.peer_declared(id, ip, n.dst_port));
             let learned = pol.baseline.knows(id, &n.dst_addr, n.dst_port);
             let allowed = match (declared, learned) {
                 (None, None) => return None,
@@ -301,27 +338,9 @@ pub fn get<'a>(f: Field, ev: &'a Event, pol: &Policy) -> Option<Val<'a>> {
     }
 }
 
-thread_local! {
-    /// The last address text parsed and its result.
-    static LAST_IP: std::cell::RefCell<(String, Option<IpAddr>)> =
-        const { std::cell::RefCell::new((String::new(), None)) };
-}
-
-/// Parses an address, remembering the last one: an event's destination is tested by several
-/// rules (CIDR conditions, declared peers) and parsing it each time was a measurable share of
-/// matching a connect.
+/// Parses an address.
 pub fn parse_ip(s: &str) -> Option<IpAddr> {
-    LAST_IP.with(|c| {
-        let Ok(mut c) = c.try_borrow_mut() else {
-            return s.parse().ok();
-        };
-        if c.0 != s {
-            c.0.clear();
-            c.0.push_str(s);
-            c.1 = s.parse().ok();
-        }
-        c.1
-    })
+    s.parse().ok()
 }
 
 /// `addr:port`, with brackets for IPv6.
@@ -421,14 +440,5 @@ mod tests {
             j(serde_json::to_value(Protocol::Udp).unwrap()),
             Protocol::Udp.name()
         );
-    }
-
-    #[test]
-    fn parse_ip_remembers_only_the_same_text() {
-        for s in [
-            "10.0.0.1", "10.0.0.1", "::1", "nonsense", "10.0.0.2", "", "10.0.0.2",
-        ] {
-            assert_eq!(parse_ip(s), s.parse().ok(), "{s}");
-        }
     }
 }

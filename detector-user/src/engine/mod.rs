@@ -497,6 +497,8 @@ pub struct Engine {
     since_expiry: u32,
     /// Scratch for candidate rules of the event being matched.
     cand: Vec<u32>,
+    /// What the event being handled does (kept to reuse its buffers).
+    plan: Option<Box<Plan>>,
     /// Scratch set for counting distinct values of a window from scratch.
     scratch: HashSet<u64, FastBuild>,
     stats: Stats,
@@ -576,6 +578,7 @@ impl Engine {
             alert_seq: 0,
             since_expiry: 0,
             cand: Vec::new(),
+            plan: Some(Box::default()),
             scratch: HashSet::default(),
             stats: Stats::default(),
             opts,
@@ -619,9 +622,12 @@ impl Engine {
     /// are appended to `out` by this call. The event is copied only when it feeds a
     /// correlation (encoded into the evidence ring, reusing an evicted event's buffer).
     pub fn process(&mut self, ev: &Event, out: &mut Vec<Alert>) {
-        if self.step(ev, out) {
-            self.ring.push(ev);
-        }
+        // Boxed and taken out while the event is handled: moving the plan itself would copy
+        // its inline buffers twice per event.
+        let mut p = self.plan.take().unwrap_or_default();
+        plan(&self.rules, &self.policy, &mut self.cand, ev, &mut p);
+        self.execute(ev, &p, out);
+        self.plan = Some(p);
     }
 
     /// Like [`Engine::process`] for a caller that owns the event (replay).
@@ -629,32 +635,21 @@ impl Engine {
         self.process(&ev, out);
     }
 
-    /// Evaluates one event; true when it fed a correlation (the caller then stores it in the
-    /// evidence ring under the sequence number the groups were given).
-    fn step(&mut self, ev: &Event, out: &mut Vec<Alert>) -> bool {
-        let keep = self.match_rules(ev);
+    /// Evaluates one event from its plan; stores it in the evidence ring when it fed a
+    /// correlation (under the sequence number the groups were given).
+    fn execute(&mut self, ev: &Event, plan: &Plan, out: &mut Vec<Alert>) {
+        self.stats.events += 1;
+        let keep = !plan.matched.is_empty();
+        if keep {
+            self.stats.matched += 1;
+        }
         let t = self.advance(ev.ts, out);
         if ev.kind == Kind::Loss {
             self.losses.push_back(t);
         }
-        keep && self.handle(t, ev, out)
-    }
-
-    /// Matches event rules (candidates from the literal index) into `self.cand`; true when
-    /// any matched.
-    fn match_rules(&mut self, ev: &Event) -> bool {
-        self.stats.events += 1;
-        let rules = &self.rules;
-        rules.index.candidates(ev, &self.policy, &mut self.cand);
-        let pol = &self.policy;
-        self.cand.retain(|&i| match &rules.rules[i as usize].body {
-            Body::Event { cond, .. } => cond.eval(ev, pol),
-            Body::Correlation(_) => false,
-        });
-        if !self.cand.is_empty() {
-            self.stats.matched += 1;
+        if keep && self.handle(t, ev, plan, out) {
+            self.ring.push(ev);
         }
-        !self.cand.is_empty()
     }
 
     /// The oldest timestamp an event may have and still be placed exactly.
@@ -725,7 +720,7 @@ impl Engine {
     }
 
     /// Evaluates an event that matched event rules; true when it fed a correlation.
-    fn handle(&mut self, t: u64, ev: &Event, out: &mut Vec<Alert>) -> bool {
+    fn handle(&mut self, t: u64, ev: &Event, plan: &Plan, out: &mut Vec<Alert>) -> bool {
         // The rule set is moved out for the event (and back), not reference-counted: an atomic
         // increment waits for every store still pending, the evidence ring's streaming stores
         // among them, and cost ~45 ns per event. Nothing below reads `self.rules`.
@@ -735,34 +730,31 @@ impl Engine {
         };
         // Groups refer to this event by the sequence number it gets in the ring once handled.
         let seq = self.ring.next_seq();
-        let matched = std::mem::take(&mut self.cand);
-        let mut cred = None;
-        let mut dst_h = 0;
-        let mut correlated = false;
-        for &m in &matched {
+        let correlated = plan.fed;
+        // One shared copy of the event's credential for every group it enters.
+        let cred = if correlated {
+            ev.file.as_ref().map(|f| Arc::new(credential_of(f)))
+        } else {
+            None
+        };
+        let mut feeds = plan.feeds.iter().peekable();
+        for (i, &m) in plan.matched.iter().enumerate() {
             let m = m as usize;
             let r = &rules.rules[m];
             if r.alert {
                 self.event_alert(r, m, ev, t, out);
             }
-            for &(c, step) in &rules.consumers[m] {
-                if !correlated {
-                    correlated = true;
-                    // One shared copy of the event's credential for every group it enters.
-                    cred = ev.file.as_ref().map(|f| Arc::new(credential_of(f)));
-                    dst_h = code::dst(ev);
-                }
+            while let Some(f) = feeds.next_if(|f| f.from as usize == i) {
                 let cur = Cur {
                     ev,
                     seq,
                     cred: cred.as_ref(),
-                    dst_h,
+                    dst_h: plan.dst_h,
                     t,
                 };
-                self.correlate(&rules, c, step, &cur, out);
+                self.correlate(&rules, f, plan.keys_of(f), &cur, out);
             }
         }
-        self.cand = matched;
         self.parked = Some(std::mem::replace(&mut self.rules, rules));
         correlated
     }
@@ -998,44 +990,6 @@ impl Engine {
         });
     }
 
-    /// Group keys an event at `step` contributes to, and whether it may create a group. Keys
-    /// are hashed from the field values in place: strings are only materialized when a group
-    /// is created.
-    fn keys_for<'e>(
-        &self,
-        c: &Correlation,
-        step: usize,
-        ev: &'e Event,
-    ) -> Option<(Vals<'e>, Keys, bool)> {
-        let creates = c.ty != CorrType::TemporalOrdered || step == 0;
-        let group_by = c.step_group_by.get(step).unwrap_or(&c.group_by);
-        let vals: Vals<'e> = group_by
-            .iter()
-            .map(|&f| fields::get(f, ev, &self.policy))
-            .collect::<Option<_>>()?;
-        let tree_at = group_by.iter().position(|&f| f == Field::Tree);
-        let mut keys: Keys = smallvec::smallvec![(key_hash(&vals, None), None)];
-        if let (Some(i), Some(p)) = (tree_at, ev.process.as_ref()) {
-            if !creates || c.ty == CorrType::Temporal {
-                // A later step joins the tree of an earlier one when the earlier tree root is
-                // this process or one of its ancestors.
-                let own = keys.pop();
-                let cands = [p.tgid, p.ppid]
-                    .into_iter()
-                    .chain(p.ancestors.iter().copied());
-                for tg in cands.filter(|&t| t > 1) {
-                    if !keys.iter().any(|(_, o)| *o == Some(tg)) {
-                        keys.push((key_hash(&vals, Some((i, tg))), Some(tg)));
-                    }
-                }
-                if creates {
-                    keys.extend(own);
-                }
-            }
-        }
-        Some((vals, keys, creates))
-    }
-
     /// Keeps a later `temporal_ordered` step that found no group, for an earlier step that
     /// may still arrive within the tolerance.
     #[allow(clippy::too_many_arguments)]
@@ -1076,8 +1030,8 @@ impl Engine {
     fn correlate(
         &mut self,
         rules: &RuleSet,
-        c_idx: usize,
-        step: usize,
+        f: &Feed,
+        keys: &[GroupKey],
         cur: &Cur<'_>,
         out: &mut Vec<Alert>,
     ) {
@@ -1088,29 +1042,16 @@ impl Engine {
             dst_h,
             t,
         } = *cur;
+        let Feed {
+            step,
+            creates,
+            has_val,
+            val_h,
+            ..
+        } = *f;
+        let (c_idx, step) = (f.c as usize, usize::from(step));
         let Body::Correlation(c) = &rules.rules[c_idx].body else {
             return;
-        };
-        let Some((vals, mut keys, creates)) = self.keys_for(c, step, ev) else {
-            return;
-        };
-        let val = match c.field {
-            Some(f) => match fields::get(f, ev, &self.policy) {
-                Some(v) => Some(v),
-                // value_count counts values: an event without one adds nothing. For temporal
-                // types the field only applies to the last step.
-                None if c.ty == CorrType::ValueCount || step + 1 == c.steps.len() => return,
-                None => None,
-            },
-            None => None,
-        };
-        // Values and destinations are hashed in place; their display strings are built only
-        // when a group records a new one.
-        let val_h = match (&val, c.field, code::addr_of_dst(dst_h)) {
-            (None, ..) => 0,
-            // The destination's code already holds the parsed address.
-            (Some(_), Some(Field::DstAddr), Some(addr)) => addr,
-            (Some(v), ..) => code::val(v, || key_hash(std::slice::from_ref(v), None)),
         };
         let tol = self.opts.reorder_tolerance;
         let wm = self.watermark();
@@ -1124,7 +1065,7 @@ impl Engine {
             }
         }
         let net_field = c.field.is_some_and(|f| f.path().starts_with("net."));
-        let by_val = val.is_some() && net_field;
+        let by_val = has_val && net_field;
         let mono = monotone(c);
         let distinct = c.ty == CorrType::ValueCount;
         // temporal_ordered decisions may reuse the chain found for an earlier event.
@@ -1144,12 +1085,12 @@ impl Engine {
         if found.is_empty() {
             if !creates {
                 if ordered && tol > 0 {
-                    self.wait(c_idx, t, seq, step, val_h, dst_h, &keys, cred);
+                    self.wait(c_idx, t, seq, step, val_h, dst_h, keys, cred);
                 }
                 return;
             }
             // Create under the last (own) key: for tree grouping that is this event's root.
-            let Some((key, tree)) = keys.pop() else {
+            let Some(&(key, tree)) = keys.last() else {
                 return;
             };
             if gs.len() >= max_groups {
@@ -1178,7 +1119,10 @@ impl Engine {
             if h != 0 && !code::describes(h) && g.names_len() < max_names {
                 g.names
                     .get_or_insert_with(Default::default)
-                    .insert_with(h, || name_of(val.as_ref(), by_val, ev));
+                    .insert_with(h, || {
+                        let val = c.field.and_then(|f| fields::get(f, ev, &self.policy));
+                        name_of(val.as_ref(), by_val, ev)
+                    });
             }
             add_evidence(g, seq, t, max_evidence, cred);
             // A first step that arrived after later steps which waited for it: they join now.
@@ -1241,7 +1185,8 @@ impl Engine {
             if !mono {
                 clear_fresh(g);
                 // Decided once no event that may still arrive can change the window.
-                let root = group_root(c, &vals, tree);
+                let root =
+                    vals_for(c, step, ev, &self.policy).and_then(|v| group_root(c, &v, tree));
                 let mut wait = vec![(t, step as u8, Box::new(ev.clone()))];
                 wait.extend(joined.iter().filter_map(|&(s, st)| {
                     let e = self.ring.get(s)?;
@@ -1321,7 +1266,12 @@ impl Engine {
             ) else {
                 continue;
             };
-            let group = || group_strings(c, &vals, tree);
+            let pol = &self.policy;
+            let group = || {
+                vals_for(c, step, ev, pol)
+                    .map(|v| group_strings(c, &v, tree))
+                    .unwrap_or_default()
+            };
             let fire = fire_of(c, g, lo, hi, from, self.opts.max_destinations, group);
             if trig == seq {
                 let rule = &rules.rules[c_idx];
@@ -1344,6 +1294,268 @@ impl Engine {
             }
         }
     }
+}
+
+/// An event's group-by values at `step` of `c` (`None`: it lacks one): for an alert's group
+/// and a deferred window's tree root.
+fn vals_for<'e>(c: &Correlation, step: usize, ev: &'e Event, pol: &Policy) -> Option<Vals<'e>> {
+    let group_by = c.step_group_by.get(step).unwrap_or(&c.group_by);
+    group_by.iter().map(|&f| fields::get(f, ev, pol)).collect()
+}
+
+/// Works out what `ev` will do into `p`: the event rules it matches (candidates from the
+/// literal index) and, for each correlation fed, its group keys and counted value. Depends on
+/// the event, the rules and the policy only.
+fn plan(rules: &RuleSet, pol: &Policy, cand: &mut Vec<u32>, ev: &Event, p: &mut Plan) {
+    p.matched.clear();
+    p.feeds.clear();
+    p.keys.clear();
+    p.memo.clear();
+    p.fed = false;
+    p.dst_h = 0;
+    rules.index.candidates(ev, pol, cand);
+    let subject = fields::Subject::new(ev, pol);
+    p.matched.extend(
+        cand.iter()
+            .copied()
+            .filter(|&i| match &rules.rules[i as usize].body {
+                Body::Event { cond, .. } => cond.eval_at(&subject),
+                Body::Correlation(_) => false,
+            }),
+    );
+    for from in 0..p.matched.len() {
+        let m = p.matched[from] as usize;
+        for &(c, step) in &rules.consumers[m] {
+            if !p.fed {
+                p.fed = true;
+                p.dst_h = code::dst_at(ev, subject.dst_ip);
+            }
+            let Body::Correlation(corr) = &rules.rules[c].body else {
+                continue;
+            };
+            let creates = corr.ty != CorrType::TemporalOrdered || step == 0;
+            // Correlations grouping alike (e.g. every rule keyed by process tree) share keys.
+            let group_by = corr.step_group_by.get(step).unwrap_or(&corr.group_by);
+            let tree_keys = !creates || corr.ty == CorrType::Temporal;
+            let shared = p.feeds.iter().find(|f| {
+                f.creates == creates
+                    && f.tree_keys == tree_keys
+                    && step_group_by(rules, f) == Some(group_by.as_slice())
+            });
+            let (at, n) = match shared {
+                Some(f) => (f.at, f.n),
+                None => {
+                    let at = p.keys.len();
+                    if !group_keys(group_by, tree_keys, creates, ev, pol, p) {
+                        continue;
+                    }
+                    (at as u32, (p.keys.len() - at) as u32)
+                }
+            };
+            let has_val;
+            let val_h = match corr.field {
+                None => {
+                    has_val = false;
+                    0
+                }
+                Some(f) => match (f, code::addr_of_dst(p.dst_h)) {
+                    // The destination's code already holds the parsed address.
+                    (Field::DstAddr, Some(addr)) => {
+                        has_val = true;
+                        addr
+                    }
+                    _ => match fields::get(f, ev, pol) {
+                        Some(v) => {
+                            has_val = true;
+                            code::val(&v, || p.memo.hash(f, ev, pol).unwrap_or_default())
+                        }
+                        // value_count counts values: an event without one adds nothing. For
+                        // temporal types the field only applies to the last step.
+                        None if corr.ty == CorrType::ValueCount || step + 1 == corr.steps.len() => {
+                            continue
+                        }
+                        None => {
+                            has_val = false;
+                            0
+                        }
+                    },
+                },
+            };
+            p.feeds.push(Feed {
+                c: c as u32,
+                step: step as u8,
+                from: from as u32,
+                creates,
+                tree_keys,
+                has_val,
+                at,
+                n,
+                val_h,
+            });
+        }
+    }
+}
+
+/// Appends to `p.keys` the group keys of an event under `group_by` (false: it lacks a field).
+/// With `tree_keys`, a `process.tree` field stands for each of the process's ancestors in
+/// turn: a later step joins the tree of an earlier one when that tree's root is this process
+/// or one of its ancestors; `creates` then adds the event's own key last.
+fn group_keys(
+    group_by: &[Field],
+    tree_keys: bool,
+    creates: bool,
+    ev: &Event,
+    pol: &Policy,
+    p: &mut Plan,
+) -> bool {
+    let mut parts: smallvec::SmallVec<[u64; 4]> = smallvec::SmallVec::new();
+    for &f in group_by {
+        match p.memo.hash(f, ev, pol) {
+            Some(h) => parts.push(h),
+            None => return false,
+        }
+    }
+    let tree_at = group_by.iter().position(|&f| f == Field::Tree);
+    if let (Some(i), Some(pr), true) = (tree_at, ev.process.as_ref(), tree_keys) {
+        let own = combine(&parts);
+        let first = p.keys.len();
+        let cands = [pr.tgid, pr.ppid]
+            .into_iter()
+            .chain(pr.ancestors.iter().copied());
+        for tg in cands.filter(|&t| t > 1) {
+            if !p.keys[first..].iter().any(|(_, o)| *o == Some(tg)) {
+                parts[i] = int_hash(i64::from(tg));
+                p.keys.push((combine(&parts), Some(tg)));
+            }
+        }
+        if creates {
+            p.keys.push((own, None));
+        }
+    } else {
+        p.keys.push((combine(&parts), None));
+    }
+    true
+}
+
+/// The group-by fields of a feed's correlation at its step.
+fn step_group_by<'r>(rules: &'r RuleSet, f: &Feed) -> Option<&'r [Field]> {
+    let Body::Correlation(c) = &rules.rules.get(f.c as usize)?.body else {
+        return None;
+    };
+    Some(
+        c.step_group_by
+            .get(usize::from(f.step))
+            .unwrap_or(&c.group_by),
+    )
+}
+
+/// Hash of an integer field value (a `process.tree` root among them).
+fn int_hash(n: i64) -> u64 {
+    let mut h = key_hasher();
+    h.write_u8(1);
+    h.write_i64(n);
+    h.finish()
+}
+
+/// Hash of a field value.
+fn val_hash(v: &Val<'_>) -> u64 {
+    match v {
+        Val::Int(n) => int_hash(*n),
+        Val::Str(s) => {
+            let mut h = key_hasher();
+            h.write_u8(0);
+            h.write(s.as_bytes());
+            h.finish()
+        }
+        Val::Bool(b) => {
+            let mut h = key_hasher();
+            h.write_u8(2);
+            h.write_u8(u8::from(*b));
+            h.finish()
+        }
+        Val::List(l) => {
+            let mut h = key_hasher();
+            h.write_u8(3);
+            for s in l.iter() {
+                h.write(s.as_bytes());
+                h.write_u8(0xff);
+            }
+            h.finish()
+        }
+    }
+}
+
+/// A group key from its fields' hashes.
+fn combine(parts: &[u64]) -> u64 {
+    let mut h = key_hasher();
+    for &x in parts {
+        h.write_u64(x);
+    }
+    h.finish()
+}
+
+/// Hashes of an event's field values, each computed once per event: several correlations
+/// group by or count the same fields.
+#[derive(Default)]
+struct Memo(smallvec::SmallVec<[(Field, Option<u64>); 8]>);
+
+impl Memo {
+    fn clear(&mut self) {
+        self.0.clear();
+    }
+
+    fn hash(&mut self, f: Field, ev: &Event, pol: &Policy) -> Option<u64> {
+        if let Some(&(_, h)) = self.0.iter().find(|(g, _)| *g == f) {
+            return h;
+        }
+        let h = fields::get(f, ev, pol).map(|v| val_hash(&v));
+        self.0.push((f, h));
+        h
+    }
+}
+
+/// An event's work that depends on the event, the rules and the policy only.
+#[derive(Default)]
+struct Plan {
+    /// Event rules it matched.
+    matched: smallvec::SmallVec<[u32; 8]>,
+    /// What it gives each correlation it feeds, in handling order.
+    feeds: smallvec::SmallVec<[Feed; 6]>,
+    /// The feeds' group keys.
+    keys: smallvec::SmallVec<[GroupKey; 12]>,
+    /// Whether a matched rule has consumers (the event then goes into the evidence ring).
+    fed: bool,
+    /// Code of its destination (0: none, or it feeds no correlation).
+    dst_h: u64,
+    /// Its field hashes.
+    memo: Memo,
+}
+
+impl Plan {
+    fn keys_of(&self, f: &Feed) -> &[GroupKey] {
+        let at = f.at as usize;
+        self.keys.get(at..at + f.n as usize).unwrap_or_default()
+    }
+}
+
+/// What an event gives one correlation at one step.
+#[derive(Clone, Copy)]
+struct Feed {
+    c: u32,
+    step: u8,
+    /// Position in [`Plan::matched`] of the rule this feed comes from.
+    from: u32,
+    /// Whether it may open a group.
+    creates: bool,
+    /// Whether a `process.tree` field gave one key per ancestor.
+    tree_keys: bool,
+    /// Whether it has the counted value.
+    has_val: bool,
+    /// Its keys: `Plan::keys[at..at + n]`.
+    at: u32,
+    n: u32,
+    /// Code of the counted value (0: none).
+    val_h: u64,
 }
 
 /// Whether suppression holds back an alert at `t` of a rule and key that last alerted at
@@ -1495,29 +1707,11 @@ type GroupKey = (u64, Option<u32>);
 /// An event's group-by values (inline: no allocation per correlation and event).
 type Vals<'e> = smallvec::SmallVec<[Val<'e>; 2]>;
 
-/// The group keys an event contributes to (a process tree gives a few).
-type Keys = smallvec::SmallVec<[GroupKey; 4]>;
-
 /// The hasher of group keys, values and destinations: foldhash with a fixed seed (derived
 /// alert ids must not change between runs); a fifth of the cost of SipHash on these short keys.
 fn key_hasher() -> foldhash::fast::FoldHasher {
     use std::hash::BuildHasher;
     foldhash::fast::FixedState::with_seed(0x6c61_7465_7261_6c20).build_hasher()
-}
-
-/// Hash of group-by values; `tree` replaces the value at an index by a tree root.
-fn key_hash(vals: &[Val<'_>], tree: Option<(usize, u32)>) -> u64 {
-    let mut h = key_hasher();
-    for (i, v) in vals.iter().enumerate() {
-        match (tree, v) {
-            (Some((at, root)), _) if at == i => (1u8, i64::from(root)).hash(&mut h),
-            (_, Val::Str(s)) => (0u8, s.as_ref()).hash(&mut h),
-            (_, Val::Int(n)) => (1u8, *n).hash(&mut h),
-            (_, Val::Bool(b)) => (2u8, *b).hash(&mut h),
-            (_, Val::List(l)) => (3u8, *l).hash(&mut h),
-        }
-    }
-    h.finish()
 }
 
 struct Fire {

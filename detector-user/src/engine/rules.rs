@@ -28,6 +28,9 @@ pub enum CorrType {
     TemporalOrdered,
 }
 
+/// Most rules one correlation may reference.
+pub const MAX_STEPS: usize = 255;
+
 /// A compiled correlation.
 #[derive(Debug)]
 pub struct Correlation {
@@ -585,6 +588,16 @@ fn compile_corr(
     if steps.is_empty() {
         return Err(PosError::new(&f.pos, "`rules` is empty"));
     }
+    // Window entries keep their step in a byte.
+    if steps.len() > MAX_STEPS {
+        return Err(PosError::new(
+            &f.pos,
+            format!(
+                "`rules` lists {} rules; a correlation takes at most {MAX_STEPS}",
+                steps.len()
+            ),
+        ));
+    }
     if matches!(ty, CorrType::Temporal | CorrType::TemporalOrdered) && steps.len() < 2 {
         return Err(PosError::new(
             &f.pos,
@@ -975,6 +988,15 @@ mod tests {
         assert!(e[0].msg.contains("not supported"));
         let e = load("rules:\n  - id: a\n    title: A\n    severity: low\n    condition: {kind: connect}\n  - id: b\n    title: B\n    severity: low\n    correlation: {type: event_count, rules: [a], timespan: 1s}\n  - id: c\n    title: C\n    severity: low\n    correlation: {type: event_count, rules: [b], timespan: 1s}\n").unwrap_err();
         assert!(e[0].msg.contains("chaining"));
+        // A step is kept in a byte: more rules than that are refused, not wrapped around.
+        let refs = vec!["a"; MAX_STEPS + 1].join(", ");
+        let e = load(&format!("rules:\n  - id: a\n    title: A\n    severity: low\n    condition: {{kind: connect}}\n  - id: b\n    title: B\n    severity: low\n    correlation: {{type: temporal_ordered, rules: [{refs}], timespan: 1s}}\n")).unwrap_err();
+        assert!(
+            e[0].msg.contains("at most 255") && e[0].to_string().starts_with("r.yaml:9:"),
+            "{e:?}"
+        );
+        let refs = vec!["a"; MAX_STEPS].join(", ");
+        assert!(load(&format!("rules:\n  - id: a\n    title: A\n    severity: low\n    condition: {{kind: connect}}\n  - id: b\n    title: B\n    severity: low\n    correlation: {{type: temporal_ordered, rules: [{refs}], timespan: 1s}}\n")).is_ok());
     }
 
     #[test]
