@@ -399,6 +399,38 @@ fn compile_entry(
     Ok(all)
 }
 
+/// One field test on an event (a missing field fails it).
+#[inline(never)]
+fn test(f: Field, op: &Op, s: &fields::Subject<'_>) -> bool {
+    let v = fields::get_at(f, s);
+    if let Op::Exists(want) = op {
+        return v.is_some() == *want;
+    }
+    let Some(v) = v else { return false };
+    match op {
+        Op::StrIn(set) => str_test(&v, |s| set.contains(s)),
+        Op::IntIn(set) => matches!(v, Val::Int(i) if set.contains(&i)),
+        Op::BoolEq(b) => v == Val::Bool(*b),
+        Op::Glob(g, _) => str_test(&v, |s| g.is_match(s)),
+        Op::Prefix(p) => str_test(&v, |s| p.iter().any(|x| s.starts_with(x.as_str()))),
+        Op::Suffix(p) => str_test(&v, |s| p.iter().any(|x| s.ends_with(x.as_str()))),
+        Op::Contains(p) => str_test(&v, |s| p.iter().any(|x| s.contains(x.as_str()))),
+        Op::Cidr(nets) => str_test(&v, |s| {
+            fields::parse_ip(s).is_some_and(|ip| nets.iter().any(|n| n.contains(&ip)))
+        }),
+        Op::Regex(r) => str_test(&v, |s| r.is_match(s)),
+        Op::Cmp(c, b) => matches!(v, Val::Int(a) if c.eval(a, *b)),
+        Op::Exists(_) => true,
+        Op::EqField(o) | Op::NeqField(o) => {
+            let Some(w) = fields::get(*o, s.ev, s.pol) else {
+                return false;
+            };
+            let eq = v.render() == w.render();
+            eq == matches!(op, Op::EqField(_))
+        }
+    }
+}
+
 fn str_test(v: &Val<'_>, pred: impl Fn(&str) -> bool) -> bool {
     match v {
         Val::Str(s) => pred(s),
@@ -416,7 +448,8 @@ impl Cond {
 
     /// [`Cond::eval`] on an event whose shared parts are parsed already.
     pub fn eval_at(&self, s: &fields::Subject<'_>) -> bool {
-        let (ev, pol) = (s.ev, s.pol);
+        // The tree walk and the common tests stay in this small frame; other tests are in
+        // `test`, whose frame (values, regexes, globs) every level would otherwise set up.
         match self {
             Cond::True => true,
             Cond::All(c) => c.iter().all(|c| c.eval_at(s)),
@@ -425,35 +458,10 @@ impl Cond {
             Cond::Test(Field::DstAddr, Op::Cidr(nets)) => s
                 .dst_ip
                 .is_some_and(|ip| nets.iter().any(|n| n.contains(&ip))),
-            Cond::Test(f, op) => {
-                let v = fields::get_at(*f, s);
-                if let Op::Exists(want) = op {
-                    return v.is_some() == *want;
-                }
-                let Some(v) = v else { return false };
-                match op {
-                    Op::StrIn(set) => str_test(&v, |s| set.contains(s)),
-                    Op::IntIn(set) => matches!(v, Val::Int(i) if set.contains(&i)),
-                    Op::BoolEq(b) => v == Val::Bool(*b),
-                    Op::Glob(g, _) => str_test(&v, |s| g.is_match(s)),
-                    Op::Prefix(p) => str_test(&v, |s| p.iter().any(|x| s.starts_with(x.as_str()))),
-                    Op::Suffix(p) => str_test(&v, |s| p.iter().any(|x| s.ends_with(x.as_str()))),
-                    Op::Contains(p) => str_test(&v, |s| p.iter().any(|x| s.contains(x.as_str()))),
-                    Op::Cidr(nets) => str_test(&v, |s| {
-                        fields::parse_ip(s).is_some_and(|ip| nets.iter().any(|n| n.contains(&ip)))
-                    }),
-                    Op::Regex(r) => str_test(&v, |s| r.is_match(s)),
-                    Op::Cmp(c, b) => matches!(v, Val::Int(a) if c.eval(a, *b)),
-                    Op::Exists(_) => true,
-                    Op::EqField(o) | Op::NeqField(o) => {
-                        let Some(w) = fields::get(*o, ev, pol) else {
-                            return false;
-                        };
-                        let eq = v.render() == w.render();
-                        eq == matches!(op, Op::EqField(_))
-                    }
-                }
+            Cond::Test(f, Op::StrIn(set)) if fields::is_enum(*f) => {
+                fields::enum_name(*f, s.ev).is_some_and(|v| set.contains(v))
             }
+            Cond::Test(f, op) => test(*f, op, s),
         }
     }
 

@@ -353,6 +353,27 @@ pub fn dst_string(addr: &str, port: u16) -> String {
 }
 
 /// snake_case name of a serde unit enum variant (the same string JSON carries).
+/// The name of an enum-valued field's value (`net.direction` → `outbound`), read without
+/// building a [`Val`]: conditions test these on nearly every event.
+pub fn enum_name(f: Field, ev: &Event) -> Option<&'static str> {
+    match f {
+        Field::Kind => Some(ev.kind.as_str()),
+        Field::Protocol => ev.net.as_ref().map(|n| enum_str(&n.protocol)),
+        Field::Direction => ev.net.as_ref().map(|n| enum_str(&n.direction)),
+        Field::Outcome => ev.net.as_ref().map(|n| enum_str(&n.outcome)),
+        Field::Via => ev.file.as_ref().map(|x| enum_str(&x.via)),
+        _ => None,
+    }
+}
+
+/// Whether `f` is one of the fields [`enum_name`] reads.
+pub fn is_enum(f: Field) -> bool {
+    matches!(
+        f,
+        Field::Kind | Field::Protocol | Field::Direction | Field::Outcome | Field::Via
+    )
+}
+
 fn enum_str<T: EnumName>(v: &T) -> &'static str {
     v.name()
 }
@@ -418,6 +439,78 @@ mod tests {
         assert_eq!(home_user("/root/.ssh/id_rsa"), Some("root"));
         assert_eq!(home_user("/etc/shadow"), None);
         assert_eq!(home_user("/home/x"), None);
+    }
+
+    /// The shortcut conditions take for enum-valued fields reads what `get` gives.
+    #[test]
+    fn enum_name_is_the_field_value() {
+        use crate::event::{Direction, FileInfo, Kind, NetInfo, Outcome, Protocol, Via};
+        let mut ev = Event {
+            ts: 1,
+            kind: Kind::Connect,
+            process: None,
+            exec: None,
+            fork: None,
+            exit: None,
+            net: None,
+            file: None,
+            loss: None,
+        };
+        let pol = Policy::default();
+        let check = |ev: &Event| {
+            for (_, f) in Field::ALL {
+                let via_get = get(*f, ev, &pol).map(|v| v.render().into_owned());
+                if is_enum(*f) {
+                    assert_eq!(enum_name(*f, ev).map(str::to_string), via_get, "{f:?}");
+                } else {
+                    assert_eq!(enum_name(*f, ev), None, "{f:?}");
+                }
+            }
+        };
+        check(&ev);
+        for (p, d, o) in [
+            (Protocol::Tcp, Direction::Outbound, Outcome::InProgress),
+            (Protocol::Udp, Direction::Inbound, Outcome::Established),
+            (Protocol::Other, Direction::Outbound, Outcome::Refused),
+            (Protocol::Tcp, Direction::Outbound, Outcome::Failed),
+            (Protocol::Udp, Direction::Outbound, Outcome::Associated),
+        ] {
+            ev.net = Some(NetInfo {
+                protocol: p,
+                family: 4,
+                direction: d,
+                src_addr: "0.0.0.0".into(),
+                src_port: 0,
+                dst_addr: "10.0.0.1".into(),
+                dst_port: 22,
+                outcome: o,
+                error: None,
+                sock: 1,
+            });
+            check(&ev);
+        }
+        for (k, via) in [
+            (Kind::CredOpen, Via::Syscall),
+            (Kind::CredRead, Via::IoUring),
+            (Kind::CredRead, Via::Filemap),
+        ] {
+            ev.kind = k;
+            ev.file = Some(FileInfo {
+                watched: "/root/.ssh/id_rsa".into(),
+                category: "ssh_key".into(),
+                path: None,
+                resolved: None,
+                dev: 1,
+                ino: 2,
+                flags: None,
+                access: None,
+                via,
+                target_pid: None,
+                mtime: None,
+                fingerprint: None,
+            });
+            check(&ev);
+        }
     }
 
     #[test]

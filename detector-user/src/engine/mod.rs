@@ -1652,15 +1652,19 @@ fn add_evidence(
     max_evidence: usize,
     cred: Option<&Arc<AlertCredential>>,
 ) {
-    let at = g.evidence.partition_point(|&(_, x)| x <= ts);
-    g.evidence.insert(at, (seq, ts));
+    if g.evidence.back().is_none_or(|&(_, x)| x <= ts) {
+        g.evidence.push_back((seq, ts));
+    } else {
+        let at = g.evidence.partition_point(|&(_, x)| x <= ts);
+        g.evidence.insert(at, (seq, ts));
+    }
     if let Some(cr) = cred {
         g.creds
             .get_or_insert_with(Default::default)
             .push((seq, Arc::clone(cr)));
     }
     if g.evidence.len() > max_evidence {
-        if let Some((gone, _)) = g.evidence.remove(1) {
+        if let Some((gone, _)) = g.evidence.remove_second() {
             forget_cred(g, gone);
         }
     }
@@ -1670,14 +1674,16 @@ fn add_evidence(
 /// unless the event is there twice (it matched two steps of one correlation). The group
 /// keeps the credentials of its evidence events only.
 fn forget_cred(g: &mut Group, seq: u64) {
-    if g.evidence.iter().any(|&(s, _)| s == seq) {
+    // Most evidence events carry no credential: that is the cheap test, made first.
+    let Some(cs) = g.creds.as_mut() else {
+        return;
+    };
+    if !cs.iter().any(|&(s, _)| s == seq) || g.evidence.iter().any(|&(s, _)| s == seq) {
         return;
     }
-    if let Some(cs) = g.creds.as_mut() {
-        cs.retain(|&(s, _)| s != seq);
-        if cs.is_empty() {
-            g.creds = None;
-        }
+    cs.retain(|&(s, _)| s != seq);
+    if cs.is_empty() {
+        g.creds = None;
     }
 }
 
