@@ -537,15 +537,6 @@ struct Details {
     credential: Option<AlertCredential>,
 }
 
-/// True when adding events can only turn the condition from false to true: it may then fire
-/// on the event that completes it.
-fn monotone(c: &Correlation) -> bool {
-    c.budget
-        || c.condition
-            .iter()
-            .all(|(op, _)| matches!(op, CmpOp::Gt | CmpOp::Gte))
-}
-
 impl Engine {
     /// An engine over a loaded rule set and policy (identities, baseline).
     pub fn new(rules: RuleSet, policy: Policy, opts: EngineOptions) -> Engine {
@@ -1064,9 +1055,9 @@ impl Engine {
                 o.pop_front();
             }
         }
-        let net_field = c.field.is_some_and(|f| f.path().starts_with("net."));
+        let net_field = c.net_field;
         let by_val = has_val && net_field;
-        let mono = monotone(c);
+        let mono = c.monotone;
         let distinct = c.ty == CorrType::ValueCount;
         // temporal_ordered decisions may reuse the chain found for an earlier event.
         let chains = ordered && mono && c.max_gap.is_none();
@@ -1310,6 +1301,7 @@ fn plan(rules: &RuleSet, pol: &Policy, cand: &mut Vec<u32>, ev: &Event, p: &mut 
     p.matched.clear();
     p.feeds.clear();
     p.keys.clear();
+    p.keyed.clear();
     p.memo.clear();
     p.fed = false;
     p.dst_h = 0;
@@ -1337,19 +1329,24 @@ fn plan(rules: &RuleSet, pol: &Policy, cand: &mut Vec<u32>, ev: &Event, p: &mut 
             // Correlations grouping alike (e.g. every rule keyed by process tree) share keys.
             let group_by = corr.step_group_by.get(step).unwrap_or(&corr.group_by);
             let tree_keys = !creates || corr.ty == CorrType::Temporal;
-            let shared = p.feeds.iter().find(|f| {
-                f.creates == creates
-                    && f.tree_keys == tree_keys
-                    && step_group_by(rules, f) == Some(group_by.as_slice())
-            });
-            let (at, n) = match shared {
-                Some(f) => (f.at, f.n),
+            let shared = p
+                .keyed
+                .iter()
+                .filter_map(|&i| p.feeds.get(i as usize))
+                .find(|f| {
+                    f.creates == creates
+                        && f.tree_keys == tree_keys
+                        && step_group_by(rules, f) == Some(group_by.as_slice())
+                });
+            let (at, n, computed) = match shared {
+                Some(f) => (f.at, f.n, false),
                 None => {
                     let at = p.keys.len();
                     if !group_keys(group_by, tree_keys, creates, ev, pol, p) {
+                        p.keys.truncate(at);
                         continue;
                     }
-                    (at as u32, (p.keys.len() - at) as u32)
+                    (at as u32, (p.keys.len() - at) as u32, true)
                 }
             };
             let has_val;
@@ -1381,6 +1378,9 @@ fn plan(rules: &RuleSet, pol: &Policy, cand: &mut Vec<u32>, ev: &Event, p: &mut 
                     },
                 },
             };
+            if computed {
+                p.keyed.push(p.feeds.len() as u32);
+            }
             p.feeds.push(Feed {
                 c: c as u32,
                 step: step as u8,
@@ -1523,6 +1523,9 @@ struct Plan {
     feeds: smallvec::SmallVec<[Feed; 6]>,
     /// The feeds' group keys.
     keys: smallvec::SmallVec<[GroupKey; 12]>,
+    /// Feeds that computed their keys (the others share one of these): only these are
+    /// searched for a match, so many correlations of few distinct groupings stay linear.
+    keyed: smallvec::SmallVec<[u32; 6]>,
     /// Whether a matched rule has consumers (the event then goes into the evidence ring).
     fed: bool,
     /// Code of its destination (0: none, or it feeds no correlation).
@@ -1792,7 +1795,7 @@ fn satisfied(
 ) -> Option<usize> {
     // Counting stops once every (gt/gte) threshold is exceeded: the answer cannot change and
     // a busy group must not cost a full scan per event.
-    let cap = if !c.budget && monotone(c) {
+    let cap = if !c.budget && c.monotone {
         c.condition
             .iter()
             .map(|(_, v)| v.saturating_add(1))

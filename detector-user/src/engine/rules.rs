@@ -56,6 +56,11 @@ pub struct Correlation {
     /// When the group's identity has a configured `fan_out_budget`, it replaces the threshold
     /// (`gt budget`).
     pub budget: bool,
+    /// Adding events can only turn the condition from false to true (`gt`/`gte`, or a
+    /// budget): it may then fire on the event that completes it.
+    pub monotone: bool,
+    /// The counted field is a network one (`net.…`): display names are kept per value.
+    pub net_field: bool,
 }
 
 /// What a rule does.
@@ -681,6 +686,11 @@ fn compile_corr(
         .map(|b| b.as_bool())
         .transpose()?
         .unwrap_or(false);
+    let monotone = budget
+        || condition
+            .iter()
+            .all(|(op, _)| matches!(op, CmpOp::Gt | CmpOp::Gte));
+    let net_field = field.is_some_and(|f| f.path().starts_with("net."));
     Ok(Correlation {
         ty,
         steps,
@@ -692,6 +702,8 @@ fn compile_corr(
         condition,
         max_gap,
         budget,
+        monotone,
+        net_field,
     })
 }
 
