@@ -770,16 +770,8 @@ impl Engine {
             if hi == 0 || lo >= hi {
                 continue;
             }
-            let Some(from) = satisfied(
-                c,
-                g,
-                lo,
-                hi - 1,
-                false,
-                &self.policy,
-                &d.ev,
-                &mut self.scratch,
-            ) else {
+            let budget = budget_of(c, &d.ev, &self.policy);
+            let Some(from) = satisfied(c, g, lo, hi - 1, false, budget, &mut self.scratch) else {
                 continue;
             };
             let suppress = rules.rules[d.c].suppress;
@@ -1200,7 +1192,7 @@ impl Engine {
                 continue;
             }
             let need = if distinct || chains {
-                need(c, ev, &self.policy)
+                need(c, f.budget)
             } else {
                 None
             };
@@ -1224,7 +1216,7 @@ impl Engine {
                     {
                         continue;
                     }
-                    let d = satisfied(c, g, lo, hi, false, &self.policy, ev, &mut self.scratch);
+                    let d = satisfied(c, g, lo, hi, false, f.budget, &mut self.scratch);
                     if let (true, Some(k)) = (distinct, need) {
                         g.relax(k);
                     }
@@ -1233,9 +1225,9 @@ impl Engine {
                     }
                     d.map(|from| (lo, hi, from))
                 }
-                Some(f) => {
+                Some(fr) => {
                     g.chain = 0;
-                    let d = scan(c, g, f, &self.policy, ev, &mut self.scratch);
+                    let d = scan(c, g, fr, f.budget, &mut self.scratch);
                     clear_fresh(g);
                     d
                 }
@@ -1391,6 +1383,7 @@ fn plan(rules: &RuleSet, pol: &Policy, cand: &mut Vec<u32>, ev: &Event, p: &mut 
                 at,
                 n,
                 val_h,
+                budget: budget_of(corr, ev, pol),
             });
         }
     }
@@ -1559,6 +1552,8 @@ struct Feed {
     n: u32,
     /// Code of the counted value (0: none).
     val_h: u64,
+    /// The fan-out budget of its identity, for a `budget: true` correlation.
+    budget: Option<u32>,
 }
 
 /// Whether suppression holds back an alert at `t` of a rule and key that last alerted at
@@ -1789,8 +1784,7 @@ fn satisfied(
     lo: usize,
     hi: usize,
     skip_fresh: bool,
-    pol: &Policy,
-    ev: &Event,
+    budget: Option<u32>,
     scratch: &mut HashSet<u64, FastBuild>,
 ) -> Option<usize> {
     // Counting stops once every (gt/gte) threshold is exceeded: the answer cannot change and
@@ -1821,7 +1815,7 @@ fn satisfied(
                 && hi + 1 == g.entries.len()
                 && g.lb != 0
                 && g.lb != STALE
-                && need(c, ev, pol).is_some_and(|k| i64::from(g.lb) >= k) =>
+                && need(c, budget).is_some_and(|k| i64::from(g.lb) >= k) =>
         {
             i64::from(g.lb)
         }
@@ -1899,7 +1893,7 @@ fn satisfied(
             n
         }
     };
-    let ok = match budget_of(c, ev, pol) {
+    let ok = match budget {
         Some(b) => n > i64::from(b),
         None => c.condition.iter().all(|(op, v)| op.eval(n, *v)),
     };
@@ -1930,8 +1924,8 @@ fn budget_of(c: &Correlation, ev: &Event, pol: &Policy) -> Option<u32> {
 
 /// For a condition that only `gt`/`gte` make up (or a budget): the least count that
 /// satisfies it.
-fn need(c: &Correlation, ev: &Event, pol: &Policy) -> Option<i64> {
-    if let Some(b) = budget_of(c, ev, pol) {
+fn need(c: &Correlation, budget: Option<u32>) -> Option<i64> {
+    if let Some(b) = budget {
         return Some(i64::from(b).saturating_add(1));
     }
     c.condition.iter().try_fold(0i64, |k, &(op, v)| match op {
@@ -1949,8 +1943,7 @@ fn scan(
     c: &Correlation,
     g: &Group,
     f: u64,
-    pol: &Policy,
-    ev: &Event,
+    budget: Option<u32>,
     scratch: &mut HashSet<u64, FastBuild>,
 ) -> Option<(usize, usize, usize)> {
     let j0 = g.entries.partition_point(|e| e.ts < f);
@@ -1962,10 +1955,10 @@ fn scan(
         let lo = g
             .entries
             .partition_point(|e| e.ts < end.ts.saturating_sub(c.timespan));
-        let Some(from) = satisfied(c, g, lo, j, false, pol, ev, scratch) else {
+        let Some(from) = satisfied(c, g, lo, j, false, budget, scratch) else {
             continue;
         };
-        if !end.fresh() && satisfied(c, g, lo, j, true, pol, ev, scratch).is_some() {
+        if !end.fresh() && satisfied(c, g, lo, j, true, budget, scratch).is_some() {
             continue;
         }
         return Some((lo, j, from));
