@@ -16,7 +16,7 @@ use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 
 use globset::{Glob, GlobSet, GlobSetBuilder};
-use ipnet::IpNet;
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use regex::Regex;
 
 use super::fields::{self, Field, FieldType, Policy, Val};
@@ -82,6 +82,32 @@ pub enum Cond {
     Test(Field, Op),
 }
 
+/// The networks of a `cidr` test, by family: an address is only compared with networks of
+/// its own family, without going through `IpNet`'s dispatch for each (most connects test two
+/// lists of two networks).
+#[derive(Debug, Default)]
+pub struct Nets {
+    v4: Vec<Ipv4Net>,
+    v6: Vec<Ipv6Net>,
+}
+
+impl Nets {
+    fn push(&mut self, n: IpNet) {
+        match n {
+            IpNet::V4(n) => self.v4.push(n),
+            IpNet::V6(n) => self.v6.push(n),
+        }
+    }
+
+    /// Whether any network holds `ip`.
+    pub fn contains(&self, ip: &IpAddr) -> bool {
+        match ip {
+            IpAddr::V4(a) => self.v4.iter().any(|n| n.contains(a)),
+            IpAddr::V6(a) => self.v6.iter().any(|n| n.contains(a)),
+        }
+    }
+}
+
 /// A compiled operator on a field value.
 #[derive(Debug)]
 pub enum Op {
@@ -100,7 +126,7 @@ pub enum Op {
     /// Substrings.
     Contains(Vec<String>),
     /// Networks.
-    Cidr(Vec<IpNet>),
+    Cidr(Nets),
     /// Regular expression (unanchored, as `regex::Regex::is_match`).
     Regex(Regex),
     /// Integer comparison.
@@ -254,7 +280,7 @@ fn compile_op(f: Field, key: &Node, op: &str, v: &Node, lists: &Lists) -> Result
         "contains" => string_op(f, key, op).and_then(|_| t(Op::Contains(strings(v, lists)?))),
         "cidr" => {
             string_op(f, key, op)?;
-            let mut nets = Vec::new();
+            let mut nets = Nets::default();
             for it in items(v, lists)? {
                 let s = it.as_scalar_string()?;
                 let net = s
@@ -416,7 +442,7 @@ fn test(f: Field, op: &Op, s: &fields::Subject<'_>) -> bool {
         Op::Suffix(p) => str_test(&v, |s| p.iter().any(|x| s.ends_with(x.as_str()))),
         Op::Contains(p) => str_test(&v, |s| p.iter().any(|x| s.contains(x.as_str()))),
         Op::Cidr(nets) => str_test(&v, |s| {
-            fields::parse_ip(s).is_some_and(|ip| nets.iter().any(|n| n.contains(&ip)))
+            fields::parse_ip(s).is_some_and(|ip| nets.contains(&ip))
         }),
         Op::Regex(r) => str_test(&v, |s| r.is_match(s)),
         Op::Cmp(c, b) => matches!(v, Val::Int(a) if c.eval(a, *b)),
@@ -457,7 +483,7 @@ impl Cond {
             Cond::Not(c) => !c.eval_at(s),
             Cond::Test(Field::DstAddr, Op::Cidr(nets)) => s
                 .dst_ip
-                .is_some_and(|ip| nets.iter().any(|n| n.contains(&ip))),
+                .is_some_and(|ip| nets.contains(&ip)),
             Cond::Test(f, Op::StrIn(set)) if fields::is_enum(*f) => {
                 fields::enum_name(*f, s.ev).is_some_and(|v| set.contains(v))
             }
