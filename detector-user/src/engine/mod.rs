@@ -1083,7 +1083,7 @@ impl Engine {
             let s = gs.insert(key, Group::empty());
             found.push((key, tree, s));
         }
-        for (key, tree, s) in found {
+        for &(key, tree, s) in found.iter() {
             let Some(gs) = self.groups[c_idx].as_mut() else {
                 return;
             };
