@@ -481,9 +481,9 @@ impl Cond {
             Cond::All(c) => c.iter().all(|c| c.eval_at(s)),
             Cond::Any(c) => c.iter().any(|c| c.eval_at(s)),
             Cond::Not(c) => !c.eval_at(s),
-            Cond::Test(Field::DstAddr, Op::Cidr(nets)) => s
-                .dst_ip
-                .is_some_and(|ip| nets.contains(&ip)),
+            Cond::Test(Field::DstAddr, Op::Cidr(nets)) => {
+                s.dst_ip.is_some_and(|ip| nets.contains(&ip))
+            }
             Cond::Test(f, Op::StrIn(set)) if fields::is_enum(*f) => {
                 fields::enum_name(*f, s.ev).is_some_and(|v| set.contains(v))
             }
