@@ -15,6 +15,10 @@
 //! default pack with the rule files there (to measure what one rule costs, by leaving it out).
 //! Plain timed replays rather than criterion: criterion's minimum of ten samples of a 10 M-event
 //! stream would take many minutes.
+//!
+//! The target is a rate on one core, so the bench pins itself to one CPU (the last, or
+//! `BENCH_CPU`; `BENCH_CPU=none` leaves it unpinned): moved between cores mid-run, the engine
+//! refills its caches and the rate varied by a tenth from run to run on a 2-vCPU guest.
 
 use std::hint::black_box;
 
@@ -375,7 +379,32 @@ fn memory_1m_keys() {
     );
 }
 
+/// Pins this process to one CPU (see the module documentation); says which on stderr.
+fn pin() {
+    let choice = std::env::var("BENCH_CPU").unwrap_or_default();
+    if choice == "none" {
+        return;
+    }
+    // SAFETY: sysconf has no memory effects.
+    let ncpu = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) }.max(1) as usize;
+    let cpu = choice.parse().unwrap_or(ncpu - 1);
+    // SAFETY: `set` is a zeroed cpu_set_t that CPU_SET fills and sched_setaffinity reads.
+    let ok = unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) == 0
+    };
+    if ok {
+        eprintln!("engine bench: pinned to CPU {cpu}");
+    } else {
+        eprintln!("engine bench: could not pin to CPU {cpu}; running unpinned");
+    }
+}
+
 fn main() {
+    if benchmarking() {
+        pin();
+    }
     // SKIP_MEMORY=1 leaves out the 1 M keys measurement (e.g. when profiling throughput).
     if benchmarking() && std::env::var_os("SKIP_MEMORY").is_none() {
         memory_1m_keys();
