@@ -44,11 +44,12 @@ pub fn observe(baseline: &mut Baseline, resolver: &IdentityResolver, mut ev: Eve
     };
     if ev.kind == Kind::Connect && n.direction == Direction::Outbound {
         let id = resolver.apply(p).to_string();
+        // `[addr]:port` for IPv6: `fd00::1:443` would read back as another address.
         baseline
             .peers
             .entry(id)
             .or_default()
-            .insert(format!("{}:{}", n.dst_addr, n.dst_port));
+            .insert(crate::engine::fields::dst_string(&n.dst_addr, n.dst_port));
     }
 }
 

@@ -301,8 +301,9 @@ fn get_ip<'a>(
         PeerAllowed | Novel => {
             let n = n?;
             let id = p?.identity.as_deref()?;
-            let declared = dst_ip().and_then(|ip| pol.identities.peer_declared(id, ip, n.dst_port));
-            let learned = pol.baseline.knows(id, &n.dst_addr, n.dst_port);
+            let ip = dst_ip();
+            let declared = ip.and_then(|ip| pol.identities.peer_declared(id, ip, n.dst_port));
+            let learned = pol.baseline.knows(id, ip, n.dst_port);
             let allowed = match (declared, learned) {
                 (None, None) => return None,
                 (a, b) => a.unwrap_or(false) || b.unwrap_or(false),

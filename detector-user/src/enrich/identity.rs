@@ -411,8 +411,65 @@ pub fn derived_identity(p: &Process) -> String {
 /// ```
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Baseline {
-    /// identity → set of `addr:port` (or bare `addr`, any port).
-    pub peers: HashMap<String, HashSet<String>>,
+    /// identity → its peers.
+    pub peers: HashMap<String, Peers>,
+}
+
+/// One identity's learned peers: the entries as written (`addr:port`, bare `addr` for any
+/// port, or a network), and the same parsed once, so that a lookup on every connect is a hash
+/// probe rather than parsing every entry.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Peers {
+    text: HashSet<String>,
+    /// Single addresses, with their port (`None`: any port).
+    exact: HashSet<(IpAddr, Option<u16>)>,
+    /// Networks wider than one address.
+    nets: Vec<AddrPattern>,
+}
+
+impl Peers {
+    /// Adds an entry (`10.0.0.1:22`, `[fd00::1]:443`, `10.0.0.1`, `10.0.0.0/8:443`); one that
+    /// is no address pattern is kept as written (a file that fails to load says which).
+    pub fn insert(&mut self, entry: String) {
+        if self.text.contains(&entry) {
+            return;
+        }
+        if let Some(p) = AddrPattern::parse(&entry) {
+            if p.net.prefix_len() == p.net.max_prefix_len() {
+                self.exact.insert((p.net.addr(), p.port));
+            } else {
+                self.nets.push(p);
+            }
+        }
+        self.text.insert(entry);
+    }
+
+    /// The entries as written.
+    pub fn iter(&self) -> impl Iterator<Item = &String> {
+        self.text.iter()
+    }
+
+    /// Number of entries.
+    pub fn len(&self) -> usize {
+        self.text.len()
+    }
+
+    /// True when there are none.
+    pub fn is_empty(&self) -> bool {
+        self.text.is_empty()
+    }
+
+    /// Whether `entry` is listed as written.
+    pub fn contains(&self, entry: &str) -> bool {
+        self.text.contains(entry)
+    }
+
+    /// Whether `addr:port` is among the peers.
+    pub fn knows(&self, addr: IpAddr, port: u16) -> bool {
+        self.exact.contains(&(addr, Some(port)))
+            || self.exact.contains(&(addr, None))
+            || self.nets.iter().any(|p| p.matches(addr, port))
+    }
 }
 
 impl Baseline {
@@ -469,18 +526,11 @@ impl Baseline {
         out
     }
 
-    /// Whether the baseline knows `identity` and, if so, whether `addr:port` is among its peers.
-    pub fn knows(&self, identity: &str, addr: &str, port: u16) -> Option<bool> {
-        let set = self.peers.get(identity)?;
-        Some(
-            set.contains(addr) || set.contains(&format!("{addr}:{port}")) || {
-                let ip: Option<IpAddr> = addr.parse().ok();
-                ip.is_some_and(|ip| {
-                    set.iter()
-                        .any(|s| AddrPattern::parse(s).is_some_and(|p| p.matches(ip, port)))
-                })
-            },
-        )
+    /// Whether the baseline knows `identity` and, if so, whether `addr:port` is among its
+    /// peers (`addr` parsed; an address that does not parse is no known peer).
+    pub fn knows(&self, identity: &str, addr: Option<IpAddr>, port: u16) -> Option<bool> {
+        let peers = self.peers.get(identity)?;
+        Some(addr.is_some_and(|a| peers.knows(a, port)))
     }
 }
 
@@ -612,8 +662,34 @@ mod tests {
             .insert("10.0.0.1:22".into());
         let y = b.to_yaml();
         assert_eq!(Baseline::parse("b", &y).unwrap(), b);
-        assert_eq!(b.knows("a b", "10.0.0.1", 22), Some(true));
-        assert_eq!(b.knows("a b", "10.0.0.1", 23), Some(false));
-        assert_eq!(b.knows("c", "10.0.0.1", 22), None);
+        let ip = |s: &str| s.parse::<IpAddr>().ok();
+        assert_eq!(b.knows("a b", ip("10.0.0.1"), 22), Some(true));
+        assert_eq!(b.knows("a b", ip("10.0.0.1"), 23), Some(false));
+        assert_eq!(b.knows("c", ip("10.0.0.1"), 22), None);
+        // Every entry form: address and port (IPv6 in brackets), any port, a network.
+        let mut b = Baseline::default();
+        let peers = b.peers.entry("x".into()).or_default();
+        for e in [
+            "[fd00::1]:443",
+            "10.0.0.2",
+            "10.1.0.0/16:5432",
+            "fd00:1::/64",
+        ] {
+            peers.insert(e.into());
+        }
+        assert_eq!(Baseline::parse("b", &b.to_yaml()).unwrap(), b);
+        for (addr, port, known) in [
+            ("fd00::1", 443, true),
+            ("fd00::1", 444, false),
+            ("fd00::1:443", 443, false),
+            ("10.0.0.2", 1, true),
+            ("10.1.2.3", 5432, true),
+            ("10.1.2.3", 5433, false),
+            ("fd00:1::9", 7, true),
+            ("10.0.0.3", 1, false),
+        ] {
+            assert_eq!(b.knows("x", ip(addr), port), Some(known), "{addr} {port}");
+        }
+        assert_eq!(b.knows("x", None, 443), Some(false));
     }
 }
