@@ -33,15 +33,34 @@ enum Mode {
     Prefix(usize),
 }
 
+/// A string literal and the rules filed under it.
+type Filed = (Box<[u8]>, Vec<u32>);
+
 /// One field lookup per event: literal → rules filed under it.
 #[derive(Debug)]
 struct Probe {
     field: Field,
     mode: Mode,
     strs: HashMap<Box<[u8]>, Vec<u32>, LitHash>,
+    /// `strs` again when it holds only a few literals (`net.direction: outbound`): comparing
+    /// a handful of short strings is cheaper than hashing the value, on every event.
+    few: Option<Vec<Filed>>,
     ints: HashMap<i64, Vec<u32>, LitHash>,
     /// Every rule filed here, for a value of an unexpected type (kept conservative).
     all: Vec<u32>,
+}
+
+/// Literal sets up to this size are searched by comparison rather than hashing.
+const FEW: usize = 4;
+
+impl Probe {
+    /// Rules filed under the string literal `key`.
+    fn str_rules(&self, key: &[u8]) -> Option<&Vec<u32>> {
+        match &self.few {
+            Some(few) => few.iter().find(|(k, _)| **k == *key).map(|(_, v)| v),
+            None => self.strs.get(key),
+        }
+    }
 }
 
 /// Probes of one kind. Probes and `always` hold positions in `order`, so candidates come out
@@ -211,6 +230,7 @@ impl LiteralIndex {
                             field,
                             mode,
                             strs: HashMap::default(),
+                            few: None,
                             ints: HashMap::default(),
                             all: Vec::new(),
                         });
@@ -230,6 +250,10 @@ impl LiteralIndex {
                 }
             }
         }
+        for p in &mut ix.probes {
+            p.few = (p.strs.len() <= FEW)
+                .then(|| p.strs.iter().map(|(k, v)| (k.clone(), v.clone())).collect());
+        }
         ix
     }
 
@@ -244,14 +268,26 @@ impl LiteralIndex {
         out.extend_from_slice(&ix.always);
         let mut from_probes = false;
         for p in &ix.probes {
+            // Enum fields (`net.direction`) are read as their name, without building a value.
+            if fields::is_enum(p.field) {
+                let found = fields::enum_name(p.field, ev).and_then(|v| match p.mode {
+                    Mode::Eq => p.str_rules(v.as_bytes()),
+                    Mode::Prefix(n) => v.as_bytes().get(..n).and_then(|h| p.str_rules(h)),
+                });
+                if let Some(rules) = found {
+                    out.extend_from_slice(rules);
+                    from_probes = true;
+                }
+                continue;
+            }
             // A missing field fails the rule's test, so its rules cannot match.
             let Some(v) = fields::get(p.field, ev, pol) else {
                 continue;
             };
             let found = match (&v, p.mode) {
-                (Val::Str(s), Mode::Eq) => p.strs.get(s.as_bytes()),
+                (Val::Str(s), Mode::Eq) => p.str_rules(s.as_bytes()),
                 (Val::Str(s), Mode::Prefix(n)) => {
-                    s.as_bytes().get(..n).and_then(|head| p.strs.get(head))
+                    s.as_bytes().get(..n).and_then(|head| p.str_rules(head))
                 }
                 (Val::Int(n), Mode::Eq) => p.ints.get(n),
                 (Val::Int(_), Mode::Prefix(_)) => None,
