@@ -334,10 +334,19 @@ pub struct KernelOffsets {
     /// only have the `d_iname` bytes: the direct loads of [`direct::DENTRY_WORDS`] are then
     /// never reached.
     pub dentry_shortname: u32,
+    /// `inet_sock.inet_sport`: the source port read by helper where a direct load needs
+    /// `bpf_rdonly_cast` and the kernel lacks it.
+    pub inet_sport: u32,
+    /// `kiocb.ki_filp` (the file of a buffered read, for the `filemap_read` entry hook).
+    pub kiocb_filp: u32,
     /// 1 when userspace patched every [`direct`] load of the object with this kernel's
     /// offsets: the programs then take the BTF-typed direct-load paths; 0 selects the
     /// `bpf_probe_read_kernel` paths (the verifier prunes the other side either way).
     pub direct: u32,
+    /// 1 when the `bpf_rdonly_cast` kfunc (6.2+) was patched in: a pointer held as a number
+    /// becomes BTF-typed. 0 (e.g. 6.1): userspace turned every cast into a plain move, which
+    /// the programs never reach — they read those few members by helper instead.
+    pub has_cast: u32,
 }
 
 impl KernelOffsets {
@@ -379,7 +388,10 @@ impl KernelOffsets {
             regs_arg0: NO_OFFSET,
             files_fdtab: NO_OFFSET,
             dentry_shortname: NO_OFFSET,
+            inet_sport: NO_OFFSET,
+            kiocb_filp: NO_OFFSET,
             direct: 0,
+            has_cast: 0,
         }
     }
 }
@@ -499,6 +511,8 @@ pub mod direct {
     pub const CGROUP_KN: i16 = BASE + 52;
     /// `kernfs_node.id` (the cgroup v2 id)
     pub const KERNFS_NODE_ID: i16 = BASE + 53;
+    /// `kiocb.ki_filp`
+    pub const KIOCB_FILP: i16 = BASE + 54;
 
     /// Immediate of the placeholder `call` that userspace turns into a kfunc call of
     /// `bpf_rdonly_cast(ptr, btf_id)` (which the verifier inlines as a move): it types a
@@ -568,6 +582,7 @@ pub mod direct {
         (CSS_SET_DFL_CGRP, "css_set", "dfl_cgrp"),
         (CGROUP_KN, "cgroup", "kn"),
         (KERNFS_NODE_ID, "kernfs_node", "id"),
+        (KIOCB_FILP, "kiocb", "ki_filp"),
     ];
 
     /// Second halves of 16-byte members: (placeholder, struct, member, bytes past the member's

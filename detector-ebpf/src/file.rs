@@ -16,9 +16,9 @@ use aya_ebpf::{
         bpf_probe_read_kernel_str_bytes, bpf_probe_read_user_str_bytes,
         generated::{bpf_get_current_task_btf, bpf_task_pt_regs},
     },
-    macros::{map, tracepoint},
+    macros::{fentry, map, tracepoint},
     maps::{Array, HashMap, LruHashMap},
-    programs::TracePointContext,
+    programs::{FEntryContext, TracePointContext},
 };
 use detector_common::{
     counter, direct as d, kind, tp_fixed, via, watch, watch_bits, FileEvent, WatchKey,
@@ -26,8 +26,8 @@ use detector_common::{
 };
 
 use crate::{
-    cast, count, direct, dl, fill_header, global, is_agent, kread, kread_pair, lost, task_btf, tpf,
-    wake_flags, CONFIG, EVENTS, KOFF, TPOFF,
+    cast, count, direct, dl, fill_header, global, has_cast, is_agent, kread, kread_pair, lost,
+    task_btf, tpf, wake_flags, CONFIG, EVENTS, KOFF, TPOFF,
 };
 
 /// Which saved syscall register holds the path argument (see `report`).
@@ -44,7 +44,7 @@ const IORING_OP_OPENAT2: u8 = 28;
 const IORING_OP_SPLICE: u8 = 30;
 const IORING_OP_READ_MULTISHOT: u8 = 49;
 /// `REQ_F_FIXED_FILE`: the request's fd is an index into the ring's registered files.
-const REQ_F_FIXED_FILE: u64 = 1;
+const REQ_F_FIXED_FILE: u32 = 1;
 
 /// Watched credential files: (dev, inode) → watch id. Kept current by userspace.
 #[map]
@@ -137,11 +137,19 @@ macro_rules! fd_slots {
     };
 }
 
-/// fd → `struct file *` as a `PTR_TO_BTF_ID`, by direct loads: a slot of the descriptor table
-/// embedded in `files_struct` while the task still uses it (no helper call at all), else one
-/// probe read of `fdt->fd[fd]` whose result is typed with `bpf_rdonly_cast`.
+/// A `struct file *` found by [`fd_file_direct`].
+enum FdFile {
+    /// A `PTR_TO_BTF_ID`: direct loads apply.
+    Typed(u64),
+    /// A plain number (a grown table on a kernel without `bpf_rdonly_cast`): helper reads.
+    Raw(u64),
+}
+
+/// fd → `struct file *`, by direct loads: a slot of the descriptor table embedded in
+/// `files_struct` while the task still uses it (no helper call at all), else one probe read of
+/// `fdt->fd[fd]` whose result is typed with `bpf_rdonly_cast` where the kernel has it.
 #[inline(always)]
-fn fd_file_direct(fd: u64) -> Option<u64> {
+fn fd_file_direct(fd: u64) -> Option<FdFile> {
     let files = dl!(u64, task_btf(), d::TASK_FILES);
     if files == 0 {
         return None;
@@ -157,7 +165,10 @@ fn fd_file_direct(fd: u64) -> Option<u64> {
         if file == 0 {
             return None;
         }
-        return Some(cast!(file, d::TYPE_FILE));
+        if !has_cast() {
+            return Some(FdFile::Raw(file));
+        }
+        return Some(FdFile::Typed(cast!(file, d::TYPE_FILE)));
     }
     let file = fd_slots!(files, fd,
         0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27 28 29 30 31
@@ -166,7 +177,7 @@ fn fd_file_direct(fd: u64) -> Option<u64> {
     if file == 0 {
         None
     } else {
-        Some(file)
+        Some(FdFile::Typed(file))
     }
 }
 
@@ -406,8 +417,10 @@ fn report<const D: bool>(
 #[inline(always)]
 fn opened(fd: u64, how: u32, path_arg: u32) {
     if direct() {
-        if let Some(file) = fd_file_direct(fd) {
-            opened_file::<true>(file, how, path_arg);
+        match fd_file_direct(fd) {
+            Some(FdFile::Typed(file)) => opened_file::<true>(file, how, path_arg),
+            Some(FdFile::Raw(file)) => opened_file::<false>(file, how, path_arg),
+            None => {}
         }
         return;
     }
@@ -525,7 +538,9 @@ fn try_iou_submit(ctx: &TracePointContext) -> Option<()> {
         return None;
     }
     let foff = global!(TPOFF.iou_submit_flags);
-    let flags: u64 = if foff == NO_OFFSET {
+    // The low 32 bits whatever the field's width: a u64 since 6.2, a u32 before (and in
+    // `io_uring_submit_sqe`); `REQ_F_FIXED_FILE` is bit 0 in both.
+    let flags: u32 = if foff == NO_OFFSET {
         0
     } else {
         tpf!(
@@ -533,7 +548,7 @@ fn try_iou_submit(ctx: &TracePointContext) -> Option<()> {
             tp_fixed::IOU_SUBMIT,
             tp_fixed::IOU_SUBMIT_FLAGS,
             foff,
-            u64
+            u32
         )
         .unwrap_or(0)
     };
@@ -619,6 +634,43 @@ fn try_filemap(ctx: &TracePointContext) -> Option<()> {
         ino,
         magic: 0,
     };
+    report::<false>(&id, w, 0, kind::FILE_READ, via::FILEMAP, NO_PATH_ARG);
+    Some(())
+}
+
+/// Buffered reads on kernels without `filemap:mm_filemap_get_pages` (before 6.11): the entry
+/// of `filemap_read`, which every buffered `read_iter` of a page-cache file system goes
+/// through (read, pread, readv, splice, sendfile). Attached only where the tracepoint is
+/// missing and fentry is allowed (not under lockdown, which refuses it).
+#[fentry(function = "filemap_read")]
+pub fn filemap_read(ctx: FEntryContext) -> u32 {
+    let _ = try_filemap_read(&ctx);
+    0
+}
+
+fn try_filemap_read(ctx: &FEntryContext) -> Option<()> {
+    // A BTF-typed `struct kiocb *`: direct loads apply from it.
+    let iocb: u64 = ctx.arg(0);
+    let id = if direct() {
+        let file = dl!(u64, iocb, d::KIOCB_FILP);
+        if file == 0 {
+            return None;
+        }
+        file_id::<true>(file)?
+    } else {
+        file_id::<false>(kread(iocb, global!(KOFF.kiocb_filp))?)?
+    };
+    let w = watched(id.dev, id.ino)?;
+    let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
+    if is_agent(tgid) {
+        return None;
+    }
+    let now = unsafe { bpf_ktime_get_boot_ns() };
+    if seen_recently(tgid, id.dev, id.ino, now) {
+        return None;
+    }
+    // Reported like the tracepoint's reads: by identity, without names.
+    let id = FileId { file: 0, ..id };
     report::<false>(&id, w, 0, kind::FILE_READ, via::FILEMAP, NO_PATH_ARG);
     Some(())
 }

@@ -149,6 +149,13 @@ pub(crate) fn direct() -> bool {
     global!(KOFF.direct) != 0
 }
 
+/// True when `cast!` is a real `bpf_rdonly_cast` (6.2+); else every cast site must take its
+/// helper-read path instead (the patched-out cast is a plain move). A load-time constant.
+#[inline(always)]
+pub(crate) fn has_cast() -> bool {
+    global!(KOFF.has_cast) != 0
+}
+
 /// The current task as a BTF-typed pointer (the start of every [`dl!`] chain).
 #[inline(always)]
 pub(crate) fn task_btf() -> u64 {
@@ -371,7 +378,10 @@ pub(crate) fn fill_header(h: &mut Header, kind: u32) {
     fill_basic(h, kind);
     let task = unsafe { bpf_get_current_task() };
     let nsproxy: u64 = kread(task, global!(KOFF.task_nsproxy)).unwrap_or(0);
-    if let Some(c) = unsafe { PROCS.get(&h.tgid) } {
+    // Map keys must live on the stack: before 6.2 the verifier refuses ring-buffer memory
+    // (where `h` usually is) as a key.
+    let tgid = h.tgid;
+    if let Some(c) = unsafe { PROCS.get(&tgid) } {
         if c.nsproxy == nsproxy && nsproxy != 0 {
             h.start_ns = c.start_ns;
             h.ppid = c.ppid;
@@ -390,7 +400,7 @@ pub(crate) fn fill_header(h: &mut Header, kind: u32) {
             netns: h.netns,
             _pad: 0,
         };
-        let _ = PROCS.insert(&h.tgid, &c, 0);
+        let _ = PROCS.insert(&tgid, &c, 0);
     }
 }
 

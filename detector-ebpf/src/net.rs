@@ -23,8 +23,8 @@ use aya_ebpf::{
 use detector_common::{direct as d, kind, outcome, tp_fixed, Header, ListenKey, NetEvent};
 
 use crate::{
-    cast, direct, dl, fill_basic, fill_common, fill_header, global, is_agent, kread, lost, tpf,
-    wake_flags, EVENTS, KOFF, TPOFF,
+    cast, direct, dl, fill_basic, fill_common, fill_header, global, has_cast, is_agent, kread,
+    lost, tpf, wake_flags, EVENTS, KOFF, TPOFF,
 };
 
 const AF_INET: u16 = 2;
@@ -69,11 +69,14 @@ macro_rules! field {
     };
 }
 
-#[inline(always)]
-fn read_change(ctx: &TracePointContext) -> Option<StateChange> {
+/// Reads a state change of interest into `c` (`false`: not TCP, or a transition of no
+/// interest). A function of its own (`inline(never)`): its temporaries then do not add to the
+/// stack of what handles the change (the verifier limits the sum along a call chain).
+#[inline(never)]
+fn read_change(ctx: &TracePointContext, c: &mut StateChange) -> bool {
     let protocol: u16 = field!(ctx, ISS_PROTOCOL, iss_protocol, u16);
     if protocol != IPPROTO_TCP {
-        return None;
+        return false;
     }
     let old: i32 = field!(ctx, ISS_OLDSTATE, iss_oldstate, i32);
     let new: i32 = field!(ctx, ISS_NEWSTATE, iss_newstate, i32);
@@ -84,38 +87,35 @@ fn read_change(ctx: &TracePointContext) -> Option<StateChange> {
         || old == TCP_LISTEN
         || (old == TCP_SYN_RECV && new == TCP_ESTABLISHED);
     if !interesting {
-        return None;
+        return false;
     }
     let family: u16 = field!(ctx, ISS_FAMILY, iss_family, u16);
-    let mut saddr = [0u8; 16];
-    let mut daddr = [0u8; 16];
     if family == AF_INET {
+        c.saddr = [0; 16];
+        c.daddr = [0; 16];
         let s: [u8; 4] = field!(ctx, ISS_SADDR, iss_saddr, [u8; 4]);
         let d: [u8; 4] = field!(ctx, ISS_DADDR, iss_daddr, [u8; 4]);
-        saddr[..4].copy_from_slice(&s);
-        daddr[..4].copy_from_slice(&d);
+        c.saddr[..4].copy_from_slice(&s);
+        c.daddr[..4].copy_from_slice(&d);
     } else if family == AF_INET6 {
-        saddr = field!(ctx, ISS_SADDR_V6, iss_saddr_v6, [u8; 16]);
-        daddr = field!(ctx, ISS_DADDR_V6, iss_daddr_v6, [u8; 16]);
+        c.saddr = field!(ctx, ISS_SADDR_V6, iss_saddr_v6, [u8; 16]);
+        c.daddr = field!(ctx, ISS_DADDR_V6, iss_daddr_v6, [u8; 16]);
     } else {
-        return None;
+        return false;
     }
-    Some(StateChange {
-        sk: field!(ctx, ISS_SKADDR, iss_skaddr, u64),
-        old,
-        new,
-        family,
-        sport: field!(ctx, ISS_SPORT, iss_sport, u16),
-        dport: field!(ctx, ISS_DPORT, iss_dport, u16),
-        saddr,
-        daddr,
-    })
+    c.sk = field!(ctx, ISS_SKADDR, iss_skaddr, u64);
+    c.old = old;
+    c.new = new;
+    c.family = family;
+    c.sport = field!(ctx, ISS_SPORT, iss_sport, u16);
+    c.dport = field!(ctx, ISS_DPORT, iss_dport, u16);
+    true
 }
 
 /// Network namespace of a socket (`sk->__sk_common.skc_net.net->ns.inum`).
 #[inline(always)]
 fn sock_netns(sk: u64) -> u32 {
-    if direct() {
+    if direct() && has_cast() {
         let net = dl!(u64, cast!(sk, d::TYPE_SOCK), d::SOCK_NET);
         return dl!(u32, net, d::NET_NS_INUM);
     }
@@ -171,13 +171,18 @@ fn read_change_btf(ctx: &BtfTracePointContext) -> Option<StateChange> {
     } else {
         return None;
     }
-    let inet = cast!(sk, d::TYPE_INET_SOCK);
+    let sport = if has_cast() {
+        dl!(u16, cast!(sk, d::TYPE_INET_SOCK), d::INET_SPORT)
+    } else {
+        // `inet_sport` lies past `struct sock`, out of a direct load's reach without a cast.
+        kread(sk, global!(KOFF.inet_sport)).unwrap_or(0)
+    };
     Some(StateChange {
         sk,
         old,
         new,
         family,
-        sport: u16::from_be(dl!(u16, inet, d::INET_SPORT)),
+        sport: u16::from_be(sport),
         dport: u16::from_be(dl!(u16, sk, d::SK_DPORT)),
         saddr,
         daddr,
@@ -185,11 +190,25 @@ fn read_change_btf(ctx: &BtfTracePointContext) -> Option<StateChange> {
 }
 
 fn try_set_state(ctx: &TracePointContext) -> Option<()> {
-    let c = read_change(ctx)?;
+    let mut c = StateChange {
+        sk: 0,
+        old: 0,
+        new: 0,
+        family: 0,
+        sport: 0,
+        dport: 0,
+        saddr: [0; 16],
+        daddr: [0; 16],
+    };
+    if !read_change(ctx, &mut c) {
+        return None;
+    }
     on_change(&c)
 }
 
-/// What a state change means: an attempt, an outcome, a listener, an accept.
+/// What a state change means: an attempt, an outcome, a listener, an accept. Each case is a
+/// function of its own (`inline(never)`), so that their stack frames are not added to the
+/// frame of the record parsing before them: the verifier limits the sum along a call chain.
 #[inline(always)]
 fn on_change(c: &StateChange) -> Option<()> {
     if c.new == TCP_SYN_SENT {
@@ -198,29 +217,30 @@ fn on_change(c: &StateChange) -> Option<()> {
     if c.old == TCP_SYN_SENT && (c.new == TCP_ESTABLISHED || c.new == TCP_CLOSE) {
         return result(c);
     }
-    if c.new == TCP_LISTEN {
-        let mut h = Header::default();
-        fill_header(&mut h, kind::ACCEPT);
-        let key = ListenKey {
-            family: c.family,
-            port: c.sport,
-            netns: sock_netns(c.sk),
-        };
-        let _ = LISTENERS.insert(&key, &h, 0);
-        return None;
-    }
-    if c.old == TCP_LISTEN && c.new == TCP_CLOSE {
-        let key = ListenKey {
-            family: c.family,
-            port: c.sport,
-            netns: sock_netns(c.sk),
-        };
-        let _ = LISTENERS.remove(&key);
-        return None;
+    if c.new == TCP_LISTEN || (c.old == TCP_LISTEN && c.new == TCP_CLOSE) {
+        return listen(c);
     }
     if c.old == TCP_SYN_RECV && c.new == TCP_ESTABLISHED {
         return accepted(c);
     }
+    None
+}
+
+/// A socket starts or stops listening: remember or forget the listener.
+#[inline(never)]
+fn listen(c: &StateChange) -> Option<()> {
+    let key = ListenKey {
+        family: c.family,
+        port: c.sport,
+        netns: sock_netns(c.sk),
+    };
+    if c.new != TCP_LISTEN {
+        let _ = LISTENERS.remove(&key);
+        return None;
+    }
+    let mut h = Header::default();
+    fill_header(&mut h, kind::ACCEPT);
+    let _ = LISTENERS.insert(&key, &h, 0);
     None
 }
 
@@ -254,13 +274,14 @@ fn attempt(c: &StateChange) -> Option<()> {
     Some(())
 }
 
+#[inline(never)]
 fn result(c: &StateChange) -> Option<()> {
     // No process here: userspace takes it from the attempt with the same socket, and drops
     // outcomes of attempts it never saw (the agent's own connects, lost attempts).
     let (out, errno) = if c.new == TCP_ESTABLISHED {
         (outcome::ESTABLISHED, 0)
     } else {
-        let err: i32 = if direct() {
+        let err: i32 = if direct() && has_cast() {
             dl!(u32, cast!(c.sk, d::TYPE_SOCK), d::SOCK_ERR) as i32
         } else {
             kread(c.sk, global!(KOFF.sock_err)).unwrap_or(0)
@@ -272,42 +293,57 @@ fn result(c: &StateChange) -> Option<()> {
             (outcome::FAILED, err)
         }
     };
-    emit_with(Header::default(), kind::CONNECT_RESULT, c, out, errno)
+    emit_with(None, kind::CONNECT_RESULT, c, out, errno)
 }
 
+#[inline(never)]
 fn accepted(c: &StateChange) -> Option<()> {
     let key = ListenKey {
         family: c.family,
         port: c.sport,
         netns: sock_netns(c.sk),
     };
-    let hdr = match unsafe { LISTENERS.get(&key) } {
-        Some(h) => *h,
-        // A listener older than the agent that userspace could not seed: report it with no
-        // process, userspace attributes it by port.
-        None => Header::default(),
-    };
-    if hdr.tgid != 0 && is_agent(hdr.tgid) {
-        return None;
+    // A listener older than the agent that userspace could not seed: reported with no
+    // process, userspace attributes it by port.
+    let hdr = unsafe { LISTENERS.get(&key) };
+    if let Some(h) = hdr {
+        if h.tgid != 0 && is_agent(h.tgid) {
+            return None;
+        }
     }
     emit_with(hdr, kind::ACCEPT, c, outcome::ESTABLISHED, 0)
 }
 
-/// Emits a record for a process captured earlier (the current task is unrelated here).
-fn emit_with(mut hdr: Header, k: u32, c: &StateChange, out: u32, errno: u32) -> Option<()> {
+/// Emits a record for a process captured earlier (`hdr`, in map memory; none: no process),
+/// the current task being unrelated.
+#[inline(always)]
+fn emit_with(hdr: Option<&Header>, k: u32, c: &StateChange, out: u32, errno: u32) -> Option<()> {
     let Some(mut entry) = EVENTS.reserve::<NetEvent>(0) else {
         lost();
         return None;
     };
     let ev = unsafe { &mut *entry.as_mut_ptr() };
-    // Only the record's time, CPU and sequence are of now (the current task is unrelated).
-    let mut now = Header::default();
-    fill_common(&mut now, k);
-    hdr.kind = k;
-    hdr.cpu = now.cpu;
-    hdr.ts_ns = now.ts_ns;
-    hdr.seq = now.seq;
-    ev.hdr = hdr;
+    // The process from `hdr`; only the record's time, CPU and sequence are of now.
+    match hdr {
+        Some(h) => {
+            ev.hdr = *h;
+            let (ppid, mntns, netns, start_ns) = (h.ppid, h.mntns, h.netns, h.start_ns);
+            fill_common(&mut ev.hdr, k);
+            ev.hdr.ppid = ppid;
+            ev.hdr.mntns = mntns;
+            ev.hdr.netns = netns;
+            ev.hdr.start_ns = start_ns;
+        }
+        None => {
+            ev.hdr.pid = 0;
+            ev.hdr.tgid = 0;
+            ev.hdr.uid = 0;
+            ev.hdr.gid = 0;
+            ev.hdr.cgroup_id = 0;
+            ev.hdr.comm = [0; 16];
+            fill_common(&mut ev.hdr, k);
+        }
+    }
     fill_net(ev, c, out, errno);
     let flags = wake_flags::<NetEvent>();
     entry.submit(flags);

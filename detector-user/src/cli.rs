@@ -34,6 +34,9 @@ pub enum Command {
     /// Ask a running agent (its `--metrics-addr` endpoint) which programs are attached; exits
     /// 1 when health is red.
     Status(commands::status::StatusArgs),
+    /// Load and attach the kernel programs on this kernel, print which hook covers each
+    /// concern (or why none does), and detach; exits 1 when some coverage is lost.
+    Probe(commands::probe::ProbeArgs),
 }
 
 /// Logs go to stderr so that stdout stays a clean NDJSON stream.
@@ -48,5 +51,7 @@ pub fn init_logging(verbose: u8) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        // Colour codes only for a person at a terminal, never into a file or journald.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init();
 }

@@ -124,7 +124,10 @@ pub struct ProgramHealth {
     pub attached: bool,
     /// Its group is enabled: the agent needs it.
     pub required: bool,
-    /// Why not attached.
+    /// Attached through a fallback hook (this kernel lacks the preferred one): which and why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fallback: Option<String>,
+    /// Why not attached (or what was passed over for the fallback).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
 }
@@ -252,6 +255,7 @@ impl Metrics {
                     .unwrap_or_else(|| format!("{:?}", s.group).to_lowercase()),
                 attached: s.attached,
                 required: required(s),
+                fallback: s.fallback.clone(),
                 reason: s.reason.clone(),
             })
             .collect();
@@ -411,6 +415,33 @@ impl Metrics {
                     )
                 })
                 .collect(),
+        ));
+        v.push(family(
+            "detector_program_fallback",
+            "1 when the concern is covered through a fallback hook (this kernel lacks the preferred one).",
+            MetricType::GAUGE,
+            st.programs
+                .iter()
+                .filter(|p| p.attached)
+                .map(|p| {
+                    gauge(
+                        &[("program", &p.program), ("hook", &p.hook)],
+                        f64::from(u8::from(p.fallback.is_some())),
+                    )
+                })
+                .collect(),
+        ));
+        v.push(family(
+            "detector_coverage_lost",
+            "Concerns of enabled hook groups that nothing covers on this kernel (each is logged and listed in /health).",
+            MetricType::GAUGE,
+            vec![gauge(
+                &[],
+                st.programs
+                    .iter()
+                    .filter(|p| p.required && !p.attached)
+                    .count() as f64,
+            )],
         ));
         if let Some(r) = &st.ring {
             let (pending, cap) = (r.pending(), r.capacity());
@@ -654,6 +685,7 @@ mod tests {
                     crate::sources::loader::Group::Process
                 },
                 attached: a,
+                fallback: None,
                 reason: (!a).then(|| "no".to_string()),
                 covers: String::new(),
             })

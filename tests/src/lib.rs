@@ -15,7 +15,7 @@ use std::{
 use detector::{
     capture::LiveCapture,
     event::{Event, Kind},
-    sources::{kernel::KernelOptions, watchlist},
+    sources::{kernel::KernelOptions, loader::ReadMode, watchlist},
 };
 
 /// A live agent inside the test process (whose own tgid the kernel programs exclude, which is
@@ -28,12 +28,25 @@ pub struct Agent {
     pub events: Vec<Event>,
 }
 
-/// Options watching the default list plus `extra` patterns (`pattern category` lines).
+/// Options watching the default list plus `extra` patterns (`pattern category` lines), in
+/// the read mode `DETECTOR_TEST_READS` names (`auto` when unset): the kernel matrix runs the
+/// whole suite once per mode.
 pub fn options(extra: &str) -> KernelOptions {
     let mut o = KernelOptions::default();
     o.watch_patterns
         .extend(watchlist::parse(extra, "<test>").expect("test watch patterns"));
+    o.load.reads = read_mode();
     o
+}
+
+/// The read mode of this run of the suite (`DETECTOR_TEST_READS`: auto, direct or helper).
+pub fn read_mode() -> ReadMode {
+    match std::env::var("DETECTOR_TEST_READS").as_deref() {
+        Err(_) | Ok("") | Ok("auto") => ReadMode::Auto,
+        Ok("direct") => ReadMode::Direct,
+        Ok("helper") => ReadMode::Helper,
+        Ok(other) => panic!("DETECTOR_TEST_READS={other}: expected auto, direct or helper"),
+    }
 }
 
 impl Agent {

@@ -7,7 +7,10 @@ use std::{
     time::Duration,
 };
 
-use detector::event::{Direction, Kind, Outcome, Protocol, Via};
+use detector::{
+    event::{Direction, Kind, Outcome, Protocol, Via},
+    sources::loader::ReadMode,
+};
 use tests::{actor, actor_in, actor_path, ino, is, options, sh, Agent, Netns, Scratch, WAIT};
 
 /// A credential file in a scratch dir, watched through an extra pattern.
@@ -670,19 +673,31 @@ fn ring_buffer_overflow_is_counted_and_reported_in_band() {
 fn this_kernel_takes_the_direct_context_load_path() {
     use detector_common::tp_fixed as f;
     let agent = Agent::start(options(""));
-    let t = detector::sources::offsets::tracepoint_offsets(&agent.cap.source.env.tracefs);
-    // On the kernels we target every hot tracepoint matches the compiled-in layout; if one
-    // drifts, the programs still work (runtime offsets) but this says the fast path is lost.
-    assert_eq!(
-        t.fixed_layout,
-        f::ISS | f::FILEMAP | f::IOU_SUBMIT | f::IOU_COMPLETE,
-        "{t:?}"
-    );
+    let tracefs = &agent.cap.source.env.tracefs;
+    let t = detector::sources::offsets::tracepoint_offsets(tracefs);
+    let has = |tp: &str| tracefs.join("events").join(tp).exists();
+    // Every hot tracepoint this kernel has under its current name matches the compiled-in
+    // layout; if one drifts, the programs still work (runtime offsets) but this says the fast
+    // path is lost. Before 6.2 io_uring's is `io_uring_submit_sqe` (a u32 `flags` at 36,
+    // read at its runtime offset), and before 6.11 there is no filemap tracepoint at all (the
+    // `filemap_read` entry hook stands in).
+    let mut want = f::ISS | f::IOU_COMPLETE;
+    if has("io_uring/io_uring_submit_req") {
+        want |= f::IOU_SUBMIT;
+    }
+    if has("filemap/mm_filemap_get_pages") {
+        want |= f::FILEMAP;
+    }
+    assert_eq!(t.fixed_layout, want, "{t:?}");
 }
 
 #[test]
 fn kernel_structures_are_read_with_patched_direct_loads() {
-    let (_s, secret, mut agent) = watched("direct");
+    let s = Scratch::new("direct");
+    let secret = s.file("creds/secret.key", "TOPSECRET");
+    let mut o = options(&format!("{}/creds/*.key token\n", s.0.display()));
+    o.load.reads = ReadMode::Direct;
+    let mut agent = Agent::start(o);
     let r = &agent.cap.source.reads;
     assert_eq!((r.mode, r.reason.as_deref()), ("direct", None), "{r:?}");
     assert!(r.patched > 64, "{r:?}");
@@ -713,12 +728,8 @@ fn kernel_structures_are_read_with_patched_direct_loads() {
 fn helper_call_reads_still_capture_everything() {
     let s = Scratch::new("helper");
     let secret = s.file("creds/secret.key", "TOPSECRET");
-    let mut o = options(&format!(
-        "{}/creds/*.key token
-",
-        s.0.display()
-    ));
-    o.load.helper_reads = true;
+    let mut o = options(&format!("{}/creds/*.key token\n", s.0.display()));
+    o.load.reads = ReadMode::Helper;
     let mut agent = Agent::start(o);
     let r = &agent.cap.source.reads;
     assert_eq!((r.mode, r.patched), ("helper", 0), "{r:?}");
@@ -735,6 +746,85 @@ fn helper_call_reads_still_capture_everything() {
         .wait_for(WAIT, |e| is(e, Kind::ConnectResult, pid))
         .expect("result");
     assert_eq!(c.net.as_ref().unwrap().outcome, Outcome::Refused);
+}
+
+/// On every kernel each concern attaches in each forced read mode, through its first hook or a
+/// named fallback; in direct mode the loads are really patched.
+#[test]
+fn every_concern_attaches_in_each_forced_read_mode() {
+    for mode in [ReadMode::Direct, ReadMode::Helper] {
+        let mut o = options("");
+        o.load.reads = mode;
+        let agent = Agent::start(o);
+        let src = &agent.cap.source;
+        let want = if mode == ReadMode::Direct {
+            "direct"
+        } else {
+            "helper"
+        };
+        assert_eq!(src.reads.mode, want, "{:?}", src.reads);
+        assert_eq!(
+            src.reads.patched > 64,
+            mode == ReadMode::Direct,
+            "{:?}",
+            src.reads
+        );
+        assert_eq!(src.status.len(), 13, "{:#?}", src.status);
+        for p in &src.status {
+            assert!(p.attached, "{want}: {p:#?}");
+            // A fallback is always named, and says why it was needed.
+            if let Some(f) = &p.fallback {
+                assert!(!f.is_empty() && p.reason.is_some(), "{p:#?}");
+            }
+        }
+    }
+}
+
+/// A program the verifier refuses is left out with the verifier's reason; everything else
+/// attaches and captures.
+#[test]
+fn a_refused_program_is_left_out_and_the_rest_capture() {
+    let s = Scratch::new("refused");
+    let secret = s.file("creds/secret.key", "TOPSECRET");
+    let mut o = options(&format!("{}/creds/*.key token\n", s.0.display()));
+    o.load.reject_for_test = Some("sched_process_exit");
+    let mut agent = Agent::start(o);
+    // The refusal is not blamed on the direct loads (it happens either way): they stay.
+    let want = match tests::read_mode() {
+        ReadMode::Helper => "helper",
+        ReadMode::Auto | ReadMode::Direct => "direct",
+    };
+    assert_eq!(
+        agent.cap.source.reads.mode, want,
+        "{:?}",
+        agent.cap.source.reads
+    );
+    let status = agent.cap.source.status.clone();
+    let exit = status
+        .iter()
+        .find(|p| p.program == "sched_process_exit")
+        .expect("exit program");
+    assert!(!exit.attached, "{exit:#?}");
+    assert!(
+        exit.reason
+            .as_deref()
+            .is_some_and(|r| r.contains("verifier refused") && r.contains("R9")),
+        "{exit:#?}"
+    );
+    assert!(
+        status
+            .iter()
+            .filter(|p| p.program != "sched_process_exit")
+            .all(|p| p.attached),
+        "{status:#?}"
+    );
+    let (pid, _) = actor(&["open", secret.to_str().unwrap()]);
+    let e = cred_open_by(&mut agent, pid);
+    assert_eq!(e.file.as_ref().unwrap().ino, ino(&secret));
+    // The exec of the same process was seen; its exit cannot be.
+    assert!(agent.of(pid).iter().any(|e| e.kind == Kind::Exec));
+    agent.pump(Duration::from_millis(300));
+    assert!(!agent.of(pid).iter().any(|e| e.kind == Kind::Exit));
 }
 
 #[test]

@@ -4,7 +4,11 @@ use std::{path::PathBuf, time::Duration};
 
 use anyhow::Context as _;
 
-use crate::sources::{kernel::KernelOptions, loader::Group, watchlist};
+use crate::sources::{
+    kernel::KernelOptions,
+    loader::{Group, ReadMode},
+    watchlist,
+};
 
 /// Capture flags.
 #[derive(Debug, Clone, clap::Args)]
@@ -35,6 +39,10 @@ pub struct CaptureArgs {
     /// The same while records are flowing (they did in the last 50 ms; e.g. 500us).
     #[arg(long, default_value = "500us", value_parser = humantime::parse_duration)]
     pub active_poll_interval: Duration,
+    /// How the kernel programs read kernel structures: `auto` (direct loads where this kernel
+    /// allows them, else helper calls), `direct` or `helper` (to test or compare a kernel).
+    #[arg(long, value_enum, default_value = "auto")]
+    pub kernel_reads: ReadMode,
 }
 
 impl CaptureArgs {
@@ -74,6 +82,7 @@ impl CaptureArgs {
         o.poll_interval = self.poll_interval;
         o.active_poll_interval = self.active_poll_interval;
         o.load.wakeup_bytes = self.wakeup_bytes;
+        o.load.reads = self.kernel_reads;
         o.btf = Some(self.btf.clone());
         Ok(o)
     }

@@ -7,6 +7,7 @@ use crate::cli::{Cli, Command};
 pub mod capture_opts;
 pub mod detect_opts;
 pub mod learn;
+pub mod probe;
 pub mod record;
 pub mod replay;
 pub mod rules;
@@ -22,5 +23,6 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Rules(cmd) => rules::run(cmd),
         Command::Learn(args) => learn::run(args),
         Command::Status(args) => status::run(args),
+        Command::Probe(args) => probe::run(args),
     }
 }

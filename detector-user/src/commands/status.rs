@@ -60,12 +60,16 @@ pub fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
             health.programs.len()
         );
         for p in &health.programs {
-            let state = match (p.attached, p.required) {
-                (true, _) => "attached",
-                (false, true) => "MISSING",
-                (false, false) => "off",
+            let state = match (p.attached, p.required, &p.fallback) {
+                (true, _, None) => "attached",
+                (true, _, Some(_)) => "fallback",
+                (false, true, _) => "MISSING",
+                (false, false, _) => "off",
             };
-            let why = p.reason.as_deref().unwrap_or("");
+            let why = match (&p.fallback, p.reason.as_deref()) {
+                (Some(f), _) => f.as_str(),
+                (None, r) => r.unwrap_or(""),
+            };
             println!(
                 "  {state:<9} {:<8} {:<28} {} {why}",
                 p.group, p.program, p.hook

@@ -174,6 +174,7 @@ impl KernelSource {
             listeners,
             status,
             reads,
+            ..
         } = loader::load(&env, &opts.load)?;
         tracing::info!(
             mode = reads.mode,

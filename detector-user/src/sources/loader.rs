@@ -5,7 +5,9 @@ use std::path::Path;
 
 use aya::{
     maps::{HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf},
-    programs::{links::CgroupAttachMode, BtfTracePoint, CgroupSockAddr, ProgramError, TracePoint},
+    programs::{
+        links::CgroupAttachMode, BtfTracePoint, CgroupSockAddr, FEntry, ProgramError, TracePoint,
+    },
     Btf, Ebpf, EbpfLoader,
 };
 use detector_common::{AgentConfig, ListenKey, WatchKey};
@@ -34,16 +36,6 @@ pub enum LoadError {
     /// The object did not load.
     #[error("loading the eBPF object failed: {0}")]
     Object(String),
-    /// The verifier rejected a program.
-    #[error("the kernel verifier rejected program `{program}`: {error}\n--- verifier log (tail) ---\n{log_tail}")]
-    Verifier {
-        /// Program name.
-        program: String,
-        /// The syscall error.
-        error: String,
-        /// Last lines of the verifier log.
-        log_tail: String,
-    },
     /// Attaching failed for another reason.
     #[error("attaching program `{program}` to {hook} failed: {error}")]
     Attach {
@@ -57,6 +49,9 @@ pub enum LoadError {
     /// A map is missing from the object.
     #[error("map `{0}` missing from the eBPF object")]
     Map(String),
+    /// Not one program attached: there is nothing to capture with.
+    #[error("no kernel program could be attached on this kernel, so nothing can be captured: {0}")]
+    NothingAttached(String),
 }
 
 /// Where a program attaches.
@@ -68,6 +63,8 @@ enum Hook {
     TpBtf(&'static str),
     /// cgroup sock_addr hook on the cgroup v2 root.
     Cgroup,
+    /// Function entry (BPF trampoline) of a kernel function.
+    FEntry(&'static str),
 }
 
 /// Groups of hooks an operator can turn off.
@@ -86,131 +83,213 @@ pub enum Group {
     Reads,
 }
 
-struct Spec {
+/// One way of covering a concern: a program of the object on a hook.
+struct Candidate {
     program: &'static str,
     hook: Hook,
+    /// Only with direct loads patched in (the program reads through BTF-typed pointers).
+    direct_only: bool,
+    /// Why this candidate exists when it is not the first one: said when it is used.
+    note: &'static str,
+}
+
+/// A concern the capture covers, with its candidates in order of preference: the first one
+/// this kernel has and accepts is attached, the others are fallbacks.
+struct Spec {
+    /// The concern's stable name in status, health and metrics (a program name).
+    name: &'static str,
     group: Group,
-    /// What is lost when this hook is missing.
+    /// What is lost when no candidate attaches.
     covers: &'static str,
-    /// The program and hook used instead when the direct loads are patched in.
-    direct_variant: Option<(&'static str, Hook)>,
+    candidates: &'static [Candidate],
+}
+
+/// The common case: one program on one hook.
+macro_rules! one {
+    ($program:literal, $hook:expr) => {
+        &[Candidate {
+            program: $program,
+            hook: $hook,
+            direct_only: false,
+            note: "",
+        }]
+    };
 }
 
 const SPECS: &[Spec] = &[
     Spec {
-        program: "sched_process_exec",
-        hook: Hook::Tracepoint("sched", "sched_process_exec"),
+        name: "sched_process_exec",
         group: Group::Process,
         covers: "exec events",
-        direct_variant: None,
+        candidates: one!(
+            "sched_process_exec",
+            Hook::Tracepoint("sched", "sched_process_exec")
+        ),
     },
     Spec {
-        program: "sched_process_fork",
-        hook: Hook::TpBtf("sched_process_fork"),
+        name: "sched_process_fork",
         group: Group::Process,
         covers: "fork events (parents of new processes)",
-        direct_variant: None,
+        candidates: one!("sched_process_fork", Hook::TpBtf("sched_process_fork")),
     },
     Spec {
-        program: "sched_process_exit",
-        hook: Hook::Tracepoint("sched", "sched_process_exit"),
+        name: "sched_process_exit",
         group: Group::Process,
         covers: "exit events",
-        direct_variant: None,
+        candidates: one!(
+            "sched_process_exit",
+            Hook::Tracepoint("sched", "sched_process_exit")
+        ),
     },
     Spec {
-        program: "inet_sock_set_state",
-        hook: Hook::Tracepoint("sock", "inet_sock_set_state"),
+        name: "inet_sock_set_state",
         group: Group::Net,
         covers: "TCP connects, outcomes and accepts",
-        // A raw tracepoint costs each socket state change far less than the classic one,
-        // which builds a record for every change before the program runs.
-        direct_variant: Some((
-            "inet_sock_set_state_btf",
-            Hook::TpBtf("inet_sock_set_state"),
-        )),
+        candidates: &[
+            // A raw tracepoint costs each socket state change far less than the classic one,
+            // which builds a record for every change before the program runs.
+            Candidate {
+                program: "inet_sock_set_state_btf",
+                hook: Hook::TpBtf("inet_sock_set_state"),
+                direct_only: true,
+                note: "",
+            },
+            Candidate {
+                program: "inet_sock_set_state",
+                hook: Hook::Tracepoint("sock", "inet_sock_set_state"),
+                direct_only: false,
+                note: "the classic tracepoint (builds a record per state change)",
+            },
+        ],
     },
     Spec {
-        program: "connect4",
-        hook: Hook::Cgroup,
+        name: "connect4",
         group: Group::Net,
         covers: "UDP connects (IPv4)",
-        direct_variant: None,
+        candidates: one!("connect4", Hook::Cgroup),
     },
     Spec {
-        program: "connect6",
-        hook: Hook::Cgroup,
+        name: "connect6",
         group: Group::Net,
         covers: "UDP connects (IPv6)",
-        direct_variant: None,
+        candidates: one!("connect6", Hook::Cgroup),
     },
     Spec {
-        program: "sys_exit_openat",
-        hook: Hook::Tracepoint("syscalls", "sys_exit_openat"),
+        name: "sys_exit_openat",
         group: Group::Files,
         covers: "credential opens via openat",
-        direct_variant: None,
+        candidates: one!(
+            "sys_exit_openat",
+            Hook::Tracepoint("syscalls", "sys_exit_openat")
+        ),
     },
     Spec {
-        program: "sys_exit_openat2",
-        hook: Hook::Tracepoint("syscalls", "sys_exit_openat2"),
+        name: "sys_exit_openat2",
         group: Group::Files,
         covers: "credential opens via openat2",
-        direct_variant: None,
+        candidates: one!(
+            "sys_exit_openat2",
+            Hook::Tracepoint("syscalls", "sys_exit_openat2")
+        ),
     },
     Spec {
-        program: "sys_exit_open",
-        hook: Hook::Tracepoint("syscalls", "sys_exit_open"),
+        name: "sys_exit_open",
         group: Group::Files,
         covers: "credential opens via open",
-        direct_variant: None,
+        candidates: one!(
+            "sys_exit_open",
+            Hook::Tracepoint("syscalls", "sys_exit_open")
+        ),
     },
     Spec {
-        program: "sys_exit_open_by_handle_at",
-        hook: Hook::Tracepoint("syscalls", "sys_exit_open_by_handle_at"),
+        name: "sys_exit_open_by_handle_at",
         group: Group::Files,
         covers: "credential opens via open_by_handle_at",
-        direct_variant: None,
+        candidates: one!(
+            "sys_exit_open_by_handle_at",
+            Hook::Tracepoint("syscalls", "sys_exit_open_by_handle_at")
+        ),
     },
     Spec {
-        program: "io_uring_submit_req",
-        hook: Hook::Tracepoint("io_uring", "io_uring_submit_req"),
+        name: "io_uring_submit_req",
         group: Group::Reads,
         covers: "credential opens and reads through io_uring",
-        direct_variant: None,
+        candidates: &[
+            Candidate {
+                program: "io_uring_submit_req",
+                hook: Hook::Tracepoint("io_uring", "io_uring_submit_req"),
+                direct_only: false,
+                note: "",
+            },
+            Candidate {
+                program: "io_uring_submit_req",
+                hook: Hook::Tracepoint("io_uring", "io_uring_submit_sqe"),
+                direct_only: false,
+                note: "the tracepoint's name before 6.2",
+            },
+        ],
     },
     Spec {
-        program: "io_uring_complete",
-        hook: Hook::Tracepoint("io_uring", "io_uring_complete"),
+        name: "io_uring_complete",
         group: Group::Reads,
         covers: "credential opens through io_uring",
-        direct_variant: None,
+        candidates: one!(
+            "io_uring_complete",
+            Hook::Tracepoint("io_uring", "io_uring_complete")
+        ),
     },
     Spec {
-        program: "mm_filemap_get_pages",
-        hook: Hook::Tracepoint("filemap", "mm_filemap_get_pages"),
+        name: "mm_filemap_get_pages",
         group: Group::Reads,
         covers: "credential reads by any path (page cache)",
-        direct_variant: None,
+        candidates: &[
+            Candidate {
+                program: "mm_filemap_get_pages",
+                hook: Hook::Tracepoint("filemap", "mm_filemap_get_pages"),
+                direct_only: false,
+                note: "",
+            },
+            Candidate {
+                program: "filemap_read",
+                hook: Hook::FEntry("filemap_read"),
+                direct_only: false,
+                note: "the entry of filemap_read, where the tracepoint (6.11+) is missing",
+            },
+        ],
     },
 ];
 
-/// One program's state, for `status` and logs.
+/// One concern's state, for `status`, `/health` and logs.
 #[derive(Debug, Clone, Serialize)]
 pub struct ProgramStatus {
-    /// Program name.
+    /// The concern's program name, stable across kernels (whichever candidate attached).
     pub program: String,
-    /// Hook description.
+    /// The hook in use, or the preferred one when nothing attached.
     pub hook: String,
     /// Group.
     pub group: Group,
     /// Attached?
     pub attached: bool,
-    /// Why not, when not.
+    /// Attached through a fallback: which, and why it exists.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fallback: Option<String>,
+    /// Why not attached (or why the preferred hooks were passed over), when so.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     /// What is missing when not attached.
     pub covers: String,
+}
+
+/// How the kernel programs read kernel structures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum ReadMode {
+    /// Direct loads where the kernel allows them, else helper calls (decided at start).
+    #[default]
+    Auto,
+    /// Direct loads only: a program the verifier refuses is left out (for testing a kernel).
+    Direct,
+    /// Helper calls only (for comparison and for testing the fallback).
+    Helper,
 }
 
 /// Capture options.
@@ -227,9 +306,12 @@ pub struct LoadOptions {
     pub read_dedup_ns: u64,
     /// Tgid to exclude (the agent itself).
     pub agent_tgid: u32,
-    /// Read kernel structures with helper calls even where direct loads would work (for
-    /// comparison and for testing the fallback).
-    pub helper_reads: bool,
+    /// How kernel structures are read.
+    pub reads: ReadMode,
+    /// Tests only: a program the verifier must refuse (see [`offsets::poison_program`]), to
+    /// prove the capture degrades instead of dying.
+    #[doc(hidden)]
+    pub reject_for_test: Option<&'static str>,
 }
 
 impl Default for LoadOptions {
@@ -240,7 +322,8 @@ impl Default for LoadOptions {
             wakeup_bytes: 256 * 1024,
             read_dedup_ns: 1_000_000_000,
             agent_tgid: std::process::id(),
-            helper_reads: false,
+            reads: ReadMode::Auto,
+            reject_for_test: None,
         }
     }
 }
@@ -253,6 +336,9 @@ pub struct KernelReads {
     pub mode: &'static str,
     /// Load instructions patched (direct mode).
     pub patched: usize,
+    /// Direct mode only: whether `bpf_rdonly_cast` (6.2+) types numbers as pointers; without
+    /// it the few members behind a cast are read by helper.
+    pub casts: bool,
     /// Why the helper-call paths are used, when they are.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
@@ -280,6 +366,8 @@ pub struct Loaded {
     pub status: Vec<ProgramStatus>,
     /// Direct loads or helper calls.
     pub reads: KernelReads,
+    /// Programs the verifier refused (program, one-line reason).
+    rejected: Vec<(String, String)>,
 }
 
 /// The error and its sources, joined (aya's errors keep the errno in the source).
@@ -304,20 +392,7 @@ fn describe(hook: Hook, cgroup: &Path) -> String {
         Hook::Tracepoint(c, n) => format!("tracepoint {c}:{n}"),
         Hook::TpBtf(n) => format!("tp_btf/{n}"),
         Hook::Cgroup => format!("cgroup sock_addr on {}", cgroup.display()),
-    }
-}
-
-fn program_error(program: &str, e: ProgramError) -> LoadError {
-    match e {
-        ProgramError::LoadError {
-            io_error,
-            verifier_log,
-        } => LoadError::Verifier {
-            program: program.to_string(),
-            error: io_error.to_string(),
-            log_tail: tail(&verifier_log.to_string(), 25),
-        },
-        other => LoadError::Object(format!("{program}: {other}")),
+        Hook::FEntry(f) => format!("fentry/{f}"),
     }
 }
 
@@ -333,12 +408,14 @@ where
     T::try_from(map).map_err(|e| LoadError::Object(format!("map {name}: {e}")))
 }
 
-/// Loads and attaches. Hooks this kernel lacks are skipped and reported in `status`; a program
-/// the verifier rejects is an error with the verifier's log tail.
+/// Loads and attaches everything this kernel allows. A hook the kernel lacks, or a program its
+/// verifier refuses, is passed over for the concern's next candidate, and failing those the
+/// concern is left out and reported in `status` (reduced coverage, never a crash). Only when
+/// no program at all attaches is it an error.
 ///
-/// The object's direct loads are patched with this kernel's offsets first; when that is not
-/// possible, or the verifier refuses the direct-load variant, the unpatched object is loaded
-/// with the helper-call paths selected instead, and `reads` says so.
+/// The object's direct loads are patched with this kernel's offsets first ([`ReadMode::Auto`]);
+/// when that is not possible, or the verifier refuses a direct-load program, the unpatched
+/// object is loaded with the helper-call paths selected instead, and `reads` says so.
 pub fn load(env: &Environment, opts: &LoadOptions) -> Result<Loaded, LoadError> {
     if OBJECT.is_empty() {
         return Err(LoadError::NoObject);
@@ -346,47 +423,206 @@ pub fn load(env: &Environment, opts: &LoadOptions) -> Result<Loaded, LoadError> 
     let resolver = offsets::BtfResolver::open(&env.btf)?;
     let mut koff = resolver.kernel_offsets()?;
     let tpoff = offsets::tracepoint_offsets(&env.tracefs);
-    let patched = if opts.helper_reads {
-        Err(offsets::OffsetError::Direct(
+    let patched = match opts.reads {
+        ReadMode::Helper => Err(offsets::OffsetError::Direct(
             "helper reads requested".into(),
-        ))
-    } else {
-        resolver.patch_direct_loads(OBJECT)
+        )),
+        ReadMode::Auto | ReadMode::Direct => resolver.patch_direct_loads(OBJECT),
     };
+    let attached = |l: &Loaded| l.status.iter().filter(|s| s.attached).count();
+    let mut direct = None;
     let reason = match patched {
         Ok(p) => {
             koff.direct = 1;
-            match load_object(env, opts, p.object.bytes(), &koff, &tpoff) {
-                Ok(mut l) => {
-                    l.reads = KernelReads {
-                        mode: "direct",
-                        patched: p.patched,
-                        reason: None,
-                    };
-                    return Ok(l);
+            koff.has_cast = u32::from(p.casts);
+            let mut l = load_object(env, opts, p.object.bytes(), &koff, &tpoff)?;
+            l.reads = KernelReads {
+                mode: "direct",
+                patched: p.patched,
+                casts: p.casts,
+                reason: None,
+            };
+            match l.rejected.first() {
+                Some((program, why)) if opts.reads == ReadMode::Auto => {
+                    let reason =
+                        format!("the verifier refused the direct loads of {program}: {why}");
+                    direct = Some(l);
+                    reason
                 }
-                Err(LoadError::Verifier {
-                    program,
-                    error,
-                    log_tail,
-                }) => {
-                    let last = log_tail.lines().last().unwrap_or("").to_string();
-                    format!("the verifier refused the direct loads of {program}: {error}: {last}")
-                }
-                Err(e) => return Err(e),
+                _ => return finish(l, opts),
             }
+        }
+        Err(e) if opts.reads == ReadMode::Direct => {
+            return Err(LoadError::Object(format!(
+                "direct reads requested, but {e}"
+            )))
         }
         Err(e) => e.to_string(),
     };
-    tracing::warn!("kernel structures read with helper calls (slower): {reason}");
     koff.direct = 0;
+    koff.has_cast = 0;
     let mut l = load_object(env, opts, OBJECT, &koff, &tpoff)?;
     l.reads = KernelReads {
         mode: "helper",
         patched: 0,
-        reason: Some(reason),
+        casts: false,
+        reason: Some(reason.clone()),
     };
+    // A program the verifier refuses either way (a defect of ours, not of the direct
+    // loads) does not cost everything else the direct loads: keep whichever covers more.
+    if let Some(d) = direct {
+        if attached(&d) >= attached(&l) {
+            return finish(d, opts);
+        }
+    }
+    if opts.reads != ReadMode::Helper {
+        tracing::warn!("kernel structures read with helper calls (slower): {reason}");
+    }
+    finish(l, opts)
+}
+
+/// Says what runs and what is missing, and refuses a capture with nothing attached.
+fn finish(l: Loaded, opts: &LoadOptions) -> Result<Loaded, LoadError> {
+    for st in &l.status {
+        let wanted = opts.groups.contains(&st.group);
+        match (&st.fallback, st.attached) {
+            (Some(f), true) => tracing::info!(
+                "{} through {} ({f}){}",
+                st.covers,
+                st.hook,
+                st.reason
+                    .as_deref()
+                    .map(|r| format!("; passed over: {r}"))
+                    .unwrap_or_default()
+            ),
+            (_, false) if wanted => tracing::warn!(
+                "reduced coverage: no {} on this kernel ({} not attached: {})",
+                st.covers,
+                st.program,
+                st.reason.as_deref().unwrap_or("unknown")
+            ),
+            _ => {}
+        }
+    }
+    let wanted: Vec<&ProgramStatus> = l
+        .status
+        .iter()
+        .filter(|s| opts.groups.contains(&s.group))
+        .collect();
+    tracing::info!(
+        "kernel {}: {} of {} concerns covered ({} through fallbacks), kernel structures read by {}",
+        super::preflight::kernel_release(),
+        wanted.iter().filter(|s| s.attached).count(),
+        wanted.len(),
+        wanted.iter().filter(|s| s.fallback.is_some()).count(),
+        l.reads.mode
+    );
+    if !opts.groups.is_empty() && !l.status.iter().any(|s| s.attached) {
+        let why: Vec<String> = l
+            .status
+            .iter()
+            .filter(|s| opts.groups.contains(&s.group))
+            .map(|s| {
+                format!(
+                    "{}: {}",
+                    s.program,
+                    s.reason.as_deref().unwrap_or("unknown")
+                )
+            })
+            .collect();
+        return Err(LoadError::NothingAttached(why.join("; ")));
+    }
     Ok(l)
+}
+
+/// Why a candidate's hook cannot be used on this kernel at all (before trying to load).
+fn unavailable(env: &Environment, hook: Hook) -> Option<String> {
+    match hook {
+        Hook::Tracepoint(c, n) if !env.tracefs.join("events").join(c).join(n).exists() => {
+            Some(format!("this kernel has no tracepoint {c}:{n}"))
+        }
+        _ => None,
+    }
+}
+
+/// Loads and attaches one candidate. `Err` carries a one-line reason and whether it was the
+/// verifier that refused the program.
+fn attach_candidate(
+    ebpf: &mut Ebpf,
+    cand: &Candidate,
+    btf: Option<&Btf>,
+    cgroup: &std::fs::File,
+) -> Result<(), (String, bool)> {
+    let prog = ebpf.program_mut(cand.program).ok_or_else(|| {
+        (
+            format!("program {} missing from the object", cand.program),
+            false,
+        )
+    })?;
+    let rejected = |e: ProgramError| match e {
+        ProgramError::LoadError {
+            io_error,
+            verifier_log,
+        } => {
+            let log = verifier_log.to_string();
+            if log.trim().is_empty() {
+                (format!("the kernel refused to load it: {io_error}"), false)
+            } else {
+                tracing::debug!(
+                    "verifier log of {} (tail):\n{}",
+                    cand.program,
+                    tail(&log, 25)
+                );
+                // The verdict is the last line before the statistics the verifier appends.
+                let last = log
+                    .lines()
+                    .rev()
+                    .map(str::trim)
+                    .find(|l| {
+                        !l.is_empty()
+                            && !l.starts_with("processed ")
+                            && !l.starts_with("verification time")
+                            && !l.starts_with("stack depth")
+                    })
+                    .unwrap_or("");
+                (
+                    format!(
+                        "the kernel verifier refused it: {io_error}: {}",
+                        last.trim()
+                    ),
+                    true,
+                )
+            }
+        }
+        other => (chain(&other), false),
+    };
+    let attach_err = |e: ProgramError| (format!("attaching failed: {}", chain(&e)), false);
+    let need_btf = || btf.ok_or_else(|| ("kernel BTF unavailable to aya".to_string(), false));
+    let typed = |e: ProgramError| (e.to_string(), false);
+    match cand.hook {
+        Hook::Tracepoint(c, n) => {
+            let p: &mut TracePoint = prog.try_into().map_err(typed)?;
+            p.load().map_err(rejected)?;
+            p.attach(c, n).map(|_| ()).map_err(attach_err)
+        }
+        Hook::TpBtf(n) => {
+            let p: &mut BtfTracePoint = prog.try_into().map_err(typed)?;
+            p.load(n, need_btf()?).map_err(rejected)?;
+            p.attach().map(|_| ()).map_err(attach_err)
+        }
+        Hook::FEntry(f) => {
+            let p: &mut FEntry = prog.try_into().map_err(typed)?;
+            p.load(f, need_btf()?).map_err(rejected)?;
+            p.attach().map(|_| ()).map_err(attach_err)
+        }
+        Hook::Cgroup => {
+            let p: &mut CgroupSockAddr = prog.try_into().map_err(typed)?;
+            p.load().map_err(rejected)?;
+            p.attach(cgroup, CgroupAttachMode::Single)
+                .map(|_| ())
+                .map_err(attach_err)
+        }
+    }
 }
 
 fn load_object(
@@ -401,6 +637,11 @@ fn load_object(
         wakeup_bytes: opts.wakeup_bytes,
         read_dedup_ns: opts.read_dedup_ns,
     };
+    let poisoned = match opts.reject_for_test {
+        Some(name) => Some(offsets::poison_program(object, name)?),
+        None => None,
+    };
+    let object = poisoned.as_ref().map_or(object, |p| p.bytes());
     let mut ebpf = EbpfLoader::new()
         .override_global("KOFF", koff, true)
         .override_global("TPOFF", tpoff, true)
@@ -416,18 +657,24 @@ fn load_object(
         error: chain(&e),
     })?;
 
+    let direct = koff.direct != 0;
     let mut status = Vec::new();
+    let mut rejected = Vec::new();
     for spec in SPECS {
-        let (program, hook_kind) = match spec.direct_variant {
-            Some(v) if koff.direct != 0 => v,
-            _ => (spec.program, spec.hook),
+        let eligible: Vec<&Candidate> = spec
+            .candidates
+            .iter()
+            .filter(|c| direct || !c.direct_only)
+            .collect();
+        let Some(first) = eligible.first() else {
+            continue;
         };
-        let hook = describe(hook_kind, &env.cgroup2);
         let mut st = ProgramStatus {
-            program: spec.program.into(),
-            hook: hook.clone(),
+            program: spec.name.into(),
+            hook: describe(first.hook, &env.cgroup2),
             group: spec.group,
             attached: false,
+            fallback: None,
             reason: None,
             covers: spec.covers.into(),
         };
@@ -436,78 +683,32 @@ fn load_object(
             status.push(st);
             continue;
         }
-        // A tracepoint this kernel does not have: run without it, say so.
-        if let Hook::Tracepoint(c, n) = hook_kind {
-            if !env.tracefs.join("events").join(c).join(n).exists() {
-                st.reason = Some("this kernel has no such tracepoint".into());
-                status.push(st);
+        let mut why = Vec::new();
+        for (i, cand) in eligible.iter().enumerate() {
+            let hook = describe(cand.hook, &env.cgroup2);
+            if let Some(r) = unavailable(env, cand.hook) {
+                why.push(r);
                 continue;
             }
-        }
-        let prog = ebpf
-            .program_mut(program)
-            .ok_or_else(|| LoadError::Object(format!("program {} missing from object", program)))?;
-        let attached: Result<(), LoadError> = match hook_kind {
-            Hook::Tracepoint(c, n) => {
-                let p: &mut TracePoint = prog
-                    .try_into()
-                    .map_err(|e: ProgramError| LoadError::Object(e.to_string()))?;
-                p.load().map_err(|e| program_error(program, e))?;
-                p.attach(c, n).map(|_| ()).map_err(|e| LoadError::Attach {
-                    program: program.into(),
-                    hook: hook.clone(),
-                    error: chain(&e),
-                })
-            }
-            Hook::TpBtf(n) => {
-                let Some(btf) = btf.as_ref() else {
-                    st.reason = Some("kernel BTF unavailable to aya".into());
-                    status.push(st);
-                    continue;
-                };
-                let p: &mut BtfTracePoint = prog
-                    .try_into()
-                    .map_err(|e: ProgramError| LoadError::Object(e.to_string()))?;
-                match p.load(n, btf) {
-                    Ok(()) => {}
-                    // tp_btf needs the BTF id of the tracepoint; older kernels lack it.
-                    Err(ProgramError::LoadError {
-                        io_error,
-                        verifier_log,
-                    }) if io_error.raw_os_error() == Some(libc::EINVAL)
-                        && verifier_log.to_string().is_empty() =>
-                    {
-                        st.reason = Some(format!("tp_btf/{n} unsupported: {io_error}"));
-                        status.push(st);
-                        continue;
+            match attach_candidate(&mut ebpf, cand, btf.as_ref(), &cgroup) {
+                Ok(()) => {
+                    st.attached = true;
+                    st.hook = hook;
+                    if i > 0 {
+                        st.fallback = Some(cand.note.to_string());
                     }
-                    Err(e) => return Err(program_error(program, e)),
+                    break;
                 }
-                p.attach().map(|_| ()).map_err(|e| LoadError::Attach {
-                    program: program.into(),
-                    hook: hook.clone(),
-                    error: chain(&e),
-                })
+                Err((r, by_verifier)) => {
+                    if by_verifier {
+                        rejected.push((cand.program.to_string(), r.clone()));
+                    }
+                    why.push(format!("{hook}: {r}"));
+                }
             }
-            Hook::Cgroup => {
-                let p: &mut CgroupSockAddr = prog
-                    .try_into()
-                    .map_err(|e: ProgramError| LoadError::Object(e.to_string()))?;
-                p.load().map_err(|e| program_error(program, e))?;
-                p.attach(&cgroup, CgroupAttachMode::Single)
-                    .map(|_| ())
-                    .map_err(|e| LoadError::Attach {
-                        program: program.into(),
-                        hook: hook.clone(),
-                        error: chain(&e),
-                    })
-            }
-        };
-        match attached {
-            Ok(()) => st.attached = true,
-            Err(e) => {
-                st.reason = Some(e.to_string());
-            }
+        }
+        if !why.is_empty() {
+            st.reason = Some(why.join("; "));
         }
         status.push(st);
     }
@@ -531,8 +732,10 @@ fn load_object(
         reads: KernelReads {
             mode: "helper",
             patched: 0,
+            casts: false,
             reason: None,
         },
+        rejected,
     })
 }
 
@@ -545,7 +748,7 @@ mod tests {
     fn table(members: Vec<(i16, i16)>) -> offsets::DirectTable {
         offsets::DirectTable {
             members,
-            rdonly_cast: 77,
+            rdonly_cast: Some(77),
             types: direct::TYPES.iter().map(|(p, _)| (*p, 5)).collect(),
         }
     }
@@ -606,7 +809,7 @@ mod tests {
                 + direct::DENTRY_WORDS.len()
                 + direct::FD_SLOTS
         );
-        assert!(t.rdonly_cast > 0 && t.types.iter().all(|(_, id)| *id > 0));
+        assert!(t.rdonly_cast.is_some_and(|c| c > 0) && t.types.iter().all(|(_, id)| *id > 0));
         let files = t
             .members
             .iter()

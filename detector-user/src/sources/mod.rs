@@ -9,5 +9,6 @@ pub mod offsets;
 pub mod pacer;
 pub mod preflight;
 pub mod ringfill;
+pub mod stack;
 pub mod watchbits;
 pub mod watchlist;

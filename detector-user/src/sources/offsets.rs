@@ -146,6 +146,8 @@ impl BtfResolver {
         k.regs_arg1 = o("pt_regs", "si");
         k.files_fdtab = o("files_struct", "fdtab");
         k.dentry_shortname = o("dentry", "d_shortname.words");
+        k.inet_sport = o("inet_sock", "inet_sport");
+        k.kiocb_filp = o("kiocb", "ki_filp");
         // Without these the credential filter cannot identify a file: refuse rather than run
         // blind while claiming coverage.
         for (name, v) in [
@@ -207,8 +209,9 @@ impl AlignedObject {
 pub struct DirectTable {
     /// Member placeholder → offset.
     pub members: Vec<(i16, i16)>,
-    /// BTF id of the `bpf_rdonly_cast` kfunc.
-    pub rdonly_cast: u32,
+    /// BTF id of the `bpf_rdonly_cast` kfunc (6.2+); `None` where the kernel lacks it: the
+    /// casts are patched into plain moves the programs never reach (`KernelOffsets::has_cast`).
+    pub rdonly_cast: Option<u32>,
     /// Type placeholder → BTF id.
     pub types: Vec<(i32, u32)>,
 }
@@ -219,12 +222,16 @@ pub struct PatchedObject {
     pub object: AlignedObject,
     /// Instructions rewritten.
     pub patched: usize,
+    /// True when the casts are real `bpf_rdonly_cast` calls (see [`DirectTable::rdonly_cast`]).
+    pub casts: bool,
 }
 
 const BPF_LDX_MEM: [u8; 4] = [0x61, 0x69, 0x71, 0x79];
 const BPF_LD_IMM64: u8 = 0x18;
 const BPF_CALL: u8 = 0x85;
 const BPF_MOV64_IMM: u8 = 0xb7;
+/// `mov64 dst, src` (register to register).
+const BPF_MOV64_REG: u8 = 0xbf;
 /// `src_reg` of a call to a kernel function (kfunc) whose BTF id is the immediate.
 const BPF_PSEUDO_KFUNC_CALL: u8 = 2;
 const SHF_EXECINSTR: u64 = 0x4;
@@ -243,7 +250,7 @@ impl BtfResolver {
                 .find(|id| self.btf.resolve_type_by_id(*id).is_ok_and(|t| want(&t)))
                 .ok_or_else(|| OffsetError::Direct(format!("no BTF type `{name}`")))
         };
-        let rdonly_cast = id_of("bpf_rdonly_cast", |t| matches!(t, Type::Func(_)))?;
+        let rdonly_cast = id_of("bpf_rdonly_cast", |t| matches!(t, Type::Func(_))).ok();
         let mut types = Vec::new();
         for (placeholder, name) in direct::TYPES {
             let id = id_of(
@@ -305,7 +312,9 @@ impl BtfResolver {
 
 /// Rewrites the placeholders in the executable sections of `object` according to `table`:
 /// offsets of `ldx` instructions, and `mov r2, TYPE; call RDONLY_CAST` pairs into kfunc calls
-/// with BTF ids. Every placeholder found must be in the table.
+/// with BTF ids — or, on a kernel without the kfunc, into `r0 = r1`: the verifier resolves
+/// every kfunc call up front, even on a branch it will prune, so the call cannot stay. Every
+/// placeholder found must be in the table.
 pub fn patch_loads(object: &[u8], table: &DirectTable) -> Result<PatchedObject, OffsetError> {
     let bad = |m: String| OffsetError::Direct(m);
     let file = object::File::parse(object).map_err(|e| bad(format!("eBPF object: {e}")))?;
@@ -365,9 +374,17 @@ pub fn patch_loads(object: &[u8], table: &DirectTable) -> Result<PatchedObject, 
                         "{name}+{i}: a cast without a known type placeholder before it"
                     )));
                 };
-                code[i - 4..i].copy_from_slice(&ty.to_le_bytes());
-                code[i + 1] = BPF_PSEUDO_KFUNC_CALL << 4;
-                code[i + 4..i + 8].copy_from_slice(&table.rdonly_cast.to_le_bytes());
+                match table.rdonly_cast {
+                    Some(kfunc) => {
+                        code[i - 4..i].copy_from_slice(&ty.to_le_bytes());
+                        code[i + 1] = BPF_PSEUDO_KFUNC_CALL << 4;
+                        code[i + 4..i + 8].copy_from_slice(&kfunc.to_le_bytes());
+                    }
+                    None => {
+                        // r0 = r1 (src register in the high nibble), no offset, no immediate.
+                        code[i..i + 8].copy_from_slice(&[BPF_MOV64_REG, 1 << 4, 0, 0, 0, 0, 0, 0]);
+                    }
+                }
                 patched += 2;
             }
             i += 8;
@@ -379,7 +396,36 @@ pub fn patch_loads(object: &[u8], table: &DirectTable) -> Result<PatchedObject, 
     Ok(PatchedObject {
         object: out,
         patched,
+        casts: table.rdonly_cast.is_some(),
     })
+}
+
+/// Fault injection for tests of the degraded paths: a copy of `object` whose program `name`
+/// starts by reading an uninitialised register, which every verifier refuses
+/// (`R9 !read_ok`). Never used by the agent outside tests.
+pub fn poison_program(object: &[u8], name: &str) -> Result<AlignedObject, OffsetError> {
+    use object::ObjectSymbol as _;
+    let bad = |m: String| OffsetError::Direct(m);
+    let file = object::File::parse(object).map_err(|e| bad(format!("eBPF object: {e}")))?;
+    let sym = file
+        .symbols()
+        .find(|s| s.name() == Ok(name))
+        .ok_or_else(|| bad(format!("no program {name}")))?;
+    let sec = sym
+        .section_index()
+        .and_then(|i| file.section_by_index(i).ok())
+        .ok_or_else(|| bad(format!("{name} has no section")))?;
+    let (start, _) = sec
+        .file_range()
+        .ok_or_else(|| bad(format!("{name}: section without data")))?;
+    let at = usize::try_from(start + sym.address()).map_err(|e| bad(e.to_string()))?;
+    let mut out = AlignedObject::new(object);
+    // r0 = *(u64 *)(r9 + 0)
+    out.bytes_mut()
+        .get_mut(at..at + 8)
+        .ok_or_else(|| bad(format!("{name} lies outside the object")))?
+        .copy_from_slice(&[0x79, 0x90, 0, 0, 0, 0, 0, 0]);
+    Ok(out)
 }
 
 /// One tracepoint's `format` file, parsed.
@@ -463,7 +509,11 @@ pub fn tracepoint_offsets(tracefs: &Path) -> TracepointOffsets {
     t.iss_daddr = iss.offset("daddr");
     t.iss_saddr_v6 = iss.offset("saddr_v6");
     t.iss_daddr_v6 = iss.offset("daddr_v6");
-    let sub = read_format(tracefs, "io_uring", "io_uring_submit_req");
+    // `io_uring_submit_sqe` before 6.2 (same fields; `flags` a u32, see the program).
+    let mut sub = read_format(tracefs, "io_uring", "io_uring_submit_req");
+    if sub.offset("req") == NO_OFFSET {
+        sub = read_format(tracefs, "io_uring", "io_uring_submit_sqe");
+    }
     t.iou_submit_req = sub.offset("req");
     t.iou_submit_opcode = sub.offset("opcode");
     // The program reads 8 bytes of flags; older kernels had a 4-byte field there.

@@ -104,8 +104,12 @@ pub fn ensure_tracefs(notes: &mut Vec<String>) -> Result<PathBuf, PreflightError
         }
     }
     let p = PathBuf::from("/sys/kernel/tracing");
-    mount("tracefs", &p).map_err(PreflightError::NoTracefs)?;
-    notes.push(format!("mounted tracefs at {}", p.display()));
+    match mount("tracefs", &p) {
+        Ok(()) => notes.push(format!("mounted tracefs at {}", p.display())),
+        // Another process (a second agent, a test) mounted it between our look and our mount.
+        Err(_) if magic_of(&p) == Some(TRACEFS_MAGIC) => {}
+        Err(e) => return Err(PreflightError::NoTracefs(e)),
+    }
     Ok(p)
 }
 
@@ -117,6 +121,7 @@ pub fn ensure_bpffs(notes: &mut Vec<String>) {
     }
     match mount("bpf", p) {
         Ok(()) => notes.push("mounted bpffs at /sys/fs/bpf".into()),
+        Err(_) if magic_of(p) == Some(BPF_FS_MAGIC) => {}
         Err(e) => notes.push(format!(
             "bpffs not mounted at /sys/fs/bpf ({e}); not needed for capture"
         )),
@@ -132,6 +137,13 @@ pub fn cgroup2_root() -> Result<PathBuf, PreflightError> {
         }
     }
     Err(PreflightError::NoCgroup2)
+}
+
+/// This kernel's release (`uname -r`).
+pub fn kernel_release() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "unknown".into())
 }
 
 /// Runs every check; `btf` defaults to /sys/kernel/btf/vmlinux.

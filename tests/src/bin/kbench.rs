@@ -130,7 +130,11 @@ fn start_agent(watch: &str, hooks_files: bool, helper_reads: bool) -> Running {
             };
             // Not this process: the workload here must be seen like any other process.
             o.load.agent_tgid = u32::MAX;
-            o.load.helper_reads = helper_reads;
+            o.load.reads = if helper_reads {
+                detector::sources::loader::ReadMode::Helper
+            } else {
+                detector::sources::loader::ReadMode::Auto
+            };
             if !hooks_files {
                 o.load
                     .groups
