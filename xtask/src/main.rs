@@ -14,6 +14,7 @@ use clap::{Parser, Subcommand};
 
 mod bench_latency;
 mod bench_overhead;
+mod kernels;
 
 #[derive(Parser)]
 #[command(about = "detector project chores")]
@@ -38,6 +39,9 @@ enum Cmd {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Only the kernel matrix of `test`: the kernel tests and `detector probe` in both read
+    /// modes on this machine's kernel and on each Debian kernel booted under QEMU.
+    Kernels,
     /// rustfmt check and clippy (-D warnings) for the host crates and the bpf-target crate.
     Lint,
     /// Benchmarks (`kernel`: hook overhead, attached vs detached, interleaved; `latency`:
@@ -73,6 +77,16 @@ const DEBIAN_PACKAGES: &[(&str, &str)] = &[
     ),
     // `cargo xtask bench kernel stats`: per-program run time from `bpf_stats`.
     ("bpftool", "bpftool"),
+    // The kernel matrix: Debian's kernels booted under QEMU (software emulation) from an
+    // initramfs of static busybox with the kernel's own modules, and an ext4 test disk.
+    ("qemu-system-x86_64", "qemu-system-x86"),
+    ("/usr/share/doc/busybox-static", "busybox-static"),
+    ("cpio", "cpio"),
+    ("modinfo", "kmod"),
+    ("mkfs.ext4", "e2fsprogs"),
+    ("debugfs", "e2fsprogs"),
+    ("xz", "xz-utils"),
+    ("strip", "binutils"),
 ];
 /// The OCSF validator of the sink tests: pydantic models generated from the OCSF schema that
 /// the package ships (schema exports 1.0–1.7), from PyPI.
@@ -278,12 +292,91 @@ fn test(args: &[String]) -> Result<()> {
         "--bins",
     ]))?;
     // The kernel crate builds only for the bpf target (through detector-user's build script).
-    status(
+    let host = status(
         Command::new("cargo")
             .current_dir(&root)
             .args(["test", "--workspace", "--exclude", "detector-ebpf"])
             .args(args),
-    )
+    );
+    // Extra arguments select tests: the matrix runs only for the whole suite.
+    if !args.is_empty() {
+        return host;
+    }
+    host?;
+    kernel_matrix(&root)
+}
+
+/// The kernel tests and `detector probe` in both read modes on this machine's kernel and on
+/// every Debian kernel of the matrix (booted under QEMU); prints the table, fails on any
+/// failed test.
+fn kernel_matrix(root: &Path) -> Result<()> {
+    let out = output(Command::new("cargo").current_dir(root).args([
+        "test",
+        "-p",
+        "tests",
+        "--test",
+        "kernel",
+        "--no-run",
+        "--message-format=json",
+    ]))?;
+    let kernel_tests = out
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v["reason"] == "compiler-artifact" && v["target"]["name"] == "kernel")
+        .and_then(|v| v["executable"].as_str().map(PathBuf::from))
+        .context("cargo did not report the kernel test executable")?;
+    let debug = target_dir(root).join("debug");
+    let bins = kernels::Binaries {
+        kernel_tests,
+        actor: debug.join("actor"),
+        detector: debug.join("detector"),
+    };
+    let work = target_dir(root).join("kernels");
+    let mut cols = vec![host_column(&bins, &work.join("host"))?];
+    cols.extend(kernels::run_debian(&bins, &work)?);
+    println!("\n{}", kernels::table(&cols));
+    let failures: Vec<String> = cols
+        .iter()
+        .flat_map(|c| c.failures.iter().map(move |f| format!("{}: {f}", c.kernel)))
+        .collect();
+    if !failures.is_empty() {
+        bail!(
+            "kernel tests failed:\n  {}\n(logs under {})",
+            failures.join("\n  "),
+            work.display()
+        );
+    }
+    Ok(())
+}
+
+/// This machine's column: the same probes and suites as inside the emulated kernels.
+fn host_column(bins: &kernels::Binaries, res: &Path) -> Result<kernels::Column> {
+    let _ = std::fs::remove_dir_all(res);
+    std::fs::create_dir_all(res)?;
+    for m in ["auto", "direct", "helper"] {
+        let out = Command::new(&bins.detector)
+            .args(["probe", "--json", "--kernel-reads", m])
+            .output()
+            .context("running detector probe")?;
+        std::fs::write(res.join(format!("probe-{m}.json")), &out.stdout)?;
+        std::fs::write(res.join(format!("probe-{m}.err")), &out.stderr)?;
+    }
+    for m in kernels::MODES {
+        eprintln!("xtask: kernel tests on this machine's kernel, {m} reads");
+        let out = Command::new(&bins.kernel_tests)
+            .arg("--test-threads=2")
+            .env("DETECTOR_TEST_READS", m)
+            .output()
+            .context("running the kernel tests")?;
+        let mut log = out.stdout;
+        log.extend_from_slice(&out.stderr);
+        std::fs::write(res.join(format!("tests-{m}.log")), &log)?;
+        std::fs::write(
+            res.join(format!("tests-{m}.exit")),
+            format!("{}\n", out.status.code().unwrap_or(-1)),
+        )?;
+    }
+    kernels::column(res)
 }
 
 fn lint() -> Result<()> {
@@ -370,6 +463,22 @@ fn main() -> Result<()> {
         Cmd::Setup => setup(),
         Cmd::Run { args } => run(&args),
         Cmd::Test { args } => test(&args),
+        Cmd::Kernels => {
+            setup()?;
+            if !is_root() {
+                bail!("the kernel matrix loads eBPF programs: run it as root");
+            }
+            let root = workspace_root();
+            status(Command::new("cargo").current_dir(&root).args([
+                "build",
+                "-p",
+                "detector-user",
+                "-p",
+                "tests",
+                "--bins",
+            ]))?;
+            kernel_matrix(&root)
+        }
         Cmd::Lint => lint(),
         Cmd::Bench { which, args } => bench(&which, &args),
     }
