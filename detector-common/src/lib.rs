@@ -20,6 +20,13 @@ pub mod kind {
     pub const CONNECT_RESULT: u32 = 11;
     /// An inbound TCP connection completed its handshake on a listener.
     pub const ACCEPT: u32 = 12;
+    /// The first datagram of a connected UDP socket left: the association (a `CONNECT` with
+    /// [`super::outcome::ASSOCIATED`] and the same socket cookie) became a contact. Seen on
+    /// the packet path, so it carries no process: userspace takes the association's.
+    pub const UDP_SEND: u32 = 13;
+    /// A DNS answer (UDP from port 53) arrived for a socket of this host: its bytes, for the
+    /// names userspace gives connections ([`super::DnsEvent`]).
+    pub const DNS_ANSWER: u32 = 14;
     /// A watched credential file was opened.
     pub const FILE_OPEN: u32 = 20;
     /// A watched credential file was read without an open we saw (io_uring, filemap).
@@ -36,8 +43,11 @@ pub mod outcome {
     pub const REFUSED: u32 = 3;
     /// Timed out, unreachable or otherwise failed; `errno` says why.
     pub const FAILED: u32 = 4;
-    /// UDP connect: a local association, no packet exchanged.
+    /// UDP connect: a local association, no packet exchanged (resolvers' address probes).
     pub const ASSOCIATED: u32 = 5;
+    /// UDP: a datagram was sent to the destination (unconnected `sendto`, or the first one of
+    /// a connected socket): a contact.
+    pub const SENT: u32 = 6;
 }
 
 /// How a credential file was reached, in [`FileEvent::via`].
@@ -238,6 +248,29 @@ pub mod watch_bits {
         let h = (ino ^ dev.rotate_left(32)).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 48;
         ((h >> 6) as usize & (WORDS - 1), 1u64 << (h & 63))
     }
+}
+
+/// Bytes of a DNS answer kept in a [`DnsEvent`]: the EDNS default payload size (RFC 9715
+/// recommends 1232), so that an answer the resolver did not truncate is whole.
+pub const DNS_PAYLOAD_LEN: usize = 1232;
+
+/// A DNS answer received by a socket of this host (UDP from port 53). The header carries the
+/// time, CPU, sequence and the receiving socket's cgroup; no process (packet path).
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct DnsEvent {
+    /// Common header (`kind` = [`kind::DNS_ANSWER`]).
+    pub hdr: Header,
+    /// 4 or 6 (`AF_INET`/`AF_INET6` as 2/10).
+    pub family: u16,
+    /// Padding.
+    pub _pad: u16,
+    /// Bytes of `payload` filled.
+    pub len: u32,
+    /// The DNS server's address (IPv4 in the first 4 bytes).
+    pub server: [u8; 16],
+    /// The DNS message, cut at [`DNS_PAYLOAD_LEN`].
+    pub payload: [u8; DNS_PAYLOAD_LEN],
 }
 
 /// Key of the `LISTENERS` map: a listening TCP port.

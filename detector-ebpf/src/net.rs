@@ -11,16 +11,31 @@
 //! - `→ LISTEN` runs in the listening task: remembered in `LISTENERS` so that an inbound
 //!   `SYN_RECV → ESTABLISHED` (softirq, unrelated current task) is attributed to the listener.
 //!
-//! UDP has no state machine: `cgroup/connect4|6` on the cgroup v2 root sees every connect
-//! before it happens and costs nothing to other syscalls.
+//! UDP has no state machine. A contact is a datagram sent, not a `connect()` (which sends
+//! nothing; resolvers do one per address of a name to sort them): `cgroup/connect4|6` reports
+//! the association, `cgroup_skb/egress` the first datagram of a connected socket (once per
+//! socket), `cgroup/sendmsg4|6` unconnected sends (once per socket and destination per 10 s).
+//! All on the cgroup v2 root, costing no unrelated syscall; the egress program costs each
+//! outgoing packet a few loads (UDP sockets that connected: one hash lookup).
+//!
+//! DNS answers: `cgroup_skb/ingress` copies UDP datagrams from port 53 for userspace, which
+//! names the addresses connections go to.
+
+use core::ffi::c_void;
 
 use aya_ebpf::{
     bindings::bpf_sock_addr,
-    macros::{btf_tracepoint, cgroup_sock_addr, map, tracepoint},
+    helpers::{
+        bpf_ktime_get_boot_ns,
+        generated::{bpf_get_socket_cookie, bpf_skb_cgroup_id, bpf_skb_load_bytes},
+    },
+    macros::{btf_tracepoint, cgroup_skb, cgroup_sock_addr, map, tracepoint},
     maps::LruHashMap as Lru,
-    programs::{BtfTracePointContext, SockAddrContext, TracePointContext},
+    programs::{BtfTracePointContext, SkBuffContext, SockAddrContext, TracePointContext},
 };
-use detector_common::{direct as d, kind, outcome, tp_fixed, Header, ListenKey, NetEvent};
+use detector_common::{
+    direct as d, kind, outcome, tp_fixed, DnsEvent, Header, ListenKey, NetEvent, DNS_PAYLOAD_LEN,
+};
 
 use crate::{
     cast, direct, dl, fill_basic, fill_common, fill_header, global, has_cast, is_agent, kread,
@@ -362,6 +377,85 @@ pub fn connect6(ctx: SockAddrContext) -> i32 {
     1
 }
 
+/// Connected UDP sockets that have not sent a datagram yet: socket cookie → 1. A UDP
+/// `connect()` exchanges no packet; resolvers do one per address of a name to sort them (RFC
+/// 6724), so only the first datagram makes the association a contact ([`udp_egress`]).
+/// Sockets that never send are forgotten by the LRU.
+#[map]
+static UDP_UNSENT: Lru<u64, u32> = Lru::with_max_entries(16384, 0);
+
+/// Key of [`UDP_SENT`].
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct SendKey {
+    cookie: u64,
+    addr: [u8; 16],
+    port: u16,
+    family: u16,
+    _pad: u32,
+}
+
+/// Unconnected UDP sends reported recently: (socket, destination) → time. A program that
+/// sends many datagrams to one peer is one contact per window, not one record per datagram.
+#[map]
+static UDP_SENT: Lru<SendKey, u64> = Lru::with_max_entries(16384, 0);
+
+/// One unconnected send to a destination is reported at most this often per socket.
+const SEND_REPORT_NS: u64 = 10_000_000_000;
+
+/// The destination of a `bpf_sock_addr` (IPv4 in the first 4 bytes) and its port. Each
+/// field is one volatile load at its own offset: the verifier refuses a context access
+/// through a pointer the compiler moved (`dereference of modified ctx ptr`).
+#[inline(always)]
+fn sock_addr_dst(sa: *const bpf_sock_addr, family: u16) -> ([u8; 16], u16) {
+    use core::ptr::{addr_of, read_volatile};
+    let mut daddr = [0u8; 16];
+    // SAFETY: `sa` is the program's context; every field read is within it.
+    unsafe {
+        if family == AF_INET {
+            daddr[..4].copy_from_slice(&read_volatile(addr_of!((*sa).user_ip4)).to_ne_bytes());
+        } else {
+            let w = [
+                read_volatile(addr_of!((*sa).user_ip6[0])),
+                read_volatile(addr_of!((*sa).user_ip6[1])),
+                read_volatile(addr_of!((*sa).user_ip6[2])),
+                read_volatile(addr_of!((*sa).user_ip6[3])),
+            ];
+            daddr[0..4].copy_from_slice(&w[0].to_ne_bytes());
+            daddr[4..8].copy_from_slice(&w[1].to_ne_bytes());
+            daddr[8..12].copy_from_slice(&w[2].to_ne_bytes());
+            daddr[12..16].copy_from_slice(&w[3].to_ne_bytes());
+        }
+        (
+            daddr,
+            u16::from_be(read_volatile(addr_of!((*sa).user_port)) as u16),
+        )
+    }
+}
+
+/// Emits a UDP record for the current task: an association or a datagram sent.
+#[inline(always)]
+fn emit_udp(cookie: u64, family: u16, daddr: &[u8; 16], dport: u16, out: u32) -> Option<()> {
+    let Some(mut entry) = EVENTS.reserve::<NetEvent>(0) else {
+        lost();
+        return None;
+    };
+    let ev = unsafe { &mut *entry.as_mut_ptr() };
+    fill_basic(&mut ev.hdr, kind::CONNECT);
+    ev.sock = cookie;
+    ev.family = family;
+    ev.protocol = IPPROTO_UDP;
+    ev.sport = 0;
+    ev.saddr = [0; 16];
+    ev.daddr = *daddr;
+    ev.dport = dport;
+    ev.outcome = out;
+    ev.errno = 0;
+    let flags = wake_flags::<NetEvent>();
+    entry.submit(flags);
+    Some(())
+}
+
 fn try_udp_connect(ctx: &SockAddrContext, family: u16) -> Option<()> {
     let sa: &bpf_sock_addr = unsafe { &*ctx.sock_addr };
     if sa.type_ != SOCK_DGRAM {
@@ -372,31 +466,206 @@ fn try_udp_connect(ctx: &SockAddrContext, family: u16) -> Option<()> {
     if is_agent(tgid) {
         return None;
     }
+    // SAFETY: the context pointer is the program's own argument.
+    let cookie = unsafe { bpf_get_socket_cookie(ctx.sock_addr as *mut c_void) };
+    let _ = UDP_UNSENT.insert(&cookie, &1, 0);
+    let (daddr, dport) = sock_addr_dst(ctx.sock_addr, family);
+    emit_udp(cookie, family, &daddr, dport, outcome::ASSOCIATED)
+}
+
+#[cgroup_sock_addr(sendmsg4)]
+pub fn sendmsg4(ctx: SockAddrContext) -> i32 {
+    let _ = try_udp_sendmsg(&ctx, AF_INET);
+    1
+}
+
+#[cgroup_sock_addr(sendmsg6)]
+pub fn sendmsg6(ctx: SockAddrContext) -> i32 {
+    let _ = try_udp_sendmsg(&ctx, AF_INET6);
+    1
+}
+
+/// An unconnected UDP send (`sendto`/`sendmsg` with an address): a contact with that
+/// destination, once per socket and destination per [`SEND_REPORT_NS`].
+fn try_udp_sendmsg(ctx: &SockAddrContext, family: u16) -> Option<()> {
+    let sa: &bpf_sock_addr = unsafe { &*ctx.sock_addr };
+    if sa.type_ != SOCK_DGRAM {
+        return None;
+    }
+    let tgid = (aya_ebpf::helpers::bpf_get_current_pid_tgid() >> 32) as u32;
+    if is_agent(tgid) {
+        return None;
+    }
+    // SAFETY: the context pointer is the program's own argument.
+    let cookie = unsafe { bpf_get_socket_cookie(ctx.sock_addr as *mut c_void) };
+    let (daddr, dport) = sock_addr_dst(ctx.sock_addr, family);
+    let key = SendKey {
+        cookie,
+        addr: daddr,
+        port: dport,
+        family,
+        _pad: 0,
+    };
+    let now = unsafe { bpf_ktime_get_boot_ns() };
+    match UDP_SENT.get_ptr_mut(&key) {
+        // SAFETY: a valid map value pointer; a plain u64.
+        Some(t) => unsafe {
+            if now.saturating_sub(*t) < SEND_REPORT_NS {
+                return None;
+            }
+            *t = now;
+        },
+        None => {
+            let _ = UDP_SENT.insert(&key, &now, 0);
+        }
+    }
+    emit_udp(cookie, family, &daddr, dport, outcome::SENT)
+}
+
+/// `__sk_buff.protocol` (the frame's ethertype, network order) of IPv4 and IPv6.
+const ETH_P_IP_BE: u32 = 0x0800u16.to_be() as u32;
+const ETH_P_IPV6_BE: u32 = 0x86ddu16.to_be() as u32;
+
+/// The L4 protocol and the offset of the L4 header of a packet whose data starts at its
+/// network header (as in cgroup skb programs), read with direct packet access so that the
+/// packets of no interest cost no helper call. IPv6 extension headers are not walked (UDP
+/// right after the fixed header, as DNS and ordinary datagrams are).
+#[inline(always)]
+fn l4_of(ctx: &SkBuffContext) -> Option<(u16, u8, usize)> {
+    let skb = ctx.skb.skb;
+    // SAFETY: reads of the program's own context.
+    let (proto, data, end) = unsafe {
+        (
+            (*skb).protocol,
+            (*skb).data as usize,
+            (*skb).data_end as usize,
+        )
+    };
+    if proto == ETH_P_IP_BE {
+        if data + 20 > end {
+            return None;
+        }
+        // SAFETY: within [data, data_end), checked above.
+        let (vihl, l4) = unsafe { (*(data as *const u8), *((data + 9) as *const u8)) };
+        Some((AF_INET, l4, ((vihl & 0x0f) as usize) * 4))
+    } else if proto == ETH_P_IPV6_BE {
+        if data + 40 > end {
+            return None;
+        }
+        // SAFETY: within [data, data_end), checked above.
+        let l4 = unsafe { *((data + 6) as *const u8) };
+        Some((AF_INET6, l4, 40))
+    } else {
+        None
+    }
+}
+
+/// The first datagram of a connected UDP socket: its association becomes a contact.
+#[cgroup_skb(egress)]
+pub fn udp_egress(ctx: SkBuffContext) -> i32 {
+    let _ = try_udp_egress(&ctx);
+    1
+}
+
+fn try_udp_egress(ctx: &SkBuffContext) -> Option<()> {
+    let (family, l4, l4off) = l4_of(ctx)?;
+    if l4 != IPPROTO_UDP as u8 {
+        return None;
+    }
+    // SAFETY: the context pointer is the program's own argument.
+    let cookie = unsafe { bpf_get_socket_cookie(ctx.skb.skb as *mut c_void) };
+    unsafe { UDP_UNSENT.get(&cookie) }?;
+    let _ = UDP_UNSENT.remove(&cookie);
+    let mut daddr = [0u8; 16];
+    if family == AF_INET {
+        daddr[..4].copy_from_slice(&ctx.load::<[u8; 4]>(16).ok()?);
+    } else {
+        daddr = ctx.load::<[u8; 16]>(24).ok()?;
+    }
+    let dport = u16::from_be(ctx.load::<u16>(l4off + 2).ok()?);
     let Some(mut entry) = EVENTS.reserve::<NetEvent>(0) else {
         lost();
         return None;
     };
     let ev = unsafe { &mut *entry.as_mut_ptr() };
-    fill_basic(&mut ev.hdr, kind::CONNECT);
-    ev.sock = 0;
+    // No process on the packet path: userspace takes the association's (same cookie).
+    ev.hdr = Header::default();
+    fill_common(&mut ev.hdr, kind::UDP_SEND);
+    ev.sock = cookie;
     ev.family = family;
     ev.protocol = IPPROTO_UDP;
     ev.sport = 0;
     ev.saddr = [0; 16];
-    ev.daddr = [0; 16];
-    if family == AF_INET {
-        ev.daddr[..4].copy_from_slice(&sa.user_ip4.to_ne_bytes());
-    } else {
-        let w = sa.user_ip6;
-        ev.daddr[0..4].copy_from_slice(&w[0].to_ne_bytes());
-        ev.daddr[4..8].copy_from_slice(&w[1].to_ne_bytes());
-        ev.daddr[8..12].copy_from_slice(&w[2].to_ne_bytes());
-        ev.daddr[12..16].copy_from_slice(&w[3].to_ne_bytes());
-    }
-    ev.dport = u16::from_be(sa.user_port as u16);
-    ev.outcome = outcome::ASSOCIATED;
+    ev.daddr = daddr;
+    ev.dport = dport;
+    ev.outcome = outcome::SENT;
     ev.errno = 0;
     let flags = wake_flags::<NetEvent>();
+    entry.submit(flags);
+    Some(())
+}
+
+/// DNS answers (UDP from port 53) received by any socket of the host: userspace learns the
+/// names of the addresses that connections then go to.
+#[cgroup_skb(ingress)]
+pub fn dns_ingress(ctx: SkBuffContext) -> i32 {
+    let _ = try_dns(&ctx);
+    1
+}
+
+fn try_dns(ctx: &SkBuffContext) -> Option<()> {
+    let (family, l4, l4off) = l4_of(ctx)?;
+    if l4 != IPPROTO_UDP as u8 {
+        return None;
+    }
+    let sport = u16::from_be(ctx.load::<u16>(l4off).ok()?);
+    if sport != 53 {
+        return None;
+    }
+    let udp_len = u16::from_be(ctx.load::<u16>(l4off + 4).ok()?) as u32;
+    if udp_len <= 8 {
+        return None;
+    }
+    let Some(mut entry) = EVENTS.reserve::<DnsEvent>(0) else {
+        lost();
+        return None;
+    };
+    let ev = unsafe { &mut *entry.as_mut_ptr() };
+    ev.hdr = Header::default();
+    fill_common(&mut ev.hdr, kind::DNS_ANSWER);
+    // SAFETY: the context pointer is the program's own argument.
+    ev.hdr.cgroup_id = unsafe { bpf_skb_cgroup_id(ctx.skb.skb) };
+    ev.family = family;
+    ev._pad = 0;
+    ev.server = [0; 16];
+    if family == AF_INET {
+        if let Ok(a) = ctx.load::<[u8; 4]>(12) {
+            ev.server[..4].copy_from_slice(&a);
+        }
+    } else if let Ok(a) = ctx.load::<[u8; 16]>(8) {
+        ev.server = a;
+    }
+    // A length the verifier can bound: one byte at least (`udp_len > 8` above, and the
+    // helper refuses a size that may be zero), the payload buffer at most.
+    let mut n = ((udp_len - 9) & 0x7ff) + 1;
+    if n > DNS_PAYLOAD_LEN as u32 {
+        n = DNS_PAYLOAD_LEN as u32;
+    }
+    // SAFETY: `payload` holds DNS_PAYLOAD_LEN bytes and `n` is at most that.
+    let rc = unsafe {
+        bpf_skb_load_bytes(
+            ctx.skb.skb as *const c_void,
+            (l4off + 8) as u32,
+            ev.payload.as_mut_ptr() as *mut c_void,
+            n,
+        )
+    };
+    if rc != 0 {
+        entry.discard(0);
+        return None;
+    }
+    ev.len = n;
+    let flags = wake_flags::<DnsEvent>();
     entry.submit(flags);
     Some(())
 }

@@ -79,7 +79,9 @@ fn stream(n: usize) -> Vec<Event> {
                     dst_port: [443, 5432, 22, 80][(r.next() % 4) as usize],
                     outcome: Outcome::InProgress,
                     error: None,
-                    sock: i as u64,
+                    conn: i as u64,
+                    dst_name: None,
+                    off_host: None,
                 };
                 (Kind::Connect, Some(net), None, None)
             } else if roll < 95 {
@@ -361,7 +363,9 @@ fn memory_1m_keys() {
                 dst_port: 443,
                 outcome: Outcome::InProgress,
                 error: None,
-                sock: i,
+                conn: i,
+                dst_name: None,
+                off_host: None,
             }),
             file: None,
             loss: None,

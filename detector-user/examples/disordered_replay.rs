@@ -87,7 +87,9 @@ fn main() {
                     dst_port: (r.next() % ports) as u16 + 20,
                     outcome: Outcome::InProgress,
                     error: None,
-                    sock: i as u64,
+                    conn: i as u64,
+                    dst_name: None,
+                    off_host: None,
                 };
                 (Kind::Connect, Some(net), None)
             } else {

@@ -23,14 +23,18 @@ pub enum Kind {
     Exit,
     /// An outgoing connect attempt (TCP SYN sent, UDP connect). One per attempt.
     Connect,
-    /// The outcome of an outgoing TCP connect (same `net.sock` as its `connect`).
+    /// The outcome of an outgoing TCP connect (same `net.conn` as its `connect`).
     ConnectResult,
     /// An inbound TCP connection accepted by a listener of this process.
     Accept,
-    /// A watched credential file was opened.
+    /// A watched credential file was opened for reading (a use of the credential).
     CredOpen,
     /// A watched credential file was read without an open the agent saw (io_uring, filemap).
     CredRead,
+    /// A watched credential file was opened to be written (`O_WRONLY`, or `O_RDWR` with
+    /// `O_TRUNC`): the credential modified, by whom. Not a use: token refreshers write what
+    /// their workloads read.
+    CredWrite,
     /// The kernel dropped records (ring buffer full): counts per CPU.
     Loss,
 }
@@ -47,6 +51,7 @@ impl Kind {
             Kind::Accept => "accept",
             Kind::CredOpen => "cred_open",
             Kind::CredRead => "cred_read",
+            Kind::CredWrite => "cred_write",
             Kind::Loss => "loss",
         }
     }
@@ -76,7 +81,7 @@ pub struct Event {
     /// Set for `connect`, `connect_result`, `accept`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub net: Option<NetInfo>,
-    /// Set for `cred_open`, `cred_read`.
+    /// Set for `cred_open`, `cred_read`, `cred_write`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub file: Option<FileInfo>,
     /// Set for `loss`.
@@ -101,9 +106,12 @@ pub struct Process {
     pub uid: u32,
     /// Real gid.
     pub gid: u32,
-    /// User name of `uid`, when the agent could resolve it.
+    /// User name of `uid`, when the agent could resolve it (the table follows /etc/passwd).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
+    /// Group name of `gid`, when the agent could resolve it (the table follows /etc/group).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
     /// Task name (settable by the process: never trust it for allow-listing).
     pub comm: String,
     /// Executable path (from exec, or `/proc/<pid>/exe` for processes older than the agent).
@@ -227,8 +235,11 @@ pub enum Outcome {
     Refused,
     /// Timed out, unreachable, or another error (`errno`).
     Failed,
-    /// UDP connect: local association only.
+    /// UDP connect: local association only, nothing sent (not a contact: resolvers do one
+    /// per address of a name to sort them).
     Associated,
+    /// UDP: a datagram was sent to the destination (a contact).
+    Sent,
 }
 
 /// Direction of a connection relative to the attributed process.
@@ -264,8 +275,19 @@ pub struct NetInfo {
     /// errno name of a failure (`ECONNREFUSED`, `ETIMEDOUT`…).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
-    /// Kernel socket id pairing `connect` with `connect_result`.
-    pub sock: u64,
+    /// Opaque connection id pairing `connect` with its `connect_result` (a keyed hash of the
+    /// kernel's socket, never the kernel address itself, which would disclose the kernel's
+    /// layout; recordings before this field was renamed call it `sock`).
+    #[serde(alias = "sock")]
+    pub conn: u64,
+    /// The name the destination address was resolved from, when the agent saw it: a DNS
+    /// answer received on this host, or the hosts file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dst_name: Option<String>,
+    /// False when the destination is this host: an unspecified, loopback or local address.
+    /// Absent in recordings made before the field existed (then only the address decides).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub off_host: Option<bool>,
 }
 
 /// How a credential file was reached.

@@ -219,6 +219,45 @@ impl Drop for Netns {
     }
 }
 
+/// Two network namespaces made by the test and joined by a veth pair: `a` holds
+/// `10.<net>.0.1/24`, `b` holds `10.<net>.0.2/24`; both are deleted on drop.
+pub struct Link {
+    /// The first namespace.
+    pub a: Netns,
+    /// The second.
+    pub b: Netns,
+}
+
+impl Link {
+    /// Makes the pair; `tag` (a few letters) keeps the interface names unique per test.
+    pub fn new(tag: &str, net: u8) -> Self {
+        let a = Netns::new(&format!("{tag}a"));
+        let b = Netns::new(&format!("{tag}b"));
+        let (va, vb) = (
+            format!("{tag}{}a", std::process::id() % 100000),
+            format!("{tag}{}b", std::process::id() % 100000),
+        );
+        sh(&[
+            "ip", "link", "add", &va, "netns", &a.0, "type", "veth", "peer", "name", &vb, "netns",
+            &b.0,
+        ]);
+        for (ns, dev, host) in [(&a, &va, 1), (&b, &vb, 2)] {
+            sh(&[
+                "ip",
+                "-n",
+                &ns.0,
+                "addr",
+                "add",
+                &format!("10.{net}.0.{host}/24"),
+                "dev",
+                dev,
+            ]);
+            sh(&["ip", "-n", &ns.0, "link", "set", dev, "up"]);
+        }
+        Self { a, b }
+    }
+}
+
 /// Runs a command that must succeed.
 pub fn sh(args: &[&str]) {
     let st = Command::new(args[0])

@@ -11,7 +11,7 @@ use detector::{
     event::{Direction, Kind, Outcome, Protocol, Via},
     sources::loader::ReadMode,
 };
-use tests::{actor, actor_in, actor_path, ino, is, options, sh, Agent, Netns, Scratch, WAIT};
+use tests::{actor, actor_in, actor_path, ino, is, options, sh, Agent, Link, Netns, Scratch, WAIT};
 
 /// A credential file in a scratch dir, watched through an extra pattern.
 fn watched(name: &str) -> (Scratch, std::path::PathBuf, Agent) {
@@ -353,7 +353,7 @@ fn tcp_v4_connect_attempt_and_established_outcome() {
         .expect("result");
     let rn = r.net.as_ref().unwrap();
     assert_eq!(rn.outcome, Outcome::Established);
-    assert_eq!(rn.sock, n.sock);
+    assert_eq!(rn.conn, n.conn);
     assert_eq!(rn.src_port, src_port);
     let _ = l.wait_with_output();
 }
@@ -415,6 +415,162 @@ fn udp_connect_is_reported_v4_and_v6() {
         (n.family, n.dst_addr.as_str(), n.dst_port),
         (6, "::1", 5354)
     );
+}
+
+/// A UDP `connect()` sends nothing (resolvers make one per address of a name to sort them):
+/// it is reported as an association; the socket's first datagram makes it a contact, with the
+/// association's process and connection id.
+#[test]
+fn a_udp_association_is_a_contact_only_once_a_datagram_leaves() {
+    let mut agent = Agent::start(options(""));
+    let (quiet, _) = actor(&["udp-connect", "127.0.0.1", "9"]);
+    let (talker, _) = actor(&["udp-connect-send", "127.0.0.1", "9"]);
+    let sent = agent
+        .wait_for(WAIT, |e| {
+            is(e, Kind::Connect, talker)
+                && e.net.as_ref().is_some_and(|n| n.outcome == Outcome::Sent)
+        })
+        .unwrap_or_else(|| panic!("no datagram sent: {:#?}", agent.of(talker)));
+    let n = sent.net.as_ref().unwrap();
+    assert_eq!(
+        (n.protocol, n.dst_addr.as_str(), n.dst_port, n.off_host),
+        (Protocol::Udp, "127.0.0.1", 9, Some(false))
+    );
+    let assoc = agent
+        .of(talker)
+        .into_iter()
+        .find(|e| {
+            e.net
+                .as_ref()
+                .is_some_and(|n| n.outcome == Outcome::Associated)
+        })
+        .cloned()
+        .expect("the association");
+    assert_eq!(assoc.net.as_ref().unwrap().conn, n.conn);
+    assert!(assoc.ts <= sent.ts);
+    assert_eq!(sent.process.as_ref().unwrap().comm, "actor");
+    agent.pump(Duration::from_millis(300));
+    let of_quiet: Vec<_> = agent.of(quiet);
+    assert!(
+        of_quiet.iter().any(|e| e
+            .net
+            .as_ref()
+            .is_some_and(|n| n.outcome == Outcome::Associated))
+            && !of_quiet
+                .iter()
+                .any(|e| e.net.as_ref().is_some_and(|n| n.outcome == Outcome::Sent)),
+        "{of_quiet:#?}"
+    );
+}
+
+/// `sendto` without `connect`: one contact per destination however many datagrams.
+#[test]
+fn unconnected_udp_sends_are_one_contact_per_destination() {
+    let mut agent = Agent::start(options(""));
+    let (pid, _) = actor(&["udp-sendto", "5", "127.0.0.1:9", "127.0.0.2:9", "[::1]:9"]);
+    agent.pump(Duration::from_millis(500));
+    let mut dsts: Vec<(String, u16)> = agent
+        .of(pid)
+        .into_iter()
+        .filter_map(|e| e.net.as_ref())
+        .map(|n| {
+            assert_eq!(
+                (n.protocol, n.outcome),
+                (Protocol::Udp, Outcome::Sent),
+                "{n:?}"
+            );
+            (n.dst_addr.clone(), n.dst_port)
+        })
+        .collect();
+    dsts.sort();
+    assert_eq!(
+        dsts,
+        vec![
+            ("127.0.0.1".to_string(), 9),
+            ("127.0.0.2".to_string(), 9),
+            ("::1".to_string(), 9)
+        ]
+    );
+}
+
+/// A DNS answer received on the host names the connections to its addresses: a client that
+/// resolves a name and tries its addresses in turn shows the name on each attempt.
+#[test]
+fn a_dns_answer_names_the_connections_to_its_addresses() {
+    let link = Link::new("dn", 214);
+    let mut agent = Agent::start(options(""));
+    let mut listener = Command::new("ip")
+        .args(["netns", "exec", &link.b.0])
+        .arg(actor_path())
+        .args(["listen", "10.214.0.2", "0"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(listener.stdout.as_mut().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let port = line.trim().strip_prefix("ready ").unwrap().to_string();
+    let mut server = Command::new("ip")
+        .args(["netns", "exec", &link.b.0])
+        .arg(actor_path())
+        // The first address answers nothing: the client goes on to the second.
+        .args([
+            "dns-serve",
+            "10.214.0.2",
+            "svc.test",
+            "10.214.0.9",
+            "10.214.0.2",
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut ready = String::new();
+    BufReader::new(server.stdout.as_mut().unwrap())
+        .read_line(&mut ready)
+        .unwrap();
+    let (client, out) = actor_in(
+        Some(&link.a.0),
+        &["dns-connect", "10.214.0.2", "svc.test", &port],
+    );
+    assert_eq!(
+        out.lines().collect::<Vec<_>>(),
+        ["10.214.0.9", "10.214.0.2"]
+    );
+    for dst in ["10.214.0.9", "10.214.0.2"] {
+        let e = agent
+            .wait_for(WAIT, |e| {
+                is(e, Kind::Connect, client)
+                    && e.net
+                        .as_ref()
+                        .is_some_and(|n| n.protocol == Protocol::Tcp && n.dst_addr == dst)
+            })
+            .unwrap_or_else(|| panic!("no connect to {dst}: {:#?}", agent.of(client)));
+        let n = e.net.as_ref().unwrap();
+        assert_eq!(
+            (n.dst_name.as_deref(), n.off_host),
+            (Some("svc.test"), Some(true)),
+            "{n:?}"
+        );
+    }
+    let _ = server.wait();
+    let _ = listener.wait();
+}
+
+/// Opening a credential to rewrite it is a write (credential modified, by whom), not a use.
+#[test]
+fn a_credential_opened_to_be_rewritten_is_a_write_not_a_read() {
+    let (_s, secret, mut agent) = watched("write");
+    let (writer, _) = actor(&["write", secret.to_str().unwrap()]);
+    let w = agent
+        .wait_for(WAIT, |e| is(e, Kind::CredWrite, writer))
+        .unwrap_or_else(|| panic!("no cred_write: {:#?}", agent.of(writer)));
+    let f = w.file.as_ref().unwrap();
+    assert_eq!((f.access.as_deref(), f.ino), (Some("write"), ino(&secret)));
+    assert!(!agent.of(writer).iter().any(|e| e.kind == Kind::CredOpen));
+    let (reader, _) = actor(&["open", secret.to_str().unwrap()]);
+    let r = cred_open_by(&mut agent, reader);
+    assert_eq!(r.file.as_ref().unwrap().access.as_deref(), Some("read"));
 }
 
 #[test]
@@ -769,7 +925,7 @@ fn every_concern_attaches_in_each_forced_read_mode() {
             "{:?}",
             src.reads
         );
-        assert_eq!(src.status.len(), 13, "{:#?}", src.status);
+        assert_eq!(src.status.len(), 17, "{:#?}", src.status);
         for p in &src.status {
             assert!(p.attached, "{want}: {p:#?}");
             // A fallback is always named, and says why it was needed.

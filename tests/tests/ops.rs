@@ -347,14 +347,14 @@ fn metrics_and_health_endpoint_and_detector_status() {
     let h: serde_json::Value = serde_json::from_str(&health.1).unwrap();
     assert_eq!(h["status"], "green", "{h}");
     let programs = h["programs"].as_array().unwrap();
-    assert_eq!(programs.len(), 13, "{h}");
+    assert_eq!(programs.len(), 17, "{h}");
     assert!(
         programs
             .iter()
             .all(|p| p["attached"] == true && p["required"] == true && p["hook"].is_string()),
         "{h}"
     );
-    assert_eq!(h["attached"], 13, "{h}");
+    assert_eq!(h["attached"], 17, "{h}");
 
     let status = Command::new(detector())
         .args(["status", "--metrics-addr", &addr])
@@ -363,12 +363,12 @@ fn metrics_and_health_endpoint_and_detector_status() {
     let out = String::from_utf8_lossy(&status.stdout);
     assert!(status.status.success(), "detector status: {status:?}");
     assert!(
-        out.contains("health: green (13 of 13 programs attached)"),
+        out.contains("health: green (17 of 17 programs attached)"),
         "{out}"
     );
     assert_eq!(
         out.lines().filter(|l| l.starts_with("  attached ")).count(),
-        13,
+        17,
         "{out}"
     );
 

@@ -139,6 +139,7 @@ enum_codec!(Kind {
     CredOpen = 6,
     CredRead = 7,
     Loss = 8,
+    CredWrite = 9,
 });
 enum_codec!(Protocol {
     Tcp = 0,
@@ -155,6 +156,7 @@ enum_codec!(Outcome {
     Refused = 2,
     Failed = 3,
     Associated = 4,
+    Sent = 5,
 });
 enum_codec!(Via {
     Syscall = 0,
@@ -198,6 +200,7 @@ struct_codec!(Process {
     uid,
     gid,
     user,
+    group,
     comm,
     exe,
     argv,
@@ -238,7 +241,9 @@ struct_codec!(NetInfo {
     dst_port,
     outcome,
     error,
-    sock,
+    conn,
+    dst_name,
+    off_host,
 });
 struct_codec!(FileInfo {
     watched,
@@ -289,6 +294,7 @@ mod tests {
                 uid: 5,
                 gid: 6,
                 user: Some(s("alice")),
+                group: Some(s("staff")),
                 comm: s("ssh"),
                 exe: s("/usr/bin/ssh"),
                 argv: vec![s("ssh"), s("-i"), s("/root/.ssh/id_rsa"), s("hôst ✓")],
@@ -331,7 +337,9 @@ mod tests {
                 dst_port: 22,
                 outcome: Outcome::Refused,
                 error: Some(s("refused")),
-                sock: u64::MAX,
+                conn: u64::MAX,
+                dst_name: None,
+                off_host: None,
             }),
             file: Some(FileInfo {
                 watched: s("/root/.ssh/id_rsa"),

@@ -584,7 +584,7 @@ mod tests {
         assert!(!check("{net.dst_port: {gt: 22}}"));
         assert!(!check("{net.dst_port: {lt: 22}}"));
         assert!(check("{file.watched: {exists: false}}"));
-        assert!(check("{net.sock: {exists: true}}"));
+        assert!(check("{net.conn: {exists: true}}"));
         assert!(check("{process.pid: {eq_field: process.tgid}}"));
         assert!(!check("{process.pid: {neq_field: process.tgid}}"));
         assert!(

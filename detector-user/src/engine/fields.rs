@@ -1,8 +1,9 @@
 //! Field paths rules may address (`net.dst_port`, `process.identity`…), resolved once at load
 //! time to a [`Field`] so that evaluation is a match, not a string lookup. Besides the event's
 //! own fields there are derived ones, documented in `docs/rules.md`: `process.tree`, `net.dst`,
-//! `net.service`, `net.peer_allowed`, `net.novel`, `credential.owned`, `file.age_days`,
-//! `file.home_user`.
+//! `net.dst_host`, `net.contact`, `net.service`, `net.peer_allowed`, `net.novel`,
+//! `credential.owned`, `file.age_days`, `file.home_user` (and `net.off_host` for recordings
+//! made before the agent set it).
 
 use std::borrow::Cow;
 use std::net::IpAddr;
@@ -62,6 +63,7 @@ fields! {
     "process.uid" => Uid: Int,
     "process.gid" => Gid: Int,
     "process.user" => User: Str,
+    "process.group" => Group: Str,
     "process.comm" => Comm: Str,
     "process.exe" => Exe: Str,
     "process.argv" => Argv: StrList,
@@ -93,7 +95,11 @@ fields! {
     "net.dst" => Dst: Str,
     "net.outcome" => Outcome: Str,
     "net.error" => NetError: Str,
-    "net.sock" => Sock: Int,
+    "net.conn" => Conn: Int,
+    "net.dst_name" => DstName: Str,
+    "net.dst_host" => DstHost: Str,
+    "net.off_host" => OffHost: Bool,
+    "net.contact" => Contact: Bool,
     "net.service" => Service: Str,
     "net.peer_allowed" => PeerAllowed: Bool,
     "net.novel" => Novel: Bool,
@@ -253,6 +259,7 @@ fn get_ip<'a>(
         Uid => p.and_then(|p| i(p.uid.into())),
         Gid => p.and_then(|p| i(p.gid.into())),
         User => p.and_then(|p| os(&p.user)),
+        Group => p.and_then(|p| os(&p.group)),
         Comm => p.and_then(|p| s(&p.comm)),
         Exe => p.and_then(|p| s(&p.exe)),
         Argv => p.map(|p| Val::List(&p.argv)),
@@ -290,7 +297,20 @@ fn get_ip<'a>(
         Dst => n.map(|n| Val::Str(Cow::Owned(dst_string(&n.dst_addr, n.dst_port)))),
         Outcome => n.map(|n| Val::Str(Cow::Borrowed(enum_str(&n.outcome)))),
         NetError => n.and_then(|n| os(&n.error)),
-        Sock => n.and_then(|n| i(n.sock)),
+        Conn => n.and_then(|n| i(n.conn)),
+        DstName => n.and_then(|n| os(&n.dst_name)),
+        // What fan-out counts: the name when the agent saw it resolved (the addresses of one
+        // name tried in turn are one host), else the address.
+        DstHost => n.map(|n| Val::Str(Cow::Borrowed(n.dst_name.as_deref().unwrap_or(&n.dst_addr)))),
+        OffHost => {
+            let n = n?;
+            Some(Val::Bool(match n.off_host {
+                Some(v) => v,
+                // Recordings without the field: only the address decides.
+                None => dst_ip().is_some_and(|ip| !is_this_host(ip)),
+            }))
+        }
+        Contact => n.map(|n| Val::Bool(is_contact(ev.kind, n))),
         Service => {
             let n = n?;
             let ip = dst_ip()?;
@@ -337,6 +357,25 @@ fn get_ip<'a>(
         LossCpu => ev.loss.as_ref().and_then(|x| i(x.cpu.into())),
         LossCount => ev.loss.as_ref().and_then(|x| i(x.count)),
     }
+}
+
+/// True for an address that always means this host: unspecified or loopback (also as an
+/// IPv4-mapped IPv6 address).
+pub fn is_this_host(ip: IpAddr) -> bool {
+    let ip = ip.to_canonical();
+    ip.is_unspecified() || ip.is_loopback()
+}
+
+/// Whether a network event is a contact with its destination: a TCP attempt or a UDP datagram
+/// sent. A UDP association sends nothing (resolvers make one per address of a name to sort
+/// them); outcomes and accepts are not attempts.
+pub fn is_contact(kind: crate::event::Kind, n: &crate::event::NetInfo) -> bool {
+    use crate::event::{Kind, Outcome, Protocol};
+    kind == Kind::Connect
+        && match n.protocol {
+            Protocol::Tcp => true,
+            _ => n.outcome == Outcome::Sent,
+        }
 }
 
 /// Parses an address.
@@ -408,6 +447,7 @@ impl EnumName for crate::event::Outcome {
             Self::Refused => "refused",
             Self::Failed => "failed",
             Self::Associated => "associated",
+            Self::Sent => "sent",
         }
     }
 }
@@ -486,7 +526,9 @@ mod tests {
                 dst_port: 22,
                 outcome: o,
                 error: None,
-                sock: 1,
+                conn: 1,
+                dst_name: None,
+                off_host: None,
             });
             check(&ev);
         }

@@ -1353,6 +1353,13 @@ fn plan(rules: &RuleSet, pol: &Policy, cand: &mut Vec<u32>, ev: &Event, p: &mut 
                         has_val = true;
                         addr
                     }
+                    // So does an unnamed destination's host (its address).
+                    (Field::DstHost, Some(addr))
+                        if ev.net.as_ref().is_some_and(|n| n.dst_name.is_none()) =>
+                    {
+                        has_val = true;
+                        addr
+                    }
                     _ => match fields::get(f, ev, pol) {
                         Some(v) => {
                             has_val = true;

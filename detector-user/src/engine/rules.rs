@@ -136,7 +136,7 @@ pub struct RuleSet {
 }
 
 /// All kinds, in declaration order (their index is `Kind as usize`).
-pub const KINDS: [Kind; 9] = [
+pub const KINDS: [Kind; 10] = [
     Kind::Exec,
     Kind::Fork,
     Kind::Exit,
@@ -145,6 +145,7 @@ pub const KINDS: [Kind; 9] = [
     Kind::Accept,
     Kind::CredOpen,
     Kind::CredRead,
+    Kind::CredWrite,
     Kind::Loss,
 ];
 

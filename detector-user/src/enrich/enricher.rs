@@ -1,13 +1,15 @@
 //! Kernel records → enriched [`Event`]s: wall-clock time, the process as the table knows it,
 //! cgroup path and workload, user names, and the watched credential behind a watch id.
 
-use std::collections::HashMap;
+use std::{hash::BuildHasher as _, net::IpAddr, time::Instant};
 
 use detector_common::{kind, outcome, via, watch, FileEvent, Header, NetEvent};
 
 use super::{
+    accounts::Accounts,
     cgroup::CgroupResolver,
     k8s::{PodResolver, PodRoots},
+    names::Names,
     process::ProcessTable,
 };
 use crate::{
@@ -27,20 +29,14 @@ pub struct Enricher {
     pub procs: ProcessTable,
     cgroups: CgroupResolver,
     pods: PodResolver,
-    users: HashMap<u32, String>,
+    accounts: Accounts,
+    /// Names of destinations (DNS answers, hosts file) and this host's addresses.
+    pub names: Names,
+    /// Key of the opaque connection ids (random per run: ids pair a connect with its outcome
+    /// and never disclose the kernel address of the socket).
+    conn_key: std::collections::hash_map::RandomState,
     /// wall-clock ns − boot-time ns, measured once at start.
     boot_to_wall: i128,
-}
-
-/// Reads uid → name from a passwd file.
-pub fn users(passwd: &str) -> HashMap<u32, String> {
-    passwd
-        .lines()
-        .filter_map(|l| {
-            let f: Vec<&str> = l.split(':').collect();
-            Some((f.get(2)?.parse().ok()?, f.first()?.to_string()))
-        })
-        .collect()
 }
 
 fn clock_ns(clock: libc::clockid_t) -> i128 {
@@ -67,12 +63,31 @@ fn errno_name(e: u32) -> String {
     }
 }
 
-fn addr(family: u16, b: &[u8; 16]) -> String {
+/// An address as text and its family (4 or 6). An IPv4-mapped IPv6 address (a dual-stack
+/// socket talking IPv4) is shown as the IPv4 address it is, so that rules on IPv4 addresses
+/// and networks see it: `::ffff:169.254.169.254` is the metadata service.
+fn addr(family: u16, b: &[u8; 16]) -> (String, u8) {
     if family == 10 {
-        std::net::Ipv6Addr::from(*b).to_string()
+        let v6 = std::net::Ipv6Addr::from(*b);
+        match v6.to_ipv4_mapped() {
+            Some(v4) => (v4.to_string(), 4),
+            None => (v6.to_string(), 6),
+        }
     } else {
-        std::net::Ipv4Addr::new(b[0], b[1], b[2], b[3]).to_string()
+        (
+            std::net::Ipv4Addr::new(b[0], b[1], b[2], b[3]).to_string(),
+            4,
+        )
     }
+}
+
+/// Whether open flags mean the credential is being written rather than read: write-only, or
+/// truncated. (`O_RDWR` alone reads it too: a use.)
+fn writes(flags: u32) -> bool {
+    let acc = flags & libc::O_ACCMODE as u32;
+    flags & libc::O_PATH as u32 == 0
+        && (acc == libc::O_WRONLY as u32
+            || (acc == libc::O_RDWR as u32 && flags & libc::O_TRUNC as u32 != 0))
 }
 
 fn access(flags: u32) -> &'static str {
@@ -97,7 +112,9 @@ impl Enricher {
             procs,
             cgroups: CgroupResolver::new(cgroup_root),
             pods: PodResolver::new(PodRoots::default()),
-            users: users(&std::fs::read_to_string("/etc/passwd").unwrap_or_default()),
+            accounts: Accounts::default(),
+            names: Names::default(),
+            conn_key: std::collections::hash_map::RandomState::new(),
             boot_to_wall: clock_ns(libc::CLOCK_REALTIME) - clock_ns(libc::CLOCK_BOOTTIME),
         }
     }
@@ -135,7 +152,8 @@ impl Enricher {
             start,
             uid: h.uid,
             gid: h.gid,
-            user: self.users.get(&h.uid).cloned(),
+            user: self.accounts.user(h.uid, Instant::now()),
+            group: self.accounts.group(h.gid, Instant::now()),
             comm,
             exe,
             argv,
@@ -232,6 +250,11 @@ impl Enricher {
             }
             Record::Net(n) => Some(self.net(n)),
             Record::File(f) => self.file(f, watch_list),
+            Record::Dns(d) => {
+                let len = (d.len as usize).min(d.payload.len());
+                self.names.learn_answer(&d.payload[..len], Instant::now());
+                None
+            }
             Record::Loss {
                 ts_ns,
                 cpu,
@@ -251,7 +274,8 @@ impl Enricher {
 
     fn net(&mut self, n: &NetEvent) -> Event {
         let k = match n.hdr.kind {
-            kind::CONNECT => Kind::Connect,
+            // A connected UDP socket's first datagram: a contact, like an unconnected send.
+            kind::CONNECT | kind::UDP_SEND => Kind::Connect,
             kind::CONNECT_RESULT => Kind::ConnectResult,
             _ => Kind::Accept,
         };
@@ -259,19 +283,27 @@ impl Enricher {
         if n.hdr.tgid != 0 {
             ev.process = Some(self.process(&n.hdr));
         }
-        let (src_addr, src_port, dst_addr, dst_port) = (
+        let ((src_addr, _), src_port, (dst_addr, family), dst_port) = (
             addr(n.family, &n.saddr),
             n.sport,
             addr(n.family, &n.daddr),
             n.dport,
         );
+        let now = Instant::now();
+        let (dst_name, off_host) = match dst_addr.parse::<IpAddr>() {
+            Ok(ip) => (
+                self.names.name_of(ip, now).map(|(n, _)| n.to_string()),
+                Some(!self.names.is_local(ip, now)),
+            ),
+            Err(_) => (None, None),
+        };
         ev.net = Some(NetInfo {
             protocol: match n.protocol {
                 6 => Protocol::Tcp,
                 17 => Protocol::Udp,
                 _ => Protocol::Other,
             },
-            family: if n.family == 10 { 6 } else { 4 },
+            family,
             direction: if k == Kind::Accept {
                 Direction::Inbound
             } else {
@@ -287,11 +319,14 @@ impl Enricher {
                 outcome::ESTABLISHED => Outcome::Established,
                 outcome::REFUSED => Outcome::Refused,
                 outcome::ASSOCIATED => Outcome::Associated,
+                outcome::SENT => Outcome::Sent,
                 _ => Outcome::Failed,
             },
             error: (n.outcome == outcome::REFUSED || n.outcome == outcome::FAILED)
                 .then(|| errno_name(n.errno)),
-            sock: n.sock,
+            conn: self.conn_key.hash_one(n.sock),
+            dst_name,
+            off_host,
         });
         ev
     }
@@ -318,10 +353,11 @@ impl Enricher {
                 ),
             }
         };
-        let k = if f.hdr.kind == kind::FILE_OPEN {
-            Kind::CredOpen
-        } else {
-            Kind::CredRead
+        let opened = f.hdr.kind == kind::FILE_OPEN;
+        let k = match (opened, writes(f.flags)) {
+            (true, true) => Kind::CredWrite,
+            (true, false) => Kind::CredOpen,
+            (false, _) => Kind::CredRead,
         };
         let mut ev = self.empty(f.hdr.ts_ns, k);
         ev.process = Some(self.process(&f.hdr));
@@ -350,8 +386,8 @@ impl Enricher {
             resolved,
             dev: f.dev,
             ino: f.ino,
-            flags: (k == Kind::CredOpen).then_some(f.flags),
-            access: (k == Kind::CredOpen).then(|| access(f.flags).to_string()),
+            flags: opened.then_some(f.flags),
+            access: opened.then(|| access(f.flags).to_string()),
             via: match f.via {
                 via::IO_URING => Via::IoUring,
                 via::FILEMAP => Via::Filemap,

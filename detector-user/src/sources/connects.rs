@@ -1,4 +1,5 @@
-//! Pairs a TCP connect's outcome with its attempt.
+//! Pairs a TCP connect's outcome with its attempt, and a connected UDP socket's first
+//! datagram with its association.
 //!
 //! The outcome (`CONNECT_RESULT`) usually happens in softirq, where the current task is
 //! unrelated, so the kernel record carries the socket but no process. Keeping the connecting
@@ -15,9 +16,12 @@ use detector_common::{kind, Header, NetEvent};
 /// the kernel gives up (about two minutes), so the table is bounded and forgets the oldest.
 pub const DEFAULT_CAPACITY: usize = 65_536;
 
-/// TCP attempts waiting for their outcome, by kernel socket.
+/// TCP attempts waiting for their outcome, by kernel socket; UDP associations waiting for
+/// their first datagram, by socket cookie.
 pub struct PendingConnects {
     by_sock: lru::LruCache<u64, Header>,
+    /// Most associations never send (resolvers' address probes): bounded the same way.
+    udp: lru::LruCache<u64, Header>,
     /// Outcomes dropped because their attempt was not seen (the agent's own connects, an
     /// attempt lost in the kernel or forgotten at capacity).
     pub unpaired: u64,
@@ -32,8 +36,10 @@ impl Default for PendingConnects {
 impl PendingConnects {
     /// A table holding at most `cap` attempts (at least one).
     pub fn with_capacity(cap: usize) -> Self {
+        let cap = NonZeroUsize::new(cap).unwrap_or(NonZeroUsize::MIN);
         Self {
-            by_sock: lru::LruCache::new(NonZeroUsize::new(cap).unwrap_or(NonZeroUsize::MIN)),
+            by_sock: lru::LruCache::new(cap),
+            udp: lru::LruCache::new(cap),
             unpaired: 0,
         }
     }
@@ -46,6 +52,29 @@ impl PendingConnects {
                 self.by_sock.put(n.sock, n.hdr);
                 true
             }
+            kind::CONNECT
+                if n.protocol == libc::IPPROTO_UDP as u16
+                    && n.outcome == detector_common::outcome::ASSOCIATED =>
+            {
+                self.udp.put(n.sock, n.hdr);
+                true
+            }
+            kind::UDP_SEND => match self.udp.pop(&n.sock) {
+                Some(assoc) => {
+                    n.hdr = Header {
+                        kind: n.hdr.kind,
+                        cpu: n.hdr.cpu,
+                        ts_ns: n.hdr.ts_ns,
+                        seq: n.hdr.seq,
+                        ..assoc
+                    };
+                    true
+                }
+                None => {
+                    self.unpaired += 1;
+                    false
+                }
+            },
             kind::CONNECT_RESULT => match self.by_sock.pop(&n.sock) {
                 Some(attempt) => {
                     // The process is the attempt's; time, CPU and sequence are the outcome's.
@@ -131,14 +160,33 @@ mod tests {
     }
 
     #[test]
-    fn udp_and_accepts_pass_through_untouched() {
+    fn accepts_and_unconnected_sends_pass_through_untouched() {
         let mut p = PendingConnects::default();
-        let mut udp = net(kind::CONNECT, 0, 5, 1, 17);
-        assert!(p.pair(&mut udp));
+        let mut sent = net(kind::CONNECT, 0, 5, 1, 17);
+        sent.outcome = outcome::SENT;
+        assert!(p.pair(&mut sent));
+        assert_eq!(sent.hdr.tgid, 5);
         let mut acc = net(kind::ACCEPT, 0xc, 6, 2, 6);
         assert!(p.pair(&mut acc));
         assert_eq!(acc.hdr.tgid, 6);
         assert!(p.is_empty());
+    }
+
+    #[test]
+    fn a_first_datagram_gets_the_process_of_its_association() {
+        let mut p = PendingConnects::default();
+        let mut assoc = net(kind::CONNECT, 0x51, 88, 10, 17);
+        assoc.outcome = outcome::ASSOCIATED;
+        assert!(p.pair(&mut assoc));
+        let mut send = net(kind::UDP_SEND, 0x51, 0, 20, 17);
+        assert!(p.pair(&mut send));
+        assert_eq!(
+            (send.hdr.tgid, send.hdr.kind, send.hdr.ts_ns),
+            (88, kind::UDP_SEND, 20)
+        );
+        // The kernel reports one first datagram per association; another has nothing to pair.
+        assert!(!p.pair(&mut net(kind::UDP_SEND, 0x51, 0, 30, 17)));
+        assert_eq!(p.unpaired, 1);
     }
 
     #[test]

@@ -4,7 +4,9 @@
 
 use std::mem::size_of;
 
-use detector_common::{kind, ExecEvent, ExitEvent, FileEvent, ForkEvent, Header, NetEvent};
+use detector_common::{
+    kind, DnsEvent, ExecEvent, ExitEvent, FileEvent, ForkEvent, Header, NetEvent,
+};
 
 /// A decoded kernel record.
 #[derive(Debug, Clone)]
@@ -19,6 +21,8 @@ pub enum Record {
     Net(NetEvent),
     /// cred_open / cred_read.
     File(Box<FileEvent>),
+    /// A DNS answer received on the host (no process).
+    Dns(Box<DnsEvent>),
     /// In-band loss report built by the consumer from the per-CPU counters.
     Loss {
         /// Boot-time ns when the loss was noticed.
@@ -41,6 +45,7 @@ impl Record {
             Record::Exit(e) => e.hdr.ts_ns,
             Record::Net(e) => e.hdr.ts_ns,
             Record::File(e) => e.hdr.ts_ns,
+            Record::Dns(e) => e.hdr.ts_ns,
             Record::Loss { ts_ns, .. } => *ts_ns,
         }
     }
@@ -97,7 +102,10 @@ pub fn decode(bytes: &[u8]) -> Result<Record, DecodeError> {
         kind::EXEC => Record::Exec(Box::new(copy::<ExecEvent>(bytes, k)?)),
         kind::FORK => Record::Fork(copy(bytes, k)?),
         kind::EXIT => Record::Exit(copy(bytes, k)?),
-        kind::CONNECT | kind::CONNECT_RESULT | kind::ACCEPT => Record::Net(copy(bytes, k)?),
+        kind::CONNECT | kind::CONNECT_RESULT | kind::ACCEPT | kind::UDP_SEND => {
+            Record::Net(copy(bytes, k)?)
+        }
+        kind::DNS_ANSWER => Record::Dns(Box::new(copy::<DnsEvent>(bytes, k)?)),
         kind::FILE_OPEN | kind::FILE_READ => Record::File(Box::new(copy::<FileEvent>(bytes, k)?)),
         other => return Err(DecodeError::UnknownKind(other)),
     })

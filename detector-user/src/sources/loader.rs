@@ -6,7 +6,8 @@ use std::path::Path;
 use aya::{
     maps::{HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf},
     programs::{
-        links::CgroupAttachMode, BtfTracePoint, CgroupSockAddr, FEntry, ProgramError, TracePoint,
+        links::CgroupAttachMode, BtfTracePoint, CgroupSkb, CgroupSkbAttachType, CgroupSockAddr,
+        FEntry, ProgramError, TracePoint,
     },
     Btf, Ebpf, EbpfLoader,
 };
@@ -65,6 +66,15 @@ enum Hook {
     Cgroup,
     /// Function entry (BPF trampoline) of a kernel function.
     FEntry(&'static str),
+    /// cgroup skb hook on the cgroup v2 root: every packet of the host's sockets, one way.
+    CgroupSkb(SkbWay),
+}
+
+/// Direction of a [`Hook::CgroupSkb`].
+#[derive(Debug, Clone, Copy)]
+enum SkbWay {
+    Ingress,
+    Egress,
 }
 
 /// Groups of hooks an operator can turn off.
@@ -173,6 +183,31 @@ const SPECS: &[Spec] = &[
         group: Group::Net,
         covers: "UDP connects (IPv6)",
         candidates: one!("connect6", Hook::Cgroup),
+    },
+    Spec {
+        name: "sendmsg4",
+        group: Group::Net,
+        covers: "unconnected UDP sends (IPv4)",
+        candidates: one!("sendmsg4", Hook::Cgroup),
+    },
+    Spec {
+        name: "sendmsg6",
+        group: Group::Net,
+        covers: "unconnected UDP sends (IPv6)",
+        candidates: one!("sendmsg6", Hook::Cgroup),
+    },
+    Spec {
+        name: "udp_egress",
+        group: Group::Net,
+        covers:
+            "the first datagram of connected UDP sockets (without it no UDP connect is a contact)",
+        candidates: one!("udp_egress", Hook::CgroupSkb(SkbWay::Egress)),
+    },
+    Spec {
+        name: "dns_ingress",
+        group: Group::Net,
+        covers: "DNS answers (the names of the hosts connections go to)",
+        candidates: one!("dns_ingress", Hook::CgroupSkb(SkbWay::Ingress)),
     },
     Spec {
         name: "sys_exit_openat",
@@ -393,6 +428,8 @@ fn describe(hook: Hook, cgroup: &Path) -> String {
         Hook::TpBtf(n) => format!("tp_btf/{n}"),
         Hook::Cgroup => format!("cgroup sock_addr on {}", cgroup.display()),
         Hook::FEntry(f) => format!("fentry/{f}"),
+        Hook::CgroupSkb(SkbWay::Ingress) => format!("cgroup skb ingress on {}", cgroup.display()),
+        Hook::CgroupSkb(SkbWay::Egress) => format!("cgroup skb egress on {}", cgroup.display()),
     }
 }
 
@@ -614,6 +651,17 @@ fn attach_candidate(
             let p: &mut FEntry = prog.try_into().map_err(typed)?;
             p.load(f, need_btf()?).map_err(rejected)?;
             p.attach().map(|_| ()).map_err(attach_err)
+        }
+        Hook::CgroupSkb(way) => {
+            let p: &mut CgroupSkb = prog.try_into().map_err(typed)?;
+            p.load().map_err(rejected)?;
+            let way = match way {
+                SkbWay::Ingress => CgroupSkbAttachType::Ingress,
+                SkbWay::Egress => CgroupSkbAttachType::Egress,
+            };
+            p.attach(cgroup, way, CgroupAttachMode::Single)
+                .map(|_| ())
+                .map_err(attach_err)
         }
         Hook::Cgroup => {
             let p: &mut CgroupSockAddr = prog.try_into().map_err(typed)?;

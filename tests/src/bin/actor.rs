@@ -227,6 +227,44 @@ fn main() {
             let s = UdpSocket::bind(bind).expect("bind");
             s.connect(addr).expect("udp connect");
         }
+        // connect() a UDP socket and send one datagram: a contact.
+        "udp-connect-send" => {
+            let addr: std::net::SocketAddr = format!("{}:{}", a(1), a(2)).parse().expect("addr");
+            let bind = if addr.is_ipv6() {
+                "[::]:0"
+            } else {
+                "0.0.0.0:0"
+            };
+            let s = UdpSocket::bind(bind).expect("bind");
+            s.connect(addr).expect("udp connect");
+            s.send(b"x").expect("udp send");
+        }
+        // Unconnected sends: COUNT datagrams to each ADDR:PORT that follows.
+        "udp-sendto" => {
+            let n: u32 = a(1).parse().expect("count");
+            let v4 = UdpSocket::bind("0.0.0.0:0").expect("bind");
+            let v6 = UdpSocket::bind("[::]:0").expect("bind");
+            for dst in &args[2..] {
+                let dst: std::net::SocketAddr = dst.parse().expect("destination");
+                let s = if dst.is_ipv6() { &v6 } else { &v4 };
+                for _ in 0..n {
+                    s.send_to(b"x", dst).expect("send_to");
+                }
+            }
+        }
+        // Opens PATH to rewrite it (O_WRONLY|O_TRUNC), as a token refresher does.
+        "write" => {
+            std::fs::write(a(1), b"rotated").unwrap_or_else(|e| {
+                eprintln!("actor: write {}: {e}", a(1));
+                std::process::exit(1)
+            });
+        }
+        // A DNS server for one query: binds ADDR:53, prints "ready", answers the first query
+        // for NAME with the addresses that follow (A and AAAA records), then exits.
+        "dns-serve" => dns_serve(a(1), a(2), &args[3..]),
+        // Resolves NAME with one query to SERVER:53, then connects (TCP, PORT) to each address
+        // of the answer in turn until one accepts; prints the addresses tried.
+        "dns-connect" => dns_connect(a(1), a(2), a(3)),
         // Listen on addr:port, print "ready", accept one connection, print the peer port.
         "listen" => {
             let l = TcpListener::bind(format!("{}:{}", a(1), a(2))).expect("bind");
@@ -267,6 +305,75 @@ fn main() {
         other => {
             eprintln!("actor: unknown command {other}");
             std::process::exit(2);
+        }
+    }
+}
+
+fn dns_serve(addr: &str, name: &str, ips: &[String]) {
+    use simple_dns::{rdata, Name, Packet, ResourceRecord, CLASS};
+    let s = UdpSocket::bind(format!("{addr}:53")).expect("bind :53");
+    println!("ready");
+    let _ = std::io::stdout().flush();
+    let mut buf = [0u8; 1500];
+    let (n, peer) = s.recv_from(&mut buf).expect("query");
+    let q = Packet::parse(&buf[..n]).expect("a DNS query");
+    let mut r = Packet::new_reply(q.id());
+    for question in &q.questions {
+        r.questions.push(question.clone());
+    }
+    for ip in ips {
+        let rd = match ip.parse::<std::net::IpAddr>().expect("answer address") {
+            std::net::IpAddr::V4(v4) => simple_dns::rdata::RData::A(rdata::A {
+                address: u32::from(v4),
+            }),
+            std::net::IpAddr::V6(v6) => simple_dns::rdata::RData::AAAA(rdata::AAAA {
+                address: u128::from(v6),
+            }),
+        };
+        r.answers.push(ResourceRecord::new(
+            Name::new_unchecked(name),
+            CLASS::IN,
+            60,
+            rd,
+        ));
+    }
+    let bytes = r.build_bytes_vec().expect("answer");
+    s.send_to(&bytes, peer).expect("answer sent");
+}
+
+fn dns_connect(server: &str, name: &str, port: &str) {
+    use simple_dns::{Name, Packet, Question, CLASS, QCLASS, QTYPE, TYPE};
+    let s = UdpSocket::bind("0.0.0.0:0").expect("bind");
+    s.connect(format!("{server}:53"))
+        .expect("connect to the server");
+    s.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    let mut q = Packet::new_query(0x4242);
+    q.questions.push(Question::new(
+        Name::new_unchecked(name),
+        QTYPE::TYPE(TYPE::A),
+        QCLASS::CLASS(CLASS::IN),
+        false,
+    ));
+    s.send(&q.build_bytes_vec().expect("query"))
+        .expect("query sent");
+    let mut buf = [0u8; 1500];
+    let n = s.recv(&mut buf).expect("answer");
+    let answer = Packet::parse(&buf[..n]).expect("a DNS answer");
+    for rr in &answer.answers {
+        let ip = match &rr.rdata {
+            simple_dns::rdata::RData::A(a) => {
+                std::net::IpAddr::from(std::net::Ipv4Addr::from(a.address))
+            }
+            simple_dns::rdata::RData::AAAA(a) => {
+                std::net::IpAddr::from(std::net::Ipv6Addr::from(a.address))
+            }
+            _ => continue,
+        };
+        let addr = std::net::SocketAddr::new(ip, port.parse().expect("port"));
+        println!("{ip}");
+        if TcpStream::connect_timeout(&addr, Duration::from_millis(500)).is_ok() {
+            break;
         }
     }
 }
