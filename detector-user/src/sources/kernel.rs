@@ -250,6 +250,9 @@ impl KernelSource {
     /// the directories that matter; returns the files (added, removed).
     pub fn rescan_watch(&mut self) -> Result<(usize, usize), SourceError> {
         self.watch.set_homes(watchlist::homes(&self.passwd));
+        // Watch the directories first, then look: a file created in between raises an event
+        // (and the next rescan), instead of waiting for the periodic one.
+        self.arm_inotify();
         let delta = self.watch.rescan();
         for k in &delta.removed {
             let _ = self.loaded_rest.watched.remove(k);
@@ -287,7 +290,6 @@ impl KernelSource {
             );
         }
         self.last_rescan = Instant::now();
-        self.arm_inotify();
         Ok((delta.added.len(), delta.removed.len()))
     }
 

@@ -101,6 +101,56 @@ pub fn homes(passwd: &Path) -> Vec<PathBuf> {
     v
 }
 
+/// Most directories one pattern may add to the inotify set (a glob over thousands of pod
+/// directories stops there; the periodic rescan still covers the rest).
+const MAX_PATTERN_DIRS: usize = 4096;
+
+/// Appends to `out` the existing directories along glob `g` (absolute): the deepest existing
+/// ancestor of each literal step, and every directory matching each wildcard step.
+fn pattern_dirs(g: &str, out: &mut Vec<PathBuf>) {
+    let comps: Vec<&str> = g.split('/').filter(|c| !c.is_empty()).collect();
+    let Some((_, parents)) = comps.split_last() else {
+        return;
+    };
+    let mut level = vec![PathBuf::from("/")];
+    let start = out.len();
+    for comp in parents {
+        out.extend(level.iter().cloned());
+        if out.len() - start > MAX_PATTERN_DIRS {
+            return;
+        }
+        let wild = comp.contains(['*', '?', '[']);
+        let mut next = Vec::new();
+        for d in &level {
+            if wild {
+                let Ok(pat) = glob::Pattern::new(comp) else {
+                    return;
+                };
+                let Ok(rd) = std::fs::read_dir(d) else {
+                    continue;
+                };
+                for e in rd.flatten() {
+                    let name = e.file_name();
+                    if pat.matches(&name.to_string_lossy()) && e.path().is_dir() {
+                        next.push(e.path());
+                    }
+                }
+            } else {
+                let p = d.join(comp);
+                if p.is_dir() {
+                    next.push(p);
+                }
+            }
+        }
+        if next.is_empty() {
+            // The deepest existing directory is in `out`: its CREATE tells of the next one.
+            return;
+        }
+        level = next;
+    }
+    out.extend(level);
+}
+
 /// Kernel encoding of a device number (`MAJOR << 20 | MINOR`), as `sb->s_dev` holds it.
 pub fn kernel_dev(st_dev: u64) -> u64 {
     let major = libc::major(st_dev) as u64;
@@ -182,21 +232,16 @@ impl WatchList {
         v
     }
 
-    /// Directories whose changes can add or replace watched files (for inotify).
+    /// Directories whose changes can add or replace watched files (for inotify): along each
+    /// pattern's path, every existing directory that a match could lie under, down to the
+    /// deepest one that exists, so that a credential created later in directories that do not
+    /// exist yet (a pod scheduled after start: `pods/<uid>/volumes/…/token`, a user's first
+    /// `~/.ssh`) is seen from the moment each directory appears; plus the directory of every
+    /// watched file (replacement by rename).
     pub fn directories(&self) -> Vec<PathBuf> {
         let mut dirs: Vec<PathBuf> = Vec::new();
         for (g, _) in self.expanded() {
-            // The longest literal prefix directory of the glob.
-            let lit: PathBuf = Path::new(&g)
-                .components()
-                .take_while(|c| !c.as_os_str().to_string_lossy().contains(['*', '?', '[']))
-                .collect();
-            let dir = if lit.as_os_str() == g.as_str() {
-                lit.parent().map(Path::to_path_buf).unwrap_or(lit)
-            } else {
-                lit
-            };
-            dirs.push(dir);
+            pattern_dirs(&g, &mut dirs);
         }
         for w in self.by_id.values() {
             if let Some(p) = w.path.parent() {
@@ -274,6 +319,11 @@ impl WatchList {
         self.by_key.keys()
     }
 
+    /// Whether `path` is watched now.
+    pub fn watches(&self, path: &Path) -> bool {
+        self.by_id.values().any(|w| w.path == path)
+    }
+
     /// The watched file with this id.
     pub fn get(&self, id: u32) -> Option<&Watched> {
         self.by_id.get(&id)
@@ -344,6 +394,40 @@ mod tests {
         let d = wl.rescan();
         assert_eq!(d.removed.len(), 1);
         assert!(wl.is_empty());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn directories_reach_down_the_pattern_to_the_deepest_existing_one() {
+        let dir = std::env::temp_dir().join(format!("wl-dirs-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("pods/uid1/volumes/proj")).expect("mkdir");
+        std::fs::create_dir_all(dir.join("pods/uid2")).expect("mkdir");
+        let pats = parse(
+            &format!(
+                "{}/pods/*/volumes/*/token k8s_token\n~/.ssh/id_* ssh_key\n",
+                dir.display()
+            ),
+            "t",
+        )
+        .expect("parse");
+        let home = dir.join("home/bob");
+        std::fs::create_dir_all(&home).expect("mkdir");
+        let wl = WatchList::new(pats, vec![home.clone()]);
+        let d = wl.directories();
+        for want in [
+            dir.join("pods"),
+            dir.join("pods/uid1"),
+            dir.join("pods/uid1/volumes"),
+            dir.join("pods/uid1/volumes/proj"),
+            // No volumes yet: its pod directory tells when they come.
+            dir.join("pods/uid2"),
+            // No ~/.ssh yet: the home tells when it comes.
+            home.clone(),
+        ] {
+            assert!(d.contains(&want), "{want:?} not in {d:?}");
+        }
+        assert!(!d.contains(&home.join(".ssh")));
         let _ = std::fs::remove_dir_all(&dir);
     }
 
