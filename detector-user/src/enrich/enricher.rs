@@ -9,7 +9,7 @@ use super::{
     accounts::Accounts,
     cgroup::CgroupResolver,
     k8s::{PodResolver, PodRoots},
-    names::Names,
+    names::{Names, Scope},
     process::ProcessTable,
 };
 use crate::{
@@ -290,9 +290,15 @@ impl Enricher {
             n.dport,
         );
         let now = Instant::now();
+        let scope = Scope {
+            mntns: n.hdr.mntns,
+            tgid: n.hdr.tgid,
+        };
         let (dst_name, off_host) = match dst_addr.parse::<IpAddr>() {
             Ok(ip) => (
-                self.names.name_of(ip, now).map(|(n, _)| n.to_string()),
+                self.names
+                    .name_of(ip, scope, now)
+                    .map(|(n, _)| n.to_string()),
                 Some(!self.names.is_local(ip, now)),
             ),
             Err(_) => (None, None),

@@ -53,17 +53,40 @@ pub struct NameStats {
     pub named: u64,
 }
 
-/// Address → name, from DNS answers and the hosts file; and this host's own addresses.
+/// One hosts file, re-read when it changes.
+#[derive(Debug, Default)]
+struct HostsTable {
+    names: HashMap<IpAddr, String>,
+    stamp: Option<(SystemTime, u64)>,
+    checked: Option<Instant>,
+}
+
+/// Mount namespaces whose hosts file is kept at most (containers come and go).
+const MAX_NAMESPACES: usize = 1024;
+
+/// Address → name, from DNS answers and the hosts files; and this host's own addresses.
 pub struct Names {
     dns: HashMap<IpAddr, Entry>,
     seq: u64,
+    /// The agent's own hosts file (the host's).
     hosts_path: PathBuf,
-    hosts: HashMap<IpAddr, String>,
-    hosts_mtime: Option<SystemTime>,
+    /// Hosts files by mount namespace (0: the agent's own): a container's `/etc/hosts`
+    /// (Kubernetes `hostAliases`, Docker `--add-host`) names what its processes resolve.
+    hosts: HashMap<u32, HostsTable>,
     local: Vec<IpAddr>,
     refreshed: Option<Instant>,
     /// Counters.
     pub stats: NameStats,
+}
+
+/// Whose hosts file applies to a connection: the process's mount namespace, read through
+/// `/proc/<tgid>/root` (0 and 0: the agent's own).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Scope {
+    /// Mount namespace inode.
+    pub mntns: u32,
+    /// A process in it.
+    pub tgid: u32,
 }
 
 impl Default for Names {
@@ -80,7 +103,6 @@ impl Names {
             seq: 0,
             hosts_path,
             hosts: HashMap::new(),
-            hosts_mtime: None,
             local: Vec::new(),
             refreshed: None,
             stats: NameStats::default(),
@@ -134,14 +156,55 @@ impl Names {
         );
     }
 
-    /// The name `ip` was last resolved from, if the agent saw it.
-    pub fn name_of(&mut self, ip: IpAddr, now: Instant) -> Option<(&str, Source)> {
-        self.refresh(now);
+    /// The name `ip` was last resolved from, if the agent saw it: a DNS answer, else the hosts
+    /// file of the connecting process's mount namespace.
+    pub fn name_of(&mut self, ip: IpAddr, scope: Scope, now: Instant) -> Option<(&str, Source)> {
         let ip = ip.to_canonical();
-        match self.dns.get(&ip).filter(|e| e.until > now) {
-            Some(e) => Some((e.name.as_str(), Source::Dns)),
-            None => self.hosts.get(&ip).map(|n| (n.as_str(), Source::Hosts)),
+        // Looked up twice: returning the first borrow on one branch only is beyond the
+        // borrow checker.
+        if self.dns.get(&ip).is_some_and(|e| e.until > now) {
+            return self.dns.get(&ip).map(|e| (e.name.as_str(), Source::Dns));
         }
+        self.hosts_of(scope, now)
+            .get(&ip)
+            .map(|n| (n.as_str(), Source::Hosts))
+    }
+
+    /// The hosts table of `scope`, re-read when its file changed (checked at most every
+    /// [`REFRESH`]).
+    fn hosts_of(&mut self, scope: Scope, now: Instant) -> &HashMap<IpAddr, String> {
+        let (key, path) = if scope.mntns == 0 || scope.tgid == 0 {
+            (0, self.hosts_path.clone())
+        } else {
+            (
+                scope.mntns,
+                PathBuf::from(format!("/proc/{}/root/etc/hosts", scope.tgid)),
+            )
+        };
+        if !self.hosts.contains_key(&key) && self.hosts.len() >= MAX_NAMESPACES {
+            self.hosts.retain(|k, _| *k == 0);
+        }
+        let t = self.hosts.entry(key).or_default();
+        if t.checked
+            .is_none_or(|c| now.saturating_duration_since(c) >= REFRESH)
+        {
+            t.checked = Some(now);
+            use std::os::unix::fs::MetadataExt as _;
+            // A process gone since (short-lived): keep what its namespace's file said.
+            if let Ok(m) = std::fs::metadata(&path) {
+                let stamp = m.modified().ok().map(|t| (t, m.ino()));
+                if stamp != t.stamp {
+                    if let Ok(text) = std::fs::read_to_string(&path) {
+                        t.names = parse_hosts(&text);
+                        t.stamp = stamp;
+                    }
+                }
+            } else if key == 0 {
+                t.names.clear();
+                t.stamp = None;
+            }
+        }
+        &t.names
     }
 
     /// Whether `ip` is this host: unspecified, loopback, or an address of one of its
@@ -155,8 +218,7 @@ impl Names {
         self.local.contains(&ip)
     }
 
-    /// Re-reads the hosts file when it changed and the local addresses, at most every
-    /// [`REFRESH`].
+    /// Re-reads the local addresses, at most every [`REFRESH`].
     fn refresh(&mut self, now: Instant) {
         if self
             .refreshed
@@ -165,15 +227,6 @@ impl Names {
             return;
         }
         self.refreshed = Some(now);
-        let mtime = std::fs::metadata(&self.hosts_path)
-            .and_then(|m| m.modified())
-            .ok();
-        if mtime != self.hosts_mtime {
-            self.hosts_mtime = mtime;
-            self.hosts = std::fs::read_to_string(&self.hosts_path)
-                .map(|t| parse_hosts(&t))
-                .unwrap_or_default();
-        }
         if let Ok(ifs) = if_addrs::get_if_addrs() {
             self.local = ifs.into_iter().map(|i| i.ip().to_canonical()).collect();
         }
@@ -263,21 +316,17 @@ mod tests {
         for ip in ["10.1.2.3", "fd00::7", "::ffff:10.1.2.3"] {
             let ip: IpAddr = ip.parse().unwrap();
             assert_eq!(
-                n.name_of(ip, now),
+                n.name_of(ip, Scope::default(), now),
                 Some(("api.example.test", Source::Dns)),
                 "{ip}"
             );
         }
         // Kept past a short TTL (clients cache), forgotten after the floor.
-        assert!(n
-            .name_of("10.1.2.3".parse().unwrap(), now + Duration::from_secs(200))
-            .is_some());
-        assert!(n
-            .name_of(
-                "10.1.2.3".parse().unwrap(),
-                now + MIN_KEEP + Duration::from_secs(1)
-            )
-            .is_none());
+        let ip: IpAddr = "10.1.2.3".parse().unwrap();
+        let later = now + Duration::from_secs(200);
+        assert!(n.name_of(ip, Scope::default(), later).is_some());
+        let gone = now + MIN_KEEP + Duration::from_secs(1);
+        assert!(n.name_of(ip, Scope::default(), gone).is_none());
     }
 
     #[test]
@@ -306,7 +355,9 @@ mod tests {
             60,
         );
         n.learn_answer(&bytes[..bytes.len() - 3], now);
-        assert!(n.name_of("10.9.9.9".parse().unwrap(), now).is_none());
+        assert!(n
+            .name_of("10.9.9.9".parse().unwrap(), Scope::default(), now)
+            .is_none());
     }
 
     #[test]
@@ -317,6 +368,29 @@ mod tests {
         assert_eq!(h.len(), 2);
         assert_eq!(h[&"10.0.0.5".parse::<IpAddr>().unwrap()], "db.internal");
         assert_eq!(h[&"fd00::5".parse::<IpAddr>().unwrap()], "db6.internal");
+    }
+
+    #[test]
+    fn a_process_s_own_hosts_file_names_its_connections() {
+        let dir = std::env::temp_dir().join(format!("names-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let host_file = dir.join("hosts");
+        std::fs::write(&host_file, "10.7.0.1 from-host\n").unwrap();
+        let mut n = Names::new(host_file);
+        let now = Instant::now();
+        let ip: IpAddr = "10.7.0.1".parse().unwrap();
+        assert_eq!(
+            n.name_of(ip, Scope::default(), now),
+            Some(("from-host", Source::Hosts))
+        );
+        // This test process's own namespace, read through /proc/<pid>/root/etc/hosts: the
+        // machine's file, which does not name 10.7.0.1.
+        let me = Scope {
+            mntns: 1,
+            tgid: std::process::id(),
+        };
+        assert_eq!(n.name_of(ip, me, now), None);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
