@@ -30,6 +30,7 @@ use ipnet::IpNet;
 
 use crate::engine::yaml::{self, Node, PosError};
 use crate::event::Process;
+use crate::input::excerpt;
 
 /// An address pattern: a network with an optional port.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -141,7 +142,7 @@ fn glob(n: &Node) -> Result<GlobMatcher, PosError> {
     let s = n.as_str()?;
     Glob::new(s)
         .map(|g| g.compile_matcher())
-        .map_err(|e| PosError::new(&n.pos, format!("bad glob `{s}`: {e}")))
+        .map_err(|e| PosError::new(&n.pos, format!("bad glob {}: {}", excerpt(s), e.kind())))
 }
 
 fn addrs(n: &Node) -> Result<Vec<AddrPattern>, PosError> {
@@ -152,7 +153,10 @@ fn addrs(n: &Node) -> Result<Vec<AddrPattern>, PosError> {
             AddrPattern::parse(&s).ok_or_else(|| {
                 PosError::new(
                     &a.pos,
-                    format!("bad address `{s}` (want CIDR or IP, optionally :port)"),
+                    format!(
+                        "bad address {} (want CIDR or IP, optionally :port)",
+                        excerpt(&s)
+                    ),
                 )
             })
         })
@@ -172,7 +176,7 @@ impl IdentityConfig {
 
     /// Parses an identities file; every problem names `file:line:col`.
     pub fn parse(file: &str, src: &str) -> Result<IdentityConfig, PosError> {
-        let docs = yaml::parse(file, src)?;
+        let docs = yaml::parse_with(file, src, &crate::input::IDENTITIES)?;
         match docs.first() {
             Some(root) => IdentityConfig::from_node(root),
             None => Ok(IdentityConfig::default()),
@@ -258,7 +262,7 @@ impl IdentityConfig {
             {
                 return Err(PosError::new(
                     &name_node.pos,
-                    format!("duplicate identity `{name}`"),
+                    format!("duplicate identity {}", excerpt(&name)),
                 ));
             }
             pending.push((
@@ -289,7 +293,10 @@ impl IdentityConfig {
                 } else {
                     return Err(PosError::new(
                         &p.pos,
-                        format!("unknown peer `{s}`: not an address, a service or an identity"),
+                        format!(
+                            "unknown peer {}: not an address, a service or an identity",
+                            excerpt(&s)
+                        ),
                     ));
                 }
             }
@@ -475,7 +482,7 @@ impl Peers {
 impl Baseline {
     /// Parses a baseline file.
     pub fn parse(file: &str, src: &str) -> Result<Baseline, PosError> {
-        let docs = yaml::parse(file, src)?;
+        let docs = yaml::parse_with(file, src, &crate::input::BASELINE)?;
         match docs.first() {
             Some(root) => Baseline::from_node(root),
             None => Ok(Baseline::default()),
@@ -495,7 +502,10 @@ impl Baseline {
                 for p in peers.as_seq_or_one() {
                     let s = p.as_scalar_string()?;
                     if AddrPattern::parse(&s).is_none() {
-                        return Err(PosError::new(&p.pos, format!("bad peer address `{s}`")));
+                        return Err(PosError::new(
+                            &p.pos,
+                            format!("bad peer address {}", excerpt(&s)),
+                        ));
                     }
                     set.insert(s);
                 }
