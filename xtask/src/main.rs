@@ -2,7 +2,7 @@
 //!
 //! `setup` is idempotent and is run by `run`, `test` and `bench` first, so that one command
 //! works on a fresh machine: rust-src for the nightly toolchain, bpf-linker built against the
-//! nightly toolchain's own LLVM, and the Debian packages the tests need.
+//! nightly toolchain's own LLVM, cargo-fuzz, and the Debian packages the tests need.
 
 use std::{
     path::{Path, PathBuf},
@@ -14,6 +14,7 @@ use clap::{Parser, Subcommand};
 
 mod bench_latency;
 mod bench_overhead;
+mod fuzz;
 
 #[derive(Parser)]
 #[command(about = "detector project chores")]
@@ -40,6 +41,15 @@ enum Cmd {
     },
     /// rustfmt check and clippy (-D warnings) for the host crates and the bpf-target crate.
     Lint,
+    /// Runs the fuzz targets (`fuzz/`, cargo-fuzz) for a bounded time each, as `test` does;
+    /// fails on a crash, an out-of-memory or a timeout.
+    Fuzz {
+        /// Targets (default: all).
+        targets: Vec<String>,
+        /// Seconds per target.
+        #[arg(long, default_value_t = fuzz::SECONDS)]
+        seconds: u64,
+    },
     /// Benchmarks (`kernel`: hook overhead, attached vs detached, interleaved; `latency`:
     /// syscall → alert line; `flood`: port sweep and open storm).
     Bench {
@@ -159,6 +169,25 @@ fn setup() -> Result<()> {
         let _ = std::fs::remove_file(&link);
         std::os::unix::fs::symlink(lib.join(&libllvm), &link)
             .with_context(|| format!("linking {}", link.display()))?;
+    }
+    // 3b. cargo-fuzz for the fuzz targets `test` runs (libFuzzer comes with libfuzzer-sys).
+    let fuzz_ok = Command::new("cargo")
+        .args(["fuzz", "--version"])
+        .output()
+        .map(|o| {
+            o.status.success()
+                && String::from_utf8_lossy(&o.stdout)
+                    .contains(&format!("cargo-fuzz {}", fuzz::CARGO_FUZZ_VERSION))
+        })
+        .unwrap_or(false);
+    if !fuzz_ok {
+        status(Command::new("cargo").args([
+            "install",
+            "cargo-fuzz",
+            "--version",
+            &format!("^{}", fuzz::CARGO_FUZZ_VERSION),
+            "--locked",
+        ]))?;
     }
     let linker_ok = Command::new("bpf-linker")
         .arg("--version")
@@ -283,7 +312,13 @@ fn test(args: &[String]) -> Result<()> {
             .current_dir(&root)
             .args(["test", "--workspace", "--exclude", "detector-ebpf"])
             .args(args),
-    )
+    )?;
+    // Every loader of untrusted input, fuzzed for a bounded time (a test filter given to
+    // `test` is for cargo test: then no fuzzing).
+    if args.is_empty() {
+        fuzz::run(&root, &[], fuzz::SECONDS)?;
+    }
+    Ok(())
 }
 
 fn lint() -> Result<()> {
@@ -294,6 +329,14 @@ fn lint() -> Result<()> {
             .current_dir(&root)
             .args(["fmt", "--all", "--", "--check"]),
     )?;
+    // The fuzz crate is a workspace of its own.
+    status(Command::new("cargo").current_dir(&root).args([
+        "fmt",
+        "--manifest-path",
+        "fuzz/Cargo.toml",
+        "--",
+        "--check",
+    ]))?;
     status(Command::new("cargo").current_dir(&root).args([
         "clippy",
         "--workspace",
@@ -371,6 +414,10 @@ fn main() -> Result<()> {
         Cmd::Run { args } => run(&args),
         Cmd::Test { args } => test(&args),
         Cmd::Lint => lint(),
+        Cmd::Fuzz { targets, seconds } => {
+            setup()?;
+            fuzz::run(&workspace_root(), &targets, seconds)
+        }
         Cmd::Bench { which, args } => bench(&which, &args),
     }
 }

@@ -560,7 +560,14 @@ fn unsupported_tag(pos: &Pos, t: &Tag) -> PosError {
         pos,
         format!(
             "YAML tag {} is not supported (only `!!str` on a scalar)",
-            super::excerpt(&format!("{}{}", t.handle, t.suffix))
+            super::excerpt(&format!(
+                "{}{}",
+                match t.handle.as_str() {
+                    "tag:yaml.org,2002:" => "!!",
+                    h => h,
+                },
+                t.suffix
+            ))
         ),
     )
 }
