@@ -12,6 +12,7 @@ use std::{
 use anyhow::{bail, Context as _, Result};
 use clap::{Parser, Subcommand};
 
+mod bench_hostile;
 mod bench_latency;
 mod bench_overhead;
 mod fuzz;
@@ -51,7 +52,8 @@ enum Cmd {
         seconds: u64,
     },
     /// Benchmarks (`kernel`: hook overhead, attached vs detached, interleaved; `latency`:
-    /// syscall → alert line; `flood`: port sweep and open storm).
+    /// syscall → alert line; `flood`: port sweep and open storm; `hostile`: the hostile-input
+    /// reproducers, time and peak RSS, `--base DETECTOR` beside another build).
     Bench {
         /// Which benchmark.
         which: String,
@@ -404,7 +406,10 @@ fn bench(which: &str, args: &[String]) -> Result<()> {
         ),
         "overhead" => bench_overhead::run(args),
         "latency" | "flood" => bench_latency::run(which, &root, args),
-        other => bail!("unknown benchmark `{other}` (kernel, engine, overhead, latency, flood)"),
+        "hostile" => bench_hostile::run(&root, args),
+        other => {
+            bail!("unknown benchmark `{other}` (kernel, engine, overhead, latency, flood, hostile)")
+        }
     }
 }
 

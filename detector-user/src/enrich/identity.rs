@@ -499,6 +499,10 @@ impl Baseline {
             }
             for (id, _, peers) in m.as_map()? {
                 let set = b.peers.entry(id.to_string()).or_default();
+                // `id:` with nothing after it: an identity with no peers, as `[]`.
+                if peers.value == yaml::Value::Null {
+                    continue;
+                }
                 for p in peers.as_seq_or_one() {
                     let s = p.as_scalar_string()?;
                     if AddrPattern::parse(&s).is_none() {
@@ -525,12 +529,14 @@ impl Baseline {
         for (id, peers) in ids {
             let mut p: Vec<_> = peers.iter().collect();
             p.sort();
-            out.push_str(&format!("  {}:\n", serde_json::Value::String(id.clone())));
+            // An identity without peers stays one (`[]`, not an empty value).
+            if p.is_empty() {
+                out.push_str(&format!("  {}: []\n", crate::input::yaml_quote(id)));
+                continue;
+            }
+            out.push_str(&format!("  {}:\n", crate::input::yaml_quote(id)));
             for peer in p {
-                out.push_str(&format!(
-                    "    - {}\n",
-                    serde_json::Value::String(peer.clone())
-                ));
+                out.push_str(&format!("    - {}\n", crate::input::yaml_quote(peer)));
             }
         }
         out
@@ -701,5 +707,14 @@ mod tests {
             assert_eq!(b.knows("x", ip(addr), port), Some(known), "{addr} {port}");
         }
         assert_eq!(b.knows("x", None, 443), Some(false));
+        // Found by the baseline fuzz target: an identity without peers, and names with
+        // characters a file may not hold raw, survive the round trip `detector learn` makes.
+        let b = Baseline::parse(
+            "b",
+            "baseline:\n  a: []\n  \"\\u0085\\x07\\\"\": [10.0.0.1]\n  c:\n",
+        )
+        .unwrap();
+        assert_eq!(b.peers.len(), 3);
+        assert_eq!(Baseline::parse("b", &b.to_yaml()).unwrap(), b);
     }
 }

@@ -189,6 +189,29 @@ fn pos_at(file: &Arc<str>, text: &str, at: usize) -> Pos {
     }
 }
 
+/// `s` as a YAML double-quoted scalar that reads back as `s` through [`yaml`]: quotes,
+/// backslashes, line breaks and every character [`check_text`] refuses in a file are escaped.
+pub fn yaml_quote(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\t' => out.push_str("\\t"),
+            c if !yaml_printable(c)
+                || c.is_control()
+                || matches!(c, '\u{2028}' | '\u{2029}' | '\u{feff}') =>
+            {
+                out.push_str(&format!("\\u{:04X}", c as u32));
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
 /// How many bytes, for messages (`16 MiB`).
 pub fn human_bytes(n: u64) -> String {
     match n {
@@ -257,6 +280,21 @@ mod tests {
             e.to_string(),
             "c.yaml:1:1: file larger than 1 MiB (the limit for this kind of file)"
         );
+    }
+
+    #[test]
+    fn quoted_strings_read_back() {
+        for v in [
+            "plain",
+            "a \"b\" \\c",
+            "tab\there\nline",
+            "\u{7}\u{85}\u{9f}\u{2028}\u{fffe}\u{feff}é😀",
+            "",
+        ] {
+            let doc = format!("k: {}\n", yaml_quote(v));
+            let n = &yaml::parse("q", &doc).unwrap()[0];
+            assert_eq!(n.as_map().unwrap()[0].2.as_str().unwrap(), v, "{doc}");
+        }
     }
 
     #[test]
