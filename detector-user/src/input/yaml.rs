@@ -656,7 +656,7 @@ mod tests {
             e("a: - - - - - 1").contains("nested too deep")
                 || e("- - - - - 1").contains("nested too deep")
         );
-        assert!(e(&format!("[{}]", vec!["1"; 11].join(","))).contains("sequence too long"));
+        assert!(e(&format!("[{}]", ["1"; 11].join(","))).contains("sequence too long"));
         assert!(e("a: 123456789").contains("scalar too long"));
         assert!(e(&format!(
             "{{{}}}",
