@@ -241,9 +241,9 @@ fn hostile_rule_files() {
         ));
     }
     let cases = vec![
-        case("alias-bomb-389b", alias_bomb(7), CHECK, 1, r"^{F}:7:\d+: document too large: more than 1000000 nodes \(aliases count the nodes they repeat\)$"),
-        case("alias-bomb-441b", alias_bomb(8), CHECK, 1, r"^{F}:7:\d+: document too large"),
-        case("alias-bomb-test", alias_bomb(8), TEST, 1, r"^{F}:7:\d+: document too large"),
+        case("alias-bomb-389b", alias_bomb(7), CHECK, 1, r"^{F}:7:\d+: too large: more than 1000000 nodes in the file \(aliases count the nodes they repeat\)$"),
+        case("alias-bomb-441b", alias_bomb(8), CHECK, 1, r"^{F}:7:\d+: too large: more than 1000000 nodes in the file"),
+        case("alias-bomb-test", alias_bomb(8), TEST, 1, r"^{F}:7:\d+: too large: more than 1000000 nodes in the file"),
         case("nul-mid", nul_mid, CHECK, 1, r"^{F}:6:1: NUL byte: not allowed in YAML"),
         case("nul-first", b"\x00rules: 5\n".to_vec(), CHECK, 1, r"^{F}:1:1: NUL byte"),
         case("dup-key-in-condition", rule("      kind: cred_open\n      kind: exec\n"), CHECK, 1, r"^{F}:7:7: duplicate key `kind` \(first at line 6, column 7\)$"),
@@ -266,6 +266,38 @@ fn hostile_rule_files() {
         case("missing-file", "", &["rules", "check", "{D}/nonexistent.yaml"], 2, r"^detector: error: {D}/nonexistent.yaml: No such file or directory \(os error 2\)$"),
     ];
     check("badinput-rules", cases);
+}
+
+/// A rules directory of many small alias bombs, each under the per-file node limit: the set
+/// shares one budget (each file having its own used to allow 1,000 × a million nodes).
+#[test]
+fn hostile_rule_directory() {
+    let dir = Scratch::new("badinput-dir");
+    let rules = dir.path("rules");
+    std::fs::create_dir_all(&rules).unwrap();
+    for i in 0..300 {
+        std::fs::write(rules.join(format!("bomb{i:03}.yaml")), alias_bomb(5)).unwrap();
+    }
+    let r = run(
+        &dir,
+        &[
+            "rules",
+            "check",
+            "--no-default-rules",
+            rules.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(r.code, Some(1), "{}", r.stderr);
+    let first = r.stderr.lines().next().unwrap_or_default();
+    assert!(
+        first.contains("/bomb000.yaml:1:1: unknown field `a0`")
+            && r.stderr.contains("nodes in the rule set (all files)"),
+        "{}",
+        r.stderr.chars().take(2000).collect::<String>()
+    );
+    eprintln!("rule-directory {:?} {} KiB", r.wall, r.max_rss_kb);
+    assert!(r.wall < MAX_WALL, "{:?}", r.wall);
+    assert!(r.max_rss_kb < MAX_RSS_KB, "{} KiB", r.max_rss_kb);
 }
 
 #[test]

@@ -271,12 +271,17 @@ fn exceptions(n: &Node, lists: &Lists) -> Result<Cond, PosError> {
     Ok(Cond::Any(any))
 }
 
-/// Parses every source (bounded by [`crate::input::RULES`] each and
-/// [`crate::input::RULES_TOTAL_BYTES`] together); a source that fails is reported and left
-/// out, so that the other files' problems are reported too.
+/// Parses every source (bounded by [`crate::input::RULES`] each, and
+/// [`crate::input::RULES_TOTAL_BYTES`] and [`crate::input::RULES_TOTAL_NODES`] together); a
+/// source that fails is reported and left out, so that the other files' problems are reported
+/// too.
 pub fn parse_sources(sources: &[(String, String)], errs: &mut Vec<PosError>) -> Vec<Node> {
     let mut docs = Vec::new();
     let mut total = 0usize;
+    let mut budget = yaml::Budget {
+        left: crate::input::RULES_TOTAL_NODES,
+        of: "the rule set (all files)",
+    };
     for (name, text) in sources {
         total = total.saturating_add(text.len());
         if total > crate::input::RULES_TOTAL_BYTES {
@@ -293,7 +298,7 @@ pub fn parse_sources(sources: &[(String, String)], errs: &mut Vec<PosError>) -> 
             });
             break;
         }
-        match yaml::parse_with(name, text, &crate::input::RULES) {
+        match yaml::parse_within(name, text, &crate::input::RULES, &mut budget) {
             Ok(d) => docs.extend(d),
             Err(e) => errs.push(e),
         }
@@ -1055,6 +1060,22 @@ mod tests {
         assert!(
             msgs[3].starts_with("r.yaml:9:33: unknown list `nolist`"),
             "{msgs:?}"
+        );
+    }
+
+    /// A directory of many small alias bombs: each file under its own limit, the set bounded
+    /// by the shared node budget.
+    #[test]
+    fn many_files_share_one_node_budget() {
+        let bomb = "a0: &a0 [x]\na1: &a1 [*a0, *a0, *a0, *a0, *a0, *a0, *a0, *a0, *a0, *a0]\na2: &a2 [*a1, *a1, *a1, *a1, *a1, *a1, *a1, *a1, *a1, *a1]\na3: &a3 [*a2, *a2, *a2, *a2, *a2, *a2, *a2, *a2, *a2, *a2]\na4: [*a3, *a3, *a3, *a3, *a3, *a3, *a3, *a3, *a3, *a3]\n";
+        let sources: Vec<(String, String)> = (0..1000)
+            .map(|i| (format!("f{i}.yaml"), bomb.to_string()))
+            .collect();
+        let errs = RuleSet::load(&sources).unwrap_err();
+        assert!(
+            errs.iter()
+                .any(|e| e.msg.contains("nodes in the rule set (all files)")),
+            "{errs:?}"
         );
     }
 

@@ -177,6 +177,7 @@ impl IdentityConfig {
     /// Parses an identities file; every problem names `file:line:col`.
     pub fn parse(file: &str, src: &str) -> Result<IdentityConfig, PosError> {
         let docs = yaml::parse_with(file, src, &crate::input::IDENTITIES)?;
+        one_document(&docs)?;
         match docs.first() {
             Some(root) => IdentityConfig::from_node(root),
             None => Ok(IdentityConfig::default()),
@@ -410,6 +411,17 @@ pub fn derived_identity(p: &Process) -> String {
     }
 }
 
+/// Refuses a second YAML document (it would otherwise be ignored in silence).
+fn one_document(docs: &[Node]) -> Result<(), PosError> {
+    match docs.get(1) {
+        Some(d) => Err(PosError::new(
+            &d.pos,
+            "a second YAML document: this file is one document",
+        )),
+        None => Ok(()),
+    }
+}
+
 /// Peers learned per identity (`detector learn`), readable and editable YAML:
 ///
 /// ```yaml
@@ -483,6 +495,7 @@ impl Baseline {
     /// Parses a baseline file.
     pub fn parse(file: &str, src: &str) -> Result<Baseline, PosError> {
         let docs = yaml::parse_with(file, src, &crate::input::BASELINE)?;
+        one_document(&docs)?;
         match docs.first() {
             Some(root) => Baseline::from_node(root),
             None => Ok(Baseline::default()),
@@ -667,6 +680,12 @@ mod tests {
         let e = IdentityConfig::parse("i.yaml", "identities:\n  - name: a\n    matc: {}\n")
             .unwrap_err();
         assert!(e.msg.contains("unknown field `matc`"));
+        let e =
+            IdentityConfig::parse("i.yaml", "identities: []\n---\nidentities: []\n").unwrap_err();
+        assert_eq!(
+            (e.pos.line, e.msg.contains("second YAML document")),
+            (3, true)
+        );
     }
 
     #[test]

@@ -31,7 +31,7 @@ pub struct Limits {
     pub max_bytes: usize,
     /// Nesting depth of sequences and mappings.
     pub max_depth: usize,
-    /// Nodes per document, each alias counting the nodes it stands for.
+    /// Nodes per file (all its documents), each alias counting the nodes it stands for.
     pub max_nodes: usize,
     /// Items in one sequence, entries in one mapping.
     pub max_items: usize,
@@ -50,6 +50,10 @@ pub const RULES: Limits = Limits {
 
 /// All rule sources of one rule set together (embedded pack included).
 pub const RULES_TOTAL_BYTES: usize = 64 << 20;
+
+/// Nodes of all rule sources of one rule set together (aliases expanded): each file has its
+/// own [`Limits::max_nodes`], and a directory of many files shares this.
+pub const RULES_TOTAL_NODES: usize = 2_000_000;
 
 /// The identities file.
 pub const IDENTITIES: Limits = RULES;

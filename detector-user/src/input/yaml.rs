@@ -265,10 +265,35 @@ pub fn parse(file: &str, src: &str) -> Result<Vec<Node>, PosError> {
 
 /// Parses every document of `src` within `limits`. The first problem stops the parse (so a
 /// hostile document costs no more than the limits allow) and is returned with its position:
-/// syntax, a character YAML does not allow, too deep, too many nodes (aliases count the nodes
-/// they stand for), too many items, too long a scalar, a duplicate or non-scalar key, a tag
-/// other than `!!str`.
+/// syntax, a character YAML does not allow, too deep, too many nodes in the file (aliases count
+/// the nodes they stand for), too many items, too long a scalar, a duplicate or non-scalar
+/// key, a tag other than `!!str`.
 pub fn parse_with(file: &str, src: &str, limits: &super::Limits) -> Result<Vec<Node>, PosError> {
+    let mut budget = Budget {
+        left: limits.max_nodes,
+        of: "the file",
+    };
+    parse_within(file, src, limits, &mut budget)
+}
+
+/// Nodes a group of files may still hold (a rule set of many files), and what it bounds (for
+/// the message).
+#[derive(Clone, Copy, Debug)]
+pub struct Budget {
+    /// Nodes left.
+    pub left: usize,
+    /// What the budget is for (`the rule set`).
+    pub of: &'static str,
+}
+
+/// As [`parse_with`], with the file's nodes also taken from `budget`, shared with other files
+/// (each file keeps its own `limits.max_nodes` too).
+pub fn parse_within(
+    file: &str,
+    src: &str,
+    limits: &super::Limits,
+    budget: &mut Budget,
+) -> Result<Vec<Node>, PosError> {
     let file: Arc<str> = Arc::from(file);
     // Text from a file went through `check_text` already; text from elsewhere (the embedded
     // pack, rule tests) gets the same checks here: the parser takes a NUL for the end.
@@ -280,26 +305,37 @@ pub fn parse_with(file: &str, src: &str, limits: &super::Limits) -> Result<Vec<N
         stack: Vec::new(),
         anchors: HashMap::new(),
         nodes: 0,
+        max: limits.max_nodes.min(budget.left),
+        of: if budget.left < limits.max_nodes {
+            budget.of
+        } else {
+            "the file"
+        },
     };
     let mut parser = Parser::new_from_str(src);
-    loop {
-        let (ev, mark) = parser.next_token().map_err(|e| {
-            let m = e.marker();
-            PosError {
-                pos: Pos {
-                    file: file.clone(),
-                    line: m.line(),
-                    col: m.col() + 1,
-                },
-                msg: format!("YAML syntax: {}", e.info()),
+    let mut run = || -> Result<(), PosError> {
+        loop {
+            let (ev, mark) = parser.next_token().map_err(|e| {
+                let m = e.marker();
+                PosError {
+                    pos: Pos {
+                        file: file.clone(),
+                        line: m.line(),
+                        col: m.col() + 1,
+                    },
+                    msg: format!("YAML syntax: {}", e.info()),
+                }
+            })?;
+            if ev == Event::StreamEnd {
+                return Ok(());
             }
-        })?;
-        if ev == Event::StreamEnd {
-            break;
+            b.on_event(ev, mark)?;
         }
-        b.on_event(ev, mark)?;
-    }
-    Ok(b.docs)
+    };
+    let r = run();
+    // A file that failed spent its nodes too: the next one does not get them again.
+    budget.left -= b.nodes.min(budget.left);
+    r.map(|()| b.docs)
 }
 
 enum Frame {
@@ -328,8 +364,11 @@ struct Builder {
     stack: Vec<Frame>,
     /// Anchored nodes and how many nodes each stands for.
     anchors: HashMap<usize, (Node, usize)>,
-    /// Nodes in the current document, alias expansions included.
+    /// Nodes in the file so far, alias expansions included.
     nodes: usize,
+    /// Most nodes this file may have, and what that bound is (`the file`, `the rule set`).
+    max: usize,
+    of: &'static str,
 }
 
 /// The text a scalar key is compared by: `1` and `"1"` are the same key to every reader of
@@ -350,16 +389,18 @@ impl Builder {
         }
     }
 
-    /// Counts `n` more nodes of the current document.
+    /// Counts `n` more nodes of the file.
     fn count(&mut self, n: usize, pos: &Pos, what: &str) -> Result<(), PosError> {
         self.nodes = self.nodes.saturating_add(n);
-        if self.nodes > self.limits.max_nodes {
+        if self.nodes > self.max {
+            let max = if self.of == "the file" {
+                self.limits.max_nodes
+            } else {
+                self.max
+            };
             return Err(PosError::new(
                 pos,
-                format!(
-                    "document too large: more than {} nodes{what}",
-                    self.limits.max_nodes
-                ),
+                format!("too large: more than {max} nodes in {}{what}", self.of),
             ));
         }
         Ok(())
@@ -450,10 +491,9 @@ impl Builder {
     fn on_event(&mut self, ev: Event, mark: Marker) -> Result<(), PosError> {
         let pos = self.pos(mark);
         match ev {
-            Event::DocumentStart => {
-                self.anchors.clear();
-                self.nodes = 0;
-            }
+            // Anchors are per document; the node budget is per file (a file of many small
+            // alias bombs would otherwise get a budget per document).
+            Event::DocumentStart => self.anchors.clear(),
             Event::Scalar(s, style, anchor, tag) => {
                 if s.len() > self.limits.max_scalar {
                     return Err(PosError::new(
@@ -620,9 +660,17 @@ mod tests {
         }
         let t = std::time::Instant::now();
         let e = err(&src);
-        assert!(e.contains("more than 1000000 nodes (aliases count"), "{e}");
+        assert!(
+            e.contains("more than 1000000 nodes in the file (aliases count"),
+            "{e}"
+        );
         assert!(e.starts_with("f.yaml:7:"), "{e}");
         assert!(t.elapsed() < std::time::Duration::from_secs(5));
+        // The budget is per file: many documents, each under it, do not add up past it.
+        let doc = "a0: &a0 [x]\na1: &a1 [*a0, *a0, *a0, *a0, *a0, *a0, *a0, *a0, *a0, *a0]\na2: [*a1, *a1, *a1, *a1, *a1, *a1, *a1, *a1, *a1, *a1]\n";
+        let many = vec![doc; 10_000].join("---\n");
+        let e = err(&many);
+        assert!(e.contains("nodes in the file"), "{e}");
         // Aliases within the budget still work.
         let docs = parse("f", "a: &x [1, 2]\nb: [*x, *x]\n").unwrap();
         assert_eq!(docs[0].as_map().unwrap()[1].2.as_seq().unwrap().len(), 2);
