@@ -1,5 +1,7 @@
 //! The agent config file (`detector run --config FILE`): where alerts go (`sinks:`) and the
-//! run options. YAML, unknown keys rejected; every error names `file:line:col`.
+//! run options. YAML through the bounded front-end of [`crate::input`], unknown and duplicate
+//! keys rejected, values parsed into typed values with ranges (the `*_RANGE` constants); every
+//! error, semantic ones and missing files included, names `file:line:col`.
 //!
 //! Documented by `docs/config.example.yaml` (loaded by a test, so it cannot rot).
 
@@ -10,38 +12,48 @@ use std::{
 
 use serde::{Deserialize, Deserializer};
 
+use crate::input::{
+    self,
+    value::{self, show},
+    yaml::{Node, Value},
+    PosError,
+};
+
 /// A config that could not be read or is invalid.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    /// The file could not be read.
-    #[error("{path}: {source}")]
+    /// The file could not be read (the cause is part of the message, printed once).
+    #[error("{path}: {error}")]
     Read {
         /// The file.
         path: PathBuf,
         /// Why.
-        source: std::io::Error,
+        error: std::io::Error,
     },
-    /// Syntax error, unknown key, wrong type, or an invalid value (with its position).
-    #[error("{path}:{line}:{col}: {msg}")]
-    Invalid {
-        /// The file.
-        path: PathBuf,
-        /// 1-based line.
-        line: usize,
-        /// 1-based column.
-        col: usize,
-        /// What is wrong.
-        msg: String,
-    },
-    /// A value that is well-formed but unusable (no position: it spans several keys).
-    #[error("{path}: {msg}")]
-    Semantic {
-        /// The file.
-        path: PathBuf,
-        /// What is wrong.
-        msg: String,
-    },
+    /// Anything wrong in the file, at its position: bytes (size, UTF-8, NUL), syntax, limits,
+    /// unknown or duplicate keys, types, ranges, cross-key rules, files it names.
+    #[error("{0}")]
+    Invalid(PosError),
 }
+
+/// `retry.initial` and `retry.max`: a floor so that an unreachable receiver is not hammered
+/// (a 1 ns delay made 262,144 attempts for one alert), a ceiling so that a retry is not
+/// postponed for ever.
+pub const RETRY_RANGE: (Duration, Duration) =
+    (Duration::from_millis(10), Duration::from_secs(3600));
+/// `http.timeout`: a request needs time to be answered (with 0 s every attempt failed after
+/// the receiver had taken the batch, which it then got again and again).
+pub const HTTP_TIMEOUT_RANGE: (Duration, Duration) =
+    (Duration::from_secs(1), Duration::from_secs(600));
+/// `run.shutdown_timeout`.
+pub const SHUTDOWN_TIMEOUT_RANGE: (Duration, Duration) =
+    (Duration::ZERO, Duration::from_secs(3600));
+/// `file.max_bytes` and `spool.max_bytes`: the spool never goes below 4 KiB; 1 TiB above.
+pub const MAX_BYTES_RANGE: (u64, u64) = (4096, 1 << 40);
+/// `file.max_files` (0 would delete alerts at each rotation).
+pub const MAX_FILES_RANGE: (u32, u32) = (1, 1000);
+/// `batch.max_alerts`.
+pub const BATCH_RANGE: (usize, usize) = (1, 10_000);
 
 /// The whole agent config.
 #[derive(Clone, Debug, Default, PartialEq, Deserialize)]
@@ -49,10 +61,7 @@ pub enum ConfigError {
 pub struct AgentConfig {
     /// Where alerts go; empty means stdout NDJSON.
     // `- http: {…}` rather than YAML tags (`- !http {…}`), which few people know.
-    #[serde(
-        default,
-        deserialize_with = "serde_norway::with::singleton_map_recursive::deserialize"
-    )]
+    #[serde(default)]
     pub sinks: Vec<SinkConfig>,
     /// Run options (command-line flags override them).
     #[serde(default)]
@@ -76,7 +85,7 @@ pub struct RunConfig {
     #[serde(default)]
     pub watch_list: Option<PathBuf>,
     /// How long shutdown waits for sinks to deliver what they hold (spools keep the rest).
-    #[serde(default, deserialize_with = "opt_duration")]
+    #[serde(default, deserialize_with = "shutdown_timeout")]
     pub shutdown_timeout: Option<Duration>,
     /// Prometheus metrics and `/health` listen address (`PORT` or `:PORT` = loopback,
     /// `HOST:PORT`); none: no endpoint.
@@ -147,10 +156,10 @@ pub struct FileConfig {
     /// The file (created 0600).
     pub path: PathBuf,
     /// Rotate when the file would grow past this many bytes.
-    #[serde(default = "default_file_max_bytes")]
+    #[serde(default = "default_file_max_bytes", deserialize_with = "max_bytes")]
     pub max_bytes: u64,
     /// Rotated files kept (`path.1` … `path.N`).
-    #[serde(default = "default_max_files")]
+    #[serde(default = "default_max_files", deserialize_with = "max_files")]
     pub max_files: u32,
     /// On-disk spool (absent: a bounded in-memory queue), for a file on a disk that can fill
     /// up or a mount that can go away.
@@ -190,13 +199,13 @@ pub struct SyslogConfig {
     /// Transport.
     pub transport: SyslogTransport,
     /// `host:port` for UDP and TCP.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "opt_host_port")]
     pub address: Option<String>,
     /// Socket path for `unix` (default `/dev/log`).
     #[serde(default)]
     pub socket: Option<PathBuf>,
     /// Facility name (`auth`, `authpriv`, `daemon`, `local0` … `local7`).
-    #[serde(default = "default_facility")]
+    #[serde(default = "default_facility", deserialize_with = "facility")]
     pub facility: String,
     /// APP-NAME.
     #[serde(default = "default_app_name")]
@@ -243,6 +252,7 @@ pub struct HttpConfig {
     #[serde(default)]
     pub format: Format,
     /// Endpoint (`https://…` or `http://…`), e.g. `…/services/collector/event` or `…/_bulk`.
+    #[serde(deserialize_with = "http_url")]
     pub url: String,
     /// Flavour.
     #[serde(default)]
@@ -257,7 +267,7 @@ pub struct HttpConfig {
     #[serde(default)]
     pub tls: TlsConfig,
     /// Per-request timeout.
-    #[serde(default = "default_timeout", deserialize_with = "duration")]
+    #[serde(default = "default_timeout", deserialize_with = "http_timeout")]
     pub timeout: Duration,
     /// Alerts per request.
     #[serde(default)]
@@ -294,7 +304,7 @@ pub struct TlsConfig {
 #[serde(deny_unknown_fields)]
 pub struct BatchConfig {
     /// Most alerts per delivery.
-    #[serde(default = "default_batch")]
+    #[serde(default = "default_batch", deserialize_with = "batch")]
     pub max_alerts: usize,
 }
 
@@ -316,10 +326,10 @@ fn default_batch() -> usize {
 #[serde(deny_unknown_fields)]
 pub struct RetryConfig {
     /// First delay.
-    #[serde(default = "default_initial", deserialize_with = "duration")]
+    #[serde(default = "default_initial", deserialize_with = "retry_delay")]
     pub initial: Duration,
     /// Largest delay.
-    #[serde(default = "default_max_delay", deserialize_with = "duration")]
+    #[serde(default = "default_max_delay", deserialize_with = "retry_delay")]
     pub max: Duration,
 }
 
@@ -370,7 +380,7 @@ pub struct SpoolConfig {
     /// Directory (the sink's spool lives in `<dir>/<sink name>/`, 0700, files 0600).
     pub dir: PathBuf,
     /// Largest spool size in bytes.
-    #[serde(default = "default_spool_bytes")]
+    #[serde(default = "default_spool_bytes", deserialize_with = "max_bytes")]
     pub max_bytes: u64,
     /// Full-spool policy.
     #[serde(default)]
@@ -384,13 +394,65 @@ fn default_spool_bytes() -> u64 {
     256 << 20
 }
 
-fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-    let s = String::deserialize(d)?;
-    humantime::parse_duration(&s).map_err(|e| serde::de::Error::custom(format!("{s:?}: {e}")))
+fn string<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    String::deserialize(d)
 }
 
-fn opt_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
-    duration(d).map(Some)
+fn duration_in<'de, D: Deserializer<'de>>(
+    d: D,
+    (min, max): (Duration, Duration),
+) -> Result<Duration, D::Error> {
+    value::duration_in(&string(d)?, min, max).map_err(serde::de::Error::custom)
+}
+
+fn retry_delay<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    duration_in(d, RETRY_RANGE)
+}
+
+fn http_timeout<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    duration_in(d, HTTP_TIMEOUT_RANGE)
+}
+
+fn shutdown_timeout<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    duration_in(d, SHUTDOWN_TIMEOUT_RANGE).map(Some)
+}
+
+fn max_bytes<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    let (min, max) = MAX_BYTES_RANGE;
+    value::int_in(u64::deserialize(d)?, min, max).map_err(serde::de::Error::custom)
+}
+
+fn max_files<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    let (min, max) = MAX_FILES_RANGE;
+    value::int_in(u32::deserialize(d)?, min, max).map_err(serde::de::Error::custom)
+}
+
+fn batch<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
+    let (min, max) = BATCH_RANGE;
+    value::int_in(usize::deserialize(d)?, min, max).map_err(serde::de::Error::custom)
+}
+
+fn http_url<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    let s = string(d)?;
+    value::http_url(&s).map_err(serde::de::Error::custom)?;
+    Ok(s)
+}
+
+fn opt_host_port<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    let s = string(d)?;
+    value::host_port(&s).map_err(serde::de::Error::custom)?;
+    Ok(Some(s))
+}
+
+fn facility<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    let s = string(d)?;
+    crate::sinks::syslog::facility_code(&s).ok_or_else(|| {
+        serde::de::Error::custom(format!(
+            "unknown facility {} (kern, user, daemon, auth, syslog, authpriv, local0 … local7)",
+            input::excerpt(&s)
+        ))
+    })?;
+    Ok(s)
 }
 
 /// A listen address: a bare port (YAML integer) or a string, checked here so that a bad one
@@ -410,114 +472,302 @@ fn opt_listen_addr<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D:
     Ok(Some(s))
 }
 
+/// The node at `path` under `root` (keys of mappings, indices of sequences; a sink's kind is
+/// looked through), or the deepest one that exists: where a semantic error is reported.
+fn node_at<'a>(root: &'a Node, path: &[Key<'_>]) -> &'a Node {
+    let mut n = root;
+    for k in path {
+        let next = match (k, &n.value) {
+            (Key::Name(name), Value::Map(m)) => m
+                .iter()
+                .find(|(kn, _)| kn.as_str().is_ok_and(|s| s == *name))
+                .map(|(_, v)| v),
+            (Key::Index(i), Value::Seq(items)) => items.get(*i),
+            // `- http: {…}`: the one entry's value.
+            (Key::Kind, Value::Map(m)) if m.len() == 1 => Some(&m[0].1),
+            _ => None,
+        };
+        match next {
+            Some(x) => n = x,
+            None => break,
+        }
+    }
+    n
+}
+
+/// One step of a path into the config tree.
+#[derive(Clone, Copy)]
+enum Key<'a> {
+    Name(&'a str),
+    Index(usize),
+    /// The value of a one-key mapping (a sink under its kind).
+    Kind,
+}
+
+use Key::{Index as I, Kind as K, Name as N};
+
 impl AgentConfig {
-    /// Reads and validates a config file.
+    /// Reads and validates a config file, files it names included (token, CA, rule paths…):
+    /// what start-up and every SIGHUP reload run before anything else happens.
     pub fn load(path: &Path) -> Result<AgentConfig, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        Self::parse(&text, path)
+        let text = Self::read_text(path)?;
+        Self::parse_inner(&text, path, true)
     }
 
-    /// Parses config text; `path` names it in errors.
-    pub fn parse(text: &str, path: &Path) -> Result<AgentConfig, ConfigError> {
-        // An empty file is an empty config, not an error.
-        if text.trim().is_empty() {
-            return Ok(AgentConfig::default());
-        }
-        let cfg: AgentConfig = serde_norway::from_str(text).map_err(|e| {
-            let (line, col) = e
-                .location()
-                .map(|l| (l.line(), l.column()))
-                .unwrap_or((1, 1));
-            // The library appends "at line L column C"; we put the position in front.
-            let msg = e.to_string();
-            let msg = match msg.rfind(" at line ") {
-                Some(i) => msg[..i].to_string(),
-                None => msg,
-            };
-            ConfigError::Invalid {
+    /// Reads and validates a config file without looking at the files it names (for a reader
+    /// of a few run options, `detector status`).
+    pub fn read(path: &Path) -> Result<AgentConfig, ConfigError> {
+        let text = Self::read_text(path)?;
+        Self::parse_inner(&text, path, false)
+    }
+
+    fn read_text(path: &Path) -> Result<String, ConfigError> {
+        input::read_source(path, &input::CONFIG).map_err(|e| match e {
+            input::SourceError::Io { error, .. } => ConfigError::Read {
                 path: path.to_path_buf(),
-                line,
-                col,
-                msg,
-            }
-        })?;
-        cfg.validate(path)?;
+                error,
+            },
+            input::SourceError::Invalid(e) => ConfigError::Invalid(e),
+        })
+    }
+
+    /// Parses and validates config text (not the files it names); `path` names it in errors.
+    pub fn parse(text: &str, path: &Path) -> Result<AgentConfig, ConfigError> {
+        Self::parse_inner(text, path, false)
+    }
+
+    fn parse_inner(text: &str, path: &Path, files: bool) -> Result<AgentConfig, ConfigError> {
+        let name = path.display().to_string();
+        let docs =
+            input::yaml::parse_with(&name, text, &input::CONFIG).map_err(ConfigError::Invalid)?;
+        if let Some(extra) = docs.get(1) {
+            return Err(ConfigError::Invalid(PosError::new(
+                &extra.pos,
+                "a second YAML document: the config is one document",
+            )));
+        }
+        // An empty file is an empty config, not an error.
+        let Some(root) = docs.first().filter(|r| r.value != Value::Null) else {
+            return Ok(AgentConfig::default());
+        };
+        let cfg: AgentConfig = input::de::from_node(root).map_err(ConfigError::Invalid)?;
+        cfg.validate(root).map_err(ConfigError::Invalid)?;
+        if files {
+            cfg.check_files(root).map_err(ConfigError::Invalid)?;
+        }
         Ok(cfg)
     }
 
-    fn validate(&self, path: &Path) -> Result<(), ConfigError> {
-        let bad = |msg: String| ConfigError::Semantic {
-            path: path.to_path_buf(),
-            msg,
-        };
-        let mut names = std::collections::BTreeSet::new();
+    /// What spans several keys: names, required companions, orders between values.
+    fn validate(&self, root: &Node) -> Result<(), PosError> {
+        let mut names = std::collections::BTreeMap::new();
         for (i, s) in self.sinks.iter().enumerate() {
+            let at = |p: &[Key<'_>]| {
+                let mut full = vec![N("sinks"), I(i), K];
+                full.extend_from_slice(p);
+                node_at(root, &full)
+            };
+            let bad = |p: &[Key<'_>], msg: String| {
+                PosError::new(&at(p).pos, format!("sinks[{i}]: {msg}"))
+            };
             let name = s.name();
             if name.is_empty()
+                || name.len() > 64
                 || !name
                     .chars()
                     .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
             {
-                return Err(bad(format!(
-                    "sinks[{i}]: name {name:?} must be non-empty letters, digits, '-' or '_'"
-                )));
+                return Err(bad(
+                    &[N("name")],
+                    format!(
+                        "name {} must be 1 to 64 letters, digits, '-' or '_'",
+                        input::excerpt(name)
+                    ),
+                ));
             }
-            if !names.insert(name.to_string()) {
-                return Err(bad(format!(
-                    "sinks[{i}]: two sinks are named {name:?}; give each a distinct `name`"
-                )));
+            if let Some(first) = names.insert(name.to_string(), i) {
+                return Err(bad(
+                    &[N("name")],
+                    format!(
+                        "sinks[{first}] is also named {}; give each a distinct `name`",
+                        input::excerpt(name)
+                    ),
+                ));
             }
+            let retry = |r: &RetryConfig| {
+                if r.max < r.initial {
+                    return Err(bad(
+                        &[N("retry"), N("max")],
+                        format!(
+                            "retry.max ({}) is below retry.initial ({})",
+                            show(r.max),
+                            show(r.initial)
+                        ),
+                    ));
+                }
+                Ok(())
+            };
             match s {
                 SinkConfig::Syslog(c) => {
-                    crate::sinks::syslog::facility_code(&c.facility).ok_or_else(|| {
-                        bad(format!("sinks[{i}]: unknown facility {:?}", c.facility))
-                    })?;
-                    if c.transport != SyslogTransport::Unix && c.address.is_none() {
-                        return Err(bad(format!(
-                            "sinks[{i}]: syslog over {:?} needs `address: host:port`",
-                            c.transport
-                        )));
+                    match (c.transport, &c.address, &c.socket) {
+                        (SyslogTransport::Unix, Some(_), _) => {
+                            return Err(bad(
+                                &[N("address")],
+                                "`address` is for udp and tcp; unix takes `socket`".into(),
+                            ))
+                        }
+                        (SyslogTransport::Udp | SyslogTransport::Tcp, None, _) => {
+                            return Err(bad(
+                                &[N("transport")],
+                                format!("syslog over {:?} needs `address: host:port`", c.transport),
+                            ))
+                        }
+                        (SyslogTransport::Udp | SyslogTransport::Tcp, _, Some(_)) => {
+                            return Err(bad(
+                                &[N("socket")],
+                                "`socket` is for transport unix; udp and tcp take `address`".into(),
+                            ))
+                        }
+                        _ => {}
                     }
-                    check_batch(i, &c.batch, &c.retry).map_err(bad)?;
+                    if c.socket.as_ref().is_some_and(|p| p.as_os_str().is_empty()) {
+                        return Err(bad(&[N("socket")], "`socket` is empty".into()));
+                    }
+                    retry(&c.retry)?;
                 }
                 SinkConfig::Http(c) => {
-                    if !(c.url.starts_with("https://") || c.url.starts_with("http://")) {
-                        return Err(bad(format!(
-                            "sinks[{i}]: url {:?} must start with https:// or http://",
-                            c.url
-                        )));
-                    }
                     if c.tls.client_cert.is_some() != c.tls.client_key.is_some() {
-                        return Err(bad(format!(
-                            "sinks[{i}]: tls.client_cert and tls.client_key go together"
-                        )));
+                        return Err(bad(
+                            &[N("tls")],
+                            "tls.client_cert and tls.client_key go together".into(),
+                        ));
                     }
-                    check_batch(i, &c.batch, &c.retry).map_err(bad)?;
-                }
-                SinkConfig::File(c) => {
-                    if c.max_bytes == 0 {
-                        return Err(bad(format!("sinks[{i}]: max_bytes must be > 0")));
+                    if c.index.is_some() && c.flavor != HttpFlavor::Elastic {
+                        return Err(bad(&[N("index")], "`index` is for flavor elastic".into()));
                     }
+                    retry(&c.retry)?;
                 }
-                SinkConfig::Stdout(_) => {}
+                SinkConfig::File(_) | SinkConfig::Stdout(_) => {}
             }
+        }
+        Ok(())
+    }
+
+    /// The files and directories the config names, checked now rather than after the
+    /// programs are attached and privileges dropped: each problem at its key's position.
+    fn check_files(&self, root: &Node) -> Result<(), PosError> {
+        for (i, s) in self.sinks.iter().enumerate() {
+            let bad = |p: &[Key<'_>], msg: String| {
+                let mut full = vec![N("sinks"), I(i), K];
+                full.extend_from_slice(p);
+                PosError::new(
+                    &node_at(root, &full).pos,
+                    format!("sinks[{i}] ({}): {msg}", s.name()),
+                )
+            };
+            let spool = match s {
+                SinkConfig::File(c) => {
+                    writable_file(&c.path).map_err(|m| bad(&[N("path")], m))?;
+                    &c.spool
+                }
+                SinkConfig::Http(c) => {
+                    crate::sinks::http::check_material(c).map_err(|(key, m)| {
+                        let keys: Vec<Key<'_>> = key.split('.').map(N).collect();
+                        bad(&keys, m)
+                    })?;
+                    &c.spool
+                }
+                SinkConfig::Syslog(c) => &c.spool,
+                SinkConfig::Stdout(_) => &None,
+            };
+            if let Some(sp) = spool {
+                creatable_dir(&sp.dir).map_err(|m| bad(&[N("spool"), N("dir")], m))?;
+            }
+        }
+        let run = |p: &[Key<'_>]| {
+            let mut full = vec![N("run")];
+            full.extend_from_slice(p);
+            node_at(root, &full)
+        };
+        for (i, r) in self.run.rules.iter().enumerate() {
+            std::fs::metadata(r).map_err(|e| {
+                PosError::new(
+                    &run(&[N("rules"), I(i)]).pos,
+                    format!("run.rules[{i}]: {}: {e}", r.display()),
+                )
+            })?;
+        }
+        for (key, p) in [
+            ("identities", &self.run.identities),
+            ("watch_list", &self.run.watch_list),
+        ] {
+            if let Some(p) = p {
+                readable_file(p)
+                    .map_err(|m| PosError::new(&run(&[N(key)]).pos, format!("run.{key}: {m}")))?;
+            }
+        }
+        if let Some(d) = &self.run.state_dir {
+            creatable_dir(d).map_err(|m| {
+                PosError::new(&run(&[N("state_dir")]).pos, format!("run.state_dir: {m}"))
+            })?;
         }
         Ok(())
     }
 }
 
-fn check_batch(i: usize, b: &BatchConfig, r: &RetryConfig) -> Result<(), String> {
-    if b.max_alerts == 0 {
-        return Err(format!("sinks[{i}]: batch.max_alerts must be > 0"));
+/// A regular file that can be opened for reading.
+fn readable_file(p: &Path) -> Result<(), String> {
+    let f = std::fs::File::open(p).map_err(|e| format!("{}: {e}", p.display()))?;
+    match f.metadata() {
+        Ok(m) if m.is_dir() => Err(format!("{}: is a directory", p.display())),
+        Ok(_) => Ok(()),
+        Err(e) => Err(format!("{}: {e}", p.display())),
     }
-    if r.initial.is_zero() || r.max < r.initial {
-        return Err(format!(
-            "sinks[{i}]: retry needs 0 < initial <= max (got {:?}, {:?})",
-            r.initial, r.max
-        ));
+}
+
+/// A file the agent can create or append to: not empty, not a directory, and its parent a
+/// directory or creatable as one (the file sink creates missing parents).
+fn writable_file(p: &Path) -> Result<(), String> {
+    if p.as_os_str().is_empty() {
+        return Err("`path` is empty".into());
+    }
+    if p.as_os_str().as_encoded_bytes().ends_with(b"/") {
+        return Err(format!("{}: names a directory, not a file", p.display()));
+    }
+    match std::fs::metadata(p) {
+        Ok(m) if m.is_dir() => return Err(format!("{}: is a directory", p.display())),
+        Ok(_) => return Ok(()),
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            return Err(format!("{}: {e}", p.display()))
+        }
+        Err(_) => {}
+    }
+    match p.parent().filter(|d| !d.as_os_str().is_empty()) {
+        Some(d) => creatable_dir(d),
+        None => Ok(()),
+    }
+}
+
+/// A directory that exists, or whose nearest existing ancestor is a directory (so that
+/// `create_dir_all` can make it).
+fn creatable_dir(d: &Path) -> Result<(), String> {
+    if d.as_os_str().is_empty() {
+        return Err("the directory is empty".into());
+    }
+    let mut cur = Some(d);
+    while let Some(c) = cur.filter(|c| !c.as_os_str().is_empty()) {
+        match std::fs::metadata(c) {
+            Ok(m) if m.is_dir() => return Ok(()),
+            Ok(_) => {
+                return Err(format!(
+                    "{}: {} is not a directory",
+                    d.display(),
+                    c.display()
+                ))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => cur = c.parent(),
+            Err(e) => return Err(format!("{}: {}: {e}", d.display(), c.display())),
+        }
     }
     Ok(())
 }
@@ -533,7 +783,8 @@ mod tests {
     #[test]
     fn example_config_loads() {
         let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/config.example.yaml");
-        let c = AgentConfig::load(&p).unwrap_or_else(|e| panic!("{e}"));
+        // `read`: the example names files (token, CA) this machine does not have.
+        let c = AgentConfig::read(&p).unwrap_or_else(|e| panic!("{e}"));
         assert!(c.sinks.len() >= 4, "the example shows every sink kind");
         let kinds: Vec<&str> = c.sinks.iter().map(|s| s.name()).collect();
         assert!(kinds.contains(&"stdout"), "{kinds:?}");
@@ -581,9 +832,8 @@ mod tests {
         let s = parse("sinks:\n  - http:\n      url: http://x\n      timeout: soon\n")
             .unwrap_err()
             .to_string();
-        // Values checked by our own deserializers are positioned at their sink's map.
-        assert!(s.starts_with("agent.yaml:3:7: "), "{s}");
-        assert!(s.contains("\"soon\""), "{s}");
+        // Values checked by our own deserializers are positioned at the value.
+        assert!(s.starts_with("agent.yaml:4:16: bad duration `soon`"), "{s}");
         let s = parse("run:\n  statedir: /x\n").unwrap_err().to_string();
         assert!(s.starts_with("agent.yaml:2:3: "), "{s}");
         let s = parse("sinks: [\n").unwrap_err().to_string();
@@ -599,7 +849,10 @@ mod tests {
         let s = parse("sinks:\n  - stdout: {}\n  - stdout: {}\n")
             .unwrap_err()
             .to_string();
-        assert!(s.contains("two sinks are named"), "{s}");
+        assert!(
+            s.starts_with("agent.yaml:3:13: sinks[1]: sinks[0] is also named `stdout`"),
+            "{s}"
+        );
         let s = parse("sinks:\n  - http: {url: ftp://x}\n")
             .unwrap_err()
             .to_string();
@@ -608,6 +861,141 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(s.contains("unknown facility"), "{s}");
+    }
+
+    /// Values the issue found accepted that then misbehaved: each refused at its position.
+    #[test]
+    fn values_out_of_range_are_positioned() {
+        let http =
+            |extra: &str| format!("sinks:\n  - http:\n      url: http://127.0.0.1:9/\n{extra}");
+        let cases: Vec<(String, &str)> = vec![
+            (
+                http("      retry: {initial: 1ns, max: 1ns}\n"),
+                "agent.yaml:4:24: `1ns` is out of range: 10ms ..= 1h",
+            ),
+            (
+                http("      retry: {initial: 1s, max: 100ms}\n"),
+                "agent.yaml:4:33: sinks[0]: retry.max (100ms) is below retry.initial (1s)",
+            ),
+            (
+                http("      timeout: 0s\n"),
+                "agent.yaml:4:16: `0s` is out of range: 1s ..= 10m",
+            ),
+            (
+                "sinks:\n  - http: {url: 'http://'}\n".into(),
+                "agent.yaml:2:17: bad URL `http://`: empty host",
+            ),
+            (
+                "sinks:\n  - http: {url: 'http://[::1'}\n".into(),
+                "agent.yaml:2:17: bad URL `http://[::1`: invalid IPv6 address",
+            ),
+            (
+                "sinks:\n  - http: {url: 'http://a:99999/'}\n".into(),
+                "agent.yaml:2:17: bad URL `http://a:99999/`: invalid port number",
+            ),
+            (
+                "run: {shutdown_timeout: 600000years}\n".into(),
+                "agent.yaml:1:25: `600000years` is out of range: 0s ..= 1h",
+            ),
+            (
+                "sinks:\n  - file: {path: /x, spool: {dir: /d, max_bytes: 0}}\n".into(),
+                "agent.yaml:2:50: 0 is out of range: 4096 ..= 1099511627776",
+            ),
+            (
+                "sinks:\n  - file: {path: /x, max_files: 0}\n".into(),
+                "agent.yaml:2:33: 0 is out of range: 1 ..= 1000",
+            ),
+            (
+                "sinks:\n  - syslog: {transport: udp, address: '::::'}\n".into(),
+                "agent.yaml:2:39: bad address `::::`",
+            ),
+            (
+                "sinks:\n  - syslog: {transport: tcp, address: 'h:99999'}\n".into(),
+                "agent.yaml:2:39: bad address `h:99999`: the port must be 1 ..= 65535",
+            ),
+            (
+                "sinks:\n  - http: {url: 'http://h/', batch: {max_alerts: 0}}\n".into(),
+                "agent.yaml:2:50: 0 is out of range: 1 ..= 10000",
+            ),
+            (
+                "sinks:\n  - stdout: {}\n    stdout: {}\n".into(),
+                "agent.yaml:3:5: duplicate key `stdout`",
+            ),
+            (
+                "run:\n  rules: []\n  rules: [/x]\n".into(),
+                "agent.yaml:3:3: duplicate key `rules`",
+            ),
+            (format!("sinks: {}", "[".repeat(200_000)), "agent.yaml:1:"),
+        ];
+        for (yaml, want) in cases {
+            let e = parse(&yaml).unwrap_err().to_string();
+            assert!(e.starts_with(want), "{yaml:?}\n  got:  {e}\n  want: {want}");
+        }
+        // Accepted values behave as documented: the floor itself is fine.
+        assert!(parse(&http(
+            "      retry: {initial: 10ms, max: 10ms}\n      timeout: 1s\n"
+        ))
+        .is_ok());
+    }
+
+    /// Files the config names are checked at load, before anything is attached, each at its
+    /// key (they used to fail after the programs were attached, without naming the config).
+    #[test]
+    fn named_files_are_checked_at_load() {
+        let d = tempfile::tempdir().unwrap();
+        let cfg = d.path().join("agent.yaml");
+        let garbage = d.path().join("garbage.pem");
+        std::fs::write(&garbage, "not a certificate\n").unwrap();
+        let load = |yaml: &str| {
+            std::fs::write(&cfg, yaml).unwrap();
+            AgentConfig::load(&cfg)
+                .unwrap_err()
+                .to_string()
+                .replace(&d.path().display().to_string(), "D")
+        };
+        let cases = [
+            (
+                "sinks:\n  - http: {url: 'http://h/', token_file: /nonexistent/tok}\n".to_string(),
+                "D/agent.yaml:2:42: sinks[0] (http): token_file /nonexistent/tok: No such file",
+            ),
+            (
+                "sinks:\n  - http: {url: 'http://h/', tls: {ca_file: /nonexistent/ca.pem}}\n"
+                    .to_string(),
+                "D/agent.yaml:2:45: sinks[0] (http): tls.ca_file /nonexistent/ca.pem: No such file",
+            ),
+            (
+                format!(
+                    "sinks:\n  - http: {{url: 'http://h/', tls: {{ca_file: {}}}}}\n",
+                    garbage.display()
+                ),
+                "D/agent.yaml:2:45: sinks[0] (http): tls.ca_file D/garbage.pem: no PEM certificate",
+            ),
+            (
+                "sinks:\n  - file: {path: /}\n".to_string(),
+                "D/agent.yaml:2:18: sinks[0] (file): /: names a directory",
+            ),
+            (
+                "sinks:\n  - file: {path: ''}\n".to_string(),
+                "D/agent.yaml:2:18: sinks[0] (file): `path` is empty",
+            ),
+            (
+                "sinks:\n  - file: {path: /dev/null/x}\n".to_string(),
+                "D/agent.yaml:2:18: sinks[0] (file): /dev/null/x: Not a directory",
+            ),
+            (
+                "run:\n  rules: [/nonexistent/rules]\n".to_string(),
+                "D/agent.yaml:2:11: run.rules[0]: /nonexistent/rules: No such file",
+            ),
+        ];
+        for (yaml, want) in cases {
+            let e = load(&yaml);
+            assert!(e.starts_with(want), "{yaml:?}\n  got:  {e}\n  want: {want}");
+            assert_eq!(
+                e.matches("No such file").count().max(1),
+                1,
+                "printed once: {e}"
+            );
+        }
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //!
 //! `setup` is idempotent and is run by `run`, `test` and `bench` first, so that one command
 //! works on a fresh machine: rust-src for the nightly toolchain, bpf-linker built against the
-//! nightly toolchain's own LLVM, and the Debian packages the tests need.
+//! nightly toolchain's own LLVM, cargo-fuzz, and the Debian packages the tests need.
 
 use std::{
     path::{Path, PathBuf},
@@ -12,8 +12,10 @@ use std::{
 use anyhow::{bail, Context as _, Result};
 use clap::{Parser, Subcommand};
 
+mod bench_hostile;
 mod bench_latency;
 mod bench_overhead;
+mod fuzz;
 mod kernels;
 
 #[derive(Parser)]
@@ -44,8 +46,18 @@ enum Cmd {
     Kernels,
     /// rustfmt check and clippy (-D warnings) for the host crates and the bpf-target crate.
     Lint,
+    /// Runs the fuzz targets (`fuzz/`, cargo-fuzz) for a bounded time each, as `test` does;
+    /// fails on a crash, an out-of-memory or a timeout.
+    Fuzz {
+        /// Targets (default: all).
+        targets: Vec<String>,
+        /// Seconds per target.
+        #[arg(long, default_value_t = fuzz::SECONDS)]
+        seconds: u64,
+    },
     /// Benchmarks (`kernel`: hook overhead, attached vs detached, interleaved; `latency`:
-    /// syscall → alert line; `flood`: port sweep and open storm).
+    /// syscall → alert line; `flood`: port sweep and open storm; `hostile`: the hostile-input
+    /// reproducers, time and peak RSS, `--base DETECTOR` beside another build).
     Bench {
         /// Which benchmark.
         which: String,
@@ -174,6 +186,25 @@ fn setup() -> Result<()> {
         std::os::unix::fs::symlink(lib.join(&libllvm), &link)
             .with_context(|| format!("linking {}", link.display()))?;
     }
+    // 3b. cargo-fuzz for the fuzz targets `test` runs (libFuzzer comes with libfuzzer-sys).
+    let fuzz_ok = Command::new("cargo")
+        .args(["fuzz", "--version"])
+        .output()
+        .map(|o| {
+            o.status.success()
+                && String::from_utf8_lossy(&o.stdout)
+                    .contains(&format!("cargo-fuzz {}", fuzz::CARGO_FUZZ_VERSION))
+        })
+        .unwrap_or(false);
+    if !fuzz_ok {
+        status(Command::new("cargo").args([
+            "install",
+            "cargo-fuzz",
+            "--version",
+            &format!("^{}", fuzz::CARGO_FUZZ_VERSION),
+            "--locked",
+        ]))?;
+    }
     let linker_ok = Command::new("bpf-linker")
         .arg("--version")
         .output()
@@ -296,6 +327,8 @@ fn test(args: &[String]) -> Result<()> {
         Command::new("cargo")
             .current_dir(&root)
             .args(["test", "--workspace", "--exclude", "detector-ebpf"])
+            // Every failing test binary at once, not only the first.
+            .arg("--no-fail-fast")
             .args(args),
     );
     // Extra arguments select tests: the matrix runs only for the whole suite.
@@ -303,7 +336,9 @@ fn test(args: &[String]) -> Result<()> {
         return host;
     }
     host?;
-    kernel_matrix(&root)
+    kernel_matrix(&root)?;
+    // Every loader of untrusted input, fuzzed for a bounded time.
+    fuzz::run(&root, &[], fuzz::SECONDS)
 }
 
 /// The kernel tests and `detector probe` in both read modes on this machine's kernel and on
@@ -387,6 +422,14 @@ fn lint() -> Result<()> {
             .current_dir(&root)
             .args(["fmt", "--all", "--", "--check"]),
     )?;
+    // The fuzz crate is a workspace of its own.
+    status(Command::new("cargo").current_dir(&root).args([
+        "fmt",
+        "--manifest-path",
+        "fuzz/Cargo.toml",
+        "--",
+        "--check",
+    ]))?;
     status(Command::new("cargo").current_dir(&root).args([
         "clippy",
         "--workspace",
@@ -454,7 +497,10 @@ fn bench(which: &str, args: &[String]) -> Result<()> {
         ),
         "overhead" => bench_overhead::run(args),
         "latency" | "flood" => bench_latency::run(which, &root, args),
-        other => bail!("unknown benchmark `{other}` (kernel, engine, overhead, latency, flood)"),
+        "hostile" => bench_hostile::run(&root, args),
+        other => {
+            bail!("unknown benchmark `{other}` (kernel, engine, overhead, latency, flood, hostile)")
+        }
     }
 }
 
@@ -480,6 +526,10 @@ fn main() -> Result<()> {
             kernel_matrix(&root)
         }
         Cmd::Lint => lint(),
+        Cmd::Fuzz { targets, seconds } => {
+            setup()?;
+            fuzz::run(&workspace_root(), &targets, seconds)
+        }
         Cmd::Bench { which, args } => bench(&which, &args),
     }
 }

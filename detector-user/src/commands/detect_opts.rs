@@ -26,10 +26,19 @@ pub struct DetectArgs {
     /// Learned baseline of peers (from `detector learn`).
     #[arg(long, value_name = "FILE")]
     pub baseline: Option<PathBuf>,
-    /// How late an event may arrive and still be placed exactly in its windows (e.g. `500ms`);
-    /// alerts do not wait for it.
-    #[arg(long, default_value = "500ms", value_parser = humantime::parse_duration)]
+    /// How late an event may arrive and still be placed exactly in its windows (e.g. `500ms`,
+    /// at most 1h); alerts do not wait for it.
+    #[arg(long, default_value = "500ms", value_parser = tolerance)]
     pub tolerance: std::time::Duration,
+}
+
+/// `--tolerance`: a duration of at most 1 h.
+fn tolerance(s: &str) -> Result<std::time::Duration, String> {
+    crate::input::value::duration_in(
+        s,
+        std::time::Duration::ZERO,
+        std::time::Duration::from_secs(3600),
+    )
 }
 
 /// A complete detection set: what a SIGHUP reload swaps in as one piece.

@@ -60,7 +60,10 @@ pub fn run(args: LearnArgs) -> anyhow::Result<ExitCode> {
         None => IdentityConfig::default(),
     });
     let mut baseline = match &args.merge {
-        Some(p) => Baseline::parse(&p.display().to_string(), &std::fs::read_to_string(p)?)?,
+        Some(p) => Baseline::parse(
+            &p.display().to_string(),
+            &crate::input::read_source(p, &crate::input::BASELINE)?,
+        )?,
         None => Baseline::default(),
     };
     match (&args.from, args.duration) {

@@ -29,9 +29,75 @@ pub struct ReplayArgs {
     pub stats: bool,
 }
 
+/// Longest line of a recording (an event is a few KiB; argv and paths are bounded by the
+/// kernel records). A longer one is skipped without being held in memory.
+pub const MAX_LINE: usize = 1 << 20;
+
+/// One line of a recording, decoded.
+#[derive(Debug)]
+pub enum Line {
+    /// Blank.
+    Empty,
+    /// The header (only the first line may be one).
+    Header(RecordingHeader),
+    /// An event.
+    Event(Box<Event>),
+    /// Not a header or an event: why, for the message.
+    Bad(String),
+}
+
+/// Decodes line `line_no` (1-based) of a recording, without its line break.
+pub fn decode_line(line: &[u8], line_no: u64) -> Line {
+    let line = line.trim_ascii();
+    if line.is_empty() {
+        return Line::Empty;
+    }
+    match serde_json::from_slice::<Event>(line) {
+        Ok(ev) => Line::Event(Box::new(ev)),
+        Err(e) => {
+            if line_no == 1 {
+                if let Ok(h) = serde_json::from_slice::<RecordingHeader>(line) {
+                    if h.format == "detector-recording" {
+                        return Line::Header(h);
+                    }
+                }
+            }
+            Line::Bad(e.to_string())
+        }
+    }
+}
+
+/// Reads up to and including the next `\n` into `buf`, keeping at most `max` bytes (the rest
+/// of a longer line is read and dropped). Returns the bytes the line had (0 at the end) and
+/// whether it was cut.
+fn read_line_bounded(
+    r: &mut impl BufRead,
+    buf: &mut Vec<u8>,
+    max: usize,
+) -> io::Result<(usize, bool)> {
+    let mut total = 0;
+    loop {
+        let chunk = r.fill_buf()?;
+        if chunk.is_empty() {
+            return Ok((total, total > max));
+        }
+        let (take, done) = match chunk.iter().position(|&b| b == b'\n') {
+            Some(i) => (i + 1, true),
+            None => (chunk.len(), false),
+        };
+        let room = max.saturating_sub(buf.len());
+        buf.extend_from_slice(&chunk[..take.min(room)]);
+        total += take;
+        r.consume(take);
+        if done {
+            return Ok((total, total > max));
+        }
+    }
+}
+
 /// Reads a recording line by line: calls `on_header` for a header line, `on_event` for each
-/// event; a line that does not parse is reported (with its number) on stderr and skipped.
-/// Returns the number of skipped lines.
+/// event; a line that does not parse, or is longer than [`MAX_LINE`], is reported (with its
+/// number) on stderr and skipped. Returns the number of skipped lines.
 pub fn read_recording(
     path: &Path,
     mut on_header: impl FnMut(RecordingHeader),
@@ -59,8 +125,7 @@ pub fn read_recording(
     let (mut line_no, mut skipped) = (0u64, 0u64);
     loop {
         buf.clear();
-        let n = r
-            .read_until(b'\n', &mut buf)
+        let (n, cut) = read_line_bounded(&mut r, &mut buf, MAX_LINE)
             .with_context(|| format!("reading {}", path.display()))?;
         if n == 0 {
             break;
@@ -69,21 +134,20 @@ pub fn read_recording(
         if let Some(b) = &bar {
             b.inc(n as u64);
         }
-        let line = buf.trim_ascii();
-        if line.is_empty() {
+        if cut {
+            skipped += 1;
+            eprintln!(
+                "{}:{line_no}: skipped: line of {n} bytes, longer than {}",
+                path.display(),
+                crate::input::human_bytes(MAX_LINE as u64)
+            );
             continue;
         }
-        match serde_json::from_slice::<Event>(line) {
-            Ok(ev) => on_event(ev)?,
-            Err(e) => {
-                if line_no == 1 {
-                    if let Ok(h) = serde_json::from_slice::<RecordingHeader>(line) {
-                        if h.format == "detector-recording" {
-                            on_header(h);
-                            continue;
-                        }
-                    }
-                }
+        match decode_line(&buf, line_no) {
+            Line::Empty => {}
+            Line::Header(h) => on_header(h),
+            Line::Event(ev) => on_event(*ev)?,
+            Line::Bad(e) => {
                 skipped += 1;
                 eprintln!("{}:{line_no}: skipped: {e}", path.display());
             }
@@ -173,6 +237,34 @@ mod tests {
             random_ids: false,
             stats: false,
         }
+    }
+
+    /// A line longer than the bound is skipped (and counted) without being held; the lines
+    /// around it are read as usual.
+    #[test]
+    fn long_lines_are_skipped_bounded() {
+        let mut input = b"a\n".to_vec();
+        input.extend(vec![b'x'; 3000]);
+        input.extend(b"\nb\nlast-without-newline");
+        let mut r = io::BufReader::with_capacity(64, &input[..]);
+        let mut buf = Vec::new();
+        let mut lines = Vec::new();
+        loop {
+            buf.clear();
+            let (n, cut) = read_line_bounded(&mut r, &mut buf, 100).unwrap();
+            if n == 0 {
+                break;
+            }
+            assert!(buf.len() <= 100);
+            lines.push((n, cut, String::from_utf8_lossy(&buf).trim().to_string()));
+        }
+        assert_eq!(lines.len(), 4, "{lines:?}");
+        assert_eq!(lines[1].0, 3001);
+        assert!(lines[1].1 && !lines[0].1 && !lines[2].1);
+        assert_eq!(lines[3].2, "last-without-newline");
+        assert!(matches!(decode_line(b"  \r", 3), Line::Empty));
+        assert!(matches!(decode_line(b"{\"ts\": 1}", 2), Line::Bad(_)));
+        assert!(matches!(decode_line(b"\xff\xfe", 2), Line::Bad(_)));
     }
 
     /// Golden replay: the recorded attack raises exactly the expected alerts, with the

@@ -93,6 +93,14 @@ fn effective(args: &RunArgs) -> anyhow::Result<(AgentConfig, DetectArgs)> {
     Ok((cfg, detect))
 }
 
+/// "FILE: sinks" (or "sinks" without a config file), to prefix a sink error with.
+fn sinks_of(args: &RunArgs) -> String {
+    match &args.config {
+        Some(p) => format!("{}: sinks", p.display()),
+        None => "sinks".into(),
+    }
+}
+
 /// How long a sink replaced by a reload may keep delivering what it holds to its old
 /// destination before handing the rest to its successor (the capture loop waits meanwhile).
 const RELOAD_GRACE: Duration = Duration::from_secs(2);
@@ -137,7 +145,12 @@ async fn reload(
     let sink_changes = if cfg.sinks != live.running.sinks {
         match live.sinks.reconfigure(&cfg.sinks, host, RELOAD_GRACE).await {
             Ok(c) => c,
-            Err(e) => return (false, format!("sinks: {e}; keeping the running set")),
+            Err(e) => {
+                return (
+                    false,
+                    format!("{}: {e}; keeping the running set", sinks_of(args)),
+                )
+            }
         }
     } else {
         Vec::new()
@@ -273,7 +286,10 @@ pub fn run(mut args: RunArgs) -> anyhow::Result<ExitCode> {
             Err(e) => tracing::warn!("{e}; running with the capabilities it started with"),
         }
         // Right after attaching: a spool left by a previous run starts draining at once.
-        let mut sinks = SinkSet::from_config(&cfg.sinks, &host)?;
+        // What the config's validation cannot see (a permission the dropped capabilities no
+        // longer give) still names the config.
+        let mut sinks = SinkSet::from_config(&cfg.sinks, &host)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", sinks_of(&args)))?;
         if let Some(m) = &metrics {
             m.set_sinks(sinks.stats());
         }

@@ -27,7 +27,7 @@ pub struct StatusArgs {
 pub fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
     let addr = match (&args.metrics_addr, &args.config) {
         (Some(a), _) => a.clone(),
-        (None, Some(p)) => AgentConfig::load(p)?
+        (None, Some(p)) => AgentConfig::read(p)?
             .run
             .metrics_addr
             .with_context(|| format!("{}: no run.metrics_addr", p.display()))?,

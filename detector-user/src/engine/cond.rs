@@ -17,14 +17,59 @@ use std::net::IpAddr;
 
 use globset::{Glob, GlobSet, GlobSetBuilder};
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
-use regex::Regex;
+use regex::{Regex, RegexBuilder};
 
 use super::fields::{self, Field, FieldType, Policy, Val};
 use super::yaml::{Node, PosError, Value};
 use crate::event::Event;
+use crate::input::{excerpt, human_bytes};
 
-/// Named lists: name → items (as written).
-pub type Lists = HashMap<String, Vec<Node>>;
+/// Values one operator may test (after `@list` expansion).
+pub const MAX_VALUES: usize = 100_000;
+/// List items expanded over a whole rule set (each `@name` counts its list's length): a
+/// 100 k-item list referenced by a thousand rules would otherwise be copied a thousand times.
+pub const MAX_EXPANDED: usize = 1_000_000;
+/// Pattern bytes in one `glob` test (globset compiles them all into one automaton).
+pub const MAX_GLOB_BYTES: usize = 256 << 10;
+/// Compiled size of one regex (`regex`'s own limit, lowered from 10 MiB: a rule set holds
+/// many).
+pub const REGEX_SIZE_LIMIT: usize = 1 << 20;
+/// Nesting of groups and repetitions in one regex.
+pub const REGEX_NEST_LIMIT: u32 = 64;
+
+/// Named lists: name → items (as written), with the expansion budget of one rule set.
+#[derive(Debug, Default)]
+pub struct Lists {
+    map: HashMap<String, Vec<Node>>,
+    expanded: std::cell::Cell<usize>,
+}
+
+impl Lists {
+    /// Adds a list; false when the name was taken.
+    pub fn insert(&mut self, name: String, items: Vec<Node>) -> bool {
+        self.map.insert(name, items).is_none()
+    }
+
+    /// A list by name.
+    pub fn get(&self, name: &str) -> Option<&Vec<Node>> {
+        self.map.get(name)
+    }
+
+    /// Counts `n` more expanded items, refused past [`MAX_EXPANDED`] (at `at`).
+    fn charge(&self, n: usize, at: &Node) -> Result<(), PosError> {
+        let total = self.expanded.get().saturating_add(n);
+        if total > MAX_EXPANDED {
+            return Err(PosError::new(
+                &at.pos,
+                format!(
+                    "lists expanded too often: more than {MAX_EXPANDED} items over the rule set"
+                ),
+            ));
+        }
+        self.expanded.set(total);
+        Ok(())
+    }
+}
 
 /// A membership set: a short list is scanned (faster than hashing for the handful of values
 /// rules usually name), a long one hashed.
@@ -185,7 +230,8 @@ impl CmpOp {
 
 /// Resolves a field path node.
 pub fn field(n: &Node, path: &str) -> Result<Field, PosError> {
-    Field::parse(path).ok_or_else(|| PosError::new(&n.pos, format!("unknown field `{path}`")))
+    Field::parse(path)
+        .ok_or_else(|| PosError::new(&n.pos, format!("unknown field {}", excerpt(path))))
 }
 
 /// Items of a sequence-or-scalar with `@list` references expanded.
@@ -194,14 +240,23 @@ fn items<'a>(n: &'a Node, lists: &'a Lists) -> Result<Vec<&'a Node>, PosError> {
     for it in n.as_seq_or_one() {
         if let Value::Str(s) = &it.value {
             if let Some(name) = s.strip_prefix('@') {
-                let l = lists
-                    .get(name)
-                    .ok_or_else(|| PosError::new(&it.pos, format!("unknown list `{name}`")))?;
+                let l = lists.get(name).ok_or_else(|| {
+                    PosError::new(&it.pos, format!("unknown list {}", excerpt(name)))
+                })?;
+                lists.charge(l.len(), it)?;
                 out.extend(l.iter());
-                continue;
+            } else {
+                out.push(it);
             }
+        } else {
+            out.push(it);
         }
-        out.push(it);
+        if out.len() > MAX_VALUES {
+            return Err(PosError::new(
+                &it.pos,
+                format!("too many values: more than {MAX_VALUES} in one test"),
+            ));
+        }
     }
     Ok(out)
 }
@@ -268,12 +323,19 @@ fn compile_op(f: Field, key: &Node, op: &str, v: &Node, lists: &Lists) -> Result
             string_op(f, key, op)?;
             let mut b = GlobSetBuilder::new();
             let mut patterns = Vec::new();
+            let mut bytes = 0usize;
             for it in items(v, lists)? {
                 let s = it.as_scalar_string()?;
-                b.add(Glob::new(&s).map_err(|e| PosError::new(&it.pos, format!("bad glob `{s}`: {e}")))?);
+                bytes += s.len();
+                if bytes > MAX_GLOB_BYTES {
+                    return Err(PosError::new(&it.pos, format!("glob patterns too large: more than {} in one test", human_bytes(MAX_GLOB_BYTES as u64))));
+                }
+                // globset's message repeats the pattern; quote it once, shortened.
+                let g = Glob::new(&s).map_err(|e| PosError::new(&it.pos, format!("bad glob {}: {}", excerpt(&s), glob_reason(&e))))?;
+                b.add(g);
                 patterns.push(s);
             }
-            t(Op::Glob(b.build().map_err(|e| PosError::new(&v.pos, format!("bad glob set: {e}")))?, patterns))
+            t(Op::Glob(b.build().map_err(|e| PosError::new(&v.pos, format!("bad glob set: {}", glob_reason(&e))))?, patterns))
         }
         "prefix" => string_op(f, key, op).and_then(|_| t(Op::Prefix(strings(v, lists)?))),
         "suffix" => string_op(f, key, op).and_then(|_| t(Op::Suffix(strings(v, lists)?))),
@@ -286,7 +348,7 @@ fn compile_op(f: Field, key: &Node, op: &str, v: &Node, lists: &Lists) -> Result
                 let net = s
                     .parse::<IpNet>()
                     .or_else(|_| s.parse::<IpAddr>().map(IpNet::from))
-                    .map_err(|_| PosError::new(&it.pos, format!("bad CIDR `{s}`")))?;
+                    .map_err(|_| PosError::new(&it.pos, format!("bad CIDR {}", excerpt(&s))))?;
                 nets.push(net);
             }
             t(Op::Cidr(nets))
@@ -294,15 +356,7 @@ fn compile_op(f: Field, key: &Node, op: &str, v: &Node, lists: &Lists) -> Result
         "regex" => {
             string_op(f, key, op)?;
             let s = v.as_str()?;
-            t(Op::Regex(
-                Regex::new(s).map_err(|e| {
-                    // regex's message draws the pattern over several lines; keep its last,
-                    // the one saying what is wrong, so every problem stays on one line.
-                    let msg = e.to_string();
-                    let last = msg.lines().last().unwrap_or_default().trim_start_matches("error: ").to_string();
-                    PosError::new(&v.pos, format!("bad regex `{s}`: {last}"))
-                })?,
-            ))
+            t(Op::Regex(regex(s).map_err(|m| PosError::new(&v.pos, m))?))
         }
         "gt" | "gte" | "lt" | "lte" => {
             if f.ty() != FieldType::Int {
@@ -325,8 +379,54 @@ fn compile_op(f: Field, key: &Node, op: &str, v: &Node, lists: &Lists) -> Result
         }
         _ => Err(PosError::new(
             &key.pos,
-            format!("unknown operator `{op}` (expected eq, neq, in, glob, prefix, suffix, contains, cidr, regex, gt, gte, lt, lte, exists, eq_field, neq_field)"),
+            format!("unknown operator {} (expected eq, neq, in, glob, prefix, suffix, contains, cidr, regex, gt, gte, lt, lte, exists, eq_field, neq_field)", excerpt(op)),
         )),
+    }
+}
+
+/// Compiles a rule's regex within [`REGEX_SIZE_LIMIT`] and [`REGEX_NEST_LIMIT`]; the error
+/// quotes the pattern by an excerpt.
+pub fn regex(s: &str) -> Result<Regex, String> {
+    RegexBuilder::new(s)
+        .size_limit(REGEX_SIZE_LIMIT)
+        .dfa_size_limit(REGEX_SIZE_LIMIT)
+        .nest_limit(REGEX_NEST_LIMIT)
+        .build()
+        .map_err(|e| {
+            let why = match &e {
+                regex::Error::CompiledTooBig(n) => {
+                    format!(
+                        "compiles to more than {} (the limit)",
+                        human_bytes(*n as u64)
+                    )
+                }
+                // regex's message draws the pattern over several lines; keep its last, the
+                // one saying what is wrong, so every problem stays on one line.
+                e => {
+                    let msg = e.to_string();
+                    msg.lines()
+                        .last()
+                        .unwrap_or_default()
+                        .trim_start_matches("error: ")
+                        .to_string()
+                }
+            };
+            format!("bad regex {}: {why}", excerpt(s))
+        })
+}
+
+/// What is wrong with a glob, without the pattern globset repeats in its message.
+fn glob_reason(e: &globset::Error) -> String {
+    match e.kind() {
+        globset::ErrorKind::Regex(m) => {
+            let m = m
+                .lines()
+                .last()
+                .unwrap_or_default()
+                .trim_start_matches("error: ");
+            crate::input::excerpt(m).trim_matches('`').to_string()
+        }
+        k => k.to_string(),
     }
 }
 
@@ -543,21 +643,21 @@ mod tests {
     }
 
     fn check(src: &str) -> bool {
-        let lists: Lists = [(
+        let mut lists = Lists::default();
+        lists.insert(
             "ssh_clients".to_string(),
             yaml::parse("l", "[/usr/bin/ssh, /usr/bin/scp]").unwrap()[0]
                 .as_seq()
                 .unwrap()
                 .to_vec(),
-        )]
-        .into();
+        );
         let n = &yaml::parse("t.yaml", src).unwrap()[0];
         compile(n, &lists).unwrap().eval(&ev(), &Policy::default())
     }
 
     fn err(src: &str) -> PosError {
         let n = &yaml::parse("t.yaml", src).unwrap()[0];
-        compile(n, &Lists::new()).unwrap_err()
+        compile(n, &Lists::default()).unwrap_err()
     }
 
     #[test]
@@ -633,7 +733,7 @@ mod tests {
     #[test]
     fn kinds_index() {
         let n = &yaml::parse("t", "{kind: [cred_open, cred_read], file.via: io_uring}").unwrap()[0];
-        let mut k = compile(n, &Lists::new()).unwrap().kinds().unwrap();
+        let mut k = compile(n, &Lists::default()).unwrap().kinds().unwrap();
         k.sort();
         assert_eq!(k, vec!["cred_open", "cred_read"]);
     }

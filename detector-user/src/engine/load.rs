@@ -10,6 +10,7 @@ use super::rules::RuleSet;
 use super::yaml::PosError;
 use super::{Engine, EngineOptions};
 use crate::enrich::identity::{Baseline, IdentityConfig};
+use crate::input::{self, Limits, SourceError};
 
 /// The shipped rule pack (`rules/` at the workspace root), with its tests.
 pub static DEFAULT_PACK: Dir<'static> = include_dir!("$CARGO_MANIFEST_DIR/../rules");
@@ -17,13 +18,13 @@ pub static DEFAULT_PACK: Dir<'static> = include_dir!("$CARGO_MANIFEST_DIR/../rul
 /// Errors while loading rules or configuration.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
-    /// A file could not be read.
-    #[error("{path}: {source}")]
+    /// A file could not be read (the cause is part of the message, printed once).
+    #[error("{path}: {error}")]
     Io {
         /// Path.
         path: String,
         /// Cause.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// Problems in rule or config files, each positioned.
     #[error("{}", .0.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n"))]
@@ -57,13 +58,33 @@ pub fn embedded_sources() -> Vec<(String, String)> {
     out
 }
 
+impl From<SourceError> for LoadError {
+    fn from(e: SourceError) -> Self {
+        match e {
+            SourceError::Io { path, error } => LoadError::Io { path, error },
+            SourceError::Invalid(e) => LoadError::Invalid(vec![e]),
+        }
+    }
+}
+
+/// Reads one file of a kind bounded by `limits` (see [`crate::input::read_source`]).
+fn read(p: &Path, limits: &Limits) -> Result<String, LoadError> {
+    Ok(input::read_source(p, limits)?)
+}
+
 /// Reads rule files: each path is a YAML file or a directory searched recursively for
-/// `*.yaml`/`*.yml`.
+/// `*.yaml`/`*.yml`. Each file is bounded by [`input::RULES`]; problems with the bytes of
+/// several files are all reported.
 pub fn file_sources(paths: &[PathBuf]) -> Result<Vec<(String, String)>, LoadError> {
-    fn walk(p: &Path, top: bool, out: &mut Vec<(String, String)>) -> Result<(), LoadError> {
-        let io = |source| LoadError::Io {
+    fn walk(
+        p: &Path,
+        top: bool,
+        out: &mut Vec<(String, String)>,
+        errs: &mut Vec<PosError>,
+    ) -> Result<(), LoadError> {
+        let io = |error| LoadError::Io {
             path: p.display().to_string(),
-            source,
+            error,
         };
         let meta = std::fs::metadata(p).map_err(io)?;
         if meta.is_dir() {
@@ -73,17 +94,24 @@ pub fn file_sources(paths: &[PathBuf]) -> Result<Vec<(String, String)>, LoadErro
                 .collect();
             entries.sort();
             for e in entries {
-                walk(&e, false, out)?;
+                walk(&e, false, out, errs)?;
             }
         } else if top || is_yaml(p) {
-            let text = std::fs::read_to_string(p).map_err(io)?;
-            out.push((p.display().to_string(), text));
+            match read(p, &input::RULES) {
+                Ok(text) => out.push((p.display().to_string(), text)),
+                Err(LoadError::Invalid(e)) => errs.extend(e),
+                Err(e) => return Err(e),
+            }
         }
         Ok(())
     }
     let mut out = Vec::new();
+    let mut errs = Vec::new();
     for p in paths {
-        walk(p, true, &mut out)?;
+        walk(p, true, &mut out, &mut errs)?;
+    }
+    if !errs.is_empty() {
+        return Err(LoadError::Invalid(errs));
     }
     Ok(out)
 }
@@ -102,10 +130,7 @@ pub fn load_rules(extra: &[PathBuf], without_defaults: bool) -> Result<RuleSet, 
 /// Reads an identities file (for [`crate::enrich::identity::IdentityResolver::new`]; the
 /// engine's [`Policy`] keeps its own copy from [`load_policy`]).
 pub fn load_identities(path: &Path) -> Result<IdentityConfig, LoadError> {
-    let text = std::fs::read_to_string(path).map_err(|source| LoadError::Io {
-        path: path.display().to_string(),
-        source,
-    })?;
+    let text = read(path, &input::IDENTITIES)?;
     IdentityConfig::parse(&path.display().to_string(), &text)
         .map_err(|e| LoadError::Invalid(vec![e]))
 }
@@ -115,19 +140,12 @@ pub fn load_policy(
     identities: Option<&Path>,
     baseline: Option<&Path>,
 ) -> Result<Policy, LoadError> {
-    let read = |p: &Path| {
-        std::fs::read_to_string(p).map_err(|source| LoadError::Io {
-            path: p.display().to_string(),
-            source,
-        })
-    };
     let mut pol = Policy::default();
     if let Some(p) = identities {
-        pol.identities = IdentityConfig::parse(&p.display().to_string(), &read(p)?)
-            .map_err(|e| LoadError::Invalid(vec![e]))?;
+        pol.identities = load_identities(p)?;
     }
     if let Some(p) = baseline {
-        pol.baseline = Baseline::parse(&p.display().to_string(), &read(p)?)
+        pol.baseline = Baseline::parse(&p.display().to_string(), &read(p, &input::BASELINE)?)
             .map_err(|e| LoadError::Invalid(vec![e]))?;
     }
     Ok(pol)

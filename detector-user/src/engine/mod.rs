@@ -38,7 +38,7 @@ pub mod load;
 pub mod rules;
 pub mod store;
 pub mod testing;
-pub mod yaml;
+pub use crate::input::yaml;
 
 use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::hash::{Hash, Hasher};
@@ -1118,8 +1118,9 @@ impl Engine {
                     ..
                 } = &mut self.orphans[c_idx];
                 for x in list.iter_mut().rev() {
-                    // Any earlier arrival is at most the tolerance newer than this one.
-                    if x.ts.saturating_add(tol) <= t {
+                    // Any earlier arrival is at most the tolerance newer than this one (a
+                    // difference: the sum saturates near `u64::MAX`).
+                    if t.checked_sub(x.ts).is_some_and(|d| d >= tol) {
                         break;
                     }
                     if x.ts <= t {
@@ -1221,7 +1222,11 @@ impl Engine {
                         g.relax(k);
                     }
                     if chains && need.is_some() {
-                        g.chain = d.and_then(|f| g.entries.get(f)).map_or(0, |e| e.ts + 1);
+                        // ts + 1 (0: none); at `u64::MAX` the saturated value still compares
+                        // right against `t - timespan`, which is below it.
+                        g.chain = d
+                            .and_then(|f| g.entries.get(f))
+                            .map_or(0, |e| e.ts.saturating_add(1));
                     }
                     d.map(|from| (lo, hi, from))
                 }
@@ -1567,7 +1572,9 @@ struct Feed {
 /// `last`: within `suppress` of it, before or after (an alert completed by a late event may
 /// be older than the previous one).
 fn held_back(last: u64, suppress: u64, t: u64) -> bool {
-    t < last.saturating_add(suppress) && t.saturating_add(suppress) > last
+    // The distance, not sums: `last + suppress` saturates near `u64::MAX`, and a saturated
+    // bound let every repeat through.
+    t.abs_diff(last) < suppress
 }
 
 /// Whether suppression holds back an alert of rule `r` for `key` at `t`; counts it if so

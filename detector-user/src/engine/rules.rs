@@ -13,6 +13,7 @@ use super::fields::Field;
 use super::index::LiteralIndex;
 use super::yaml::{self, Node, Pos, PosError};
 use crate::event::Kind;
+use crate::input::excerpt;
 
 /// Correlation types (Sigma correlation semantics).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -153,17 +154,18 @@ fn kind_of(s: &str) -> Option<Kind> {
     KINDS.iter().copied().find(|k| k.as_str() == s)
 }
 
-/// Parses a duration (`1s`, `500ms`, `90days`) into ns.
+/// Parses a duration (`1s`, `500ms`, `90days`) into ns (at most `u64::MAX`, 584 years).
 pub fn duration(n: &Node) -> Result<u64, PosError> {
     let s = n.as_scalar_string()?;
-    let d = humantime::parse_duration(&s)
-        .map_err(|e| PosError::new(&n.pos, format!("bad duration `{s}`: {e}")))?;
-    u64::try_from(d.as_nanos()).map_err(|_| PosError::new(&n.pos, "duration too large"))
+    crate::input::value::duration_ns(&s).map_err(|m| PosError::new(&n.pos, m))
 }
 
-struct RawRule<'a> {
-    id: String,
-    node: &'a Node,
+/// A rule as written: its id and its mapping.
+pub struct RawRule<'a> {
+    /// Unique id.
+    pub id: String,
+    /// The rule's mapping.
+    pub node: &'a Node,
 }
 
 const RULE_KEYS: &[&str] = &[
@@ -241,7 +243,7 @@ fn exceptions(n: &Node, lists: &Lists) -> Result<Cond, PosError> {
                     other => {
                         return Err(PosError::new(
                             &tuple.pos,
-                            format!("unknown exception comparison `{other}`"),
+                            format!("unknown exception comparison {}", excerpt(other)),
                         ))
                     }
                 };
@@ -270,88 +272,148 @@ fn exceptions(n: &Node, lists: &Lists) -> Result<Cond, PosError> {
     Ok(Cond::Any(any))
 }
 
-impl RuleSet {
-    /// Loads rules (and tests) from `(file name, text)` sources. On any problem returns all
-    /// problems found, each positioned.
-    pub fn load(sources: &[(String, String)]) -> Result<RuleSet, Vec<PosError>> {
-        let mut errs = Vec::new();
-        let mut docs = Vec::new();
-        for (name, text) in sources {
-            match yaml::parse(name, text) {
-                Ok(d) => docs.extend(d),
+/// Parses every source (bounded by [`crate::input::RULES`] each, and
+/// [`crate::input::RULES_TOTAL_BYTES`] and [`crate::input::RULES_TOTAL_NODES`] together); a
+/// source that fails is reported and left out, so that the other files' problems are reported
+/// too.
+pub fn parse_sources(sources: &[(String, String)], errs: &mut Vec<PosError>) -> Vec<Node> {
+    let mut docs = Vec::new();
+    let mut total = 0usize;
+    let mut budget = yaml::Budget {
+        left: crate::input::RULES_TOTAL_NODES,
+        of: "the rule set (all files)",
+    };
+    for (name, text) in sources {
+        total = total.saturating_add(text.len());
+        if total > crate::input::RULES_TOTAL_BYTES {
+            errs.push(PosError {
+                pos: Pos {
+                    file: std::sync::Arc::from(name.as_str()),
+                    line: 1,
+                    col: 1,
+                },
+                msg: format!(
+                    "rule files larger than {} together (the limit for one rule set)",
+                    crate::input::human_bytes(crate::input::RULES_TOTAL_BYTES as u64)
+                ),
+            });
+            break;
+        }
+        match yaml::parse_within(name, text, &crate::input::RULES, &mut budget) {
+            Ok(d) => docs.extend(d),
+            Err(e) => errs.push(e),
+        }
+    }
+    docs
+}
+
+/// A rule set's documents read for their top-level shape, nothing compiled yet.
+pub struct Collected<'a> {
+    /// Named lists.
+    pub lists: Lists,
+    /// Rules by id, in file order.
+    pub raws: Vec<RawRule<'a>>,
+    /// `tests:` sections.
+    pub tests: Vec<&'a Node>,
+}
+
+/// Reads the top-level shape of every document: `lists`, `rules` (each with a unique `id`,
+/// unknown keys reported) and `tests`.
+pub fn collect<'a>(docs: &'a [Node], errs: &mut Vec<PosError>) -> Collected<'a> {
+    let mut lists = Lists::default();
+    // Ids seen (a linear search per rule was quadratic in the size of the set).
+    let mut ids = std::collections::HashSet::new();
+    let mut raws: Vec<RawRule> = Vec::new();
+    let mut test_nodes = Vec::new();
+    for d in docs {
+        if d.value == yaml::Value::Null {
+            continue;
+        }
+        let f = match d.fields(&["lists", "rules", "tests"]) {
+            Ok(f) => f,
+            Err(e) => {
+                errs.push(e);
+                continue;
+            }
+        };
+        if let Some(l) = f.get("lists") {
+            match l.as_map() {
+                Ok(m) => {
+                    for (name, kn, v) in m {
+                        match v.as_seq() {
+                            Ok(items) => {
+                                if !lists.insert(name.to_string(), items.to_vec()) {
+                                    errs.push(PosError::new(
+                                        &kn.pos,
+                                        format!("duplicate list `{name}`"),
+                                    ));
+                                }
+                            }
+                            Err(e) => errs.push(e),
+                        }
+                    }
+                }
                 Err(e) => errs.push(e),
             }
         }
-        // Stage 1: top-level shape, lists, raw rules, tests.
-        let mut lists: Lists = HashMap::new();
-        let mut raws: Vec<RawRule> = Vec::new();
-        let mut test_nodes = Vec::new();
-        for d in &docs {
-            if d.value == yaml::Value::Null {
-                continue;
-            }
-            let f = match d.fields(&["lists", "rules", "tests"]) {
-                Ok(f) => f,
-                Err(e) => {
-                    errs.push(e);
-                    continue;
-                }
-            };
-            if let Some(l) = f.get("lists") {
-                match l.as_map() {
-                    Ok(m) => {
-                        for (name, kn, v) in m {
-                            match v.as_seq() {
-                                Ok(items) => {
-                                    if lists.insert(name.to_string(), items.to_vec()).is_some() {
-                                        errs.push(PosError::new(
-                                            &kn.pos,
-                                            format!("duplicate list `{name}`"),
-                                        ));
-                                    }
+        if let Some(r) = f.get("rules") {
+            match r.as_seq() {
+                Ok(items) => {
+                    for it in items {
+                        let id = it
+                            .fields_collect(RULE_KEYS, errs)
+                            .and_then(|f| f.req("id").and_then(|i| i.as_str().map(str::to_string)));
+                        match id {
+                            Ok(id) => {
+                                if !ids.insert(id.clone()) {
+                                    errs.push(PosError::new(
+                                        &it.pos,
+                                        format!("duplicate rule id {}", excerpt(&id)),
+                                    ));
+                                } else {
+                                    raws.push(RawRule { id, node: it });
                                 }
-                                Err(e) => errs.push(e),
                             }
+                            Err(e) => errs.push(e),
                         }
                     }
-                    Err(e) => errs.push(e),
                 }
-            }
-            if let Some(r) = f.get("rules") {
-                match r.as_seq() {
-                    Ok(items) => {
-                        for it in items {
-                            let id = it.fields_collect(RULE_KEYS, &mut errs).and_then(|f| {
-                                f.req("id").and_then(|i| i.as_str().map(str::to_string))
-                            });
-                            match id {
-                                Ok(id) => {
-                                    if raws.iter().any(|r| r.id == id) {
-                                        errs.push(PosError::new(
-                                            &it.pos,
-                                            format!("duplicate rule id `{id}`"),
-                                        ));
-                                    } else {
-                                        raws.push(RawRule { id, node: it });
-                                    }
-                                }
-                                Err(e) => errs.push(e),
-                            }
-                        }
-                    }
-                    Err(e) => errs.push(e),
-                }
-            }
-            if let Some(t) = f.get("tests") {
-                test_nodes.push(t);
+                Err(e) => errs.push(e),
             }
         }
+        if let Some(t) = f.get("tests") {
+            test_nodes.push(t);
+        }
+    }
+    Collected {
+        lists,
+        raws,
+        tests: test_nodes,
+    }
+}
+
+impl RuleSet {
+    /// Loads rules (and tests) from `(file name, text)` sources. On any problem returns all
+    /// problems found, each positioned.
+    ///
+    /// Stages, each over the whole set: [`parse_sources`] (bytes and YAML, bounded) →
+    /// [`collect`] (top-level shape: lists, rules by id, tests) → compile (references
+    /// resolved; regexes, globs, CIDRs built once) → index. A stage that rewrites rules
+    /// before they compile (overrides) belongs between `collect` and compile.
+    pub fn load(sources: &[(String, String)]) -> Result<RuleSet, Vec<PosError>> {
+        let mut errs = Vec::new();
+        let docs = parse_sources(sources, &mut errs);
+        let Collected {
+            lists,
+            raws,
+            tests: test_nodes,
+        } = collect(&docs, &mut errs);
         let index: HashMap<&str, usize> = raws
             .iter()
             .enumerate()
             .map(|(i, r)| (r.id.as_str(), i))
             .collect();
-        // Stage 2/3: resolve references and compile.
+        // Resolve references and compile.
         let mut set = RuleSet::default();
         for raw in &raws {
             match compile_rule(raw, &lists, &index, &raws, &mut errs) {
@@ -458,7 +520,10 @@ fn compile_rule(
         if !ok {
             return Err(PosError::new(
                 &a.pos,
-                format!("`{s}` is not an ATT&CK technique id (T1234 or T1234.001)"),
+                format!(
+                    "{} is not an ATT&CK technique id (T1234 or T1234.001)",
+                    excerpt(s)
+                ),
             ));
         }
         attack.push(s.to_string());
@@ -568,7 +633,7 @@ fn compile_corr(
         t => {
             return Err(PosError::new(
                 &tn.pos,
-                format!("unknown correlation type `{t}`"),
+                format!("unknown correlation type {}", excerpt(t)),
             ))
         }
     };
@@ -577,7 +642,7 @@ fn compile_corr(
         let id = r.as_str()?;
         let &i = index
             .get(id)
-            .ok_or_else(|| PosError::new(&r.pos, format!("unknown rule `{id}`")))?;
+            .ok_or_else(|| PosError::new(&r.pos, format!("unknown rule {}", excerpt(id))))?;
         let is_corr = raws[i]
             .node
             .fields_collect(RULE_KEYS, &mut Vec::new())
@@ -669,7 +734,10 @@ fn compile_corr(
             let op = CmpOp::parse(k).ok_or_else(|| {
                 PosError::new(
                     &kn.pos,
-                    format!("unknown condition `{k}` (gt, gte, lt, lte, eq, neq)"),
+                    format!(
+                        "unknown condition {} (gt, gte, lt, lte, eq, neq)",
+                        excerpt(k)
+                    ),
                 )
             })?;
             condition.push((op, v.as_i64()?));
@@ -850,7 +918,7 @@ fn parse_tests(
         if !index.contains_key(rule.as_str()) {
             return Err(PosError::new(
                 &rn.pos,
-                format!("test for unknown rule `{rule}`"),
+                format!("test for unknown rule {}", excerpt(&rule)),
             ));
         }
         let mut procs: HashMap<String, serde_json::Value> = HashMap::new();
@@ -906,8 +974,9 @@ fn expand_event(
         }
     }
     if let Some(serde_json::Value::String(s)) = obj.get("ts") {
-        let d = humantime::parse_duration(s).map_err(|e| format!("bad ts `{s}`: {e}"))?;
-        obj.insert("ts".into(), serde_json::Value::from(d.as_nanos() as u64));
+        // As rule durations are read: a value past u64 ns is refused, not truncated.
+        let ns = crate::input::value::duration_ns(s).map_err(|e| format!("ts: {e}"))?;
+        obj.insert("ts".into(), serde_json::Value::from(ns));
     }
     let template = match obj.get("process") {
         Some(serde_json::Value::String(name)) => Some((name.clone(), serde_json::Map::new())),
@@ -925,7 +994,7 @@ fn expand_event(
         let mut base = procs
             .get(&name)
             .cloned()
-            .ok_or_else(|| format!("unknown process template `{name}`"))?;
+            .ok_or_else(|| format!("unknown process template {}", excerpt(&name)))?;
         if let Some(b) = base.as_object_mut() {
             for (k, v) in over {
                 b.insert(k, v);
@@ -992,6 +1061,22 @@ mod tests {
         assert!(
             msgs[3].starts_with("r.yaml:9:33: unknown list `nolist`"),
             "{msgs:?}"
+        );
+    }
+
+    /// A directory of many small alias bombs: each file under its own limit, the set bounded
+    /// by the shared node budget.
+    #[test]
+    fn many_files_share_one_node_budget() {
+        let bomb = "a0: &a0 [x]\na1: &a1 [*a0, *a0, *a0, *a0, *a0, *a0, *a0, *a0, *a0, *a0]\na2: &a2 [*a1, *a1, *a1, *a1, *a1, *a1, *a1, *a1, *a1, *a1]\na3: &a3 [*a2, *a2, *a2, *a2, *a2, *a2, *a2, *a2, *a2, *a2]\na4: [*a3, *a3, *a3, *a3, *a3, *a3, *a3, *a3, *a3, *a3]\n";
+        let sources: Vec<(String, String)> = (0..1000)
+            .map(|i| (format!("f{i}.yaml"), bomb.to_string()))
+            .collect();
+        let errs = RuleSet::load(&sources).unwrap_err();
+        assert!(
+            errs.iter()
+                .any(|e| e.msg.contains("nodes in the rule set (all files)")),
+            "{errs:?}"
         );
     }
 

@@ -1111,3 +1111,29 @@ fn a_group_is_two_cache_lines() {
     // Nearly every connect touches a group no recent event did: its size is the miss count.
     assert_eq!(std::mem::size_of::<super::Group>(), 128);
 }
+
+/// Time near the end of `u64`: the default fan-out rule fires once for a burst stamped
+/// `u64::MAX` and suppression holds every repeat back (sums that saturated there let 1 of 52
+/// and 29 of 80 repeats through).
+#[test]
+fn suppression_holds_at_the_end_of_time() {
+    for (n, ts) in [(52u64, u64::MAX), (80, u64::MAX), (80, u64::MAX - 3 * S)] {
+        let rules = load::load_rules(&[], false).unwrap();
+        let mut e = Engine::new(rules, Policy::default(), EngineOptions::default());
+        let mut out = Vec::new();
+        for i in 0..n {
+            let dst = format!("10.0.{}.{}", i / 200, i % 200 + 1);
+            e.process(&connect(ts, proc_(7, 1, "svc"), &dst, 443), &mut out);
+        }
+        e.finish(&mut out);
+        let fan: Vec<_> = out
+            .iter()
+            .filter(|a| a.rule.id == "service-fan-out-burst")
+            .collect();
+        assert_eq!(fan.len(), 1, "{n} connects at {ts}: {fan:?}");
+    }
+    assert!(held_back(u64::MAX, 10, u64::MAX));
+    assert!(held_back(u64::MAX - 5, 10, u64::MAX));
+    assert!(!held_back(u64::MAX - 10, 10, u64::MAX));
+    assert!(held_back(5, 10, 0) && !held_back(0, 10, 10));
+}

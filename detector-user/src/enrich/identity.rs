@@ -30,6 +30,7 @@ use ipnet::IpNet;
 
 use crate::engine::yaml::{self, Node, PosError};
 use crate::event::Process;
+use crate::input::excerpt;
 
 /// An address pattern: a network with an optional port.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -141,7 +142,7 @@ fn glob(n: &Node) -> Result<GlobMatcher, PosError> {
     let s = n.as_str()?;
     Glob::new(s)
         .map(|g| g.compile_matcher())
-        .map_err(|e| PosError::new(&n.pos, format!("bad glob `{s}`: {e}")))
+        .map_err(|e| PosError::new(&n.pos, format!("bad glob {}: {}", excerpt(s), e.kind())))
 }
 
 fn addrs(n: &Node) -> Result<Vec<AddrPattern>, PosError> {
@@ -152,7 +153,10 @@ fn addrs(n: &Node) -> Result<Vec<AddrPattern>, PosError> {
             AddrPattern::parse(&s).ok_or_else(|| {
                 PosError::new(
                     &a.pos,
-                    format!("bad address `{s}` (want CIDR or IP, optionally :port)"),
+                    format!(
+                        "bad address {} (want CIDR or IP, optionally :port)",
+                        excerpt(&s)
+                    ),
                 )
             })
         })
@@ -172,7 +176,8 @@ impl IdentityConfig {
 
     /// Parses an identities file; every problem names `file:line:col`.
     pub fn parse(file: &str, src: &str) -> Result<IdentityConfig, PosError> {
-        let docs = yaml::parse(file, src)?;
+        let docs = yaml::parse_with(file, src, &crate::input::IDENTITIES)?;
+        one_document(&docs)?;
         match docs.first() {
             Some(root) => IdentityConfig::from_node(root),
             None => Ok(IdentityConfig::default()),
@@ -258,7 +263,7 @@ impl IdentityConfig {
             {
                 return Err(PosError::new(
                     &name_node.pos,
-                    format!("duplicate identity `{name}`"),
+                    format!("duplicate identity {}", excerpt(&name)),
                 ));
             }
             pending.push((
@@ -289,7 +294,10 @@ impl IdentityConfig {
                 } else {
                     return Err(PosError::new(
                         &p.pos,
-                        format!("unknown peer `{s}`: not an address, a service or an identity"),
+                        format!(
+                            "unknown peer {}: not an address, a service or an identity",
+                            excerpt(&s)
+                        ),
                     ));
                 }
             }
@@ -403,6 +411,17 @@ pub fn derived_identity(p: &Process) -> String {
     }
 }
 
+/// Refuses a second YAML document (it would otherwise be ignored in silence).
+fn one_document(docs: &[Node]) -> Result<(), PosError> {
+    match docs.get(1) {
+        Some(d) => Err(PosError::new(
+            &d.pos,
+            "a second YAML document: this file is one document",
+        )),
+        None => Ok(()),
+    }
+}
+
 /// Peers learned per identity (`detector learn`), readable and editable YAML:
 ///
 /// ```yaml
@@ -475,7 +494,8 @@ impl Peers {
 impl Baseline {
     /// Parses a baseline file.
     pub fn parse(file: &str, src: &str) -> Result<Baseline, PosError> {
-        let docs = yaml::parse(file, src)?;
+        let docs = yaml::parse_with(file, src, &crate::input::BASELINE)?;
+        one_document(&docs)?;
         match docs.first() {
             Some(root) => Baseline::from_node(root),
             None => Ok(Baseline::default()),
@@ -492,10 +512,17 @@ impl Baseline {
             }
             for (id, _, peers) in m.as_map()? {
                 let set = b.peers.entry(id.to_string()).or_default();
+                // `id:` with nothing after it: an identity with no peers, as `[]`.
+                if peers.value == yaml::Value::Null {
+                    continue;
+                }
                 for p in peers.as_seq_or_one() {
                     let s = p.as_scalar_string()?;
                     if AddrPattern::parse(&s).is_none() {
-                        return Err(PosError::new(&p.pos, format!("bad peer address `{s}`")));
+                        return Err(PosError::new(
+                            &p.pos,
+                            format!("bad peer address {}", excerpt(&s)),
+                        ));
                     }
                     set.insert(s);
                 }
@@ -515,12 +542,14 @@ impl Baseline {
         for (id, peers) in ids {
             let mut p: Vec<_> = peers.iter().collect();
             p.sort();
-            out.push_str(&format!("  {}:\n", serde_json::Value::String(id.clone())));
+            // An identity without peers stays one (`[]`, not an empty value).
+            if p.is_empty() {
+                out.push_str(&format!("  {}: []\n", crate::input::yaml_quote(id)));
+                continue;
+            }
+            out.push_str(&format!("  {}:\n", crate::input::yaml_quote(id)));
             for peer in p {
-                out.push_str(&format!(
-                    "    - {}\n",
-                    serde_json::Value::String(peer.clone())
-                ));
+                out.push_str(&format!("    - {}\n", crate::input::yaml_quote(peer)));
             }
         }
         out
@@ -651,6 +680,12 @@ mod tests {
         let e = IdentityConfig::parse("i.yaml", "identities:\n  - name: a\n    matc: {}\n")
             .unwrap_err();
         assert!(e.msg.contains("unknown field `matc`"));
+        let e =
+            IdentityConfig::parse("i.yaml", "identities: []\n---\nidentities: []\n").unwrap_err();
+        assert_eq!(
+            (e.pos.line, e.msg.contains("second YAML document")),
+            (3, true)
+        );
     }
 
     #[test]
@@ -691,5 +726,14 @@ mod tests {
             assert_eq!(b.knows("x", ip(addr), port), Some(known), "{addr} {port}");
         }
         assert_eq!(b.knows("x", None, 443), Some(false));
+        // Found by the baseline fuzz target: an identity without peers, and names with
+        // characters a file may not hold raw, survive the round trip `detector learn` makes.
+        let b = Baseline::parse(
+            "b",
+            "baseline:\n  a: []\n  \"\\u0085\\x07\\\"\": [10.0.0.1]\n  c:\n",
+        )
+        .unwrap();
+        assert_eq!(b.peers.len(), 3);
+        assert_eq!(Baseline::parse("b", &b.to_yaml()).unwrap(), b);
     }
 }

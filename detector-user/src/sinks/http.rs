@@ -36,6 +36,77 @@ fn read(path: &Path, what: &str) -> Result<Vec<u8>, SinkError> {
     std::fs::read(path).map_err(|e| SinkError::Setup(format!("{what} {}: {e}", path.display())))
 }
 
+/// What an HTTP sink reads from files: extra CA certificates, the client identity, the
+/// token header.
+struct Material {
+    roots: Vec<reqwest::Certificate>,
+    identity: Option<reqwest::Identity>,
+    auth: Option<Token>,
+}
+
+/// Reads and parses the TLS material and token a config names; an error says which key.
+fn material(c: &HttpConfig) -> Result<Material, (&'static str, SinkError)> {
+    let setup = |key: &'static str, msg: String| (key, SinkError::Setup(msg));
+    let mut roots = Vec::new();
+    if let Some(ca) = &c.tls.ca_file {
+        let pem = read(ca, "tls.ca_file").map_err(|e| ("tls.ca_file", e))?;
+        let certs = reqwest::Certificate::from_pem_bundle(&pem)
+            .map_err(|e| setup("tls.ca_file", format!("tls.ca_file {}: {e}", ca.display())))?;
+        if certs.is_empty() {
+            return Err(setup(
+                "tls.ca_file",
+                format!("tls.ca_file {}: no PEM certificate", ca.display()),
+            ));
+        }
+        roots = certs;
+    }
+    let mut identity = None;
+    if let (Some(cert), Some(key)) = (&c.tls.client_cert, &c.tls.client_key) {
+        let mut pem = read(cert, "tls.client_cert").map_err(|e| ("tls.client_cert", e))?;
+        pem.push(b'\n');
+        pem.extend_from_slice(&read(key, "tls.client_key").map_err(|e| ("tls.client_key", e))?);
+        identity = Some(reqwest::Identity::from_pem(&pem).map_err(|e| {
+            setup(
+                "tls.client_cert",
+                format!("tls.client_cert {}: {e}", cert.display()),
+            )
+        })?);
+    }
+    let auth = match &c.token_file {
+        Some(p) => {
+            let raw = read(p, "token_file").map_err(|e| ("token_file", e))?;
+            let bad = |why: &str| setup("token_file", format!("token_file {}: {why}", p.display()));
+            let tok = String::from_utf8(raw).map_err(|_| bad("not UTF-8"))?;
+            let tok = tok.trim();
+            if tok.is_empty() {
+                return Err(bad("empty"));
+            }
+            let scheme = match c.flavor {
+                HttpFlavor::Generic => "Bearer",
+                HttpFlavor::SplunkHec => "Splunk",
+                HttpFlavor::Elastic => "ApiKey",
+            };
+            let mut v = HeaderValue::from_str(&format!("{scheme} {tok}"))
+                .map_err(|_| bad("not a valid header value"))?;
+            v.set_sensitive(true);
+            Some(Token(v))
+        }
+        None => None,
+    };
+    Ok(Material {
+        roots,
+        identity,
+        auth,
+    })
+}
+
+/// Checks the files an HTTP sink's config names (token, CA, client certificate) the way
+/// [`HttpSink::new`] reads them, without building a client: the config's validation runs it
+/// before anything is attached. The error names the key (`tls.ca_file`…) and the problem.
+pub fn check_material(c: &HttpConfig) -> Result<(), (&'static str, String)> {
+    material(c).map(|_| ()).map_err(|(k, e)| (k, e.to_string()))
+}
+
 impl HttpSink {
     /// Builds the client (TLS material and token are read now: a bad file fails at start).
     pub fn new(c: &HttpConfig, host: &str) -> Result<Self, SinkError> {
@@ -46,58 +117,13 @@ impl HttpSink {
             .user_agent(concat!("detector/", env!("CARGO_PKG_VERSION")))
             // Redirects could send the token elsewhere.
             .redirect(reqwest::redirect::Policy::none());
-        if let Some(ca) = &c.tls.ca_file {
-            let pem = read(ca, "tls.ca_file")?;
-            let certs = reqwest::Certificate::from_pem_bundle(&pem)
-                .map_err(|e| SinkError::Setup(format!("tls.ca_file {}: {e}", ca.display())))?;
-            if certs.is_empty() {
-                return Err(SinkError::Setup(format!(
-                    "tls.ca_file {}: no PEM certificate",
-                    ca.display()
-                )));
-            }
-            for cert in certs {
-                b = b.add_root_certificate(cert);
-            }
+        let m = material(c).map_err(|(_, e)| e)?;
+        for cert in m.roots {
+            b = b.add_root_certificate(cert);
         }
-        if let (Some(cert), Some(key)) = (&c.tls.client_cert, &c.tls.client_key) {
-            let mut pem = read(cert, "tls.client_cert")?;
-            pem.push(b'\n');
-            pem.extend_from_slice(&read(key, "tls.client_key")?);
-            let id = reqwest::Identity::from_pem(&pem).map_err(|e| {
-                SinkError::Setup(format!("tls.client_cert {}: {e}", cert.display()))
-            })?;
+        if let Some(id) = m.identity {
             b = b.identity(id);
         }
-        let auth = match &c.token_file {
-            Some(p) => {
-                let raw = read(p, "token_file")?;
-                let tok = String::from_utf8(raw).map_err(|_| {
-                    SinkError::Setup(format!("token_file {}: not UTF-8", p.display()))
-                })?;
-                let tok = tok.trim();
-                if tok.is_empty() {
-                    return Err(SinkError::Setup(format!(
-                        "token_file {}: empty",
-                        p.display()
-                    )));
-                }
-                let scheme = match c.flavor {
-                    HttpFlavor::Generic => "Bearer",
-                    HttpFlavor::SplunkHec => "Splunk",
-                    HttpFlavor::Elastic => "ApiKey",
-                };
-                let mut v = HeaderValue::from_str(&format!("{scheme} {tok}")).map_err(|_| {
-                    SinkError::Setup(format!(
-                        "token_file {}: not a valid header value",
-                        p.display()
-                    ))
-                })?;
-                v.set_sensitive(true);
-                Some(Token(v))
-            }
-            None => None,
-        };
         let client = b
             .build()
             .map_err(|e| SinkError::Setup(format!("HTTP client: {e}")))?;
@@ -107,7 +133,7 @@ impl HttpSink {
             flavor: c.flavor,
             index: c.index.clone().unwrap_or_else(|| "detector-alerts".into()),
             host: host.to_string(),
-            auth,
+            auth: m.auth,
         })
     }
 
@@ -226,14 +252,18 @@ mod tests {
     use super::*;
 
     fn sink(flavor: HttpFlavor) -> HttpSink {
-        let c: HttpConfig = serde_norway::from_str(&format!(
-            "url: http://127.0.0.1:1/x\nflavor: {}\n",
-            match flavor {
-                HttpFlavor::Generic => "generic",
-                HttpFlavor::SplunkHec => "splunk_hec",
-                HttpFlavor::Elastic => "elastic",
-            }
-        ))
+        let c: HttpConfig = crate::input::de::from_str(
+            "test.yaml",
+            &format!(
+                "url: http://127.0.0.1:1/x\nflavor: {}\n",
+                match flavor {
+                    HttpFlavor::Generic => "generic",
+                    HttpFlavor::SplunkHec => "splunk_hec",
+                    HttpFlavor::Elastic => "elastic",
+                }
+            ),
+            &crate::input::CONFIG,
+        )
         .unwrap();
         HttpSink::new(&c, "h").unwrap()
     }
@@ -289,10 +319,14 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let tok = d.path().join("tok");
         std::fs::write(&tok, "s3cr3t\nline2").unwrap();
-        let c: HttpConfig = serde_norway::from_str(&format!(
-            "url: https://127.0.0.1:1/x\ntoken_file: {}\n",
-            tok.display()
-        ))
+        let c: HttpConfig = crate::input::de::from_str(
+            "test.yaml",
+            &format!(
+                "url: https://127.0.0.1:1/x\ntoken_file: {}\n",
+                tok.display()
+            ),
+            &crate::input::CONFIG,
+        )
         .unwrap();
         let Err(e) = HttpSink::new(&c, "h") else {
             panic!("a token with a newline inside is not a header value")

@@ -251,7 +251,8 @@ async fn overflow_notice_names_the_count() {
     let yaml = format!(
         "sinks:\n  - http:\n      url: http://{addr}/\n      retry: {{initial: 20ms, max: 100ms}}\n      spool: {{dir: {}, max_bytes: {}, on_full: drop_newest, fsync: never}}\n",
         d.path().display(),
-        (one + 60) * 3
+        // The spool's floor (4 KiB) is the smallest accepted size: a few alerts.
+        ((one + 60) * 3).max(crate::config::MAX_BYTES_RANGE.0)
     );
     let set = SinkSet::from_config(&config(&yaml), "h").unwrap();
     for i in 0..10 {
@@ -527,8 +528,12 @@ async fn reconfigure_hands_a_changed_sinks_spool_to_its_successor_and_leaves_the
 #[test]
 fn a_move_from_the_overflow_cut_by_a_crash_is_not_delivered_twice() {
     let d = tempfile::tempdir().unwrap();
-    let sp: crate::config::SpoolConfig =
-        serde_norway::from_str(&format!("{{dir: {}, fsync: never}}", d.path().display())).unwrap();
+    let sp: crate::config::SpoolConfig = crate::input::de::from_str(
+        "test.yaml",
+        &format!("{{dir: {}, fsync: never}}", d.path().display()),
+        &crate::input::CONFIG,
+    )
+    .unwrap();
     let rec = |i: u64| {
         let a = alert(i);
         Record {

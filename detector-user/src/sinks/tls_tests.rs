@@ -121,7 +121,8 @@ fn write(dir: &Path, name: &str, pem: String) -> String {
 }
 
 fn sink(yaml: &str) -> HttpSink {
-    let c: HttpConfig = serde_norway::from_str(yaml).unwrap();
+    let c: HttpConfig =
+        crate::input::de::from_str("test.yaml", yaml, &crate::input::CONFIG).unwrap();
     HttpSink::new(&c, "h").unwrap()
 }
 
