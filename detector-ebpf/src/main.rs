@@ -469,6 +469,25 @@ pub fn calibration_empty_connect6(_ctx: aya_ebpf::programs::SockAddrContext) -> 
     1
 }
 
+/// Calibration, never attached by the agent: the unconnected-send hooks' dispatch alone.
+#[aya_ebpf::macros::cgroup_sock_addr(sendmsg4)]
+pub fn calibration_empty_sendmsg4(_ctx: aya_ebpf::programs::SockAddrContext) -> i32 {
+    1
+}
+
+/// Calibration, never attached by the agent: as above for IPv6.
+#[aya_ebpf::macros::cgroup_sock_addr(sendmsg6)]
+pub fn calibration_empty_sendmsg6(_ctx: aya_ebpf::programs::SockAddrContext) -> i32 {
+    1
+}
+
+/// Calibration, never attached by the agent: a cgroup skb hook's dispatch alone (`kbench`
+/// attaches it both ways on the cgroup v2 root). Lets every packet through.
+#[aya_ebpf::macros::cgroup_skb]
+pub fn calibration_empty_skb(_ctx: aya_ebpf::programs::SkBuffContext) -> i32 {
+    1
+}
+
 #[cfg(not(test))]
 #[panic_handler]
 fn panic(_info: &core::panic::PanicInfo) -> ! {

@@ -85,7 +85,12 @@ fn start_floor() -> aya::Ebpf {
     }
     let env = detector::sources::preflight::check(None).expect("preflight");
     let cgroup = std::fs::File::open(&env.cgroup2).expect("cgroup v2 root");
-    for prog in ["calibration_empty_connect4", "calibration_empty_connect6"] {
+    for prog in [
+        "calibration_empty_connect4",
+        "calibration_empty_connect6",
+        "calibration_empty_sendmsg4",
+        "calibration_empty_sendmsg6",
+    ] {
         let p: &mut aya::programs::CgroupSockAddr = ebpf
             .program_mut(prog)
             .expect("calibration program in the object")
@@ -95,7 +100,36 @@ fn start_floor() -> aya::Ebpf {
         p.attach(&cgroup, aya::programs::links::CgroupAttachMode::Single)
             .unwrap_or_else(|e| panic!("attach {prog}: {e}"));
     }
+    let p: &mut aya::programs::CgroupSkb = ebpf
+        .program_mut("calibration_empty_skb")
+        .expect("calibration program in the object")
+        .try_into()
+        .expect("a cgroup_skb program");
+    p.load().expect("load calibration_empty_skb");
+    for way in [
+        aya::programs::CgroupSkbAttachType::Ingress,
+        aya::programs::CgroupSkbAttachType::Egress,
+    ] {
+        p.attach(&cgroup, way, aya::programs::links::CgroupAttachMode::Single)
+            .unwrap_or_else(|e| panic!("attach calibration_empty_skb {way:?}: {e}"));
+    }
     ebpf
+}
+
+/// A UDP socket bound on loopback that never reads (datagrams to it are accepted, then
+/// dropped when its buffer is full: no ICMP errors in the measurement), and its address.
+fn udp_sink() -> (std::net::UdpSocket, libc::sockaddr_in) {
+    let sink = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind the UDP sink");
+    let port = sink.local_addr().expect("sink address").port();
+    let addr = libc::sockaddr_in {
+        sin_family: libc::AF_INET as u16,
+        sin_port: port.to_be(),
+        sin_addr: libc::in_addr {
+            s_addr: u32::from_ne_bytes([127, 0, 0, 1]),
+        },
+        sin_zero: [0; 8],
+    };
+    (sink, addr)
 }
 
 /// `kbench hold-floor`: every calibration program attached (the hooks' floor) until killed;
@@ -324,6 +358,52 @@ fn workloads(benign: CString, watched: CString) -> Vec<Workload> {
                         libc::close(a);
                     }
                     libc::close(l);
+                }
+                None
+            }),
+        ),
+        (
+            // Unconnected sends: the sendmsg hook and the egress hook on every datagram.
+            "UDP sendto (loopback, unconnected)",
+            200_000,
+            Box::new(|n| {
+                let (_sink, addr) = udp_sink();
+                // SAFETY: valid socket, buffer, sockaddr and length; fd closed.
+                unsafe {
+                    let fd = libc::socket(libc::AF_INET, libc::SOCK_DGRAM, 0);
+                    for _ in 0..n {
+                        libc::sendto(
+                            fd,
+                            b"x".as_ptr() as *const libc::c_void,
+                            1,
+                            0,
+                            &addr as *const _ as *const libc::sockaddr,
+                            std::mem::size_of::<libc::sockaddr_in>() as u32,
+                        );
+                    }
+                    libc::close(fd);
+                }
+                None
+            }),
+        ),
+        (
+            // A connected socket: the egress hook on every datagram (one record, the first).
+            "UDP send (loopback, connected)",
+            200_000,
+            Box::new(|n| {
+                let (_sink, addr) = udp_sink();
+                // SAFETY: as above.
+                unsafe {
+                    let fd = libc::socket(libc::AF_INET, libc::SOCK_DGRAM, 0);
+                    libc::connect(
+                        fd,
+                        &addr as *const _ as *const libc::sockaddr,
+                        std::mem::size_of::<libc::sockaddr_in>() as u32,
+                    );
+                    for _ in 0..n {
+                        libc::send(fd, b"x".as_ptr() as *const libc::c_void, 1, 0);
+                    }
+                    libc::close(fd);
                 }
                 None
             }),
