@@ -803,6 +803,174 @@ pub mod counter {
     pub const COUNT: u32 = 4;
 }
 
+/// Names of the object's programs, maps and load-time globals: the kernel side defines
+/// functions and statics of these names, userspace (the loader, the benchmarks, the tests)
+/// refers to them only through this table, and a test checks the object has every one.
+pub mod names {
+    /// Programs the agent attaches.
+    pub mod program {
+        /// `sched_process_exec`
+        pub const SCHED_PROCESS_EXEC: &str = "sched_process_exec";
+        /// `sched_process_fork`
+        pub const SCHED_PROCESS_FORK: &str = "sched_process_fork";
+        /// `sched_process_exit`
+        pub const SCHED_PROCESS_EXIT: &str = "sched_process_exit";
+        /// `inet_sock_set_state`
+        pub const INET_SOCK_SET_STATE: &str = "inet_sock_set_state";
+        /// `inet_sock_set_state_btf`
+        pub const INET_SOCK_SET_STATE_BTF: &str = "inet_sock_set_state_btf";
+        /// `connect4`
+        pub const CONNECT4: &str = "connect4";
+        /// `connect6`
+        pub const CONNECT6: &str = "connect6";
+        /// `sendmsg4`
+        pub const SENDMSG4: &str = "sendmsg4";
+        /// `sendmsg6`
+        pub const SENDMSG6: &str = "sendmsg6";
+        /// `udp_egress`
+        pub const UDP_EGRESS: &str = "udp_egress";
+        /// `dns_ingress`
+        pub const DNS_INGRESS: &str = "dns_ingress";
+        /// `sys_exit_openat`
+        pub const SYS_EXIT_OPENAT: &str = "sys_exit_openat";
+        /// `sys_exit_openat2`
+        pub const SYS_EXIT_OPENAT2: &str = "sys_exit_openat2";
+        /// `sys_exit_open`
+        pub const SYS_EXIT_OPEN: &str = "sys_exit_open";
+        /// `sys_exit_open_by_handle_at`
+        pub const SYS_EXIT_OPEN_BY_HANDLE_AT: &str = "sys_exit_open_by_handle_at";
+        /// `io_uring_submit_req`
+        pub const IO_URING_SUBMIT_REQ: &str = "io_uring_submit_req";
+        /// `io_uring_complete`
+        pub const IO_URING_COMPLETE: &str = "io_uring_complete";
+        /// `mm_filemap_get_pages`
+        pub const MM_FILEMAP_GET_PAGES: &str = "mm_filemap_get_pages";
+        /// `filemap_read`
+        pub const FILEMAP_READ: &str = "filemap_read";
+        /// Every program the agent may attach.
+        pub const ALL: &[&str] = &[
+            SCHED_PROCESS_EXEC,
+            SCHED_PROCESS_FORK,
+            SCHED_PROCESS_EXIT,
+            INET_SOCK_SET_STATE,
+            INET_SOCK_SET_STATE_BTF,
+            CONNECT4,
+            CONNECT6,
+            SENDMSG4,
+            SENDMSG6,
+            UDP_EGRESS,
+            DNS_INGRESS,
+            SYS_EXIT_OPENAT,
+            SYS_EXIT_OPENAT2,
+            SYS_EXIT_OPEN,
+            SYS_EXIT_OPEN_BY_HANDLE_AT,
+            IO_URING_SUBMIT_REQ,
+            IO_URING_COMPLETE,
+            MM_FILEMAP_GET_PAGES,
+            FILEMAP_READ,
+        ];
+    }
+
+    /// Empty programs on the agent's hooks, for the benchmarks' floor.
+    pub mod calibration {
+        /// `calibration_empty`
+        pub const CALIBRATION_EMPTY: &str = "calibration_empty";
+        /// `calibration_empty_btf`
+        pub const CALIBRATION_EMPTY_BTF: &str = "calibration_empty_btf";
+        /// `calibration_empty_fork`
+        pub const CALIBRATION_EMPTY_FORK: &str = "calibration_empty_fork";
+        /// `calibration_empty_connect4`
+        pub const CALIBRATION_EMPTY_CONNECT4: &str = "calibration_empty_connect4";
+        /// `calibration_empty_connect6`
+        pub const CALIBRATION_EMPTY_CONNECT6: &str = "calibration_empty_connect6";
+        /// `calibration_empty_sendmsg4`
+        pub const CALIBRATION_EMPTY_SENDMSG4: &str = "calibration_empty_sendmsg4";
+        /// `calibration_empty_sendmsg6`
+        pub const CALIBRATION_EMPTY_SENDMSG6: &str = "calibration_empty_sendmsg6";
+        /// `calibration_empty_skb`
+        pub const CALIBRATION_EMPTY_SKB: &str = "calibration_empty_skb";
+        /// Every calibration program.
+        pub const ALL: &[&str] = &[
+            CALIBRATION_EMPTY,
+            CALIBRATION_EMPTY_BTF,
+            CALIBRATION_EMPTY_FORK,
+            CALIBRATION_EMPTY_CONNECT4,
+            CALIBRATION_EMPTY_CONNECT6,
+            CALIBRATION_EMPTY_SENDMSG4,
+            CALIBRATION_EMPTY_SENDMSG6,
+            CALIBRATION_EMPTY_SKB,
+        ];
+    }
+
+    /// Maps.
+    pub mod map {
+        /// `EVENTS`
+        pub const EVENTS: &str = "EVENTS";
+        /// `COUNTERS`
+        pub const COUNTERS: &str = "COUNTERS";
+        /// `CONSUMER_IDLE`
+        pub const CONSUMER_IDLE: &str = "CONSUMER_IDLE";
+        /// `PROCS`
+        pub const PROCS: &str = "PROCS";
+        /// `WATCHED`
+        pub const WATCHED: &str = "WATCHED";
+        /// `WATCH_BITS`
+        pub const WATCH_BITS: &str = "WATCH_BITS";
+        /// `IOU_OPENS`
+        pub const IOU_OPENS: &str = "IOU_OPENS";
+        /// `RECENT`
+        pub const RECENT: &str = "RECENT";
+        /// `LISTENERS`
+        pub const LISTENERS: &str = "LISTENERS";
+        /// `UDP_UNSENT`
+        pub const UDP_UNSENT: &str = "UDP_UNSENT";
+        /// `UDP_SENT`
+        pub const UDP_SENT: &str = "UDP_SENT";
+        /// Every map.
+        pub const ALL: &[&str] = &[
+            EVENTS,
+            COUNTERS,
+            CONSUMER_IDLE,
+            PROCS,
+            WATCHED,
+            WATCH_BITS,
+            IOU_OPENS,
+            RECENT,
+            LISTENERS,
+            UDP_UNSENT,
+            UDP_SENT,
+        ];
+    }
+
+    /// Read-only globals userspace writes before load.
+    pub mod global {
+        /// `KOFF`
+        pub const KOFF: &str = "KOFF";
+        /// `TPOFF`
+        pub const TPOFF: &str = "TPOFF";
+        /// `CONFIG`
+        pub const CONFIG: &str = "CONFIG";
+    }
+}
+
+/// Size pins: the kernel and userspace compile these structures separately, so a change to one
+/// side that the other does not share is caught here, not by a decoder reading garbage.
+const _: () = {
+    use core::mem::size_of;
+    assert!(size_of::<Header>() == 88);
+    assert!(size_of::<ExecEvent>() == 864);
+    assert!(size_of::<ForkEvent>() == 104);
+    assert!(size_of::<ExitEvent>() == 96);
+    assert!(size_of::<NetEvent>() == 144);
+    assert!(size_of::<FileEvent>() == 480);
+    assert!(size_of::<DnsEvent>() == 1344);
+    assert!(size_of::<WatchKey>() == 16);
+    assert!(size_of::<ListenKey>() == 8);
+    assert!(size_of::<KernelOffsets>() == 156);
+    assert!(size_of::<TracepointOffsets>() == 84);
+    assert!(size_of::<AgentConfig>() == 16);
+};
+
 #[cfg(feature = "user")]
 mod pod {
     use super::*;

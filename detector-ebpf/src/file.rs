@@ -63,6 +63,8 @@ fn watched(dev: u64, ino: u64) -> Option<u32> {
     if bits.get(word & (watch_bits::WORDS - 1))? & mask == 0 {
         return None;
     }
+    // SAFETY: the map value stays valid for this program run (RCU); it is plain data, read right
+    // away.
     unsafe { WATCHED.get(&WatchKey { dev, ino }) }.copied()
 }
 
@@ -184,6 +186,8 @@ fn fd_file_direct(fd: u64) -> Option<FdFile> {
 /// fd → `struct file *` in the current task's descriptor table.
 #[inline(always)]
 fn fd_file(fd: u64) -> Option<u64> {
+    // SAFETY: a helper without preconditions; the pointer is only read through fault-tolerant
+    // helpers.
     let task = unsafe { bpf_get_current_task() };
     let files: u64 = kread(task, global!(KOFF.task_files))?;
     let fdt: u64 = kread(files, global!(KOFF.files_fdt))?;
@@ -248,6 +252,8 @@ fn foreign_environ<const D: bool>(file: u64, pid: u32, tgid: u32) -> Option<u32>
         kread(parent, global!(KOFF.dentry_name))?
     };
     let mut pname = [0u8; 16];
+    // SAFETY: a fault-tolerant helper read into a buffer we own; it writes at most the buffer's
+    // length.
     unsafe { bpf_probe_read_kernel_str_bytes(pname_ptr as *const u8, &mut pname) }.ok()?;
     let target = parse_pid(&pname);
     if target == 0 || target == tgid || target == pid {
@@ -290,13 +296,18 @@ fn walk_dentries<const D: bool>(ev: &mut FileEvent, file: u64) {
             ];
             // `dentry` sits at an 8-byte multiple of the (8-aligned) record.
             let dst = ev.dentry[i].as_mut_ptr() as *mut [u64; 4];
+            // SAFETY: `dst` is `ev.dentry[i]` of the reserved record: 32 bytes, 8-aligned (the
+            // record is 8-aligned and `dentry` sits at a multiple of 8).
             unsafe { dst.write(w) };
-        } else if unsafe {
-            bpf_probe_read_kernel_str_bytes(name_ptr as *const u8, &mut ev.dentry[i])
-        }
-        .is_err()
-        {
-            ev.dentry[i][0] = 0;
+        } else {
+            // SAFETY: a fault-tolerant helper read into a buffer of the record; it writes at
+            // most the buffer's length.
+            let read = unsafe {
+                bpf_probe_read_kernel_str_bytes(name_ptr as *const u8, &mut ev.dentry[i])
+            };
+            if read.is_err() {
+                ev.dentry[i][0] = 0;
+            }
         }
         ev.depth = (i + 1) as u32;
         let parent: u64 = if D {
@@ -324,6 +335,7 @@ fn touch_recent(tgid: u32, dev: u64, ino: u64, now: u64) {
         ino,
     };
     if let Some(t) = RECENT.get_ptr_mut(&key) {
+        // SAFETY: a map value pointer of this program run; a plain integer.
         unsafe { *t = now };
         return;
     }
@@ -339,6 +351,8 @@ fn seen_recently(tgid: u32, dev: u64, ino: u64, now: u64) -> bool {
         dev,
         ino,
     };
+    // SAFETY: the map value stays valid for this program run (RCU); it is plain data, read right
+    // away.
     match unsafe { RECENT.get(&key) } {
         Some(t) => now.saturating_sub(*t) < global!(CONFIG.read_dedup_ns),
         None => false,
@@ -360,6 +374,8 @@ fn report<const D: bool>(
         lost();
         return;
     };
+    // SAFETY: the reservation holds one whole record, ours alone until it is submitted; every field
+    // is written before that.
     let ev = unsafe { &mut *entry.as_mut_ptr() };
     fill_header(&mut ev.hdr, k);
     ev.dev = id.dev;
@@ -380,7 +396,9 @@ fn report<const D: bool>(
         // The name the caller passed, read after the fact from the saved syscall registers:
         // informative only (a racing thread could have rewritten it); the identity above is
         // what matched.
+        // SAFETY: a helper without preconditions; the verifier types the pointer it returns.
         let task = unsafe { bpf_get_current_task_btf() };
+        // SAFETY: `task` is the BTF-typed current task, as the helper requires.
         let regs = unsafe { bpf_task_pt_regs(task) } as u64;
         let uptr = if direct() {
             // `bpf_task_pt_regs` returns a BTF-typed `pt_regs`.
@@ -395,6 +413,8 @@ fn report<const D: bool>(
             kread::<u64>(regs, global!(KOFF.regs_arg1))
         };
         if let Some(uptr) = uptr {
+            // SAFETY: a fault-tolerant helper read into a buffer we own; it writes at most the
+            // buffer's length.
             if let Ok(s) = unsafe { bpf_probe_read_user_str_bytes(uptr as *const u8, &mut ev.path) }
             {
                 ev.path_len = s.len() as u32;
@@ -460,6 +480,8 @@ fn opened_file<const D: bool>(file: u64, how: u32, path_arg: u32) {
 fn on_open_exit(ctx: &TracePointContext, path_arg: u32) {
     count(counter::OPENS_SEEN, 1);
     // `ret` sits right after the common header and the syscall number in every sys_exit_*.
+    // SAFETY: `ret` lies at this fixed offset in every sys_exit record: a direct load from the
+    // context.
     let ret: i64 = unsafe {
         core::ptr::read_volatile(
             (aya_ebpf::EbpfContext::as_ptr(ctx) as *const u8).add(tp_fixed::SYS_EXIT_RET)
@@ -563,6 +585,7 @@ fn try_iou_submit(ctx: &TracePointContext) -> Option<()> {
     let file = fd_file(fd as u64)?;
     let id = file_id::<false>(file)?;
     let w = watched(id.dev, id.ino)?;
+    // SAFETY: a helper without preconditions.
     let now = unsafe { bpf_ktime_get_boot_ns() };
     if seen_recently(tgid, id.dev, id.ino, now) {
         return None;
@@ -589,6 +612,8 @@ fn try_iou_complete(ctx: &TracePointContext) -> Option<()> {
         off,
         u64
     )?;
+    // SAFETY: the map value stays valid for this program run (RCU); it is plain data, read right
+    // away.
     unsafe { IOU_OPENS.get(&req) }?;
     let _ = IOU_OPENS.remove(&req);
     let res: i32 = tpf!(
@@ -624,6 +649,7 @@ fn try_filemap(ctx: &TracePointContext) -> Option<()> {
     if is_agent(tgid) {
         return None;
     }
+    // SAFETY: a helper without preconditions.
     let now = unsafe { bpf_ktime_get_boot_ns() };
     if seen_recently(tgid, dev as u64, ino, now) {
         return None;
@@ -665,6 +691,7 @@ fn try_filemap_read(ctx: &FEntryContext) -> Option<()> {
     if is_agent(tgid) {
         return None;
     }
+    // SAFETY: a helper without preconditions.
     let now = unsafe { bpf_ktime_get_boot_ns() };
     if seen_recently(tgid, id.dev, id.ino, now) {
         return None;

@@ -281,6 +281,8 @@ fn attempt(c: &StateChange) -> Option<()> {
         lost();
         return None;
     };
+    // SAFETY: the reservation holds one whole record, ours alone until it is submitted; every field
+    // is written before that.
     let ev = unsafe { &mut *entry.as_mut_ptr() };
     fill_header(&mut ev.hdr, kind::CONNECT);
     fill_net(ev, c, outcome::IN_PROGRESS, 0);
@@ -320,6 +322,8 @@ fn accepted(c: &StateChange) -> Option<()> {
     };
     // A listener older than the agent that userspace could not seed: reported with no
     // process, userspace attributes it by port.
+    // SAFETY: the map value stays valid for this program run (RCU); it is plain data, read right
+    // away.
     let hdr = unsafe { LISTENERS.get(&key) };
     if let Some(h) = hdr {
         if h.tgid != 0 && is_agent(h.tgid) {
@@ -337,6 +341,8 @@ fn emit_with(hdr: Option<&Header>, k: u32, c: &StateChange, out: u32, errno: u32
         lost();
         return None;
     };
+    // SAFETY: the reservation holds one whole record, ours alone until it is submitted; every field
+    // is written before that.
     let ev = unsafe { &mut *entry.as_mut_ptr() };
     // The process from `hdr`; only the record's time, CPU and sequence are of now.
     match hdr {
@@ -440,6 +446,8 @@ fn emit_udp(cookie: u64, family: u16, daddr: &[u8; 16], dport: u16, out: u32) ->
         lost();
         return None;
     };
+    // SAFETY: the reservation holds one whole record, ours alone until it is submitted; every field
+    // is written before that.
     let ev = unsafe { &mut *entry.as_mut_ptr() };
     fill_basic(&mut ev.hdr, kind::CONNECT);
     ev.sock = cookie;
@@ -457,6 +465,7 @@ fn emit_udp(cookie: u64, family: u16, daddr: &[u8; 16], dport: u16, out: u32) ->
 }
 
 fn try_udp_connect(ctx: &SockAddrContext, family: u16) -> Option<()> {
+    // SAFETY: the context the kernel passed the program, valid for the run.
     let sa: &bpf_sock_addr = unsafe { &*ctx.sock_addr };
     if sa.type_ != SOCK_DGRAM {
         // TCP is reported by inet_sock_set_state with its outcome.
@@ -488,6 +497,7 @@ pub fn sendmsg6(ctx: SockAddrContext) -> i32 {
 /// An unconnected UDP send (`sendto`/`sendmsg` with an address): a contact with that
 /// destination, once per socket and destination per [`SEND_REPORT_NS`].
 fn try_udp_sendmsg(ctx: &SockAddrContext, family: u16) -> Option<()> {
+    // SAFETY: the context the kernel passed the program, valid for the run.
     let sa: &bpf_sock_addr = unsafe { &*ctx.sock_addr };
     if sa.type_ != SOCK_DGRAM {
         return None;
@@ -506,6 +516,7 @@ fn try_udp_sendmsg(ctx: &SockAddrContext, family: u16) -> Option<()> {
         family,
         _pad: 0,
     };
+    // SAFETY: a helper without preconditions.
     let now = unsafe { bpf_ktime_get_boot_ns() };
     match UDP_SENT.get_ptr_mut(&key) {
         // SAFETY: a valid map value pointer; a plain u64.
@@ -574,6 +585,8 @@ fn try_udp_egress(ctx: &SkBuffContext) -> Option<()> {
     }
     // SAFETY: the context pointer is the program's own argument.
     let cookie = unsafe { bpf_get_socket_cookie(ctx.skb.skb as *mut c_void) };
+    // SAFETY: the map value stays valid for this program run (RCU); it is plain data, read right
+    // away.
     unsafe { UDP_UNSENT.get(&cookie) }?;
     let _ = UDP_UNSENT.remove(&cookie);
     let mut daddr = [0u8; 16];
@@ -587,6 +600,8 @@ fn try_udp_egress(ctx: &SkBuffContext) -> Option<()> {
         lost();
         return None;
     };
+    // SAFETY: the reservation holds one whole record, ours alone until it is submitted; every field
+    // is written before that.
     let ev = unsafe { &mut *entry.as_mut_ptr() };
     // No process on the packet path: userspace takes the association's (same cookie).
     ev.hdr = Header::default();
@@ -630,6 +645,8 @@ fn try_dns(ctx: &SkBuffContext) -> Option<()> {
         lost();
         return None;
     };
+    // SAFETY: the reservation holds one whole record, ours alone until it is submitted; every field
+    // is written before that.
     let ev = unsafe { &mut *entry.as_mut_ptr() };
     ev.hdr = Header::default();
     fill_common(&mut ev.hdr, kind::DNS_ANSWER);

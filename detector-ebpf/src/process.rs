@@ -31,6 +31,8 @@ fn try_exec(ctx: &TracePointContext) -> Option<()> {
         lost();
         return None;
     };
+    // SAFETY: the reservation holds one whole record, ours alone until it is submitted; every field
+    // is written before that.
     let ev = unsafe { &mut *entry.as_mut_ptr() };
     fill_header(&mut ev.hdr, kind::EXEC);
     ev.args_len = 0;
@@ -40,8 +42,12 @@ fn try_exec(ctx: &TracePointContext) -> Option<()> {
 
     let off = global!(TPOFF.exec_filename);
     if off != NO_OFFSET {
+        // SAFETY: a fault-tolerant helper read at an offset inside the tracepoint record (from its
+        // format file).
         if let Ok(loc) = unsafe { ctx.read_at::<u32>(off as usize) } {
             let data = ctx.as_ptr() as u64 + (loc & 0xffff) as u64;
+            // SAFETY: a fault-tolerant helper read into a buffer we own; it writes at most the
+            // buffer's length.
             let _ = unsafe { bpf_probe_read_kernel_str_bytes(data as *const u8, &mut ev.filename) };
         }
     }
@@ -51,6 +57,8 @@ fn try_exec(ctx: &TracePointContext) -> Option<()> {
         let mm = dl!(u64, task_btf(), d::TASK_MM);
         (dl!(u64, mm, d::MM_ARG_START), dl!(u64, mm, d::MM_ARG_END))
     } else {
+        // SAFETY: a helper without preconditions; the pointer is only read through fault-tolerant
+        // helpers.
         let task = unsafe { bpf_get_current_task() };
         let mm: u64 = kread(task, global!(KOFF.task_mm)).unwrap_or(0);
         (
@@ -79,8 +87,12 @@ fn try_exec(ctx: &TracePointContext) -> Option<()> {
         } else {
             want
         };
+        // SAFETY: a fault-tolerant read of at most ARGS_LEN bytes (`want` is bounded above, 128
+        // below that) into `ev.args`, which holds ARGS_LEN.
         let got = if unsafe { bpf_probe_read_user(dst, want, src) } == 0 {
             want
+        // SAFETY: a fault-tolerant read of at most ARGS_LEN bytes (`want` is bounded above, 128
+        // below that) into `ev.args`, which holds ARGS_LEN.
         } else if unsafe { bpf_probe_read_user(dst, 128, src) } == 0 {
             128
         } else {
@@ -126,6 +138,8 @@ fn try_fork(ctx: &BtfTracePointContext) -> Option<()> {
         lost();
         return None;
     };
+    // SAFETY: the reservation holds one whole record, ours alone until it is submitted; every field
+    // is written before that.
     let ev = unsafe { &mut *entry.as_mut_ptr() };
     fill_header(&mut ev.hdr, kind::FORK);
     ev.child_tgid = child_tgid;
@@ -152,6 +166,8 @@ fn try_exit(ctx: &TracePointContext) -> Option<()> {
     let off = global!(TPOFF.exit_group_dead);
     if off != NO_OFFSET {
         // 6.16+: the kernel says whether this was the last thread.
+        // SAFETY: a fault-tolerant helper read at an offset inside the tracepoint record (from its
+        // format file).
         let dead: u8 = unsafe { ctx.read_at(off as usize) }.ok()?;
         if dead == 0 {
             return None;
@@ -174,9 +190,13 @@ fn try_exit(ctx: &TracePointContext) -> Option<()> {
         lost();
         return None;
     };
+    // SAFETY: the reservation holds one whole record, ours alone until it is submitted; every field
+    // is written before that.
     let ev = unsafe { &mut *entry.as_mut_ptr() };
     fill_header(&mut ev.hdr, kind::EXIT);
     ev.exit_code = if cached {
+        // SAFETY: a helper without preconditions; the pointer is only read through fault-tolerant
+        // helpers.
         let task = unsafe { bpf_get_current_task() };
         kread(task, global!(KOFF.task_exit_code)).unwrap_or(0)
     } else {

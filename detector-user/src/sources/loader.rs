@@ -11,7 +11,10 @@ use aya::{
     },
     Btf, Ebpf, EbpfLoader,
 };
-use detector_common::{AgentConfig, ListenKey, WatchKey};
+use detector_common::{
+    names::{global as G, map as M, program as P},
+    AgentConfig, ListenKey, WatchKey,
+};
 use serde::Serialize;
 
 use super::{offsets, preflight::Environment};
@@ -116,7 +119,7 @@ struct Spec {
 
 /// The common case: one program on one hook.
 macro_rules! one {
-    ($program:literal, $hook:expr) => {
+    ($program:expr, $hook:expr) => {
         &[Candidate {
             program: $program,
             hook: $hook,
@@ -128,44 +131,44 @@ macro_rules! one {
 
 const SPECS: &[Spec] = &[
     Spec {
-        name: "sched_process_exec",
+        name: P::SCHED_PROCESS_EXEC,
         group: Group::Process,
         covers: "exec events",
         candidates: one!(
-            "sched_process_exec",
+            P::SCHED_PROCESS_EXEC,
             Hook::Tracepoint("sched", "sched_process_exec")
         ),
     },
     Spec {
-        name: "sched_process_fork",
+        name: P::SCHED_PROCESS_FORK,
         group: Group::Process,
         covers: "fork events (parents of new processes)",
-        candidates: one!("sched_process_fork", Hook::TpBtf("sched_process_fork")),
+        candidates: one!(P::SCHED_PROCESS_FORK, Hook::TpBtf("sched_process_fork")),
     },
     Spec {
-        name: "sched_process_exit",
+        name: P::SCHED_PROCESS_EXIT,
         group: Group::Process,
         covers: "exit events",
         candidates: one!(
-            "sched_process_exit",
+            P::SCHED_PROCESS_EXIT,
             Hook::Tracepoint("sched", "sched_process_exit")
         ),
     },
     Spec {
-        name: "inet_sock_set_state",
+        name: P::INET_SOCK_SET_STATE,
         group: Group::Net,
         covers: "TCP connects, outcomes and accepts",
         candidates: &[
             // A raw tracepoint costs each socket state change far less than the classic one,
             // which builds a record for every change before the program runs.
             Candidate {
-                program: "inet_sock_set_state_btf",
+                program: P::INET_SOCK_SET_STATE_BTF,
                 hook: Hook::TpBtf("inet_sock_set_state"),
                 direct_only: true,
                 note: "",
             },
             Candidate {
-                program: "inet_sock_set_state",
+                program: P::INET_SOCK_SET_STATE,
                 hook: Hook::Tracepoint("sock", "inet_sock_set_state"),
                 direct_only: false,
                 note: "the classic tracepoint (builds a record per state change)",
@@ -173,91 +176,91 @@ const SPECS: &[Spec] = &[
         ],
     },
     Spec {
-        name: "connect4",
+        name: P::CONNECT4,
         group: Group::Net,
         covers: "UDP connects (IPv4)",
-        candidates: one!("connect4", Hook::Cgroup),
+        candidates: one!(P::CONNECT4, Hook::Cgroup),
     },
     Spec {
-        name: "connect6",
+        name: P::CONNECT6,
         group: Group::Net,
         covers: "UDP connects (IPv6)",
-        candidates: one!("connect6", Hook::Cgroup),
+        candidates: one!(P::CONNECT6, Hook::Cgroup),
     },
     Spec {
-        name: "sendmsg4",
+        name: P::SENDMSG4,
         group: Group::Net,
         covers: "unconnected UDP sends (IPv4)",
-        candidates: one!("sendmsg4", Hook::Cgroup),
+        candidates: one!(P::SENDMSG4, Hook::Cgroup),
     },
     Spec {
-        name: "sendmsg6",
+        name: P::SENDMSG6,
         group: Group::Net,
         covers: "unconnected UDP sends (IPv6)",
-        candidates: one!("sendmsg6", Hook::Cgroup),
+        candidates: one!(P::SENDMSG6, Hook::Cgroup),
     },
     Spec {
-        name: "udp_egress",
+        name: P::UDP_EGRESS,
         group: Group::Net,
         covers:
             "the first datagram of connected UDP sockets (without it no UDP connect is a contact)",
-        candidates: one!("udp_egress", Hook::CgroupSkb(SkbWay::Egress)),
+        candidates: one!(P::UDP_EGRESS, Hook::CgroupSkb(SkbWay::Egress)),
     },
     Spec {
-        name: "dns_ingress",
+        name: P::DNS_INGRESS,
         group: Group::Net,
         covers: "DNS answers (the names of the hosts connections go to)",
-        candidates: one!("dns_ingress", Hook::CgroupSkb(SkbWay::Ingress)),
+        candidates: one!(P::DNS_INGRESS, Hook::CgroupSkb(SkbWay::Ingress)),
     },
     Spec {
-        name: "sys_exit_openat",
+        name: P::SYS_EXIT_OPENAT,
         group: Group::Files,
         covers: "credential opens via openat",
         candidates: one!(
-            "sys_exit_openat",
+            P::SYS_EXIT_OPENAT,
             Hook::Tracepoint("syscalls", "sys_exit_openat")
         ),
     },
     Spec {
-        name: "sys_exit_openat2",
+        name: P::SYS_EXIT_OPENAT2,
         group: Group::Files,
         covers: "credential opens via openat2",
         candidates: one!(
-            "sys_exit_openat2",
+            P::SYS_EXIT_OPENAT2,
             Hook::Tracepoint("syscalls", "sys_exit_openat2")
         ),
     },
     Spec {
-        name: "sys_exit_open",
+        name: P::SYS_EXIT_OPEN,
         group: Group::Files,
         covers: "credential opens via open",
         candidates: one!(
-            "sys_exit_open",
+            P::SYS_EXIT_OPEN,
             Hook::Tracepoint("syscalls", "sys_exit_open")
         ),
     },
     Spec {
-        name: "sys_exit_open_by_handle_at",
+        name: P::SYS_EXIT_OPEN_BY_HANDLE_AT,
         group: Group::Files,
         covers: "credential opens via open_by_handle_at",
         candidates: one!(
-            "sys_exit_open_by_handle_at",
+            P::SYS_EXIT_OPEN_BY_HANDLE_AT,
             Hook::Tracepoint("syscalls", "sys_exit_open_by_handle_at")
         ),
     },
     Spec {
-        name: "io_uring_submit_req",
+        name: P::IO_URING_SUBMIT_REQ,
         group: Group::Reads,
         covers: "credential opens and reads through io_uring",
         candidates: &[
             Candidate {
-                program: "io_uring_submit_req",
+                program: P::IO_URING_SUBMIT_REQ,
                 hook: Hook::Tracepoint("io_uring", "io_uring_submit_req"),
                 direct_only: false,
                 note: "",
             },
             Candidate {
-                program: "io_uring_submit_req",
+                program: P::IO_URING_SUBMIT_REQ,
                 hook: Hook::Tracepoint("io_uring", "io_uring_submit_sqe"),
                 direct_only: false,
                 note: "the tracepoint's name before 6.2",
@@ -265,27 +268,27 @@ const SPECS: &[Spec] = &[
         ],
     },
     Spec {
-        name: "io_uring_complete",
+        name: P::IO_URING_COMPLETE,
         group: Group::Reads,
         covers: "credential opens through io_uring",
         candidates: one!(
-            "io_uring_complete",
+            P::IO_URING_COMPLETE,
             Hook::Tracepoint("io_uring", "io_uring_complete")
         ),
     },
     Spec {
-        name: "mm_filemap_get_pages",
+        name: P::MM_FILEMAP_GET_PAGES,
         group: Group::Reads,
         covers: "credential reads by any path (page cache)",
         candidates: &[
             Candidate {
-                program: "mm_filemap_get_pages",
+                program: P::MM_FILEMAP_GET_PAGES,
                 hook: Hook::Tracepoint("filemap", "mm_filemap_get_pages"),
                 direct_only: false,
                 note: "",
             },
             Candidate {
-                program: "filemap_read",
+                program: P::FILEMAP_READ,
                 hook: Hook::FEntry("filemap_read"),
                 direct_only: false,
                 note: "the entry of filemap_read, where the tracepoint (6.11+) is missing",
@@ -691,10 +694,10 @@ fn load_object(
     };
     let object = poisoned.as_ref().map_or(object, |p| p.bytes());
     let mut ebpf = EbpfLoader::new()
-        .override_global("KOFF", koff, true)
-        .override_global("TPOFF", tpoff, true)
-        .override_global("CONFIG", &config, true)
-        .map_max_entries("EVENTS", opts.ring_bytes)
+        .override_global(G::KOFF, koff, true)
+        .override_global(G::TPOFF, tpoff, true)
+        .override_global(G::CONFIG, &config, true)
+        .map_max_entries(M::EVENTS, opts.ring_bytes)
         .load(object)
         .map_err(|e| LoadError::Object(format!("{e:#}")))?;
     let logger = aya_log::EbpfLogger::init(&mut ebpf).ok();
@@ -761,12 +764,12 @@ fn load_object(
         status.push(st);
     }
 
-    let events = take_map(&mut ebpf, "EVENTS")?;
-    let counters = take_map(&mut ebpf, "COUNTERS")?;
-    let watched = take_map(&mut ebpf, "WATCHED")?;
-    let watch_bits = take_map(&mut ebpf, "WATCH_BITS")?;
-    let consumer_idle = take_map(&mut ebpf, "CONSUMER_IDLE")?;
-    let listeners = take_map(&mut ebpf, "LISTENERS")?;
+    let events = take_map(&mut ebpf, M::EVENTS)?;
+    let counters = take_map(&mut ebpf, M::COUNTERS)?;
+    let watched = take_map(&mut ebpf, M::WATCHED)?;
+    let watch_bits = take_map(&mut ebpf, M::WATCH_BITS)?;
+    let consumer_idle = take_map(&mut ebpf, M::CONSUMER_IDLE)?;
+    let listeners = take_map(&mut ebpf, M::LISTENERS)?;
     Ok(Loaded {
         ebpf,
         logger,
@@ -825,6 +828,64 @@ mod tests {
         let patched = offsets::patch_loads(OBJECT, &t).expect("patch");
         assert_eq!(patched.patched, before);
         assert_eq!(placeholders(patched.object.bytes()), 0);
+    }
+
+    /// The names table of detector-common is the object's: every program, map and global it
+    /// names exists in the embedded object, and every program of the object is in the table.
+    #[test]
+    fn every_name_of_the_table_is_in_the_object() {
+        use detector_common::names;
+        use object::{Object as _, ObjectSection as _, ObjectSymbol as _};
+        if OBJECT.is_empty() {
+            return;
+        }
+        let file = object::File::parse(OBJECT).expect("object");
+        let symbols: Vec<String> = file
+            .symbols()
+            .filter_map(|s| s.name().ok().map(str::to_string))
+            .collect();
+        let named: Vec<&str> = names::program::ALL
+            .iter()
+            .chain(names::calibration::ALL)
+            .chain(names::map::ALL)
+            .chain(&[
+                names::global::KOFF,
+                names::global::TPOFF,
+                names::global::CONFIG,
+            ])
+            .copied()
+            .collect();
+        for n in &named {
+            assert!(symbols.iter().any(|s| s == n), "{n} is not in the object");
+        }
+        // Every program of the object is named in the table.
+        let mut programs = 0;
+        for sym in file.symbols() {
+            let Some(sec) = sym
+                .section_index()
+                .and_then(|i| file.section_by_index(i).ok())
+            else {
+                continue;
+            };
+            let sec_name = sec.name().unwrap_or("");
+            // Programs are the global functions outside `.text` (where subprograms live).
+            let is_program = sym.kind() == object::SymbolKind::Text
+                && sym.is_global()
+                && sec_name != ".text"
+                && sec.kind() == object::SectionKind::Text;
+            if is_program {
+                programs += 1;
+                let n = sym.name().unwrap_or("");
+                assert!(
+                    named.contains(&n),
+                    "program {n} ({sec_name}) missing from the table"
+                );
+            }
+        }
+        assert_eq!(
+            programs,
+            names::program::ALL.len() + names::calibration::ALL.len()
+        );
     }
 
     #[test]

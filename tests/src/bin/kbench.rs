@@ -45,12 +45,13 @@ struct Running {
 /// this kernel, whatever they do; the agent's phase minus this one is the programs' own work
 /// and their records.
 fn start_floor() -> aya::Ebpf {
+    use detector_common::names::calibration as C;
     let mut ebpf = aya::EbpfLoader::new()
-        .map_max_entries("EVENTS", 1 << 20)
+        .map_max_entries(detector_common::names::map::EVENTS, 1 << 20)
         .load(detector::sources::loader::object())
         .expect("load the object");
     let p: &mut aya::programs::TracePoint = ebpf
-        .program_mut("calibration_empty")
+        .program_mut(C::CALIBRATION_EMPTY)
         .expect("calibration program in the object")
         .try_into()
         .expect("a tracepoint program");
@@ -71,8 +72,8 @@ fn start_floor() -> aya::Ebpf {
     }
     let btf = aya::Btf::from_sys_fs().expect("kernel BTF");
     for (prog, func) in [
-        ("calibration_empty_btf", "inet_sock_set_state"),
-        ("calibration_empty_fork", "sched_process_fork"),
+        (C::CALIBRATION_EMPTY_BTF, "inet_sock_set_state"),
+        (C::CALIBRATION_EMPTY_FORK, "sched_process_fork"),
     ] {
         let p: &mut aya::programs::BtfTracePoint = ebpf
             .program_mut(prog)
@@ -86,10 +87,10 @@ fn start_floor() -> aya::Ebpf {
     let env = detector::sources::preflight::check(None).expect("preflight");
     let cgroup = std::fs::File::open(&env.cgroup2).expect("cgroup v2 root");
     for prog in [
-        "calibration_empty_connect4",
-        "calibration_empty_connect6",
-        "calibration_empty_sendmsg4",
-        "calibration_empty_sendmsg6",
+        C::CALIBRATION_EMPTY_CONNECT4,
+        C::CALIBRATION_EMPTY_CONNECT6,
+        C::CALIBRATION_EMPTY_SENDMSG4,
+        C::CALIBRATION_EMPTY_SENDMSG6,
     ] {
         let p: &mut aya::programs::CgroupSockAddr = ebpf
             .program_mut(prog)
@@ -101,7 +102,7 @@ fn start_floor() -> aya::Ebpf {
             .unwrap_or_else(|e| panic!("attach {prog}: {e}"));
     }
     let p: &mut aya::programs::CgroupSkb = ebpf
-        .program_mut("calibration_empty_skb")
+        .program_mut(C::CALIBRATION_EMPTY_SKB)
         .expect("calibration program in the object")
         .try_into()
         .expect("a cgroup_skb program");
