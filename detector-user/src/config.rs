@@ -4,6 +4,7 @@
 //! Documented by `docs/config.example.yaml` (loaded by a test, so it cannot rot).
 
 use std::{
+    collections::BTreeMap,
     path::{Path, PathBuf},
     time::Duration,
 };
@@ -57,6 +58,201 @@ pub struct AgentConfig {
     /// Run options (command-line flags override them).
     #[serde(default)]
     pub run: RunConfig,
+    /// The credential ledger.
+    #[serde(default)]
+    pub ledger: LedgerConfig,
+}
+
+/// The credential ledger (`ledger:`): where it lives, how it batches, retention, rotation
+/// policy, findings, export to the sinks. See docs/ledger.md.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LedgerConfig {
+    /// Keep the ledger at all (`--no-ledger` turns it off).
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// The database file [default: `<state_dir>/ledger.db`].
+    #[serde(default)]
+    pub path: Option<PathBuf>,
+    /// A batch is committed at least this often while inputs arrive: what a crash can lose.
+    #[serde(default = "default_flush_interval", deserialize_with = "duration")]
+    pub flush_interval: Duration,
+    /// … or as soon as this many inputs have been applied.
+    #[serde(default = "default_batch_inputs")]
+    pub batch_inputs: usize,
+    /// Inputs waiting for the ledger's thread at most; more are counted and announced.
+    #[serde(default = "default_queue")]
+    pub queue: usize,
+    /// Connections by the same identity and process tree this long after a use are what the
+    /// credential reaches.
+    #[serde(default = "default_reach_window", deserialize_with = "duration")]
+    pub reach_window: Duration,
+    /// How long and how much detail is kept.
+    #[serde(default)]
+    pub retention: RetentionConfig,
+    /// Rotation policy.
+    #[serde(default)]
+    pub rotation: RotationConfig,
+    /// Findings raised as alerts.
+    #[serde(default)]
+    pub findings: FindingsConfig,
+    /// Inventory records to the sinks.
+    #[serde(default)]
+    pub export: ExportConfig,
+}
+
+impl Default for LedgerConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            path: None,
+            flush_interval: default_flush_interval(),
+            batch_inputs: default_batch_inputs(),
+            queue: default_queue(),
+            reach_window: default_reach_window(),
+            retention: RetentionConfig::default(),
+            rotation: RotationConfig::default(),
+            findings: FindingsConfig::default(),
+            export: ExportConfig::default(),
+        }
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+fn default_flush_interval() -> Duration {
+    Duration::from_secs(1)
+}
+fn default_batch_inputs() -> usize {
+    4096
+}
+fn default_queue() -> usize {
+    65_536
+}
+fn default_reach_window() -> Duration {
+    Duration::from_secs(10)
+}
+
+/// Ledger retention: detail older than `max_age` is dropped, and the oldest detail when the
+/// file grows past `max_bytes`; counts are kept on the credential.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionConfig {
+    /// Detail (uses, reach, rotations, credentials gone from the host) older than this goes.
+    #[serde(default = "default_max_age", deserialize_with = "duration")]
+    pub max_age: Duration,
+    /// Largest database size in bytes.
+    #[serde(default = "default_ledger_bytes")]
+    pub max_bytes: u64,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        Self {
+            max_age: default_max_age(),
+            max_bytes: default_ledger_bytes(),
+        }
+    }
+}
+
+fn default_max_age() -> Duration {
+    Duration::from_secs(180 * 86_400)
+}
+fn default_ledger_bytes() -> u64 {
+    256 << 20
+}
+
+/// Rotation policy: a credential in use while older than this raises a finding.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RotationConfig {
+    /// For every category not listed.
+    #[serde(default = "default_rotation", deserialize_with = "duration")]
+    pub default: Duration,
+    /// Per category (`ssh_key: 365d`, `k8s_token: 2d`).
+    #[serde(default, deserialize_with = "duration_map")]
+    pub categories: BTreeMap<String, Duration>,
+}
+
+impl Default for RotationConfig {
+    fn default() -> Self {
+        Self {
+            default: default_rotation(),
+            categories: BTreeMap::new(),
+        }
+    }
+}
+
+fn default_rotation() -> Duration {
+    Duration::from_secs(90 * 86_400)
+}
+
+/// The ledger's findings.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FindingsConfig {
+    /// Raise them at all.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// A finding already alerted is alerted again only after this long.
+    #[serde(default = "default_repeat_after", deserialize_with = "duration")]
+    pub repeat_after: Duration,
+    /// No use for this long: a retirement candidate.
+    #[serde(default = "default_unused_after", deserialize_with = "duration")]
+    pub unused_after: Duration,
+    /// Executables whose reads are never a non-owner's (daemons that read credentials on
+    /// others' behalf).
+    #[serde(default = "default_exempt_exe")]
+    pub exempt_exe: Vec<String>,
+}
+
+impl Default for FindingsConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            repeat_after: default_repeat_after(),
+            unused_after: default_unused_after(),
+            exempt_exe: default_exempt_exe(),
+        }
+    }
+}
+
+fn default_repeat_after() -> Duration {
+    Duration::from_secs(86_400)
+}
+fn default_unused_after() -> Duration {
+    Duration::from_secs(30 * 86_400)
+}
+fn default_exempt_exe() -> Vec<String> {
+    [
+        "/usr/sbin/sshd",
+        "/usr/bin/kubelet",
+        "/usr/local/bin/kubelet",
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
+/// Inventory export to the sinks.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExportConfig {
+    /// Every this long (the first export after at most 5 minutes); `0s`: never.
+    #[serde(default = "default_export_interval", deserialize_with = "duration")]
+    pub interval: Duration,
+}
+
+impl Default for ExportConfig {
+    fn default() -> Self {
+        Self {
+            interval: default_export_interval(),
+        }
+    }
+}
+
+fn default_export_interval() -> Duration {
+    Duration::from_secs(86_400)
 }
 
 /// Run options that can live in the config file; a flag given on the command line wins.
@@ -389,6 +585,17 @@ fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
     humantime::parse_duration(&s).map_err(|e| serde::de::Error::custom(format!("{s:?}: {e}")))
 }
 
+fn duration_map<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, Duration>, D::Error> {
+    let m = BTreeMap::<String, String>::deserialize(d)?;
+    m.into_iter()
+        .map(|(k, v)| {
+            humantime::parse_duration(&v)
+                .map(|d| (k.clone(), d))
+                .map_err(|e| serde::de::Error::custom(format!("{k}: {v:?}: {e}")))
+        })
+        .collect()
+}
+
 fn opt_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
     duration(d).map(Some)
 }
@@ -505,6 +712,36 @@ impl AgentConfig {
                 SinkConfig::Stdout(_) => {}
             }
         }
+        let l = &self.ledger;
+        if l.flush_interval < Duration::from_millis(10) {
+            return Err(bad("ledger.flush_interval must be at least 10ms".into()));
+        }
+        if l.batch_inputs == 0 || l.queue == 0 {
+            return Err(bad(
+                "ledger.batch_inputs and ledger.queue must be > 0".into()
+            ));
+        }
+        if l.reach_window.is_zero() {
+            return Err(bad("ledger.reach_window must be > 0".into()));
+        }
+        if l.retention.max_bytes < 1 << 20 {
+            return Err(bad(
+                "ledger.retention.max_bytes must be at least 1 MiB".into()
+            ));
+        }
+        if l.retention.max_age.is_zero() {
+            return Err(bad("ledger.retention.max_age must be > 0".into()));
+        }
+        let rot = std::iter::once(("default", &l.rotation.default))
+            .chain(l.rotation.categories.iter().map(|(k, v)| (k.as_str(), v)));
+        for (k, v) in rot {
+            if v.is_zero() {
+                return Err(bad(format!("ledger.rotation.{k} must be > 0")));
+            }
+        }
+        if l.findings.unused_after.is_zero() {
+            return Err(bad("ledger.findings.unused_after must be > 0".into()));
+        }
         Ok(())
     }
 }
@@ -608,6 +845,36 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(s.contains("unknown facility"), "{s}");
+    }
+
+    #[test]
+    fn ledger_section() {
+        assert_eq!(parse("").unwrap().ledger, LedgerConfig::default());
+        let c = parse(
+            "ledger:\n  path: /x/ledger.db\n  flush_interval: 250ms\n  reach_window: 5s\n  retention: {max_age: 30d, max_bytes: 10000000}\n  rotation:\n    default: 60d\n    categories: {k8s_token: 2d, ssh_key: 365d}\n  findings: {repeat_after: 1h, unused_after: 7d, exempt_exe: []}\n  export: {interval: 1h}\n",
+        )
+        .unwrap();
+        let l = c.ledger;
+        assert!(l.enabled);
+        assert_eq!(l.flush_interval, Duration::from_millis(250));
+        assert_eq!(
+            l.rotation.categories["k8s_token"],
+            Duration::from_secs(2 * 86_400)
+        );
+        assert_eq!(l.retention.max_bytes, 10_000_000);
+        assert!(l.findings.exempt_exe.is_empty());
+        assert_eq!(l.export.interval, Duration::from_secs(3600));
+        let s = parse("ledger:\n  rotation:\n    categories: {ssh_key: often}\n")
+            .unwrap_err()
+            .to_string();
+        assert!(s.starts_with("agent.yaml:"), "{s}");
+        assert!(s.contains("ssh_key"), "{s}");
+        let s = parse("ledger:\n  retention: {max_bytes: 10}\n")
+            .unwrap_err()
+            .to_string();
+        assert!(s.contains("max_bytes must be at least 1 MiB"), "{s}");
+        let s = parse("ledger:\n  colour: red\n").unwrap_err().to_string();
+        assert!(s.starts_with("agent.yaml:2:3: "), "{s}");
     }
 
     #[test]

@@ -11,6 +11,7 @@ pub mod config;
 pub mod engine;
 pub mod enrich;
 pub mod event;
+pub mod ledger;
 pub mod metrics;
 pub mod privs;
 pub mod sinks;
