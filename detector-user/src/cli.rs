@@ -34,6 +34,9 @@ pub enum Command {
     /// Ask a running agent (its `--metrics-addr` endpoint) which programs are attached; exits
     /// 1 when health is red.
     Status(commands::status::StatusArgs),
+    /// The credential ledger: every credential, its owner, who used it, what it reached,
+    /// its rotations (read-only; works while the agent runs).
+    Inventory(commands::inventory::InventoryArgs),
 }
 
 /// Logs go to stderr so that stdout stays a clean NDJSON stream.

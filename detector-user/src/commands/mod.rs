@@ -6,6 +6,7 @@ use crate::cli::{Cli, Command};
 
 pub mod capture_opts;
 pub mod detect_opts;
+pub mod inventory;
 pub mod learn;
 pub mod record;
 pub mod replay;
@@ -22,5 +23,6 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Rules(cmd) => rules::run(cmd),
         Command::Learn(args) => learn::run(args),
         Command::Status(args) => status::run(args),
+        Command::Inventory(args) => inventory::run(args),
     }
 }

@@ -114,11 +114,13 @@ pub fn classify(ev: &Event) -> Option<LedgerInput> {
             if f.category == "environ" {
                 return None;
             }
+            // Another name of the same file (a hardlink), as the kernel resolved it; not the
+            // caller's argument (relative, `..`, `/proc/self/fd/N`) nor a walk the kernel cut
+            // short (`…/`).
             let name = f
                 .resolved
                 .as_ref()
-                .or(f.path.as_ref())
-                .filter(|n| **n != f.watched)
+                .filter(|n| n.starts_with('/') && **n != f.watched)
                 .cloned();
             let a = Access {
                 ts: ev.ts,
@@ -242,6 +244,7 @@ mod tests {
             assert_eq!(a.path, "/home/alice/.ssh/id_ed25519");
             // The resolved name equals the watched path: no second name.
             assert_eq!(a.name, None);
+            assert_eq!(a.actor.exe, "/usr/bin/cat");
             assert_eq!(a.fingerprint.as_deref(), Some("hmac-sha256:aa"));
             assert_eq!(a.actor.tree, 5);
             assert_eq!(a.actor.identity, "exe:/usr/bin/cat@alice");
@@ -259,6 +262,22 @@ mod tests {
             Some(LedgerInput::Use(_))
         ));
         assert_eq!(classify(&cred(Kind::CredOpen, None, "environ")), None);
+    }
+
+    #[test]
+    fn another_name_is_the_kernel_resolved_absolute_one() {
+        let mut ev = cred(Kind::CredOpen, None, "ssh_key");
+        let f = ev.file.as_mut().unwrap();
+        f.resolved = Some("/srv/keys/alice-link".into());
+        let Some(LedgerInput::Use(a)) = classify(&ev) else {
+            panic!()
+        };
+        assert_eq!(a.name.as_deref(), Some("/srv/keys/alice-link"));
+        ev.file.as_mut().unwrap().resolved = Some("…/tmp/x/key".into());
+        let Some(LedgerInput::Use(a)) = classify(&ev) else {
+            panic!()
+        };
+        assert_eq!(a.name, None);
     }
 
     #[test]

@@ -72,6 +72,7 @@ impl Policy {
         PolicySummary {
             rotation: self.rotation.clone(),
             unused_after_ns: self.unused_after_ns,
+            exempt_exe: self.exempt_exe.clone(),
         }
     }
 }
@@ -94,6 +95,9 @@ pub struct PolicySummary {
     pub rotation: Rotation,
     /// Retirement threshold (ns).
     pub unused_after_ns: u64,
+    /// Executables never judged as non-owners.
+    #[serde(default)]
+    pub exempt_exe: Vec<String>,
 }
 
 impl Default for PolicySummary {

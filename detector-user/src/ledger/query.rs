@@ -309,19 +309,13 @@ fn idle_days(r: &CredentialRecord) -> u64 {
 pub struct Records<'a> {
     m: &'a Model,
     pol: &'a PolicySummary,
-    exempt: &'a [String],
     now: u64,
 }
 
 impl<'a> Records<'a> {
     /// Over `m` with the policy the agent recorded, as of `now`.
-    pub fn new(m: &'a Model, pol: &'a PolicySummary, exempt: &'a [String], now: u64) -> Self {
-        Records {
-            m,
-            pol,
-            exempt,
-            now,
-        }
+    pub fn new(m: &'a Model, pol: &'a PolicySummary, now: u64) -> Self {
+        Records { m, pol, now }
     }
 
     /// Every credential passing `f`, in id order.
@@ -472,7 +466,9 @@ impl<'a> Records<'a> {
             non_owner: gov
                 && identities.iter().any(|u| {
                     u.owner == Some(false)
-                        && u.programs.iter().any(|p| !self.exempt.contains(&p.exe))
+                        && u.programs
+                            .iter()
+                            .any(|p| !self.pol.exempt_exe.contains(&p.exe))
                 }),
             past_rotation: gov
                 && since.is_some_and(|s| {

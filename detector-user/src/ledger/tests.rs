@@ -525,7 +525,7 @@ fn busy_model(pol: &Policy) -> Model {
 
 fn records(m: &Model, now: u64) -> Vec<super::query::CredentialRecord> {
     let summary = super::policy::PolicySummary::default();
-    Records::new(m, &summary, &[], now).list(&Filter {
+    Records::new(m, &summary, now).list(&Filter {
         include_gone: true,
         ..Default::default()
     })
@@ -821,7 +821,7 @@ fn filters_and_show() {
     let m = busy_model(&pol);
     let now = T0 + 41 * NS_PER_DAY;
     let summary = super::policy::PolicySummary::default();
-    let r = Records::new(&m, &summary, &[], now);
+    let r = Records::new(&m, &summary, now);
     let all = r.list(&Filter::default());
     assert_eq!(all.len(), 2);
     let paths = |f: Filter| -> Vec<String> { r.list(&f).into_iter().map(|x| x.path).collect() };

@@ -289,7 +289,7 @@ impl Writer {
         }
         if !self.export.is_empty() {
             let summary = self.pol.summary();
-            let recs = Records::new(&self.model, &summary, &self.pol.exempt_exe, now);
+            let recs = Records::new(&self.model, &summary, now);
             for _ in 0..EXPORT_PER_TICK {
                 let Some(id) = self.export.pop_front() else {
                     break;
@@ -431,7 +431,7 @@ impl Writer {
             Self::now_wall()
         };
         let summary = self.pol.summary();
-        let recs = Records::new(&self.model, &summary, &self.pol.exempt_exe, now);
+        let recs = Records::new(&self.model, &summary, now);
         match c {
             Ctl::List(f, tx) => {
                 let body = serde_json::to_vec(&recs.list(&f)).unwrap_or_default();
