@@ -1289,6 +1289,13 @@ impl Model {
             .collect();
         for (id, path, idle) in idle {
             let key = (FindingKind::Unused, path, String::new());
+            // A state, not an occurrence: alerted again only once `repeat_after` has passed,
+            // and nothing to write meanwhile.
+            if self.findings.get(&key).is_some_and(|f| {
+                f.raised > 0 && now.saturating_sub(f.last_raised) < pol.repeat_after_ns
+            }) {
+                continue;
+            }
             if let Some(s) = self.raise(key, id, now, pol) {
                 let mut facts = BTreeMap::new();
                 facts.insert("idle_days".into(), (idle / NS_PER_DAY).to_string());

@@ -28,7 +28,8 @@ use crate::{config::LedgerConfig, engine::alert::Severity, engine::Alert};
 
 /// How often a ledger that could not write tries again.
 const RETRY: Duration = Duration::from_secs(5);
-/// Housekeeping (retention, retirement check) every this much input time.
+/// Housekeeping (retention, retirement check) at most every this much input time (and at
+/// least four times per retirement threshold).
 const HOUSEKEEPING_NS: u64 = 60_000_000_000;
 /// Inventory records handed to the sinks per tick during an export.
 const EXPORT_PER_TICK: usize = 1000;
@@ -275,7 +276,8 @@ impl Writer {
         let now = self.clock;
         self.model.prune_windows(now, self.pol.reach_window_ns);
         if now >= self.next_housekeeping {
-            self.next_housekeeping = now.saturating_add(HOUSEKEEPING_NS);
+            let every = (self.pol.unused_after_ns / 4).clamp(1_000_000_000, HOUSEKEEPING_NS);
+            self.next_housekeeping = now.saturating_add(every);
             self.housekeeping(now);
         }
         let every = u64::try_from(self.cfg.export.interval.as_nanos()).unwrap_or(u64::MAX);
