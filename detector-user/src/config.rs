@@ -219,7 +219,7 @@ impl Default for FindingsConfig {
 }
 
 fn default_repeat_after() -> Duration {
-    Duration::from_secs(86_400)
+    Duration::from_secs(7 * 86_400)
 }
 fn default_unused_after() -> Duration {
     Duration::from_secs(30 * 86_400)

@@ -271,7 +271,10 @@ pub fn sample_inventory(gone: bool) -> detector::ledger::query::InventoryRecord 
         m.apply_contact(
             &input::Contact {
                 ts: t0 + 5,
-                actor,
+                identity: actor.identity.clone(),
+                tgid: actor.tgid,
+                start: actor.start,
+                tree: actor.tree,
                 addr: "10.0.0.7".into(),
                 port: 22,
                 name: None,

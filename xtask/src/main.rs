@@ -13,6 +13,7 @@ use anyhow::{bail, Context as _, Result};
 use clap::{Parser, Subcommand};
 
 mod bench_latency;
+mod bench_ledger;
 mod bench_overhead;
 
 #[derive(Parser)]
@@ -41,7 +42,8 @@ enum Cmd {
     /// rustfmt check and clippy (-D warnings) for the host crates and the bpf-target crate.
     Lint,
     /// Benchmarks (`kernel`: hook overhead, attached vs detached, interleaved; `latency`:
-    /// syscall → alert line; `flood`: port sweep and open storm).
+    /// syscall → alert line; `flood`: port sweep and open storm; `ledger`: the credential
+    /// ledger at scale and the latency with and without it).
     Bench {
         /// Which benchmark.
         which: String,
@@ -361,7 +363,10 @@ fn bench(which: &str, args: &[String]) -> Result<()> {
         ),
         "overhead" => bench_overhead::run(args),
         "latency" | "flood" => bench_latency::run(which, &root, args),
-        other => bail!("unknown benchmark `{other}` (kernel, engine, overhead, latency, flood)"),
+        "ledger" => bench_ledger::run(&root, args),
+        other => {
+            bail!("unknown benchmark `{other}` (kernel, engine, overhead, latency, flood, ledger)")
+        }
     }
 }
 

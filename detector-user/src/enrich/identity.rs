@@ -36,7 +36,7 @@ use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::time::Duration;
 
-use globset::{Glob, GlobMatcher};
+use globset::{Glob, GlobMatcher, GlobSet, GlobSetBuilder};
 use ipnet::IpNet;
 
 use crate::engine::yaml::{self, Node, PosError};
@@ -155,6 +155,24 @@ pub struct CredentialDecl {
     pub rotate_every: Option<Duration>,
 }
 
+/// Where a credential glob comes from.
+#[derive(Clone, Copy, Debug)]
+enum GlobOwner {
+    /// `identities[i].credentials`.
+    Identity(usize),
+    /// `credentials[i]`.
+    Decl(usize),
+}
+
+/// Every credential glob of the file in one set, matched at once: the ledger asks who owns a
+/// credential on every use, and a file can declare thousands.
+#[derive(Debug)]
+struct CredentialIndex {
+    set: GlobSet,
+    /// Per glob of `set`, in file order (identities first, then the `credentials:` section).
+    owners: Vec<GlobOwner>,
+}
+
 /// The parsed `identities.yaml`.
 #[derive(Debug, Default)]
 pub struct IdentityConfig {
@@ -162,6 +180,7 @@ pub struct IdentityConfig {
     by_name: HashMap<String, usize>,
     services: Vec<(String, Vec<AddrPattern>)>,
     credentials: Vec<CredentialDecl>,
+    index: Option<CredentialIndex>,
 }
 
 fn glob(n: &Node) -> Result<GlobMatcher, PosError> {
@@ -329,7 +348,57 @@ impl IdentityConfig {
             }
             cfg.identities[idx].peers = out;
         }
+        cfg.index = cfg.credential_index();
         Ok(cfg)
+    }
+
+    fn credential_index(&self) -> Option<CredentialIndex> {
+        let mut b = GlobSetBuilder::new();
+        let mut owners = Vec::new();
+        for (i, id) in self.identities.iter().enumerate() {
+            for g in &id.credentials {
+                b.add(g.glob().clone());
+                owners.push(GlobOwner::Identity(i));
+            }
+        }
+        for (i, d) in self.credentials.iter().enumerate() {
+            b.add(d.matcher.glob().clone());
+            owners.push(GlobOwner::Decl(i));
+        }
+        match b.build() {
+            Ok(set) => Some(CredentialIndex { set, owners }),
+            // Each glob compiled alone already; a set that does not is matched one by one.
+            Err(e) => {
+                tracing::warn!("credential globs: {e}; matching them one by one");
+                None
+            }
+        }
+    }
+
+    /// Who a credential glob matching `watched` belongs to, in file order.
+    fn glob_owners(&self, watched: &str) -> Vec<GlobOwner> {
+        match &self.index {
+            Some(ix) => ix
+                .set
+                .matches(watched)
+                .into_iter()
+                .filter_map(|i| ix.owners.get(i).copied())
+                .collect(),
+            None => {
+                let mut v = Vec::new();
+                for (i, id) in self.identities.iter().enumerate() {
+                    if id.credentials.iter().any(|g| g.is_match(watched)) {
+                        v.push(GlobOwner::Identity(i));
+                    }
+                }
+                for (i, d) in self.credentials.iter().enumerate() {
+                    if d.matcher.is_match(watched) {
+                        v.push(GlobOwner::Decl(i));
+                    }
+                }
+                v
+            }
+        }
     }
 
     /// The identity named `name`, if configured.
@@ -355,20 +424,21 @@ impl IdentityConfig {
     /// `credentials:` globs and the owners of matching `credentials:` entries).
     pub fn owns(&self, identity: &str, watched: &str) -> Option<bool> {
         let mut declared = false;
-        for id in &self.identities {
-            if id.credentials.iter().any(|g| g.is_match(watched)) {
-                if id.name == identity {
-                    return Some(true);
+        for o in self.glob_owners(watched) {
+            match o {
+                GlobOwner::Identity(i) => {
+                    if self.identities[i].name == identity {
+                        return Some(true);
+                    }
+                    declared = true;
                 }
-                declared = true;
-            }
-        }
-        for d in &self.credentials {
-            if d.matcher.is_match(watched) && !d.owners.is_empty() {
-                if d.owners.iter().any(|o| o == identity) {
-                    return Some(true);
+                GlobOwner::Decl(i) => {
+                    let d = &self.credentials[i];
+                    if d.owners.iter().any(|o| o == identity) {
+                        return Some(true);
+                    }
+                    declared |= !d.owners.is_empty();
                 }
-                declared = true;
             }
         }
         declared.then_some(false)
@@ -378,20 +448,15 @@ impl IdentityConfig {
     /// `credentials:` entries), without repeats; empty when none is declared.
     pub fn declared_owners(&self, watched: &str) -> Vec<String> {
         let mut out: Vec<String> = Vec::new();
-        let names = self
-            .identities
-            .iter()
-            .filter(|id| id.credentials.iter().any(|g| g.is_match(watched)))
-            .map(|id| &id.name)
-            .chain(
-                self.credentials
-                    .iter()
-                    .filter(|d| d.matcher.is_match(watched))
-                    .flat_map(|d| d.owners.iter()),
-            );
-        for n in names {
-            if !out.contains(n) {
-                out.push(n.clone());
+        for o in self.glob_owners(watched) {
+            let names: &[String] = match o {
+                GlobOwner::Identity(i) => std::slice::from_ref(&self.identities[i].name),
+                GlobOwner::Decl(i) => &self.credentials[i].owners,
+            };
+            for n in names {
+                if !out.contains(n) {
+                    out.push(n.clone());
+                }
             }
         }
         out
@@ -399,9 +464,10 @@ impl IdentityConfig {
 
     /// The first `credentials:` entry matching `watched` (contact, rotation policy).
     pub fn credential_decl(&self, watched: &str) -> Option<&CredentialDecl> {
-        self.credentials
-            .iter()
-            .find(|d| d.matcher.is_match(watched))
+        self.glob_owners(watched).into_iter().find_map(|o| match o {
+            GlobOwner::Decl(i) => self.credentials.get(i),
+            GlobOwner::Identity(_) => None,
+        })
     }
 
     /// Whether `identity` declares `addr:port` as a peer: `None` when the identity is not

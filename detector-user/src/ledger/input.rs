@@ -58,13 +58,19 @@ pub struct Access {
     pub actor: Actor,
 }
 
-/// An outbound connection.
+/// An outbound connection (only what reach needs: connections are many).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Contact {
     /// Event time.
     pub ts: u64,
-    /// Who.
-    pub actor: Actor,
+    /// Workload identity.
+    pub identity: String,
+    /// Process id.
+    pub tgid: u32,
+    /// Process start.
+    pub start: u64,
+    /// Root of its process tree.
+    pub tree: u32,
     /// Remote address.
     pub addr: String,
     /// Remote port.
@@ -151,7 +157,13 @@ pub fn classify(ev: &Event) -> Option<LedgerInput> {
             contact.then(|| {
                 LedgerInput::Contact(Contact {
                     ts: ev.ts,
-                    actor: actor(p),
+                    identity: p
+                        .identity
+                        .clone()
+                        .unwrap_or_else(|| crate::enrich::identity::derived_identity(p)),
+                    tgid: p.tgid,
+                    start: p.start,
+                    tree: tree_root(p),
                     addr: n.dst_addr.clone(),
                     port: n.dst_port,
                     name: None,

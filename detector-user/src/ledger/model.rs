@@ -572,6 +572,7 @@ pub struct Model {
     programs_by_usage: HashMap<(Id, Id), ProgramList>,
     reach_by_usage: HashMap<(Id, Id), Vec<Id>>,
     by_fingerprint: HashMap<String, SmallVec<[Id; 2]>>,
+    fingerprints_by_credential: HashMap<Id, SmallVec<[String; 2]>>,
     changes_of: HashMap<Id, VecDeque<Id>>,
     // Reach windows (not stored): recent uses per (identity, tree), recent connections per
     // process.
@@ -622,6 +623,51 @@ impl Model {
             .into_iter()
             .flatten()
             .filter_map(|c| self.changes.get(c))
+    }
+
+    /// The fingerprints credential `id` had, with when.
+    pub fn fingerprints_of(&self, id: Id) -> impl Iterator<Item = (&str, &FingerprintSeen)> {
+        self.fingerprints_by_credential
+            .get(&id)
+            .into_iter()
+            .flatten()
+            .filter_map(move |fp| {
+                self.fingerprints
+                    .get(&(id, fp.clone()))
+                    .map(|f| (fp.as_str(), f))
+            })
+    }
+
+    fn add_fingerprint(&mut self, id: Id, fp: &str, f: FingerprintSeen) {
+        index_fp(&mut self.by_fingerprint, fp, id);
+        let l = self.fingerprints_by_credential.entry(id).or_default();
+        if !l.iter().any(|x| x == fp) {
+            l.push(fp.to_string());
+        }
+        self.fingerprints.insert((id, fp.to_string()), f);
+    }
+
+    fn remove_fingerprint(&mut self, k: (Id, String)) {
+        if self.fingerprints.remove(&k).is_none() {
+            return;
+        }
+        if let Some(l) = self.fingerprints_by_credential.get_mut(&k.0) {
+            l.retain(|x| *x != k.1);
+        }
+        let current = self
+            .credentials
+            .get(&k.0)
+            .is_some_and(|c| c.fingerprint.as_deref() == Some(k.1.as_str()));
+        if !current {
+            if let Some(v) = self.by_fingerprint.get_mut(&k.1) {
+                v.retain(|x| *x != k.0);
+                if v.is_empty() {
+                    self.by_fingerprint.remove(&k.1);
+                }
+            }
+        }
+        self.dirty.fingerprints.remove(&k);
+        self.dirty.deleted.fingerprints.push(k);
     }
 
     /// Credentials whose current fingerprint is `fp`.
@@ -701,8 +747,7 @@ impl Model {
 
     /// Adds a stored fingerprint row.
     pub fn load_fingerprint(&mut self, credential: Id, fp: String, f: FingerprintSeen) {
-        index_fp(&mut self.by_fingerprint, &fp, credential);
-        self.fingerprints.insert((credential, fp), f);
+        self.add_fingerprint(credential, &fp, f);
     }
 
     /// Adds a stored change (in id order).
@@ -713,6 +758,18 @@ impl Model {
             .or_default()
             .push_back(c.id);
         self.changes.insert(c.id, c);
+    }
+
+    /// After loading: the current fingerprint of each credential was last read at its last use.
+    pub fn settle_current_fingerprints(&mut self) {
+        for c in self.credentials.values() {
+            let (Some(fp), Some(used)) = (&c.fingerprint, c.last_used) else {
+                continue;
+            };
+            if let Some(f) = self.fingerprints.get_mut(&(c.id, fp.clone())) {
+                f.last_seen = f.last_seen.max(used);
+            }
+        }
     }
 
     /// Adds a stored finding.
@@ -824,6 +881,10 @@ impl Model {
             if let Some(old) = &old {
                 if let Some(f) = self.fingerprints.get_mut(&(id, old.clone())) {
                     f.superseded = Some(ts);
+                    // Its last read: the credential's last use before this one.
+                    if let Some(used) = self.credentials.get(&id).and_then(|c| c.last_used) {
+                        f.last_seen = f.last_seen.max(used);
+                    }
                     self.dirty.fingerprints.insert((id, old.clone()));
                 }
                 // An inode replacement observed since the last read is the same rotation: it
@@ -860,20 +921,31 @@ impl Model {
             }
             index_fp(&mut self.by_fingerprint, fp, id);
         }
-        let f = self
-            .fingerprints
-            .entry((id, fp.to_string()))
-            .or_insert(FingerprintSeen {
-                first_seen: ts,
-                last_seen: ts,
-                superseded: None,
-            });
-        f.last_seen = f.last_seen.max(ts);
-        if old.as_deref() != Some(fp) {
-            // Read again after a rollback: current once more.
-            f.superseded = None;
+        let key = (id, fp.to_string());
+        if !self.fingerprints.contains_key(&key) {
+            self.add_fingerprint(
+                id,
+                fp,
+                FingerprintSeen {
+                    first_seen: ts,
+                    last_seen: ts,
+                    superseded: None,
+                },
+            );
         }
-        self.dirty.fingerprints.insert((id, fp.to_string()));
+        if let Some(f) = self.fingerprints.get_mut(&key) {
+            f.last_seen = f.last_seen.max(ts);
+            if old.as_deref() != Some(fp) {
+                // Read again after a rollback: current once more.
+                f.superseded = None;
+            }
+        }
+        // A re-read of the current content changes only its last_seen, which the store
+        // derives from the credential's last use: written when the fingerprint is new or
+        // replaced, not on every read.
+        if old.as_deref() != Some(fp) {
+            self.dirty.fingerprints.insert(key);
+        }
     }
 
     /// A credential read. Findings to alert on go to `out`.
@@ -887,6 +959,8 @@ impl Model {
                 }
             }
         }
+        let fp_changed = a.fingerprint.is_some()
+            && self.credentials.get(&cid).map(|c| &c.fingerprint) != Some(&a.fingerprint);
         if let Some(fp) = &a.fingerprint {
             self.fingerprint_read(cid, fp, a.ts);
         }
@@ -972,7 +1046,7 @@ impl Model {
             }),
         }
         if pol.findings {
-            self.judge_use(cid, iid, new_user, a, pol, out);
+            self.judge_use(cid, iid, new_user || fp_changed, a, pol, out);
         }
     }
 
@@ -1003,10 +1077,7 @@ impl Model {
     /// An outbound connection: reach for the uses of its identity and tree within the window.
     pub fn apply_contact(&mut self, c: &Contact, pol: &Policy) {
         self.tick_to(c.ts);
-        let q = self
-            .recent_contacts
-            .entry((c.actor.tgid, c.actor.start))
-            .or_default();
+        let q = self.recent_contacts.entry((c.tgid, c.start)).or_default();
         if q.len() >= LEAD_PER_PROCESS {
             q.pop_front();
         }
@@ -1016,13 +1087,13 @@ impl Model {
             port: c.port,
             name: c.name.clone(),
         });
-        let Some(iid) = self.identities.id(&c.actor.identity) else {
+        let Some(iid) = self.identities.id(&c.identity) else {
             return;
         };
         let window = pol.reach_window_ns;
         let hits: SmallVec<[Id; 2]> = self
             .recent_uses
-            .get(&(iid, c.actor.tree))
+            .get(&(iid, c.tree))
             .map(|v| {
                 v.iter()
                     .filter(|r| c.ts >= r.ts && c.ts - r.ts <= window)
@@ -1164,11 +1235,13 @@ impl Model {
         Some(std::mem::take(&mut f.suppressed))
     }
 
+    /// Findings of a use; `joined`: the identity is new to the credential, or the credential's
+    /// content is new (when sharing can start).
     fn judge_use(
         &mut self,
         cid: Id,
         iid: Id,
-        new_user: bool,
+        joined: bool,
         a: &Access,
         pol: &Policy,
         out: &mut Vec<Finding>,
@@ -1198,8 +1271,9 @@ impl Model {
                 out.push(finding(FindingKind::NonOwner, s, facts));
             }
         }
-        // Shared: two or more identities read it, here or through a copy of its content.
-        if new_user || a.fingerprint.is_some() {
+        // Shared: two or more identities read it, here or through a copy of its content. A
+        // state: alerted for each identity that joins it (once), not on every use.
+        if joined {
             let group = match &a.fingerprint {
                 Some(fp) => self.with_fingerprint(fp),
                 None => vec![cid],
@@ -1208,11 +1282,16 @@ impl Model {
                 .iter()
                 .flat_map(|g| self.users_of(*g).iter().copied())
                 .collect();
+            ids.push(iid);
             ids.sort_unstable();
             ids.dedup();
-            if ids.len() >= 2 && (new_user || group.len() > 1) {
-                let subject = a.fingerprint.clone().unwrap_or_else(|| a.path.clone());
-                let key = (FindingKind::Shared, subject, String::new());
+            if ids.len() >= 2 {
+                // Copies are one credential under several paths: their content names it.
+                let subject = match (&a.fingerprint, group.len() > 1) {
+                    (Some(fp), true) => fp.clone(),
+                    _ => a.path.clone(),
+                };
+                let key = (FindingKind::Shared, subject, identity.clone());
                 if let Some(s) = self.raise(key, cid, a.ts, pol) {
                     let mut facts = BTreeMap::new();
                     let names: Vec<&str> =
@@ -1367,9 +1446,7 @@ impl Model {
             .map(|(k, _)| k.clone())
             .collect();
         for k in fps {
-            self.fingerprints.remove(&k);
-            self.dirty.fingerprints.remove(&k);
-            self.dirty.deleted.fingerprints.push(k);
+            self.remove_fingerprint(k);
             n += 1;
         }
         let changes: Vec<Id> = self
@@ -1530,16 +1607,18 @@ impl Model {
         self.dropped.reach += c.dropped_reach;
         self.dirty.dropped = true;
         let fps: Vec<(Id, String)> = self
-            .fingerprints
-            .keys()
-            .filter(|(cid, _)| *cid == id)
-            .cloned()
+            .fingerprints_of(id)
+            .map(|(fp, _)| (id, fp.to_string()))
             .collect();
         for k in fps {
-            self.fingerprints.remove(&k);
-            self.dirty.fingerprints.remove(&k);
-            self.dirty.deleted.fingerprints.push(k);
+            self.remove_fingerprint(k);
             n += 1;
+        }
+        self.fingerprints_by_credential.remove(&id);
+        if let Some(fp) = &c.fingerprint {
+            if let Some(v) = self.by_fingerprint.get_mut(fp) {
+                v.retain(|x| *x != id);
+            }
         }
         let changes: Vec<Id> = self.changes_of(id).map(|c| c.id).collect();
         for ch in changes {

@@ -414,11 +414,9 @@ impl<'a> Records<'a> {
                 .then_with(|| (&a.addr, a.port).cmp(&(&b.addr, b.port)))
         });
         let mut fingerprints: Vec<FingerprintRecord> = m
-            .fingerprints
-            .iter()
-            .filter(|((cid, _), _)| *cid == c.id)
-            .map(|((_, fp), f)| FingerprintRecord {
-                fingerprint: fp.clone(),
+            .fingerprints_of(c.id)
+            .map(|(fp, f)| FingerprintRecord {
+                fingerprint: fp.to_string(),
                 first_seen: f.first_seen,
                 last_seen: f.last_seen,
                 superseded: f.superseded,

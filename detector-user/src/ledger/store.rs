@@ -351,6 +351,8 @@ pub fn set_aside(path: &Path) -> Result<PathBuf, StoreError> {
 
 fn rw(path: &Path) -> Result<Connection, StoreError> {
     let conn = Connection::open(path).map_err(sq(path))?;
+    // Every statement of a batch stays prepared (a batch uses about twenty).
+    conn.set_prepared_statement_cache_capacity(64);
     conn.busy_timeout(std::time::Duration::from_secs(5))
         .map_err(sq(path))?;
     Ok(conn)
@@ -417,6 +419,14 @@ impl Store {
             .map_err(sq(path))?;
         // The WAL file shrinks back to this after a checkpoint.
         conn.pragma_update(None, "journal_size_limit", 16i64 << 20)
+            .map_err(sq(path))?;
+        // Checkpoint every 16 MiB of WAL rather than 4: pages that batches touch again and again
+        // (credentials, uses) are copied to the database once per checkpoint.
+        conn.pragma_update(None, "wal_autocheckpoint", 4096i64)
+            .map_err(sq(path))?;
+        // Batches touch pages all over the tables (uses, reach): keep them cached rather than
+        // read them back from the file (SQLite's default is 2 MiB).
+        conn.pragma_update(None, "cache_size", -16384i64)
             .map_err(sq(path))?;
         Ok(())
     }
@@ -805,6 +815,9 @@ fn load_rows(conn: &Connection) -> rusqlite::Result<Model> {
     m.dropped = dropped
         .and_then(|d| serde_json::from_str::<Dropped>(&d).ok())
         .unwrap_or_default();
+    // The current fingerprint's last read is written only when it is replaced: it is the
+    // credential's last use.
+    m.settle_current_fingerprints();
     m.now = m
         .credentials
         .values()
@@ -949,9 +962,14 @@ fn save(tx: &rusqlite::Transaction<'_>, m: &Model, d: &Dirty) -> rusqlite::Resul
     for k in &d.usage {
         let Some(x) = m.usage.get(k) else { continue };
         tx.prepare_cached(
-            "INSERT OR REPLACE INTO usage (credential, identity, first_seen, last_seen, count,
+            "INSERT INTO usage (credential, identity, first_seen, last_seen, count,
                  owned, fingerprint, last_tgid, last_start, last_exe, last_user, last_uid)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
+             ON CONFLICT (credential, identity) DO UPDATE SET first_seen = excluded.first_seen,
+                 last_seen = excluded.last_seen, count = excluded.count, owned = excluded.owned,
+                 fingerprint = excluded.fingerprint, last_tgid = excluded.last_tgid,
+                 last_start = excluded.last_start, last_exe = excluded.last_exe,
+                 last_user = excluded.last_user, last_uid = excluded.last_uid",
         )?
         .execute(params![
             k.0,
@@ -973,8 +991,11 @@ fn save(tx: &rusqlite::Transaction<'_>, m: &Model, d: &Dirty) -> rusqlite::Resul
             continue;
         };
         tx.prepare_cached(
-            "INSERT OR REPLACE INTO usage_program (credential, identity, exe, parent, first_seen,
-                 last_seen, count) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            "INSERT INTO usage_program (credential, identity, exe, parent, first_seen,
+                 last_seen, count) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+             ON CONFLICT (credential, identity, exe, parent) DO UPDATE SET
+                 first_seen = excluded.first_seen, last_seen = excluded.last_seen,
+                 count = excluded.count",
         )?
         .execute(params![
             k.0,
@@ -989,8 +1010,11 @@ fn save(tx: &rusqlite::Transaction<'_>, m: &Model, d: &Dirty) -> rusqlite::Resul
     for k in &d.reach {
         let Some(s) = m.reach.get(k) else { continue };
         tx.prepare_cached(
-            "INSERT OR REPLACE INTO reach (credential, identity, destination, first_seen,
-                 last_seen, count) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            "INSERT INTO reach (credential, identity, destination, first_seen,
+                 last_seen, count) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+             ON CONFLICT (credential, identity, destination) DO UPDATE SET
+                 first_seen = excluded.first_seen, last_seen = excluded.last_seen,
+                 count = excluded.count",
         )?
         .execute(params![
             k.0,
@@ -1006,8 +1030,11 @@ fn save(tx: &rusqlite::Transaction<'_>, m: &Model, d: &Dirty) -> rusqlite::Resul
             continue;
         };
         tx.prepare_cached(
-            "INSERT OR REPLACE INTO fingerprint (credential, fingerprint, first_seen, last_seen,
-                 superseded) VALUES (?1, ?2, ?3, ?4, ?5)",
+            "INSERT INTO fingerprint (credential, fingerprint, first_seen, last_seen,
+                 superseded) VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT (credential, fingerprint) DO UPDATE SET
+                 first_seen = excluded.first_seen, last_seen = excluded.last_seen,
+                 superseded = excluded.superseded",
         )?
         .execute(params![
             k.0,
@@ -1043,8 +1070,12 @@ fn save(tx: &rusqlite::Transaction<'_>, m: &Model, d: &Dirty) -> rusqlite::Resul
     for k in &d.findings {
         let Some(f) = m.findings.get(k) else { continue };
         tx.prepare_cached(
-            "INSERT OR REPLACE INTO finding (kind, subject, identity, credential, first_raised,
-                 last_raised, raised, suppressed) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            "INSERT INTO finding (kind, subject, identity, credential, first_raised,
+                 last_raised, raised, suppressed) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+             ON CONFLICT (kind, subject, identity) DO UPDATE SET
+                 credential = excluded.credential, first_raised = excluded.first_raised,
+                 last_raised = excluded.last_raised, raised = excluded.raised,
+                 suppressed = excluded.suppressed",
         )?
         .execute(params![
             k.0.as_str(),

@@ -57,7 +57,10 @@ fn access(ts: u64, path: &str, category: &str, ino: u64, fp: Option<&str>, a: &A
 fn contact(ts: u64, a: &Actor, addr: &str, port: u16) -> Contact {
     Contact {
         ts,
-        actor: a.clone(),
+        identity: a.identity.clone(),
+        tgid: a.tgid,
+        start: a.start,
+        tree: a.tree,
         addr: addr.into(),
         port,
         name: None,
@@ -132,9 +135,11 @@ fn uses_identities_programs_and_owners() {
     );
     assert!(out.is_empty(), "{out:?}");
     // After repeat_after: alerted again, with the occurrences suppressed meanwhile.
+    // After repeat_after (7 days): alerted again, with the occurrences suppressed meanwhile;
+    // shared is a state, alerted once per identity joining it.
     m.apply_use(
         &access(
-            T0 + 2 * S + NS_PER_DAY,
+            T0 + 2 * S + 7 * NS_PER_DAY,
             ALICE_KEY,
             "ssh_key",
             7,
@@ -198,8 +203,19 @@ fn declared_owners_and_exempt_daemons() {
         &pol,
         &mut out,
     );
-    // Shared was alerted a second ago: within repeat_after, counted only.
-    assert_eq!(kinds(&out), vec![FindingKind::NonOwner]);
+    // A third identity joins: a new fact.
+    assert_eq!(
+        kinds(&out),
+        vec![FindingKind::NonOwner, FindingKind::Shared]
+    );
+    assert_eq!(out[1].facts["identity_count"], "3");
+    out.clear();
+    m.apply_use(
+        &access(T0 + 3 * S, "/etc/pay/db.key", "secret", 5, None, &web),
+        &pol,
+        &mut out,
+    );
+    assert!(out.is_empty(), "{out:?}");
     // sshd reading a user's key is not judged a non-owner.
     out.clear();
     let sshd = actor("unit:ssh.service", 13, 1, "/usr/sbin/sshd", "root", 0);

@@ -84,8 +84,25 @@ pub struct LedgerStats {
     pub db_bytes: AtomicU64,
     /// Writes failing: memory only.
     pub memory_only: AtomicBool,
-    /// Nanoseconds spent committing batches.
+    /// Nanoseconds spent committing batches (wall clock).
     pub commit_ns: AtomicU64,
+    /// CPU nanoseconds the ledger's thread spent committing batches.
+    pub commit_cpu_ns: AtomicU64,
+    /// CPU nanoseconds of housekeeping (retention, retirement check; its commits included).
+    pub housekeeping_cpu_ns: AtomicU64,
+    /// CPU nanoseconds building inventory records for export.
+    pub export_cpu_ns: AtomicU64,
+}
+
+/// CPU time of the calling thread (ns).
+fn thread_cpu_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime only writes the timespec we own.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    (ts.tv_sec as u64).saturating_mul(1_000_000_000) + ts.tv_nsec as u64
 }
 
 /// The writer's state.
@@ -278,7 +295,11 @@ impl Writer {
         if now >= self.next_housekeeping {
             let every = (self.pol.unused_after_ns / 4).clamp(1_000_000_000, HOUSEKEEPING_NS);
             self.next_housekeeping = now.saturating_add(every);
+            let c = thread_cpu_ns();
             self.housekeeping(now);
+            self.stats
+                .housekeeping_cpu_ns
+                .fetch_add(thread_cpu_ns().saturating_sub(c), Relaxed);
         }
         let every = u64::try_from(self.cfg.export.interval.as_nanos()).unwrap_or(u64::MAX);
         if every > 0 {
@@ -290,6 +311,7 @@ impl Writer {
             }
         }
         if !self.export.is_empty() {
+            let c = thread_cpu_ns();
             let summary = self.pol.summary();
             let recs = Records::new(&self.model, &summary, now);
             for _ in 0..EXPORT_PER_TICK {
@@ -301,6 +323,9 @@ impl Writer {
                     let _ = self.out.send(Out::Inventory(Box::new(r)));
                 }
             }
+            self.stats
+                .export_cpu_ns
+                .fetch_add(thread_cpu_ns().saturating_sub(c), Relaxed);
         }
     }
 
@@ -383,7 +408,7 @@ impl Writer {
             return;
         }
         let dirty = std::mem::take(&mut self.model.dirty);
-        let t0 = Instant::now();
+        let (t0, c0) = (Instant::now(), thread_cpu_ns());
         match store.save(&self.model, &dirty) {
             Ok(()) => {
                 self.stats.batches.fetch_add(1, Relaxed);
@@ -391,6 +416,9 @@ impl Writer {
                 self.stats
                     .commit_ns
                     .fetch_add(t0.elapsed().as_nanos() as u64, Relaxed);
+                self.stats
+                    .commit_cpu_ns
+                    .fetch_add(thread_cpu_ns().saturating_sub(c0), Relaxed);
                 if let Some(was) = self.failing.take() {
                     self.stats.memory_only.store(false, Relaxed);
                     let s = format!(
