@@ -774,6 +774,13 @@ mod tests {
         assert!(c.sinks.len() >= 4, "the example shows every sink kind");
         let kinds: Vec<&str> = c.sinks.iter().map(|s| s.name()).collect();
         assert!(kinds.contains(&"stdout"), "{kinds:?}");
+        // The ledger section shows the defaults, and one category's policy.
+        let mut l = c.ledger.clone();
+        assert_eq!(
+            l.rotation.categories.remove("k8s_token"),
+            Some(Duration::from_secs(2 * 86_400))
+        );
+        assert_eq!(l, LedgerConfig::default());
     }
 
     #[test]

@@ -7,7 +7,7 @@
 //! 2. The live pipeline's syscall → alert latency with and without the ledger, side by side:
 //!    `detbench latency` (as `cargo xtask bench latency`) alternately with `--no-ledger` and
 //!    with the ledger, `--latency-rounds` rounds (default 2) of `--latency-triggers` triggers
-//!    (default 2000) each, then one table of both.
+//!    (default 2000) each, then one table of both. `--latency-only` skips part 1.
 
 use std::{path::Path, process::Stdio};
 
@@ -17,7 +17,7 @@ use super::{as_root, status};
 
 /// Runs the ledger benchmark.
 pub fn run(root: &Path, args: &[String]) -> Result<()> {
-    let (mut rounds, mut triggers) = (2u32, 2000u32);
+    let (mut rounds, mut triggers, mut scale) = (2u32, 2000u32, true);
     let mut rest = Vec::new();
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -30,6 +30,7 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
         match a.as_str() {
             "--latency-rounds" => rounds = value(a)?,
             "--latency-triggers" => triggers = value(a)?,
+            "--latency-only" => scale = false,
             _ => rest.push(a.clone()),
         }
     }
@@ -41,8 +42,10 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
             ("tests", "ledgerbench"),
         ],
     )?;
-    status(as_root(&target.join("ledgerbench")).args(&rest))?;
-    println!();
+    if scale {
+        status(as_root(&target.join("ledgerbench")).args(&rest))?;
+        println!();
+    }
     let mut rows = Vec::new();
     for round in 1..=rounds {
         for ledger in [false, true] {

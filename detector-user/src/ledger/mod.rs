@@ -162,10 +162,8 @@ impl Ledger {
     /// The identities changed (SIGHUP reload).
     pub fn set_identities(&self, identities: Arc<IdentityConfig>) {
         let p = Policy::new(&self.cfg, identities);
-        // A policy change must not be lost to a full queue: wait for room.
-        if let Some(tx) = &self.tx {
-            let _ = tx.send_timeout(Msg::Policy(Box::new(p)), Duration::from_secs(1));
-        }
+        // On the control channel: never full, so neither lost nor waited for.
+        let _ = self.ctl.send(Ctl::Policy(Box::new(p)));
     }
 
     /// The next alert or inventory record the ledger has for the sinks.

@@ -907,3 +907,89 @@ fn filters_and_show() {
     }
     assert!(super::graph::svg(&[]).contains("no credential matches"));
 }
+
+#[test]
+fn the_running_ledger_answers_queries_takes_reloads_and_commits_on_stop() {
+    use crate::event::{Event, FileInfo, Kind, Process, Via};
+    let dir = tmp("running");
+    let path = dir.path().join("ledger.db");
+    let cfg = LedgerConfig::default();
+    let l =
+        super::Ledger::start(&cfg, path.clone(), "h", Arc::new(IdentityConfig::default())).unwrap();
+    let ev = Event {
+        ts: T0,
+        kind: Kind::CredOpen,
+        process: Some(Process {
+            tgid: 7,
+            pid: 7,
+            uid: 33,
+            user: Some("www-data".into()),
+            exe: "/usr/bin/php".into(),
+            identity: Some("web".into()),
+            ..Default::default()
+        }),
+        exec: None,
+        fork: None,
+        exit: None,
+        net: None,
+        file: Some(FileInfo {
+            watched: "/etc/pay/db.key".into(),
+            category: "secret".into(),
+            path: None,
+            resolved: None,
+            dev: 1,
+            ino: 2,
+            flags: None,
+            access: Some("read".into()),
+            via: Via::Syscall,
+            target_pid: None,
+            mtime: None,
+            fingerprint: None,
+        }),
+        loss: None,
+    };
+    l.observe(&ev);
+    let q = l.query();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let show = |key: &str| -> serde_json::Value {
+        let body = rt
+            .block_on(q.show(key.to_string()))
+            .expect("the ledger answers")
+            .expect("the credential is there");
+        serde_json::from_slice(&body).unwrap()
+    };
+    // Inputs and questions travel on two channels: wait for the use.
+    let end = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let r = rt.block_on(q.list(Filter::default())).expect("answers");
+        if serde_json::from_slice::<serde_json::Value>(&r).unwrap()[0]["uses"] == 1 {
+            break;
+        }
+        assert!(std::time::Instant::now() < end, "the use never arrived");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(show("/etc/pay/db.key")["owner"], serde_json::Value::Null);
+    // A reload declares its owner.
+    let ids = IdentityConfig::parse(
+        "i.yaml",
+        "credentials:\n  - path: /etc/pay/*\n    owner: payments\n",
+    )
+    .unwrap();
+    l.set_identities(Arc::new(ids));
+    let end = std::time::Instant::now() + Duration::from_secs(5);
+    while show("/etc/pay/db.key")["owner"] != "payments" {
+        assert!(std::time::Instant::now() < end, "the reload never applied");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // Stopping commits: the file has it.
+    drop(q);
+    let rest = l.stop();
+    assert!(rest.is_empty(), "no finding: {rest:?}");
+    let ro = store::open_read_only(&path).unwrap();
+    let m = store::load(&ro, &path).unwrap();
+    let c = m.by_path("/etc/pay/db.key").unwrap();
+    assert_eq!((c.uses, c.owner.as_deref()), (1, Some("payments")));
+}

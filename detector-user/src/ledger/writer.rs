@@ -59,12 +59,15 @@ pub enum Out {
     Inventory(Box<InventoryRecord>),
 }
 
-/// A question to the ledger's thread (the `/inventory` endpoint).
+/// A question or a control message to the ledger's thread, on a channel of its own that is
+/// never full (the `/inventory` endpoint, SIGHUP reloads).
 pub enum Ctl {
     /// Records passing the filter, as a JSON array.
     List(Box<Filter>, tokio::sync::oneshot::Sender<Vec<u8>>),
     /// One credential's record as JSON (`None` when there is no such credential).
     Show(String, tokio::sync::oneshot::Sender<Option<Vec<u8>>>),
+    /// A new policy (identities reloaded).
+    Policy(Box<Policy>),
 }
 
 /// Counters shared with the metrics.
@@ -453,8 +456,12 @@ impl Writer {
         }
     }
 
-    /// Answers a question from the `/inventory` endpoint.
-    pub fn answer(&self, c: Ctl) {
+    /// Answers a question from the `/inventory` endpoint, or applies a new policy.
+    pub fn answer(&mut self, c: Ctl) {
+        let c = match c {
+            Ctl::Policy(p) => return self.handle(Msg::Policy(p)),
+            other => other,
+        };
         let now = if self.clock > 0 {
             self.clock
         } else {
@@ -473,6 +480,7 @@ impl Writer {
                     .map(|r| serde_json::to_vec(&r).unwrap_or_default());
                 let _ = tx.send(body);
             }
+            Ctl::Policy(_) => {}
         }
     }
 
