@@ -356,7 +356,7 @@ fn identities_of(r: &Value) -> Vec<(String, Value, u64)> {
         .as_array()
         .unwrap()
         .iter()
-        .filter(|u| !u["identity"].as_str().unwrap().contains("/detector@"))
+        .filter(|u| !u["identity"].as_str().unwrap().contains("/detector"))
         .map(|u| {
             (
                 u["identity"].as_str().unwrap().to_string(),
@@ -449,11 +449,12 @@ fn reads_by_two_users_in_two_cgroups_their_findings_and_persistence_across_resta
         ]
     );
     // The findings, as alerts through the sinks.
+    // (Other agents on the host read the key too, to fingerprint it: their own identities.)
+    let is_non_owner = rule_for("ledger-credential-used-by-non-owner", &key);
     let non_owner = agent
-        .wait_line(
-            Duration::from_secs(5),
-            rule_for("ledger-credential-used-by-non-owner", &key),
-        )
+        .wait_line(Duration::from_secs(5), |v| {
+            is_non_owner(v) && v["identity"] == idb
+        })
         .unwrap_or_else(|| panic!("no non-owner alert: {}", agent.log()));
     assert_eq!(non_owner["identity"], idb);
     assert_eq!(non_owner["rule"]["severity"], "high");
@@ -509,14 +510,14 @@ fn reads_by_two_users_in_two_cgroups_their_findings_and_persistence_across_resta
         identities_of(r).iter().map(|x| x.2).sum::<u64>() >= 4
     });
     assert_eq!(identities_of(&r)[0].2, 2, "{r:#}");
-    // Within repeat_after (24 h) of the first alerts: none again.
+    // Within repeat_after (7 days) of the first alerts: none again.
     std::thread::sleep(Duration::from_secs(1));
     agent.drain();
     assert!(
         !agent
             .seen
             .iter()
-            .any(|v| rule_for("ledger-credential-used-by-non-owner", &key)(v)),
+            .any(|v| is_non_owner(v) && v["identity"] == idb),
         "alerted again after a restart: {:?}",
         agent.seen
     );
@@ -546,7 +547,7 @@ fn a_rotation_names_its_writer_and_a_copy_left_behind_is_found() {
     quiet(&["cat", cp]);
     let shared = agent
         .wait_line(Duration::from_secs(10), |v| {
-            v["rule"]["id"] == "ledger-shared-credential"
+            v["rule"]["id"] == "ledger-shared-credential" && v["group"]["copies"].is_string()
         })
         .unwrap_or_else(|| panic!("no shared alert: {}", agent.log()));
     assert!(

@@ -449,9 +449,7 @@ pub fn run(mut args: RunArgs) -> anyhow::Result<ExitCode> {
             }
             // The alerts are on their way: only now the ledger's share of the batch.
             if let Some(l) = &ledger {
-                for ev in &events {
-                    l.observe(ev);
-                }
+                l.observe_batch(&events);
             }
         }
         // Graceful stop: no more intake; the last windows' alerts, then the sinks deliver

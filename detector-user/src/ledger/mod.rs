@@ -27,7 +27,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crossbeam_channel::{Sender, TrySendError};
+use crossbeam_channel::Sender;
 
 use crate::{
     config::LedgerConfig, engine::alert::Severity, engine::Alert, enrich::identity::IdentityConfig,
@@ -72,7 +72,9 @@ impl Ledger {
         host: &str,
         identities: Arc<IdentityConfig>,
     ) -> std::io::Result<Ledger> {
-        let (tx, rx) = crossbeam_channel::bounded(cfg.queue);
+        // Unbounded, but inputs are counted in and out (`LedgerStats::queued`): a batch that
+        // would take them past `ledger.queue` is dropped, counted and announced.
+        let (tx, rx) = crossbeam_channel::unbounded();
         let (ctl, ctl_rx) = crossbeam_channel::unbounded();
         let (out_tx, out) = tokio::sync::mpsc::unbounded_channel();
         let stats = Arc::new(LedgerStats::default());
@@ -95,23 +97,33 @@ impl Ledger {
     }
 
     fn send(&self, m: Msg) {
-        let Some(tx) = &self.tx else { return };
-        match tx.try_send(m) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_)) => {
-                self.stats.dropped.fetch_add(1, Relaxed);
-            }
-            Err(TrySendError::Disconnected(_)) => {
-                self.stats.dropped.fetch_add(1, Relaxed);
-            }
+        if let Some(tx) = &self.tx {
+            // Only when the thread is gone (it then said why).
+            let _ = tx.send(m);
         }
     }
 
-    /// Hands what an event means to the ledger (nothing for most events), never waiting.
-    pub fn observe(&self, ev: &Event) {
-        if let Some(i) = input::classify(ev) {
-            self.send(Msg::Input(i));
+    /// Hands what a batch of events means to the ledger (nothing for most events) in one
+    /// message — one wake-up of its thread per batch — never waiting: beyond `ledger.queue`
+    /// inputs waiting, the batch's are dropped and counted.
+    pub fn observe_batch(&self, events: &[Event]) {
+        let inputs: Vec<input::LedgerInput> = events.iter().filter_map(input::classify).collect();
+        if inputs.is_empty() {
+            return;
         }
+        let n = inputs.len() as u64;
+        let queued = self.stats.queued.fetch_add(n, Relaxed);
+        if queued.saturating_add(n) > self.cfg.queue as u64 || self.tx.is_none() {
+            self.stats.queued.fetch_sub(n, Relaxed);
+            self.stats.dropped.fetch_add(n, Relaxed);
+            return;
+        }
+        self.send(Msg::Inputs(inputs));
+    }
+
+    /// [`Ledger::observe_batch`] of one event.
+    pub fn observe(&self, ev: &Event) {
+        self.observe_batch(std::slice::from_ref(ev));
     }
 
     /// Once a second or so: the time (wall clock, ns), the watch list when it changed; returns

@@ -42,6 +42,8 @@ const FIRST_EXPORT_NS: u64 = 300_000_000_000;
 pub enum Msg {
     /// An input from an event.
     Input(LedgerInput),
+    /// The inputs of a batch of events (counted in `LedgerStats::queued`).
+    Inputs(Vec<LedgerInput>),
     /// The watch list now, at time `now` (ns).
     Watched(Vec<WatchedCredential>, u64),
     /// The time (ns): periodic work.
@@ -75,8 +77,10 @@ pub enum Ctl {
 pub struct LedgerStats {
     /// Inputs applied.
     pub inputs: AtomicU64,
-    /// Inputs dropped because the channel was full.
+    /// Inputs dropped because `ledger.queue` inputs were waiting already.
     pub dropped: AtomicU64,
+    /// Inputs sent and not yet applied.
+    pub queued: AtomicU64,
     /// Batches committed.
     pub batches: AtomicU64,
     /// Rows written.
@@ -252,17 +256,12 @@ impl Writer {
     /// Applies one message.
     pub fn handle(&mut self, m: Msg) {
         match m {
-            Msg::Input(i) => {
-                self.stats.inputs.fetch_add(1, Relaxed);
-                self.since_flush += 1;
-                match &i {
-                    LedgerInput::Use(a) => {
-                        self.model.apply_use(a, &self.pol, &mut self.found);
-                    }
-                    LedgerInput::Write(a) => self.model.apply_write(a, &self.pol),
-                    LedgerInput::Contact(c) => self.model.apply_contact(c, &self.pol),
+            Msg::Input(i) => self.input(&i),
+            Msg::Inputs(v) => {
+                for i in &v {
+                    self.input(i);
                 }
-                self.emit_findings();
+                self.stats.queued.fetch_sub(v.len() as u64, Relaxed);
             }
             Msg::Watched(list, now) => {
                 self.model.apply_watched(&list, now, &self.pol);
@@ -282,6 +281,17 @@ impl Writer {
         self.stats
             .credentials
             .store(self.model.credentials.len() as u64, Relaxed);
+    }
+
+    fn input(&mut self, i: &LedgerInput) {
+        self.stats.inputs.fetch_add(1, Relaxed);
+        self.since_flush += 1;
+        match i {
+            LedgerInput::Use(a) => self.model.apply_use(a, &self.pol, &mut self.found),
+            LedgerInput::Write(a) => self.model.apply_write(a, &self.pol),
+            LedgerInput::Contact(c) => self.model.apply_contact(c, &self.pol),
+        }
+        self.emit_findings();
     }
 
     fn emit_findings(&mut self) {
