@@ -1063,14 +1063,24 @@ impl Model {
     pub fn apply_write(&mut self, a: &Access, pol: &Policy) {
         self.tick_to(a.ts);
         let cid = self.credential_at(Seen::of(a), a.ts, pol);
+        let writer = Writer {
+            ts: a.ts,
+            identity: a.actor.identity.clone(),
+            exe: a.actor.exe.clone(),
+            uid: a.actor.uid,
+        };
+        // Opened for writing under a new inode (created anew at the path): this process made
+        // the replacement just recorded.
+        let last = self.changes_of.get(&cid).and_then(|l| l.back()).copied();
+        if let Some(ch) = last.and_then(|id| self.changes.get_mut(&id)) {
+            if ch.ts == a.ts && ch.kind == ChangeKind::Replaced && ch.writer.is_none() {
+                ch.writer = Some(writer.clone());
+                self.dirty.changes.insert(ch.id);
+            }
+        }
         if let Some(c) = self.credentials.get_mut(&cid) {
             c.writes += 1;
-            c.last_write = Some(Writer {
-                ts: a.ts,
-                identity: a.actor.identity.clone(),
-                exe: a.actor.exe.clone(),
-                uid: a.actor.uid,
-            });
+            c.last_write = Some(writer);
         }
     }
 

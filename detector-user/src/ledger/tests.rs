@@ -415,6 +415,11 @@ fn rotations_writers_and_stale_copies() {
     assert_eq!(last.kind, ChangeKind::Replaced);
     assert_eq!((last.old_ino, last.new_ino), (Some(50), Some(51)));
     assert_eq!(last.new_fingerprint.as_deref(), Some("fp:newer"));
+    // The process that created the new inode is its writer.
+    assert_eq!(
+        last.writer.as_ref().map(|w| w.identity.as_str()),
+        Some("unit:vault-agent.service")
+    );
 }
 
 #[test]
