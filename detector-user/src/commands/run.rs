@@ -15,8 +15,9 @@
 //! changes them says they need a restart.
 //!
 //! The credential ledger (docs/ledger.md) runs on its own thread: after each batch's alerts
-//! are handed to the sinks, the batch's events go to it through a bounded channel it never
-//! makes the loop wait on; its findings and inventory records come back here for the sinks.
+//! are handed to the sinks, the batch's inputs are set aside for it and handed over every
+//! 100 ms, never making the loop wait; its findings and inventory records come back here for
+//! the sinks.
 
 use std::{
     io::Write as _,
@@ -448,7 +449,7 @@ pub fn run(mut args: RunArgs) -> anyhow::Result<ExitCode> {
                 sinks.send(a);
             }
             // The alerts are on their way: only now the ledger's share of the batch.
-            if let Some(l) = &ledger {
+            if let Some(l) = ledger.as_mut() {
                 l.observe_batch(&events);
             }
         }

@@ -49,6 +49,12 @@ pub fn default_path(state_dir: &Path) -> PathBuf {
 
 /// How often dropped inputs are announced at most.
 const DROP_NOTICE_EVERY: Duration = Duration::from_secs(60);
+/// Inputs are handed to the ledger's thread at most this often (or per [`HANDOFF_INPUTS`], or
+/// at the next tick), so that it wakes a few times a second rather than at every alert the
+/// capture loop is delivering.
+const HANDOFF_EVERY: Duration = Duration::from_millis(100);
+/// … or as soon as this many are waiting.
+const HANDOFF_INPUTS: usize = 1024;
 
 /// The running ledger, as the capture loop sees it.
 pub struct Ledger {
@@ -61,6 +67,9 @@ pub struct Ledger {
     announced_drops: u64,
     last_drop_notice: Option<Instant>,
     cfg: LedgerConfig,
+    /// Inputs not handed over yet, since when.
+    pending: Vec<input::LedgerInput>,
+    pending_since: Option<Instant>,
 }
 
 impl Ledger {
@@ -93,6 +102,8 @@ impl Ledger {
             announced_drops: 0,
             last_drop_notice: None,
             cfg: cfg.clone(),
+            pending: Vec::new(),
+            pending_since: None,
         })
     }
 
@@ -103,14 +114,29 @@ impl Ledger {
         }
     }
 
-    /// Hands what a batch of events means to the ledger (nothing for most events) in one
-    /// message — one wake-up of its thread per batch — never waiting: beyond `ledger.queue`
-    /// inputs waiting, the batch's are dropped and counted.
-    pub fn observe_batch(&self, events: &[Event]) {
-        let inputs: Vec<input::LedgerInput> = events.iter().filter_map(input::classify).collect();
-        if inputs.is_empty() {
+    /// Takes what a batch of events means to the ledger (nothing for most events), never
+    /// waiting; hands it to the ledger's thread every [`HANDOFF_EVERY`] (or [`HANDOFF_INPUTS`]
+    /// inputs, or at the next tick). Beyond `ledger.queue` inputs waiting for the thread, a
+    /// hand-off's inputs are dropped and counted.
+    pub fn observe_batch(&mut self, events: &[Event]) {
+        self.pending
+            .extend(events.iter().filter_map(input::classify));
+        if self.pending.is_empty() {
             return;
         }
+        let since = *self.pending_since.get_or_insert_with(Instant::now);
+        if self.pending.len() >= HANDOFF_INPUTS || since.elapsed() >= HANDOFF_EVERY {
+            self.hand_off();
+        }
+    }
+
+    /// Sends the waiting inputs to the ledger's thread, in one message.
+    fn hand_off(&mut self) {
+        self.pending_since = None;
+        if self.pending.is_empty() {
+            return;
+        }
+        let inputs = std::mem::take(&mut self.pending);
         let n = inputs.len() as u64;
         let queued = self.stats.queued.fetch_add(n, Relaxed);
         if queued.saturating_add(n) > self.cfg.queue as u64 || self.tx.is_none() {
@@ -121,14 +147,16 @@ impl Ledger {
         self.send(Msg::Inputs(inputs));
     }
 
-    /// [`Ledger::observe_batch`] of one event.
-    pub fn observe(&self, ev: &Event) {
+    /// [`Ledger::observe_batch`] of one event, handed over at once.
+    pub fn observe(&mut self, ev: &Event) {
         self.observe_batch(std::slice::from_ref(ev));
+        self.hand_off();
     }
 
     /// Once a second or so: the time (wall clock, ns), the watch list when it changed; returns
     /// an in-band notice when inputs had to be dropped (at most once a minute).
     pub fn tick(&mut self, now: u64, watch: &WatchList, host: &str) -> Option<Alert> {
+        self.hand_off();
         if self.watch_generation != Some(watch.generation()) {
             self.watch_generation = Some(watch.generation());
             let list = watch
@@ -198,6 +226,7 @@ impl Ledger {
     /// Stops: the thread commits what it holds and exits; returns what it still had for the
     /// sinks.
     pub fn stop(mut self) -> Vec<Out> {
+        self.hand_off();
         self.tx = None;
         if let Some(t) = self.thread.take() {
             if t.join().is_err() {

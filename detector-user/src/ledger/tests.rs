@@ -919,7 +919,7 @@ fn the_running_ledger_answers_queries_takes_reloads_and_commits_on_stop() {
     let dir = tmp("running");
     let path = dir.path().join("ledger.db");
     let cfg = LedgerConfig::default();
-    let l =
+    let mut l =
         super::Ledger::start(&cfg, path.clone(), "h", Arc::new(IdentityConfig::default())).unwrap();
     let ev = Event {
         ts: T0,

@@ -499,8 +499,21 @@ impl Writer {
         &self.model
     }
 
-    /// The thread's loop: until the input channel closes, then a last commit.
+    /// The thread's loop: until the input channel closes, then a last commit. Runs at nice 10:
+    /// bookkeeping yields the CPU to capture, detection and delivery.
     pub fn run(mut self, rx: Receiver<Msg>, ctl: Receiver<Ctl>) {
+        // SAFETY: gettid and setpriority have no memory effects; with PRIO_PROCESS and a
+        // thread id, Linux sets this thread's nice value only. Raising it needs no privilege.
+        let rc = unsafe {
+            let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+            libc::setpriority(libc::PRIO_PROCESS, tid, 10)
+        };
+        if rc != 0 {
+            tracing::debug!(
+                "credential ledger: nice 10: {}",
+                std::io::Error::last_os_error()
+            );
+        }
         let mut ctl = ctl;
         loop {
             crossbeam_channel::select! {

@@ -472,7 +472,7 @@ fn main() -> Result<()> {
 
     // The capture loop's share: observe() on enriched events, the ledger's thread draining.
     let path = dir.join("observe.db");
-    let ledger = Ledger::start(&cfg, path, "bench", Arc::new(IdentityConfig::default()))?;
+    let mut ledger = Ledger::start(&cfg, path, "bench", Arc::new(IdentityConfig::default()))?;
     let proc_ = Process {
         pid: 4242,
         tgid: 4242,
