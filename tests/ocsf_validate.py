@@ -1,4 +1,5 @@
-"""Validates OCSF Detection Findings (one JSON object per line on stdin) with pydantic-ocsf:
+"""Validates OCSF documents (one JSON object per line on stdin) with pydantic-ocsf — alerts as
+Detection Findings (2004), credential inventory records as Live Evidence Info (5040) —:
 models generated from the OCSF 1.5.0 schema export the package ships (not written by this
 project). Beyond the models' checks (required attributes, types, enums), every attribute must
 be one the schema defines: the models accept unknown ones into `model_extra`, which we reject.
@@ -7,7 +8,7 @@ Prints one line per document and exits non-zero on the first invalid one."""
 import json
 import sys
 
-from ocsf.v1_5_0.events import DetectionFinding
+from ocsf.v1_5_0.events import DetectionFinding, EvidenceInfo
 from pydantic import BaseModel
 
 
@@ -35,16 +36,21 @@ def main():
         if not line:
             continue
         doc = json.loads(line)
-        f = DetectionFinding.model_validate(doc)
+        if doc.get("class_uid") == 5040:
+            f = EvidenceInfo.model_validate(doc)
+            want, uid = (5040, 504001), f.metadata.uid
+        else:
+            f = DetectionFinding.model_validate(doc)
+            want, uid = (2004, 200401), f.finding_info.uid
         bad = extras(f)
         if bad:
             print(f"not in the OCSF 1.5.0 schema: {bad}", file=sys.stderr)
             sys.exit(1)
-        if f.class_uid != 2004 or f.type_uid != 200401:
+        if (f.class_uid, f.type_uid) != want:
             print(f"class/type: {f.class_uid} {f.type_uid}", file=sys.stderr)
             sys.exit(1)
         n += 1
-        print(f"valid {f.finding_info.uid}")
+        print(f"valid {uid}")
     print(f"{n} valid")
 
 

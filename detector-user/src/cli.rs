@@ -37,6 +37,9 @@ pub enum Command {
     /// Load and attach the kernel programs on this kernel, print which hook covers each
     /// concern (or why none does), and detach; exits 1 when some coverage is lost.
     Probe(commands::probe::ProbeArgs),
+    /// The credential ledger: every credential, its owner, who used it, what it reached,
+    /// its rotations (read-only; works while the agent runs).
+    Inventory(commands::inventory::InventoryArgs),
 }
 
 /// Logs go to stderr so that stdout stays a clean NDJSON stream.

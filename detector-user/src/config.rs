@@ -6,6 +6,7 @@
 //! Documented by `docs/config.example.yaml` (loaded by a test, so it cannot rot).
 
 use std::{
+    collections::BTreeMap,
     path::{Path, PathBuf},
     time::Duration,
 };
@@ -55,6 +56,31 @@ pub const MAX_FILES_RANGE: (u32, u32) = (1, 1000);
 /// `batch.max_alerts`.
 pub const BATCH_RANGE: (usize, usize) = (1, 10_000);
 
+const DAY: u64 = 86_400;
+/// `ledger.flush_interval`: a commit at least this often (and at most: not a busy loop).
+pub const LEDGER_FLUSH_RANGE: (Duration, Duration) =
+    (Duration::from_millis(100), Duration::from_secs(600));
+/// `ledger.reach_window`: how long after a use a connection counts as what the credential
+/// opened.
+pub const REACH_WINDOW_RANGE: (Duration, Duration) =
+    (Duration::from_secs(1), Duration::from_secs(3600));
+/// `ledger.retention.max_age`.
+pub const RETENTION_RANGE: (Duration, Duration) =
+    (Duration::from_secs(DAY), Duration::from_secs(3650 * DAY));
+/// `ledger.rotation.default` and per-category rotation policies.
+pub const ROTATION_RANGE: (Duration, Duration) =
+    (Duration::from_secs(DAY), Duration::from_secs(3650 * DAY));
+/// `ledger.findings.repeat_after`: a finding is alerted again at most this often.
+pub const REPEAT_AFTER_RANGE: (Duration, Duration) =
+    (Duration::from_secs(3600), Duration::from_secs(365 * DAY));
+/// `ledger.findings.unused_after`: a credential no workload used for this long is a
+/// retirement candidate.
+pub const UNUSED_AFTER_RANGE: (Duration, Duration) =
+    (Duration::from_secs(DAY), Duration::from_secs(3650 * DAY));
+/// `ledger.export.interval`.
+pub const EXPORT_INTERVAL_RANGE: (Duration, Duration) =
+    (Duration::from_secs(1), Duration::from_secs(30 * DAY));
+
 /// The whole agent config.
 #[derive(Clone, Debug, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -66,6 +92,204 @@ pub struct AgentConfig {
     /// Run options (command-line flags override them).
     #[serde(default)]
     pub run: RunConfig,
+    /// The credential ledger.
+    #[serde(default)]
+    pub ledger: LedgerConfig,
+}
+
+/// The credential ledger (`ledger:`): where it lives, how it batches, retention, rotation
+/// policy, findings, export to the sinks. See docs/ledger.md.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LedgerConfig {
+    /// Keep the ledger at all (`--no-ledger` turns it off).
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// The database file [default: `<state_dir>/ledger.db`].
+    #[serde(default)]
+    pub path: Option<PathBuf>,
+    /// A batch is committed at least this often while inputs arrive: what a crash can lose.
+    #[serde(default = "default_flush_interval", deserialize_with = "ledger_flush")]
+    pub flush_interval: Duration,
+    /// … or as soon as this many inputs have been applied.
+    #[serde(default = "default_batch_inputs")]
+    pub batch_inputs: usize,
+    /// Inputs waiting for the ledger's thread at most; more are counted and announced.
+    #[serde(default = "default_queue")]
+    pub queue: usize,
+    /// Connections by the same identity and process tree this long after a use are what the
+    /// credential reaches.
+    #[serde(default = "default_reach_window", deserialize_with = "reach_window")]
+    pub reach_window: Duration,
+    /// How long and how much detail is kept.
+    #[serde(default)]
+    pub retention: RetentionConfig,
+    /// Rotation policy.
+    #[serde(default)]
+    pub rotation: RotationConfig,
+    /// Findings raised as alerts.
+    #[serde(default)]
+    pub findings: FindingsConfig,
+    /// Inventory records to the sinks.
+    #[serde(default)]
+    pub export: ExportConfig,
+}
+
+impl Default for LedgerConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            path: None,
+            flush_interval: default_flush_interval(),
+            batch_inputs: default_batch_inputs(),
+            queue: default_queue(),
+            reach_window: default_reach_window(),
+            retention: RetentionConfig::default(),
+            rotation: RotationConfig::default(),
+            findings: FindingsConfig::default(),
+            export: ExportConfig::default(),
+        }
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+fn default_flush_interval() -> Duration {
+    Duration::from_secs(1)
+}
+fn default_batch_inputs() -> usize {
+    4096
+}
+fn default_queue() -> usize {
+    65_536
+}
+fn default_reach_window() -> Duration {
+    Duration::from_secs(10)
+}
+
+/// Ledger retention: detail older than `max_age` is dropped, and the oldest detail when the
+/// file grows past `max_bytes`; counts are kept on the credential.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionConfig {
+    /// Detail (uses, reach, rotations, credentials gone from the host) older than this goes.
+    #[serde(default = "default_max_age", deserialize_with = "retention_age")]
+    pub max_age: Duration,
+    /// Largest database size in bytes.
+    #[serde(default = "default_ledger_bytes")]
+    pub max_bytes: u64,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        Self {
+            max_age: default_max_age(),
+            max_bytes: default_ledger_bytes(),
+        }
+    }
+}
+
+fn default_max_age() -> Duration {
+    Duration::from_secs(180 * 86_400)
+}
+fn default_ledger_bytes() -> u64 {
+    256 << 20
+}
+
+/// Rotation policy: a credential in use while older than this raises a finding.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RotationConfig {
+    /// For every category not listed.
+    #[serde(default = "default_rotation", deserialize_with = "rotation")]
+    pub default: Duration,
+    /// Per category (`ssh_key: 365d`, `k8s_token: 2d`).
+    #[serde(default, deserialize_with = "duration_map")]
+    pub categories: BTreeMap<String, Duration>,
+}
+
+impl Default for RotationConfig {
+    fn default() -> Self {
+        Self {
+            default: default_rotation(),
+            categories: BTreeMap::new(),
+        }
+    }
+}
+
+fn default_rotation() -> Duration {
+    Duration::from_secs(90 * 86_400)
+}
+
+/// The ledger's findings.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FindingsConfig {
+    /// Raise them at all.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// A finding already alerted is alerted again only after this long.
+    #[serde(default = "default_repeat_after", deserialize_with = "repeat_after")]
+    pub repeat_after: Duration,
+    /// No use for this long: a retirement candidate.
+    #[serde(default = "default_unused_after", deserialize_with = "unused_after")]
+    pub unused_after: Duration,
+    /// Executables whose reads are never a non-owner's (daemons that read credentials on
+    /// others' behalf).
+    #[serde(default = "default_exempt_exe")]
+    pub exempt_exe: Vec<String>,
+}
+
+impl Default for FindingsConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            repeat_after: default_repeat_after(),
+            unused_after: default_unused_after(),
+            exempt_exe: default_exempt_exe(),
+        }
+    }
+}
+
+fn default_repeat_after() -> Duration {
+    Duration::from_secs(7 * 86_400)
+}
+fn default_unused_after() -> Duration {
+    Duration::from_secs(30 * 86_400)
+}
+fn default_exempt_exe() -> Vec<String> {
+    [
+        "/usr/sbin/sshd",
+        "/usr/bin/kubelet",
+        "/usr/local/bin/kubelet",
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
+/// Inventory export to the sinks.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExportConfig {
+    /// Every this long (the first export after at most 5 minutes); `0s`: never.
+    #[serde(
+        default = "default_export_interval",
+        deserialize_with = "export_interval"
+    )]
+    pub interval: Duration,
+}
+
+impl Default for ExportConfig {
+    fn default() -> Self {
+        Self {
+            interval: default_export_interval(),
+        }
+    }
+}
+
+fn default_export_interval() -> Duration {
+    Duration::from_secs(86_400)
 }
 
 /// Run options that can live in the config file; a flag given on the command line wins.
@@ -455,6 +679,47 @@ fn facility<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
     Ok(s)
 }
 
+fn ledger_flush<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    duration_in(d, LEDGER_FLUSH_RANGE)
+}
+
+fn reach_window<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    duration_in(d, REACH_WINDOW_RANGE)
+}
+
+fn retention_age<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    duration_in(d, RETENTION_RANGE)
+}
+
+fn rotation<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    duration_in(d, ROTATION_RANGE)
+}
+
+fn repeat_after<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    duration_in(d, REPEAT_AFTER_RANGE)
+}
+
+fn unused_after<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    duration_in(d, UNUSED_AFTER_RANGE)
+}
+
+fn export_interval<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    duration_in(d, EXPORT_INTERVAL_RANGE)
+}
+
+/// Per-category rotation policies: each value in [`ROTATION_RANGE`].
+fn duration_map<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, Duration>, D::Error> {
+    let (min, max) = ROTATION_RANGE;
+    let m = BTreeMap::<String, String>::deserialize(d)?;
+    m.into_iter()
+        .map(|(k, v)| {
+            value::duration_in(&v, min, max)
+                .map(|d| (k.clone(), d))
+                .map_err(|e| serde::de::Error::custom(format!("{k}: {e}")))
+        })
+        .collect()
+}
+
 /// A listen address: a bare port (YAML integer) or a string, checked here so that a bad one
 /// is reported with its position.
 fn opt_listen_addr<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
@@ -650,6 +915,27 @@ impl AgentConfig {
                 SinkConfig::File(_) | SinkConfig::Stdout(_) => {}
             }
         }
+        // The ledger's durations are ranged where they are read; these are the counts.
+        let l = &self.ledger;
+        let at = |p: &[Key<'_>]| {
+            let mut full = vec![N("ledger")];
+            full.extend_from_slice(p);
+            node_at(root, &full).pos.clone()
+        };
+        for (key, v) in [("batch_inputs", l.batch_inputs), ("queue", l.queue)] {
+            if v == 0 {
+                return Err(PosError::new(
+                    &at(&[N(key)]),
+                    format!("ledger.{key} must be > 0"),
+                ));
+            }
+        }
+        if l.retention.max_bytes < 1 << 20 {
+            return Err(PosError::new(
+                &at(&[N("retention"), N("max_bytes")]),
+                "ledger.retention.max_bytes must be at least 1 MiB",
+            ));
+        }
         Ok(())
     }
 
@@ -788,6 +1074,13 @@ mod tests {
         assert!(c.sinks.len() >= 4, "the example shows every sink kind");
         let kinds: Vec<&str> = c.sinks.iter().map(|s| s.name()).collect();
         assert!(kinds.contains(&"stdout"), "{kinds:?}");
+        // The ledger section shows the defaults, and one category's policy.
+        let mut l = c.ledger.clone();
+        assert_eq!(
+            l.rotation.categories.remove("k8s_token"),
+            Some(Duration::from_secs(2 * 86_400))
+        );
+        assert_eq!(l, LedgerConfig::default());
     }
 
     #[test]
@@ -996,6 +1289,36 @@ mod tests {
                 "printed once: {e}"
             );
         }
+    }
+
+    #[test]
+    fn ledger_section() {
+        assert_eq!(parse("").unwrap().ledger, LedgerConfig::default());
+        let c = parse(
+            "ledger:\n  path: /x/ledger.db\n  flush_interval: 250ms\n  reach_window: 5s\n  retention: {max_age: 30d, max_bytes: 10000000}\n  rotation:\n    default: 60d\n    categories: {k8s_token: 2d, ssh_key: 365d}\n  findings: {repeat_after: 1h, unused_after: 7d, exempt_exe: []}\n  export: {interval: 1h}\n",
+        )
+        .unwrap();
+        let l = c.ledger;
+        assert!(l.enabled);
+        assert_eq!(l.flush_interval, Duration::from_millis(250));
+        assert_eq!(
+            l.rotation.categories["k8s_token"],
+            Duration::from_secs(2 * 86_400)
+        );
+        assert_eq!(l.retention.max_bytes, 10_000_000);
+        assert!(l.findings.exempt_exe.is_empty());
+        assert_eq!(l.export.interval, Duration::from_secs(3600));
+        let s = parse("ledger:\n  rotation:\n    categories: {ssh_key: often}\n")
+            .unwrap_err()
+            .to_string();
+        assert!(s.starts_with("agent.yaml:"), "{s}");
+        assert!(s.contains("ssh_key"), "{s}");
+        let s = parse("ledger:\n  retention: {max_bytes: 10}\n")
+            .unwrap_err()
+            .to_string();
+        assert!(s.contains("max_bytes must be at least 1 MiB"), "{s}");
+        let s = parse("ledger:\n  colour: red\n").unwrap_err().to_string();
+        assert!(s.starts_with("agent.yaml:2:3: "), "{s}");
     }
 
     #[test]

@@ -12,6 +12,7 @@ pub mod engine;
 pub mod enrich;
 pub mod event;
 pub mod input;
+pub mod ledger;
 pub mod metrics;
 pub mod privs;
 pub mod sinks;

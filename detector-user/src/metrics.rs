@@ -7,6 +7,12 @@
 //!
 //! Latencies are kept in hdrhistograms (ns, 3 significant digits) since the agent started and
 //! exported as summaries (p50, p99, p999, in seconds).
+//!
+//! With the credential ledger, `GET /inventory` answers what `detector inventory` would, as a
+//! JSON array of credential records, from the running agent's ledger (filters as query
+//! parameters: `shared`, `unowned`, `non_owner`, `stale_copy`, `stale=DAYS`, `unused=DAYS`,
+//! `identity=GLOB`, `credential=GLOB`, `category=NAME`, `gone`), and
+//! `GET /inventory?show=PATH|ID` one credential's record.
 
 use std::{
     collections::BTreeMap,
@@ -28,6 +34,7 @@ use prometheus::{
 use serde::{Deserialize, Serialize};
 
 use crate::{
+    ledger::{query::Filter, LedgerQuery, LedgerStats},
     sinks::SinkStats,
     sources::{loader::ProgramStatus, ringfill::RingFill},
 };
@@ -109,6 +116,7 @@ struct State {
     programs: Vec<ProgramHealth>,
     ring: Option<Arc<RingFill>>,
     ring_pending_max: u64,
+    ledger: Option<(LedgerQuery, Arc<LedgerStats>)>,
 }
 
 /// One program in `/health`.
@@ -229,6 +237,7 @@ impl Metrics {
                 programs: Vec::new(),
                 ring: None,
                 ring_pending_max: 0,
+                ledger: None,
             })),
         }
     }
@@ -264,6 +273,11 @@ impl Metrics {
     /// The ring buffer's positions (read at each scrape).
     pub fn set_ring(&self, ring: Arc<RingFill>) {
         lock(&self.state).ring = Some(ring);
+    }
+
+    /// The credential ledger: `/inventory` asks it, `/metrics` reads its counters.
+    pub fn set_ledger(&self, q: LedgerQuery, stats: Arc<LedgerStats>) {
+        lock(&self.state).ledger = Some((q, stats));
     }
 
     /// The sinks' counters (read at each scrape).
@@ -464,6 +478,54 @@ impl Metrics {
                 vec![gauge(&[], pending as f64 / cap.max(1) as f64)],
             ));
         }
+        if let Some((_, l)) = &st.ledger {
+            let c = |name: &str, help: &str, v: u64| {
+                family(
+                    name,
+                    help,
+                    MetricType::COUNTER,
+                    vec![counter(&[], v as f64)],
+                )
+            };
+            let g = |name: &str, help: &str, v: u64| {
+                family(name, help, MetricType::GAUGE, vec![gauge(&[], v as f64)])
+            };
+            v.push(c(
+                "detector_ledger_inputs_total",
+                "Credential uses, writes and contacts the ledger applied.",
+                l.inputs.load(Relaxed),
+            ));
+            v.push(c(
+                "detector_ledger_dropped_total",
+                "Ledger inputs dropped because its queue was full (announced in band).",
+                l.dropped.load(Relaxed),
+            ));
+            v.push(c(
+                "detector_ledger_batches_total",
+                "Batches the ledger committed to its database.",
+                l.batches.load(Relaxed),
+            ));
+            v.push(c(
+                "detector_ledger_rows_written_total",
+                "Rows the ledger wrote to its database.",
+                l.rows.load(Relaxed),
+            ));
+            v.push(g(
+                "detector_ledger_credentials",
+                "Credentials in the ledger.",
+                l.credentials.load(Relaxed),
+            ));
+            v.push(g(
+                "detector_ledger_database_bytes",
+                "Bytes the ledger's database uses (at its last housekeeping).",
+                l.db_bytes.load(Relaxed),
+            ));
+            v.push(g(
+                "detector_ledger_memory_only",
+                "1 while the ledger cannot write its database and keeps everything in memory.",
+                u64::from(l.memory_only.load(Relaxed)),
+            ));
+        }
         // The encoder rejects families without samples.
         v.retain(|f| !f.get_metric().is_empty());
         v
@@ -488,7 +550,14 @@ impl Metrics {
                 tokio::spawn(async move {
                     let svc = service_fn(move |req: Request<Incoming>| {
                         let me = me.clone();
-                        async move { Ok::<_, Infallible>(me.respond(req.uri().path())) }
+                        async move {
+                            let r = if req.uri().path() == "/inventory" {
+                                me.inventory(req.uri().query().unwrap_or("")).await
+                            } else {
+                                me.respond(req.uri().path())
+                            };
+                            Ok::<_, Infallible>(r)
+                        }
                     });
                     if let Err(e) = http1::Builder::new()
                         .serve_connection(TokioIo::new(stream), svc)
@@ -500,6 +569,55 @@ impl Metrics {
             }
         });
         Ok(())
+    }
+
+    /// `/inventory`: the ledger's records (filtered), or one (`show=`).
+    async fn inventory(&self, query: &str) -> Response<Full<Bytes>> {
+        let ledger = lock(&self.state).ledger.as_ref().map(|(q, _)| q.clone());
+        let Some(q) = ledger else {
+            return reply(
+                404,
+                "text/plain",
+                b"no credential ledger in this agent\n".to_vec(),
+            );
+        };
+        let mut f = Filter::default();
+        let mut show = None;
+        for (k, v) in form_urlencoded::parse(query.as_bytes()) {
+            let days = || v.parse::<u64>().ok();
+            match k.as_ref() {
+                "shared" => f.shared = true,
+                "unowned" => f.unowned = true,
+                "non_owner" => f.non_owner = true,
+                "stale_copy" => f.stale_copy = true,
+                "gone" => f.include_gone = true,
+                "stale" => f.stale_days = days(),
+                "unused" => f.unused_days = days(),
+                "identity" => f.identity = Some(crate::ledger::query::glob(&v)),
+                "credential" => f.credential = Some(crate::ledger::query::glob(&v)),
+                "category" => f.category = Some(v.into_owned()),
+                "show" => show = Some(v.into_owned()),
+                other => {
+                    return reply(
+                        400,
+                        "text/plain",
+                        format!("unknown parameter {other:?}\n").into_bytes(),
+                    )
+                }
+            }
+        }
+        let answer = tokio::time::timeout(Duration::from_secs(10), async {
+            match show {
+                Some(key) => q.show(key).await.map(|r| r.ok_or(())),
+                None => q.list(f).await.map(Ok),
+            }
+        })
+        .await;
+        match answer {
+            Ok(Some(Ok(body))) => reply(200, "application/json", body),
+            Ok(Some(Err(()))) => reply(404, "text/plain", b"no such credential\n".to_vec()),
+            _ => reply(503, "text/plain", b"the ledger did not answer\n".to_vec()),
+        }
     }
 
     fn respond(&self, path: &str) -> Response<Full<Bytes>> {
@@ -514,16 +632,20 @@ impl Metrics {
             _ => (
                 404,
                 "text/plain",
-                b"not found: try /metrics or /health\n".to_vec(),
+                b"not found: try /metrics, /health or /inventory\n".to_vec(),
             ),
         };
-        let mut r = Response::new(Full::new(Bytes::from(body)));
-        *r.status_mut() = hyper::StatusCode::from_u16(status).unwrap_or_default();
-        if let Ok(v) = hyper::header::HeaderValue::from_str(ctype) {
-            r.headers_mut().insert(hyper::header::CONTENT_TYPE, v);
-        }
-        r
+        reply(status, ctype, body)
     }
+}
+
+fn reply(status: u16, ctype: &str, body: Vec<u8>) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::from(body)));
+    *r.status_mut() = hyper::StatusCode::from_u16(status).unwrap_or_default();
+    if let Ok(v) = hyper::header::HeaderValue::from_str(ctype) {
+        r.headers_mut().insert(hyper::header::CONTENT_TYPE, v);
+    }
+    r
 }
 
 /// Binds the endpoint's socket (before capabilities are dropped).

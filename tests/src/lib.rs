@@ -275,3 +275,76 @@ pub fn ino(p: &Path) -> u64 {
 
 /// Standard wait for one event.
 pub const WAIT: Duration = Duration::from_secs(5);
+
+/// A credential's inventory record built through the ledger's public API: alice's key, read
+/// by her ssh and by bob's cat, both then connecting to 10.0.0.7:22; `gone` marks it deleted.
+pub fn sample_inventory(gone: bool) -> detector::ledger::query::InventoryRecord {
+    use detector::ledger::{input, model::Model, model::WatchedCredential, policy::Policy, query};
+    let pol = Policy::new(
+        &detector::config::LedgerConfig::default(),
+        std::sync::Arc::new(detector::enrich::identity::IdentityConfig::default()),
+    );
+    let mut m = Model::new();
+    let mut out = Vec::new();
+    let t0 = 1_780_000_000_000_000_000u64;
+    for (i, (who, exe, user, uid)) in [
+        ("exe:/usr/bin/ssh@alice", "/usr/bin/ssh", "alice", 1000),
+        ("exe:/usr/bin/cat@bob", "/usr/bin/cat", "bob", 1001),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let actor = input::Actor {
+            identity: who.into(),
+            tgid: 100 + i as u32,
+            start: 1,
+            tree: 90,
+            exe: exe.into(),
+            parent_exe: Some("/usr/bin/bash".into()),
+            user: Some(user.into()),
+            uid,
+            pod_uid: None,
+        };
+        m.apply_use(
+            &input::Access {
+                ts: t0 + i as u64,
+                path: "/home/alice/.ssh/id_ed25519".into(),
+                name: None,
+                category: "ssh_key".into(),
+                dev: 2049,
+                ino: 77,
+                mtime: Some(t0 - 86_400_000_000_000),
+                fingerprint: Some("hmac-sha256:00112233445566778899aabbccddeeff".into()),
+                actor: actor.clone(),
+            },
+            &pol,
+            &mut out,
+        );
+        m.apply_contact(
+            &input::Contact {
+                ts: t0 + 5,
+                identity: actor.identity.clone(),
+                tgid: actor.tgid,
+                start: actor.start,
+                tree: actor.tree,
+                addr: "10.0.0.7".into(),
+                port: 22,
+                name: None,
+            },
+            &pol,
+        );
+    }
+    if gone {
+        m.apply_watched(&[] as &[WatchedCredential], t0 + 6, &pol);
+    }
+    let summary = pol.summary();
+    let recs = query::Records::new(&m, &summary, t0 + 10);
+    let rec = recs
+        .list(&query::Filter {
+            include_gone: true,
+            ..Default::default()
+        })
+        .pop()
+        .expect("a record");
+    query::InventoryRecord::new(rec, "web-1", t0 + 10)
+}

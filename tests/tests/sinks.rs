@@ -226,6 +226,13 @@ fn ocsf_output_validates_against_the_ocsf_schema() {
         &format::overflow_alert("siem", 3, "queue full, dropped oldest", "web-1", 1),
         Format::Ocsf,
     ));
+    // Credential inventory records (Live Evidence Info, 5040): present and gone.
+    for gone in [false, true] {
+        docs.push(format::encode_inventory(
+            &tests::sample_inventory(gone),
+            Format::Ocsf,
+        ));
+    }
     let mut child = Command::new("python3")
         .arg(&script)
         .stdin(Stdio::piped())

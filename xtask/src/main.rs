@@ -14,6 +14,7 @@ use clap::{Parser, Subcommand};
 
 mod bench_hostile;
 mod bench_latency;
+mod bench_ledger;
 mod bench_overhead;
 mod fuzz;
 mod kernels;
@@ -57,7 +58,8 @@ enum Cmd {
     },
     /// Benchmarks (`kernel`: hook overhead, attached vs detached, interleaved; `latency`:
     /// syscall → alert line; `flood`: port sweep and open storm; `hostile`: the hostile-input
-    /// reproducers, time and peak RSS, `--base DETECTOR` beside another build).
+    /// reproducers, time and peak RSS, `--base DETECTOR` beside another build; `ledger`: the
+    /// credential ledger at scale and the latency with and without it).
     Bench {
         /// Which benchmark.
         which: String,
@@ -498,8 +500,9 @@ fn bench(which: &str, args: &[String]) -> Result<()> {
         "overhead" => bench_overhead::run(args),
         "latency" | "flood" => bench_latency::run(which, &root, args),
         "hostile" => bench_hostile::run(&root, args),
+        "ledger" => bench_ledger::run(&root, args),
         other => {
-            bail!("unknown benchmark `{other}` (kernel, engine, overhead, latency, flood, hostile)")
+            bail!("unknown benchmark `{other}` (kernel, engine, overhead, latency, flood, hostile, ledger)")
         }
     }
 }

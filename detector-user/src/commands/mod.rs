@@ -6,6 +6,7 @@ use crate::cli::{Cli, Command};
 
 pub mod capture_opts;
 pub mod detect_opts;
+pub mod inventory;
 pub mod learn;
 pub mod probe;
 pub mod record;
@@ -24,5 +25,6 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Learn(args) => learn::run(args),
         Command::Status(args) => status::run(args),
         Command::Probe(args) => probe::run(args),
+        Command::Inventory(args) => inventory::run(args),
     }
 }

@@ -13,6 +13,11 @@
 //! what it holds to its successor, see [`SinkSet::reconfigure`]) and watch-list changes reach
 //! the kernel map at once. State dir and metrics address are fixed at start; a reload that
 //! changes them says they need a restart.
+//!
+//! The credential ledger (docs/ledger.md) runs on its own thread: after each batch's alerts
+//! are handed to the sinks, the batch's inputs are set aside for it and handed over every
+//! 100 ms, never making the loop wait; its findings and inventory records come back here for
+//! the sinks.
 
 use std::{
     io::Write as _,
@@ -32,6 +37,7 @@ use crate::{
     engine::IdMode,
     enrich::fingerprint::{load_or_create_key, Fingerprinter},
     event::{Event, Kind},
+    ledger::{writer::Out, Ledger},
     metrics::Metrics,
     sinks::{format::reload_alert, SinkSet, DEFAULT_SHUTDOWN_TIMEOUT},
     sources::kernel::boottime_ns,
@@ -43,7 +49,8 @@ pub struct RunArgs {
     /// Also stream every enriched event (NDJSON) on stdout, interleaved with alerts.
     #[arg(long)]
     pub events: bool,
-    /// Where the agent keeps its state (the fingerprint key, 0600) [default: the config's
+    /// Where the agent keeps its state (the fingerprint key and the credential ledger, 0600)
+    /// [default: the config's
     /// `run.state_dir`, else /var/lib/detector].
     #[arg(long)]
     pub state_dir: Option<PathBuf>,
@@ -55,6 +62,9 @@ pub struct RunArgs {
     /// no endpoint].
     #[arg(long, value_name = "ADDR")]
     pub metrics_addr: Option<String>,
+    /// Keep no credential ledger (the config's `ledger.enabled: false` does the same).
+    #[arg(long)]
+    pub no_ledger: bool,
     /// Detection flags.
     #[command(flatten)]
     pub detect: DetectArgs,
@@ -179,6 +189,9 @@ async fn reload(
     if cfg.run.metrics_addr != live.running.run.metrics_addr {
         fixed.push("metrics_addr");
     }
+    if cfg.ledger != live.running.ledger {
+        fixed.push("ledger");
+    }
     if !fixed.is_empty() {
         summary.push_str(&format!("; changed {} need a restart", fixed.join(", ")));
     }
@@ -196,6 +209,28 @@ async fn hangup(sig: &mut Option<tokio::signal::unix::Signal>) {
             s.recv().await;
         }
         None => std::future::pending::<()>().await,
+    }
+}
+
+/// The ledger's next output; never, without a ledger.
+async fn ledger_out(l: &mut Option<Ledger>) -> Option<Out> {
+    match l {
+        Some(l) => l.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Hands a ledger output to the sinks.
+fn deliver(o: Out, sinks: &SinkSet, metrics: &Option<Metrics>) {
+    match o {
+        Out::Alert(a) => {
+            if let Some(m) = metrics {
+                // Not a syscall→alert figure: the ledger's alerts travel through its thread.
+                m.batch().alert(&a.rule.id, None);
+            }
+            sinks.send(*a);
+        }
+        Out::Inventory(r) => sinks.send_inventory(*r),
     }
 }
 
@@ -293,6 +328,24 @@ pub fn run(mut args: RunArgs) -> anyhow::Result<ExitCode> {
         if let Some(m) = &metrics {
             m.set_sinks(sinks.stats());
         }
+        // After the capabilities are dropped, like the sinks' threads.
+        let mut ledger = if cfg.ledger.enabled && !args.no_ledger {
+            let path = cfg
+                .ledger
+                .path
+                .clone()
+                .unwrap_or_else(|| crate::ledger::default_path(&state_dir));
+            let l = Ledger::start(&cfg.ledger, path, &host, det.resolver.shared_config())?;
+            if let Some(m) = &metrics {
+                m.set_ledger(l.query(), l.stats());
+            }
+            Some(l)
+        } else {
+            tracing::info!("no credential ledger");
+            None
+        };
+        let mut ticker = tokio::time::interval(Duration::from_secs(1));
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tracing::info!(
             attached = cap.source.status.iter().filter(|s| s.attached).count(),
             watched = cap.source.watch_list().len(),
@@ -326,6 +379,9 @@ pub fn run(mut args: RunArgs) -> anyhow::Result<ExitCode> {
                     if let Some(m) = &metrics {
                         m.set_sinks(sinks.stats());
                     }
+                    if let (true, Some(l)) = (ok, &ledger) {
+                        l.set_identities(det.resolver.shared_config());
+                    }
                     if ok {
                         tracing::info!("reloaded: {summary}");
                     } else {
@@ -339,6 +395,21 @@ pub fn run(mut args: RunArgs) -> anyhow::Result<ExitCode> {
                             b.alert(&a.rule.id, None);
                         }
                         sinks.send(a);
+                    }
+                    continue;
+                }
+                o = ledger_out(&mut ledger) => {
+                    if let Some(o) = o {
+                        deliver(o, &sinks, &metrics);
+                    }
+                    continue;
+                }
+                _ = ticker.tick() => {
+                    if let Some(l) = ledger.as_mut() {
+                        let now = cap.enricher.wall(boottime_ns());
+                        if let Some(a) = l.tick(now, cap.source.watch_list(), &host) {
+                            deliver(Out::Alert(Box::new(a)), &sinks, &metrics);
+                        }
                     }
                     continue;
                 }
@@ -393,12 +464,22 @@ pub fn run(mut args: RunArgs) -> anyhow::Result<ExitCode> {
             for a in alerts.drain(..) {
                 sinks.send(a);
             }
+            // The alerts are on their way: only now the ledger's share of the batch.
+            if let Some(l) = ledger.as_mut() {
+                l.observe_batch(&events);
+            }
         }
         // Graceful stop: no more intake; the last windows' alerts, then the sinks deliver
         // what they hold (spools keep the rest for the next run).
         det.engine.finish(&mut alerts);
         for a in alerts.drain(..) {
             sinks.send(a);
+        }
+        // The ledger commits what it holds; what it still had for the sinks goes out.
+        if let Some(l) = ledger.take() {
+            for o in l.stop() {
+                deliver(o, &sinks, &metrics);
+            }
         }
         sinks.shutdown(shutdown_timeout).await;
         tracing::info!(

@@ -169,37 +169,13 @@ pub fn tree_root(p: &Process) -> u32 {
     }
 }
 
-/// The user whose home a path is in (`/home/alice/.ssh/id_rsa` → alice, `/root/…` → root).
-pub fn home_user(path: &str) -> Option<&str> {
-    if path.starts_with("/root/") {
-        return Some("root");
-    }
-    let rest = path.strip_prefix("/home/")?;
-    let (user, tail) = rest.split_once('/')?;
-    (!user.is_empty() && !tail.is_empty()).then_some(user)
-}
+pub use crate::enrich::identity::home_user;
 
-/// Derived ownership of a credential when no identity declares it: home-directory files belong
-/// to that user; a pod's service-account token belongs to processes of that pod.
-fn derived_owned(ev: &Event, p: &Process, watched: &str, category: &str) -> Option<bool> {
-    if let Some(u) = home_user(watched) {
-        return Some(match &p.user {
-            Some(name) => name == u,
-            None => u == "root" && p.uid == 0,
-        });
-    }
-    if category == "k8s_token" {
-        if let Some(rest) = watched.strip_prefix("/var/lib/kubelet/pods/") {
-            let pod = rest.split('/').next().unwrap_or_default();
-            return Some(p.workload.pod_uid.as_deref() == Some(pod));
-        }
-        if watched.starts_with("/var/run/secrets/") || watched.starts_with("/run/secrets/") {
-            // The in-pod path: only processes of a pod see their own token there.
-            return Some(p.workload.pod_uid.is_some());
-        }
-    }
-    let _ = ev;
-    None
+/// Derived ownership of a credential when no identity declares it (see
+/// [`crate::enrich::identity::derived_owner`]).
+fn derived_owned(p: &Process, watched: &str, category: &str) -> Option<bool> {
+    crate::enrich::identity::derived_owner(watched, category)
+        .map(|o| o.owns(p.user.as_deref(), p.uid, p.workload.pod_uid.as_deref()))
 }
 
 /// An event as conditions see it: with its destination address parsed once (CIDR tests,
@@ -351,7 +327,7 @@ fn get_ip<'a>(
             let id = p.identity.as_deref().unwrap_or_default();
             pol.identities
                 .owns(id, &fl.watched)
-                .or_else(|| derived_owned(ev, p, &fl.watched, &fl.category))
+                .or_else(|| derived_owned(p, &fl.watched, &fl.category))
                 .map(Val::Bool)
         }
         LossCpu => ev.loss.as_ref().and_then(|x| i(x.cpu.into())),

@@ -15,7 +15,17 @@
 //!     fan_out_budget: 50
 //! services:
 //!   payments-db: [10.1.2.3:5432]
+//! credentials:                    # owners of credentials (the credential ledger's inventory)
+//!   - path: /etc/payments/*.key   # glob over watched paths
+//!     owner: spiffe://prod/payments   # identity name(s), declared or derived
+//!     contact: payments-oncall@example.com   # who answers for it (free text)
+//!     rotate_every: 30d           # overrides the ledger's per-category rotation policy
 //! ```
+//!
+//! A credential is owned by every identity whose `credentials:` globs match it and by the
+//! `owner`s of every `credentials:` entry that matches it; without any, ownership is derived
+//! from the path ([`derived_owner`]): a home-directory file belongs to that user, a kubelet pod
+//! directory's token to that pod.
 //!
 //! The first identity (in file order) whose selector matches wins. Without a match the
 //! identity is derived: `unit:<unit>`, `pod:<namespace>/<pod>/<container>`, `container:<id12>`,
@@ -24,8 +34,9 @@
 
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
+use std::time::Duration;
 
-use globset::{Glob, GlobMatcher};
+use globset::{Glob, GlobMatcher, GlobSet, GlobSetBuilder};
 use ipnet::IpNet;
 
 use crate::engine::yaml::{self, Node, PosError};
@@ -130,12 +141,47 @@ pub struct Identity {
     pub fan_out_budget: Option<u32>,
 }
 
+/// One entry of the `credentials:` section: who owns the credentials a glob matches, who
+/// answers for them, and how often they must be rotated.
+#[derive(Clone, Debug)]
+pub struct CredentialDecl {
+    /// The glob as written.
+    pub path: String,
+    matcher: GlobMatcher,
+    /// Owning identities (names, declared or derived).
+    pub owners: Vec<String>,
+    /// Who answers for the credential (free text: a team, an address).
+    pub contact: Option<String>,
+    /// Rotation policy for these credentials (overrides the per-category one).
+    pub rotate_every: Option<Duration>,
+}
+
+/// Where a credential glob comes from.
+#[derive(Clone, Copy, Debug)]
+enum GlobOwner {
+    /// `identities[i].credentials`.
+    Identity(usize),
+    /// `credentials[i]`.
+    Decl(usize),
+}
+
+/// Every credential glob of the file in one set, matched at once: the ledger asks who owns a
+/// credential on every use, and a file can declare thousands.
+#[derive(Debug)]
+struct CredentialIndex {
+    set: GlobSet,
+    /// Per glob of `set`, in file order (identities first, then the `credentials:` section).
+    owners: Vec<GlobOwner>,
+}
+
 /// The parsed `identities.yaml`.
 #[derive(Debug, Default)]
 pub struct IdentityConfig {
     identities: Vec<Identity>,
     by_name: HashMap<String, usize>,
     services: Vec<(String, Vec<AddrPattern>)>,
+    credentials: Vec<CredentialDecl>,
+    index: Option<CredentialIndex>,
 }
 
 fn glob(n: &Node) -> Result<GlobMatcher, PosError> {
@@ -190,10 +236,17 @@ impl IdentityConfig {
         if root.value == yaml::Value::Null {
             return Ok(cfg);
         }
-        let f = root.fields(&["identities", "services"])?;
+        let f = root.fields(&["identities", "services", "credentials"])?;
         if let Some(s) = f.get("services") {
             for (name, _, v) in s.as_map()? {
                 cfg.services.push((name.to_string(), addrs(v)?));
+            }
+        }
+        if let Some(c) = f.get("credentials") {
+            if c.value != yaml::Value::Null {
+                for item in c.as_seq()? {
+                    cfg.credentials.push(credential_decl(item)?);
+                }
             }
         }
         // Peers may name identities declared later: resolve names in a second pass.
@@ -303,7 +356,57 @@ impl IdentityConfig {
             }
             cfg.identities[idx].peers = out;
         }
+        cfg.index = cfg.credential_index();
         Ok(cfg)
+    }
+
+    fn credential_index(&self) -> Option<CredentialIndex> {
+        let mut b = GlobSetBuilder::new();
+        let mut owners = Vec::new();
+        for (i, id) in self.identities.iter().enumerate() {
+            for g in &id.credentials {
+                b.add(g.glob().clone());
+                owners.push(GlobOwner::Identity(i));
+            }
+        }
+        for (i, d) in self.credentials.iter().enumerate() {
+            b.add(d.matcher.glob().clone());
+            owners.push(GlobOwner::Decl(i));
+        }
+        match b.build() {
+            Ok(set) => Some(CredentialIndex { set, owners }),
+            // Each glob compiled alone already; a set that does not is matched one by one.
+            Err(e) => {
+                tracing::warn!("credential globs: {e}; matching them one by one");
+                None
+            }
+        }
+    }
+
+    /// Who a credential glob matching `watched` belongs to, in file order.
+    fn glob_owners(&self, watched: &str) -> Vec<GlobOwner> {
+        match &self.index {
+            Some(ix) => ix
+                .set
+                .matches(watched)
+                .into_iter()
+                .filter_map(|i| ix.owners.get(i).copied())
+                .collect(),
+            None => {
+                let mut v = Vec::new();
+                for (i, id) in self.identities.iter().enumerate() {
+                    if id.credentials.iter().any(|g| g.is_match(watched)) {
+                        v.push(GlobOwner::Identity(i));
+                    }
+                }
+                for (i, d) in self.credentials.iter().enumerate() {
+                    if d.matcher.is_match(watched) {
+                        v.push(GlobOwner::Decl(i));
+                    }
+                }
+                v
+            }
+        }
     }
 
     /// The identity named `name`, if configured.
@@ -325,18 +428,54 @@ impl IdentityConfig {
     }
 
     /// Whether `identity` owns the credential `watched`: `None` when no identity declares it
-    /// (ownership unknown), else whether `identity` is among the declaring ones.
+    /// (ownership unknown), else whether `identity` is among the declaring ones (identities'
+    /// `credentials:` globs and the owners of matching `credentials:` entries).
     pub fn owns(&self, identity: &str, watched: &str) -> Option<bool> {
         let mut declared = false;
-        for id in &self.identities {
-            if id.credentials.iter().any(|g| g.is_match(watched)) {
-                if id.name == identity {
-                    return Some(true);
+        for o in self.glob_owners(watched) {
+            match o {
+                GlobOwner::Identity(i) => {
+                    if self.identities[i].name == identity {
+                        return Some(true);
+                    }
+                    declared = true;
                 }
-                declared = true;
+                GlobOwner::Decl(i) => {
+                    let d = &self.credentials[i];
+                    if d.owners.iter().any(|o| o == identity) {
+                        return Some(true);
+                    }
+                    declared |= !d.owners.is_empty();
+                }
             }
         }
         declared.then_some(false)
+    }
+
+    /// The identities declared to own `watched`, in file order (identities first, then
+    /// `credentials:` entries), without repeats; empty when none is declared.
+    pub fn declared_owners(&self, watched: &str) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        for o in self.glob_owners(watched) {
+            let names: &[String] = match o {
+                GlobOwner::Identity(i) => std::slice::from_ref(&self.identities[i].name),
+                GlobOwner::Decl(i) => &self.credentials[i].owners,
+            };
+            for n in names {
+                if !out.contains(n) {
+                    out.push(n.clone());
+                }
+            }
+        }
+        out
+    }
+
+    /// The first `credentials:` entry matching `watched` (contact, rotation policy).
+    pub fn credential_decl(&self, watched: &str) -> Option<&CredentialDecl> {
+        self.glob_owners(watched).into_iter().find_map(|o| match o {
+            GlobOwner::Decl(i) => self.credentials.get(i),
+            GlobOwner::Identity(_) => None,
+        })
     }
 
     /// Whether `identity` declares `addr:port` as a peer: `None` when the identity is not
@@ -350,21 +489,129 @@ impl IdentityConfig {
     }
 }
 
+fn credential_decl(item: &Node) -> Result<CredentialDecl, PosError> {
+    let g = item.fields(&["path", "owner", "contact", "rotate_every"])?;
+    let path_node = g.req("path")?;
+    let owners = match g.get("owner") {
+        Some(n) => n
+            .as_seq_or_one()
+            .into_iter()
+            .map(|o| o.as_scalar_string())
+            .collect::<Result<Vec<_>, _>>()?,
+        None => Vec::new(),
+    };
+    let rotate_every = match g.get("rotate_every") {
+        Some(n) => {
+            let s = n.as_scalar_string()?;
+            let d = humantime::parse_duration(&s)
+                .map_err(|e| PosError::new(&n.pos, format!("bad duration `{s}`: {e}")))?;
+            if d.is_zero() {
+                return Err(PosError::new(&n.pos, "rotate_every must be > 0"));
+            }
+            Some(d)
+        }
+        None => None,
+    };
+    if owners.is_empty() && g.get("contact").is_none() && rotate_every.is_none() {
+        return Err(PosError::new(
+            &item.pos,
+            "a credentials entry needs `owner`, `contact` or `rotate_every`",
+        ));
+    }
+    Ok(CredentialDecl {
+        path: path_node.as_str()?.to_string(),
+        matcher: glob(path_node)?,
+        owners,
+        contact: g.get("contact").map(|n| n.as_scalar_string()).transpose()?,
+        rotate_every,
+    })
+}
+
+/// The user whose home a path is in (`/home/alice/.ssh/id_rsa` → alice, `/root/…` → root).
+pub fn home_user(path: &str) -> Option<&str> {
+    if path.starts_with("/root/") {
+        return Some("root");
+    }
+    let rest = path.strip_prefix("/home/")?;
+    let (user, tail) = rest.split_once('/')?;
+    (!user.is_empty() && !tail.is_empty()).then_some(user)
+}
+
+/// The owner of a credential no identity declares, from its path.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DerivedOwner<'a> {
+    /// A file in this user's home directory.
+    User(&'a str),
+    /// A service-account token in the kubelet's directory of the pod with this uid.
+    Pod(&'a str),
+    /// A service-account token at the in-pod path: each pod sees its own there.
+    MountingPod,
+}
+
+impl DerivedOwner<'_> {
+    /// Whether a process (its user name, uid and pod uid) is the owner.
+    pub fn owns(&self, user: Option<&str>, uid: u32, pod_uid: Option<&str>) -> bool {
+        match *self {
+            DerivedOwner::User(u) => match user {
+                Some(name) => name == u,
+                None => u == "root" && uid == 0,
+            },
+            DerivedOwner::Pod(p) => pod_uid == Some(p),
+            DerivedOwner::MountingPod => pod_uid.is_some(),
+        }
+    }
+
+    /// As the ledger names it: `user:alice`, `pod:<uid>`, `pod:(mounting pod)`.
+    pub fn principal(&self) -> String {
+        match self {
+            DerivedOwner::User(u) => format!("user:{u}"),
+            DerivedOwner::Pod(p) => format!("pod:{p}"),
+            DerivedOwner::MountingPod => "pod:(mounting pod)".to_string(),
+        }
+    }
+}
+
+/// Derived ownership of a credential when no identity declares it: home-directory files belong
+/// to that user; a pod's service-account token belongs to processes of that pod.
+pub fn derived_owner<'a>(watched: &'a str, category: &str) -> Option<DerivedOwner<'a>> {
+    if let Some(u) = home_user(watched) {
+        return Some(DerivedOwner::User(u));
+    }
+    if category == "k8s_token" {
+        if let Some(rest) = watched.strip_prefix("/var/lib/kubelet/pods/") {
+            return Some(DerivedOwner::Pod(
+                rest.split('/').next().unwrap_or_default(),
+            ));
+        }
+        if watched.starts_with("/var/run/secrets/") || watched.starts_with("/run/secrets/") {
+            return Some(DerivedOwner::MountingPod);
+        }
+    }
+    None
+}
+
 /// Assigns identity names to processes.
 #[derive(Debug, Default)]
 pub struct IdentityResolver {
-    config: IdentityConfig,
+    config: std::sync::Arc<IdentityConfig>,
 }
 
 impl IdentityResolver {
     /// A resolver over `config` (use `IdentityConfig::default()` for derived identities only).
     pub fn new(config: IdentityConfig) -> Self {
-        IdentityResolver { config }
+        IdentityResolver {
+            config: std::sync::Arc::new(config),
+        }
     }
 
     /// The configuration.
     pub fn config(&self) -> &IdentityConfig {
         &self.config
+    }
+
+    /// The configuration, shared (the credential ledger's writer holds it).
+    pub fn shared_config(&self) -> std::sync::Arc<IdentityConfig> {
+        self.config.clone()
     }
 
     /// The identity of `p`: the first configured identity whose selector matches, else derived.
@@ -660,6 +907,80 @@ mod tests {
         assert_eq!(c.peer_declared("nobody", db, 5432), None);
         assert_eq!(c.service_name(db, 5432), Some("db"));
         assert_eq!(c.get("spiffe://prod/pay").unwrap().fan_out_budget, Some(5));
+    }
+
+    #[test]
+    fn credential_owners_contacts_and_rotation() {
+        let cfg = format!(
+            "{CFG}credentials:\n  - path: /etc/pay/*.key\n    owner: [batch]\n    contact: pay-oncall@example.com\n    rotate_every: 30d\n  - path: /srv/shared/token\n    owner: web\n  - path: /etc/ssl/private/*\n    contact: pki team\n"
+        );
+        let c = IdentityConfig::parse("i.yaml", &cfg).unwrap();
+        // Declared by an identity and by a credentials entry: both own it.
+        assert_eq!(c.owns("spiffe://prod/pay", "/etc/pay/a.key"), Some(true));
+        assert_eq!(c.owns("batch", "/etc/pay/a.key"), Some(true));
+        assert_eq!(c.owns("web", "/etc/pay/a.key"), Some(false));
+        assert_eq!(
+            c.declared_owners("/etc/pay/a.key"),
+            vec!["spiffe://prod/pay".to_string(), "batch".to_string()]
+        );
+        assert_eq!(c.owns("web", "/srv/shared/token"), Some(true));
+        assert_eq!(c.owns("exe:/x@root", "/srv/shared/token"), Some(false));
+        // A contact alone declares no owner.
+        assert_eq!(c.owns("web", "/etc/ssl/private/site.key"), None);
+        let d = c.credential_decl("/etc/pay/b.key").unwrap();
+        assert_eq!(d.contact.as_deref(), Some("pay-oncall@example.com"));
+        assert_eq!(d.rotate_every, Some(Duration::from_secs(30 * 86_400)));
+        assert_eq!(
+            c.credential_decl("/etc/ssl/private/x")
+                .unwrap()
+                .contact
+                .as_deref(),
+            Some("pki team")
+        );
+        for (bad, line, want) in [
+            (
+                "credentials:\n  - path: /x\n    rotate_every: soon\n",
+                3,
+                "bad duration",
+            ),
+            ("credentials:\n  - path: /x\n", 2, "needs `owner`"),
+            (
+                "credentials:\n  - path: /x\n    owner: a\n    colour: red\n",
+                4,
+                "unknown field",
+            ),
+            ("credentials:\n  - owner: a\n", 2, "path"),
+        ] {
+            let e = IdentityConfig::parse("i.yaml", bad).unwrap_err();
+            assert_eq!(e.pos.line, line, "{bad}: {e}");
+            assert!(e.msg.contains(want), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn derived_owners() {
+        let o = derived_owner("/home/alice/.ssh/id_rsa", "ssh_key").unwrap();
+        assert_eq!(o.principal(), "user:alice");
+        assert!(o.owns(Some("alice"), 1000, None));
+        assert!(!o.owns(Some("bob"), 1001, None));
+        let r = derived_owner("/root/.aws/credentials", "cloud").unwrap();
+        assert!(r.owns(None, 0, None));
+        assert!(!r.owns(None, 5, None));
+        let p = derived_owner(
+            "/var/lib/kubelet/pods/abc/volumes/kubernetes.io~projected/t/token",
+            "k8s_token",
+        )
+        .unwrap();
+        assert_eq!(p.principal(), "pod:abc");
+        assert!(p.owns(None, 0, Some("abc")));
+        assert!(!p.owns(None, 0, Some("def")));
+        let m = derived_owner(
+            "/run/secrets/kubernetes.io/serviceaccount/token",
+            "k8s_token",
+        );
+        assert_eq!(m, Some(DerivedOwner::MountingPod));
+        assert_eq!(derived_owner("/etc/shadow", "shadow"), None);
+        assert_eq!(derived_owner("/run/secrets/db/password", "secret"), None);
     }
 
     #[test]

@@ -1,6 +1,11 @@
 //! Alert encodings: native (the alert as is, docs/alert.schema.json) and OCSF 1.x Detection
 //! Finding (class 2004, docs in shared reference; validated by a third-party validator in the
-//! integration tests).
+//! integration tests). The credential ledger's inventory records: native (the record as is,
+//! docs/ledger.md) and OCSF 1.5 Live Evidence Info (class 5040, query type File): the
+//! Discovery class for "a file present on this host and what is known of it". File Query
+//! (5007) said exactly that but is deprecated since 1.5 in favour of 5040; Device, User and
+//! Software Inventory Info (5001, 5003, 5020) describe a device, a person's account or a
+//! package, not a credential file and the workloads that use it.
 
 use serde_json::{json, Map, Value};
 
@@ -11,6 +16,7 @@ use crate::{
         Alert,
     },
     event::Event,
+    ledger::query::InventoryRecord,
 };
 
 /// OCSF schema version the output follows.
@@ -215,6 +221,109 @@ pub fn ocsf(a: &Alert) -> Value {
     v
 }
 
+/// Encodes one inventory record as a single-line JSON document.
+pub fn encode_inventory(r: &InventoryRecord, format: Format) -> Vec<u8> {
+    match format {
+        Format::Native => serde_json::to_vec(r).unwrap_or_else(|_| b"{}".to_vec()),
+        Format::Ocsf => serde_json::to_vec(&inventory_ocsf(r)).unwrap_or_else(|_| b"{}".to_vec()),
+    }
+}
+
+/// The OCSF Live Evidence Info (5040, activity 1 Query, query type 2 File) for an inventory
+/// record: the credential as `query_evidence.file` (keyed fingerprint as a hash of algorithm
+/// 99 Other), the identities that used it as `query_evidence.users`, the rest (owner, uses,
+/// reach, rotations, findings) in `unmapped`.
+pub fn inventory_ocsf(r: &InventoryRecord) -> Value {
+    let c = &r.credential;
+    let mut file = match file_obj(&c.path) {
+        Value::Object(m) => m,
+        _ => Map::new(),
+    };
+    file.insert("uid".into(), json!(format!("{}:{}", c.dev, c.ino)));
+    if let Some(m) = c.mtime {
+        file.insert("modified_time".into(), json!(ms(m)));
+    }
+    if let Some(fp) = &c.fingerprint {
+        let (alg, value) = fp.split_once(':').unwrap_or(("keyed", fp));
+        file.insert(
+            "hashes".into(),
+            json!([{
+                "algorithm_id": 99,
+                "algorithm": format!("{} (keyed per host)", alg.to_ascii_uppercase()),
+                "value": value,
+            }]),
+        );
+    }
+    let users: Vec<Value> = c
+        .identities
+        .iter()
+        .map(|u| {
+            let mut user = Map::new();
+            user.insert("name".into(), json!(u.identity));
+            // 99 Other: a workload identity, not a person's account.
+            user.insert("type_id".into(), json!(99));
+            user.insert("type".into(), json!("Workload identity"));
+            user.insert("uid".into(), json!(u.last_process.uid.to_string()));
+            Value::Object(user)
+        })
+        .collect();
+    let mut evidence = Map::new();
+    evidence.insert("query_type_id".into(), json!(2));
+    evidence.insert("query_type".into(), json!("File"));
+    evidence.insert("file".into(), Value::Object(file));
+    if !users.is_empty() {
+        evidence.insert("users".into(), Value::Array(users));
+    }
+    let (result_id, result) = if c.present {
+        (1, "Exists")
+    } else {
+        (3, "Does not exist")
+    };
+    let mut unmapped = serde_json::to_value(c).unwrap_or_default();
+    if let Value::Object(m) = &mut unmapped {
+        // Carried by the OCSF attributes above.
+        for k in ["path", "dev", "ino", "mtime", "fingerprint", "present"] {
+            m.remove(k);
+        }
+    }
+    json!({
+        "activity_id": 1,
+        "activity_name": "Query",
+        "category_uid": 5,
+        "category_name": "Discovery",
+        "class_uid": 5040,
+        "class_name": "Live Evidence Info",
+        "type_uid": 504001,
+        "type_name": "Live Evidence Info: Query",
+        "time": ms(r.time),
+        "severity_id": 1,
+        "severity": "Informational",
+        "query_result_id": result_id,
+        "query_result": result,
+        "message": format!(
+            "credential {} ({}): {} identities, {} uses, owner {}",
+            c.path,
+            c.category,
+            c.identities.len(),
+            c.uses,
+            c.owner.as_deref().unwrap_or("unknown")
+        ),
+        "metadata": {
+            "uid": r.id,
+            "version": OCSF_VERSION,
+            "profiles": ["host"],
+            "product": {
+                "name": "detector",
+                "vendor_name": "detector",
+                "version": env!("CARGO_PKG_VERSION"),
+            },
+        },
+        "device": {"hostname": r.host, "type_id": 0, "type": "Unknown"},
+        "query_evidence": Value::Object(evidence),
+        "unmapped": unmapped,
+    })
+}
+
 /// The in-band alert announcing that sink `sink` dropped `dropped` alerts (`why`).
 pub fn overflow_alert(sink: &str, dropped: u64, why: &str, host: &str, now_ns: u64) -> Alert {
     let mut group = std::collections::BTreeMap::new();
@@ -376,6 +485,100 @@ pub(crate) mod tests {
         assert_eq!(ev[0]["process"]["pid"], 42);
         assert_eq!(ev[1]["dst_endpoint"]["ip"], "10.0.0.7");
         assert_eq!(ev[1]["dst_endpoint"]["port"], 22);
+    }
+
+    /// A credential's inventory record: alice's key, used by her ssh and by bob's cat.
+    pub fn sample_inventory() -> InventoryRecord {
+        use crate::ledger::{input, model::Model, policy::Policy, query};
+        let pol = Policy::new(
+            &crate::config::LedgerConfig::default(),
+            std::sync::Arc::new(crate::enrich::identity::IdentityConfig::default()),
+        );
+        let mut m = Model::new();
+        let mut out = Vec::new();
+        let t0 = 1_780_000_000_000_000_000u64;
+        for (i, (who, exe, user, uid)) in [
+            ("exe:/usr/bin/ssh@alice", "/usr/bin/ssh", "alice", 1000),
+            ("exe:/usr/bin/cat@bob", "/usr/bin/cat", "bob", 1001),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let actor = input::Actor {
+                identity: who.into(),
+                tgid: 100 + i as u32,
+                start: 1,
+                tree: 90,
+                exe: exe.into(),
+                parent_exe: None,
+                user: Some(user.into()),
+                uid,
+                pod_uid: None,
+            };
+            m.apply_use(
+                &input::Access {
+                    ts: t0 + i as u64,
+                    path: "/home/alice/.ssh/id_ed25519".into(),
+                    name: None,
+                    category: "ssh_key".into(),
+                    dev: 2049,
+                    ino: 77,
+                    mtime: Some(t0 - 86_400_000_000_000),
+                    fingerprint: Some("hmac-sha256:00112233445566778899aabbccddeeff".into()),
+                    actor: actor.clone(),
+                },
+                &pol,
+                &mut out,
+            );
+            m.apply_contact(
+                &input::Contact {
+                    ts: t0 + 5,
+                    identity: actor.identity.clone(),
+                    tgid: actor.tgid,
+                    start: actor.start,
+                    tree: actor.tree,
+                    addr: "10.0.0.7".into(),
+                    port: 22,
+                    name: None,
+                },
+                &pol,
+            );
+        }
+        let summary = pol.summary();
+        let recs = query::Records::new(&m, &summary, t0 + 10);
+        let rec = recs
+            .list(&query::Filter::default())
+            .pop()
+            .unwrap_or_else(|| panic!("a record"));
+        InventoryRecord::new(rec, "web-1", t0 + 10)
+    }
+
+    #[test]
+    fn inventory_records_native_and_ocsf() {
+        let r = sample_inventory();
+        let back: InventoryRecord =
+            serde_json::from_slice(&encode_inventory(&r, Format::Native)).unwrap();
+        assert_eq!(back.credential.path, r.credential.path);
+        assert_eq!(back.record, "credential_inventory");
+        let v: Value = serde_json::from_slice(&encode_inventory(&r, Format::Ocsf)).unwrap();
+        assert_eq!(v["class_uid"], 5040);
+        assert_eq!(v["type_uid"], 504001);
+        assert_eq!(v["category_uid"], 5);
+        assert_eq!(v["query_result_id"], 1);
+        let e = &v["query_evidence"];
+        assert_eq!(e["query_type_id"], 2);
+        assert_eq!(e["file"]["path"], "/home/alice/.ssh/id_ed25519");
+        assert_eq!(e["file"]["uid"], "2049:77");
+        assert_eq!(e["file"]["hashes"][0]["algorithm_id"], 99);
+        assert_eq!(
+            e["file"]["hashes"][0]["value"],
+            "00112233445566778899aabbccddeeff"
+        );
+        assert_eq!(e["users"].as_array().unwrap().len(), 2);
+        assert_eq!(v["unmapped"]["owner"], "user:alice");
+        assert_eq!(v["unmapped"]["flags"]["shared"], true);
+        assert_eq!(v["unmapped"]["reach"][0]["addr"], "10.0.0.7");
+        assert!(v["unmapped"].get("path").is_none());
     }
 
     #[test]

@@ -35,8 +35,36 @@ use tokio::sync::{mpsc, oneshot};
 use crate::{
     config::{Format, OverflowPolicy, RetryConfig, SinkConfig},
     engine::Alert,
+    ledger::query::InventoryRecord,
 };
 use spool::{MemQueue, Queue, Spool};
+
+/// What sinks deliver: alerts, and the credential ledger's inventory records.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Item {
+    /// An alert.
+    Alert(Alert),
+    /// A credential inventory record (periodic export).
+    Inventory(InventoryRecord),
+}
+
+impl Item {
+    /// The id receivers dedup on.
+    pub fn id(&self) -> &str {
+        match self {
+            Item::Alert(a) => &a.id,
+            Item::Inventory(r) => &r.id,
+        }
+    }
+
+    /// The document in `format`.
+    pub fn encode(&self, format: Format) -> Vec<u8> {
+        match self {
+            Item::Alert(a) => format::encode(a, format),
+            Item::Inventory(r) => format::encode_inventory(r, format),
+        }
+    }
+}
 
 /// One alert encoded for a sink: the id receivers dedup on, and the document.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -114,7 +142,7 @@ const MEMORY_QUEUE: usize = 64 * 1024;
 const SPILL_STEP: usize = 4096;
 
 enum Msg {
-    Alert(Arc<Alert>),
+    Item(Arc<Item>),
     Flush(oneshot::Sender<()>),
     Shutdown(Instant),
     /// Reload replaced this sink: deliver what it holds until the instant, then hand the rest
@@ -396,19 +424,28 @@ impl SinkSet {
     /// spills to its overflow spool (in order, see the module doc); a sink without a spool counts the alert as
     /// dropped and announces it in band later.
     pub fn send(&self, alert: Alert) {
-        let a = Arc::new(alert);
+        self.send_item(Item::Alert(alert));
+    }
+
+    /// Hands a credential inventory record to every sink, as [`SinkSet::send`] does an alert.
+    pub fn send_inventory(&self, r: InventoryRecord) {
+        self.send_item(Item::Inventory(r));
+    }
+
+    fn send_item(&self, item: Item) {
+        let a = Arc::new(item);
         for h in &self.sinks {
             let Some(spill) = &h.spill else {
-                if h.tx.try_send(Msg::Alert(a.clone())).is_err() {
+                if h.tx.try_send(Msg::Item(a.clone())).is_err() {
                     h.stats.dropped.fetch_add(1, Relaxed);
                     h.stats.pending_notice.fetch_add(1, Relaxed);
-                    tracing::warn!(sink = %h.name, id = %a.id, "sink channel full: alert dropped (will be announced)");
+                    tracing::warn!(sink = %h.name, id = %a.id(), "sink channel full: record dropped (will be announced)");
                 }
                 continue;
             };
             let mut g = lock_spill(spill);
             if !g.active {
-                match h.tx.try_send(Msg::Alert(a.clone())) {
+                match h.tx.try_send(Msg::Item(a.clone())) {
                     Ok(()) => continue,
                     Err(mpsc::error::TrySendError::Full(_)) => {
                         g.active = true;
@@ -416,14 +453,14 @@ impl SinkSet {
                     }
                     Err(mpsc::error::TrySendError::Closed(_)) => {
                         h.stats.dropped.fetch_add(1, Relaxed);
-                        tracing::error!(sink = %h.name, id = %a.id, "sink task gone: alert dropped");
+                        tracing::error!(sink = %h.name, id = %a.id(), "sink task gone: record dropped");
                         continue;
                     }
                 }
             }
             let r = Record {
-                id: a.id.clone(),
-                body: format::encode(&a, g.format),
+                id: a.id().to_string(),
+                body: a.encode(g.format),
             };
             let dropped = match g.queue.push(&r) {
                 Ok(p) => {
@@ -437,7 +474,7 @@ impl SinkSet {
                 }
                 Err(e) => {
                     g.why = "overflow spool write failed";
-                    tracing::error!(sink = %h.name, id = %a.id, "alert dropped: {e}");
+                    tracing::error!(sink = %h.name, id = %a.id(), "record dropped: {e}");
                     1
                 }
             };
@@ -701,10 +738,10 @@ impl Task {
 
     fn accept(&mut self, msg: Msg, flushes: &mut Vec<oneshot::Sender<()>>) -> Option<Instant> {
         match msg {
-            Msg::Alert(a) => {
+            Msg::Item(a) => {
                 let r = Record {
-                    id: a.id.clone(),
-                    body: format::encode(&a, self.spec.format),
+                    id: a.id().to_string(),
+                    body: a.encode(self.spec.format),
                 };
                 self.hold(&r);
                 None

@@ -179,6 +179,9 @@ pub struct WatchList {
     by_id: BTreeMap<u32, Watched>,
     by_key: HashMap<WatchKey, u32>,
     next_id: u32,
+    /// Bumped by every rescan that changed anything (the credential ledger re-reads the list
+    /// only then).
+    generation: u64,
 }
 
 /// What a rescan changed, to apply to the kernel map.
@@ -295,11 +298,14 @@ impl WatchList {
             }
             delta.removed.push(k);
         }
+        let mut changed = !delta.removed.is_empty();
         for (k, w) in found {
             match self.by_key.get(&k) {
                 Some(id) => {
                     // Same inode; refresh path/mtime (a rename or a rewrite in place).
-                    self.by_id.insert(*id, w);
+                    if let Some(old) = self.by_id.insert(*id, w) {
+                        changed |= self.by_id.get(id) != Some(&old);
+                    }
                 }
                 None => {
                     let id = self.next_id;
@@ -311,7 +317,20 @@ impl WatchList {
             }
         }
         delta.added.sort_by_key(|(_, id)| *id);
+        if changed || !delta.added.is_empty() {
+            self.generation += 1;
+        }
         delta
+    }
+
+    /// Changes whenever a rescan found something new, gone, renamed or modified.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// Every watched file (as of the last rescan), in id order.
+    pub fn iter(&self) -> impl Iterator<Item = &Watched> {
+        self.by_id.values()
     }
 
     /// Every watched key (as of the last rescan).
@@ -372,6 +391,7 @@ mod tests {
         let pats = parse("~/.ssh/id_*  ssh_key\n", "t").expect("parse");
         let mut wl = WatchList::new(pats, vec![home.clone()]);
         assert_eq!(wl.rescan(), Delta::default());
+        assert_eq!(wl.generation(), 0, "nothing changed");
 
         let key = home.join(".ssh/id_ed25519");
         std::fs::write(&key, "k1").expect("write");
@@ -381,6 +401,23 @@ mod tests {
         assert!(d.removed.is_empty());
         let id = d.added[0].1;
         assert_eq!(wl.get(id).map(|w| w.path.clone()), Some(key.clone()));
+        assert_eq!(wl.generation(), 1);
+        assert_eq!(wl.iter().count(), 1);
+        wl.rescan();
+        assert_eq!(
+            wl.generation(),
+            1,
+            "an unchanged rescan keeps the generation"
+        );
+        // Rewritten in place: same inode, new mtime.
+        let f = std::fs::File::options()
+            .write(true)
+            .open(&key)
+            .expect("open");
+        f.set_modified(std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(86_400))
+            .expect("set mtime");
+        wl.rescan();
+        assert_eq!(wl.generation(), 2, "a modification bumps it");
 
         // Atomic replacement: a new inode under the same name.
         let tmp = home.join(".ssh/.tmp");

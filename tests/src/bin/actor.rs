@@ -206,6 +206,23 @@ fn main() {
                 }
             }
         }
+        // N opens of a watched file at RATE per second (steady writes for the ledger).
+        "paced" => {
+            let p = cstr(a(1));
+            let n: u64 = a(2).parse().expect("count");
+            let rate: u64 = a(3).parse().expect("rate");
+            let t0 = std::time::Instant::now();
+            for i in 0..n {
+                let due = t0 + Duration::from_micros(i * 1_000_000 / rate.max(1));
+                if let Some(d) = due.checked_duration_since(std::time::Instant::now()) {
+                    std::thread::sleep(d);
+                }
+                let fd = unsafe { libc::open(p.as_ptr(), libc::O_RDONLY) };
+                if fd >= 0 {
+                    unsafe { libc::close(fd) };
+                }
+            }
+        }
         "connect" => {
             let addr = format!("{}:{}", a(1), a(2));
             let addr: std::net::SocketAddr = addr.parse().expect("addr");
@@ -299,6 +316,18 @@ fn main() {
                     format!("127.0.0.{}:{}", h + 2, a(3)).parse().expect("addr");
                 let _ = TcpStream::connect_timeout(&addr, Duration::from_millis(200));
             }
+        }
+        // Rewrite a file in place (O_WRONLY|O_TRUNC): a credential rotation by this process.
+        "write" => {
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .truncate(true)
+                .open(a(1))
+                .unwrap_or_else(|e| {
+                    eprintln!("actor: write {}: {e}", a(1));
+                    std::process::exit(1)
+                });
+            f.write_all(a(2).as_bytes()).expect("write");
         }
         "exit" => std::process::exit(a(1).parse().expect("code")),
         "sleep" => std::thread::sleep(Duration::from_millis(a(1).parse().expect("ms"))),
