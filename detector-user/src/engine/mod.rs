@@ -35,6 +35,7 @@ pub mod cond;
 pub mod fields;
 pub mod index;
 pub mod load;
+pub mod overrides;
 pub mod rules;
 pub mod store;
 pub mod testing;
