@@ -848,30 +848,18 @@ tests:
         );
     }
 
-    /// The shipped pack takes overrides of every kind it offers.
+    /// The shipped pack takes overrides of every kind, as docs/rules.md shows them.
     #[test]
-    fn the_embedded_pack_takes_overrides() {
+    fn the_embedded_pack_takes_the_documented_overrides() {
+        let doc = include_str!("../../../docs/rules.md");
+        let at = doc.find("## Overrides").unwrap();
+        let block = doc[at..].split("```yaml\n").nth(1).unwrap();
+        let example = block.split("```").next().unwrap();
         let mut sources = crate::engine::load::embedded_sources();
-        sources.push((
-            "tuning.yaml".into(),
-            "overrides:
-  - rule: machine-speed-credential-reuse
-    correlation: {condition: {gte: 5}, timespan: 2s}
-    suppress: 1h
-  - rule: credential-access-via-io-uring
-    enabled: false
-  - rule: first-seen-peer
-    severity: low
-    group-by: [process.identity, net.dst_addr]
-  - rule: bb-outbound-connect
-    append:
-      exceptions:
-        - {name: monitoring, fields: [net.dst_addr], comps: [cidr], values: [[10.99.0.0/16]]}
-"
-            .into(),
-        ));
+        sources.push(("tuning.yaml".into(), example.into()));
         let s = RuleSet::load(&sources).unwrap_or_else(|e| panic!("{e:?}"));
         assert!(s.find("credential-access-via-io-uring").is_none());
         assert_eq!(corr(&s, "machine-speed-credential-reuse").0, 2_000_000_000);
+        assert_eq!(s.overrides, 4);
     }
 }
