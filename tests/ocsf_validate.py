@@ -40,7 +40,8 @@ def main():
         if bad:
             print(f"not in the OCSF 1.5.0 schema: {bad}", file=sys.stderr)
             sys.exit(1)
-        if f.class_uid != 2004 or f.type_uid != 200401:
+        # Create (1) or, for an incident's update, Update (2).
+        if f.class_uid != 2004 or f.activity_id not in (1, 2) or f.type_uid != 200400 + f.activity_id:
             print(f"class/type: {f.class_uid} {f.type_uid}", file=sys.stderr)
             sys.exit(1)
         n += 1

@@ -529,6 +529,7 @@ mod tests {
                 conn: 1,
                 dst_name: None,
                 off_host: None,
+                service: None,
             });
             check(&ev);
         }

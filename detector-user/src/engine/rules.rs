@@ -64,6 +64,10 @@ pub struct Correlation {
     pub monotone: bool,
     /// The counted field is a network one (`net.…`): display names are kept per value.
     pub net_field: bool,
+    /// Its groups can share events (`process.tree` grouping of a temporal type: an event
+    /// joins the group of every ancestor's tree), so firings of several groups can be one
+    /// incident.
+    pub merges: bool,
 }
 
 /// What a rule does.
@@ -830,6 +834,8 @@ fn compile_corr(
             .iter()
             .all(|(op, _)| matches!(op, CmpOp::Gt | CmpOp::Gte));
     let net_field = field.is_some_and(|f| f.path().starts_with("net."));
+    let merges = matches!(ty, CorrType::Temporal | CorrType::TemporalOrdered)
+        && group_by.contains(&Field::Tree);
     Ok(Correlation {
         ty,
         steps,
@@ -843,6 +849,7 @@ fn compile_corr(
         budget,
         monotone,
         net_field,
+        merges,
     })
 }
 
