@@ -103,14 +103,15 @@ exit 0"#;
     assert_ne!(shell, subshell);
 
     let ours = |a: &serde_json::Value| {
-        let trees: Vec<String> = a["incident"]["trees"]
+        let trees: Vec<u64> = a["incident"]["trees"]
             .as_array()
-            .map(|t| t.iter().map(|x| x.to_string()).collect())
+            .map(|t| t.iter().filter_map(|x| x.as_u64()).collect())
             .unwrap_or_default();
+        let group = a["group"]["process.tree"].as_str().unwrap_or_default();
         a["rule"]["id"] == "machine-speed-credential-reuse"
-            && [shell, subshell].iter().any(|p| {
-                a["group"]["process.tree"] == p.to_string() || trees.contains(&p.to_string())
-            })
+            && [shell, subshell]
+                .iter()
+                .any(|&p| group == p.to_string() || trees.contains(&u64::from(p)))
     };
     let end = Instant::now() + Duration::from_secs(15);
     while Instant::now() < end && !alerts.lock().unwrap().iter().any(ours) {

@@ -201,12 +201,12 @@ pub fn apply<'n>(
                             changed = true;
                         }
                     }
-                    "severity" | "suppress" => {
-                        if claim(ri, id, key.into(), &kn.pos, errs) {
-                            patch.top.push((kn, v));
-                            changed = true;
-                        }
+                    "severity" | "suppress" if claim(ri, id, key.into(), &kn.pos, errs) => {
+                        patch.top.push((kn, v));
+                        changed = true;
                     }
+                    // Claimed already: the conflict is reported.
+                    "severity" | "suppress" => {}
                     "group-by" => {
                         if corr {
                             errs.push(PosError::new(
