@@ -555,9 +555,14 @@ struct Incident {
     id: String,
     /// Updates emitted.
     revision: u32,
-    /// Its latest alert, and where it was pushed: (batch, index in `out`).
+    /// Its latest alert without the evidence events (copying those for every alert that may
+    /// never merge cost more than the rest of the alert), and where it was pushed: (batch,
+    /// index in `out`).
     record: Alert,
     at: (u64, usize),
+    /// Ring sequence numbers of the latest alert's evidence events, in its order: read again
+    /// from the ring for an update.
+    evidence: Vec<u64>,
 }
 
 /// Head windows of up to this many entries count distinct values by scanning.
@@ -895,15 +900,21 @@ impl Engine {
         out: &mut Vec<Alert>,
     ) {
         // Only now, for an alert that goes out, are evidence events copied.
+        let merges = matches!(&rule.body, Body::Correlation(c) if c.merges);
+        let mut held = Vec::new();
         let evidence: Vec<Event> = fire
             .evidence
             .iter()
             .filter_map(|&s| {
-                if s == seq {
+                let e = if s == seq {
                     Some(self.redact(cur.clone()))
                 } else {
                     self.ring.get(s).map(|e| self.redact(e))
+                };
+                if merges && e.is_some() {
+                    held.push(s);
                 }
+                e
             })
             .collect();
         let evidence_dropped = (fire.evidence.len() - evidence.len()) as u64;
@@ -933,6 +944,7 @@ impl Engine {
                     seqs: fire.seqs,
                     dsts: fire.dsts,
                     root,
+                    evidence: held,
                 };
                 let a = self.alert_of(String::new(), rule, t, suppressed, d, trigger);
                 self.incident(r, rule, firing, a, out);
@@ -952,12 +964,15 @@ impl Engine {
                 && i.open_until >= f.t
                 && shares(&i.seqs, &f.seqs)
         });
-        let Some(i) = found.and_then(|i| self.incidents.remove(i)) else {
+        let Some(mut inc) = found.and_then(|i| self.incidents.remove(i)) else {
             a.id = self.new_id(rule, f.key, a.first_seen);
             self.stats.alerts += 1;
             if self.incidents.len() >= MAX_INCIDENTS {
                 self.incidents.pop_front();
             }
+            let evidence = std::mem::take(&mut a.evidence);
+            let record = a.clone();
+            a.evidence = evidence;
             self.incidents.push_back(Incident {
                 rule: r,
                 keys: vec![f.key],
@@ -970,12 +985,12 @@ impl Engine {
                 id: a.id.clone(),
                 revision: 0,
                 at: (self.batch, out.len()),
-                record: a.clone(),
+                record,
+                evidence: f.evidence,
             });
             out.push(a);
             return;
         };
-        let mut inc = i;
         self.stats.merged += 1;
         inc.keys.push(f.key);
         inc.open_until = inc.open_until.max(f.open_until);
@@ -991,7 +1006,38 @@ impl Engine {
         let (batch, idx) = inc.at;
         // Still in the caller's hands: the same call (event) fired it; one alert.
         let in_place = batch == self.batch && out.get(idx).is_some_and(|x| x.id == inc.record.id);
-        let mut m = merge_alerts(&inc.record, a, in_place, self.opts.max_destinations);
+        let old_evidence: Vec<(u64, Event)> = if in_place {
+            let held = out.get_mut(idx).map(|x| std::mem::take(&mut x.evidence));
+            inc.evidence
+                .iter()
+                .copied()
+                .zip(held.unwrap_or_default())
+                .collect()
+        } else {
+            // The update's events, from the ring (a window can still share events with the
+            // incident, so they are recent); one it no longer holds is counted as dropped.
+            let got: Vec<(u64, Event)> = inc
+                .evidence
+                .iter()
+                .filter_map(|&s| self.ring.get(s).map(|e| (s, self.redact(e))))
+                .collect();
+            inc.record.evidence_dropped += (inc.evidence.len() - got.len()) as u64;
+            got
+        };
+        let new_evidence: Vec<(u64, Event)> = f
+            .evidence
+            .iter()
+            .copied()
+            .zip(std::mem::take(&mut a.evidence))
+            .collect();
+        let (mut m, seqs) = merge_alerts(
+            &inc.record,
+            old_evidence,
+            a,
+            new_evidence,
+            in_place,
+            self.opts.max_destinations,
+        );
         m.count = inc.seqs.len() as u64 + inc.seqs_dropped;
         m.destination_count = inc.dsts.len() as u64 + inc.dsts_dropped;
         if in_place {
@@ -1007,15 +1053,18 @@ impl Engine {
             trees: inc.trees.clone(),
             processes: processes_of(&m),
         });
+        let evidence = std::mem::take(&mut m.evidence);
+        inc.record = m.clone();
+        m.evidence = evidence;
+        inc.evidence = seqs;
         if in_place {
             if let Some(x) = out.get_mut(idx) {
-                *x = m.clone();
+                *x = m;
             }
         } else {
             inc.at = (self.batch, out.len());
-            out.push(m.clone());
+            out.push(m);
         }
-        inc.record = m;
         self.incidents.push_back(inc);
     }
 
@@ -1069,9 +1118,12 @@ impl Engine {
             x.argv = alert::redact_argv(&x.argv, max_argv);
         }
         if let Some(n) = e.net.as_mut() {
-            n.service = fields::parse_ip(&n.dst_addr)
-                .and_then(|ip| self.policy.identities.service_name(ip, n.dst_port))
-                .map(str::to_string);
+            n.service = None;
+            if self.policy.identities.has_services() {
+                n.service = fields::parse_ip(&n.dst_addr)
+                    .and_then(|ip| self.policy.identities.service_name(ip, n.dst_port))
+                    .map(str::to_string);
+            }
         }
         e
     }
@@ -1085,10 +1137,12 @@ impl Engine {
             services.extend(n.service.clone());
             names.extend(n.dst_name.clone());
         }
-        for dst in &d.destinations {
-            if let Ok(sa) = dst.parse::<std::net::SocketAddr>() {
-                let s = self.policy.identities.service_name(sa.ip(), sa.port());
-                services.extend(s.map(str::to_string));
+        if self.policy.identities.has_services() {
+            for dst in &d.destinations {
+                if let Ok(sa) = dst.parse::<std::net::SocketAddr>() {
+                    let s = self.policy.identities.service_name(sa.ip(), sa.port());
+                    services.extend(s.map(str::to_string));
+                }
             }
         }
         let max = self.opts.max_destinations;
@@ -1975,6 +2029,8 @@ struct Firing {
     seqs: Vec<u64>,
     dsts: Vec<u64>,
     root: Option<u32>,
+    /// Ring sequence numbers of its alert's evidence events, in their order.
+    evidence: Vec<u64>,
 }
 
 /// Whether two ascending lists share a value.
@@ -2025,11 +2081,20 @@ fn union_sorted(into: &mut Vec<u64>, add: &[u64], dropped: &mut u64) {
     *into = out;
 }
 
-/// An incident's alert: `old` (its latest) and `new` (a firing of another of its groups)
-/// together. Its group, trees and id are the incident's; counts are set by the caller from
-/// the incident's sets. `in_place`: the two are one alert (the same event fired both), so
-/// their held-back repeats add up; an update reports the new group's.
-fn merge_alerts(old: &Alert, new: Alert, in_place: bool, max_dst: usize) -> Alert {
+/// An incident's alert: `old` (its latest, without evidence events: they are `old_ev`) and
+/// `new` (a firing of another of its groups, its evidence events in `new_ev`), with the
+/// evidence events' ring sequence numbers. Its group, trees and id are the incident's; counts
+/// are set by the caller from the incident's sets. `in_place`: the two are one alert (the same
+/// event fired both), so their held-back repeats add up; an update reports the new group's.
+/// Returns the alert and the sequence numbers of its evidence events, in its order.
+fn merge_alerts(
+    old: &Alert,
+    old_ev: Vec<(u64, Event)>,
+    new: Alert,
+    new_ev: Vec<(u64, Event)>,
+    in_place: bool,
+    max_dst: usize,
+) -> (Alert, Vec<u64>) {
     let later = new.last_seen >= old.last_seen;
     let union = |a: &[String], b: Vec<String>| {
         let mut v: Vec<String> = a.iter().cloned().chain(b).collect();
@@ -2038,13 +2103,13 @@ fn merge_alerts(old: &Alert, new: Alert, in_place: bool, max_dst: usize) -> Aler
         v.truncate(max_dst);
         v
     };
-    let mut evidence: Vec<Event> = Vec::with_capacity(old.evidence.len() + new.evidence.len());
-    for e in old.evidence.iter().cloned().chain(new.evidence) {
-        if !evidence.contains(&e) {
-            evidence.push(e);
+    let mut evidence: Vec<(u64, Event)> = Vec::with_capacity(old_ev.len() + new_ev.len());
+    for (s, e) in old_ev.into_iter().chain(new_ev) {
+        if !evidence.iter().any(|(x, _)| *x == s) {
+            evidence.push((s, e));
         }
     }
-    evidence.sort_by_key(|e| e.ts);
+    evidence.sort_by_key(|(_, e)| e.ts);
     let mut evidence_dropped = old.evidence_dropped + new.evidence_dropped;
     if evidence.len() > INCIDENT_EVIDENCE {
         // The first event (often the credential read that starts the story) and the latest.
@@ -2052,7 +2117,8 @@ fn merge_alerts(old: &Alert, new: Alert, in_place: bool, max_dst: usize) -> Aler
         evidence.drain(1..1 + extra);
         evidence_dropped += extra as u64;
     }
-    Alert {
+    let (seqs, evidence): (Vec<u64>, Vec<Event>) = evidence.into_iter().unzip();
+    let m = Alert {
         id: String::new(),
         identity: if later {
             new.identity
@@ -2081,7 +2147,8 @@ fn merge_alerts(old: &Alert, new: Alert, in_place: bool, max_dst: usize) -> Aler
         loss_overlap: old.loss_overlap || new.loss_overlap,
         incident: None,
         ..new
-    }
+    };
+    (m, seqs)
 }
 
 /// The distinct processes of an alert's evidence events (and its own), in order of first
