@@ -22,6 +22,12 @@
 //! later than the tolerance is still evaluated, but placed at the tolerance edge and counted in
 //! `Stats::late`. A loss record is taken into account by alerts emitted after it arrives.
 //!
+//! Incidents: groups of a `temporal`/`temporal_ordered` correlation keyed by `process.tree`
+//! share events (a connect joins the group of every ancestor's tree). Firings of such groups
+//! whose counted events overlap are one incident: on the same event they make one alert, later
+//! an update of it (same `incident.id`, next revision). Decided when an alert goes out, from
+//! the events alone, so replay and live agree.
+//!
 //! Windows are sliding and inclusive: an event exactly `timespan` after another is in the same
 //! window. State is bounded: per correlation at most `max_groups` group keys (LRU eviction,
 //! counted) and per group at most `max_entries` window entries (oldest dropped, counted);
@@ -992,7 +998,11 @@ impl Engine {
             return;
         };
         self.stats.merged += 1;
-        inc.keys.push(f.key);
+        // Bounded like the trees: past that, a group's repeat is still held back by its own
+        // suppression.
+        if inc.keys.len() < INCIDENT_TREES {
+            inc.keys.push(f.key);
+        }
         inc.open_until = inc.open_until.max(f.open_until);
         union_sorted(&mut inc.seqs, &f.seqs, &mut inc.seqs_dropped);
         union_sorted(&mut inc.dsts, &f.dsts, &mut inc.dsts_dropped);
