@@ -36,6 +36,18 @@ const OVERRIDE_KEYS: &[&str] = &[
     "append",
 ];
 
+/// Keys of a rule that no override may change: what the rule is and says (write your own rule
+/// for that), and an event rule's whole condition or exceptions (append to them instead).
+const RULE_FIXED: &[&str] = &[
+    "id",
+    "title",
+    "description",
+    "attack",
+    "alert",
+    "condition",
+    "exceptions",
+];
+
 /// Settings of a correlation an override may replace: its threshold and window. The other
 /// keys define what the correlation is (its rules, grouping, counted field).
 const CORR_OVERRIDABLE: &[&str] = &["condition", "timespan", "max_gap"];
@@ -142,7 +154,24 @@ pub fn apply<'n>(
         };
         for item in items {
             applied.count += 1;
-            let f = match item.fields_collect(OVERRIDE_KEYS, errs) {
+            // Unknown keys are reported with what an override takes; a rule's own keys that
+            // cannot be overridden get their own message below.
+            if let Ok(m) = item.as_map() {
+                for (k, kn, _) in m {
+                    if !OVERRIDE_KEYS.contains(&k) && !RULE_FIXED.contains(&k) {
+                        errs.push(PosError::new(
+                            &kn.pos,
+                            format!(
+                                "unknown field {} (expected one of: {})",
+                                excerpt(k),
+                                OVERRIDE_KEYS.join(", ")
+                            ),
+                        ));
+                    }
+                }
+            }
+            let known: Vec<&str> = OVERRIDE_KEYS.iter().chain(RULE_FIXED).copied().collect();
+            let f = match item.fields_collect(&known, &mut Vec::new()) {
                 Ok(f) => f,
                 Err(e) => {
                     errs.push(e);
@@ -303,6 +332,22 @@ pub fn apply<'n>(
                             }
                         }
                     }
+                    "condition" | "exceptions" => errs.push(PosError::new(
+                        &kn.pos,
+                        format!(
+                            "an override cannot replace `{key}` (the rule would be another \
+                             rule): append to it (`append: {{{key}: …}}`), or disable the rule \
+                             (`enabled: false`) and write your own"
+                        ),
+                    )),
+                    k if RULE_FIXED.contains(&k) => errs.push(PosError::new(
+                        &kn.pos,
+                        format!(
+                            "`{k}` cannot be overridden (an override changes {}); disable the \
+                             rule (`enabled: false`) and write your own",
+                            OVERRIDE_KEYS[1..].join(", ")
+                        ),
+                    )),
                     // Unknown keys were reported by `fields_collect`.
                     _ => {}
                 }
@@ -714,7 +759,15 @@ tests:
             ),
             (
                 "overrides:\n  - rule: fanout\n    title: Mine\n",
-                "user.yaml:3:5: unknown field `title`",
+                "user.yaml:3:5: `title` cannot be overridden",
+            ),
+            (
+                "overrides:\n  - rule: io\n    condition: {kind: exec}\n",
+                "user.yaml:3:5: an override cannot replace `condition`",
+            ),
+            (
+                "overrides:\n  - rule: io\n    colour: red\n",
+                "user.yaml:3:5: unknown field `colour` (expected one of: rule, enabled, severity, suppress, group-by, correlation, append)",
             ),
             (
                 "overrides:\n  - rule: fanout\n    correlation: {group-by: [process.identity]}\n",
