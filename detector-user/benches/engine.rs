@@ -82,6 +82,7 @@ fn stream(n: usize) -> Vec<Event> {
                     conn: i as u64,
                     dst_name: None,
                     off_host: None,
+                    service: None,
                 };
                 (Kind::Connect, Some(net), None, None)
             } else if roll < 95 {
@@ -366,6 +367,7 @@ fn memory_1m_keys() {
                 conn: i,
                 dst_name: None,
                 off_host: None,
+                service: None,
             }),
             file: None,
             loss: None,

@@ -90,6 +90,7 @@ fn main() {
                     conn: i as u64,
                     dst_name: None,
                     off_host: None,
+                    service: None,
                 };
                 (Kind::Connect, Some(net), None)
             } else {

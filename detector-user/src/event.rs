@@ -288,6 +288,11 @@ pub struct NetInfo {
     /// Absent in recordings made before the field existed (then only the address decides).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub off_host: Option<bool>,
+    /// Service name of the destination (the `services` section of identities.yaml), set by
+    /// the engine in alert evidence only; rules read the derived field `net.service`, which
+    /// is always computed from the identities in force.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
 }
 
 /// How a credential file was reached.

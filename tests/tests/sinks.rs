@@ -214,6 +214,23 @@ fn ocsf_output_validates_against_the_ocsf_schema() {
     let mut docs = Vec::new();
     let mut a = alert(1);
     docs.push(format::encode(&a, Format::Ocsf));
+    // An incident's update, with resolved names and service names of destinations.
+    let mut u = alert(2);
+    for e in &mut u.evidence {
+        if let Some(n) = e.net.as_mut() {
+            n.dst_name = Some("node-b.metrics.internal".into());
+            n.service = Some("metrics-b".into());
+        }
+    }
+    u.services = vec!["metrics-b".into()];
+    u.destination_names = vec!["node-b.metrics.internal".into()];
+    u.incident = Some(detector::engine::alert::AlertIncident {
+        id: alert(1).id,
+        revision: 1,
+        trees: vec![600, 602],
+        processes: u.process.clone().into_iter().collect(),
+    });
+    docs.push(format::encode(&u, Format::Ocsf));
     // Minimal alerts too: no evidence, no process, no ATT&CK ids, every severity.
     a.evidence.clear();
     a.attack.clear();

@@ -6,7 +6,8 @@ use std::process::ExitCode;
 
 use crate::engine::fields::Policy;
 use crate::engine::load::{load_rules, LoadError};
-use crate::engine::{testing, Engine, EngineOptions};
+use crate::engine::testing::{self, Status};
+use crate::engine::{Engine, EngineOptions};
 
 /// `detector rules …`
 #[derive(Debug, clap::Subcommand)]
@@ -45,9 +46,24 @@ pub fn run(cmd: RulesCommand) -> anyhow::Result<ExitCode> {
         Err(e) => return Err(e.into()),
     };
     if !test {
+        let disabled = if rules.disabled.is_empty() {
+            String::new()
+        } else {
+            format!(
+                " ({} disabled: {})",
+                rules.disabled.len(),
+                rules
+                    .disabled
+                    .iter()
+                    .map(|(id, at)| format!("{id} at {at}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        };
         println!(
-            "{} rule(s), {} test case(s): OK",
+            "{} rule(s){disabled}, {} override(s), {} test case(s): OK",
             rules.rules.len(),
+            rules.overrides,
             rules.tests.len()
         );
         return Ok(ExitCode::SUCCESS);
@@ -60,16 +76,24 @@ pub fn run(cmd: RulesCommand) -> anyhow::Result<ExitCode> {
         .collect();
     let mut engine = Engine::new(rules, Policy::default(), EngineOptions::default());
     let results = testing::run_all(&mut engine);
-    let (mut passed, mut failed) = (0, 0);
+    let (mut passed, mut failed, mut changed, mut skipped) = (0, 0, 0, 0);
     for r in &results {
-        match &r.failure {
-            None => {
+        match &r.status {
+            Status::Pass => {
                 passed += 1;
                 println!("PASS {} / {}", r.rule, r.case);
             }
-            Some(why) => {
+            Status::Fail(why) => {
                 failed += 1;
                 println!("FAIL {} / {}: {why}", r.rule, r.case);
+            }
+            Status::Changed(why) => {
+                changed += 1;
+                println!("CHANGED {} / {}: {why}", r.rule, r.case);
+            }
+            Status::Skipped(why) => {
+                skipped += 1;
+                println!("SKIP {} / {}: {why}", r.rule, r.case);
             }
         }
     }
@@ -80,7 +104,16 @@ pub fn run(cmd: RulesCommand) -> anyhow::Result<ExitCode> {
     for id in &untested {
         println!("UNTESTED {id}");
     }
-    println!("{passed} passed, {failed} failed");
+    // Changed and skipped cases are what the overrides do, not failures; they are counted
+    // only when there are any, so that a run without overrides reads as before.
+    let mut summary = format!("{passed} passed, {failed} failed");
+    if changed > 0 {
+        summary.push_str(&format!(", {changed} changed by overrides"));
+    }
+    if skipped > 0 {
+        summary.push_str(&format!(", {skipped} skipped (rule disabled)"));
+    }
+    println!("{summary}");
     Ok(if failed == 0 {
         ExitCode::SUCCESS
     } else {

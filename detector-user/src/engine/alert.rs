@@ -78,6 +78,26 @@ pub struct AlertCredential {
     pub fingerprint: Option<String>,
 }
 
+/// The incident an alert belongs to when it covers more than one group of its correlation:
+/// groups keyed by process tree share events (a connect joins the tree of every ancestor that
+/// read a credential), so the firings of such groups whose evidence overlaps are one incident,
+/// reported once — in one alert when they fire on the same event, else by an update carrying
+/// the same incident id.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AlertIncident {
+    /// The incident's id: the `id` of its first alert, carried by every update.
+    pub id: String,
+    /// 0 for the incident's first alert, n for its n-th update (each update describes the
+    /// whole incident as known then).
+    pub revision: u32,
+    /// Roots of the process trees (the groups' `process.tree`) merged into the incident,
+    /// ascending.
+    pub trees: Vec<u32>,
+    /// Every process of the incident's evidence events (readers and connectors of every
+    /// tree), in order of first appearance, bounded.
+    pub processes: Vec<AlertProcess>,
+}
+
 /// One alert.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Alert {
@@ -104,6 +124,14 @@ pub struct Alert {
     pub destinations: Vec<String>,
     /// Exact number of distinct destinations in the window.
     pub destination_count: u64,
+    /// Service names (the `services` section of identities.yaml) of the destinations,
+    /// distinct, sorted, bounded like `destinations`. Omitted when none has one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub services: Vec<String>,
+    /// Names the destinations were resolved from (`net.dst_name`: a DNS answer seen on the
+    /// host, or the hosts file), distinct, sorted, bounded. Omitted when none has one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub destination_names: Vec<String>,
     /// Number of matched events in the window.
     pub count: u64,
     /// Timestamp of the first event of the window (ns since the Unix epoch).
@@ -122,6 +150,10 @@ pub struct Alert {
     /// True when the kernel reported lost records inside the window: the picture may be
     /// incomplete (more destinations, an unseen credential read).
     pub loss_overlap: bool,
+    /// Set when the alert covers several groups of its correlation (one incident), or is an
+    /// update of an incident; omitted for an alert that is its own incident.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub incident: Option<AlertIncident>,
 }
 
 // serde's skip_serializing_if takes a reference.
@@ -263,6 +295,8 @@ mod schema_tests {
             group: Default::default(),
             destinations: vec![],
             destination_count: 0,
+            services: vec![String::new()],
+            destination_names: vec![String::new()],
             count: 1,
             first_seen: 0,
             last_seen: 0,
@@ -270,6 +304,12 @@ mod schema_tests {
             evidence_dropped: 1,
             suppressed: 0,
             loss_overlap: false,
+            incident: Some(super::AlertIncident {
+                id: String::new(),
+                revision: 1,
+                trees: vec![1],
+                processes: vec![],
+            }),
         };
         let v = serde_json::to_value(&alert).unwrap();
         let keys: std::collections::BTreeSet<String> =
@@ -287,5 +327,14 @@ mod schema_tests {
             .cloned()
             .collect();
         assert_eq!(pkeys, sp);
+        let ikeys: std::collections::BTreeSet<String> =
+            v["incident"].as_object().unwrap().keys().cloned().collect();
+        let si: std::collections::BTreeSet<String> = schema["properties"]["incident"]["properties"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .cloned()
+            .collect();
+        assert_eq!(ikeys, si);
     }
 }

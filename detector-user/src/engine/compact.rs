@@ -244,6 +244,7 @@ struct_codec!(NetInfo {
     conn,
     dst_name,
     off_host,
+    service,
 });
 struct_codec!(FileInfo {
     watched,
@@ -340,6 +341,7 @@ mod tests {
                 conn: u64::MAX,
                 dst_name: None,
                 off_host: None,
+                service: None,
             }),
             file: Some(FileInfo {
                 watched: s("/root/.ssh/id_rsa"),

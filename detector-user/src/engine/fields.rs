@@ -505,6 +505,7 @@ mod tests {
                 conn: 1,
                 dst_name: None,
                 off_host: None,
+                service: None,
             });
             check(&ev);
         }

@@ -22,6 +22,12 @@
 //! later than the tolerance is still evaluated, but placed at the tolerance edge and counted in
 //! `Stats::late`. A loss record is taken into account by alerts emitted after it arrives.
 //!
+//! Incidents: groups of a `temporal`/`temporal_ordered` correlation keyed by `process.tree`
+//! share events (a connect joins the group of every ancestor's tree). Firings of such groups
+//! whose counted events overlap are one incident: on the same event they make one alert, later
+//! an update of it (same `incident.id`, next revision). Decided when an alert goes out, from
+//! the events alone, so replay and live agree.
+//!
 //! Windows are sliding and inclusive: an event exactly `timespan` after another is in the same
 //! window. State is bounded: per correlation at most `max_groups` group keys (LRU eviction,
 //! counted) and per group at most `max_entries` window entries (oldest dropped, counted);
@@ -35,6 +41,7 @@ pub mod cond;
 pub mod fields;
 pub mod index;
 pub mod load;
+pub mod overrides;
 pub mod rules;
 pub mod store;
 pub mod testing;
@@ -47,7 +54,7 @@ use std::sync::Arc;
 use sha2::{Digest, Sha256};
 
 pub use alert::Alert;
-use alert::{AlertCredential, AlertProcess, AlertRule};
+use alert::{AlertCredential, AlertIncident, AlertProcess, AlertRule};
 use cond::CmpOp;
 use fields::{Field, Policy, Val};
 use rules::{Body, CorrType, Correlation, Rule, RuleSet};
@@ -123,6 +130,14 @@ pub struct Stats {
     pub evicted_groups: u64,
     /// Window entries dropped because a group reached `max_entries`.
     pub dropped_entries: u64,
+    /// Firings merged into another group's incident (in its alert, or as an update of it).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub merged: u64,
+}
+
+// serde's skip_serializing_if takes a reference.
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// A window entry: 32 bytes, two to a cache line (a busy node holds millions of them).
@@ -501,7 +516,59 @@ pub struct Engine {
     plan: Option<Box<Plan>>,
     /// Scratch set for counting distinct values of a window from scratch.
     scratch: HashSet<u64, FastBuild>,
+    /// Incidents of correlations whose groups share events, still open to a firing that
+    /// shares events with them; the most recently changed last.
+    incidents: VecDeque<Incident>,
+    /// Number of the call handing alerts out (`process`, `flush`, `finish`): an incident's
+    /// alert pushed during this call is still in the caller's `out`, where a firing on the
+    /// same event merges into it.
+    batch: u64,
     stats: Stats,
+}
+
+/// Incidents kept open at once (the oldest is closed first): alerts are rare, and only
+/// correlations grouped by process tree make incidents.
+const MAX_INCIDENTS: usize = 256;
+/// Counted events and destinations an incident remembers (its counts stay exact up to this).
+const INCIDENT_EVENTS: usize = 4096;
+/// Trees an incident lists.
+const INCIDENT_TREES: usize = 64;
+/// Processes an incident lists.
+const INCIDENT_PROCESSES: usize = 32;
+/// Evidence events an incident's alert holds (its groups' evidence together).
+const INCIDENT_EVIDENCE: usize = 32;
+
+/// An incident of a correlation whose groups share events: the groups whose firings overlap
+/// (share counted events), reported as one.
+struct Incident {
+    /// Rule index.
+    rule: usize,
+    /// Group keys merged into it (a group's own repeats are its suppression's business).
+    keys: Vec<u64>,
+    /// Until when (event time) a window of the rule can still share events with it: its
+    /// latest firing plus the window and the tolerance.
+    open_until: u64,
+    /// Ring sequence numbers of its counted events, ascending, at most [`INCIDENT_EVENTS`]
+    /// (the oldest dropped, and counted).
+    seqs: Vec<u64>,
+    seqs_dropped: u64,
+    /// Codes of its distinct destinations, ascending, bounded likewise.
+    dsts: Vec<u64>,
+    dsts_dropped: u64,
+    /// Tree roots of its groups, ascending.
+    trees: Vec<u32>,
+    /// The incident's id (its first alert's).
+    id: String,
+    /// Updates emitted.
+    revision: u32,
+    /// Its latest alert without the evidence events (copying those for every alert that may
+    /// never merge cost more than the rest of the alert), and where it was pushed: (batch,
+    /// index in `out`).
+    record: Alert,
+    at: (u64, usize),
+    /// Ring sequence numbers of the latest alert's evidence events, in its order: read again
+    /// from the ring for an update.
+    evidence: Vec<u64>,
 }
 
 /// Head windows of up to this many entries count distinct values by scanning.
@@ -571,6 +638,8 @@ impl Engine {
             cand: Vec::new(),
             plan: Some(Box::default()),
             scratch: HashSet::default(),
+            incidents: VecDeque::new(),
+            batch: 0,
             stats: Stats::default(),
             opts,
         }
@@ -613,6 +682,7 @@ impl Engine {
     /// are appended to `out` by this call. The event is copied only when it feeds a
     /// correlation (encoded into the evidence ring, reusing an evicted event's buffer).
     pub fn process(&mut self, ev: &Event, out: &mut Vec<Alert>) {
+        self.batch += 1;
         // Boxed and taken out while the event is handled: moving the plan itself would copy
         // its inline buffers twice per event.
         let mut p = self.plan.take().unwrap_or_default();
@@ -680,6 +750,7 @@ impl Engine {
     /// Advances time to `now` (e.g. the capture clock during a quiet period): decides waiting
     /// non-monotone windows and expires idle groups.
     pub fn flush(&mut self, now: u64, out: &mut Vec<Alert>) {
+        self.batch += 1;
         self.max_ts = self.max_ts.max(now);
         self.decide_deferred(self.watermark(), out);
         self.expire();
@@ -687,6 +758,7 @@ impl Engine {
 
     /// End of input: decides every waiting window.
     pub fn finish(&mut self, out: &mut Vec<Alert>) {
+        self.batch += 1;
         self.decide_deferred(u64::MAX, out);
     }
 
@@ -708,6 +780,7 @@ impl Engine {
                 o.pop_front();
             }
         }
+        self.incidents.retain(|i| i.open_until >= now);
     }
 
     /// Evaluates an event that matched event rules; true when it fed a correlation.
@@ -801,6 +874,7 @@ impl Engine {
             };
             let fire = fire_of(c, g, lo, hi - 1, from, self.opts.max_destinations, group);
             self.fire(
+                d.c,
                 &rules.rules[d.c],
                 d.key,
                 d.ts,
@@ -814,11 +888,13 @@ impl Engine {
         }
     }
 
-    /// Suppression, evidence copies and emission of a correlation firing. `seq`/`cur` are the
-    /// event being handled (not yet in the ring); `trigger` the event that completed the window.
+    /// Evidence copies and emission of a correlation firing (suppression already let it
+    /// through). `seq`/`cur` are the event being handled (not yet in the ring); `trigger` the
+    /// event that completed the window.
     #[allow(clippy::too_many_arguments)]
     fn fire(
         &mut self,
+        r: usize,
         rule: &Rule,
         key: u64,
         t: u64,
@@ -830,18 +906,29 @@ impl Engine {
         out: &mut Vec<Alert>,
     ) {
         // Only now, for an alert that goes out, are evidence events copied.
+        let merges = matches!(&rule.body, Body::Correlation(c) if c.merges);
+        let mut held = Vec::new();
         let evidence: Vec<Event> = fire
             .evidence
             .iter()
             .filter_map(|&s| {
-                if s == seq {
+                let e = if s == seq {
                     Some(self.redact(cur.clone()))
                 } else {
                     self.ring.get(s).map(|e| self.redact(e))
+                };
+                if merges && e.is_some() {
+                    held.push(s);
                 }
+                e
             })
             .collect();
         let evidence_dropped = (fire.evidence.len() - evidence.len()) as u64;
+        let root = fire
+            .group
+            .iter()
+            .find(|(f, _)| *f == Field::Tree)
+            .and_then(|(_, v)| v.parse::<u32>().ok());
         let d = Details {
             group: fire.group,
             first: fire.first,
@@ -852,7 +939,143 @@ impl Engine {
             evidence_dropped,
             credential: fire.credential.map(|c| (*c).clone()),
         };
-        self.emit(rule, key, t, suppressed, d, trigger, out);
+        match &rule.body {
+            Body::Correlation(c) if c.merges => {
+                let firing = Firing {
+                    key,
+                    t,
+                    open_until: t
+                        .saturating_add(c.timespan)
+                        .saturating_add(self.opts.reorder_tolerance),
+                    seqs: fire.seqs,
+                    dsts: fire.dsts,
+                    root,
+                    evidence: held,
+                };
+                let a = self.alert_of(String::new(), rule, t, suppressed, d, trigger);
+                self.incident(r, rule, firing, a, out);
+            }
+            _ => self.emit(rule, key, t, suppressed, d, trigger, out),
+        }
+    }
+
+    /// A firing of a correlation whose groups share events: merged into the open incident of
+    /// the same rule it shares counted events with — into that incident's alert while the
+    /// caller still holds it (the same event fired both), else as an update of it — or the
+    /// first alert of a new incident.
+    fn incident(&mut self, r: usize, rule: &Rule, f: Firing, mut a: Alert, out: &mut Vec<Alert>) {
+        let found = self.incidents.iter().rposition(|i| {
+            i.rule == r
+                && !i.keys.contains(&f.key)
+                && i.open_until >= f.t
+                && shares(&i.seqs, &f.seqs)
+        });
+        let Some(mut inc) = found.and_then(|i| self.incidents.remove(i)) else {
+            a.id = self.new_id(rule, f.key, a.first_seen);
+            self.stats.alerts += 1;
+            if self.incidents.len() >= MAX_INCIDENTS {
+                self.incidents.pop_front();
+            }
+            let evidence = std::mem::take(&mut a.evidence);
+            let record = a.clone();
+            a.evidence = evidence;
+            self.incidents.push_back(Incident {
+                rule: r,
+                keys: vec![f.key],
+                open_until: f.open_until,
+                seqs: f.seqs,
+                seqs_dropped: 0,
+                dsts: f.dsts,
+                dsts_dropped: 0,
+                trees: f.root.into_iter().collect(),
+                id: a.id.clone(),
+                revision: 0,
+                at: (self.batch, out.len()),
+                record,
+                evidence: f.evidence,
+            });
+            out.push(a);
+            return;
+        };
+        self.stats.merged += 1;
+        // Bounded like the trees: past that, a group's repeat is still held back by its own
+        // suppression.
+        if inc.keys.len() < INCIDENT_TREES {
+            inc.keys.push(f.key);
+        }
+        inc.open_until = inc.open_until.max(f.open_until);
+        union_sorted(&mut inc.seqs, &f.seqs, &mut inc.seqs_dropped);
+        union_sorted(&mut inc.dsts, &f.dsts, &mut inc.dsts_dropped);
+        if let Some(root) = f.root {
+            if let Err(at) = inc.trees.binary_search(&root) {
+                if inc.trees.len() < INCIDENT_TREES {
+                    inc.trees.insert(at, root);
+                }
+            }
+        }
+        let (batch, idx) = inc.at;
+        // Still in the caller's hands: the same call (event) fired it; one alert.
+        let in_place = batch == self.batch && out.get(idx).is_some_and(|x| x.id == inc.record.id);
+        let old_evidence: Vec<(u64, Event)> = if in_place {
+            let held = out.get_mut(idx).map(|x| std::mem::take(&mut x.evidence));
+            inc.evidence
+                .iter()
+                .copied()
+                .zip(held.unwrap_or_default())
+                .collect()
+        } else {
+            // The update's events, from the ring (a window can still share events with the
+            // incident, so they are recent); one it no longer holds is counted as dropped.
+            let got: Vec<(u64, Event)> = inc
+                .evidence
+                .iter()
+                .filter_map(|&s| self.ring.get(s).map(|e| (s, self.redact(e))))
+                .collect();
+            inc.record.evidence_dropped += (inc.evidence.len() - got.len()) as u64;
+            got
+        };
+        let new_evidence: Vec<(u64, Event)> = f
+            .evidence
+            .iter()
+            .copied()
+            .zip(std::mem::take(&mut a.evidence))
+            .collect();
+        let (mut m, seqs) = merge_alerts(
+            &inc.record,
+            old_evidence,
+            a,
+            new_evidence,
+            in_place,
+            self.opts.max_destinations,
+        );
+        m.count = inc.seqs.len() as u64 + inc.seqs_dropped;
+        m.destination_count = inc.dsts.len() as u64 + inc.dsts_dropped;
+        if in_place {
+            m.id = inc.record.id.clone();
+        } else {
+            inc.revision += 1;
+            m.id = self.new_id(rule, f.key, m.first_seen);
+            self.stats.alerts += 1;
+        }
+        m.incident = Some(AlertIncident {
+            id: inc.id.clone(),
+            revision: inc.revision,
+            trees: inc.trees.clone(),
+            processes: processes_of(&m),
+        });
+        let evidence = std::mem::take(&mut m.evidence);
+        inc.record = m.clone();
+        m.evidence = evidence;
+        inc.evidence = seqs;
+        if in_place {
+            if let Some(x) = out.get_mut(idx) {
+                *x = m;
+            }
+        } else {
+            inc.at = (self.batch, out.len());
+            out.push(m);
+        }
+        self.incidents.push_back(inc);
     }
 
     fn group_values(&self, fields: &[Field], ev: &Event) -> Option<Vec<(Field, String)>> {
@@ -894,7 +1117,8 @@ impl Engine {
         self.emit(rule, key, t, suppressed, details, ev, out);
     }
 
-    /// A copy of `e` as an alert shows it: argv bounded and secrets redacted.
+    /// A copy of `e` as an alert shows it: argv bounded and secrets redacted, and the
+    /// destination's service name (identities.yaml) added.
     fn redact(&self, mut e: Event) -> Event {
         let max_argv = self.opts.max_argv;
         if let Some(p) = e.process.as_mut() {
@@ -903,7 +1127,41 @@ impl Engine {
         if let Some(x) = e.exec.as_mut() {
             x.argv = alert::redact_argv(&x.argv, max_argv);
         }
+        if let Some(n) = e.net.as_mut() {
+            n.service = None;
+            if self.policy.identities.has_services() {
+                n.service = fields::parse_ip(&n.dst_addr)
+                    .and_then(|ip| self.policy.identities.service_name(ip, n.dst_port))
+                    .map(str::to_string);
+            }
+        }
         e
+    }
+
+    /// The service names and resolved names of an alert's destinations: from its evidence
+    /// events, and the services of destinations written `addr:port`.
+    fn destination_names(&self, d: &Details) -> (Vec<String>, Vec<String>) {
+        let mut services = Vec::new();
+        let mut names = Vec::new();
+        for n in d.evidence.iter().filter_map(|e| e.net.as_ref()) {
+            services.extend(n.service.clone());
+            names.extend(n.dst_name.clone());
+        }
+        if self.policy.identities.has_services() {
+            for dst in &d.destinations {
+                if let Ok(sa) = dst.parse::<std::net::SocketAddr>() {
+                    let s = self.policy.identities.service_name(sa.ip(), sa.port());
+                    services.extend(s.map(str::to_string));
+                }
+            }
+        }
+        let max = self.opts.max_destinations;
+        for v in [&mut services, &mut names] {
+            v.sort();
+            v.dedup();
+            v.truncate(max);
+        }
+        (services, names)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -917,8 +1175,16 @@ impl Engine {
         trigger: &Event,
         out: &mut Vec<Alert>,
     ) {
+        let id = self.new_id(rule, key, d.first);
+        let a = self.alert_of(id, rule, last, suppressed, d, trigger);
+        self.stats.alerts += 1;
+        out.push(a);
+    }
+
+    /// The next alert's id.
+    fn new_id(&mut self, rule: &Rule, key: u64, first: u64) -> String {
         self.alert_seq += 1;
-        let id = match self.opts.ids {
+        match self.opts.ids {
             IdMode::Random => uuid::Uuid::new_v4().to_string(),
             IdMode::Derived(seed) => {
                 let mut h = Sha256::new();
@@ -926,18 +1192,30 @@ impl Engine {
                 h.update(self.alert_seq.to_le_bytes());
                 h.update(rule.id.as_bytes());
                 h.update(key.to_le_bytes());
-                h.update(d.first.to_le_bytes());
+                h.update(first.to_le_bytes());
                 let dg = h.finalize();
                 let mut b = [0u8; 16];
                 b.copy_from_slice(&dg[..16]);
                 uuid::Builder::from_custom_bytes(b).into_uuid().to_string()
             }
-        };
+        }
+    }
+
+    /// The alert of a firing (or an event rule's match) ending at `last`.
+    fn alert_of(
+        &self,
+        id: String,
+        rule: &Rule,
+        last: u64,
+        suppressed: u64,
+        d: Details,
+        trigger: &Event,
+    ) -> Alert {
         let proc_ = trigger.process.as_ref();
         let loss_overlap = self.losses.iter().any(|&l| l >= d.first && l <= last);
         let max_argv = self.opts.max_argv;
-        self.stats.alerts += 1;
-        out.push(Alert {
+        let (services, destination_names) = self.destination_names(&d);
+        Alert {
             id,
             rule: AlertRule {
                 id: rule.id.clone(),
@@ -963,6 +1241,8 @@ impl Engine {
                 .collect::<BTreeMap<_, _>>(),
             destinations: d.destinations,
             destination_count: d.destination_count,
+            services,
+            destination_names,
             count: d.count,
             first_seen: d.first,
             last_seen: last,
@@ -970,7 +1250,8 @@ impl Engine {
             evidence_dropped: d.evidence_dropped,
             suppressed,
             loss_overlap,
-        });
+            incident: None,
+        }
     }
 
     /// Keeps a later `temporal_ordered` step that found no group, for an earlier step that
@@ -1263,12 +1544,13 @@ impl Engine {
             let fire = fire_of(c, g, lo, hi, from, self.opts.max_destinations, group);
             if trig == seq {
                 let rule = &rules.rules[c_idx];
-                self.fire(rule, key, t_fire, suppressed, fire, seq, ev, ev, out);
+                self.fire(c_idx, rule, key, t_fire, suppressed, fire, seq, ev, ev, out);
             } else {
                 // Completed by an entry that waited (or arrived before this late event): that
                 // event is the alert's trigger while the ring holds it.
                 let trigger = self.ring.get(trig);
                 self.fire(
+                    c_idx,
                     &rules.rules[c_idx],
                     key,
                     t_fire,
@@ -1743,6 +2025,165 @@ struct Fire {
     /// The credential of the latest evidence event that has one (whether or not the ring
     /// still holds that event).
     credential: Option<Arc<AlertCredential>>,
+    /// For a correlation whose groups share events: ring sequence numbers of the counted
+    /// events and codes of the destinations, ascending and distinct (else empty).
+    seqs: Vec<u64>,
+    dsts: Vec<u64>,
+}
+
+/// What a firing of a correlation whose groups share events brings to an incident.
+struct Firing {
+    key: u64,
+    t: u64,
+    open_until: u64,
+    seqs: Vec<u64>,
+    dsts: Vec<u64>,
+    root: Option<u32>,
+    /// Ring sequence numbers of its alert's evidence events, in their order.
+    evidence: Vec<u64>,
+}
+
+/// Whether two ascending lists share a value.
+fn shares(a: &[u64], b: &[u64]) -> bool {
+    let (mut i, mut j) = (0, 0);
+    while let (Some(x), Some(y)) = (a.get(i), b.get(j)) {
+        match x.cmp(y) {
+            std::cmp::Ordering::Less => i += 1,
+            std::cmp::Ordering::Greater => j += 1,
+            std::cmp::Ordering::Equal => return true,
+        }
+    }
+    false
+}
+
+/// Adds the ascending distinct values `add` to the ascending distinct `into`, keeping at most
+/// [`INCIDENT_EVENTS`] (the smallest, i.e. oldest, dropped and counted in `dropped`).
+fn union_sorted(into: &mut Vec<u64>, add: &[u64], dropped: &mut u64) {
+    let mut out = Vec::with_capacity(into.len() + add.len());
+    let (mut i, mut j) = (0, 0);
+    loop {
+        match (into.get(i), add.get(j)) {
+            (Some(&x), Some(&y)) if x == y => {
+                out.push(x);
+                i += 1;
+                j += 1;
+            }
+            (Some(&x), Some(&y)) if x < y => {
+                out.push(x);
+                i += 1;
+            }
+            (_, Some(&y)) => {
+                out.push(y);
+                j += 1;
+            }
+            (Some(&x), None) => {
+                out.push(x);
+                i += 1;
+            }
+            (None, None) => break,
+        }
+    }
+    if out.len() > INCIDENT_EVENTS {
+        let extra = out.len() - INCIDENT_EVENTS;
+        out.drain(..extra);
+        *dropped += extra as u64;
+    }
+    *into = out;
+}
+
+/// An incident's alert: `old` (its latest, without evidence events: they are `old_ev`) and
+/// `new` (a firing of another of its groups, its evidence events in `new_ev`), with the
+/// evidence events' ring sequence numbers. Its group, trees and id are the incident's; counts
+/// are set by the caller from the incident's sets. `in_place`: the two are one alert (the same
+/// event fired both), so their held-back repeats add up; an update reports the new group's.
+/// Returns the alert and the sequence numbers of its evidence events, in its order.
+fn merge_alerts(
+    old: &Alert,
+    old_ev: Vec<(u64, Event)>,
+    new: Alert,
+    new_ev: Vec<(u64, Event)>,
+    in_place: bool,
+    max_dst: usize,
+) -> (Alert, Vec<u64>) {
+    let later = new.last_seen >= old.last_seen;
+    let union = |a: &[String], b: Vec<String>| {
+        let mut v: Vec<String> = a.iter().cloned().chain(b).collect();
+        v.sort();
+        v.dedup();
+        v.truncate(max_dst);
+        v
+    };
+    let mut evidence: Vec<(u64, Event)> = Vec::with_capacity(old_ev.len() + new_ev.len());
+    for (s, e) in old_ev.into_iter().chain(new_ev) {
+        if !evidence.iter().any(|(x, _)| *x == s) {
+            evidence.push((s, e));
+        }
+    }
+    evidence.sort_by_key(|(_, e)| e.ts);
+    let mut evidence_dropped = old.evidence_dropped + new.evidence_dropped;
+    if evidence.len() > INCIDENT_EVIDENCE {
+        // The first event (often the credential read that starts the story) and the latest.
+        let extra = evidence.len() - INCIDENT_EVIDENCE;
+        evidence.drain(1..1 + extra);
+        evidence_dropped += extra as u64;
+    }
+    let (seqs, evidence): (Vec<u64>, Vec<Event>) = evidence.into_iter().unzip();
+    let m = Alert {
+        id: String::new(),
+        identity: if later {
+            new.identity
+        } else {
+            old.identity.clone()
+        },
+        process: if later {
+            new.process
+        } else {
+            old.process.clone()
+        },
+        credential: new.credential.or_else(|| old.credential.clone()),
+        group: old.group.clone(),
+        destinations: union(&old.destinations, new.destinations),
+        services: union(&old.services, new.services),
+        destination_names: union(&old.destination_names, new.destination_names),
+        first_seen: old.first_seen.min(new.first_seen),
+        last_seen: old.last_seen.max(new.last_seen),
+        evidence,
+        evidence_dropped,
+        suppressed: if in_place {
+            old.suppressed + new.suppressed
+        } else {
+            new.suppressed
+        },
+        loss_overlap: old.loss_overlap || new.loss_overlap,
+        incident: None,
+        ..new
+    };
+    (m, seqs)
+}
+
+/// The distinct processes of an alert's evidence events (and its own), in order of first
+/// appearance, bounded.
+fn processes_of(a: &Alert) -> Vec<AlertProcess> {
+    let mut out: Vec<AlertProcess> = Vec::new();
+    let from_events = a.evidence.iter().filter_map(|e| {
+        e.process.as_ref().map(|p| AlertProcess {
+            tgid: p.tgid,
+            start: p.start,
+            exe: p.exe.clone(),
+            argv: p.argv.clone(),
+            user: p.user.clone(),
+            uid: p.uid,
+        })
+    });
+    for p in from_events.chain(a.process.clone()) {
+        if out.len() >= INCIDENT_PROCESSES {
+            break;
+        }
+        if !out.iter().any(|q| q.tgid == p.tgid && q.start == p.start) {
+            out.push(p);
+        }
+    }
+    out
 }
 
 /// The alert's view of a credential event.
@@ -2032,6 +2473,16 @@ fn fire_of(
         .filter(|&h| h != 0)
         .collect();
     let dst_count = dst_set.len();
+    let (seqs, dsts) = if c.merges {
+        let mut seqs: Vec<u64> = entries.iter().map(|e| e.seq()).collect();
+        seqs.sort_unstable();
+        seqs.dedup();
+        let mut dsts: Vec<u64> = dst_set.iter().copied().collect();
+        dsts.sort_unstable();
+        (seqs, dsts)
+    } else {
+        (Vec::new(), Vec::new())
+    };
     let mut destinations: Vec<String> = dst_set
         .iter()
         .filter_map(|&h| code::render(h).or_else(|| g.names.as_ref()?.get(h).map(str::to_string)))
@@ -2059,6 +2510,8 @@ fn fire_of(
         destination_count: dst_count as u64,
         evidence,
         credential,
+        seqs,
+        dsts,
     }
 }
 

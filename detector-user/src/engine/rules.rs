@@ -5,12 +5,14 @@
 //!
 //! Rule language: `docs/rules.md`.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 use super::alert::Severity;
 use super::cond::{self, CmpOp, Cond, Lists};
 use super::fields::Field;
 use super::index::LiteralIndex;
+use super::overrides;
 use super::yaml::{self, Node, Pos, PosError};
 use crate::event::Kind;
 use crate::input::excerpt;
@@ -62,6 +64,10 @@ pub struct Correlation {
     pub monotone: bool,
     /// The counted field is a network one (`net.…`): display names are kept per value.
     pub net_field: bool,
+    /// Its groups can share events (`process.tree` grouping of a temporal type: an event
+    /// joins the group of every ancestor's tree), so firings of several groups can be one
+    /// incident.
+    pub merges: bool,
 }
 
 /// What a rule does.
@@ -118,6 +124,12 @@ pub struct TestCase {
     pub identities: Option<Node>,
     /// Baseline for this test, as YAML (`baseline:` mapping identity → peers).
     pub baseline: Option<Node>,
+    /// The rule is disabled (here): the case is not run.
+    pub disabled: Option<Pos>,
+    /// An override in another file than the test's changes the rule (here): the case was
+    /// written for the rule without it, so a different outcome is that override's effect
+    /// (reported, not a failure).
+    pub changed_by: Option<Pos>,
 }
 
 /// A loaded rule set.
@@ -134,6 +146,11 @@ pub struct RuleSet {
     /// Event rules by kind and literal, so an event evaluates only the conditions that can
     /// hold for it.
     pub index: LiteralIndex,
+    /// Rules defined but disabled (by their own `enabled: false` or an override), with where,
+    /// sorted by id: validated, then left out of `rules`.
+    pub disabled: Vec<(String, Pos)>,
+    /// Overrides applied (`overrides:` entries over all files).
+    pub overrides: usize,
 }
 
 /// All kinds, in declaration order (their index is `Kind as usize`).
@@ -160,16 +177,17 @@ pub fn duration(n: &Node) -> Result<u64, PosError> {
     crate::input::value::duration_ns(&s).map_err(|m| PosError::new(&n.pos, m))
 }
 
-/// A rule as written: its id and its mapping.
+/// A rule as written: its id and its mapping (as overrides left it: then owned).
 pub struct RawRule<'a> {
     /// Unique id.
     pub id: String,
     /// The rule's mapping.
-    pub node: &'a Node,
+    pub node: Cow<'a, Node>,
 }
 
 const RULE_KEYS: &[&str] = &[
     "id",
+    "enabled",
     "title",
     "description",
     "severity",
@@ -315,21 +333,24 @@ pub struct Collected<'a> {
     pub raws: Vec<RawRule<'a>>,
     /// `tests:` sections.
     pub tests: Vec<&'a Node>,
+    /// `overrides:` sections, in file order.
+    pub overrides: Vec<&'a Node>,
 }
 
 /// Reads the top-level shape of every document: `lists`, `rules` (each with a unique `id`,
-/// unknown keys reported) and `tests`.
+/// unknown keys reported), `tests` and `overrides`.
 pub fn collect<'a>(docs: &'a [Node], errs: &mut Vec<PosError>) -> Collected<'a> {
     let mut lists = Lists::default();
     // Ids seen (a linear search per rule was quadratic in the size of the set).
-    let mut ids = std::collections::HashSet::new();
+    let mut ids: HashMap<String, Pos> = HashMap::new();
     let mut raws: Vec<RawRule> = Vec::new();
     let mut test_nodes = Vec::new();
+    let mut override_nodes = Vec::new();
     for d in docs {
         if d.value == yaml::Value::Null {
             continue;
         }
-        let f = match d.fields(&["lists", "rules", "tests"]) {
+        let f = match d.fields(&["lists", "rules", "tests", "overrides"]) {
             Ok(f) => f,
             Err(e) => {
                 errs.push(e);
@@ -364,16 +385,23 @@ pub fn collect<'a>(docs: &'a [Node], errs: &mut Vec<PosError>) -> Collected<'a> 
                             .fields_collect(RULE_KEYS, errs)
                             .and_then(|f| f.req("id").and_then(|i| i.as_str().map(str::to_string)));
                         match id {
-                            Ok(id) => {
-                                if !ids.insert(id.clone()) {
-                                    errs.push(PosError::new(
-                                        &it.pos,
-                                        format!("duplicate rule id {}", excerpt(&id)),
-                                    ));
-                                } else {
-                                    raws.push(RawRule { id, node: it });
+                            Ok(id) => match ids.get(&id) {
+                                Some(first) => errs.push(PosError::new(
+                                    &it.pos,
+                                    format!(
+                                        "duplicate rule id {} (first defined at {first}); to \
+                                         change a rule defined elsewhere, use `overrides:`",
+                                        excerpt(&id)
+                                    ),
+                                )),
+                                None => {
+                                    ids.insert(id.clone(), it.pos.clone());
+                                    raws.push(RawRule {
+                                        id,
+                                        node: Cow::Borrowed(it),
+                                    });
                                 }
-                            }
+                            },
                             Err(e) => errs.push(e),
                         }
                     }
@@ -384,11 +412,15 @@ pub fn collect<'a>(docs: &'a [Node], errs: &mut Vec<PosError>) -> Collected<'a> 
         if let Some(t) = f.get("tests") {
             test_nodes.push(t);
         }
+        if let Some(o) = f.get("overrides") {
+            override_nodes.push(o);
+        }
     }
     Collected {
         lists,
         raws,
         tests: test_nodes,
+        overrides: override_nodes,
     }
 }
 
@@ -397,35 +429,72 @@ impl RuleSet {
     /// problems found, each positioned.
     ///
     /// Stages, each over the whole set: [`parse_sources`] (bytes and YAML, bounded) →
-    /// [`collect`] (top-level shape: lists, rules by id, tests) → compile (references
-    /// resolved; regexes, globs, CIDRs built once) → index. A stage that rewrites rules
-    /// before they compile (overrides) belongs between `collect` and compile.
+    /// [`collect`] (top-level shape: lists, rules by id, tests, overrides) →
+    /// [`overrides::apply`] (rules rewritten as their overrides say) → compile (references
+    /// resolved; regexes, globs, CIDRs built once; disabled rules too, then left out) → index.
     pub fn load(sources: &[(String, String)]) -> Result<RuleSet, Vec<PosError>> {
         let mut errs = Vec::new();
         let docs = parse_sources(sources, &mut errs);
         let Collected {
             lists,
-            raws,
+            mut raws,
             tests: test_nodes,
+            overrides: override_nodes,
         } = collect(&docs, &mut errs);
+        let applied = overrides::apply(&mut raws, &override_nodes, &mut errs);
         let index: HashMap<&str, usize> = raws
             .iter()
             .enumerate()
             .map(|(i, r)| (r.id.as_str(), i))
             .collect();
-        // Resolve references and compile.
-        let mut set = RuleSet::default();
+        // Resolve references and compile, disabled rules included (a rule someone may enable
+        // later is checked now).
+        let mut compiled = Vec::with_capacity(raws.len());
         for raw in &raws {
             match compile_rule(raw, &lists, &index, &raws, &mut errs) {
-                Ok(r) => set.rules.push(r),
+                Ok(r) => compiled.push(r),
                 Err(e) => errs.push(e),
             }
         }
+        let mut set = RuleSet {
+            overrides: applied.count,
+            ..RuleSet::default()
+        };
         if errs.is_empty() {
-            apply_generate(&mut set.rules, &raws, &mut errs);
+            // Leave the disabled rules out; correlation steps follow their rules' new places
+            // (no enabled correlation references a disabled rule: `overrides::apply` checked).
+            let keep: Vec<bool> = raws
+                .iter()
+                .map(|r| !applied.disabled.contains_key(&r.id))
+                .collect();
+            let mut new_at = vec![usize::MAX; raws.len()];
+            let mut n = 0;
+            for (i, &k) in keep.iter().enumerate() {
+                if k {
+                    new_at[i] = n;
+                    n += 1;
+                }
+            }
+            let kept_raws: Vec<&RawRule<'_>> = raws
+                .iter()
+                .zip(&keep)
+                .filter_map(|(r, &k)| k.then_some(r))
+                .collect();
+            for (mut r, k) in compiled.into_iter().zip(&keep) {
+                if !k {
+                    continue;
+                }
+                if let Body::Correlation(c) = &mut r.body {
+                    for s in &mut c.steps {
+                        *s = new_at[*s];
+                    }
+                }
+                set.rules.push(r);
+            }
+            apply_generate(&mut set.rules, &kept_raws, &mut errs);
         }
         for t in test_nodes {
-            if let Err(e) = parse_tests(t, &index, &mut set.tests) {
+            if let Err(e) = parse_tests(t, &index, &applied, &mut set.tests) {
                 errs.push(e);
             }
         }
@@ -435,6 +504,8 @@ impl RuleSet {
             });
             return Err(errs);
         }
+        set.disabled = applied.disabled.into_iter().collect();
+        set.disabled.sort_by(|a, b| a.0.cmp(&b.0));
         // Stage 4: index.
         set.by_kind = vec![Vec::new(); KINDS.len() + 1];
         set.consumers = vec![Vec::new(); set.rules.len()];
@@ -527,6 +598,9 @@ fn compile_rule(
             ));
         }
         attack.push(s.to_string());
+    }
+    if let Some(e) = f.get("enabled") {
+        e.as_bool()?;
     }
     let alert = f
         .get("alert")
@@ -760,6 +834,8 @@ fn compile_corr(
             .iter()
             .all(|(op, _)| matches!(op, CmpOp::Gt | CmpOp::Gte));
     let net_field = field.is_some_and(|f| f.path().starts_with("net."));
+    let merges = matches!(ty, CorrType::Temporal | CorrType::TemporalOrdered)
+        && group_by.contains(&Field::Tree);
     Ok(Correlation {
         ty,
         steps,
@@ -773,6 +849,7 @@ fn compile_corr(
         budget,
         monotone,
         net_field,
+        merges,
     })
 }
 
@@ -780,7 +857,7 @@ fn compile_corr(
 /// them says `generate: true` (Sigma's default is false), unless the rule sets `alert`
 /// itself. `alert: false` on a rule that a `generate: true` correlation references is a
 /// contradiction and an error. `rules` and `raws` are index-aligned (all rules compiled).
-fn apply_generate(rules: &mut [Rule], raws: &[RawRule<'_>], errs: &mut Vec<PosError>) {
+fn apply_generate(rules: &mut [Rule], raws: &[&RawRule<'_>], errs: &mut Vec<PosError>) {
     let mut wanted: Vec<Option<(bool, Pos)>> = vec![None; rules.len()];
     for r in rules.iter() {
         let Body::Correlation(c) = &r.body else {
@@ -881,6 +958,7 @@ fn compile_aliases<'n>(
 fn parse_tests(
     n: &Node,
     index: &HashMap<&str, usize>,
+    applied: &overrides::Applied,
     out: &mut Vec<TestCase>,
 ) -> Result<(), PosError> {
     for t in n.as_seq()? {
@@ -921,6 +999,12 @@ fn parse_tests(
                 format!("test for unknown rule {}", excerpt(&rule)),
             ));
         }
+        let disabled = applied.disabled.get(rule.as_str()).cloned();
+        let changed_by = applied
+            .changed
+            .get(rule.as_str())
+            .and_then(|ps| ps.iter().find(|p| p.file != rn.pos.file))
+            .cloned();
         let mut procs: HashMap<String, serde_json::Value> = HashMap::new();
         if let Some(p) = f.get("processes") {
             for (name, _, v) in p.as_map()? {
@@ -947,6 +1031,8 @@ fn parse_tests(
                 pos: c.pos.clone(),
                 identities: identities.clone(),
                 baseline: baseline.clone(),
+                disabled: disabled.clone(),
+                changed_by: changed_by.clone(),
             });
         }
     }

@@ -1,6 +1,8 @@
 //! Running rule tests (`tests:` sections beside the rules): each case feeds its events to the
 //! engine, reset to empty state and to the case's identities/baseline, and counts the alerts
-//! of the rule under test.
+//! of the rule under test. A case of a disabled rule is skipped; a case of a rule that an
+//! override in another file changes reports a different outcome as that override's effect,
+//! not as a failure (the case was written for the rule without it).
 
 use super::fields::Policy;
 use super::rules::TestCase;
@@ -15,8 +17,32 @@ pub struct CaseResult {
     pub rule: String,
     /// Case name.
     pub case: String,
-    /// `None` when passed; otherwise why not.
-    pub failure: Option<String>,
+    /// What happened.
+    pub status: Status,
+}
+
+/// What happened to one case.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Status {
+    /// As expected.
+    Pass,
+    /// Not as expected: why.
+    Fail(String),
+    /// Not as the case expects, because an override in another file changed the rule: what
+    /// changed and which override.
+    Changed(String),
+    /// Not run: the rule is disabled (where).
+    Skipped(String),
+}
+
+impl CaseResult {
+    /// Why the case failed, if it did (a changed or skipped case did not).
+    pub fn failure(&self) -> Option<&str> {
+        match &self.status {
+            Status::Fail(why) => Some(why),
+            _ => None,
+        }
+    }
 }
 
 fn policy(case: &TestCase) -> Result<Policy, String> {
@@ -32,32 +58,43 @@ fn policy(case: &TestCase) -> Result<Policy, String> {
 
 /// Runs one case on `engine` (state is reset first, so cases are independent).
 pub fn run_case(engine: &mut Engine, case: &TestCase) -> CaseResult {
-    let result = |failure| CaseResult {
+    let result = |status| CaseResult {
         rule: case.rule.clone(),
         case: case.name.clone(),
-        failure,
+        status,
     };
+    if let Some(at) = &case.disabled {
+        return result(Status::Skipped(format!(
+            "{}: the rule is disabled at {at}",
+            case.pos
+        )));
+    }
     match policy(case) {
         Ok(p) => engine.reset(p),
-        Err(e) => return result(Some(e)),
+        Err(e) => return result(Status::Fail(e)),
     }
     let mut alerts = Vec::new();
     for (pos, j) in &case.events {
         let ev: Event = match serde_json::from_value(j.clone()) {
             Ok(e) => e,
-            Err(e) => return result(Some(format!("{pos}: bad test event: {e}"))),
+            Err(e) => return result(Status::Fail(format!("{pos}: bad test event: {e}"))),
         };
         engine.process(&ev, &mut alerts);
     }
     engine.finish(&mut alerts);
     let n = alerts.iter().filter(|a| a.rule.id == case.rule).count();
     if n == case.expect {
-        result(None)
-    } else {
-        result(Some(format!(
-            "{}: expected {} alert(s) of `{}`, got {n}",
-            case.pos, case.expect, case.rule
-        )))
+        return result(Status::Pass);
+    }
+    let why = format!(
+        "{}: expected {} alert(s) of `{}`, got {n}",
+        case.pos, case.expect, case.rule
+    );
+    match &case.changed_by {
+        Some(at) => result(Status::Changed(format!(
+            "{why}, as the override at {at} makes it"
+        ))),
+        None => result(Status::Fail(why)),
     }
 }
 
@@ -87,7 +124,11 @@ mod tests {
         let cases = rules.tests.clone();
         let mut engine = Engine::new(rules, Policy::default(), Default::default());
         let results = run_all(&mut engine);
-        let failures: Vec<String> = results.iter().filter_map(|r| r.failure.clone()).collect();
+        let failures: Vec<String> = results
+            .iter()
+            .filter(|r| r.status != Status::Pass)
+            .map(|r| format!("{r:?}"))
+            .collect();
         assert!(failures.is_empty(), "{}", failures.join("\n"));
         for id in &alerting {
             let pos = cases.iter().any(|c| &c.rule == id && c.expect > 0);
@@ -112,8 +153,7 @@ mod tests {
         let r = run_all(&mut engine);
         assert_eq!(r.len(), 1);
         assert!(r[0]
-            .failure
-            .as_deref()
+            .failure()
             .unwrap_or_default()
             .contains("expected 1 alert(s) of `e`, got 0"));
     }

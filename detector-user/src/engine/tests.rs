@@ -44,6 +44,7 @@ fn connect(ts: u64, p: Process, dst: &str, port: u16) -> Event {
             conn: ts,
             dst_name: None,
             off_host: None,
+            service: None,
         }),
         file: None,
         loss: None,
@@ -1136,4 +1137,251 @@ fn suppression_holds_at_the_end_of_time() {
     assert!(held_back(u64::MAX - 5, 10, u64::MAX));
     assert!(!held_back(u64::MAX - 10, 10, u64::MAX));
     assert!(held_back(5, 10, 0) && !held_back(0, 10, 10));
+}
+
+/// The issue's incident: a shell (600, child of 500) whose `cat` reads a key, and a subshell
+/// (602) whose own `cat` reads it too and whose children connect to three hosts. The connects
+/// join the shell's tree and the subshell's: two groups, one incident.
+mod incidents {
+    use super::*;
+
+    fn p(tgid: u32, ppid: u32, ancestors: &[u32], exe: &str) -> Process {
+        Process {
+            ancestors: ancestors.to_vec(),
+            exe: exe.into(),
+            start: u64::from(tgid),
+            ..proc_(tgid, ppid, "exe:/bin/sh@alice")
+        }
+    }
+
+    fn cat_in_shell() -> Process {
+        p(601, 600, &[600, 500, 1], "/usr/bin/cat")
+    }
+    fn cat_in_subshell() -> Process {
+        p(603, 602, &[602, 600, 500, 1], "/usr/bin/cat")
+    }
+    fn nc(i: u32) -> Process {
+        p(604 + i, 602, &[602, 600, 500, 1], "/usr/bin/nc")
+    }
+
+    fn fanout_engine(tolerance: u64) -> Engine {
+        let src = format!(
+            "{BASE}  - id: fan\n    title: Fan\n    severity: critical\n    suppress: 10m\n    correlation: {{type: temporal_ordered, rules: [credr, conn], group-by: [process.tree], field: net.dst_addr, timespan: 1s, condition: {{gte: 3}}}}\n"
+        );
+        let rules = RuleSet::load(&[("t.yaml".into(), src)]).unwrap_or_else(|e| panic!("{e:?}"));
+        Engine::new(
+            rules,
+            Policy::default(),
+            EngineOptions {
+                ids: IdMode::Derived(7),
+                reorder_tolerance: tolerance,
+                ..Default::default()
+            },
+        )
+    }
+
+    fn tgids(a: &Alert) -> Vec<u32> {
+        let inc = a.incident.as_ref().expect("incident");
+        inc.processes.iter().map(|p| p.tgid).collect()
+    }
+
+    #[test]
+    fn groups_firing_on_one_event_are_one_alert() {
+        let evs = [
+            cred(1000 * MS, cat_in_shell(), "/home/alice/.ssh/id_ed25519"),
+            cred(1010 * MS, cat_in_subshell(), "/home/alice/.ssh/id_ed25519"),
+            connect(1100 * MS, nc(0), "10.0.0.1", 22),
+            connect(1200 * MS, nc(1), "10.0.0.2", 22),
+            connect(1300 * MS, nc(2), "10.0.0.3", 22),
+        ];
+        let mut e = fanout_engine(0);
+        let out = run(&mut e, &evs);
+        assert_eq!(out.len(), 1, "{out:#?}");
+        let a = &out[0];
+        let inc = a.incident.as_ref().expect("an incident of two groups");
+        assert_eq!(inc.id, a.id);
+        assert_eq!(inc.revision, 0);
+        assert_eq!(inc.trees, vec![600, 602]);
+        assert_eq!(tgids(a), vec![601, 603, 604, 605, 606]);
+        // Both reads and the three shared connects, each once.
+        assert_eq!(a.count, 5);
+        assert_eq!(a.destination_count, 3);
+        assert_eq!(a.destinations, ["10.0.0.1", "10.0.0.2", "10.0.0.3"]);
+        assert_eq!(a.evidence.len(), 5);
+        assert_eq!(a.first_seen, 1000 * MS);
+        assert_eq!(a.last_seen, 1300 * MS);
+        assert_eq!(a.process.as_ref().map(|p| p.tgid), Some(606));
+        // The group that fired first names the alert's group (an event tries its own tree
+        // first, then its ancestors').
+        assert_eq!(a.group["process.tree"], "602");
+        assert_eq!(e.stats().alerts, 1);
+        assert_eq!(e.stats().merged, 1);
+        // Stats show `merged` only when something merged.
+        let s = serde_json::to_value(e.stats()).unwrap();
+        assert_eq!(s["merged"], 1);
+        let mut quiet = fanout_engine(0);
+        let _ = run(&mut quiet, &evs[..2]);
+        assert!(serde_json::to_value(quiet.stats())
+            .unwrap()
+            .get("merged")
+            .is_none());
+    }
+
+    /// The subshell's group completes one connect later than the shell's: the incident's alert
+    /// is out already, so the second firing is an update of it (same incident id, revision 1),
+    /// describing the whole incident.
+    #[test]
+    fn a_later_firing_of_another_group_updates_the_incident() {
+        let evs = [
+            cred(1000 * MS, cat_in_shell(), "/home/alice/.ssh/id_ed25519"),
+            connect(1100 * MS, nc(0), "10.0.0.1", 22),
+            cred(1150 * MS, cat_in_subshell(), "/home/alice/.ssh/id_rsa"),
+            connect(1200 * MS, nc(1), "10.0.0.2", 22),
+            connect(1300 * MS, nc(2), "10.0.0.3", 22),
+            connect(1400 * MS, nc(3), "10.0.0.4", 22),
+        ];
+        let out = run(&mut fanout_engine(0), &evs);
+        assert_eq!(out.len(), 2, "{out:#?}");
+        let (first, update) = (&out[0], &out[1]);
+        assert!(
+            first.incident.is_none(),
+            "the first alert is its own incident yet"
+        );
+        assert_eq!(first.count, 4);
+        let inc = update.incident.as_ref().unwrap();
+        assert_eq!(inc.id, first.id);
+        assert_ne!(update.id, first.id);
+        assert_eq!(inc.revision, 1);
+        assert_eq!(inc.trees, vec![600, 602]);
+        assert_eq!(tgids(update), vec![601, 604, 603, 605, 606, 607]);
+        // 2 reads + 4 connects, 4 hosts, over both windows; the second credential shows.
+        assert_eq!(update.count, 6);
+        assert_eq!(update.destination_count, 4);
+        assert_eq!(update.first_seen, 1000 * MS);
+        assert_eq!(update.last_seen, 1400 * MS);
+        assert_eq!(
+            update.credential.as_ref().map(|c| c.watched.as_str()),
+            Some("/home/alice/.ssh/id_rsa")
+        );
+    }
+
+    /// Groups that share no event are separate incidents: two unrelated shells.
+    #[test]
+    fn groups_without_shared_events_stay_apart() {
+        let other = |tgid: u32, ppid: u32| p(tgid, ppid, &[ppid, 1], "/usr/bin/nc");
+        let mut evs = vec![
+            cred(1000 * MS, cat_in_shell(), "/k"),
+            cred(1000 * MS, p(701, 700, &[700, 1], "/usr/bin/cat"), "/k"),
+        ];
+        for i in 0..3u32 {
+            let ts = (1100 + 100 * u64::from(i)) * MS;
+            evs.push(connect(ts, other(610 + i, 600), &format!("10.0.0.{i}"), 22));
+            evs.push(connect(ts, other(710 + i, 700), &format!("10.0.1.{i}"), 22));
+        }
+        let out = run(&mut fanout_engine(0), &evs);
+        assert_eq!(out.len(), 2);
+        assert!(out.iter().all(|a| a.incident.is_none()));
+    }
+
+    /// Arrival order within the tolerance does not change the incident: one alert for both
+    /// groups when they complete on the same event, whatever order the rest arrived in.
+    #[test]
+    fn merging_does_not_depend_on_arrival_order() {
+        let evs = [
+            cred(1000 * MS, cat_in_shell(), "/k"),
+            cred(1010 * MS, cat_in_subshell(), "/k"),
+            connect(1100 * MS, nc(0), "10.0.0.1", 22),
+            connect(1200 * MS, nc(1), "10.0.0.2", 22),
+            connect(1300 * MS, nc(2), "10.0.0.3", 22),
+        ];
+        // Every order where the last connect comes last (it completes both windows).
+        let orders: [[usize; 4]; 4] = [[0, 1, 2, 3], [1, 0, 3, 2], [3, 2, 1, 0], [2, 3, 0, 1]];
+        for o in orders {
+            let mut shuffled: Vec<Event> = o.iter().map(|&i| evs[i].clone()).collect();
+            shuffled.push(evs[4].clone());
+            let out = run(&mut fanout_engine(500 * MS), &shuffled);
+            assert_eq!(out.len(), 1, "{o:?}: {out:#?}");
+            assert_eq!(
+                out[0].incident.as_ref().unwrap().trees,
+                vec![600, 602],
+                "{o:?}"
+            );
+            assert_eq!(out[0].count, 5, "{o:?}");
+        }
+    }
+
+    /// The shipped rule, as the issue saw it: one alert, naming both trees.
+    #[test]
+    fn the_pack_reports_the_shell_and_subshell_once() {
+        let rules = crate::engine::load::load_rules(&[], false).unwrap();
+        let mut e = Engine::new(rules, Policy::default(), EngineOptions::default());
+        let evs = [
+            cred(1000 * MS, cat_in_shell(), "/home/alice/.ssh/id_ed25519"),
+            cred(1010 * MS, cat_in_subshell(), "/home/alice/.ssh/id_ed25519"),
+            connect(1100 * MS, nc(0), "10.0.0.1", 22),
+            connect(1200 * MS, nc(1), "10.0.0.2", 22),
+            connect(1300 * MS, nc(2), "10.0.0.3", 22),
+        ];
+        let out = run(&mut e, &evs);
+        let msr: Vec<&Alert> = out
+            .iter()
+            .filter(|a| a.rule.id == "machine-speed-credential-reuse")
+            .collect();
+        assert_eq!(msr.len(), 1, "{out:#?}");
+        assert_eq!(msr[0].incident.as_ref().unwrap().trees, vec![600, 602]);
+    }
+}
+
+/// `services: {metrics-b: [10.213.0.11:9100]}`: a first-seen-peer alert to that address names
+/// the service (and the name the address was resolved from) in the alert and its evidence.
+#[test]
+fn service_and_destination_names_reach_the_alert() {
+    let ids = "identities:
+  - name: scraper
+    match: {exe: /usr/bin/prometheus}
+    peers: [metrics-a]
+services:
+  metrics-a: [10.213.0.10:9100]
+  metrics-b: [10.213.0.11:9100]
+";
+    let policy = Policy {
+        identities: crate::enrich::identity::IdentityConfig::parse("identities.yaml", ids).unwrap(),
+        ..Default::default()
+    };
+    let rules = crate::engine::load::load_rules(&[], false).unwrap();
+    let mut e = Engine::new(rules, policy, EngineOptions::default());
+    let p = Process {
+        exe: "/usr/bin/prometheus".into(),
+        ..proc_(900, 1, "scraper")
+    };
+    let mut named = connect(1000 * MS, p.clone(), "10.213.0.11", 9100);
+    if let Some(n) = named.net.as_mut() {
+        n.dst_name = Some("node-b.metrics.internal".into());
+    }
+    let evs = [
+        connect(900 * MS, p.clone(), "10.213.0.10", 9100),
+        named,
+        connect(1100 * MS, p, "10.213.0.12", 9100),
+    ];
+    let out = run(&mut e, &evs);
+    let fsp: Vec<&Alert> = out
+        .iter()
+        .filter(|a| a.rule.id == "first-seen-peer")
+        .collect();
+    assert_eq!(fsp.len(), 2, "{out:#?}");
+    let b = fsp[0];
+    assert_eq!(b.destinations, ["10.213.0.11:9100"]);
+    assert_eq!(b.services, ["metrics-b"]);
+    assert_eq!(b.destination_names, ["node-b.metrics.internal"]);
+    let n = b.evidence[0].net.as_ref().unwrap();
+    assert_eq!(n.service.as_deref(), Some("metrics-b"));
+    assert_eq!(n.dst_name.as_deref(), Some("node-b.metrics.internal"));
+    let j = serde_json::to_value(b).unwrap();
+    assert_eq!(j["services"][0], "metrics-b");
+    assert_eq!(j["evidence"][0]["net"]["service"], "metrics-b");
+    // An address no service names: nothing added, the fields absent.
+    let c = fsp[1];
+    assert!(c.services.is_empty() && c.destination_names.is_empty());
+    let j = serde_json::to_value(c).unwrap();
+    assert!(j.get("services").is_none() && j["evidence"][0]["net"].get("service").is_none());
 }

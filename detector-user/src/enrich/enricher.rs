@@ -333,6 +333,7 @@ impl Enricher {
             conn: self.conn_key.hash_one(n.sock),
             dst_name,
             off_host,
+            service: None,
         });
         ev
     }

@@ -419,6 +419,11 @@ impl IdentityConfig {
         self.by_name.contains_key(name)
     }
 
+    /// Whether the `services` section names any address (alerts look names up only then).
+    pub fn has_services(&self) -> bool {
+        !self.services.is_empty()
+    }
+
     /// Service name of a remote address, from the `services` section.
     pub fn service_name(&self, addr: IpAddr, port: u16) -> Option<&str> {
         self.services

@@ -81,6 +81,7 @@ pub fn alert(m: &Model, f: &Finding, host: &str) -> Alert {
     group.insert("ledger.credential_id".into(), f.credential.to_string());
     let mut destinations = Vec::new();
     let mut seen = std::collections::BTreeSet::new();
+    let mut names = std::collections::BTreeSet::new();
     if let Some(c) = c {
         if let Some(o) = &c.owner {
             group.entry("owner".into()).or_insert_with(|| o.clone());
@@ -101,6 +102,11 @@ pub fn alert(m: &Model, f: &Finding, host: &str) -> Alert {
                         Some(n) => format!("{n} ({})", dst(&d.addr, d.port)),
                         None => dst(&d.addr, d.port),
                     };
+                    if let Some(n) = &d.name {
+                        if names.len() < MAX_DESTINATIONS {
+                            names.insert(n.clone());
+                        }
+                    }
                     if seen.insert(s.clone()) && destinations.len() < MAX_DESTINATIONS {
                         destinations.push(s);
                     }
@@ -135,6 +141,11 @@ pub fn alert(m: &Model, f: &Finding, host: &str) -> Alert {
         group,
         destination_count: seen.len() as u64,
         destinations,
+        // The ledger's destinations are addresses; services are named by the engine's rules.
+        services: Vec::new(),
+        destination_names: names.into_iter().collect(),
+        // A finding is about one credential: its own incident.
+        incident: None,
         count: c.map_or(1, |c| c.uses.max(1)),
         first_seen: c.map_or(f.ts, |c| c.first_seen.min(f.ts)),
         last_seen: f.ts,

@@ -247,6 +247,7 @@ mod tests {
                 conn: 1,
                 dst_name: None,
                 off_host: None,
+                service: None,
             }),
             file: None,
             loss: None,

@@ -112,10 +112,14 @@ fn evidence(e: &Event) -> Option<Value> {
         ev.insert("file".into(), file_obj(path));
     }
     if let Some(n) = &e.net {
-        ev.insert(
-            "dst_endpoint".into(),
-            json!({"ip": n.dst_addr, "port": n.dst_port}),
-        );
+        let mut dst = json!({"ip": n.dst_addr, "port": n.dst_port});
+        if let Some(h) = &n.dst_name {
+            dst["hostname"] = json!(h);
+        }
+        if let Some(s) = &n.service {
+            dst["svc_name"] = json!(s);
+        }
+        ev.insert("dst_endpoint".into(), dst);
         if !n.src_addr.is_empty() {
             ev.insert(
                 "src_endpoint".into(),
@@ -138,7 +142,10 @@ fn attack(t: &str) -> Value {
     }
 }
 
-/// The OCSF Detection Finding for an alert (activity 1 = Create).
+/// The OCSF Detection Finding for an alert: activity 1 (Create), or 2 (Update) for an update
+/// of an incident — `finding_info.uid` is then the incident's id (its first alert's), so a
+/// SIEM that keeps findings by uid updates the one finding; `metadata.uid` is each record's own
+/// id.
 pub fn ocsf(a: &Alert) -> Value {
     let (sev_id, sev) = severity_id(a.rule.severity);
     let mut evidences: Vec<Value> = a.evidence.iter().filter_map(evidence).collect();
@@ -170,8 +177,24 @@ pub fn ocsf(a: &Alert) -> Value {
     if let Some(c) = &a.credential {
         unmapped.insert("credential".into(), json!(c));
     }
+    if !a.services.is_empty() {
+        unmapped.insert("services".into(), json!(a.services));
+    }
+    if !a.destination_names.is_empty() {
+        unmapped.insert("destination_names".into(), json!(a.destination_names));
+    }
+    let update = a.incident.as_ref().is_some_and(|i| i.revision > 0);
+    let (activity_id, activity) = if update { (2, "Update") } else { (1, "Create") };
+    if let Some(i) = &a.incident {
+        // The processes are in `evidences`; the trees and revision have no OCSF attribute.
+        unmapped.insert(
+            "incident".into(),
+            json!({"id": i.id, "revision": i.revision, "trees": i.trees}),
+        );
+    }
+    let finding_uid = a.incident.as_ref().map_or(&a.id, |i| &i.id);
     let mut finding_info = json!({
-        "uid": a.id,
+        "uid": finding_uid,
         "title": a.rule.title,
         "analytic": {"type_id": 1, "type": "Rule", "uid": a.rule.id, "name": a.rule.title},
         "first_seen_time": ms(a.first_seen),
@@ -181,15 +204,18 @@ pub fn ocsf(a: &Alert) -> Value {
     if !a.attack.is_empty() {
         finding_info["attacks"] = Value::Array(a.attack.iter().map(|t| attack(t)).collect());
     }
+    if update {
+        finding_info["modified_time"] = json!(ms(a.last_seen));
+    }
     let mut v = json!({
-        "activity_id": 1,
-        "activity_name": "Create",
+        "activity_id": activity_id,
+        "activity_name": activity,
         "category_uid": 2,
         "category_name": "Findings",
         "class_uid": 2004,
         "class_name": "Detection Finding",
-        "type_uid": 200401,
-        "type_name": "Detection Finding: Create",
+        "type_uid": 200400 + activity_id,
+        "type_name": format!("Detection Finding: {activity}"),
         "time": ms(a.last_seen),
         "start_time": ms(a.first_seen),
         "end_time": ms(a.last_seen),
@@ -384,6 +410,8 @@ pub fn agent_alert(
         group,
         destinations: vec![],
         destination_count: 0,
+        services: vec![],
+        destination_names: vec![],
         count: 1,
         first_seen: now_ns,
         last_seen: now_ns,
@@ -391,6 +419,7 @@ pub fn agent_alert(
         evidence_dropped: 0,
         suppressed: 0,
         loss_overlap: false,
+        incident: None,
     }
 }
 
@@ -441,6 +470,8 @@ pub(crate) mod tests {
             group: [("process.tgid".to_string(), "43".to_string())].into(),
             destinations: vec!["10.0.0.7:22".into()],
             destination_count: 1,
+            services: vec![],
+            destination_names: vec![],
             count: 2,
             first_seen: 1_700_000_000_000_000_000,
             last_seen: 1_700_000_001_000_000_000,
@@ -448,6 +479,7 @@ pub(crate) mod tests {
             evidence_dropped: 0,
             suppressed: 0,
             loss_overlap: false,
+            incident: None,
         }
     }
 
@@ -579,6 +611,47 @@ pub(crate) mod tests {
         assert_eq!(v["unmapped"]["flags"]["shared"], true);
         assert_eq!(v["unmapped"]["reach"][0]["addr"], "10.0.0.7");
         assert!(v["unmapped"].get("path").is_none());
+    }
+
+    /// An incident's update is an OCSF Update of the incident's finding; names and services
+    /// of destinations go to the endpoint's `hostname` and `svc_name`.
+    #[test]
+    fn ocsf_incident_update_and_names() {
+        let mut a = sample_alert(2);
+        if let Some(n) = a.evidence[1].net.as_mut() {
+            n.dst_name = Some("b.internal".into());
+            n.service = Some("metrics-b".into());
+        }
+        a.services = vec!["metrics-b".into()];
+        a.destination_names = vec!["b.internal".into()];
+        let v = ocsf(&a);
+        assert_eq!(v["activity_id"], 1);
+        assert_eq!(v["finding_info"]["uid"], a.id);
+        assert_eq!(v["evidences"][1]["dst_endpoint"]["hostname"], "b.internal");
+        assert_eq!(v["evidences"][1]["dst_endpoint"]["svc_name"], "metrics-b");
+        assert_eq!(v["unmapped"]["services"][0], "metrics-b");
+        assert_eq!(v["unmapped"]["destination_names"][0], "b.internal");
+        a.incident = Some(crate::engine::alert::AlertIncident {
+            id: "00000000-0000-4000-8000-000000000001".into(),
+            revision: 1,
+            trees: vec![600, 602],
+            processes: vec![],
+        });
+        let v = ocsf(&a);
+        assert_eq!(v["activity_id"], 2);
+        assert_eq!(v["activity_name"], "Update");
+        assert_eq!(v["type_uid"], 200402);
+        assert_eq!(v["type_name"], "Detection Finding: Update");
+        assert_eq!(
+            v["finding_info"]["uid"],
+            "00000000-0000-4000-8000-000000000001"
+        );
+        assert_eq!(v["metadata"]["uid"], a.id);
+        assert_eq!(v["finding_info"]["modified_time"], 1_700_000_001_000u64);
+        assert_eq!(v["unmapped"]["incident"]["trees"][1], 602);
+        // The first alert of an incident of two groups is still a Create.
+        a.incident.as_mut().unwrap().revision = 0;
+        assert_eq!(ocsf(&a)["activity_id"], 1);
     }
 
     #[test]

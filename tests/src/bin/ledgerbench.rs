@@ -527,6 +527,7 @@ fn main() -> Result<()> {
             conn: 1,
             dst_name: None,
             off_host: Some(true),
+            service: None,
         }),
         ..cred.clone()
     };
