@@ -73,7 +73,8 @@ const BPF_LINKER_VERSION: &str = "0.13";
 /// (util-linux) for the privilege and mount-namespace tests, rsyslog as the real syslog
 /// receiver of the sink tests (started by the tests with a private config; never the
 /// system's), python3 for the OCSF validator, make/gcc and a font for the overhead bench's
-/// own tests (its generated C tree and PNG plot). An entry starting with `/` is a file.
+/// own tests (its generated C tree and PNG plot). An entry starting with `/` is a file
+/// (Debian's own: a program of the same name elsewhere in PATH does not count).
 const DEBIAN_PACKAGES: &[(&str, &str)] = &[
     ("ip", "iproute2"),
     ("unshare", "util-linux"),
@@ -89,6 +90,20 @@ const DEBIAN_PACKAGES: &[(&str, &str)] = &[
     ),
     // `cargo xtask bench kernel stats`: per-program run time from `bpf_stats`.
     ("bpftool", "bpftool"),
+    // The real programs of the end-to-end rule tests (tests/tests/realworld.rs) and of the
+    // soak (`cargo xtask bench soak`): OpenSSH's client and server (started by the tests in
+    // their own network namespaces with their own config, never the system's), dnsmasq
+    // (the binary only: `dnsmasq-base` runs no system resolver), curl, nmap, ps, the shadow
+    // suite and git.
+    ("/usr/bin/ssh", "openssh-client"),
+    ("/usr/sbin/sshd", "openssh-server"),
+    ("/usr/sbin/dnsmasq", "dnsmasq-base"),
+    ("/usr/bin/curl", "curl"),
+    ("/usr/bin/nmap", "nmap"),
+    ("/usr/bin/ps", "procps"),
+    ("/usr/sbin/useradd", "passwd"),
+    ("/usr/bin/python3", "python3"),
+    ("/usr/bin/git", "git"),
     // The kernel matrix: Debian's kernels booted under QEMU (software emulation) from an
     // initramfs of static busybox with the kernel's own modules, and an ext4 test disk.
     ("qemu-system-x86_64", "qemu-system-x86"),
