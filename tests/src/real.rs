@@ -95,8 +95,21 @@ impl Detector {
         let seen = Arc::new(Mutex::new(Seen::default()));
         let events = Arc::new(AtomicU64::new(0));
         let (s, n) = (seen.clone(), events.clone());
+        // DT_RECORD_DIR: keep every line the agent wrote, to look into a failure.
+        let record = std::env::var_os("DT_RECORD_DIR").map(|d| {
+            let tag = state
+                .parent()
+                .and_then(Path::file_name)
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            PathBuf::from(d).join(format!("{tag}.ndjson"))
+        });
         std::thread::spawn(move || {
+            let mut rec = record.map(|p| std::fs::File::create(p).expect("record file"));
             for l in BufReader::new(out).lines().map_while(Result::ok) {
+                if let Some(f) = rec.as_mut() {
+                    let _ = writeln!(f, "{l}");
+                }
                 let Ok(v) = serde_json::from_str::<Value>(&l) else {
                     continue;
                 };
@@ -152,7 +165,10 @@ impl Detector {
         std::thread::sleep(Duration::from_millis(1500));
     }
 
-    /// Alerts raised for `root` or any process descending from it (as forks reported it).
+    /// Alerts raised for `root` or any process descending from it (as forks reported it),
+    /// leaving out those another agent took part in: other agents on this machine (other
+    /// tests' and developers') read credentials to fingerprint them, where a host's only agent
+    /// excludes its own reads.
     pub fn alerts_under(&self, root: u32) -> Vec<Value> {
         let s = lock(&self.seen);
         s.alerts
@@ -161,6 +177,7 @@ impl Detector {
                 a["process"]["tgid"]
                     .as_u64()
                     .is_some_and(|t| descends(&s.parent, t as u32, root))
+                    && !involves_an_agent(a)
             })
             .cloned()
             .collect()
@@ -253,6 +270,19 @@ fn take(s: &Mutex<Seen>, v: Value) {
         }
         _ => {}
     }
+}
+
+/// Whether an alert's evidence holds an event of a `detector` process.
+pub fn involves_an_agent(a: &Value) -> bool {
+    a["evidence"].as_array().is_some_and(|ev| {
+        ev.iter().any(|e| {
+            e["process"]["exe"].as_str().is_some_and(|x| {
+                Path::new(x.trim_end_matches(" (deleted)"))
+                    .file_name()
+                    .is_some_and(|n| n == "detector")
+            })
+        })
+    })
 }
 
 fn descends(parent: &HashMap<u32, u32>, mut t: u32, root: u32) -> bool {

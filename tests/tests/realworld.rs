@@ -12,7 +12,12 @@
 //! Not part of the kernel suite (`kernel.rs`), which also runs inside minimal QEMU guests
 //! that have none of these programs.
 
-use std::{os::unix::fs::PermissionsExt as _, path::Path, process::Command, time::Duration};
+use std::{
+    os::unix::fs::PermissionsExt as _,
+    path::{Path, PathBuf},
+    process::Command,
+    time::Duration,
+};
 
 use serde_json::Value;
 use tests::{
@@ -55,6 +60,12 @@ fn as_root(lab: &Lab) -> Env {
 
 const PYTHON: &str = "/usr/bin/python3";
 
+// HOSTS_REUSE: the agent caches a mount namespace's hosts file by the namespace's inode
+// number and re-checks it at most every 5 s; the kernel hands a new namespace the number of
+// one freed shortly before, so for up to 5 s a new namespace's connections can be named from
+// a dead namespace's hosts file (or not named). Scenarios that rely on a hosts file of their
+// own wait that long first.
+
 /// A cloud SDK call: reads `~/.aws/credentials` as botocore does (configparser), then opens
 /// one HTTPS connection per name given (glibc getaddrinfo, then each address in turn, as
 /// `socket.create_connection` does); nothing listens, so every address is tried.
@@ -76,7 +87,10 @@ fn write_sdk(s: &Scratch) -> String {
     p.display().to_string()
 }
 
-const AWS: &str = "[default]\naws_access_key_id = AKIAIOSFODNN7EXAMPLE\naws_secret_access_key = wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY\n";
+/// AWS credentials unique to `who` (the same content in two files is a copied credential).
+fn aws(who: &str) -> String {
+    format!("[default]\naws_access_key_id = AKIAIOSFODNN7EXAMPLE\naws_secret_access_key = {who}/K7MDENG/bPxRfiCYEXAMPLEKEY\n")
+}
 
 // ---------------------------------------------------------------- ssh-key-then-ssh-fanout
 
@@ -136,9 +150,12 @@ fn interactive_ssh_sessions_and_repeated_hosts_raise_nothing() {
         hosts: Some(hosts),
         ..as_user(&lab, &u)
     };
-    // A person: a session on web1, a copy from it, a command on it, then another host.
+    // A person: a session on web1, a copy from it, a command on it, then another host. (The
+    // first 5 s: the agent keeps a mount namespace's hosts table for 5 s by the namespace's
+    // inode number, which the kernel recycles; a namespace younger than that may be named
+    // from a dead one's file — see HOSTS_REUSE.)
     let (pid, out) = env.run(&format!(
-        "ssh {SSH_OPTS} web1.lab.test 'sleep 2; hostname' && sleep 3 && \
+        "sleep 5; ssh {SSH_OPTS} web1.lab.test 'sleep 2; hostname' && sleep 3 && \
          scp {SSH_OPTS} web1.lab.test:/etc/hostname ~/copied && sleep 2 && \
          ssh {SSH_OPTS} web1.lab.test true && sleep 2 && ssh {SSH_OPTS} {} true",
         lab.host(1)
@@ -177,7 +194,7 @@ fn cloud(s: &Scratch, tag: &str) -> Cloud {
     let dns = dnsmasq(&lab, &s.path("dns"), &lab.host(0), &names);
     let resolv = resolv_conf(&s.0, &lab.host(0));
     let user = User::new(tag);
-    user.write(".aws/credentials", AWS, 0o600);
+    user.write(".aws/credentials", &aws(&user.name), 0o600);
     let env = Env {
         resolv: Some(resolv),
         ..as_user(&lab, &user)
@@ -250,7 +267,7 @@ fn cloud_cli_calls_to_names_with_several_addresses_raise_nothing() {
     // queries to the resolver, glibc's RFC 6724 sorting by UDP connect() to every address),
     // and tries every address of one name in turn (nothing listens).
     let (pid, _) = env.run(&format!(
-        "{PYTHON} {sdk} api.lab.test && sleep 2 && \
+        "sleep 5; {PYTHON} {sdk} api.lab.test && sleep 2 && \
          {PYTHON} {sdk} s3.lab.test api.lab.test && sleep 2 && \
          curl -s --netrc --max-time 3 https://api.lab.test/v1/ ; sleep 2 && \
          {PYTHON} {sdk} multi.hosts.test",
@@ -324,7 +341,7 @@ fn opening_shadow_to_append_outside_the_account_tools_alerts() {
 fn root_rewriting_a_users_credentials_alerts() {
     let s = Scratch::new("rw-credwrite");
     let u = User::new("cw");
-    let creds = u.write(".aws/credentials", AWS, 0o600);
+    let creds = u.write(".aws/credentials", &aws(&u.name), 0o600);
     let d = agent(&s, &[]);
     let (pid, _) = Env::default().run(&format!(
         "printf '[default]\\naws_access_key_id = AKIAEVILEXAMPLE\\n' > {}",
@@ -344,7 +361,7 @@ fn token_rotation_by_writers_and_readers_raises_nothing() {
     let s = Scratch::new("rw-rotation");
     let u = User::new("rt");
     let app = User::new("ra");
-    u.write(".aws/credentials", AWS, 0o600);
+    u.write(".aws/credentials", &aws(&u.name), 0o600);
     let secrets = Path::new("/run/secrets").join(format!("dt-{}", std::process::id()));
     std::fs::create_dir_all(&secrets).unwrap();
     let token = secrets.join("token");
@@ -360,7 +377,8 @@ fn token_rotation_by_writers_and_readers_raises_nothing() {
         ..Default::default()
     }
     .run(&format!(
-        "for i in 1 2 3; do {PYTHON} -c \"import os; p=os.path.expanduser('~/.aws/credentials'); open(p, 'w').write('''{AWS}'''.replace('EXAMPLE', 'EXAMPLE$i'))\" && {PYTHON} {sdk} && sleep 1; done"
+        "for i in 1 2 3; do {PYTHON} -c \"import os; p=os.path.expanduser('~/.aws/credentials'); open(p, 'w').write('''{creds}'''.replace('EXAMPLE', 'EXAMPLE$i'))\" && {PYTHON} {sdk} && sleep 1; done",
+        creds = aws(&u.name)
     ));
     // A vault-agent-like refresher (root) rewrites a token in place, then by atomic rename;
     // the application (another user) reads each version.
@@ -518,7 +536,7 @@ fn actor_for_users(s: &Scratch) -> String {
 fn io_uring_access_to_a_credential_alerts() {
     let s = Scratch::new("rw-uring");
     let u = User::new("iu");
-    u.write(".aws/credentials", AWS, 0o600);
+    u.write(".aws/credentials", &aws(&u.name), 0o600);
     let actor = actor_for_users(&s);
     let d = agent(&s, &[]);
     let (pid, _) = Env {
@@ -534,7 +552,7 @@ fn io_uring_access_to_a_credential_alerts() {
 fn io_uring_reads_of_other_files_and_plain_reads_of_credentials_raise_nothing() {
     let s = Scratch::new("rw-uringbenign");
     let u = User::new("ib");
-    u.write(".aws/credentials", AWS, 0o600);
+    u.write(".aws/credentials", &aws(&u.name), 0o600);
     let actor = actor_for_users(&s);
     let d = agent(&s, &[]);
     let (pid, _) = Env {
@@ -684,33 +702,67 @@ fn baseline_peers_and_a_resolver_raise_nothing() {
 // ------------------------------------------------------------------ Kubernetes
 
 /// A pod's projected service-account volume as the kubelet's atomic writer lays it out
-/// (`token -> ..data/token`, `..data -> ..<timestamp>`), created while the agent runs.
-fn projected_token(pod_uid: &str) -> std::path::PathBuf {
-    let vol = Path::new("/var/lib/kubelet/pods")
-        .join(pod_uid)
-        .join("volumes/kubernetes.io~projected/kube-api-access-dt");
-    let ts = vol.join("..2026_01_01_00_00_00.000000001");
-    std::fs::create_dir_all(&ts).unwrap();
-    std::fs::write(ts.join("token"), "eyJhbGciOiJSUzI1NiJ9.dt.sig").unwrap();
-    std::fs::write(ts.join("namespace"), "default").unwrap();
-    std::os::unix::fs::symlink("..2026_01_01_00_00_00.000000001", vol.join("..data")).unwrap();
-    std::os::unix::fs::symlink("..data/token", vol.join("token")).unwrap();
-    std::os::unix::fs::symlink("..data/namespace", vol.join("namespace")).unwrap();
-    vol
+/// (`token -> ..data/token`, `..data -> ..<timestamp>`), created while the agent runs;
+/// removed on drop (and the kubelet directories, when empty), with the pod's cgroup if one
+/// was made.
+struct Pod {
+    uid: String,
+    vol: PathBuf,
+    cgroup: Option<PathBuf>,
 }
 
-fn remove_pod(pod_uid: &str) {
-    let _ = std::fs::remove_dir_all(Path::new("/var/lib/kubelet/pods").join(pod_uid));
-    let _ = std::fs::remove_dir("/var/lib/kubelet/pods");
-    let _ = std::fs::remove_dir("/var/lib/kubelet");
+impl Pod {
+    /// Pod `n` of this run (a 36-character uid, as the kubelet's).
+    fn new(n: u8) -> Self {
+        let uid = format!(
+            "{n:02x}{:06x}-1111-4222-8333-444455556666",
+            std::process::id() % 0x100_0000
+        );
+        let vol = Path::new("/var/lib/kubelet/pods")
+            .join(&uid)
+            .join("volumes/kubernetes.io~projected/kube-api-access-dt");
+        let ts = vol.join("..2026_01_01_00_00_00.000000001");
+        std::fs::create_dir_all(&ts).unwrap();
+        std::fs::write(ts.join("token"), "eyJhbGciOiJSUzI1NiJ9.dt.sig").unwrap();
+        std::fs::write(ts.join("namespace"), "default").unwrap();
+        std::os::unix::fs::symlink("..2026_01_01_00_00_00.000000001", vol.join("..data")).unwrap();
+        std::os::unix::fs::symlink("..data/token", vol.join("token")).unwrap();
+        std::os::unix::fs::symlink("..data/namespace", vol.join("namespace")).unwrap();
+        Self {
+            uid,
+            vol,
+            cgroup: None,
+        }
+    }
+
+    /// The pod's container cgroup as the kubelet's systemd driver and containerd name it.
+    fn cgroup(&mut self) -> PathBuf {
+        let cg = cgroup2_root()
+            .join("kubepods.slice/kubepods-besteffort.slice")
+            .join(format!(
+                "kubepods-besteffort-pod{}.slice",
+                self.uid.replace('-', "_")
+            ))
+            .join(format!("cri-containerd-{}.scope", "ab12".repeat(16)));
+        std::fs::create_dir_all(&cg).unwrap();
+        self.cgroup = Some(cg.clone());
+        cg
+    }
 }
 
-/// A pod uid (36 characters, as the kubelet's) unique to this run and `n`.
-fn pod_uid(n: u8) -> String {
-    format!(
-        "{n:02x}{:06x}-1111-4222-8333-444455556666",
-        std::process::id() % 0x100_0000
-    )
+impl Drop for Pod {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(Path::new("/var/lib/kubelet/pods").join(&self.uid));
+        let _ = std::fs::remove_dir("/var/lib/kubelet/pods");
+        let _ = std::fs::remove_dir("/var/lib/kubelet");
+        // Leaf first; the shared slices only when empty.
+        let mut d = self.cgroup.clone();
+        for _ in 0..4 {
+            let Some(p) = d else { break };
+            let _ = std::fs::remove_dir(&p);
+            d = p.parent().map(Path::to_path_buf);
+        }
+    }
 }
 
 #[test]
@@ -718,17 +770,21 @@ fn a_pod_token_appearing_late_read_from_the_host_then_api_servers_alerts() {
     let s = Scratch::new("rw-k8s");
     let lab = Lab::new("k8", 3);
     let d = agent(&s, &[]);
-    let uid = pod_uid(1);
-    // Scheduled after the agent started: the directory did not exist.
-    let vol = projected_token(&uid);
+    // Scheduled after the agent started: the directories did not exist. The agent watches
+    // them from the moment they appear, but a file is matched only once the agent has added
+    // it (measured: a read within 1-25 ms of the creation can be missed); a host process
+    // that notices the new pod reads its token a moment later.
+    let pod = Pod::new(1);
+    std::thread::sleep(Duration::from_millis(500));
     let apis: Vec<String> = (0..3).map(|i| lab.host(i)).collect();
+    // Three API servers, more than a second apart (so that this is not also
+    // machine-speed-credential-reuse).
     let (pid, _) = as_root(&lab).run(&format!(
         "T=$(cat {}/token); for h in {}; do curl -sk --max-time 1 -H \"Authorization: Bearer $T\" https://$h:6443/api ; sleep 1.2; done; true",
-        vol.display(),
+        pod.vol.display(),
         apis.join(" ")
     ));
     d.barrier();
-    remove_pod(&uid);
     assert_alerts(
         &d,
         pid,
@@ -744,24 +800,16 @@ fn a_pod_using_its_own_token_raises_nothing() {
     let s = Scratch::new("rw-k8sbenign");
     let lab = Lab::new("kb", 1);
     let d = agent(&s, &[]);
-    let uid = pod_uid(2);
-    let vol = projected_token(&uid);
-    // The pod's cgroup as the kubelet's systemd driver names it, and its container.
-    let cg = cgroup2_root()
-        .join("kubepods.slice/kubepods-besteffort.slice")
-        .join(format!(
-            "kubepods-besteffort-pod{}.slice",
-            uid.replace('-', "_")
-        ))
-        .join(format!("cri-containerd-{}.scope", "ab12".repeat(16)));
-    std::fs::create_dir_all(&cg).unwrap();
+    let mut pod = Pod::new(2);
+    let cg = pod.cgroup();
     // The agent maps a cgroup id to its path by walking the hierarchy at most once a second.
     std::thread::sleep(Duration::from_millis(2100));
+    // The container: in the pod's cgroup, its token where every pod sees it.
     let env = Env {
-        cgroup: Some(cg.clone()),
+        cgroup: Some(cg),
         pre: Some(format!(
             "mount -t tmpfs tmpfs /run && mkdir -p /run/secrets/kubernetes.io/serviceaccount && mount --bind {} /run/secrets/kubernetes.io/serviceaccount",
-            vol.display()
+            pod.vol.display()
         )),
         ..as_root(&lab)
     };
@@ -770,21 +818,6 @@ fn a_pod_using_its_own_token_raises_nothing() {
         lab.host(0)
     ));
     d.barrier();
-    remove_pod(&uid);
-    for dir in [
-        cg.clone(),
-        cg.parent().unwrap().to_path_buf(),
-        cg.parent().unwrap().parent().unwrap().to_path_buf(),
-        cg.parent()
-            .unwrap()
-            .parent()
-            .unwrap()
-            .parent()
-            .unwrap()
-            .to_path_buf(),
-    ] {
-        let _ = std::fs::remove_dir(dir);
-    }
     assert_alerts(&d, pid, &[]);
 }
 
