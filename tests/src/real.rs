@@ -779,3 +779,97 @@ pub fn cgroup2_root() -> PathBuf {
         })
         .expect("a cgroup v2 mount")
 }
+
+/// A pod's projected service-account volume as the kubelet's atomic writer lays it out
+/// (`token -> ..data/token`, `..data -> ..<timestamp>`), created while the agent runs;
+/// removed on drop (and the kubelet directories, when empty), with the pod's cgroup if one
+/// was made.
+pub struct Pod {
+    /// The pod's uid.
+    pub uid: String,
+    /// The projected volume's directory (holding `token`).
+    pub vol: PathBuf,
+    cgroup: Option<PathBuf>,
+}
+
+impl Pod {
+    /// Pod `n` of this run (a 36-character uid, as the kubelet's).
+    pub fn new(n: u8) -> Self {
+        let uid = format!(
+            "{n:02x}{:06x}-1111-4222-8333-444455556666",
+            std::process::id() % 0x100_0000
+        );
+        let vol = Path::new("/var/lib/kubelet/pods")
+            .join(&uid)
+            .join("volumes/kubernetes.io~projected/kube-api-access-dt");
+        let ts = vol.join("..2026_01_01_00_00_00.000000001");
+        std::fs::create_dir_all(&ts).expect("pod volume");
+        std::fs::write(ts.join("token"), "eyJhbGciOiJSUzI1NiJ9.dt.sig").expect("pod volume");
+        std::fs::write(ts.join("namespace"), "default").expect("pod volume");
+        std::os::unix::fs::symlink("..2026_01_01_00_00_00.000000001", vol.join("..data"))
+            .expect("pod volume");
+        std::os::unix::fs::symlink("..data/token", vol.join("token")).expect("pod volume");
+        std::os::unix::fs::symlink("..data/namespace", vol.join("namespace")).expect("pod volume");
+        Self {
+            uid,
+            vol,
+            cgroup: None,
+        }
+    }
+
+    /// The pod's container cgroup as the kubelet's systemd driver and containerd name it.
+    pub fn cgroup(&mut self) -> PathBuf {
+        let cg = cgroup2_root()
+            .join("kubepods.slice/kubepods-besteffort.slice")
+            .join(format!(
+                "kubepods-besteffort-pod{}.slice",
+                self.uid.replace('-', "_")
+            ))
+            .join(format!("cri-containerd-{}.scope", "ab12".repeat(16)));
+        std::fs::create_dir_all(&cg).expect("pod volume");
+        self.cgroup = Some(cg.clone());
+        cg
+    }
+}
+
+impl Drop for Pod {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(Path::new("/var/lib/kubelet/pods").join(&self.uid));
+        let _ = std::fs::remove_dir("/var/lib/kubelet/pods");
+        let _ = std::fs::remove_dir("/var/lib/kubelet");
+        // Leaf first; the shared slices only when empty.
+        let mut d = self.cgroup.clone();
+        for _ in 0..4 {
+            let Some(p) = d else { break };
+            let _ = std::fs::remove_dir(&p);
+            d = p.parent().map(Path::to_path_buf);
+        }
+    }
+}
+
+/// A cloud SDK call: reads `~/.aws/credentials` as botocore does (configparser), then opens
+/// one HTTPS connection per name given (glibc getaddrinfo, then each address in turn, as
+/// `socket.create_connection` does); nothing listens, so every address is tried.
+pub const SDK: &str = r#"
+import configparser, os, socket, sys
+c = configparser.ConfigParser()
+c.read(os.path.expanduser("~/.aws/credentials"))
+assert c.has_section("default"), "no credentials read"
+for name in sys.argv[1:]:
+    try:
+        socket.create_connection((name, 443), timeout=2).close()
+    except OSError:
+        pass
+"#;
+
+/// Writes the SDK script into `s` (readable by every user); returns its path.
+pub fn write_sdk(s: &crate::Scratch) -> String {
+    let p = s.file("sdk.py", SDK);
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).expect("sdk script");
+    p.display().to_string()
+}
+
+/// AWS credentials unique to `who` (the same content in two files is a copied credential).
+pub fn aws(who: &str) -> String {
+    format!("[default]\naws_access_key_id = AKIAIOSFODNN7EXAMPLE\naws_secret_access_key = {who}/K7MDENG/bPxRfiCYEXAMPLEKEY\n")
+}

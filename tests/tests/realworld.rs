@@ -12,19 +12,14 @@
 //! Not part of the kernel suite (`kernel.rs`), which also runs inside minimal QEMU guests
 //! that have none of these programs.
 
-use std::{
-    os::unix::fs::PermissionsExt as _,
-    path::{Path, PathBuf},
-    process::Command,
-    time::Duration,
-};
+use std::{os::unix::fs::PermissionsExt as _, path::Path, process::Command, time::Duration};
 
 use serde_json::Value;
 use tests::{
     actor_path,
     real::{
-        cgroup2_root, detector_path, dnsmasq, expect, resolv_conf, run_ok, sshd, summary, Daemon,
-        Detector, Env, Lab, User, SSH_OPTS,
+        aws, detector_path, dnsmasq, expect, resolv_conf, run_ok, sshd, summary, write_sdk, Daemon,
+        Detector, Env, Lab, Pod, User, SSH_OPTS,
     },
     Scratch,
 };
@@ -65,32 +60,6 @@ const PYTHON: &str = "/usr/bin/python3";
 // one freed shortly before, so for up to 5 s a new namespace's connections can be named from
 // a dead namespace's hosts file (or not named). Scenarios that rely on a hosts file of their
 // own wait that long first.
-
-/// A cloud SDK call: reads `~/.aws/credentials` as botocore does (configparser), then opens
-/// one HTTPS connection per name given (glibc getaddrinfo, then each address in turn, as
-/// `socket.create_connection` does); nothing listens, so every address is tried.
-const SDK: &str = r#"
-import configparser, os, socket, sys
-c = configparser.ConfigParser()
-c.read(os.path.expanduser("~/.aws/credentials"))
-assert c.has_section("default"), "no credentials read"
-for name in sys.argv[1:]:
-    try:
-        socket.create_connection((name, 443), timeout=2).close()
-    except OSError:
-        pass
-"#;
-
-fn write_sdk(s: &Scratch) -> String {
-    let p = s.file("sdk.py", SDK);
-    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
-    p.display().to_string()
-}
-
-/// AWS credentials unique to `who` (the same content in two files is a copied credential).
-fn aws(who: &str) -> String {
-    format!("[default]\naws_access_key_id = AKIAIOSFODNN7EXAMPLE\naws_secret_access_key = {who}/K7MDENG/bPxRfiCYEXAMPLEKEY\n")
-}
 
 // ---------------------------------------------------------------- ssh-key-then-ssh-fanout
 
@@ -291,7 +260,9 @@ fn account_administration_with_the_shadow_suite_raises_nothing() {
          passwd -S {n} >/dev/null; chage -l {n} >/dev/null; echo '{n}:*' | chpasswd -e; \
          groupadd {n}x; groupmod -n {n}y {n}x; gpasswd -a {n} {n}y >/dev/null; groupdel {n}y; \
          pwck -r >/dev/null 2>&1 || true; grpck -r >/dev/null 2>&1 || true; \
-         EDITOR=true vipw -s >/dev/null 2>&1; userdel {n}",
+         EDITOR=true vipw -s >/dev/null 2>&1; userdel {n}; \
+         adduser --system --group --quiet --no-create-home {n}z; deluser --quiet --system {n}z; \
+         groupdel {n}z 2>/dev/null || true",
         n = name
     ));
     d.barrier();
@@ -700,70 +671,6 @@ fn baseline_peers_and_a_resolver_raise_nothing() {
 }
 
 // ------------------------------------------------------------------ Kubernetes
-
-/// A pod's projected service-account volume as the kubelet's atomic writer lays it out
-/// (`token -> ..data/token`, `..data -> ..<timestamp>`), created while the agent runs;
-/// removed on drop (and the kubelet directories, when empty), with the pod's cgroup if one
-/// was made.
-struct Pod {
-    uid: String,
-    vol: PathBuf,
-    cgroup: Option<PathBuf>,
-}
-
-impl Pod {
-    /// Pod `n` of this run (a 36-character uid, as the kubelet's).
-    fn new(n: u8) -> Self {
-        let uid = format!(
-            "{n:02x}{:06x}-1111-4222-8333-444455556666",
-            std::process::id() % 0x100_0000
-        );
-        let vol = Path::new("/var/lib/kubelet/pods")
-            .join(&uid)
-            .join("volumes/kubernetes.io~projected/kube-api-access-dt");
-        let ts = vol.join("..2026_01_01_00_00_00.000000001");
-        std::fs::create_dir_all(&ts).unwrap();
-        std::fs::write(ts.join("token"), "eyJhbGciOiJSUzI1NiJ9.dt.sig").unwrap();
-        std::fs::write(ts.join("namespace"), "default").unwrap();
-        std::os::unix::fs::symlink("..2026_01_01_00_00_00.000000001", vol.join("..data")).unwrap();
-        std::os::unix::fs::symlink("..data/token", vol.join("token")).unwrap();
-        std::os::unix::fs::symlink("..data/namespace", vol.join("namespace")).unwrap();
-        Self {
-            uid,
-            vol,
-            cgroup: None,
-        }
-    }
-
-    /// The pod's container cgroup as the kubelet's systemd driver and containerd name it.
-    fn cgroup(&mut self) -> PathBuf {
-        let cg = cgroup2_root()
-            .join("kubepods.slice/kubepods-besteffort.slice")
-            .join(format!(
-                "kubepods-besteffort-pod{}.slice",
-                self.uid.replace('-', "_")
-            ))
-            .join(format!("cri-containerd-{}.scope", "ab12".repeat(16)));
-        std::fs::create_dir_all(&cg).unwrap();
-        self.cgroup = Some(cg.clone());
-        cg
-    }
-}
-
-impl Drop for Pod {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(Path::new("/var/lib/kubelet/pods").join(&self.uid));
-        let _ = std::fs::remove_dir("/var/lib/kubelet/pods");
-        let _ = std::fs::remove_dir("/var/lib/kubelet");
-        // Leaf first; the shared slices only when empty.
-        let mut d = self.cgroup.clone();
-        for _ in 0..4 {
-            let Some(p) = d else { break };
-            let _ = std::fs::remove_dir(&p);
-            d = p.parent().map(Path::to_path_buf);
-        }
-    }
-}
 
 #[test]
 fn a_pod_token_appearing_late_read_from_the_host_then_api_servers_alerts() {

@@ -15,6 +15,7 @@ use clap::{Parser, Subcommand};
 mod bench_hostile;
 mod bench_latency;
 mod bench_overhead;
+mod bench_soak;
 mod fuzz;
 mod kernels;
 
@@ -57,7 +58,8 @@ enum Cmd {
     },
     /// Benchmarks (`kernel`: hook overhead, attached vs detached, interleaved; `latency`:
     /// syscall → alert line; `flood`: port sweep and open storm; `hostile`: the hostile-input
-    /// reproducers, time and peak RSS, `--base DETECTOR` beside another build).
+    /// reproducers, time and peak RSS, `--base DETECTOR` beside another build; `soak`: a
+    /// benign workload with injected attacks under the real agent, `--minutes N`, default 30).
     Bench {
         /// Which benchmark.
         which: String,
@@ -104,6 +106,9 @@ const DEBIAN_PACKAGES: &[(&str, &str)] = &[
     ("/usr/sbin/useradd", "passwd"),
     ("/usr/bin/python3", "python3"),
     ("/usr/bin/git", "git"),
+    // The soak's periodic jobs run under the real cron daemon (started by the soak, with a
+    // crontab of its own in /etc/cron.d, removed after).
+    ("/usr/sbin/cron", "cron"),
     // The kernel matrix: Debian's kernels booted under QEMU (software emulation) from an
     // initramfs of static busybox with the kernel's own modules, and an ext4 test disk.
     ("qemu-system-x86_64", "qemu-system-x86"),
@@ -512,9 +517,10 @@ fn bench(which: &str, args: &[String]) -> Result<()> {
         ),
         "overhead" => bench_overhead::run(args),
         "latency" | "flood" => bench_latency::run(which, &root, args),
+        "soak" => bench_soak::run(&root, args),
         "hostile" => bench_hostile::run(&root, args),
         other => {
-            bail!("unknown benchmark `{other}` (kernel, engine, overhead, latency, flood, hostile)")
+            bail!("unknown benchmark `{other}` (kernel, engine, overhead, latency, flood, hostile, soak)")
         }
     }
 }
