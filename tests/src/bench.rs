@@ -237,6 +237,14 @@ impl TestNet {
     }
 }
 
+impl TestNet {
+    /// The hosts' /24 without its last octet (`10.X.Y`): the actor's `fanout` prefix.
+    pub fn prefix(&self) -> String {
+        let o = self.hosts.first().map_or([10, 0, 0, 0], |h| h.octets());
+        format!("{}.{}.{}", o[0], o[1], o[2])
+    }
+}
+
 impl Drop for TestNet {
     fn drop(&mut self) {
         let _ = Command::new("ip")

@@ -5,6 +5,7 @@
 //! These tests need root. They never skip: without privileges they fail, loudly.
 
 pub mod bench;
+pub mod real;
 
 use std::{
     path::{Path, PathBuf},

@@ -219,6 +219,9 @@ fn run_raises_a_live_alert_for_key_read_then_ssh_fanout() {
         "home/.ssh/id_ed25519",
         "-----BEGIN OPENSSH PRIVATE KEY-----",
     );
+    // Other hosts (a namespace's addresses): loopback is this host, which no fan-out counts.
+    let net = tests::bench::TestNet::new("clirun", 5).expect("test network");
+    let prefix = net.prefix();
     let state = s.path("state");
     let mut agent = Command::new(detector())
         .args(["run", "--state-dir", state.to_str().unwrap(), "--watch"])
@@ -241,7 +244,7 @@ fn run_raises_a_live_alert_for_key_read_then_ssh_fanout() {
     let mut alert = None;
     for _ in 0..10 {
         std::thread::sleep(Duration::from_millis(700));
-        let (pid, _) = tests::actor(&["fanout", key.to_str().unwrap(), "5", "22"]);
+        let (pid, _) = tests::actor(&["fanout", key.to_str().unwrap(), "5", "22", &prefix]);
         while let Ok(line) = rx.recv_timeout(Duration::from_millis(1500)) {
             let v: serde_json::Value = serde_json::from_str(&line).expect("alerts are JSON");
             if v["rule"]["id"] == "ssh-key-then-ssh-fanout" && v["process"]["tgid"] == pid {

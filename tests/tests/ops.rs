@@ -224,6 +224,9 @@ fn the_running_agent_keeps_only_the_capabilities_it_needs_and_still_detects() {
     std::fs::create_dir_all(actor.parent().unwrap()).unwrap();
     std::fs::copy(actor_path(), &actor).unwrap();
     let state = s.path("state");
+    // Other hosts (a namespace's addresses): loopback is this host, which no fan-out counts.
+    let net = tests::bench::TestNet::new("opscaps", 5).expect("test network");
+    let prefix = net.prefix();
     let agent = Running::start(&[
         "--events",
         "--state-dir",
@@ -237,7 +240,7 @@ fn the_running_agent_keeps_only_the_capabilities_it_needs_and_still_detects() {
         let child = Command::new("setpriv")
             .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
             .arg(&actor)
-            .args(["fanout", key.to_str().unwrap(), "5", "22"])
+            .args(["fanout", key.to_str().unwrap(), "5", "22", &prefix])
             .spawn()
             .unwrap();
         let pid = child.id();

@@ -366,6 +366,9 @@ fn kill_9_with_a_non_empty_spool_then_restart_delivers_every_spooled_alert() {
         "home/.ssh/id_ed25519",
         "-----BEGIN OPENSSH PRIVATE KEY-----",
     );
+    // Other hosts (a namespace's addresses): loopback is this host, which no fan-out counts.
+    let net = tests::bench::TestNet::new("snkkill", 5).expect("test network");
+    let prefix = net.prefix();
     let port = free_port(false);
     let spool = s.path("spool");
     let cfg = s.file(
@@ -400,7 +403,7 @@ fn kill_9_with_a_non_empty_spool_then_restart_delivers_every_spooled_alert() {
             std::fs::read_to_string(s.path("agent.err")).unwrap_or_default()
         );
         std::thread::sleep(Duration::from_millis(700));
-        tests::actor(&["fanout", key.to_str().unwrap(), "5", "22"]);
+        tests::actor(&["fanout", key.to_str().unwrap(), "5", "22", &prefix]);
         std::thread::sleep(Duration::from_millis(800));
     }
     // SIGKILL: no chance to flush or to say goodbye.

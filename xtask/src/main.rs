@@ -16,6 +16,7 @@ mod bench_hostile;
 mod bench_latency;
 mod bench_ledger;
 mod bench_overhead;
+mod bench_soak;
 mod fuzz;
 mod kernels;
 
@@ -59,7 +60,8 @@ enum Cmd {
     /// Benchmarks (`kernel`: hook overhead, attached vs detached, interleaved; `latency`:
     /// syscall → alert line; `flood`: port sweep and open storm; `hostile`: the hostile-input
     /// reproducers, time and peak RSS, `--base DETECTOR` beside another build; `ledger`: the
-    /// credential ledger at scale and the latency with and without it).
+    /// credential ledger at scale and the latency with and without it; `soak`: a benign
+    /// workload with injected attacks under the real agent, `--minutes N`, default 30).
     Bench {
         /// Which benchmark.
         which: String,
@@ -75,7 +77,8 @@ const BPF_LINKER_VERSION: &str = "0.13";
 /// (util-linux) for the privilege and mount-namespace tests, rsyslog as the real syslog
 /// receiver of the sink tests (started by the tests with a private config; never the
 /// system's), python3 for the OCSF validator, make/gcc and a font for the overhead bench's
-/// own tests (its generated C tree and PNG plot). An entry starting with `/` is a file.
+/// own tests (its generated C tree and PNG plot). An entry starting with `/` is a file
+/// (Debian's own: a program of the same name elsewhere in PATH does not count).
 const DEBIAN_PACKAGES: &[(&str, &str)] = &[
     ("ip", "iproute2"),
     ("unshare", "util-linux"),
@@ -91,6 +94,23 @@ const DEBIAN_PACKAGES: &[(&str, &str)] = &[
     ),
     // `cargo xtask bench kernel stats`: per-program run time from `bpf_stats`.
     ("bpftool", "bpftool"),
+    // The real programs of the end-to-end rule tests (tests/tests/realworld.rs) and of the
+    // soak (`cargo xtask bench soak`): OpenSSH's client and server (started by the tests in
+    // their own network namespaces with their own config, never the system's), dnsmasq
+    // (the binary only: `dnsmasq-base` runs no system resolver), curl, nmap, ps, the shadow
+    // suite and git.
+    ("/usr/bin/ssh", "openssh-client"),
+    ("/usr/sbin/sshd", "openssh-server"),
+    ("/usr/sbin/dnsmasq", "dnsmasq-base"),
+    ("/usr/bin/curl", "curl"),
+    ("/usr/bin/nmap", "nmap"),
+    ("/usr/bin/ps", "procps"),
+    ("/usr/sbin/useradd", "passwd"),
+    ("/usr/bin/python3", "python3"),
+    ("/usr/bin/git", "git"),
+    // The soak's periodic jobs run under the real cron daemon (started by the soak, with a
+    // crontab of its own in /etc/cron.d, removed after).
+    ("/usr/sbin/cron", "cron"),
     // The kernel matrix: Debian's kernels booted under QEMU (software emulation) from an
     // initramfs of static busybox with the kernel's own modules, and an ext4 test disk.
     ("qemu-system-x86_64", "qemu-system-x86"),
@@ -499,10 +519,11 @@ fn bench(which: &str, args: &[String]) -> Result<()> {
         ),
         "overhead" => bench_overhead::run(args),
         "latency" | "flood" => bench_latency::run(which, &root, args),
+        "soak" => bench_soak::run(&root, args),
         "hostile" => bench_hostile::run(&root, args),
         "ledger" => bench_ledger::run(&root, args),
         other => {
-            bail!("unknown benchmark `{other}` (kernel, engine, overhead, latency, flood, hostile, ledger)")
+            bail!("unknown benchmark `{other}` (kernel, engine, overhead, latency, flood, hostile, ledger, soak)")
         }
     }
 }

@@ -1346,6 +1346,16 @@ impl Engine {
             .iter()
             .filter_map(|&(k, tree)| gs.find(k).map(|s| (k, tree, s)))
             .collect();
+        // A `temporal` tree key: the event's own tree root is also one of its ancestors'
+        // candidate keys; one group takes the event once.
+        let mut i = 1;
+        while i < found.len() {
+            if found[..i].iter().any(|x| x.2 == found[i].2) {
+                found.remove(i);
+            } else {
+                i += 1;
+            }
+        }
         if found.is_empty() {
             if !creates {
                 if ordered && tol > 0 {
@@ -2302,6 +2312,24 @@ fn satisfied(
                 }
             }
             scratch.len() as i64
+        }
+        // With `field`: every rule but the last matched in the window, in any order, and the
+        // condition counts distinct values of `field` among the last rule's matches (a key
+        // read by ssh after its connect still counts the host it connected to).
+        CorrType::Temporal if c.field.is_some() => {
+            let mut seen = 0u64;
+            let mut vals: smallvec::SmallVec<[u64; 8]> = smallvec::SmallVec::new();
+            for e in range() {
+                if e.step() != last {
+                    seen |= 1u64 << (e.step().min(63));
+                } else if (vals.len() as i64) < cap && !vals.contains(&e.val) {
+                    vals.push(e.val);
+                }
+            }
+            if (seen.count_ones() as usize) < usize::from(last).min(64) {
+                return None;
+            }
+            vals.len() as i64
         }
         CorrType::Temporal => {
             let mut seen = 0u64;

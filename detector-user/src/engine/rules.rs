@@ -24,7 +24,9 @@ pub enum CorrType {
     EventCount,
     /// Number of distinct values of `field` per group in the window.
     ValueCount,
-    /// Referenced rules all matched within the window, any order (condition: how many).
+    /// Referenced rules all matched within the window, any order (condition: how many); with
+    /// `field`, every rule but the last matched and the condition counts distinct values of
+    /// `field` among the last rule's matches.
     Temporal,
     /// Referenced rules matched in order within the window; with `field`, the condition counts
     /// distinct values of `field` among the last rule's matches after the chain.
@@ -819,7 +821,7 @@ fn compile_corr(
     }
     if condition.is_empty() {
         condition.push(match ty {
-            CorrType::Temporal => (CmpOp::Gte, steps.len() as i64),
+            CorrType::Temporal if field.is_none() => (CmpOp::Gte, steps.len() as i64),
             _ => (CmpOp::Gte, 1),
         });
     }

@@ -274,6 +274,48 @@ fn temporal_any_order() {
 }
 
 #[test]
+fn temporal_with_field_counts_the_last_rules_values_in_either_order() {
+    // ssh connects first and reads the key during authentication: the read may come after.
+    let c = "{type: temporal, rules: [credr, conn], group-by: [process.tree], field: net.dst_addr, timespan: 60s, condition: {gte: 3}}";
+    let ssh = |n: u32| Process {
+        ancestors: vec![50, 1],
+        ..proc_(60 + n, 50, "a")
+    };
+    let session = |n: u32, t: u64, host: &str| {
+        vec![
+            connect(t, ssh(n), host, 22),
+            cred(t + 30 * MS, ssh(n), "/root/.ssh/id_rsa"),
+        ]
+    };
+    let mut evs = session(0, 0, "10.0.0.1");
+    evs.extend(session(1, 15 * S, "10.0.0.2"));
+    evs.extend(session(2, 30 * S, "10.0.0.3"));
+    // The third host's connect completes it (no suppression here: the read after it, still in
+    // the window, fires again).
+    assert_eq!(count(c, &evs[..5]), 1);
+    assert_eq!(count(c, &evs), 2);
+    // Two hosts, or three over more than the window: nothing.
+    assert_eq!(count(c, &evs[..4]), 0);
+    let mut slow = session(0, 0, "10.0.0.1");
+    slow.extend(session(1, 40 * S, "10.0.0.2"));
+    slow.extend(session(2, 80 * S, "10.0.0.3"));
+    assert_eq!(count(c, &slow), 0);
+    // One host three times is one value.
+    let mut same = session(0, 0, "10.0.0.1");
+    same.extend(session(1, S, "10.0.0.1"));
+    same.extend(session(2, 2 * S, "10.0.0.1"));
+    assert_eq!(count(c, &same), 0);
+    // Three hosts without the read: the other rule never matched.
+    let bare: Vec<Event> = (0..3)
+        .map(|i| connect(i * S, ssh(i as u32), &format!("10.0.0.{i}"), 22))
+        .collect();
+    assert_eq!(count(c, &bare), 0);
+    // Without `field`, temporal still counts rules (two rules matched: fires).
+    let plain = "{type: temporal, rules: [credr, conn], group-by: [process.tree], timespan: 60s}";
+    assert_eq!(count(plain, &evs[..2]), 1);
+}
+
+#[test]
 fn temporal_ordered_requires_order_and_counts_distinct_tail() {
     let c = "{type: temporal_ordered, rules: [credr, conn], group-by: [process.tree], field: net.dst_addr, timespan: 1s, condition: {gte: 3}}";
     let reader = proc_(100, 50, "a");

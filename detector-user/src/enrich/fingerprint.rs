@@ -40,6 +40,10 @@ pub enum FingerprintError {
     /// The credential is larger than [`MAX_FILE`].
     #[error("{0}: larger than {MAX_FILE} bytes, not fingerprinted")]
     TooLarge(String),
+    /// The file is empty: no credential (typically caught between a rewriter's truncation
+    /// and its write), and every empty file would share one fingerprint.
+    #[error("{0}: empty, not fingerprinted")]
+    Empty(String),
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> FingerprintError + '_ {
@@ -130,6 +134,9 @@ impl Fingerprinter {
             return Err(FingerprintError::TooLarge(path.display().to_string()));
         }
         let content = fs::read(path).map_err(io(path))?;
+        if content.is_empty() {
+            return Err(FingerprintError::Empty(path.display().to_string()));
+        }
         let fp = self.of_bytes(&content);
         self.cache.put(key, fp.clone());
         Ok(fp)
@@ -171,5 +178,17 @@ mod tests {
         assert_eq!(fa.len(), "hmac-sha256:".len() + 32);
         // Cached: same answer for the same (dev, ino, mtime, size).
         assert_eq!(a.of_file(&f).unwrap(), fa);
+    }
+
+    #[test]
+    fn empty_files_have_no_fingerprint() {
+        // Two credentials caught truncated by their rewriters must not look like one copy.
+        let dir = tempfile::tempdir().unwrap();
+        let (x, y) = (dir.path().join("x"), dir.path().join("y"));
+        fs::write(&x, b"").unwrap();
+        fs::write(&y, b"").unwrap();
+        let mut a = Fingerprinter::new([1; KEY_LEN], 8);
+        assert!(matches!(a.of_file(&x), Err(FingerprintError::Empty(_))));
+        assert!(matches!(a.of_file(&y), Err(FingerprintError::Empty(_))));
     }
 }

@@ -171,12 +171,19 @@ pub struct Watched {
     pub mtime: i64,
 }
 
+/// How many removed files [`WatchList::get`] still knows.
+pub const RETIRED_KEPT: usize = 256;
+
 /// The current set, with stable ids per (dev, inode).
 #[derive(Debug, Default)]
 pub struct WatchList {
     patterns: Vec<Pattern>,
     homes: Vec<PathBuf>,
     by_id: BTreeMap<u32, Watched>,
+    /// Files removed from the list lately, newest last: an event the kernel matched just
+    /// before a removal (a file replaced by rename, as the shadow suite and token refreshers
+    /// do) still names its file.
+    retired: std::collections::VecDeque<(u32, Watched)>,
     by_key: HashMap<WatchKey, u32>,
     next_id: u32,
     /// Bumped by every rescan that changed anything (the credential ledger re-reads the list
@@ -294,7 +301,12 @@ impl WatchList {
             .collect();
         for k in stale {
             if let Some(id) = self.by_key.remove(&k) {
-                self.by_id.remove(&id);
+                if let Some(w) = self.by_id.remove(&id) {
+                    if self.retired.len() == RETIRED_KEPT {
+                        self.retired.pop_front();
+                    }
+                    self.retired.push_back((id, w));
+                }
             }
             delta.removed.push(k);
         }
@@ -344,8 +356,16 @@ impl WatchList {
     }
 
     /// The watched file with this id.
+    /// A file removed from the list lately is still found (the last [`RETIRED_KEPT`]): ids
+    /// are never reused, so it is the file the kernel matched.
     pub fn get(&self, id: u32) -> Option<&Watched> {
-        self.by_id.get(&id)
+        self.by_id.get(&id).or_else(|| {
+            self.retired
+                .iter()
+                .rev()
+                .find(|(i, _)| *i == id)
+                .map(|(_, w)| w)
+        })
     }
 
     /// Number of files watched.
@@ -426,6 +446,10 @@ mod tests {
         let d = wl.rescan();
         assert_eq!(d.added.len(), 1);
         assert_eq!(d.removed.len(), 1);
+        // The replaced inode's id still names the file: the kernel may have matched it just
+        // before the rename, and its event arrives after this rescan.
+        assert_eq!(wl.get(id).map(|w| w.path.clone()), Some(key.clone()));
+        assert_eq!(wl.iter().count(), 1, "but it is no longer watched");
 
         std::fs::remove_file(&key).expect("rm");
         let d = wl.rescan();

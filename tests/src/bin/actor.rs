@@ -307,13 +307,16 @@ fn main() {
             unsafe { libc::waitpid(pid, &mut status, 0) };
             println!("{pid}");
         }
-        // Credential read, then connects to N loopback hosts on PORT as fast as possible.
+        // Credential read, then connects to N hosts on PORT as fast as possible: PREFIX.2,
+        // PREFIX.3, … (a test network's hosts; loopback 127.0.0.x when PREFIX is not given).
         "fanout" => {
             let _ = std::fs::read(a(1)).expect("read credential");
             let n: u8 = a(2).parse().expect("hosts");
+            let prefix = args.get(4).map(String::as_str).unwrap_or("127.0.0");
             for h in 0..n {
-                let addr: std::net::SocketAddr =
-                    format!("127.0.0.{}:{}", h + 2, a(3)).parse().expect("addr");
+                let addr: std::net::SocketAddr = format!("{prefix}.{}:{}", h + 2, a(3))
+                    .parse()
+                    .expect("addr");
                 let _ = TcpStream::connect_timeout(&addr, Duration::from_millis(200));
             }
         }
