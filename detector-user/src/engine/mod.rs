@@ -36,6 +36,7 @@ pub mod fields;
 pub mod index;
 pub mod load;
 pub mod rules;
+pub mod sigma;
 pub mod store;
 pub mod testing;
 pub use crate::input::yaml;
