@@ -1069,9 +1069,8 @@ fn pack_with_ties_agrees() {
     let (a, b, missing) = run(None, &evs);
     assert!(a.len() > 20, "{}", a.len());
     assert_same("pack, ties", &a, &b);
-    // Choice 4 in the pack: connects of processes without an identity form rsigma groups of
-    // their own (port-sweep, service-fan-out-burst by identity).
-    assert!(!missing.is_empty());
+    // Choice 4 in the pack: connects of processes without an identity would form rsigma
+    // groups of their own (port-sweep, service-fan-out-burst by identity).
     assert!(missing
         .iter()
         .all(|o| !o.group.iter().any(|(k, _)| k == "process.identity")));
