@@ -68,7 +68,14 @@ fn export(a: ExportArgs) -> anyhow::Result<ExitCode> {
     let out = sigma::export(&rules, &sigma::ExportOptions::default());
     std::fs::create_dir_all(&a.sigma).with_context(|| format!("creating {}", a.sigma.display()))?;
     for d in &out.documents {
-        let path = a.sigma.join(format!("{}.yml", d.rule));
+        // Rule ids come from rule files: one that is not a plain file name (a separator, a
+        // leading dot) is written under its Sigma id instead of escaping DIR.
+        let plain = !d.rule.starts_with('.')
+            && d.rule
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+        let stem = if plain { &d.rule } else { &d.sigma_id };
+        let path = a.sigma.join(format!("{stem}.yml"));
         std::fs::write(&path, &d.yaml).with_context(|| format!("writing {}", path.display()))?;
         let kind = match d.kind {
             sigma::DocKind::Detection => "detection",
