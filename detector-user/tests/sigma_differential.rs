@@ -40,6 +40,9 @@
 //!    last rule's matches after it; rsigma reports every event of the group's window. For
 //!    that type the count and first event are compared as "the chain's" (rsigma's window
 //!    events from the first step's first match on).
+//!
+//! Two disagreements were found: `rsigma_windows_assume_arrival_order` (rsigma's) and
+//! `value_count_without_values` (ours, fixed).
 
 use std::collections::HashMap;
 
@@ -346,17 +349,8 @@ struct Peer {
     engine: CorrelationEngine,
     /// Sigma id → our rule id.
     ids: HashMap<String, String>,
-    /// Correlation id → its type, group-by alias names → our field paths, group-by length,
-    /// value_count's field.
-    corrs: HashMap<
-        String,
-        (
-            CorrType,
-            HashMap<String, String>,
-            usize,
-            Option<&'static str>,
-        ),
-    >,
+    /// Correlation id → its type, group-by alias names → our field paths, group-by length.
+    corrs: HashMap<String, (CorrType, HashMap<String, String>, usize)>,
     /// Alerting event rules: id → (group-by, suppress in ticks).
     events: HashMap<String, (Vec<Field>, u64)>,
     /// For `temporal_ordered`: id → its steps' rule ids.
@@ -402,10 +396,7 @@ fn peer(set: &RuleSet, export: &Export, suppress: bool) -> Peer {
                     );
                     alias.insert(f.path().to_string(), f.path().to_string());
                 }
-                let counted = (c.ty == CorrType::ValueCount)
-                    .then(|| c.field.map(Field::path))
-                    .flatten();
-                corrs.insert(d.rule.clone(), (c.ty, alias, c.group_by.len(), counted));
+                corrs.insert(d.rule.clone(), (c.ty, alias, c.group_by.len()));
                 steps.insert(
                     d.rule.clone(),
                     c.steps.iter().map(|&i| set.rules[i].id.clone()).collect(),
@@ -507,7 +498,7 @@ fn theirs(p: &mut Peer, evs: &[Event]) -> (Vec<Fired>, Vec<Fired>) {
             let Some(id) = r.header.rule_id.as_ref().and_then(|s| p.ids.get(s)) else {
                 continue;
             };
-            let Some((ty, alias, n, value_field)) = p.corrs.get(id) else {
+            let Some((ty, alias, n)) = p.corrs.get(id) else {
                 continue;
             };
             let mut group: Vec<(String, String)> = c
@@ -521,15 +512,7 @@ fn theirs(p: &mut Peer, evs: &[Event]) -> (Vec<Fired>, Vec<Fired>) {
                 })
                 .collect();
             group.sort();
-            let mut refs = c.event_refs.clone().unwrap_or_default();
-            // Choice 7: a value_count alert of ours counts the events that carried a value.
-            if let Some(f) = value_field {
-                refs.retain(|x| {
-                    x.id.as_ref()
-                        .and_then(|s| s.parse::<usize>().ok())
-                        .is_some_and(|j| docs[j].get(*f).is_some())
-                });
-            }
+            let refs = c.event_refs.clone().unwrap_or_default();
             // Choice 6: for temporal_ordered, the events our alert counts: the earliest chain
             // (each step's first match after the previous one) and the last step's matches
             // after it (`counted` in the engine).
@@ -993,26 +976,29 @@ fn rsigma_windows_assume_arrival_order() {
     assert_eq!(e.stats().late, 0);
 }
 
-/// Finding (ours): a `value_count` window whose matched events carry no value of `field` has 0
-/// distinct values, which satisfies `lt`, `lte`, `neq` (and `eq: 0`). The specification: "for
-/// a value_count correlation it defines the count of distinct values contained in the field
-/// specified in the mandatory field attribute" — the window is made of the events the
-/// referenced rules matched. rsigma fires; our engine leaves an event without a value out of the
-/// correlation altogether, so no window is evaluated. No rule of the pack is affected (its
-/// value_count conditions are `gt`/`gte`, which 0 never satisfies). This test states the
-/// current behaviour of both so that a fix of ours turns it red and is noticed.
+/// Finding (ours, fixed): a `value_count` window whose matched events carry no value of
+/// `field` has 0 distinct values, which satisfies `lt`, `lte`, `neq` (and `eq: 0`). The
+/// specification: "for a value_count correlation it defines the count of distinct values
+/// contained in the field specified in the mandatory field attribute" — over the events the
+/// referenced rules matched. rsigma fired; our engine left an event without a value out of the
+/// correlation, so that window was never decided. It now enters the window without a value.
 #[test]
 fn value_count_without_values() {
     let rules = "rules:\n  - id: c\n    title: c\n    severity: info\n    alert: false\n    condition: {kind: connect}\n  - id: few\n    title: few identities\n    severity: low\n    correlation: {type: value_count, rules: [c], group-by: [net.dst_addr], field: process.identity, timespan: 1s, condition: {lt: 2}}\n";
     let evs = vec![connect(10_000, None, "10.0.0.1", 22)];
     assert_eq!(rsigma_arrival(rules, &evs), vec![("few".to_string(), 0.0)]);
-    let (a, _, _) = run(Some(rules), &evs);
-    assert!(a.iter().all(|x| x.rule != "few"), "{a:?}");
-    // With a value both agree.
-    let evs = vec![connect(10_000, Some("a"), "10.0.0.1", 22)];
     let (a, b, _) = run(Some(rules), &evs);
-    assert!(a.iter().any(|x| x.rule == "few"));
-    assert_same("value_count with a value", &a, &b);
+    assert!(a.iter().any(|x| x.rule == "few"), "{a:?}");
+    assert_same("value_count without a value", &a, &b);
+    // Events with and without a value: the count is of events, the condition of values.
+    let evs = vec![
+        connect(10_000, Some("a"), "10.0.0.1", 22),
+        connect(10_100, None, "10.0.0.1", 22),
+        connect(10_200, Some("a"), "10.0.0.1", 22),
+    ];
+    let (a, b, _) = run(Some(rules), &evs);
+    assert_eq!(a.iter().filter(|x| x.rule == "few").count(), 1, "{a:?}");
+    assert_same("value_count with and without values", &a, &b);
 }
 
 /// Choice 5: events with the same timestamp. Ours orders them by arrival (a `temporal_ordered`

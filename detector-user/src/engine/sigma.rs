@@ -669,3 +669,85 @@ fn condition_text(c: &[(CmpOp, i64)]) -> String {
         .collect::<Vec<_>>()
         .join(", ")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::load::load_rules;
+
+    fn one(src: &str) -> Export {
+        let set = RuleSet::load(&[("t.yaml".into(), src.into())]).expect("loads");
+        export(&set, &ExportOptions::default())
+    }
+
+    #[test]
+    fn literals_escape_sigma_wildcards() {
+        assert_eq!(literal(r"/proc/*/environ?\x"), r"/proc/\*/environ\?\\x");
+        let e = one("rules:\n  - id: e\n    title: e\n    severity: low\n    condition: {kind: cred_open, file.watched: '/proc/*/environ'}\n");
+        assert!(
+            e.documents[0].yaml.contains(r"/proc/\\*/environ"),
+            "{}",
+            e.documents[0].yaml
+        );
+    }
+
+    #[test]
+    fn what_does_not_translate_says_why() {
+        let pack = load_rules(&[], false).expect("pack loads");
+        let e = export(&pack, &ExportOptions::default());
+        let reasons = |id: &str| {
+            e.skipped
+                .iter()
+                .find(|s| s.rule == id)
+                .map(|s| s.reasons.clone())
+                .unwrap_or_default()
+        };
+        let ms = reasons("machine-speed-credential-reuse");
+        assert!(
+            ms.contains(&Reason::TreeJoin) && ms.contains(&Reason::OrderedCount),
+            "{ms:?}"
+        );
+        assert_eq!(
+            reasons("credential-read-by-non-owner"),
+            vec![Reason::AgentField(Field::Owned)]
+        );
+        assert!(e.translated("port-sweep"));
+        let fan = e
+            .documents
+            .iter()
+            .find(|d| d.rule == "service-fan-out-burst");
+        assert!(
+            fan.is_some_and(|d| d.notes.len() == 1),
+            "the budget is noted"
+        );
+        let e = one("rules:\n  - id: g\n    title: g\n    severity: low\n    condition: {process.exe: {glob: '/usr/{bin,sbin}/x'}}\n  - id: c\n    title: c\n    severity: info\n    alert: false\n    condition: {kind: connect}\n  - id: k\n    title: k\n    severity: low\n    correlation: {type: event_count, rules: [c], group-by: [net.dst_addr], timespan: 1500ms, condition: {gte: 2}}\n");
+        assert!(
+            matches!(&e.skipped[0].reasons[0], Reason::Glob(_)),
+            "{:?}",
+            e.skipped
+        );
+        // In rule-set order: the building block goes with the correlation that uses it.
+        assert_eq!(
+            e.skipped[1].reasons,
+            vec![Reason::UnusedBlock],
+            "{:?}",
+            e.skipped
+        );
+        assert!(matches!(
+            e.skipped[2].reasons[0],
+            Reason::Duration("timespan", _)
+        ));
+    }
+
+    #[test]
+    fn aliases_and_sigma_ids() {
+        let e = one("rules:\n  - id: a\n    title: a\n    severity: info\n    alert: false\n    condition: {kind: connect}\n  - id: b\n    title: b\n    severity: info\n    alert: false\n    condition: {kind: accept}\n  - id: t\n    title: t\n    severity: low\n    correlation: {type: temporal, rules: [a, b], group-by: [peer], aliases: {peer: {a: net.dst_addr, b: net.src_addr}}, timespan: 30s}\n");
+        let t = &e.documents[2].yaml;
+        assert!(
+            t.contains("net_dst_addr_alias:") && t.contains("b: net.src_addr"),
+            "{t}"
+        );
+        assert_eq!(sigma_id("t"), sigma_id("t"));
+        assert_ne!(sigma_id("t"), sigma_id("u"));
+    }
+}
