@@ -69,10 +69,12 @@ fn theirs(export: &Export, entries: usize) -> (CorrelationEngine, HashMap<String
         .expect("the translation parses")
         .into_result()
         .unwrap_or_else(|e| panic!("the translation has errors: {e:?}"));
-    let mut cfg = CorrelationConfig::default();
-    cfg.timestamp_fallback = TimestampFallback::Skip;
-    cfg.emit_detections = false;
-    cfg.max_state_entries = entries;
+    let cfg = CorrelationConfig {
+        timestamp_fallback: TimestampFallback::Skip,
+        emit_detections: false,
+        max_state_entries: entries,
+        ..Default::default()
+    };
     let mut e = CorrelationEngine::new(cfg);
     e.add_collection(&coll)
         .expect("rsigma compiles the translation");

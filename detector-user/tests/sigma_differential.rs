@@ -137,6 +137,11 @@ rules:
     condition: {kind: connect, net.dst_addr: {cidr: [169.254.169.254/32]}, net.dst_port: {gte: 1, lt: 100000}}
 "#;
 
+/// A group-by field path and its value.
+type Kv = (String, String);
+/// A group key: its fields and values, sorted.
+type Group = Vec<Kv>;
+
 /// One alert as compared: rule, group (field path → value), count, first and last event time
 /// (in ticks).
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -369,11 +374,13 @@ fn peer(set: &RuleSet, export: &Export, suppress: bool) -> Peer {
             c.custom_attributes.remove("rsigma.suppress");
         }
     }
-    let mut cfg = CorrelationConfig::default();
-    cfg.timestamp_fallback = TimestampFallback::Skip;
-    cfg.correlation_event_mode = CorrelationEventMode::Refs;
-    cfg.max_correlation_events = 1 << 20;
-    cfg.max_state_entries = 1 << 30;
+    let cfg = CorrelationConfig {
+        timestamp_fallback: TimestampFallback::Skip,
+        correlation_event_mode: CorrelationEventMode::Refs,
+        max_correlation_events: 1 << 20,
+        max_state_entries: 1 << 30,
+        ..Default::default()
+    };
     let mut engine = CorrelationEngine::new(cfg);
     engine
         .add_collection(&coll)
@@ -428,8 +435,8 @@ fn document(ev: &Event, i: usize) -> serde_json::Value {
 /// Detector's suppression definition applied to rsigma's matches of alerting event rules
 /// (in arrival order): a match goes out unless one of the same rule and key went out less
 /// than `suppress` before or after it.
-fn suppress_matches(matches: Vec<(String, Vec<(String, String)>, u64)>, p: &Peer) -> Vec<Fired> {
-    let mut last: HashMap<(String, Vec<(String, String)>), u64> = HashMap::new();
+fn suppress_matches(matches: Vec<(String, Group, u64)>, p: &Peer) -> Vec<Fired> {
+    let mut last: HashMap<(String, Group), u64> = HashMap::new();
     let mut out = Vec::new();
     for (rule, group, t) in matches {
         let supp = p.events.get(&rule).map_or(0, |e| e.1);
@@ -824,7 +831,7 @@ fn generated_disordered() {
             &ea,
             &eb,
         );
-        let mut index: HashMap<(&str, &[(String, String)], u64), Vec<&Fired>> = HashMap::new();
+        let mut index: HashMap<(&str, &[Kv], u64), Vec<&Fired>> = HashMap::new();
         for x in &cb {
             index
                 .entry((&x.rule, &x.group, x.last))
@@ -857,7 +864,7 @@ fn generated_disordered() {
         for t in placed(&evs) {
             *per_tick.entry(t / TICK).or_default() += 1;
         }
-        let mut by_group: HashMap<(&str, &[(String, String)]), Vec<u64>> = HashMap::new();
+        let mut by_group: HashMap<(&str, &[Kv]), Vec<u64>> = HashMap::new();
         for x in &ca {
             by_group
                 .entry((&x.rule, &x.group))

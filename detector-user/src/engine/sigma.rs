@@ -219,18 +219,24 @@ pub fn sigma_id(id: &str) -> String {
     uuid::Builder::from_sha1_bytes(b).into_uuid().to_string()
 }
 
+/// A rule's translation, or why there is none.
+type Translated<T> = Result<T, Vec<Reason>>;
+
+/// A correlation's Sigma document and its notes.
+type Noted = (Yaml, Vec<String>);
+
 /// Translates a loaded rule set.
 pub fn export(set: &RuleSet, opts: &ExportOptions) -> Export {
     let tick = opts.tick.max(1);
     // Event rules first (correlations need to know which of their steps translate).
-    let mut detections: Vec<Option<Result<Yaml, Vec<Reason>>>> = Vec::new();
+    let mut detections: Vec<Option<Translated<Yaml>>> = Vec::new();
     for r in &set.rules {
         detections.push(match &r.body {
             Body::Event { cond, kinds } => Some(detection(r, cond, kinds.as_deref())),
             Body::Correlation(_) => None,
         });
     }
-    let mut corrs: Vec<Option<Result<(Yaml, Vec<String>), Vec<Reason>>>> = Vec::new();
+    let mut corrs: Vec<Option<Translated<Noted>>> = Vec::new();
     for r in &set.rules {
         corrs.push(match &r.body {
             Body::Correlation(c) => Some(correlation(set, r, c, &detections, tick)),
@@ -479,11 +485,7 @@ impl Detection {
     }
 }
 
-fn detection(
-    r: &Rule,
-    cond: &Cond,
-    kinds: Option<&[crate::event::Kind]>,
-) -> Result<Yaml, Vec<Reason>> {
+fn detection(r: &Rule, cond: &Cond, kinds: Option<&[crate::event::Kind]>) -> Translated<Yaml> {
     let mut d = Detection {
         selections: Vec::new(),
         reasons: Vec::new(),
@@ -521,15 +523,15 @@ fn detection(
 
 /// A duration in Sigma's notation, in the largest unit that divides it.
 fn timespan(ns: u64, tick: u64, what: &'static str) -> Result<String, Reason> {
-    if ns % tick != 0 {
+    if !ns.is_multiple_of(tick) {
         return Err(Reason::Duration(what, ns));
     }
     let s = ns / tick;
     Ok(match s {
         0 => "0s".to_string(),
-        s if s % 86_400 == 0 => format!("{}d", s / 86_400),
-        s if s % 3_600 == 0 => format!("{}h", s / 3_600),
-        s if s % 60 == 0 => format!("{}m", s / 60),
+        s if s.is_multiple_of(86_400) => format!("{}d", s / 86_400),
+        s if s.is_multiple_of(3_600) => format!("{}h", s / 3_600),
+        s if s.is_multiple_of(60) => format!("{}m", s / 60),
         s => format!("{s}s"),
     })
 }
@@ -538,9 +540,9 @@ fn correlation(
     set: &RuleSet,
     r: &Rule,
     c: &Correlation,
-    detections: &[Option<Result<Yaml, Vec<Reason>>>],
+    detections: &[Option<Translated<Yaml>>],
     tick: u64,
-) -> Result<(Yaml, Vec<String>), Vec<Reason>> {
+) -> Translated<Noted> {
     let mut reasons = Vec::new();
     let mut notes = Vec::new();
     for &s in &c.steps {
