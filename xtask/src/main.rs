@@ -59,8 +59,9 @@ enum Cmd {
     },
     /// Benchmarks (`kernel`: hook overhead, attached vs detached, interleaved; `latency`:
     /// syscall → alert line; `flood`: port sweep and open storm; `hostile`: the hostile-input
-    /// reproducers, time and peak RSS, `--base DETECTOR` beside another build; `ledger`: the
-    /// credential ledger at scale and the latency with and without it; `soak`: a benign
+    /// reproducers, time and peak RSS, `--base DETECTOR` beside another build; `engine --vs
+    /// rsigma`: our engine and rsigma-eval on the same stream and rules, as a ratio; `ledger`:
+    /// the credential ledger at scale and the latency with and without it; `soak`: a benign
     /// workload with injected attacks under the real agent, `--minutes N`, default 30).
     Bench {
         /// Which benchmark.
@@ -508,6 +509,21 @@ fn bench(which: &str, args: &[String]) -> Result<()> {
         "kernel" => {
             let release = build_release(&root, &[("tests", "kbench"), ("tests", "workload")])?;
             status(as_root(&release.join("kbench")).args(args))
+        }
+        // `--vs rsigma`: the side-by-side bench against rsigma-eval (benches/vs_rsigma.rs).
+        "engine" if args.first().map(String::as_str) == Some("--vs") => {
+            match args.get(1).map(String::as_str) {
+                Some("rsigma") => status(
+                    Command::new("cargo")
+                        .current_dir(&root)
+                        .args(["bench", "-p", "detector-user", "--bench", "vs_rsigma"])
+                        .args(&args[2..]),
+                ),
+                other => bail!(
+                    "bench engine --vs: unknown peer {} (rsigma)",
+                    other.unwrap_or("(none)")
+                ),
+            }
         }
         // Only the engine bench: `cargo bench -p detector-user` alone would run the delivery
         // bench too.

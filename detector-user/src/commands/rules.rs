@@ -1,13 +1,16 @@
-//! `detector rules check|test [PATH…]`: load rules and report every problem with its
-//! position; run the tests shipped beside the rules.
+//! `detector rules check|test|export [PATH…]`: load rules and report every problem with its
+//! position; run the tests shipped beside the rules; write the rule set as Sigma rules.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use anyhow::Context as _;
+
 use crate::engine::fields::Policy;
 use crate::engine::load::{load_rules, LoadError};
+use crate::engine::rules::RuleSet;
 use crate::engine::testing::{self, Status};
-use crate::engine::{Engine, EngineOptions};
+use crate::engine::{sigma, Engine, EngineOptions};
 
 /// `detector rules …`
 #[derive(Debug, clap::Subcommand)]
@@ -16,6 +19,20 @@ pub enum RulesCommand {
     Check(RulesArgs),
     /// Run every rule test (the embedded pack's and those in PATHs); non-zero on failure.
     Test(RulesArgs),
+    /// Write the loaded rule set as Sigma rules, one file per rule, and list what does not
+    /// translate and why (docs/sigma.md).
+    Export(ExportArgs),
+}
+
+/// Arguments of `export`.
+#[derive(Debug, clap::Args)]
+pub struct ExportArgs {
+    /// Directory to write the Sigma rules to (created if missing; existing `.yml` files of
+    /// the same names are replaced).
+    #[arg(long, value_name = "DIR")]
+    pub sigma: PathBuf,
+    #[command(flatten)]
+    pub rules: RulesArgs,
 }
 
 /// Arguments shared by `check` and `test`.
@@ -28,22 +45,71 @@ pub struct RulesArgs {
     pub no_default_rules: bool,
 }
 
-/// Runs `detector rules …`.
-pub fn run(cmd: RulesCommand) -> anyhow::Result<ExitCode> {
-    let (args, test) = match cmd {
-        RulesCommand::Check(a) => (a, false),
-        RulesCommand::Test(a) => (a, true),
-    };
-    let rules = match load_rules(&args.paths, args.no_default_rules) {
-        Ok(r) => r,
+fn load(args: &RulesArgs) -> anyhow::Result<Option<RuleSet>> {
+    match load_rules(&args.paths, args.no_default_rules) {
+        Ok(r) => Ok(Some(r)),
         Err(LoadError::Invalid(errs)) => {
             for e in &errs {
                 eprintln!("{e}");
             }
             eprintln!("{} problem(s); no rules loaded", errs.len());
-            return Ok(ExitCode::FAILURE);
+            Ok(None)
         }
-        Err(e) => return Err(e.into()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// `detector rules export --sigma DIR`: one `<rule id>.yml` per translated rule; the rules
+/// that do not translate are listed with their reasons on stdout (not an error: the pack
+/// uses features Sigma lacks on purpose).
+fn export(a: ExportArgs) -> anyhow::Result<ExitCode> {
+    let Some(rules) = load(&a.rules)? else {
+        return Ok(ExitCode::FAILURE);
+    };
+    let out = sigma::export(&rules, &sigma::ExportOptions::default());
+    std::fs::create_dir_all(&a.sigma).with_context(|| format!("creating {}", a.sigma.display()))?;
+    for d in &out.documents {
+        // Rule ids come from rule files: one that is not a plain file name (a separator, a
+        // leading dot) is written under its Sigma id instead of escaping DIR.
+        let plain = !d.rule.starts_with('.')
+            && d.rule
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+        let stem = if plain { &d.rule } else { &d.sigma_id };
+        let path = a.sigma.join(format!("{stem}.yml"));
+        std::fs::write(&path, &d.yaml).with_context(|| format!("writing {}", path.display()))?;
+        let kind = match d.kind {
+            sigma::DocKind::Detection => "detection",
+            sigma::DocKind::Correlation => "correlation",
+        };
+        println!("wrote {} ({kind})", path.display());
+        for n in &d.notes {
+            println!("  note: {n}");
+        }
+    }
+    for s in &out.skipped {
+        println!("not translated: {}", s.rule);
+        for r in &s.reasons {
+            println!("  {r}");
+        }
+    }
+    println!(
+        "{} rule(s) translated, {} not translated",
+        out.documents.len(),
+        out.skipped.len()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Runs `detector rules …`.
+pub fn run(cmd: RulesCommand) -> anyhow::Result<ExitCode> {
+    let (args, test) = match cmd {
+        RulesCommand::Check(a) => (a, false),
+        RulesCommand::Test(a) => (a, true),
+        RulesCommand::Export(a) => return export(a),
+    };
+    let Some(rules) = load(&args)? else {
+        return Ok(ExitCode::FAILURE);
     };
     if !test {
         let disabled = if rules.disabled.is_empty() {

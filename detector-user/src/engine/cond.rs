@@ -144,6 +144,14 @@ impl Nets {
         }
     }
 
+    /// The networks, IPv4 first (for the Sigma export).
+    pub fn networks(&self) -> impl Iterator<Item = IpNet> + '_ {
+        self.v4
+            .iter()
+            .map(|&n| IpNet::V4(n))
+            .chain(self.v6.iter().map(|&n| IpNet::V6(n)))
+    }
+
     /// Whether any network holds `ip`.
     pub fn contains(&self, ip: &IpAddr) -> bool {
         match ip {

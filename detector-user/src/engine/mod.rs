@@ -43,6 +43,7 @@ pub mod index;
 pub mod load;
 pub mod overrides;
 pub mod rules;
+pub mod sigma;
 pub mod store;
 pub mod testing;
 pub use crate::input::yaml;
@@ -300,17 +301,26 @@ impl Group {
             return;
         }
         if let Some(d) = self.distinct.as_mut() {
-            *d.entry(val).or_insert(0) += 1;
+            if val != NO_VALUE {
+                *d.entry(val).or_insert(0) += 1;
+            }
             return;
         }
         let win = self.win as usize;
         if self.entries.len() - win > SCAN_DISTINCT {
-            let mut d: Box<FastMap<u64, u32>> = Box::default();
-            for e in self.entries.iter().skip(win) {
+            self.distinct = Some(self.count_values());
+        }
+    }
+
+    /// The head window's values and how many entries carry each ([`NO_VALUE`] is none).
+    fn count_values(&self) -> Box<FastMap<u64, u32>> {
+        let mut d: Box<FastMap<u64, u32>> = Box::default();
+        for e in self.entries.iter().skip(self.win as usize) {
+            if e.val != NO_VALUE {
                 *d.entry(e.val).or_insert(0) += 1;
             }
-            self.distinct = Some(d);
         }
+        d
     }
 
     /// Counts the head window's distinct values again after a lower bound stopped proving
@@ -321,11 +331,7 @@ impl Group {
         if self.entries.len() - win <= SCAN_DISTINCT {
             self.distinct = None;
         } else {
-            let mut d: Box<FastMap<u64, u32>> = Box::default();
-            for e in self.entries.iter().skip(win) {
-                *d.entry(e.val).or_insert(0) += 1;
-            }
-            self.distinct = Some(d);
+            self.distinct = Some(self.count_values());
         }
         if by_val {
             // Names of values that left while only the bound was kept.
@@ -573,6 +579,10 @@ struct Incident {
 
 /// Head windows of up to this many entries count distinct values by scanning.
 const SCAN_DISTINCT: usize = 8;
+/// The counted value of a `value_count` entry whose event has none (no value code is 0): the
+/// event is in the window, its value is not (Sigma: the window holds the events the rules
+/// matched; the condition counts the distinct values among them).
+const NO_VALUE: u64 = 0;
 /// How many window entries ahead of the one just read [`store::prefetch`] loads: a busy
 /// group's next event reads on from there.
 const AHEAD: usize = 4;
@@ -1662,9 +1672,10 @@ fn plan(rules: &RuleSet, pol: &Policy, cand: &mut Vec<u32>, ev: &Event, p: &mut 
                             has_val = true;
                             code::val(&v, || p.memo.hash(f, ev, pol).unwrap_or_default())
                         }
-                        // value_count counts values: an event without one adds nothing. For
-                        // temporal types the field only applies to the last step.
-                        None if corr.ty == CorrType::ValueCount || step + 1 == corr.steps.len() => {
+                        // For temporal types the field only applies to the last step. A
+                        // value_count event without a value is in the window but counts no
+                        // value (`NO_VALUE`): 0 distinct values satisfy `lt`, `lte`, `neq`.
+                        None if corr.ty != CorrType::ValueCount && step + 1 == corr.steps.len() => {
                             continue
                         }
                         None => {
@@ -2294,7 +2305,7 @@ fn satisfied(
                     let mut seen = [0u64; SCAN_DISTINCT + 1];
                     let mut n = 0;
                     for e in range() {
-                        if !seen[..n].contains(&e.val) && n < seen.len() {
+                        if e.val != NO_VALUE && !seen[..n].contains(&e.val) && n < seen.len() {
                             seen[n] = e.val;
                             n += 1;
                         }
@@ -2305,7 +2316,7 @@ fn satisfied(
         }
         CorrType::ValueCount => {
             scratch.clear();
-            for e in range() {
+            for e in range().filter(|e| e.val != NO_VALUE) {
                 scratch.insert(e.val);
                 if scratch.len() as i64 >= cap {
                     break;

@@ -509,27 +509,77 @@ impl RuleSet {
         set.disabled = applied.disabled.into_iter().collect();
         set.disabled.sort_by(|a, b| a.0.cmp(&b.0));
         // Stage 4: index.
-        set.by_kind = vec![Vec::new(); KINDS.len() + 1];
-        set.consumers = vec![Vec::new(); set.rules.len()];
-        for (i, r) in set.rules.iter().enumerate() {
+        set.build_index();
+        Ok(set)
+    }
+
+    /// Indexes the rules by kind and literal, and each rule's consumers.
+    fn build_index(&mut self) {
+        self.by_kind = vec![Vec::new(); KINDS.len() + 1];
+        self.consumers = vec![Vec::new(); self.rules.len()];
+        for (i, r) in self.rules.iter().enumerate() {
             match &r.body {
                 Body::Event {
                     kinds: Some(ks), ..
                 } => {
                     for k in ks {
-                        set.by_kind[*k as usize].push(i);
+                        self.by_kind[*k as usize].push(i);
                     }
                 }
-                Body::Event { kinds: None, .. } => set.by_kind[KINDS.len()].push(i),
+                Body::Event { kinds: None, .. } => self.by_kind[KINDS.len()].push(i),
                 Body::Correlation(c) => {
                     for (step, &s) in c.steps.iter().enumerate() {
-                        set.consumers[s].push((i, step));
+                        self.consumers[s].push((i, step));
                     }
                 }
             }
         }
-        set.index = LiteralIndex::build(&set.rules, &set.by_kind);
-        Ok(set)
+        self.index = LiteralIndex::build(&self.rules, &self.by_kind);
+    }
+
+    /// The rules `keep` accepts, plus the rules their correlations reference, re-indexed
+    /// (e.g. the part of a set that translates to Sigma, to compare engines on the same
+    /// rules). Tests of rules left out are dropped.
+    pub fn retain(mut self, keep: impl Fn(&Rule) -> bool) -> RuleSet {
+        let mut kept: Vec<bool> = self.rules.iter().map(&keep).collect();
+        for (i, r) in self.rules.iter().enumerate() {
+            if let (true, Body::Correlation(c)) = (kept[i], &r.body) {
+                for &s in &c.steps {
+                    kept[s] = true;
+                }
+            }
+        }
+        let mut new_index = vec![usize::MAX; self.rules.len()];
+        let mut n = 0;
+        for (i, k) in kept.iter().enumerate() {
+            if *k {
+                new_index[i] = n;
+                n += 1;
+            }
+        }
+        let rules = std::mem::take(&mut self.rules);
+        self.rules = rules
+            .into_iter()
+            .zip(&kept)
+            .filter(|(_, k)| **k)
+            .map(|(mut r, _)| {
+                if let Body::Correlation(c) = &mut r.body {
+                    for s in &mut c.steps {
+                        *s = new_index[*s];
+                    }
+                }
+                r
+            })
+            .collect();
+        let ids: std::collections::HashSet<&str> =
+            self.rules.iter().map(|r| r.id.as_str()).collect();
+        let tests = std::mem::take(&mut self.tests)
+            .into_iter()
+            .filter(|t| ids.contains(t.rule.as_str()))
+            .collect();
+        self.tests = tests;
+        self.build_index();
+        self
     }
 
     /// Event rules that may match `kind`.
