@@ -269,13 +269,6 @@ fn main() {
                 }
             }
         }
-        // Opens PATH to rewrite it (O_WRONLY|O_TRUNC), as a token refresher does.
-        "write" => {
-            std::fs::write(a(1), b"rotated").unwrap_or_else(|e| {
-                eprintln!("actor: write {}: {e}", a(1));
-                std::process::exit(1)
-            });
-        }
         // A DNS server for one query: binds ADDR:53, prints "ready", answers the first query
         // for NAME with the addresses that follow (A and AAAA records), then exits.
         "dns-serve" => dns_serve(a(1), a(2), &args[3..]),
@@ -320,17 +313,20 @@ fn main() {
                 let _ = TcpStream::connect_timeout(&addr, Duration::from_millis(200));
             }
         }
-        // Rewrite a file in place (O_WRONLY|O_TRUNC): a credential rotation by this process.
+        // `write PATH [CONTENT]`: rewrites PATH in place (O_WRONLY|O_CREAT|O_TRUNC, the same
+        // inode when it exists), as a token refresher does; CONTENT defaults to "rotated".
         "write" => {
             let mut f = std::fs::OpenOptions::new()
                 .write(true)
+                .create(true)
                 .truncate(true)
                 .open(a(1))
                 .unwrap_or_else(|e| {
                     eprintln!("actor: write {}: {e}", a(1));
                     std::process::exit(1)
                 });
-            f.write_all(a(2).as_bytes()).expect("write");
+            let content = args.get(2).map_or("rotated", String::as_str);
+            f.write_all(content.as_bytes()).expect("write");
         }
         "exit" => std::process::exit(a(1).parse().expect("code")),
         "sleep" => std::thread::sleep(Duration::from_millis(a(1).parse().expect("ms"))),
