@@ -173,12 +173,7 @@ impl Detector {
         let s = lock(&self.seen);
         s.alerts
             .iter()
-            .filter(|a| {
-                a["process"]["tgid"]
-                    .as_u64()
-                    .is_some_and(|t| descends(&s.parent, t as u32, root))
-                    && !involves_an_agent(a)
-            })
+            .filter(|a| alert_descends(a, root) && !involves_an_agent(a))
             .cloned()
             .collect()
     }
@@ -240,9 +235,21 @@ impl Drop for Detector {
     }
 }
 
-fn take(s: &Mutex<Seen>, v: Value) {
+/// Key under which an alert keeps the ancestry of its process as known when it arrived.
+const ANCESTRY: &str = "_ancestry";
+
+fn take(s: &Mutex<Seen>, mut v: Value) {
     if v.get("rule").is_some() {
-        lock(s).alerts.push(v);
+        // The ancestry now, not when asked: pids are reused (pid_max is 32768 on many hosts,
+        // and a long run wraps it), so a later fork can take an early process's entry.
+        let mut g = lock(s);
+        if let (Some(t), Some(o)) = (
+            v["process"]["tgid"].as_u64().map(|t| t as u32),
+            v.as_object_mut(),
+        ) {
+            o.insert(ANCESTRY.into(), Value::from(ancestry(&g.parent, t)));
+        }
+        g.alerts.push(v);
         return;
     }
     let tgid = |v: &Value| v["process"]["tgid"].as_u64().map(|t| t as u32);
@@ -302,6 +309,28 @@ pub fn involves_an_agent(a: &Value) -> bool {
                 })
             })
         })
+}
+
+/// `t` and its ancestors, nearest first (at most 64).
+fn ancestry(parent: &HashMap<u32, u32>, mut t: u32) -> Vec<u32> {
+    let mut v = vec![t];
+    for _ in 0..64 {
+        match parent.get(&t) {
+            Some(&p) if p != t && p > 1 => {
+                v.push(p);
+                t = p;
+            }
+            _ => break,
+        }
+    }
+    v
+}
+
+/// Whether an alert's process was `root` or descended from it when the alert arrived.
+pub fn alert_descends(a: &Value, root: u32) -> bool {
+    a[ANCESTRY]
+        .as_array()
+        .is_some_and(|v| v.iter().any(|t| t.as_u64() == Some(u64::from(root))))
 }
 
 fn descends(parent: &HashMap<u32, u32>, mut t: u32, root: u32) -> bool {

@@ -34,7 +34,7 @@ use clap::Parser;
 use serde_json::{json, Value};
 use tests::{
     real::{
-        aws, dnsmasq, involves_an_agent, resolv_conf, run_ok, sshd, write_sdk, Daemon, Detector,
+        alert_descends, aws, dnsmasq, involves_an_agent, resolv_conf, run_ok, sshd, write_sdk, Daemon, Detector,
         Env, Lab, Pod, User, SSH_OPTS,
     },
     Scratch,
@@ -1012,20 +1012,25 @@ fn report(
     let mut false_by_rule: BTreeMap<String, Vec<Value>> = BTreeMap::new();
     let mut side: BTreeMap<String, u64> = BTreeMap::new();
     let mut foreign: BTreeMap<String, u64> = BTreeMap::new();
+    let mut foreign_detail = Vec::new();
     let mut other_agents = 0u64;
     for a in &all {
         let rule = a["rule"]["id"].as_str().unwrap_or("?").to_string();
-        let Some(t) = a["process"]["tgid"].as_u64().map(|t| t as u32) else {
-            *foreign.entry(rule).or_default() += 1;
-            continue;
-        };
-        if !agent.descends(t, me) {
+        if !alert_descends(a, me) {
+            // Kept in the report: an attack's alert landing here is a lost ancestry, not a
+            // miss of the agent.
+            foreign_detail.push(json!({
+                "rule": rule,
+                "identity": a["identity"],
+                "process": a["process"],
+                "ancestry": a["_ancestry"],
+            }));
             *foreign.entry(rule).or_default() += 1;
         } else if involves_an_agent(a) {
             other_agents += 1;
         } else if let Some(x) = attacks
             .iter()
-            .find(|x| x.root.is_some_and(|r| agent.descends(t, r)))
+            .find(|x| x.root.is_some_and(|r| alert_descends(a, r)))
         {
             if x.rule != rule {
                 *side.entry(rule).or_default() += 1;
@@ -1039,10 +1044,7 @@ fn report(
     for x in attacks {
         let hit = x.root.and_then(|r| {
             all.iter().find(|a| {
-                a["rule"]["id"] == x.rule
-                    && a["process"]["tgid"]
-                        .as_u64()
-                        .is_some_and(|t| agent.descends(t as u32, r))
+                a["rule"]["id"] == x.rule && alert_descends(a, r)
             })
         });
         if hit.is_some() {
@@ -1081,6 +1083,7 @@ fn report(
         "attack_side_alerts": side,
         "alerts_involving_other_agents": other_agents,
         "foreign_alerts_by_rule": foreign,
+        "foreign_alerts": foreign_detail,
         "workload_runs": tally.iter().map(|(k, (n, f))| (k.to_string(), json!({"runs": n, "failed": f}))).collect::<serde_json::Map<_, _>>(),
         "not_injected": [{"rule": "first-seen-peer", "why": "judges only identities with declared peers or a learned baseline; the soak runs without config"}],
     });
