@@ -17,7 +17,7 @@
 use std::{
     collections::BTreeMap,
     convert::Infallible,
-    net::{SocketAddr, ToSocketAddrs as _},
+    net::SocketAddr,
     sync::{Arc, Mutex, MutexGuard},
     time::Duration,
 };
@@ -33,6 +33,9 @@ use prometheus::{
 };
 use serde::{Deserialize, Serialize};
 
+// The address syntax is the config's (it validates `run.metrics_addr`); re-exported for the
+// flag and `detector status`.
+pub use crate::config::{parse_listen_addr, ListenAddrError};
 use crate::{
     ledger::{query::Filter, LedgerQuery, LedgerStats},
     sinks::SinkStats,
@@ -43,13 +46,8 @@ use crate::{
 #[derive(Debug, thiserror::Error)]
 pub enum MetricsError {
     /// The listen address is not `PORT`, `:PORT` or `HOST:PORT`.
-    #[error("metrics address {addr:?}: {msg}")]
-    Addr {
-        /// What was given.
-        addr: String,
-        /// Why it is not usable.
-        msg: String,
-    },
+    #[error(transparent)]
+    Addr(#[from] ListenAddrError),
     /// Binding failed.
     #[error("metrics address {addr}: {source}")]
     Bind {
@@ -58,27 +56,6 @@ pub enum MetricsError {
         /// Why.
         source: std::io::Error,
     },
-}
-
-/// Parses a listen address: `PORT` or `:PORT` mean loopback (127.0.0.1); otherwise
-/// `HOST:PORT` (`[::1]:PORT` for IPv6), a host name resolved once.
-pub fn parse_listen_addr(s: &str) -> Result<SocketAddr, MetricsError> {
-    let err = |msg: String| MetricsError::Addr {
-        addr: s.to_string(),
-        msg,
-    };
-    let t = s.trim();
-    let port_only = t.strip_prefix(':').unwrap_or(t);
-    if let Ok(port) = port_only.parse::<u16>() {
-        return Ok(SocketAddr::from(([127, 0, 0, 1], port)));
-    }
-    if let Ok(a) = t.parse::<SocketAddr>() {
-        return Ok(a);
-    }
-    t.to_socket_addrs()
-        .map_err(|e| err(e.to_string()))?
-        .next()
-        .ok_or_else(|| err("resolves to no address".into()))
 }
 
 /// A latency histogram (ns) with an exact sum.

@@ -1,4 +1,5 @@
-//! Capture options shared by `run`, `record` and `learn`.
+//! Capture options shared by `run`, `record` and `learn`, and what those capture sessions
+//! share: the host name, the stop signal.
 
 use std::{path::PathBuf, time::Duration};
 
@@ -9,6 +10,29 @@ use crate::sources::{
     loader::{Group, ReadMode},
     watchlist,
 };
+
+/// Host name for headers and alerts.
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let term = signal(SignalKind::terminate());
+    let int = signal(SignalKind::interrupt());
+    match (term, int) {
+        (Ok(mut t), Ok(mut i)) => {
+            tokio::select! {
+                _ = t.recv() => {}
+                _ = i.recv() => {}
+            }
+        }
+        _ => std::future::pending::<()>().await,
+    }
+}
 
 /// Capture flags.
 #[derive(Debug, Clone, clap::Args)]

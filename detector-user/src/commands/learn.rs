@@ -103,7 +103,7 @@ fn learn_live(
         // Said once attached, so an operator (or a test) knows observation has begun.
         tracing::info!(duration = %humantime::format_duration(duration), "learning");
         let deadline = tokio::time::Instant::now() + duration;
-        let stop = super::run::shutdown_signal();
+        let stop = super::capture_opts::shutdown_signal();
         tokio::pin!(stop);
         let mut events = Vec::new();
         loop {

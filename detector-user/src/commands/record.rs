@@ -10,7 +10,7 @@ use std::{
 
 use anyhow::Context as _;
 
-use super::capture_opts::CaptureArgs;
+use super::capture_opts::{hostname, shutdown_signal, CaptureArgs};
 use crate::{
     capture::LiveCapture,
     event::{RecordingHeader, FORMAT_VERSION},
@@ -28,13 +28,6 @@ pub struct RecordArgs {
     /// Capture flags.
     #[command(flatten)]
     pub capture: CaptureArgs,
-}
-
-/// Host name for headers and alerts.
-pub fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|s| s.trim().to_string())
-        .unwrap_or_else(|_| "unknown".into())
 }
 
 /// Runs `detector record`.
@@ -70,7 +63,7 @@ pub fn run(args: RecordArgs) -> anyhow::Result<ExitCode> {
             "recording"
         );
         let deadline = args.duration.map(|d| tokio::time::Instant::now() + d);
-        let stop = super::run::shutdown_signal();
+        let stop = shutdown_signal();
         tokio::pin!(stop);
         let mut events = Vec::new();
         let mut written = 0u64;

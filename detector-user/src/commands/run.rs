@@ -27,9 +27,8 @@ use std::{
 };
 
 use super::{
-    capture_opts::CaptureArgs,
+    capture_opts::{hostname, shutdown_signal, CaptureArgs},
     detect_opts::{DetectArgs, Detection},
-    record::hostname,
 };
 use crate::{
     capture::LiveCapture,
@@ -71,22 +70,6 @@ pub struct RunArgs {
     /// Capture flags.
     #[command(flatten)]
     pub capture: CaptureArgs,
-}
-
-/// Resolves on SIGINT or SIGTERM.
-pub async fn shutdown_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let term = signal(SignalKind::terminate());
-    let int = signal(SignalKind::interrupt());
-    match (term, int) {
-        (Ok(mut t), Ok(mut i)) => {
-            tokio::select! {
-                _ = t.recv() => {}
-                _ = i.recv() => {}
-            }
-        }
-        _ => std::future::pending::<()>().await,
-    }
 }
 
 /// The config file (if any) merged under the flags: what start-up and every reload use.

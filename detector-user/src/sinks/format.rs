@@ -12,11 +12,12 @@ use serde_json::{json, Map, Value};
 use crate::{
     config::Format,
     engine::{
-        alert::{AlertProcess, AlertRule, Severity},
+        alert::{AlertProcess, Severity},
         Alert,
     },
     event::Event,
     ledger::query::InventoryRecord,
+    notice::agent_alert,
 };
 
 /// OCSF schema version the output follows.
@@ -385,48 +386,10 @@ pub fn reload_alert(ok: bool, summary: &str, host: &str, now_ns: u64) -> Alert {
     )
 }
 
-/// An alert about the agent itself (no process, credential or destinations): its facts go in
-/// `group`, which both formats carry.
-pub fn agent_alert(
-    rule_id: &str,
-    title: String,
-    severity: Severity,
-    group: std::collections::BTreeMap<String, String>,
-    host: &str,
-    now_ns: u64,
-) -> Alert {
-    Alert {
-        id: uuid::Uuid::new_v4().to_string(),
-        rule: AlertRule {
-            id: rule_id.into(),
-            title,
-            severity,
-        },
-        attack: vec![],
-        host: host.to_string(),
-        identity: None,
-        process: None,
-        credential: None,
-        group,
-        destinations: vec![],
-        destination_count: 0,
-        services: vec![],
-        destination_names: vec![],
-        count: 1,
-        first_seen: now_ns,
-        last_seen: now_ns,
-        evidence: vec![],
-        evidence_dropped: 0,
-        suppressed: 0,
-        loss_overlap: false,
-        incident: None,
-    }
-}
-
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::engine::alert::{AlertCredential, AlertProcess};
+    use crate::engine::alert::{AlertCredential, AlertProcess, AlertRule};
 
     /// A realistic alert for tests (SSH key read then SSH fan-out).
     pub fn sample_alert(n: u64) -> Alert {
