@@ -14,7 +14,10 @@ use hyper_util::rt::TokioIo;
 use serde_json::Value;
 
 use super::*;
-use crate::config::{AgentConfig, FsyncPolicy};
+use super::set::open_queues;
+use std::sync::atomic::Ordering::Relaxed;
+
+use crate::config::{AgentConfig, FsyncPolicy, SinkConfig};
 
 /// What the receiver saw: alert ids in arrival order.
 #[derive(Clone, Default)]
