@@ -5,7 +5,7 @@ use std::{collections::BTreeSet, path::PathBuf};
 
 use crate::{
     engine::{
-        load::{load_policy, load_rules},
+        load::{load_identities, load_policy, load_rules},
         Engine, EngineOptions, IdMode,
     },
     enrich::identity::{IdentityConfig, IdentityResolver},
@@ -88,11 +88,14 @@ impl DetectArgs {
     /// both come through here, so a reload validates exactly what start-up would.
     pub fn build_detection(&self, ids: IdMode, host: &str) -> anyhow::Result<Detection> {
         let rules = load_rules(&self.rules, self.no_default_rules)?;
-        let policy = load_policy(self.identities.as_deref(), self.baseline.as_deref())?;
+        // identities.yaml read and parsed once: the engine's policy and the resolver get the
+        // same value, so an edit racing a reload cannot leave them disagreeing.
         let config = match &self.identities {
-            Some(p) => crate::engine::load::load_identities(p)?,
+            Some(p) => load_identities(p)?,
             None => IdentityConfig::default(),
         };
+        let mut policy = load_policy(None, self.baseline.as_deref())?;
+        policy.identities = config.clone();
         let opts = EngineOptions {
             reorder_tolerance: u64::try_from(self.tolerance.as_nanos()).unwrap_or(u64::MAX),
             ids,
