@@ -138,4 +138,74 @@ mod tests {
         assert!(s.contains("removed: [gone-rule]"), "{s}");
         assert!(s.contains("identities 2 -> 0"), "{s}");
     }
+
+    /// `docs/identities.example.yaml` loads through the path `detector run` uses, and means
+    /// what its comments say (so the example cannot rot).
+    #[test]
+    fn example_identities_load() {
+        let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../docs/identities.example.yaml");
+        let args = DetectArgs {
+            rules: vec![],
+            no_default_rules: false,
+            identities: Some(p),
+            baseline: None,
+            tolerance: std::time::Duration::from_millis(500),
+        };
+        let d = args
+            .build_detection(IdMode::Random, "h")
+            .unwrap_or_else(|e| panic!("{e:#}"));
+        assert_eq!(d.identities, 3);
+        let cfg = d.resolver.shared_config();
+        let proc_of = |exe: &str, user: &str, unit: Option<&str>| crate::event::Process {
+            exe: exe.into(),
+            user: Some(user.into()),
+            workload: crate::event::Workload {
+                unit: unit.map(str::to_string),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let pay = proc_of("/opt/payments/bin/server", "svc-pay", None);
+        assert_eq!(d.resolver.resolve(&pay), "spiffe://prod/payments");
+        // Both keys of one selector must match.
+        let other = proc_of("/opt/payments/bin/server", "nobody", None);
+        assert_eq!(d.resolver.resolve(&other), "exe:/opt/payments/bin/server@nobody");
+        let batch = proc_of("/usr/bin/python3", "batch", Some("payments-batch.service"));
+        assert_eq!(d.resolver.resolve(&batch), "spiffe://prod/batch");
+        let k8s = crate::event::Process {
+            workload: crate::event::Workload {
+                pod_namespace: Some("prod".into()),
+                pod_name: Some("api-7f9c".into()),
+                container_name: Some("api".into()),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        assert_eq!(d.resolver.resolve(&k8s), "spiffe://prod/k8s/api");
+        let ip = |s: &str| s.parse::<std::net::IpAddr>().expect("address");
+        assert_eq!(cfg.service_name(ip("10.1.2.4"), 5432), Some("payments-db"));
+        assert_eq!(cfg.service_name(ip("fd00::53"), 53), Some("internal-dns"));
+        let pay_id = "spiffe://prod/payments";
+        assert_eq!(cfg.peer_declared(pay_id, ip("10.20.0.5"), 8200), Some(true));
+        assert_eq!(cfg.peer_declared(pay_id, ip("10.30.1.1"), 443), Some(true));
+        assert_eq!(cfg.peer_declared(pay_id, ip("10.30.1.1"), 80), Some(false));
+        assert_eq!(cfg.get(pay_id).and_then(|i| i.fan_out_budget), Some(20));
+        // Ownership: the identity's own globs and the `credentials:` section both count.
+        assert_eq!(cfg.owns(pay_id, "/etc/payments/tls/server.pem"), Some(true));
+        assert_eq!(cfg.owns("spiffe://prod/batch", "/etc/payments/signing.key"), Some(true));
+        assert_eq!(cfg.owns("spiffe://prod/batch", "/etc/payments/tls/a.pem"), Some(false));
+        let decl = cfg
+            .credential_decl("/etc/payments/signing.key")
+            .expect("declared");
+        assert_eq!(decl.contact.as_deref(), Some("payments-oncall@example.com"));
+        assert_eq!(
+            decl.rotate_every,
+            Some(std::time::Duration::from_secs(30 * 86_400))
+        );
+        assert_eq!(
+            cfg.declared_owners("/home/deploy/.ssh/id_ed25519"),
+            vec!["unit:deploy-agent.service".to_string()]
+        );
+    }
 }
