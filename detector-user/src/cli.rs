@@ -16,12 +16,12 @@ pub struct Cli {
     pub verbose: u8,
     /// What to do.
     #[command(subcommand)]
-    pub command: Command,
+    pub(crate) command: Command,
 }
 
 /// Subcommands.
 #[derive(Debug, Subcommand)]
-pub enum Command {
+pub(crate) enum Command {
     /// Capture from the kernel and detect (alerts as NDJSON on stdout).
     Run(commands::run::RunArgs),
     /// Capture enriched events to an NDJSON file for `detector replay`.

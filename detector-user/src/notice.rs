@@ -8,7 +8,7 @@ use crate::engine::alert::{Alert, AlertRule, Severity};
 
 /// An alert about the agent itself (no process, credential or destinations): its facts go in
 /// `group`, which both formats carry.
-pub fn agent_alert(
+pub(crate) fn agent_alert(
     rule_id: &str,
     title: String,
     severity: Severity,

@@ -13,23 +13,23 @@ use crate::{
 
 /// Detection flags.
 #[derive(Debug, Clone, clap::Args)]
-pub struct DetectArgs {
+pub(crate) struct DetectArgs {
     /// Extra rule files or directories (added to the embedded default pack).
     #[arg(long = "rules", value_name = "PATH")]
-    pub rules: Vec<PathBuf>,
+    pub(crate) rules: Vec<PathBuf>,
     /// Do not load the embedded default pack.
     #[arg(long)]
-    pub no_default_rules: bool,
+    pub(crate) no_default_rules: bool,
     /// Workload identities config (identities.yaml).
     #[arg(long, value_name = "FILE")]
-    pub identities: Option<PathBuf>,
+    pub(crate) identities: Option<PathBuf>,
     /// Learned baseline of peers (from `detector learn`).
     #[arg(long, value_name = "FILE")]
-    pub baseline: Option<PathBuf>,
+    pub(crate) baseline: Option<PathBuf>,
     /// How late an event may arrive and still be placed exactly in its windows (e.g. `500ms`,
     /// at most 1h); alerts do not wait for it.
     #[arg(long, default_value = "500ms", value_parser = tolerance)]
-    pub tolerance: std::time::Duration,
+    pub(crate) tolerance: std::time::Duration,
 }
 
 /// `--tolerance`: a duration of at most 1 h.
@@ -42,21 +42,25 @@ fn tolerance(s: &str) -> Result<std::time::Duration, String> {
 }
 
 /// A complete detection set: what a SIGHUP reload swaps in as one piece.
-pub struct Detection {
+pub(crate) struct Detection {
     /// The correlation engine with the loaded rules, policy and baseline.
-    pub engine: Engine,
+    pub(crate) engine: Engine,
     /// Workload identity attribution.
-    pub resolver: IdentityResolver,
+    pub(crate) resolver: IdentityResolver,
     /// Ids of the loaded rules (what a reload reports as added/removed).
-    pub rule_ids: BTreeSet<String>,
+    pub(crate) rule_ids: BTreeSet<String>,
     /// How many identities are declared.
-    pub identities: usize,
+    pub(crate) identities: usize,
 }
 
 impl Detection {
     /// One line saying what changed from `old` to `self`: rule ids added and removed, and
     /// the identity count.
-    pub fn changes_from(&self, old_rules: &BTreeSet<String>, old_identities: usize) -> String {
+    pub(crate) fn changes_from(
+        &self,
+        old_rules: &BTreeSet<String>,
+        old_identities: usize,
+    ) -> String {
         let added: Vec<&str> = self
             .rule_ids
             .difference(old_rules)
@@ -79,14 +83,18 @@ impl Detection {
 
 impl DetectArgs {
     /// Loads rules, identities and baseline; any error leaves nothing half-loaded.
-    pub fn build(&self, ids: IdMode, host: &str) -> anyhow::Result<(Engine, IdentityResolver)> {
+    pub(crate) fn build(
+        &self,
+        ids: IdMode,
+        host: &str,
+    ) -> anyhow::Result<(Engine, IdentityResolver)> {
         let d = self.build_detection(ids, host)?;
         Ok((d.engine, d.resolver))
     }
 
     /// As [`DetectArgs::build`], also saying what was loaded; start-up and SIGHUP reload
     /// both come through here, so a reload validates exactly what start-up would.
-    pub fn build_detection(&self, ids: IdMode, host: &str) -> anyhow::Result<Detection> {
+    pub(crate) fn build_detection(&self, ids: IdMode, host: &str) -> anyhow::Result<Detection> {
         let rules = load_rules(&self.rules, self.no_default_rules)?;
         // identities.yaml read and parsed once: the engine's policy and the resolver get the
         // same value, so an edit racing a reload cannot leave them disagreeing.
@@ -170,7 +178,10 @@ mod tests {
         assert_eq!(d.resolver.resolve(&pay), "spiffe://prod/payments");
         // Both keys of one selector must match.
         let other = proc_of("/opt/payments/bin/server", "nobody", None);
-        assert_eq!(d.resolver.resolve(&other), "exe:/opt/payments/bin/server@nobody");
+        assert_eq!(
+            d.resolver.resolve(&other),
+            "exe:/opt/payments/bin/server@nobody"
+        );
         let batch = proc_of("/usr/bin/python3", "batch", Some("payments-batch.service"));
         assert_eq!(d.resolver.resolve(&batch), "spiffe://prod/batch");
         let k8s = crate::event::Process {
@@ -193,8 +204,14 @@ mod tests {
         assert_eq!(cfg.get(pay_id).and_then(|i| i.fan_out_budget), Some(20));
         // Ownership: the identity's own globs and the `credentials:` section both count.
         assert_eq!(cfg.owns(pay_id, "/etc/payments/tls/server.pem"), Some(true));
-        assert_eq!(cfg.owns("spiffe://prod/batch", "/etc/payments/signing.key"), Some(true));
-        assert_eq!(cfg.owns("spiffe://prod/batch", "/etc/payments/tls/a.pem"), Some(false));
+        assert_eq!(
+            cfg.owns("spiffe://prod/batch", "/etc/payments/signing.key"),
+            Some(true)
+        );
+        assert_eq!(
+            cfg.owns("spiffe://prod/batch", "/etc/payments/tls/a.pem"),
+            Some(false)
+        );
         let decl = cfg
             .credential_decl("/etc/payments/signing.key")
             .expect("declared");

@@ -1,12 +1,12 @@
 //! One module per subcommand.
 
-pub mod capture_opts;
-pub mod detect_opts;
-pub mod inventory;
-pub mod learn;
-pub mod probe;
-pub mod record;
+pub(crate) mod capture_opts;
+pub(crate) mod detect_opts;
+pub(crate) mod inventory;
+pub(crate) mod learn;
+pub(crate) mod probe;
+pub(crate) mod record;
 pub mod replay;
-pub mod rules;
-pub mod run;
-pub mod status;
+pub(crate) mod rules;
+pub(crate) mod run;
+pub(crate) mod status;

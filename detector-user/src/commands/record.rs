@@ -18,20 +18,20 @@ use crate::{
 
 /// Arguments of `detector record`.
 #[derive(Debug, clap::Args)]
-pub struct RecordArgs {
+pub(crate) struct RecordArgs {
     /// Output file (`-` for stdout).
     #[arg(short, long)]
-    pub output: PathBuf,
+    pub(crate) output: PathBuf,
     /// Stop after this long (e.g. `30s`, `5m`); default: until SIGINT/SIGTERM.
     #[arg(long, value_parser = humantime::parse_duration)]
-    pub duration: Option<Duration>,
+    pub(crate) duration: Option<Duration>,
     /// Capture flags.
     #[command(flatten)]
-    pub capture: CaptureArgs,
+    pub(crate) capture: CaptureArgs,
 }
 
 /// Runs `detector record`.
-pub fn run(args: RecordArgs) -> anyhow::Result<ExitCode> {
+pub(crate) fn run(args: RecordArgs) -> anyhow::Result<ExitCode> {
     let opts = args.capture.kernel_options()?;
     let out: Box<dyn std::io::Write> = if args.output.as_os_str() == "-" {
         Box::new(std::io::stdout().lock())

@@ -43,36 +43,36 @@ use crate::{
     sources::kernel::boottime_ns,
 };
 
-pub mod settings;
+pub(crate) mod settings;
 
 /// Arguments of `detector run`.
 #[derive(Debug, clap::Args)]
-pub struct RunArgs {
+pub(crate) struct RunArgs {
     /// Also stream every enriched event (NDJSON) on stdout, interleaved with alerts.
     #[arg(long)]
-    pub events: bool,
+    pub(crate) events: bool,
     /// Where the agent keeps its state (the fingerprint key and the credential ledger, 0600)
     /// [default: the config's
     /// `run.state_dir`, else /var/lib/detector].
     #[arg(long)]
-    pub state_dir: Option<PathBuf>,
+    pub(crate) state_dir: Option<PathBuf>,
     /// Agent config (YAML): sinks and run options; flags given here win over it.
     #[arg(long, value_name = "FILE")]
-    pub config: Option<PathBuf>,
+    pub(crate) config: Option<PathBuf>,
     /// Serve Prometheus metrics (`/metrics`) and health (`/health`) on this address: `PORT` or
     /// `:PORT` (loopback only) or `HOST:PORT` [default: the config's `run.metrics_addr`, else
     /// no endpoint].
     #[arg(long, value_name = "ADDR")]
-    pub metrics_addr: Option<String>,
+    pub(crate) metrics_addr: Option<String>,
     /// Keep no credential ledger (the config's `ledger.enabled: false` does the same).
     #[arg(long)]
-    pub no_ledger: bool,
+    pub(crate) no_ledger: bool,
     /// Detection flags.
     #[command(flatten)]
-    pub detect: DetectArgs,
+    pub(crate) detect: DetectArgs,
     /// Capture flags.
     #[command(flatten)]
-    pub capture: CaptureArgs,
+    pub(crate) capture: CaptureArgs,
 }
 
 /// "FILE: sinks" (or "sinks" without a config file), to prefix a sink error with.
@@ -145,7 +145,10 @@ async fn reload(
         Err(e) => summary.push_str(&format!("; watch list not applied: {e}")),
     }
     if settings.shutdown_timeout != live.settings.shutdown_timeout {
-        summary.push_str(&format!("; shutdown_timeout {:?}", settings.shutdown_timeout));
+        summary.push_str(&format!(
+            "; shutdown_timeout {:?}",
+            settings.shutdown_timeout
+        ));
     }
     // Fixed at start: the effective values are compared (a config edit a flag overrides
     // changes nothing); the ledger by its whole section.
@@ -246,7 +249,7 @@ fn fingerprint(fp: &mut Option<Fingerprinter>, ev: &mut Event) {
 }
 
 /// Runs the agent.
-pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+pub(crate) fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let host = hostname();
     // The config, rules and identities first: a broken one fails before anything is attached.
     let Prepared {

@@ -9,7 +9,7 @@ use reqwest::header::HeaderValue;
 use super::{HttpConfig, HttpFlavor};
 
 /// A bearer-like secret that never prints.
-pub struct Token(pub HeaderValue);
+pub(crate) struct Token(pub HeaderValue);
 
 impl std::fmt::Debug for Token {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -23,17 +23,17 @@ fn read(path: &Path, what: &str) -> Result<Vec<u8>, String> {
 
 /// What an HTTP sink reads from files: extra CA certificates, the client identity, the
 /// token header.
-pub struct Material {
+pub(crate) struct Material {
     /// Extra CA certificates (`tls.ca_file`).
-    pub roots: Vec<reqwest::Certificate>,
+    pub(crate) roots: Vec<reqwest::Certificate>,
     /// The client certificate and key (`tls.client_cert`, `tls.client_key`).
-    pub identity: Option<reqwest::Identity>,
+    pub(crate) identity: Option<reqwest::Identity>,
     /// The `Authorization` header made from `token_file`.
-    pub auth: Option<Token>,
+    pub(crate) auth: Option<Token>,
 }
 
 /// Reads and parses the TLS material and token a config names; an error says which key.
-pub fn material(c: &HttpConfig) -> Result<Material, (&'static str, String)> {
+pub(crate) fn material(c: &HttpConfig) -> Result<Material, (&'static str, String)> {
     let setup = |key: &'static str, msg: String| (key, msg);
     let mut roots = Vec::new();
     if let Some(ca) = &c.tls.ca_file {
@@ -88,15 +88,8 @@ pub fn material(c: &HttpConfig) -> Result<Material, (&'static str, String)> {
     })
 }
 
-/// Checks the files an HTTP sink's config names (token, CA, client certificate) the way
-/// [`HttpSink::new`] reads them, without building a client: the config's validation runs it
-/// before anything is attached. The error names the key (`tls.ca_file`…) and the problem.
-pub fn check_material(c: &HttpConfig) -> Result<(), (&'static str, String)> {
-    material(c).map(|_| ()).map_err(|(k, e)| (k, e.to_string()))
-}
-
 /// Checks the files an HTTP sink's config names the way the sink reads them, without
 /// building a client. The error names the key (`tls.ca_file`…) and the problem.
-pub fn check(c: &HttpConfig) -> Result<(), (&'static str, String)> {
+pub(crate) fn check(c: &HttpConfig) -> Result<(), (&'static str, String)> {
     material(c).map(|_| ())
 }

@@ -415,11 +415,6 @@ impl IdentityConfig {
         self.by_name.get(name).map(|&i| &self.identities[i])
     }
 
-    /// True when `name` is a configured identity.
-    pub fn has_identity(&self, name: &str) -> bool {
-        self.by_name.contains_key(name)
-    }
-
     /// Whether the `services` section names any address (alerts look names up only then).
     pub fn has_services(&self) -> bool {
         !self.services.is_empty()

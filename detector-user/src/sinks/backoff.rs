@@ -13,4 +13,3 @@ pub(super) fn backoff(prev: Option<Duration>, r: &RetryConfig) -> (Duration, Dur
     let jitter = base.mul_f64(0.5 + fastrand::f64());
     (base, jitter.min(r.max))
 }
-

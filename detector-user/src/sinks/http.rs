@@ -15,7 +15,7 @@ use crate::config::{
 };
 
 /// HTTP sink.
-pub struct HttpSink {
+pub(crate) struct HttpSink {
     client: reqwest::Client,
     url: String,
     flavor: HttpFlavor,
@@ -26,7 +26,7 @@ pub struct HttpSink {
 
 impl HttpSink {
     /// Builds the client (TLS material and token are read now: a bad file fails at start).
-    pub fn new(c: &HttpConfig, host: &str) -> Result<Self, SinkError> {
+    pub(crate) fn new(c: &HttpConfig, host: &str) -> Result<Self, SinkError> {
         let mut b = reqwest::Client::builder()
             .use_rustls_tls()
             .timeout(c.timeout)
@@ -55,7 +55,7 @@ impl HttpSink {
     }
 
     /// The request body and its content type for a batch.
-    pub fn body(&self, batch: &[Record]) -> (Vec<u8>, &'static str) {
+    pub(crate) fn body(&self, batch: &[Record]) -> (Vec<u8>, &'static str) {
         let mut out = Vec::new();
         match self.flavor {
             HttpFlavor::Generic => {

@@ -14,17 +14,18 @@
 //! alert carries a unique `id` for the receiver to dedup on.
 
 mod backoff;
-pub mod file;
+pub(crate) mod file;
 pub mod format;
-pub mod http;
+pub(crate) mod http;
 mod set;
 mod spill;
-pub mod spool;
-pub mod stdout;
-pub mod syslog;
+pub(crate) mod spool;
+pub(crate) mod stdout;
+pub(crate) mod syslog;
 mod task;
 
-pub use set::{SinkSet, SinkSpec};
+pub use set::SinkSet;
+pub(crate) use set::SinkSpec;
 
 use std::{
     future::Future,
@@ -40,7 +41,7 @@ use spool::Queue;
 
 /// What sinks deliver: alerts, and the credential ledger's inventory records.
 #[derive(Clone, Debug, PartialEq)]
-pub enum Item {
+pub(crate) enum Item {
     /// An alert.
     Alert(Alert),
     /// A credential inventory record (periodic export).
@@ -49,7 +50,7 @@ pub enum Item {
 
 impl Item {
     /// The id receivers dedup on.
-    pub fn id(&self) -> &str {
+    pub(crate) fn id(&self) -> &str {
         match self {
             Item::Alert(a) => &a.id,
             Item::Inventory(r) => &r.id,
@@ -57,7 +58,7 @@ impl Item {
     }
 
     /// The document in `format`.
-    pub fn encode(&self, format: Format) -> Vec<u8> {
+    pub(crate) fn encode(&self, format: Format) -> Vec<u8> {
         match self {
             Item::Alert(a) => format::encode(a, format),
             Item::Inventory(r) => format::encode_inventory(r, format),
@@ -67,15 +68,15 @@ impl Item {
 
 /// One alert encoded for a sink: the id receivers dedup on, and the document.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Record {
+pub(crate) struct Record {
     /// The alert id.
-    pub id: String,
+    pub(crate) id: String,
     /// One JSON document, no trailing newline.
-    pub body: Vec<u8>,
+    pub(crate) body: Vec<u8>,
 }
 
 /// A boxed future (sinks are trait objects).
-pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// Delivery and set-up failures.
 #[derive(Debug, thiserror::Error)]
@@ -104,7 +105,7 @@ pub enum SinkError {
 
 /// A destination. `deliver` succeeds only when the whole batch was accepted; a failed batch is
 /// retried whole (receivers dedup by id).
-pub trait Sink: Send {
+pub(crate) trait Sink: Send {
     /// Delivers a batch, in order.
     fn deliver<'a>(&'a mut self, batch: &'a [Record]) -> BoxFuture<'a, Result<(), SinkError>>;
 }

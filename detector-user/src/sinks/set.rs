@@ -48,17 +48,17 @@ impl Drop for SinkSet {
 }
 
 /// Everything a sink's task needs besides the sink itself.
-pub struct SinkSpec {
+pub(crate) struct SinkSpec {
     /// Name (logs, spool directory).
-    pub name: String,
+    pub(crate) name: String,
     /// Document format.
-    pub format: Format,
+    pub(crate) format: Format,
     /// Records per delivery.
-    pub batch: usize,
+    pub(crate) batch: usize,
     /// Backoff.
-    pub retry: RetryConfig,
+    pub(crate) retry: RetryConfig,
     /// Host name for in-band alerts.
-    pub host: String,
+    pub(crate) host: String,
 }
 
 /// A sink built from its config, before its queue is opened.
@@ -184,7 +184,7 @@ impl SinkSet {
     }
 
     /// An empty set (add sinks with [`SinkSet::add`]).
-    pub fn empty() -> Result<SinkSet, SinkError> {
+    pub(crate) fn empty() -> Result<SinkSet, SinkError> {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("detector-sinks")
@@ -195,12 +195,6 @@ impl SinkSet {
             rt: Some(rt),
             sinks: Vec::new(),
         })
-    }
-
-    /// Adds a sink with its queue and spawns its task.
-    pub fn add(&mut self, sink: Box<dyn Sink>, queue: Queue, spec: SinkSpec) {
-        let config = SinkConfig::Stdout(Default::default());
-        self.add_with(sink, queue, None, spec, config, None);
     }
 
     fn add_with(
@@ -255,7 +249,7 @@ impl SinkSet {
     }
 
     /// Hands a credential inventory record to every sink, as [`SinkSet::send`] does an alert.
-    pub fn send_inventory(&self, r: InventoryRecord) {
+    pub(crate) fn send_inventory(&self, r: InventoryRecord) {
         self.send_item(Item::Inventory(r));
     }
 
@@ -319,7 +313,7 @@ impl SinkSet {
     /// holds is counted as dropped and logged. Every new sink is built before any running one
     /// is touched, so an invalid config (unreadable token file, bad certificate) changes
     /// nothing. Returns what changed, e.g. `["changed: file", "added: siem"]`.
-    pub async fn reconfigure(
+    pub(crate) async fn reconfigure(
         &mut self,
         configs: &[SinkConfig],
         host: &str,
@@ -491,4 +485,3 @@ fn spool_of(c: &SinkConfig) -> Option<&SpoolConfig> {
         SinkConfig::Http(h) => h.spool.as_ref(),
     }
 }
-

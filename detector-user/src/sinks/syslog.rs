@@ -72,7 +72,7 @@ fn sd_escape(s: &str) -> String {
 }
 
 /// One RFC 5424 message.
-pub fn message(r: &Record, facility: u8, host: &str, app: &str, now: SystemTime) -> Vec<u8> {
+pub(crate) fn message(r: &Record, facility: u8, host: &str, app: &str, now: SystemTime) -> Vec<u8> {
     let pri = u16::from(facility) * 8 + u16::from(severity_of(&r.body));
     let rule = rule_of(&r.body);
     let head = format!(
@@ -97,7 +97,7 @@ enum Conn {
 }
 
 /// Syslog sink.
-pub struct SyslogSink {
+pub(crate) struct SyslogSink {
     conn: Conn,
     facility: u8,
     host: String,
@@ -107,7 +107,7 @@ pub struct SyslogSink {
 
 impl SyslogSink {
     /// A sink for a config; connects lazily (and again after any error).
-    pub fn new(c: &SyslogConfig, host: &str) -> Result<Self, SinkError> {
+    pub(crate) fn new(c: &SyslogConfig, host: &str) -> Result<Self, SinkError> {
         let facility = facility_code(&c.facility)
             .ok_or_else(|| SinkError::Setup(format!("unknown facility {:?}", c.facility)))?;
         let addr = || {

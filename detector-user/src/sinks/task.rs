@@ -61,7 +61,11 @@ impl Task {
         }
     }
 
-    pub(super) fn accept(&mut self, msg: Msg, flushes: &mut Vec<oneshot::Sender<()>>) -> Option<Instant> {
+    pub(super) fn accept(
+        &mut self,
+        msg: Msg,
+        flushes: &mut Vec<oneshot::Sender<()>>,
+    ) -> Option<Instant> {
         match msg {
             Msg::Item(a) => {
                 let r = Record {
@@ -375,4 +379,3 @@ pub(super) async fn run_sink(
         }
     }
 }
-

@@ -13,8 +13,8 @@ use hyper::{server::conn::http1, service::service_fn, Request, Response};
 use hyper_util::rt::TokioIo;
 use serde_json::Value;
 
-use super::*;
 use super::set::open_queues;
+use super::*;
 use std::sync::atomic::Ordering::Relaxed;
 
 use crate::config::{AgentConfig, FsyncPolicy, SinkConfig};

@@ -18,30 +18,30 @@ use crate::{
 
 /// Where the agent keeps its state (fingerprint key, credential ledger) when neither
 /// `--state-dir` nor the config's `run.state_dir` says.
-pub const DEFAULT_STATE_DIR: &str = "/var/lib/detector";
+pub(crate) const DEFAULT_STATE_DIR: &str = "/var/lib/detector";
 
 /// What `detector run` runs with, flags and config file resolved.
 #[derive(Debug, Clone)]
-pub struct Settings {
+pub(crate) struct Settings {
     /// Detection flags: `--rules` then the config's `run.rules` (both load);
     /// `--identities`, else `run.identities`.
-    pub detect: DetectArgs,
+    pub(crate) detect: DetectArgs,
     /// Capture flags: `--watch-list`, else `run.watch_list`.
-    pub capture: CaptureArgs,
+    pub(crate) capture: CaptureArgs,
     /// `--state-dir`, else `run.state_dir`, else [`DEFAULT_STATE_DIR`].
-    pub state_dir: PathBuf,
+    pub(crate) state_dir: PathBuf,
     /// `--metrics-addr`, else `run.metrics_addr`, else no endpoint.
-    pub metrics_addr: Option<String>,
+    pub(crate) metrics_addr: Option<String>,
     /// `run.shutdown_timeout`, else [`DEFAULT_SHUTDOWN_TIMEOUT`] (no flag).
-    pub shutdown_timeout: Duration,
+    pub(crate) shutdown_timeout: Duration,
     /// The ledger's database, or none when `--no-ledger` or `ledger.enabled: false`:
     /// `ledger.path`, else `ledger.db` in the state dir.
-    pub ledger: Option<PathBuf>,
+    pub(crate) ledger: Option<PathBuf>,
 }
 
 impl Settings {
     /// Resolves the flags over the config over the defaults, per setting.
-    pub fn resolve(args: &RunArgs, cfg: &AgentConfig) -> Settings {
+    pub(crate) fn resolve(args: &RunArgs, cfg: &AgentConfig) -> Settings {
         let mut detect = args.detect.clone();
         detect.rules.extend(cfg.run.rules.iter().cloned());
         detect.identities = detect
@@ -79,22 +79,22 @@ impl Settings {
 }
 
 /// Everything start-up and a reload load before touching the running agent.
-pub struct Prepared {
+pub(crate) struct Prepared {
     /// The config file as read (the sinks and ledger options come from it).
-    pub config: AgentConfig,
+    pub(crate) config: AgentConfig,
     /// The effective settings.
-    pub settings: Settings,
+    pub(crate) settings: Settings,
     /// Rules, identities and baseline, loaded (identities.yaml read and parsed once, for
     /// both the engine and the resolver).
-    pub detection: Detection,
+    pub(crate) detection: Detection,
     /// Hook groups and watch patterns (the watch list file read).
-    pub kernel: KernelOptions,
+    pub(crate) kernel: KernelOptions,
 }
 
 /// Reads the config file `--config` names (else the defaults), resolves the settings and
 /// loads everything they name; any error leaves nothing half-loaded. Start-up and every
 /// reload come through here.
-pub fn prepare(args: &RunArgs, host: &str) -> anyhow::Result<Prepared> {
+pub(crate) fn prepare(args: &RunArgs, host: &str) -> anyhow::Result<Prepared> {
     let config = match &args.config {
         Some(p) => AgentConfig::load(p)?,
         None => AgentConfig::default(),
@@ -120,7 +120,10 @@ mod tests {
     fn run_args(args: &[&str]) -> RunArgs {
         let mut argv = vec!["detector", "run"];
         argv.extend_from_slice(args);
-        match crate::cli::Cli::try_parse_from(argv).expect("valid flags").command {
+        match crate::cli::Cli::try_parse_from(argv)
+            .expect("valid flags")
+            .command
+        {
             crate::cli::Command::Run(a) => a,
             _ => unreachable!("parsed `run`"),
         }
