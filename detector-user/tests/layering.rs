@@ -45,9 +45,9 @@ struct Crate {
 }
 
 fn is_cfg_test(attrs: &[syn::Attribute]) -> bool {
-    attrs.iter().any(|a| {
-        a.path().is_ident("cfg") && a.meta.to_token_stream().to_string().contains("test")
-    })
+    attrs
+        .iter()
+        .any(|a| a.path().is_ident("cfg") && a.meta.to_token_stream().to_string().contains("test"))
 }
 
 /// The file of `mod name;` declared in the module at `path` whose file is `file`.
@@ -95,10 +95,9 @@ impl Crate {
     }
 
     fn file(&mut self, file: &Path, path: ModPath) {
-        let text = std::fs::read_to_string(file)
-            .unwrap_or_else(|e| panic!("{}: {e}", file.display()));
-        let ast =
-            syn::parse_file(&text).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+        let text =
+            std::fs::read_to_string(file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+        let ast = syn::parse_file(&text).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
         if is_cfg_test(&ast.attrs) {
             return;
         }
@@ -139,14 +138,15 @@ impl Crate {
             }
             let mut targets = Vec::new();
             scan(item.into_token_stream(), &path, &mut targets);
-            self.refs.extend(targets.into_iter().map(|t| (path.clone(), t)));
+            self.refs
+                .extend(targets.into_iter().map(|t| (path.clone(), t)));
         }
     }
 
     /// The longest prefix of `p` (at most `depth` long) that is a module.
     fn module_of(&self, p: &[String], depth: usize) -> ModPath {
         let mut n = p.len().min(depth);
-        while n > 0 && !self.modules.contains(&p[..n].to_vec()) {
+        while n > 0 && !self.modules.contains(&p[..n]) {
             n -= 1;
         }
         p[..n].to_vec()
@@ -171,7 +171,8 @@ fn tails(toks: &[TokenTree], i: usize, prefix: ModPath, out: &mut Vec<ModPath>) 
             }
             Some(TokenTree::Group(g)) if g.delimiter() == Delimiter::Brace => {
                 let inner: Vec<TokenTree> = g.stream().into_iter().collect();
-                for part in inner.split(|t| matches!(t, TokenTree::Punct(c) if c.as_char() == ',')) {
+                for part in inner.split(|t| matches!(t, TokenTree::Punct(c) if c.as_char() == ','))
+                {
                     if !part.is_empty() {
                         tails(part, 0, p.clone(), out);
                     }
@@ -198,18 +199,18 @@ fn scan(ts: TokenStream, here: &ModPath, out: &mut Vec<ModPath>) {
     let mut i = 0;
     while i < toks.len() {
         match &toks[i] {
-            TokenTree::Ident(id) if id.to_string() == "crate" && is_sep(&toks, i + 1) => {
+            TokenTree::Ident(id) if *id == "crate" && is_sep(&toks, i + 1) => {
                 tails(&toks, i + 3, Vec::new(), out);
             }
             TokenTree::Ident(id)
-                if id.to_string() == "super"
+                if *id == "super"
                     && is_sep(&toks, i + 1)
                     && !matches!(i.checked_sub(1).and_then(|j| toks.get(j)),
                         Some(TokenTree::Punct(p)) if p.as_char() == ':') =>
             {
                 let mut base = here.clone();
                 let mut j = i;
-                while matches!(&toks.get(j), Some(TokenTree::Ident(s)) if s.to_string() == "super")
+                while matches!(&toks.get(j), Some(TokenTree::Ident(s)) if *s == "super")
                     && is_sep(&toks, j + 1)
                 {
                     base.pop();
@@ -262,7 +263,11 @@ fn cycles(c: &Crate, depth: usize) -> Vec<BTreeSet<String>> {
 fn no_import_cycles() {
     let lib = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/lib.rs");
     let c = Crate::load(&lib);
-    assert!(c.modules.len() > 50, "walked only {} modules", c.modules.len());
+    assert!(
+        c.modules.len() > 50,
+        "walked only {} modules",
+        c.modules.len()
+    );
     let mut bad = Vec::new();
     for depth in [1, 2] {
         for scc in cycles(&c, depth) {
@@ -270,12 +275,18 @@ fn no_import_cycles() {
                 // Name the edges inside the cycle, so the fix is plain.
                 let mut why = BTreeSet::new();
                 for (from, to) in &c.refs {
-                    let (a, b) = (name(&c.module_of(from, depth)), name(&c.module_of(to, depth)));
+                    let (a, b) = (
+                        name(&c.module_of(from, depth)),
+                        name(&c.module_of(to, depth)),
+                    );
                     if a != b && scc.contains(&a) && scc.contains(&b) {
                         why.insert(format!("{} → {}", name(from), name(to)));
                     }
                 }
-                bad.push(format!("{scc:?}:\n    {}", Vec::from_iter(why).join("\n    ")));
+                bad.push(format!(
+                    "{scc:?}:\n    {}",
+                    Vec::from_iter(why).join("\n    ")
+                ));
             }
         }
     }
@@ -291,15 +302,24 @@ fn sees_a_cycle() {
     w("lib.rs", "mod a; mod b; mod c;");
     w("a.rs", "mod x; mod y;");
     w("a/x.rs", "use super::y::Y; pub struct X;");
-    w("a/y.rs", "pub fn y() -> crate::a::x::X { todo!() } pub struct Y;");
+    w(
+        "a/y.rs",
+        "pub fn y() -> crate::a::x::X { todo!() } pub struct Y;",
+    );
     w("b.rs", "use crate::{c::C, a}; pub struct B;");
     w("c.rs", "fn f() { let _ = format!(\"{:?}\", crate::b::B); } pub struct C;\n#[cfg(test)] mod t { use crate::a::x::X; }");
     let mut c = Crate::load(&dir.path().join("lib.rs"));
     assert_eq!(c.modules.len(), 6);
     let one: Vec<_> = cycles(&c, 1);
-    assert_eq!(one, vec![BTreeSet::from(["b".to_string(), "c".to_string()])]);
+    assert_eq!(
+        one,
+        vec![BTreeSet::from(["b".to_string(), "c".to_string()])]
+    );
     let two = cycles(&c, 2);
-    assert_eq!(two, vec![BTreeSet::from(["a::x".to_string(), "a::y".to_string()])]);
+    assert_eq!(
+        two,
+        vec![BTreeSet::from(["a::x".to_string(), "a::y".to_string()])]
+    );
     // Without the macro's path there is no cycle at the top.
     c.refs.retain(|(f, _)| f != &vec!["c".to_string()]);
     assert!(cycles(&c, 1).is_empty());

@@ -586,10 +586,13 @@ pub fn run(args: &[String]) -> Result<()> {
 fn omitted(keys: &[String]) -> Result<Vec<&'static str>> {
     keys.iter()
         .map(|k| {
-            ROWS.iter().map(|r| r.key).find(|r| r == k).with_context(|| {
-                let all: Vec<&str> = ROWS.iter().map(|r| r.key).collect();
-                format!("--omit-rows: unknown row `{k}` ({})", all.join(", "))
-            })
+            ROWS.iter()
+                .map(|r| r.key)
+                .find(|r| r == k)
+                .with_context(|| {
+                    let all: Vec<&str> = ROWS.iter().map(|r| r.key).collect();
+                    format!("--omit-rows: unknown row `{k}` ({})", all.join(", "))
+                })
         })
         .collect()
 }
@@ -649,8 +652,11 @@ fn ratio_cell(cell: &str) -> Result<Option<(f64, f64, f64)>> {
     }
 }
 
+/// Statistics per (row key, configuration), as [`summarize`] returns them.
+type Summary = BTreeMap<(String, Config), Stat>;
+
 /// The first ratio table of a report: its rows (by title) and each configuration's ratios.
-fn ratio_table(text: &str) -> Result<(Vec<Row>, BTreeMap<(String, Config), Stat>)> {
+fn ratio_table(text: &str) -> Result<(Vec<Row>, Summary)> {
     let lines: Vec<&str> = text.lines().collect();
     let (start, columns) = lines
         .iter()
@@ -660,10 +666,7 @@ fn ratio_table(text: &str) -> Result<(Vec<Row>, BTreeMap<(String, Config), Stat>
             if h.first() != Some(&"workload") {
                 return None;
             }
-            let configs: Vec<Config> = h[1..]
-                .iter()
-                .map_while(|c| Config::parse(c).ok())
-                .collect();
+            let configs: Vec<Config> = h[1..].iter().map_while(|c| Config::parse(c).ok()).collect();
             (!configs.is_empty()).then_some((i, configs))
         })
         .context("no table with the header `| workload | <configuration> …|`")?;
@@ -1960,8 +1963,14 @@ mod tests {
         let (rows, stats) = ratio_table(&text).expect("a ratio table");
         assert_eq!(rows.len(), ROWS.len(), "every workload has a row");
         let get = |row: &str, c: Config| stats[&(row.to_string(), c)].ratio;
-        assert_eq!(get("getppid", Config::Detector), Some((0.769, 0.763, 0.857)));
-        assert_eq!(get("stress-open", Config::Floor), Some((1.263, 0.098, 1.655)));
+        assert_eq!(
+            get("getppid", Config::Detector),
+            Some((0.769, 0.763, 0.857))
+        );
+        assert_eq!(
+            get("stress-open", Config::Floor),
+            Some((1.263, 0.098, 1.655))
+        );
         assert_eq!(get("wrk", Config::Bpftrace), Some((0.383, 0.347, 0.398)));
         assert_eq!(ratio_cell("n/a (noise)").expect("cell"), None);
         assert!(ratio_cell("fast").is_err());
@@ -1970,7 +1979,6 @@ mod tests {
         assert_eq!(plotted(&rows, &omit).len(), ROWS.len() - 1);
         assert!(omitted(&["nope".to_string()]).is_err());
     }
-
 
     #[test]
     fn stat_ticks_survive_odd_command_names() {
