@@ -1,6 +1,8 @@
 //! Command-line interface (clap). Each subcommand's arguments live beside its implementation in
 //! `commands/`.
 
+use std::process::ExitCode;
+
 use clap::{Parser, Subcommand};
 
 use crate::commands;
@@ -14,12 +16,12 @@ pub struct Cli {
     pub verbose: u8,
     /// What to do.
     #[command(subcommand)]
-    pub command: Command,
+    pub(crate) command: Command,
 }
 
 /// Subcommands.
 #[derive(Debug, Subcommand)]
-pub enum Command {
+pub(crate) enum Command {
     /// Capture from the kernel and detect (alerts as NDJSON on stdout).
     Run(commands::run::RunArgs),
     /// Capture enriched events to an NDJSON file for `detector replay`.
@@ -57,4 +59,18 @@ pub fn init_logging(verbose: u8) {
         // Colour codes only for a person at a terminal, never into a file or journald.
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init();
+}
+
+/// Runs the chosen subcommand.
+pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Run(args) => commands::run::run(args),
+        Command::Record(args) => commands::record::run(args),
+        Command::Replay(args) => commands::replay::run(args),
+        Command::Rules(cmd) => commands::rules::run(cmd),
+        Command::Learn(args) => commands::learn::run(args),
+        Command::Status(args) => commands::status::run(args),
+        Command::Probe(args) => commands::probe::run(args),
+        Command::Inventory(args) => commands::inventory::run(args),
+    }
 }

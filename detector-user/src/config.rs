@@ -5,8 +5,11 @@
 //!
 //! Documented by `docs/config.example.yaml` (loaded by a test, so it cannot rot).
 
+pub mod material;
+
 use std::{
     collections::BTreeMap,
+    net::{SocketAddr, ToSocketAddrs as _},
     path::{Path, PathBuf},
     time::Duration,
 };
@@ -35,6 +38,59 @@ pub enum ConfigError {
     /// unknown or duplicate keys, types, ranges, cross-key rules, files it names.
     #[error("{0}")]
     Invalid(PosError),
+}
+
+/// A listen address (`run.metrics_addr`, `--metrics-addr`) that is not `PORT`, `:PORT` or
+/// `HOST:PORT`.
+#[derive(Debug, thiserror::Error)]
+#[error("metrics address {addr:?}: {msg}")]
+pub struct ListenAddrError {
+    /// What was given.
+    pub addr: String,
+    /// Why it is not usable.
+    pub msg: String,
+}
+
+/// Parses a listen address: `PORT` or `:PORT` mean loopback (127.0.0.1); otherwise
+/// `HOST:PORT` (`[::1]:PORT` for IPv6), a host name resolved once.
+pub fn parse_listen_addr(s: &str) -> Result<SocketAddr, ListenAddrError> {
+    let err = |msg: String| ListenAddrError {
+        addr: s.to_string(),
+        msg,
+    };
+    let t = s.trim();
+    let port_only = t.strip_prefix(':').unwrap_or(t);
+    if let Ok(port) = port_only.parse::<u16>() {
+        return Ok(SocketAddr::from(([127, 0, 0, 1], port)));
+    }
+    if let Ok(a) = t.parse::<SocketAddr>() {
+        return Ok(a);
+    }
+    t.to_socket_addrs()
+        .map_err(|e| err(e.to_string()))?
+        .next()
+        .ok_or_else(|| err("resolves to no address".into()))
+}
+
+/// Facility code for a syslog facility name (`syslog.facility`).
+pub fn facility_code(name: &str) -> Option<u8> {
+    Some(match name {
+        "kern" => 0,
+        "user" => 1,
+        "daemon" => 3,
+        "auth" => 4,
+        "syslog" => 5,
+        "authpriv" => 10,
+        "local0" => 16,
+        "local1" => 17,
+        "local2" => 18,
+        "local3" => 19,
+        "local4" => 20,
+        "local5" => 21,
+        "local6" => 22,
+        "local7" => 23,
+        _ => return None,
+    })
 }
 
 /// `retry.initial` and `retry.max`: a floor so that an unreachable receiver is not hammered
@@ -670,7 +726,7 @@ fn opt_host_port<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::E
 
 fn facility<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
     let s = string(d)?;
-    crate::sinks::syslog::facility_code(&s).ok_or_else(|| {
+    facility_code(&s).ok_or_else(|| {
         serde::de::Error::custom(format!(
             "unknown facility {} (kern, user, daemon, auth, syslog, authpriv, local0 … local7)",
             input::excerpt(&s)
@@ -733,7 +789,7 @@ fn opt_listen_addr<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D:
         PortOrAddr::Port(p) => p.to_string(),
         PortOrAddr::Addr(s) => s,
     };
-    crate::metrics::parse_listen_addr(&s).map_err(serde::de::Error::custom)?;
+    parse_listen_addr(&s).map_err(serde::de::Error::custom)?;
     Ok(Some(s))
 }
 
@@ -957,7 +1013,7 @@ impl AgentConfig {
                     &c.spool
                 }
                 SinkConfig::Http(c) => {
-                    crate::sinks::http::check_material(c).map_err(|(key, m)| {
+                    material::check(c).map_err(|(key, m)| {
                         let keys: Vec<Key<'_>> = key.split('.').map(N).collect();
                         bad(&keys, m)
                     })?;

@@ -8,7 +8,7 @@ use clap::Parser as _;
 fn main() -> ExitCode {
     let cli = detector::cli::Cli::parse();
     detector::cli::init_logging(cli.verbose);
-    match detector::commands::dispatch(cli) {
+    match detector::cli::dispatch(cli) {
         Ok(code) => code,
         Err(err) => {
             eprintln!("detector: error: {err:#}");

@@ -17,7 +17,7 @@
 use std::{
     collections::BTreeMap,
     convert::Infallible,
-    net::{SocketAddr, ToSocketAddrs as _},
+    net::SocketAddr,
     sync::{Arc, Mutex, MutexGuard},
     time::Duration,
 };
@@ -33,6 +33,9 @@ use prometheus::{
 };
 use serde::{Deserialize, Serialize};
 
+// The address syntax is the config's (it validates `run.metrics_addr`); re-exported for the
+// flag and `detector status`.
+pub(crate) use crate::config::{parse_listen_addr, ListenAddrError};
 use crate::{
     ledger::{query::Filter, LedgerQuery, LedgerStats},
     sinks::SinkStats,
@@ -41,15 +44,10 @@ use crate::{
 
 /// Errors of the metrics endpoint.
 #[derive(Debug, thiserror::Error)]
-pub enum MetricsError {
+pub(crate) enum MetricsError {
     /// The listen address is not `PORT`, `:PORT` or `HOST:PORT`.
-    #[error("metrics address {addr:?}: {msg}")]
-    Addr {
-        /// What was given.
-        addr: String,
-        /// Why it is not usable.
-        msg: String,
-    },
+    #[error(transparent)]
+    Addr(#[from] ListenAddrError),
     /// Binding failed.
     #[error("metrics address {addr}: {source}")]
     Bind {
@@ -58,27 +56,6 @@ pub enum MetricsError {
         /// Why.
         source: std::io::Error,
     },
-}
-
-/// Parses a listen address: `PORT` or `:PORT` mean loopback (127.0.0.1); otherwise
-/// `HOST:PORT` (`[::1]:PORT` for IPv6), a host name resolved once.
-pub fn parse_listen_addr(s: &str) -> Result<SocketAddr, MetricsError> {
-    let err = |msg: String| MetricsError::Addr {
-        addr: s.to_string(),
-        msg,
-    };
-    let t = s.trim();
-    let port_only = t.strip_prefix(':').unwrap_or(t);
-    if let Ok(port) = port_only.parse::<u16>() {
-        return Ok(SocketAddr::from(([127, 0, 0, 1], port)));
-    }
-    if let Ok(a) = t.parse::<SocketAddr>() {
-        return Ok(a);
-    }
-    t.to_socket_addrs()
-        .map_err(|e| err(e.to_string()))?
-        .next()
-        .ok_or_else(|| err("resolves to no address".into()))
 }
 
 /// A latency histogram (ns) with an exact sum.
@@ -121,46 +98,46 @@ struct State {
 
 /// One program in `/health`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct ProgramHealth {
+pub(crate) struct ProgramHealth {
     /// Program name.
-    pub program: String,
+    pub(crate) program: String,
     /// Hook.
-    pub hook: String,
+    pub(crate) hook: String,
     /// Hook group.
-    pub group: String,
+    pub(crate) group: String,
     /// Attached?
-    pub attached: bool,
+    pub(crate) attached: bool,
     /// Its group is enabled: the agent needs it.
-    pub required: bool,
+    pub(crate) required: bool,
     /// Attached through a fallback hook (this kernel lacks the preferred one): which and why.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub fallback: Option<String>,
+    pub(crate) fallback: Option<String>,
     /// Why not attached (or what was passed over for the fallback).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
+    pub(crate) reason: Option<String>,
 }
 
 /// The `/health` document.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Health {
+pub(crate) struct Health {
     /// `green` or `red` (a required program is not attached).
-    pub status: String,
+    pub(crate) status: String,
     /// Programs attached.
-    pub attached: usize,
+    pub(crate) attached: usize,
     /// Every program.
-    pub programs: Vec<ProgramHealth>,
+    pub(crate) programs: Vec<ProgramHealth>,
 }
 
 impl Health {
     /// Red?
-    pub fn is_red(&self) -> bool {
+    pub(crate) fn is_red(&self) -> bool {
         self.status != "green"
     }
 }
 
 /// The agent's metrics, shared by the capture loop and the endpoint.
 #[derive(Clone)]
-pub struct Metrics {
+pub(crate) struct Metrics {
     state: Arc<Mutex<State>>,
 }
 
@@ -171,16 +148,16 @@ impl Default for Metrics {
 }
 
 /// A locked view for one batch of updates.
-pub struct Batch<'a>(MutexGuard<'a, State>);
+pub(crate) struct Batch<'a>(MutexGuard<'a, State>);
 
 impl Batch<'_> {
     /// One event of `kind`.
-    pub fn event(&mut self, kind: &'static str) {
+    pub(crate) fn event(&mut self, kind: &'static str) {
         *self.0.events.entry(kind).or_insert(0) += 1;
     }
 
     /// One rule evaluation (the engine's handling of one event) took `d`.
-    pub fn rule_eval(&mut self, d: Duration) {
+    pub(crate) fn rule_eval(&mut self, d: Duration) {
         self.0
             .rule_eval
             .record(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
@@ -188,7 +165,7 @@ impl Batch<'_> {
 
     /// One alert of `rule` emitted; `latency_ns`: emission wall time − triggering event's
     /// `ts` (none for alerts no syscall triggered).
-    pub fn alert(&mut self, rule: &str, latency_ns: Option<u64>) {
+    pub(crate) fn alert(&mut self, rule: &str, latency_ns: Option<u64>) {
         match self.0.alerts.get_mut(rule) {
             Some(n) => *n += 1,
             None => {
@@ -202,7 +179,7 @@ impl Batch<'_> {
 
     /// Kernel losses: running totals per CPU; undecodable records; consumer wakeups the
     /// kernel forced.
-    pub fn kernel(&mut self, lost_per_cpu: &[u64], decode_errors: u64, forced_wakeups: u64) {
+    pub(crate) fn kernel(&mut self, lost_per_cpu: &[u64], decode_errors: u64, forced_wakeups: u64) {
         if self.0.lost_per_cpu.as_slice() != lost_per_cpu {
             self.0.lost_per_cpu = lost_per_cpu.to_vec();
         }
@@ -211,7 +188,7 @@ impl Batch<'_> {
     }
 
     /// The largest ring-buffer backlog (bytes) a consumer wake-up found so far.
-    pub fn ring_pending_max(&mut self, bytes: u64) {
+    pub(crate) fn ring_pending_max(&mut self, bytes: u64) {
         self.0.ring_pending_max = bytes;
     }
 }
@@ -223,7 +200,7 @@ fn lock(m: &Mutex<State>) -> MutexGuard<'_, State> {
 
 impl Metrics {
     /// Empty metrics.
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self {
             state: Arc::new(Mutex::new(State {
                 events: BTreeMap::new(),
@@ -243,12 +220,12 @@ impl Metrics {
     }
 
     /// Locks for a batch of updates.
-    pub fn batch(&self) -> Batch<'_> {
+    pub(crate) fn batch(&self) -> Batch<'_> {
         Batch(lock(&self.state))
     }
 
     /// The programs and whether each is required (its group enabled).
-    pub fn set_programs(
+    pub(crate) fn set_programs(
         &self,
         status: &[ProgramStatus],
         required: impl Fn(&ProgramStatus) -> bool,
@@ -271,22 +248,22 @@ impl Metrics {
     }
 
     /// The ring buffer's positions (read at each scrape).
-    pub fn set_ring(&self, ring: Arc<RingFill>) {
+    pub(crate) fn set_ring(&self, ring: Arc<RingFill>) {
         lock(&self.state).ring = Some(ring);
     }
 
     /// The credential ledger: `/inventory` asks it, `/metrics` reads its counters.
-    pub fn set_ledger(&self, q: LedgerQuery, stats: Arc<LedgerStats>) {
+    pub(crate) fn set_ledger(&self, q: LedgerQuery, stats: Arc<LedgerStats>) {
         lock(&self.state).ledger = Some((q, stats));
     }
 
     /// The sinks' counters (read at each scrape).
-    pub fn set_sinks(&self, sinks: Vec<(String, Arc<SinkStats>)>) {
+    pub(crate) fn set_sinks(&self, sinks: Vec<(String, Arc<SinkStats>)>) {
         lock(&self.state).sinks = sinks;
     }
 
     /// The health document.
-    pub fn health(&self) -> Health {
+    pub(crate) fn health(&self) -> Health {
         let st = lock(&self.state);
         let red = st.programs.iter().any(|p| p.required && !p.attached);
         Health {
@@ -297,7 +274,7 @@ impl Metrics {
     }
 
     /// The text exposition format.
-    pub fn render(&self) -> Vec<u8> {
+    pub(crate) fn render(&self) -> Vec<u8> {
         let families = self.families();
         let mut out = Vec::new();
         // Writing into a Vec fails only on invalid families, which `families` never builds.
@@ -532,7 +509,7 @@ impl Metrics {
     }
 
     /// Serves `/metrics` and `/health` on `listener` until the runtime stops.
-    pub fn serve(&self, listener: std::net::TcpListener) -> std::io::Result<()> {
+    pub(crate) fn serve(&self, listener: std::net::TcpListener) -> std::io::Result<()> {
         listener.set_nonblocking(true)?;
         let listener = tokio::net::TcpListener::from_std(listener)?;
         let me = self.clone();
@@ -649,7 +626,7 @@ fn reply(status: u16, ctype: &str, body: Vec<u8>) -> Response<Full<Bytes>> {
 }
 
 /// Binds the endpoint's socket (before capabilities are dropped).
-pub fn bind(addr: SocketAddr) -> Result<std::net::TcpListener, MetricsError> {
+pub(crate) fn bind(addr: SocketAddr) -> Result<std::net::TcpListener, MetricsError> {
     std::net::TcpListener::bind(addr).map_err(|source| MetricsError::Bind { addr, source })
 }
 

@@ -28,7 +28,7 @@ pub const KEPT: &[Capability] = &[
 
 /// Why capabilities could not be dropped.
 #[derive(Debug, thiserror::Error)]
-pub enum PrivError {
+pub(crate) enum PrivError {
     /// A capget/capset/prctl call failed.
     #[error("dropping capabilities ({what}): {source}")]
     Caps {
@@ -55,7 +55,7 @@ fn threads() -> usize {
 
 /// Reduces effective, permitted, inheritable, ambient and (when allowed) bounding sets to
 /// `keep` ∩ what the process has; returns the kept set.
-pub fn drop_all_but(keep: &[Capability]) -> Result<CapsHashSet, PrivError> {
+pub(crate) fn drop_all_but(keep: &[Capability]) -> Result<CapsHashSet, PrivError> {
     let n = threads();
     if n > 1 {
         return Err(PrivError::Threads(n));
@@ -87,7 +87,7 @@ pub fn drop_all_but(keep: &[Capability]) -> Result<CapsHashSet, PrivError> {
 }
 
 /// Names of `caps`, sorted (for the log line).
-pub fn names(caps: &CapsHashSet) -> Vec<String> {
+pub(crate) fn names(caps: &CapsHashSet) -> Vec<String> {
     let mut v: Vec<String> = caps.iter().map(|c| c.to_string()).collect();
     v.sort();
     v

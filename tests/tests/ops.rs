@@ -500,9 +500,16 @@ fn sighup_switches_a_changed_file_sink_and_applies_a_new_watch_path() {
     let (a, b) = (s.path("alerts-a.ndjson"), s.path("alerts-b.ndjson"));
     let list = s.file("watch.list", &format!("{} token\n", key2.display()));
     let cfg = s.path("agent.yaml");
+    let cfg_state = s.path("state-from-config");
     let write_cfg = |path: &Path, watch: Option<&Path>| {
+        // The edit also names another state dir, which `--state-dir` overrides: the reload
+        // resolves flags over the config as start-up does, so nothing needs a restart.
         let run = match watch {
-            Some(w) => format!("run:\n  watch_list: {}\n", w.display()),
+            Some(w) => format!(
+                "run:\n  watch_list: {}\n  state_dir: {}\n  shutdown_timeout: 3s\n",
+                w.display(),
+                cfg_state.display()
+            ),
             None => String::new(),
         };
         std::fs::write(
@@ -548,6 +555,8 @@ fn sighup_switches_a_changed_file_sink_and_applies_a_new_watch_path() {
     let summary = reload["group"]["summary"].as_str().unwrap_or("");
     assert!(summary.contains("changed: alerts"), "{summary}");
     assert!(summary.contains("watch list:"), "{summary}");
+    assert!(summary.contains("shutdown_timeout 3s"), "{summary}");
+    assert!(!summary.contains("need a restart"), "{summary}");
     assert!(
         fires_in(&b, "test-watch-after", &key2, 10),
         "the newly watched file raised nothing in the new file: {}",

@@ -108,6 +108,16 @@ pub struct Args {
     /// `--plot` (default docs/overhead.png).
     #[arg(long, value_name = "SAMPLES")]
     replot: Option<PathBuf>,
+    /// Run nothing: redraw the plot from the ratio table of a report, for a run whose raw
+    /// samples were not kept: the first table of FILE whose header is `| workload |` followed
+    /// by configuration names (the harness's `overhead.md`, or BENCHMARKS.md).
+    #[arg(long, value_name = "FILE", conflicts_with = "replot")]
+    plot_only: Option<PathBuf>,
+    /// Workloads left out of the plot (row keys: getppid, open, cred-open, connect, exec,
+    /// redis, make, stress-open, stress-sock, stress-exec, wrk), e.g. one a run could not
+    /// measure; the tables keep them.
+    #[arg(long, value_delimiter = ',', value_name = "ROW")]
+    omit_rows: Vec<String>,
 }
 
 /// A configuration under which every workload runs.
@@ -401,8 +411,12 @@ pub fn run(args: &[String]) -> Result<()> {
         std::iter::once("bench overhead".to_string()).chain(args.iter().cloned()),
     )
     .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let omit = omitted(&a.omit_rows)?;
     if let Some(samples) = &a.replot {
-        return replot(samples, a.plot.as_deref());
+        return replot(samples, a.plot.as_deref(), &omit);
+    }
+    if let Some(table) = &a.plot_only {
+        return plot_only(table, a.plot.as_deref(), &omit);
     }
     if !crate::is_root() {
         bail!("bench overhead loads eBPF programs, auditd rules and bpftrace: run it as root");
@@ -558,7 +572,7 @@ pub fn run(args: &[String]) -> Result<()> {
     println!("{md}");
     let md_path = out_dir.join("overhead.md");
     fs::write(&md_path, &md)?;
-    plot::draw(&plot, FONT.0, &rows, &summary)?;
+    plot::draw(&plot, FONT.0, &plotted(&rows, &omit), &summary)?;
     eprintln!(
         "overhead: report {}, raw samples {}, plot {}",
         md_path.display(),
@@ -568,8 +582,125 @@ pub fn run(args: &[String]) -> Result<()> {
     Ok(())
 }
 
+/// `--omit-rows`: the row keys, each checked.
+fn omitted(keys: &[String]) -> Result<Vec<&'static str>> {
+    keys.iter()
+        .map(|k| {
+            ROWS.iter()
+                .map(|r| r.key)
+                .find(|r| r == k)
+                .with_context(|| {
+                    let all: Vec<&str> = ROWS.iter().map(|r| r.key).collect();
+                    format!("--omit-rows: unknown row `{k}` ({})", all.join(", "))
+                })
+        })
+        .collect()
+}
+
+/// The rows the plot shows.
+fn plotted(rows: &[Row], omit: &[&str]) -> Vec<Row> {
+    rows.iter()
+        .copied()
+        .filter(|r| !omit.contains(&r.key))
+        .collect()
+}
+
+/// `--plot-only`: the plot of a run whose raw samples are gone, from its report's ratio table.
+fn plot_only(table: &Path, plot: Option<&Path>, omit: &[&str]) -> Result<()> {
+    let text = fs::read_to_string(table).with_context(|| format!("reading {}", table.display()))?;
+    let (rows, summary) =
+        ratio_table(&text).with_context(|| format!("{}: the ratio table", table.display()))?;
+    let plot = plot
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| crate::workspace_root().join("docs/overhead.png"));
+    plot::draw(&plot, FONT.0, &plotted(&rows, omit), &summary)?;
+    eprintln!("overhead: plot {}", plot.display());
+    Ok(())
+}
+
+/// The cells of a markdown table line (`| a | b |` → `[a, b]`), or none for another line.
+fn cells(line: &str) -> Option<Vec<&str>> {
+    let inner = line.trim().strip_prefix('|')?.strip_suffix('|')?;
+    Some(inner.split('|').map(str::trim).collect())
+}
+
+/// A ratio cell as the report writes it: `**0.769** (0.763–0.857)`, `1.235 (0.143–1.451)`;
+/// `n/a`/`–` (not measured) is none.
+fn ratio_cell(cell: &str) -> Result<Option<(f64, f64, f64)>> {
+    let c = cell.replace("**", "");
+    let c = c.trim();
+    if c.is_empty() || c.starts_with("n/a") || c == "–" || c == "-" {
+        return Ok(None);
+    }
+    let num = |s: &str| -> Result<f64> {
+        s.trim()
+            .parse()
+            .with_context(|| format!("`{cell}`: `{s}` is not a ratio"))
+    };
+    match c.split_once('(') {
+        Some((m, range)) => {
+            let range = range.trim_end_matches(')');
+            let (lo, hi) = range
+                .split_once('–')
+                .with_context(|| format!("`{cell}`: want `median (min–max)`"))?;
+            Ok(Some((num(m)?, num(lo)?, num(hi)?)))
+        }
+        None => {
+            let m = num(c)?;
+            Ok(Some((m, m, m)))
+        }
+    }
+}
+
+/// Statistics per (row key, configuration), as [`summarize`] returns them.
+type Summary = BTreeMap<(String, Config), Stat>;
+
+/// The first ratio table of a report: its rows (by title) and each configuration's ratios.
+fn ratio_table(text: &str) -> Result<(Vec<Row>, Summary)> {
+    let lines: Vec<&str> = text.lines().collect();
+    let (start, columns) = lines
+        .iter()
+        .enumerate()
+        .find_map(|(i, l)| {
+            let h = cells(l)?;
+            if h.first() != Some(&"workload") {
+                return None;
+            }
+            let configs: Vec<Config> = h[1..].iter().map_while(|c| Config::parse(c).ok()).collect();
+            (!configs.is_empty()).then_some((i, configs))
+        })
+        .context("no table with the header `| workload | <configuration> …|`")?;
+    let mut rows = Vec::new();
+    let mut stats = BTreeMap::new();
+    // Past the header and its `|---|` line, up to the first line that is not a table row.
+    for (i, line) in lines.iter().enumerate().skip(start + 2) {
+        let Some(c) = cells(line) else { break };
+        let title = c.first().copied().unwrap_or_default();
+        let row = ROWS
+            .iter()
+            .find(|r| r.title == title)
+            .with_context(|| format!("line {}: unknown workload `{title}`", i + 1))?;
+        for (k, config) in columns.iter().enumerate() {
+            let cell = c.get(k + 1).copied().unwrap_or_default();
+            let ratio = ratio_cell(cell).with_context(|| format!("line {}", i + 1))?;
+            stats.insert(
+                (row.key.to_string(), *config),
+                Stat {
+                    ratio,
+                    ..Default::default()
+                },
+            );
+        }
+        rows.push(*row);
+    }
+    if rows.is_empty() {
+        bail!("line {}: the table has no rows", start + 1);
+    }
+    Ok((rows, stats))
+}
+
 /// `--replot`: the plot of a previous run, from its raw samples.
-fn replot(samples: &Path, plot: Option<&Path>) -> Result<()> {
+fn replot(samples: &Path, plot: Option<&Path>, omit: &[&str]) -> Result<()> {
     let text =
         fs::read_to_string(samples).with_context(|| format!("reading {}", samples.display()))?;
     let samples: Vec<Sample> = text
@@ -593,7 +724,7 @@ fn replot(samples: &Path, plot: Option<&Path>) -> Result<()> {
     let plot = plot
         .map(Path::to_path_buf)
         .unwrap_or_else(|| crate::workspace_root().join("docs/overhead.png"));
-    plot::draw(&plot, FONT.0, &rows, &summary)?;
+    plot::draw(&plot, FONT.0, &plotted(&rows, omit), &summary)?;
     eprintln!("overhead: plot {}", plot.display());
     Ok(())
 }
@@ -1822,6 +1953,32 @@ fn render_markdown(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `--plot-only BENCHMARKS.md` reads the six-configuration run's table, the one the
+    /// README's plot shows.
+    #[test]
+    fn the_ratio_table_of_benchmarks_md_parses() {
+        let text = std::fs::read_to_string(crate::workspace_root().join("BENCHMARKS.md"))
+            .expect("BENCHMARKS.md");
+        let (rows, stats) = ratio_table(&text).expect("a ratio table");
+        assert_eq!(rows.len(), ROWS.len(), "every workload has a row");
+        let get = |row: &str, c: Config| stats[&(row.to_string(), c)].ratio;
+        assert_eq!(
+            get("getppid", Config::Detector),
+            Some((0.769, 0.763, 0.857))
+        );
+        assert_eq!(
+            get("stress-open", Config::Floor),
+            Some((1.263, 0.098, 1.655))
+        );
+        assert_eq!(get("wrk", Config::Bpftrace), Some((0.383, 0.347, 0.398)));
+        assert_eq!(ratio_cell("n/a (noise)").expect("cell"), None);
+        assert!(ratio_cell("fast").is_err());
+        assert!(ratio_table("| workload | unit |\n|---|---|\n| x | y |\n").is_err());
+        let omit = omitted(&["stress-open".to_string()]).expect("a row key");
+        assert_eq!(plotted(&rows, &omit).len(), ROWS.len() - 1);
+        assert!(omitted(&["nope".to_string()]).is_err());
+    }
 
     #[test]
     fn stat_ticks_survive_odd_command_names() {

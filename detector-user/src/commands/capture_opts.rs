@@ -1,4 +1,5 @@
-//! Capture options shared by `run`, `record` and `learn`.
+//! Capture options shared by `run`, `record` and `learn`, and what those capture sessions
+//! share: the host name, the stop signal.
 
 use std::{path::PathBuf, time::Duration};
 
@@ -10,44 +11,67 @@ use crate::sources::{
     watchlist,
 };
 
+/// Host name for headers and alerts.
+pub(crate) fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub(crate) async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let term = signal(SignalKind::terminate());
+    let int = signal(SignalKind::interrupt());
+    match (term, int) {
+        (Ok(mut t), Ok(mut i)) => {
+            tokio::select! {
+                _ = t.recv() => {}
+                _ = i.recv() => {}
+            }
+        }
+        _ => std::future::pending::<()>().await,
+    }
+}
+
 /// Capture flags.
 #[derive(Debug, Clone, clap::Args)]
-pub struct CaptureArgs {
+pub(crate) struct CaptureArgs {
     /// Hook groups to attach: process, net, files (open-family syscall exits), reads (io_uring
     /// and page-cache reads). `--hooks process,net,reads` taxes no unrelated syscall.
     #[arg(long, value_delimiter = ',', default_value = "process,net,files,reads")]
-    pub hooks: Vec<String>,
+    pub(crate) hooks: Vec<String>,
     /// Watch-list file (`pattern category` per line) replacing the embedded default.
     #[arg(long)]
-    pub watch_list: Option<PathBuf>,
+    pub(crate) watch_list: Option<PathBuf>,
     /// Extra watch patterns (`PATTERN` or `PATTERN=CATEGORY`), added to the list.
     #[arg(long = "watch")]
-    pub watch: Vec<String>,
+    pub(crate) watch: Vec<String>,
     /// Ring buffer size in MiB (power of two).
     #[arg(long, default_value_t = 16)]
-    pub ring_mib: u32,
+    pub(crate) ring_mib: u32,
     /// The kernel forces one consumer wakeup each time the pending ring-buffer bytes cross a
     /// multiple of this (0: never; the poll timer alone drains the ring).
     #[arg(long, default_value_t = 256 * 1024)]
-    pub wakeup_bytes: u32,
+    pub(crate) wakeup_bytes: u32,
     /// Kernel BTF file.
     #[arg(long, default_value = "/sys/kernel/btf/vmlinux")]
-    pub btf: PathBuf,
+    pub(crate) btf: PathBuf,
     /// Longest a record waits before the consumer looks when idle (e.g. 1ms).
     #[arg(long, default_value = "1ms", value_parser = humantime::parse_duration)]
-    pub poll_interval: Duration,
+    pub(crate) poll_interval: Duration,
     /// The same while records are flowing (they did in the last 50 ms; e.g. 500us).
     #[arg(long, default_value = "500us", value_parser = humantime::parse_duration)]
-    pub active_poll_interval: Duration,
+    pub(crate) active_poll_interval: Duration,
     /// How the kernel programs read kernel structures: `auto` (direct loads where this kernel
     /// allows them, else helper calls), `direct` or `helper` (to test or compare a kernel).
     #[arg(long, value_enum, default_value = "auto")]
-    pub kernel_reads: ReadMode,
+    pub(crate) kernel_reads: ReadMode,
 }
 
 impl CaptureArgs {
     /// Kernel options from the flags.
-    pub fn kernel_options(&self) -> anyhow::Result<KernelOptions> {
+    pub(crate) fn kernel_options(&self) -> anyhow::Result<KernelOptions> {
         let mut o = KernelOptions::default();
         o.load.groups = self
             .hooks

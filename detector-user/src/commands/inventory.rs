@@ -28,54 +28,54 @@ use crate::{
 
 /// Which ledger to read.
 #[derive(Debug, Clone, clap::Args)]
-pub struct Source {
+pub(crate) struct Source {
     /// The ledger file [default: the config's `ledger.path`, else `<state dir>/ledger.db`].
     #[arg(long, value_name = "FILE", global = true)]
-    pub db: Option<PathBuf>,
+    pub(crate) db: Option<PathBuf>,
     /// The agent's state dir [default: the config's `run.state_dir`, else /var/lib/detector].
     #[arg(long, value_name = "DIR", global = true)]
-    pub state_dir: Option<PathBuf>,
+    pub(crate) state_dir: Option<PathBuf>,
     /// The agent's config (for `ledger.path` and `run.state_dir`).
     #[arg(long, value_name = "FILE", global = true)]
-    pub config: Option<PathBuf>,
+    pub(crate) config: Option<PathBuf>,
     /// NDJSON (JSON for `show`) even on a terminal.
     #[arg(long, global = true)]
-    pub json: bool,
+    pub(crate) json: bool,
 }
 
 /// Filters (all given must hold).
 #[derive(Debug, Clone, Default, clap::Args)]
-pub struct FilterArgs {
+pub(crate) struct FilterArgs {
     /// Used by two or more identities (here or through a copy of its content).
     #[arg(long)]
-    pub shared: bool,
+    pub(crate) shared: bool,
     /// No owner known (none declared, none derivable).
     #[arg(long)]
-    pub unowned: bool,
+    pub(crate) unowned: bool,
     /// Used by an identity that does not own it.
     #[arg(long)]
-    pub non_owner: bool,
+    pub(crate) non_owner: bool,
     /// Not rotated (nor modified) for at least DAYS.
     #[arg(long, value_name = "DAYS")]
-    pub stale: Option<u64>,
+    pub(crate) stale: Option<u64>,
     /// Not used for at least DAYS (since first seen when never used).
     #[arg(long, value_name = "DAYS")]
-    pub unused: Option<u64>,
+    pub(crate) unused: Option<u64>,
     /// Content a rotation replaced, still read from a copy.
     #[arg(long)]
-    pub stale_copy: bool,
+    pub(crate) stale_copy: bool,
     /// Used by an identity matching this glob (`exe:*@alice`, `unit:payments.service`).
     #[arg(long, value_name = "ID")]
-    pub identity: Option<String>,
+    pub(crate) identity: Option<String>,
     /// Path (or another name it was reached by) matching this glob.
     #[arg(long, value_name = "PATH")]
-    pub credential: Option<String>,
+    pub(crate) credential: Option<String>,
     /// Of this category (`ssh_key`, `cloud`, `kube`, `k8s_token`, `token`, `secret`, `shadow`).
     #[arg(long)]
-    pub category: Option<String>,
+    pub(crate) category: Option<String>,
     /// Include credentials no longer on the host.
     #[arg(long)]
-    pub gone: bool,
+    pub(crate) gone: bool,
 }
 
 impl FilterArgs {
@@ -98,21 +98,21 @@ impl FilterArgs {
 /// Arguments of `detector inventory`.
 #[derive(Debug, clap::Args)]
 #[command(args_conflicts_with_subcommands = true)]
-pub struct InventoryArgs {
+pub(crate) struct InventoryArgs {
     /// `show` or `graph`; none: the list.
     #[command(subcommand)]
-    pub cmd: Option<InventoryCmd>,
+    pub(crate) cmd: Option<InventoryCmd>,
     /// Where the ledger is, output format.
     #[command(flatten)]
-    pub source: Source,
+    pub(crate) source: Source,
     /// Filters of the list.
     #[command(flatten)]
-    pub filter: FilterArgs,
+    pub(crate) filter: FilterArgs,
 }
 
 /// Subcommands.
 #[derive(Debug, clap::Subcommand)]
-pub enum InventoryCmd {
+pub(crate) enum InventoryCmd {
     /// One credential's whole story (by path, another name it was reached by, or ledger id).
     Show {
         /// Path or id.
@@ -157,7 +157,7 @@ fn now_ns() -> u64 {
 }
 
 /// Runs `detector inventory`. A reader that goes away (`| head`) ends it quietly.
-pub fn run(args: InventoryArgs) -> anyhow::Result<ExitCode> {
+pub(crate) fn run(args: InventoryArgs) -> anyhow::Result<ExitCode> {
     match inventory(args) {
         Err(e)
             if e.downcast_ref::<std::io::Error>()

@@ -16,29 +16,29 @@ use crate::event::{Direction, Event, Kind};
 
 /// Arguments of `detector learn`.
 #[derive(Debug, clap::Args)]
-pub struct LearnArgs {
+pub(crate) struct LearnArgs {
     /// Learn from a recording (`-` for stdin) instead of live capture.
     #[arg(long = "from", value_name = "FILE", conflicts_with = "duration")]
-    pub from: Option<PathBuf>,
+    pub(crate) from: Option<PathBuf>,
     /// Observe live for this long (e.g. `10m`, `24h`).
     #[arg(long, value_parser = humantime::parse_duration, required_unless_present = "from")]
-    pub duration: Option<Duration>,
+    pub(crate) duration: Option<Duration>,
     /// Workload identities config, for events without identities.
     #[arg(long, value_name = "FILE")]
-    pub identities: Option<PathBuf>,
+    pub(crate) identities: Option<PathBuf>,
     /// Existing baseline to extend.
     #[arg(long, value_name = "FILE")]
-    pub merge: Option<PathBuf>,
+    pub(crate) merge: Option<PathBuf>,
     /// Output file (stdout when absent).
     #[arg(short = 'o', long = "output", value_name = "FILE")]
-    pub output: Option<PathBuf>,
+    pub(crate) output: Option<PathBuf>,
     /// Capture flags (live learning).
     #[command(flatten)]
-    pub capture: CaptureArgs,
+    pub(crate) capture: CaptureArgs,
 }
 
 /// Adds an outbound connection's peer (`addr:port`) to its identity's set.
-pub fn observe(baseline: &mut Baseline, resolver: &IdentityResolver, mut ev: Event) {
+pub(crate) fn observe(baseline: &mut Baseline, resolver: &IdentityResolver, mut ev: Event) {
     let (Some(p), Some(n)) = (ev.process.as_mut(), ev.net.as_ref()) else {
         return;
     };
@@ -54,7 +54,7 @@ pub fn observe(baseline: &mut Baseline, resolver: &IdentityResolver, mut ev: Eve
 }
 
 /// Runs `detector learn`.
-pub fn run(args: LearnArgs) -> anyhow::Result<ExitCode> {
+pub(crate) fn run(args: LearnArgs) -> anyhow::Result<ExitCode> {
     let resolver = IdentityResolver::new(match &args.identities {
         Some(p) => crate::engine::load::load_identities(p)?,
         None => IdentityConfig::default(),
@@ -103,7 +103,7 @@ fn learn_live(
         // Said once attached, so an operator (or a test) knows observation has begun.
         tracing::info!(duration = %humantime::format_duration(duration), "learning");
         let deadline = tokio::time::Instant::now() + duration;
-        let stop = super::run::shutdown_signal();
+        let stop = super::capture_opts::shutdown_signal();
         tokio::pin!(stop);
         let mut events = Vec::new();
         loop {

@@ -15,29 +15,29 @@ use crate::sources::{
 
 /// Arguments of `detector probe`.
 #[derive(Debug, clap::Args)]
-pub struct ProbeArgs {
+pub(crate) struct ProbeArgs {
     /// Capture flags (`--hooks`, `--kernel-reads`, …), as for `detector run`.
     #[command(flatten)]
-    pub capture: CaptureArgs,
+    pub(crate) capture: CaptureArgs,
     /// Print one JSON document instead of a table.
     #[arg(long)]
-    pub json: bool,
+    pub(crate) json: bool,
 }
 
 /// What `probe --json` prints.
 #[derive(Debug, Serialize)]
-pub struct Probe {
+pub(crate) struct Probe {
     /// `uname -r`.
-    pub kernel: String,
+    pub(crate) kernel: String,
     /// How kernel structures are read.
-    pub reads: KernelReads,
+    pub(crate) reads: KernelReads,
     /// Every concern, attached or not.
-    pub programs: Vec<ProgramStatus>,
+    pub(crate) programs: Vec<ProgramStatus>,
 }
 
 /// Runs `detector probe`: exit 0 when every enabled concern is covered, 1 when some coverage
 /// is lost, 2 (an error) when nothing can attach.
-pub fn run(args: ProbeArgs) -> anyhow::Result<ExitCode> {
+pub(crate) fn run(args: ProbeArgs) -> anyhow::Result<ExitCode> {
     let opts = args.capture.kernel_options()?;
     let env = preflight::check(opts.btf.as_deref())?;
     let loaded = loader::load(&env, &opts.load)?;
@@ -64,7 +64,7 @@ pub fn run(args: ProbeArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// The human form: one line per concern.
-pub fn table(p: &Probe) -> String {
+pub(crate) fn table(p: &Probe) -> String {
     let mut out = format!(
         "kernel {}: kernel structures read by {}{}\n",
         p.kernel,

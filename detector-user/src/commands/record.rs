@@ -10,7 +10,7 @@ use std::{
 
 use anyhow::Context as _;
 
-use super::capture_opts::CaptureArgs;
+use super::capture_opts::{hostname, shutdown_signal, CaptureArgs};
 use crate::{
     capture::LiveCapture,
     event::{RecordingHeader, FORMAT_VERSION},
@@ -18,27 +18,20 @@ use crate::{
 
 /// Arguments of `detector record`.
 #[derive(Debug, clap::Args)]
-pub struct RecordArgs {
+pub(crate) struct RecordArgs {
     /// Output file (`-` for stdout).
     #[arg(short, long)]
-    pub output: PathBuf,
+    pub(crate) output: PathBuf,
     /// Stop after this long (e.g. `30s`, `5m`); default: until SIGINT/SIGTERM.
     #[arg(long, value_parser = humantime::parse_duration)]
-    pub duration: Option<Duration>,
+    pub(crate) duration: Option<Duration>,
     /// Capture flags.
     #[command(flatten)]
-    pub capture: CaptureArgs,
-}
-
-/// Host name for headers and alerts.
-pub fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|s| s.trim().to_string())
-        .unwrap_or_else(|_| "unknown".into())
+    pub(crate) capture: CaptureArgs,
 }
 
 /// Runs `detector record`.
-pub fn run(args: RecordArgs) -> anyhow::Result<ExitCode> {
+pub(crate) fn run(args: RecordArgs) -> anyhow::Result<ExitCode> {
     let opts = args.capture.kernel_options()?;
     let out: Box<dyn std::io::Write> = if args.output.as_os_str() == "-" {
         Box::new(std::io::stdout().lock())
@@ -70,7 +63,7 @@ pub fn run(args: RecordArgs) -> anyhow::Result<ExitCode> {
             "recording"
         );
         let deadline = args.duration.map(|d| tokio::time::Instant::now() + d);
-        let stop = super::run::shutdown_signal();
+        let stop = shutdown_signal();
         tokio::pin!(stop);
         let mut events = Vec::new();
         let mut written = 0u64;

@@ -15,23 +15,23 @@ use crate::event::{Event, RecordingHeader};
 
 /// Arguments of `detector replay`.
 #[derive(Debug, clap::Args)]
-pub struct ReplayArgs {
+pub(crate) struct ReplayArgs {
     /// Recording to replay (`-` for stdin).
-    pub file: PathBuf,
+    pub(crate) file: PathBuf,
     /// Rules, identities, baseline, tolerance (as for `detector run`).
     #[command(flatten)]
-    pub detect: super::detect_opts::DetectArgs,
+    pub(crate) detect: super::detect_opts::DetectArgs,
     /// Random (UUID v4) alert ids instead of ids derived from the recording.
     #[arg(long)]
-    pub random_ids: bool,
+    pub(crate) random_ids: bool,
     /// Print engine counters on stderr at the end.
     #[arg(long)]
-    pub stats: bool,
+    pub(crate) stats: bool,
 }
 
 /// Longest line of a recording (an event is a few KiB; argv and paths are bounded by the
 /// kernel records). A longer one is skipped without being held in memory.
-pub const MAX_LINE: usize = 1 << 20;
+pub(crate) const MAX_LINE: usize = 1 << 20;
 
 /// One line of a recording, decoded.
 #[derive(Debug)]
@@ -98,7 +98,7 @@ fn read_line_bounded(
 /// Reads a recording line by line: calls `on_header` for a header line, `on_event` for each
 /// event; a line that does not parse, or is longer than [`MAX_LINE`], is reported (with its
 /// number) on stderr and skipped. Returns the number of skipped lines.
-pub fn read_recording(
+pub(crate) fn read_recording(
     path: &Path,
     mut on_header: impl FnMut(RecordingHeader),
     mut on_event: impl FnMut(Event) -> anyhow::Result<()>,
@@ -160,7 +160,7 @@ pub fn read_recording(
 }
 
 /// Runs `detector replay`.
-pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
+pub(crate) fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     let stdout = io::stdout();
     let mut out = BufWriter::new(stdout.lock());
     let (skipped, stats) = replay(&args, &mut out)?;
@@ -179,7 +179,7 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
 
 /// Replays `args.file`, writing alerts as NDJSON to `out`; returns the number of skipped
 /// lines and the engine's counters.
-pub fn replay(
+pub(crate) fn replay(
     args: &ReplayArgs,
     out: &mut impl Write,
 ) -> anyhow::Result<(u64, crate::engine::Stats)> {

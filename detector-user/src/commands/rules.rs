@@ -14,7 +14,7 @@ use crate::engine::{sigma, Engine, EngineOptions};
 
 /// `detector rules …`
 #[derive(Debug, clap::Subcommand)]
-pub enum RulesCommand {
+pub(crate) enum RulesCommand {
     /// Load rules (the embedded pack plus PATHs) and report every problem as file:line:col.
     Check(RulesArgs),
     /// Run every rule test (the embedded pack's and those in PATHs); non-zero on failure.
@@ -26,23 +26,23 @@ pub enum RulesCommand {
 
 /// Arguments of `export`.
 #[derive(Debug, clap::Args)]
-pub struct ExportArgs {
+pub(crate) struct ExportArgs {
     /// Directory to write the Sigma rules to (created if missing; existing `.yml` files of
     /// the same names are replaced).
     #[arg(long, value_name = "DIR")]
-    pub sigma: PathBuf,
+    pub(crate) sigma: PathBuf,
     #[command(flatten)]
-    pub rules: RulesArgs,
+    pub(crate) rules: RulesArgs,
 }
 
 /// Arguments shared by `check` and `test`.
 #[derive(Debug, clap::Args)]
-pub struct RulesArgs {
+pub(crate) struct RulesArgs {
     /// Rule files or directories, added to the embedded default pack.
-    pub paths: Vec<PathBuf>,
+    pub(crate) paths: Vec<PathBuf>,
     /// Leave out the embedded default pack.
     #[arg(long)]
-    pub no_default_rules: bool,
+    pub(crate) no_default_rules: bool,
 }
 
 fn load(args: &RulesArgs) -> anyhow::Result<Option<RuleSet>> {
@@ -102,7 +102,7 @@ fn export(a: ExportArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// Runs `detector rules …`.
-pub fn run(cmd: RulesCommand) -> anyhow::Result<ExitCode> {
+pub(crate) fn run(cmd: RulesCommand) -> anyhow::Result<ExitCode> {
     let (args, test) = match cmd {
         RulesCommand::Check(a) => (a, false),
         RulesCommand::Test(a) => (a, true),

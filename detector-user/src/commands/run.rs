@@ -3,7 +3,8 @@
 //! every enriched event goes to stdout too.
 //!
 //! SIGHUP reloads the config file, rules, identities and baseline through the same code path
-//! as start-up ([`DetectArgs::build_detection`]); on any error the running set stays and the
+//! as start-up ([`settings::prepare`]: flags over the config file over the defaults, resolved
+//! in one place, [`settings::Settings`]); on any error the running set stays and the
 //! error (file:line:col) is logged. Either way an in-band `detector-reload` alert records it.
 //! A reload starts fresh correlation windows and suppression state: the old engine first
 //! decides the windows still waiting on it (`lt`/`lte` conditions; so events already received
@@ -11,8 +12,8 @@
 //! Carrying them over is not sound when a rule's window, threshold or grouping changed. Sinks
 //! whose config changed are rebuilt (the others keep running untouched; a replaced sink hands
 //! what it holds to its successor, see [`SinkSet::reconfigure`]) and watch-list changes reach
-//! the kernel map at once. State dir and metrics address are fixed at start; a reload that
-//! changes them says they need a restart.
+//! the kernel map at once. State dir, metrics address and the ledger are fixed at start; a
+//! reload that changes them says they need a restart.
 //!
 //! The credential ledger (docs/ledger.md) runs on its own thread: after each batch's alerts
 //! are handed to the sinks, the batch's inputs are set aside for it and handed over every
@@ -26,81 +27,52 @@ use std::{
     time::{Duration, Instant},
 };
 
+use self::settings::{prepare, Prepared, Settings};
 use super::{
-    capture_opts::CaptureArgs,
+    capture_opts::{hostname, shutdown_signal, CaptureArgs},
     detect_opts::{DetectArgs, Detection},
-    record::hostname,
 };
 use crate::{
     capture::LiveCapture,
     config::AgentConfig,
-    engine::IdMode,
     enrich::fingerprint::{load_or_create_key, Fingerprinter},
     event::{Event, Kind},
     ledger::{writer::Out, Ledger},
     metrics::Metrics,
-    sinks::{format::reload_alert, SinkSet, DEFAULT_SHUTDOWN_TIMEOUT},
+    sinks::{format::reload_alert, SinkSet},
     sources::kernel::boottime_ns,
 };
 
+pub(crate) mod settings;
+
 /// Arguments of `detector run`.
 #[derive(Debug, clap::Args)]
-pub struct RunArgs {
+pub(crate) struct RunArgs {
     /// Also stream every enriched event (NDJSON) on stdout, interleaved with alerts.
     #[arg(long)]
-    pub events: bool,
+    pub(crate) events: bool,
     /// Where the agent keeps its state (the fingerprint key and the credential ledger, 0600)
     /// [default: the config's
     /// `run.state_dir`, else /var/lib/detector].
     #[arg(long)]
-    pub state_dir: Option<PathBuf>,
+    pub(crate) state_dir: Option<PathBuf>,
     /// Agent config (YAML): sinks and run options; flags given here win over it.
     #[arg(long, value_name = "FILE")]
-    pub config: Option<PathBuf>,
+    pub(crate) config: Option<PathBuf>,
     /// Serve Prometheus metrics (`/metrics`) and health (`/health`) on this address: `PORT` or
     /// `:PORT` (loopback only) or `HOST:PORT` [default: the config's `run.metrics_addr`, else
     /// no endpoint].
     #[arg(long, value_name = "ADDR")]
-    pub metrics_addr: Option<String>,
+    pub(crate) metrics_addr: Option<String>,
     /// Keep no credential ledger (the config's `ledger.enabled: false` does the same).
     #[arg(long)]
-    pub no_ledger: bool,
+    pub(crate) no_ledger: bool,
     /// Detection flags.
     #[command(flatten)]
-    pub detect: DetectArgs,
+    pub(crate) detect: DetectArgs,
     /// Capture flags.
     #[command(flatten)]
-    pub capture: CaptureArgs,
-}
-
-/// Resolves on SIGINT or SIGTERM.
-pub async fn shutdown_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let term = signal(SignalKind::terminate());
-    let int = signal(SignalKind::interrupt());
-    match (term, int) {
-        (Ok(mut t), Ok(mut i)) => {
-            tokio::select! {
-                _ = t.recv() => {}
-                _ = i.recv() => {}
-            }
-        }
-        _ => std::future::pending::<()>().await,
-    }
-}
-
-/// The config file (if any) merged under the flags: what start-up and every reload use.
-fn effective(args: &RunArgs) -> anyhow::Result<(AgentConfig, DetectArgs)> {
-    let cfg = match &args.config {
-        Some(p) => AgentConfig::load(p)?,
-        None => AgentConfig::default(),
-    };
-    let mut detect = args.detect.clone();
-    detect.rules.extend(cfg.run.rules.iter().cloned());
-    if detect.identities.is_none() {
-        detect.identities = cfg.run.identities.clone();
-    }
-    Ok((cfg, detect))
+    pub(crate) capture: CaptureArgs,
 }
 
 /// "FILE: sinks" (or "sinks" without a config file), to prefix a sink error with.
@@ -119,11 +91,10 @@ const RELOAD_GRACE: Duration = Duration::from_secs(2);
 struct Live<'a> {
     /// The config in force.
     running: &'a mut AgentConfig,
-    /// `--watch-list` as given on the command line (it wins over the config's).
-    cli_watch_list: &'a Option<PathBuf>,
+    /// The settings in force.
+    settings: &'a mut Settings,
     sinks: &'a mut SinkSet,
     cap: &'a mut LiveCapture,
-    shutdown_timeout: &'a mut Duration,
 }
 
 /// Re-reads everything and, only if all of it is valid, replaces the running set: rules,
@@ -137,17 +108,12 @@ async fn reload(
     current: &mut Detection,
     alerts: &mut Vec<crate::engine::Alert>,
 ) -> (bool, String) {
-    let built = effective(args).and_then(|(cfg, detect)| {
-        let d = detect.build_detection(IdMode::Random, host)?;
-        let mut capture = args.capture.clone();
-        capture.watch_list = live
-            .cli_watch_list
-            .clone()
-            .or_else(|| cfg.run.watch_list.clone());
-        let patterns = capture.kernel_options()?.watch_patterns;
-        Ok((cfg, d, patterns))
-    });
-    let (cfg, new, patterns) = match built {
+    let Prepared {
+        config: cfg,
+        settings,
+        detection: new,
+        kernel,
+    } = match prepare(args, host) {
         Ok(x) => x,
         Err(e) => return (false, format!("{e:#}; keeping the running set")),
     };
@@ -169,7 +135,7 @@ async fn reload(
     if !sink_changes.is_empty() {
         summary.push_str(&format!("; sinks [{}]", sink_changes.join(", ")));
     }
-    match live.cap.source.set_watch_patterns(patterns) {
+    match live.cap.source.set_watch_patterns(kernel.watch_patterns) {
         Ok(Some((added, removed))) => summary.push_str(&format!(
             "; watch list: {} patterns, files +{added} -{removed}, {} watched",
             live.cap.source.watch_list().patterns().len(),
@@ -178,18 +144,22 @@ async fn reload(
         Ok(None) => {}
         Err(e) => summary.push_str(&format!("; watch list not applied: {e}")),
     }
-    if cfg.run.shutdown_timeout != live.running.run.shutdown_timeout {
-        *live.shutdown_timeout = cfg.run.shutdown_timeout.unwrap_or(DEFAULT_SHUTDOWN_TIMEOUT);
-        summary.push_str(&format!("; shutdown_timeout {:?}", live.shutdown_timeout));
+    if settings.shutdown_timeout != live.settings.shutdown_timeout {
+        summary.push_str(&format!(
+            "; shutdown_timeout {:?}",
+            settings.shutdown_timeout
+        ));
     }
+    // Fixed at start: the effective values are compared (a config edit a flag overrides
+    // changes nothing); the ledger by its whole section.
     let mut fixed = Vec::new();
-    if cfg.run.state_dir != live.running.run.state_dir {
+    if settings.state_dir != live.settings.state_dir {
         fixed.push("state_dir");
     }
-    if cfg.run.metrics_addr != live.running.run.metrics_addr {
+    if settings.metrics_addr != live.settings.metrics_addr {
         fixed.push("metrics_addr");
     }
-    if cfg.ledger != live.running.ledger {
+    if cfg.ledger != live.running.ledger || settings.ledger != live.settings.ledger {
         fixed.push("ledger");
     }
     if !fixed.is_empty() {
@@ -198,7 +168,21 @@ async fn reload(
     // Events already received are judged by the rules in force when they arrived.
     current.engine.finish(alerts);
     *current = new;
-    *live.running = cfg;
+    // The fixed ones stay as started (so a later reload still says they need a restart); the
+    // others are in force now.
+    let ledger = std::mem::take(&mut live.running.ledger);
+    *live.running = AgentConfig { ledger, ..cfg };
+    let (state_dir, metrics_addr, ledger) = (
+        std::mem::take(&mut live.settings.state_dir),
+        live.settings.metrics_addr.take(),
+        live.settings.ledger.take(),
+    );
+    *live.settings = Settings {
+        state_dir,
+        metrics_addr,
+        ledger,
+        ..settings
+    };
     (true, summary)
 }
 
@@ -265,27 +249,19 @@ fn fingerprint(fp: &mut Option<Fingerprinter>, ev: &mut Event) {
 }
 
 /// Runs the agent.
-pub fn run(mut args: RunArgs) -> anyhow::Result<ExitCode> {
-    // The config first: a broken config fails before anything is attached.
-    let (mut cfg, detect) = effective(&args)?;
-    let cli_watch_list = args.capture.watch_list.clone();
-    let state_dir = args
-        .state_dir
-        .clone()
-        .or_else(|| cfg.run.state_dir.clone())
-        .unwrap_or_else(|| PathBuf::from("/var/lib/detector"));
-    if args.capture.watch_list.is_none() {
-        args.capture.watch_list = cfg.run.watch_list.clone();
-    }
-    let mut shutdown_timeout = cfg.run.shutdown_timeout.unwrap_or(DEFAULT_SHUTDOWN_TIMEOUT);
-    let opts = args.capture.kernel_options()?;
+pub(crate) fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let host = hostname();
-    // Rules and identities first: a broken rule set fails before anything is attached.
-    let mut det = detect.build_detection(IdMode::Random, &host)?;
-    let mut fp = fingerprinter(&state_dir);
+    // The config, rules and identities first: a broken one fails before anything is attached.
+    let Prepared {
+        config: mut cfg,
+        mut settings,
+        detection: mut det,
+        kernel: opts,
+    } = prepare(&args, &host)?;
+    let mut fp = fingerprinter(&settings.state_dir);
     // Bound before anything is attached or dropped: a busy port fails start-up, and a port
     // below 1024 is bound while CAP_NET_BIND_SERVICE is still there.
-    let metrics_listener = match args.metrics_addr.as_ref().or(cfg.run.metrics_addr.as_ref()) {
+    let metrics_listener = match &settings.metrics_addr {
         Some(a) => {
             let l = crate::metrics::bind(crate::metrics::parse_listen_addr(a)?)?;
             tracing::info!(addr = %l.local_addr()?, "metrics and health endpoint");
@@ -329,12 +305,7 @@ pub fn run(mut args: RunArgs) -> anyhow::Result<ExitCode> {
             m.set_sinks(sinks.stats());
         }
         // After the capabilities are dropped, like the sinks' threads.
-        let mut ledger = if cfg.ledger.enabled && !args.no_ledger {
-            let path = cfg
-                .ledger
-                .path
-                .clone()
-                .unwrap_or_else(|| crate::ledger::default_path(&state_dir));
+        let mut ledger = if let Some(path) = settings.ledger.clone() {
             let l = Ledger::start(&cfg.ledger, path, &host, det.resolver.shared_config())?;
             if let Some(m) = &metrics {
                 m.set_ledger(l.query(), l.stats());
@@ -370,10 +341,9 @@ pub fn run(mut args: RunArgs) -> anyhow::Result<ExitCode> {
                 _ = hangup(&mut hup) => {
                     let live = Live {
                         running: &mut cfg,
-                        cli_watch_list: &cli_watch_list,
+                        settings: &mut settings,
                         sinks: &mut sinks,
                         cap: &mut cap,
-                        shutdown_timeout: &mut shutdown_timeout,
                     };
                     let (ok, summary) = reload(&args, live, &host, &mut det, &mut alerts).await;
                     if let Some(m) = &metrics {
@@ -481,7 +451,7 @@ pub fn run(mut args: RunArgs) -> anyhow::Result<ExitCode> {
                 deliver(o, &sinks, &metrics);
             }
         }
-        sinks.shutdown(shutdown_timeout).await;
+        sinks.shutdown(settings.shutdown_timeout).await;
         tracing::info!(
             records = cap.source.stats.records,
             lost = cap.source.stats.lost,

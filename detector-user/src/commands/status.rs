@@ -10,21 +10,21 @@ use crate::{config::AgentConfig, metrics};
 
 /// Arguments of `detector status`.
 #[derive(Debug, clap::Args)]
-pub struct StatusArgs {
+pub(crate) struct StatusArgs {
     /// The agent's metrics address (`PORT`, `:PORT` = loopback, or `HOST:PORT`) [default: the
     /// config's `run.metrics_addr`].
     #[arg(long, value_name = "ADDR")]
-    pub metrics_addr: Option<String>,
+    pub(crate) metrics_addr: Option<String>,
     /// Agent config (YAML) to take `run.metrics_addr` from.
     #[arg(long, value_name = "FILE")]
-    pub config: Option<PathBuf>,
+    pub(crate) config: Option<PathBuf>,
     /// Print the health document (JSON) instead of a table.
     #[arg(long)]
-    pub json: bool,
+    pub(crate) json: bool,
 }
 
 /// Runs `detector status`.
-pub fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
+pub(crate) fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
     let addr = match (&args.metrics_addr, &args.config) {
         (Some(a), _) => a.clone(),
         (None, Some(p)) => AgentConfig::read(p)?

@@ -77,7 +77,7 @@ impl AddrPattern {
     }
 }
 
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 struct Selector {
     exe: Option<GlobMatcher>,
     user: Option<String>,
@@ -130,7 +130,7 @@ fn glob_opt(g: &Option<GlobMatcher>, v: &Option<String>) -> bool {
 }
 
 /// One configured identity.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct Identity {
     /// Name (SPIFFE ids allowed).
     pub name: String,
@@ -167,15 +167,16 @@ enum GlobOwner {
 
 /// Every credential glob of the file in one set, matched at once: the ledger asks who owns a
 /// credential on every use, and a file can declare thousands.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 struct CredentialIndex {
     set: GlobSet,
     /// Per glob of `set`, in file order (identities first, then the `credentials:` section).
     owners: Vec<GlobOwner>,
 }
 
-/// The parsed `identities.yaml`.
-#[derive(Debug, Default)]
+/// The parsed `identities.yaml` (`Clone`: the engine's policy and the resolver hold the
+/// same parse).
+#[derive(Clone, Debug, Default)]
 pub struct IdentityConfig {
     identities: Vec<Identity>,
     by_name: HashMap<String, usize>,
@@ -412,11 +413,6 @@ impl IdentityConfig {
     /// The identity named `name`, if configured.
     pub fn get(&self, name: &str) -> Option<&Identity> {
         self.by_name.get(name).map(|&i| &self.identities[i])
-    }
-
-    /// True when `name` is a configured identity.
-    pub fn has_identity(&self, name: &str) -> bool {
-        self.by_name.contains_key(name)
     }
 
     /// Whether the `services` section names any address (alerts look names up only then).

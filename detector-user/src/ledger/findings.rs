@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 use crate::{
     engine::alert::{Alert, AlertCredential, AlertProcess, AlertRule, Severity},
     event::Event,
-    sinks::format::agent_alert,
+    notice::agent_alert,
 };
 
 use super::model::{Finding, FindingKind, Model};

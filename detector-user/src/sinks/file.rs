@@ -11,7 +11,7 @@ use std::{
 use super::{stdout::ndjson, BoxFuture, Record, Sink, SinkError};
 
 /// File sink.
-pub struct FileSink {
+pub(crate) struct FileSink {
     path: PathBuf,
     max_bytes: u64,
     max_files: u32,
@@ -42,7 +42,7 @@ fn rotated(path: &Path, n: u32) -> PathBuf {
 
 impl FileSink {
     /// Opens (appends to) `path`; rotates past `max_bytes`, keeping `max_files` old files.
-    pub fn open(path: PathBuf, max_bytes: u64, max_files: u32) -> Result<Self, SinkError> {
+    pub(crate) fn open(path: PathBuf, max_bytes: u64, max_files: u32) -> Result<Self, SinkError> {
         if let Some(d) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(d)
                 .map_err(|e| SinkError::Setup(format!("{}: {e}", d.display())))?;

@@ -12,21 +12,22 @@ use serde_json::{json, Map, Value};
 use crate::{
     config::Format,
     engine::{
-        alert::{AlertProcess, AlertRule, Severity},
+        alert::{AlertProcess, Severity},
         Alert,
     },
     event::Event,
     ledger::query::InventoryRecord,
+    notice::agent_alert,
 };
 
 /// OCSF schema version the output follows.
-pub const OCSF_VERSION: &str = "1.5.0";
+pub(crate) const OCSF_VERSION: &str = "1.5.0";
 
 /// Rule id of the in-band alert that announces alerts a sink had to drop.
-pub const OVERFLOW_RULE_ID: &str = "detector-spool-overflow";
+pub(crate) const OVERFLOW_RULE_ID: &str = "detector-spool-overflow";
 
 /// Rule id of the in-band alert that records each SIGHUP reload, successful or not.
-pub const RELOAD_RULE_ID: &str = "detector-reload";
+pub(crate) const RELOAD_RULE_ID: &str = "detector-reload";
 
 /// Encodes one alert as a single-line JSON document (no trailing newline).
 pub fn encode(alert: &Alert, format: Format) -> Vec<u8> {
@@ -259,7 +260,7 @@ pub fn encode_inventory(r: &InventoryRecord, format: Format) -> Vec<u8> {
 /// record: the credential as `query_evidence.file` (keyed fingerprint as a hash of algorithm
 /// 99 Other), the identities that used it as `query_evidence.users`, the rest (owner, uses,
 /// reach, rotations, findings) in `unmapped`.
-pub fn inventory_ocsf(r: &InventoryRecord) -> Value {
+pub(crate) fn inventory_ocsf(r: &InventoryRecord) -> Value {
     let c = &r.credential;
     let mut file = match file_obj(&c.path) {
         Value::Object(m) => m,
@@ -370,7 +371,7 @@ pub fn overflow_alert(sink: &str, dropped: u64, why: &str, host: &str, now_ns: u
 
 /// The in-band alert recording a SIGHUP reload: `ok` is its outcome, `summary` what changed
 /// (or the positioned error that kept the previous set running).
-pub fn reload_alert(ok: bool, summary: &str, host: &str, now_ns: u64) -> Alert {
+pub(crate) fn reload_alert(ok: bool, summary: &str, host: &str, now_ns: u64) -> Alert {
     let outcome = if ok { "success" } else { "failure" };
     let mut group = std::collections::BTreeMap::new();
     group.insert("outcome".to_string(), outcome.to_string());
@@ -385,51 +386,13 @@ pub fn reload_alert(ok: bool, summary: &str, host: &str, now_ns: u64) -> Alert {
     )
 }
 
-/// An alert about the agent itself (no process, credential or destinations): its facts go in
-/// `group`, which both formats carry.
-pub fn agent_alert(
-    rule_id: &str,
-    title: String,
-    severity: Severity,
-    group: std::collections::BTreeMap<String, String>,
-    host: &str,
-    now_ns: u64,
-) -> Alert {
-    Alert {
-        id: uuid::Uuid::new_v4().to_string(),
-        rule: AlertRule {
-            id: rule_id.into(),
-            title,
-            severity,
-        },
-        attack: vec![],
-        host: host.to_string(),
-        identity: None,
-        process: None,
-        credential: None,
-        group,
-        destinations: vec![],
-        destination_count: 0,
-        services: vec![],
-        destination_names: vec![],
-        count: 1,
-        first_seen: now_ns,
-        last_seen: now_ns,
-        evidence: vec![],
-        evidence_dropped: 0,
-        suppressed: 0,
-        loss_overlap: false,
-        incident: None,
-    }
-}
-
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::engine::alert::{AlertCredential, AlertProcess};
+    use crate::engine::alert::{AlertCredential, AlertProcess, AlertRule};
 
     /// A realistic alert for tests (SSH key read then SSH fan-out).
-    pub fn sample_alert(n: u64) -> Alert {
+    pub(crate) fn sample_alert(n: u64) -> Alert {
         let ev: Vec<Event> = serde_json::from_value(json!([
             {"ts": 1_700_000_000_000_000_000u64, "kind": "cred_read",
              "process": {"pid": 42, "tgid": 42, "ppid": 1, "start": 5, "uid": 0, "gid": 0,
@@ -520,7 +483,7 @@ pub(crate) mod tests {
     }
 
     /// A credential's inventory record: alice's key, used by her ssh and by bob's cat.
-    pub fn sample_inventory() -> InventoryRecord {
+    pub(crate) fn sample_inventory() -> InventoryRecord {
         use crate::ledger::{input, model::Model, policy::Policy, query};
         let pol = Policy::new(
             &crate::config::LedgerConfig::default(),

@@ -5,25 +5,17 @@
 //! Success is a 2xx for the whole batch (for `_bulk`, also every item created or already
 //! present: `_id` is the alert id, so Elastic itself dedups a redelivered batch).
 
-use std::path::Path;
-
-use reqwest::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE};
+use reqwest::header::{AUTHORIZATION, CONTENT_TYPE};
 use serde_json::Value;
 
 use super::{BoxFuture, Record, Sink, SinkError};
-use crate::config::{HttpConfig, HttpFlavor};
-
-/// A bearer-like secret that never prints.
-struct Token(HeaderValue);
-
-impl std::fmt::Debug for Token {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Token([REDACTED])")
-    }
-}
+use crate::config::{
+    material::{material, Token},
+    HttpConfig, HttpFlavor,
+};
 
 /// HTTP sink.
-pub struct HttpSink {
+pub(crate) struct HttpSink {
     client: reqwest::Client,
     url: String,
     flavor: HttpFlavor,
@@ -32,84 +24,9 @@ pub struct HttpSink {
     auth: Option<Token>,
 }
 
-fn read(path: &Path, what: &str) -> Result<Vec<u8>, SinkError> {
-    std::fs::read(path).map_err(|e| SinkError::Setup(format!("{what} {}: {e}", path.display())))
-}
-
-/// What an HTTP sink reads from files: extra CA certificates, the client identity, the
-/// token header.
-struct Material {
-    roots: Vec<reqwest::Certificate>,
-    identity: Option<reqwest::Identity>,
-    auth: Option<Token>,
-}
-
-/// Reads and parses the TLS material and token a config names; an error says which key.
-fn material(c: &HttpConfig) -> Result<Material, (&'static str, SinkError)> {
-    let setup = |key: &'static str, msg: String| (key, SinkError::Setup(msg));
-    let mut roots = Vec::new();
-    if let Some(ca) = &c.tls.ca_file {
-        let pem = read(ca, "tls.ca_file").map_err(|e| ("tls.ca_file", e))?;
-        let certs = reqwest::Certificate::from_pem_bundle(&pem)
-            .map_err(|e| setup("tls.ca_file", format!("tls.ca_file {}: {e}", ca.display())))?;
-        if certs.is_empty() {
-            return Err(setup(
-                "tls.ca_file",
-                format!("tls.ca_file {}: no PEM certificate", ca.display()),
-            ));
-        }
-        roots = certs;
-    }
-    let mut identity = None;
-    if let (Some(cert), Some(key)) = (&c.tls.client_cert, &c.tls.client_key) {
-        let mut pem = read(cert, "tls.client_cert").map_err(|e| ("tls.client_cert", e))?;
-        pem.push(b'\n');
-        pem.extend_from_slice(&read(key, "tls.client_key").map_err(|e| ("tls.client_key", e))?);
-        identity = Some(reqwest::Identity::from_pem(&pem).map_err(|e| {
-            setup(
-                "tls.client_cert",
-                format!("tls.client_cert {}: {e}", cert.display()),
-            )
-        })?);
-    }
-    let auth = match &c.token_file {
-        Some(p) => {
-            let raw = read(p, "token_file").map_err(|e| ("token_file", e))?;
-            let bad = |why: &str| setup("token_file", format!("token_file {}: {why}", p.display()));
-            let tok = String::from_utf8(raw).map_err(|_| bad("not UTF-8"))?;
-            let tok = tok.trim();
-            if tok.is_empty() {
-                return Err(bad("empty"));
-            }
-            let scheme = match c.flavor {
-                HttpFlavor::Generic => "Bearer",
-                HttpFlavor::SplunkHec => "Splunk",
-                HttpFlavor::Elastic => "ApiKey",
-            };
-            let mut v = HeaderValue::from_str(&format!("{scheme} {tok}"))
-                .map_err(|_| bad("not a valid header value"))?;
-            v.set_sensitive(true);
-            Some(Token(v))
-        }
-        None => None,
-    };
-    Ok(Material {
-        roots,
-        identity,
-        auth,
-    })
-}
-
-/// Checks the files an HTTP sink's config names (token, CA, client certificate) the way
-/// [`HttpSink::new`] reads them, without building a client: the config's validation runs it
-/// before anything is attached. The error names the key (`tls.ca_file`…) and the problem.
-pub fn check_material(c: &HttpConfig) -> Result<(), (&'static str, String)> {
-    material(c).map(|_| ()).map_err(|(k, e)| (k, e.to_string()))
-}
-
 impl HttpSink {
     /// Builds the client (TLS material and token are read now: a bad file fails at start).
-    pub fn new(c: &HttpConfig, host: &str) -> Result<Self, SinkError> {
+    pub(crate) fn new(c: &HttpConfig, host: &str) -> Result<Self, SinkError> {
         let mut b = reqwest::Client::builder()
             .use_rustls_tls()
             .timeout(c.timeout)
@@ -117,7 +34,7 @@ impl HttpSink {
             .user_agent(concat!("detector/", env!("CARGO_PKG_VERSION")))
             // Redirects could send the token elsewhere.
             .redirect(reqwest::redirect::Policy::none());
-        let m = material(c).map_err(|(_, e)| e)?;
+        let m = material(c).map_err(|(_, e)| SinkError::Setup(e))?;
         for cert in m.roots {
             b = b.add_root_certificate(cert);
         }
@@ -138,7 +55,7 @@ impl HttpSink {
     }
 
     /// The request body and its content type for a batch.
-    pub fn body(&self, batch: &[Record]) -> (Vec<u8>, &'static str) {
+    pub(crate) fn body(&self, batch: &[Record]) -> (Vec<u8>, &'static str) {
         let mut out = Vec::new();
         match self.flavor {
             HttpFlavor::Generic => {

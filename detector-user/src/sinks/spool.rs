@@ -29,13 +29,13 @@ const MAX_RECORD: u32 = 16 << 20;
 
 /// Result of queueing one record.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Pushed {
+pub(crate) struct Pushed {
     /// Records dropped by the overflow policy to make this push fit (or this one).
-    pub dropped: u64,
+    pub(crate) dropped: u64,
 }
 
 /// A sink's queue: memory or disk.
-pub enum Queue {
+pub(crate) enum Queue {
     /// Bounded in-memory queue (lost on exit; what remains at shutdown is logged).
     Memory(MemQueue),
     /// On-disk spool.
@@ -44,7 +44,7 @@ pub enum Queue {
 
 impl Queue {
     /// Queues a record, applying the overflow policy.
-    pub fn push(&mut self, r: &Record) -> Result<Pushed, SinkError> {
+    pub(crate) fn push(&mut self, r: &Record) -> Result<Pushed, SinkError> {
         match self {
             Queue::Memory(q) => Ok(q.push(r)),
             Queue::Disk(s) => s.push(r),
@@ -52,7 +52,7 @@ impl Queue {
     }
 
     /// Up to `n` oldest records with their sequence numbers, oldest first.
-    pub fn peek(&mut self, n: usize) -> Result<Vec<(u64, Record)>, SinkError> {
+    pub(crate) fn peek(&mut self, n: usize) -> Result<Vec<(u64, Record)>, SinkError> {
         match self {
             Queue::Memory(q) => Ok(q.peek(n)),
             Queue::Disk(s) => s.peek(n),
@@ -60,7 +60,7 @@ impl Queue {
     }
 
     /// Up to `n` newest records, oldest first.
-    pub fn tail(&mut self, n: usize) -> Result<Vec<Record>, SinkError> {
+    pub(crate) fn tail(&mut self, n: usize) -> Result<Vec<Record>, SinkError> {
         let skip = self.len().saturating_sub(n);
         let mut v = Vec::new();
         match self {
@@ -75,7 +75,7 @@ impl Queue {
     }
 
     /// Removes every record with sequence number `<= seq` (delivered).
-    pub fn commit(&mut self, seq: u64) -> Result<(), SinkError> {
+    pub(crate) fn commit(&mut self, seq: u64) -> Result<(), SinkError> {
         match self {
             Queue::Memory(q) => {
                 q.commit(seq);
@@ -86,7 +86,7 @@ impl Queue {
     }
 
     /// Records held.
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         match self {
             Queue::Memory(q) => q.items.len(),
             Queue::Disk(s) => s.index.len(),
@@ -94,12 +94,12 @@ impl Queue {
     }
 
     /// True when nothing is held.
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
     /// Bytes held.
-    pub fn bytes(&self) -> u64 {
+    pub(crate) fn bytes(&self) -> u64 {
         match self {
             Queue::Memory(q) => q.bytes,
             Queue::Disk(s) => s.bytes,
@@ -107,7 +107,7 @@ impl Queue {
     }
 
     /// Makes appends durable according to the fsync policy (`force`: now, whatever it says).
-    pub fn sync(&mut self, force: bool) -> Result<(), SinkError> {
+    pub(crate) fn sync(&mut self, force: bool) -> Result<(), SinkError> {
         match self {
             Queue::Memory(_) => Ok(()),
             Queue::Disk(s) => s.sync(force),
@@ -115,7 +115,7 @@ impl Queue {
     }
 
     /// The policy's name, for the overflow notice.
-    pub fn policy(&self) -> OverflowPolicy {
+    pub(crate) fn policy(&self) -> OverflowPolicy {
         match self {
             Queue::Memory(q) => q.policy,
             Queue::Disk(s) => s.policy,
@@ -124,7 +124,7 @@ impl Queue {
 }
 
 /// Bounded in-memory queue.
-pub struct MemQueue {
+pub(crate) struct MemQueue {
     items: VecDeque<(u64, Record)>,
     bytes: u64,
     max_records: usize,
@@ -134,7 +134,7 @@ pub struct MemQueue {
 
 impl MemQueue {
     /// A queue of at most `max_records`.
-    pub fn new(max_records: usize, policy: OverflowPolicy) -> Self {
+    pub(crate) fn new(max_records: usize, policy: OverflowPolicy) -> Self {
         Self {
             items: VecDeque::new(),
             bytes: 0,
@@ -193,15 +193,15 @@ struct Segment {
 
 /// What opening a spool found.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Recovered {
+pub(crate) struct Recovered {
     /// Records waiting for delivery.
-    pub records: usize,
+    pub(crate) records: usize,
     /// Torn or corrupt bytes cut off.
-    pub torn_bytes: u64,
+    pub(crate) torn_bytes: u64,
 }
 
 /// Bounded, crash-safe on-disk spool of one sink.
-pub struct Spool {
+pub(crate) struct Spool {
     dir: PathBuf,
     max_bytes: u64,
     segment_bytes: u64,
@@ -214,7 +214,7 @@ pub struct Spool {
     dirty: bool,
     last_sync: Instant,
     /// What the last open found.
-    pub recovered: Recovered,
+    pub(crate) recovered: Recovered,
 }
 
 fn seg_path(dir: &Path, id: u64) -> PathBuf {
@@ -294,7 +294,7 @@ fn scan(data: &[u8], from: u64) -> (Vec<(u64, u64)>, u64) {
 
 impl Spool {
     /// Opens (or creates) the spool in `dir` and recovers what a previous run left.
-    pub fn open(
+    pub(crate) fn open(
         dir: &Path,
         max_bytes: u64,
         policy: OverflowPolicy,

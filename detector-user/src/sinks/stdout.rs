@@ -5,13 +5,13 @@ use std::io::Write as _;
 use super::{BoxFuture, Record, Sink, SinkError};
 
 /// Writes one document per line to stdout.
-pub struct StdoutSink {
+pub(crate) struct StdoutSink {
     buf: Vec<u8>,
 }
 
 impl StdoutSink {
     /// The process's stdout.
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self { buf: Vec::new() }
     }
 }

@@ -13,32 +13,11 @@ use tokio::{
 };
 
 use super::{BoxFuture, Record, Sink, SinkError};
-use crate::config::{SyslogConfig, SyslogTransport};
+use crate::config::{facility_code, SyslogConfig, SyslogTransport};
 
 /// Private enterprise number 32473 is reserved for documentation (RFC 5612); SD-IDs with it
 /// are what RFC 5424 asks for when no number is registered.
 const SD_ID: &str = "detector@32473";
-
-/// Facility code for a facility name.
-pub fn facility_code(name: &str) -> Option<u8> {
-    Some(match name {
-        "kern" => 0,
-        "user" => 1,
-        "daemon" => 3,
-        "auth" => 4,
-        "syslog" => 5,
-        "authpriv" => 10,
-        "local0" => 16,
-        "local1" => 17,
-        "local2" => 18,
-        "local3" => 19,
-        "local4" => 20,
-        "local5" => 21,
-        "local6" => 22,
-        "local7" => 23,
-        _ => return None,
-    })
-}
 
 /// Syslog severity for an alert severity (encoded in the native document's `rule.severity`).
 fn severity_of(body: &[u8]) -> u8 {
@@ -93,7 +72,7 @@ fn sd_escape(s: &str) -> String {
 }
 
 /// One RFC 5424 message.
-pub fn message(r: &Record, facility: u8, host: &str, app: &str, now: SystemTime) -> Vec<u8> {
+pub(crate) fn message(r: &Record, facility: u8, host: &str, app: &str, now: SystemTime) -> Vec<u8> {
     let pri = u16::from(facility) * 8 + u16::from(severity_of(&r.body));
     let rule = rule_of(&r.body);
     let head = format!(
@@ -118,7 +97,7 @@ enum Conn {
 }
 
 /// Syslog sink.
-pub struct SyslogSink {
+pub(crate) struct SyslogSink {
     conn: Conn,
     facility: u8,
     host: String,
@@ -128,7 +107,7 @@ pub struct SyslogSink {
 
 impl SyslogSink {
     /// A sink for a config; connects lazily (and again after any error).
-    pub fn new(c: &SyslogConfig, host: &str) -> Result<Self, SinkError> {
+    pub(crate) fn new(c: &SyslogConfig, host: &str) -> Result<Self, SinkError> {
         let facility = facility_code(&c.facility)
             .ok_or_else(|| SinkError::Setup(format!("unknown facility {:?}", c.facility)))?;
         let addr = || {

@@ -13,8 +13,11 @@ use hyper::{server::conn::http1, service::service_fn, Request, Response};
 use hyper_util::rt::TokioIo;
 use serde_json::Value;
 
+use super::set::open_queues;
 use super::*;
-use crate::config::{AgentConfig, FsyncPolicy};
+use std::sync::atomic::Ordering::Relaxed;
+
+use crate::config::{AgentConfig, FsyncPolicy, SinkConfig};
 
 /// What the receiver saw: alert ids in arrival order.
 #[derive(Clone, Default)]

@@ -480,9 +480,4 @@ impl KernelSource {
     pub fn ring_fill_reader(&self) -> Option<std::sync::Arc<super::ringfill::RingFill>> {
         self.ring_fill.clone()
     }
-
-    /// Raw fd of the ring buffer (for tests that poll it).
-    pub fn ring_fd(&self) -> i32 {
-        self.ring.get_ref().as_raw_fd()
-    }
 }

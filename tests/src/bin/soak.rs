@@ -34,8 +34,8 @@ use clap::Parser;
 use serde_json::{json, Value};
 use tests::{
     real::{
-        alert_descends, aws, dnsmasq, involves_an_agent, resolv_conf, run_ok, sshd, write_sdk, Daemon, Detector,
-        Env, Lab, Pod, User, SSH_OPTS,
+        alert_descends, aws, dnsmasq, involves_an_agent, resolv_conf, run_ok, sshd, write_sdk,
+        Daemon, Detector, Env, Lab, Pod, User, SSH_OPTS,
     },
     Scratch,
 };
@@ -1043,9 +1043,8 @@ fn report(
     let mut matched = 0;
     for x in attacks {
         let hit = x.root.and_then(|r| {
-            all.iter().find(|a| {
-                a["rule"]["id"] == x.rule && alert_descends(a, r)
-            })
+            all.iter()
+                .find(|a| a["rule"]["id"] == x.rule && alert_descends(a, r))
         });
         if hit.is_some() {
             matched += 1;
