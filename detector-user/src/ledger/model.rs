@@ -1288,9 +1288,21 @@ impl Model {
                 Some(fp) => self.with_fingerprint(fp),
                 None => vec![cid],
             };
+            // Sharing is of the content: after a rotation only identities that used the
+            // current content count (one that read the old content and never the new is a
+            // stale copy's concern, not sharing); a use without a fingerprint counts.
+            let current = |g: Id, i: Id| match (&a.fingerprint, self.usage.get(&(g, i))) {
+                (Some(fp), Some(u)) => u.fingerprint.as_ref().is_none_or(|f| f == fp),
+                _ => true,
+            };
             let mut ids: Vec<Id> = group
                 .iter()
-                .flat_map(|g| self.users_of(*g).iter().copied())
+                .flat_map(|g| {
+                    self.users_of(*g)
+                        .iter()
+                        .copied()
+                        .filter(move |i| current(*g, *i))
+                })
                 .collect();
             ids.push(iid);
             ids.sort_unstable();
