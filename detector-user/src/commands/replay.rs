@@ -317,6 +317,16 @@ mod tests {
         assert_eq!(py.argv, vec!["python3", "worm.py", "--token=[REDACTED]"]);
         assert!(!text.contains("abc123"), "secrets never reach the output");
         assert_eq!(stats.alerts, 2);
+        // Golden ids (derived from the recording's header, the rule, key and window through
+        // the stable hashes of `engine::keys`): a toolchain or hash change must not move them.
+        let got: Vec<&str> = alerts.iter().map(|a| a.id.as_str()).collect();
+        assert_eq!(
+            got,
+            vec![
+                "f1b7bee8-e9db-80d0-bd55-8afa3733ab7f",
+                "349387f3-d9ff-8c1a-9400-1d7f14d6e5a2"
+            ]
+        );
         // Deterministic: same output again.
         let mut again = Vec::new();
         replay(&args("attack.ndjson"), &mut again).unwrap();

@@ -40,6 +40,7 @@ pub mod compact;
 pub mod cond;
 pub mod fields;
 pub mod index;
+mod keys;
 pub mod load;
 pub mod overrides;
 pub mod rules;
@@ -49,7 +50,6 @@ pub mod testing;
 pub use crate::input::yaml;
 
 use std::collections::{BTreeMap, HashSet, VecDeque};
-use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
@@ -58,6 +58,7 @@ pub use alert::Alert;
 use alert::{AlertCredential, AlertIncident, AlertProcess, AlertRule};
 use cond::CmpOp;
 use fields::{Field, Policy, Val};
+use keys::{combine, group_hash, host_seed, int_hash, Memo};
 use rules::{Body, CorrType, Correlation, Rule, RuleSet};
 use store::{FastBuild, FastMap, Names, Ring, SStr, Small, Table};
 
@@ -593,12 +594,6 @@ const STALE: u32 = u32::MAX;
 /// values.
 const LAZY_SLACK: i64 = 32;
 
-fn hash_of<T: Hash + ?Sized>(v: &T) -> u64 {
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    v.hash(&mut h);
-    h.finish()
-}
-
 /// An alert's contents apart from what the rule and suppression decide.
 struct Details {
     group: Vec<(Field, String)>,
@@ -669,7 +664,7 @@ impl Engine {
     pub fn set_host(&mut self, host: &str, started: u64, random_ids: bool) {
         self.opts.host = host.to_string();
         if !random_ids {
-            self.opts.ids = IdMode::Derived(hash_of(&(host, started)));
+            self.opts.ids = IdMode::Derived(host_seed(host, started));
         }
     }
 
@@ -1097,7 +1092,7 @@ impl Engine {
 
     fn event_alert(&mut self, rule: &Rule, r: usize, ev: &Event, t: u64, out: &mut Vec<Alert>) {
         let group = self.group_values(&rule.group_by, ev).unwrap_or_default();
-        let key = hash_of(&group);
+        let key = group_hash(&group);
         let cap = self.opts.max_groups;
         let Some(suppressed) = suppression(
             &mut self.supp,
@@ -1757,71 +1752,6 @@ fn step_group_by<'r>(rules: &'r RuleSet, f: &Feed) -> Option<&'r [Field]> {
     )
 }
 
-/// Hash of an integer field value (a `process.tree` root among them).
-fn int_hash(n: i64) -> u64 {
-    let mut h = key_hasher();
-    h.write_u8(1);
-    h.write_i64(n);
-    h.finish()
-}
-
-/// Hash of a field value.
-fn val_hash(v: &Val<'_>) -> u64 {
-    match v {
-        Val::Int(n) => int_hash(*n),
-        Val::Str(s) => {
-            let mut h = key_hasher();
-            h.write_u8(0);
-            h.write(s.as_bytes());
-            h.finish()
-        }
-        Val::Bool(b) => {
-            let mut h = key_hasher();
-            h.write_u8(2);
-            h.write_u8(u8::from(*b));
-            h.finish()
-        }
-        Val::List(l) => {
-            let mut h = key_hasher();
-            h.write_u8(3);
-            for s in l.iter() {
-                h.write(s.as_bytes());
-                h.write_u8(0xff);
-            }
-            h.finish()
-        }
-    }
-}
-
-/// A group key from its fields' hashes.
-fn combine(parts: &[u64]) -> u64 {
-    let mut h = key_hasher();
-    for &x in parts {
-        h.write_u64(x);
-    }
-    h.finish()
-}
-
-/// Hashes of an event's field values, each computed once per event: several correlations
-/// group by or count the same fields.
-#[derive(Default)]
-struct Memo(smallvec::SmallVec<[(Field, Option<u64>); 8]>);
-
-impl Memo {
-    fn clear(&mut self) {
-        self.0.clear();
-    }
-
-    fn hash(&mut self, f: Field, ev: &Event, pol: &Policy) -> Option<u64> {
-        if let Some(&(_, h)) = self.0.iter().find(|(g, _)| *g == f) {
-            return h;
-        }
-        let h = fields::get(f, ev, pol).map(|v| val_hash(&v));
-        self.0.push((f, h));
-        h
-    }
-}
-
 /// An event's work that depends on the event, the rules and the policy only.
 #[derive(Default)]
 struct Plan {
@@ -2027,13 +1957,6 @@ type GroupKey = (u64, Option<u32>);
 
 /// An event's group-by values (inline: no allocation per correlation and event).
 type Vals<'e> = smallvec::SmallVec<[Val<'e>; 2]>;
-
-/// The hasher of group keys, values and destinations: foldhash with a fixed seed (derived
-/// alert ids must not change between runs); a fifth of the cost of SipHash on these short keys.
-fn key_hasher() -> foldhash::fast::FoldHasher {
-    use std::hash::BuildHasher;
-    foldhash::fast::FixedState::with_seed(0x6c61_7465_7261_6c20).build_hasher()
-}
 
 struct Fire {
     group: Vec<(Field, String)>,
