@@ -241,6 +241,7 @@ fn memory_1m_keys() {
                 conn: i,
                 dst_name: None,
                 off_host: None,
+                service: None,
             }),
             file: None,
             loss: None,

@@ -14,6 +14,7 @@ pub mod event;
 pub mod input;
 pub mod ledger;
 pub mod metrics;
+pub mod policy;
 pub mod privs;
 pub mod sinks;
 pub mod sources;

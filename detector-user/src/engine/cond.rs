@@ -20,7 +20,7 @@ use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use regex::{Regex, RegexBuilder};
 
 use super::fields::{self, Field, FieldType, Policy, Val};
-use super::yaml::{Node, PosError, Value};
+use crate::input::yaml::{Node, PosError, Value};
 use crate::event::Event;
 use crate::input::{excerpt, human_bytes};
 
@@ -634,7 +634,7 @@ impl Cond {
 
 #[cfg(test)]
 mod tests {
-    use super::super::yaml;
+    use crate::input::yaml;
     use super::*;
     use crate::event::*;
 

@@ -7,9 +7,9 @@ use include_dir::{include_dir, Dir};
 
 use super::fields::Policy;
 use super::rules::RuleSet;
-use super::yaml::PosError;
+use crate::input::yaml::PosError;
 use super::{Engine, EngineOptions};
-use crate::enrich::identity::{Baseline, IdentityConfig};
+use crate::policy::identities::{Baseline, IdentityConfig};
 use crate::input::{self, Limits, SourceError};
 
 /// The shipped rule pack (`rules/` at the workspace root), with its tests.
@@ -127,7 +127,7 @@ pub fn load_rules(extra: &[PathBuf], without_defaults: bool) -> Result<RuleSet, 
     RuleSet::load(&sources).map_err(LoadError::Invalid)
 }
 
-/// Reads an identities file (for [`crate::enrich::identity::IdentityResolver::new`]; the
+/// Reads an identities file (for [`crate::policy::identities::IdentityResolver::new`]; the
 /// engine's [`Policy`] keeps its own copy from [`load_policy`]).
 pub fn load_identities(path: &Path) -> Result<IdentityConfig, LoadError> {
     let text = read(path, &input::IDENTITIES)?;

@@ -47,7 +47,6 @@ pub mod rules;
 pub mod sigma;
 pub mod store;
 pub mod testing;
-pub use crate::input::yaml;
 
 use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::sync::Arc;

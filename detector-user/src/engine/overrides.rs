@@ -22,7 +22,7 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 
 use super::rules::RawRule;
-use super::yaml::{Node, Pos, PosError, Value};
+use crate::input::yaml::{Node, Pos, PosError, Value};
 use crate::input::excerpt;
 
 /// Keys of one override.
@@ -492,7 +492,7 @@ mod tests {
     use crate::engine::fields::Policy;
     use crate::engine::rules::{Body, RuleSet};
     use crate::engine::testing::{run_all, Status};
-    use crate::engine::yaml::PosError;
+    use crate::input::yaml::PosError;
     use crate::engine::{Engine, EngineOptions, IdMode};
     use crate::event::Event;
 

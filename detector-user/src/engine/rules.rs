@@ -13,7 +13,7 @@ use super::cond::{self, CmpOp, Cond, Lists};
 use super::fields::Field;
 use super::index::LiteralIndex;
 use super::overrides;
-use super::yaml::{self, Node, Pos, PosError};
+use crate::input::yaml::{self, Node, Pos, PosError};
 use crate::event::Kind;
 use crate::input::excerpt;
 
@@ -534,7 +534,15 @@ impl RuleSet {
                 }
             }
         }
-        self.index = LiteralIndex::build(&self.rules, &self.by_kind);
+        let conds: Vec<Option<&Cond>> = self
+            .rules
+            .iter()
+            .map(|r| match &r.body {
+                Body::Event { cond, .. } => Some(cond),
+                Body::Correlation(_) => None,
+            })
+            .collect();
+        self.index = LiteralIndex::build(&conds, &self.by_kind);
     }
 
     /// The rules `keep` accepts, plus the rules their correlations reference, re-indexed
@@ -1028,7 +1036,7 @@ fn parse_tests(
             .unwrap_or(serde_json::Value::Null);
         let identities = f.get("identities").cloned();
         if let Some(i) = &identities {
-            crate::enrich::identity::IdentityConfig::from_node(i)?;
+            crate::policy::identities::IdentityConfig::from_node(i)?;
         }
         let baseline = f.get("baseline").map(|b| {
             let key = Node {
@@ -1041,7 +1049,7 @@ fn parse_tests(
             }
         });
         if let Some(b) = &baseline {
-            crate::enrich::identity::Baseline::from_node(b)?;
+            crate::policy::identities::Baseline::from_node(b)?;
         }
         let rn = f.req("rule")?;
         let rule = rn.as_str()?.to_string();

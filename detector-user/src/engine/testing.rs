@@ -7,7 +7,7 @@
 use super::fields::Policy;
 use super::rules::TestCase;
 use super::Engine;
-use crate::enrich::identity::{Baseline, IdentityConfig};
+use crate::policy::identities::{Baseline, IdentityConfig};
 use crate::event::Event;
 
 /// Outcome of one case.
