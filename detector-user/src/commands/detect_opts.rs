@@ -88,6 +88,11 @@ impl DetectArgs {
     /// both come through here, so a reload validates exactly what start-up would.
     pub fn build_detection(&self, ids: IdMode, host: &str) -> anyhow::Result<Detection> {
         let rules = load_rules(&self.rules, self.no_default_rules)?;
+        // Start-up and every reload: valid but ineffective parts of the rules, positioned.
+        rules
+            .warnings
+            .iter()
+            .for_each(|w| tracing::warn!("rules: {w}"));
         let policy = load_policy(self.identities.as_deref(), self.baseline.as_deref())?;
         let config = match &self.identities {
             Some(p) => crate::engine::load::load_identities(p)?,

@@ -8,8 +8,8 @@
 use std::borrow::Cow;
 use std::net::IpAddr;
 
-use crate::policy::identities::{Baseline, IdentityConfig};
 use crate::event::{Event, Process};
+use crate::policy::identities::{Baseline, IdentityConfig};
 
 /// What type a field has, so that literals are checked when rules load.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

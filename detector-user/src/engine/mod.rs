@@ -42,7 +42,6 @@ pub mod fields;
 pub mod index;
 mod keys;
 pub mod load;
-pub mod overrides;
 pub mod rules;
 pub mod sigma;
 pub mod store;

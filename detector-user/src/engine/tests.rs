@@ -1387,7 +1387,8 @@ services:
   metrics-b: [10.213.0.11:9100]
 ";
     let policy = Policy {
-        identities: crate::policy::identities::IdentityConfig::parse("identities.yaml", ids).unwrap(),
+        identities: crate::policy::identities::IdentityConfig::parse("identities.yaml", ids)
+            .unwrap(),
         ..Default::default()
     };
     let rules = crate::engine::load::load_rules(&[], false).unwrap();

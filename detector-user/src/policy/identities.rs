@@ -39,9 +39,9 @@ use std::time::Duration;
 use globset::{Glob, GlobMatcher, GlobSet, GlobSetBuilder};
 use ipnet::IpNet;
 
-use crate::input::yaml::{self, Node, PosError};
 use crate::event::Process;
 use crate::input::excerpt;
+use crate::input::yaml::{self, Node, PosError};
 
 /// An address pattern: a network with an optional port.
 #[derive(Clone, Debug, PartialEq, Eq)]
