@@ -876,52 +876,51 @@ impl Engine {
                 group_strings(c, &vals, d.root)
             };
             let fire = fire_of(c, g, lo, hi - 1, from, self.opts.max_destinations, group);
-            self.fire(
-                d.c,
-                &rules.rules[d.c],
-                d.key,
-                d.ts,
+            let s = Subject {
+                r: d.c,
+                rule: &rules.rules[d.c],
+                key: d.key,
+                trigger: &d.ev,
+            };
+            let v = Verdict {
+                t: d.ts,
                 suppressed,
-                fire,
-                u64::MAX,
-                &d.ev,
-                &d.ev,
-                out,
-            );
+            };
+            self.fire(s, v, fire, (u64::MAX, &d.ev), out);
         }
     }
 
     /// Evidence copies and emission of a correlation firing (suppression already let it
-    /// through). `seq`/`cur` are the event being handled (not yet in the ring); `trigger` the
-    /// event that completed the window.
-    #[allow(clippy::too_many_arguments)]
+    /// through). `seq`/`cur` are the event being handled (not yet in the ring).
     fn fire(
         &mut self,
-        r: usize,
-        rule: &Rule,
-        key: u64,
-        t: u64,
-        suppressed: u64,
+        s: Subject<'_>,
+        v: Verdict,
         fire: Fire,
-        seq: u64,
-        cur: &Event,
-        trigger: &Event,
+        (seq, cur): (u64, &Event),
         out: &mut Vec<Alert>,
     ) {
+        let Subject {
+            r,
+            rule,
+            key,
+            trigger,
+        } = s;
+        let Verdict { t, suppressed } = v;
         // Only now, for an alert that goes out, are evidence events copied.
         let merges = matches!(&rule.body, Body::Correlation(c) if c.merges);
         let mut held = Vec::new();
         let evidence: Vec<Event> = fire
             .evidence
             .iter()
-            .filter_map(|&s| {
-                let e = if s == seq {
+            .filter_map(|&q| {
+                let e = if q == seq {
                     Some(self.redact(cur.clone()))
                 } else {
-                    self.ring.get(s).map(|e| self.redact(e))
+                    self.ring.get(q).map(|e| self.redact(e))
                 };
                 if merges && e.is_some() {
-                    held.push(s);
+                    held.push(q);
                 }
                 e
             })
@@ -958,7 +957,7 @@ impl Engine {
                 let a = self.alert_of(String::new(), rule, t, suppressed, d, trigger);
                 self.incident(r, rule, firing, a, out);
             }
-            _ => self.emit(rule, key, t, suppressed, d, trigger, out),
+            _ => self.emit(s, v, d, out),
         }
     }
 
@@ -1117,7 +1116,13 @@ impl Engine {
             evidence_dropped: 0,
             credential: ev.file.as_ref().map(credential_of),
         };
-        self.emit(rule, key, t, suppressed, details, ev, out);
+        let s = Subject {
+            r,
+            rule,
+            key,
+            trigger: ev,
+        };
+        self.emit(s, Verdict { t, suppressed }, details, out);
     }
 
     /// A copy of `e` as an alert shows it: argv bounded and secrets redacted, and the
@@ -1167,19 +1172,9 @@ impl Engine {
         (services, names)
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn emit(
-        &mut self,
-        rule: &Rule,
-        key: u64,
-        last: u64,
-        suppressed: u64,
-        d: Details,
-        trigger: &Event,
-        out: &mut Vec<Alert>,
-    ) {
-        let id = self.new_id(rule, key, d.first);
-        let a = self.alert_of(id, rule, last, suppressed, d, trigger);
+    fn emit(&mut self, s: Subject<'_>, v: Verdict, d: Details, out: &mut Vec<Alert>) {
+        let id = self.new_id(s.rule, s.key, d.first);
+        let a = self.alert_of(id, s.rule, v.t, v.suppressed, d, s.trigger);
         self.stats.alerts += 1;
         out.push(a);
     }
@@ -1259,18 +1254,14 @@ impl Engine {
 
     /// Keeps a later `temporal_ordered` step that found no group, for an earlier step that
     /// may still arrive within the tolerance.
-    #[allow(clippy::too_many_arguments)]
-    fn wait(
-        &mut self,
-        c_idx: usize,
-        t: u64,
-        seq: u64,
-        step: usize,
-        val: u64,
-        dst: u64,
-        keys: &[GroupKey],
-        cred: Option<&Arc<AlertCredential>>,
-    ) {
+    fn wait(&mut self, c_idx: usize, step: usize, val: u64, keys: &[GroupKey], cur: &Cur<'_>) {
+        let Cur {
+            seq,
+            cred,
+            dst_h: dst,
+            t,
+            ..
+        } = *cur;
         let cap = self.opts.max_groups;
         let o = &mut self.orphans[c_idx];
         if o.list.len() >= cap {
@@ -1362,7 +1353,7 @@ impl Engine {
         if found.is_empty() {
             if !creates {
                 if ordered && tol > 0 {
-                    self.wait(c_idx, t, seq, step, val_h, dst_h, keys, cred);
+                    self.wait(c_idx, step, val_h, keys, cur);
                 }
                 return;
             }
@@ -1555,26 +1546,24 @@ impl Engine {
                     .unwrap_or_default()
             };
             let fire = fire_of(c, g, lo, hi, from, self.opts.max_destinations, group);
-            if trig == seq {
-                let rule = &rules.rules[c_idx];
-                self.fire(c_idx, rule, key, t_fire, suppressed, fire, seq, ev, ev, out);
+            // Completed by an entry that waited (or arrived before this late event): that
+            // event is the alert's trigger while the ring holds it.
+            let waited = if trig == seq {
+                None
             } else {
-                // Completed by an entry that waited (or arrived before this late event): that
-                // event is the alert's trigger while the ring holds it.
-                let trigger = self.ring.get(trig);
-                self.fire(
-                    c_idx,
-                    &rules.rules[c_idx],
-                    key,
-                    t_fire,
-                    suppressed,
-                    fire,
-                    seq,
-                    ev,
-                    trigger.as_ref().unwrap_or(ev),
-                    out,
-                );
-            }
+                self.ring.get(trig)
+            };
+            let s = Subject {
+                r: c_idx,
+                rule: &rules.rules[c_idx],
+                key,
+                trigger: waited.as_ref().unwrap_or(ev),
+            };
+            let v = Verdict {
+                t: t_fire,
+                suppressed,
+            };
+            self.fire(s, v, fire, (seq, ev), out);
         }
     }
 }
@@ -1831,7 +1820,6 @@ fn held(
 /// Suppression of an alert of rule `r` for `key` at `last`: `None` when it is held back
 /// (counted), else the number of repeats held back since the previous alert of this rule and
 /// key.
-#[allow(clippy::too_many_arguments)]
 fn suppression(
     supp: &mut Table<Supp, (usize, u64)>,
     cap: usize,
@@ -1937,6 +1925,23 @@ fn clear_fresh(g: &mut Group) {
         }
     }
 }
+/// Whose alert: the rule (index and compiled), the group key, and the event that completed
+/// the window (the alert's trigger).
+#[derive(Clone, Copy)]
+struct Subject<'a> {
+    r: usize,
+    rule: &'a Rule,
+    key: u64,
+    trigger: &'a Event,
+}
+
+/// Suppression's verdict on a firing that goes out: its time and the repeats held back.
+#[derive(Clone, Copy)]
+struct Verdict {
+    t: u64,
+    suppressed: u64,
+}
+
 /// The event being handled, as the correlations see it.
 struct Cur<'a> {
     ev: &'a Event,
@@ -2174,7 +2179,6 @@ fn counted<'g>(
 /// Whether the window of entries `lo..=hi` satisfies the correlation (`skip_fresh`: as it was
 /// before this event's out-of-order entries). `Some(from)`: where the counted entries start
 /// (for `temporal_ordered`, the chain's first entry; else `lo`).
-#[allow(clippy::too_many_arguments)]
 fn satisfied(
     c: &Correlation,
     g: &Group,
