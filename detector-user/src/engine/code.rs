@@ -54,8 +54,9 @@ pub fn val(v: &Val<'_>, hash: impl FnOnce() -> u64) -> u64 {
     }
 }
 
-/// Code of an event's destination (`addr`, `port`); 0 when it has none.
-pub fn dst(ev: &Event) -> u64 {
+/// Code of an event's destination (the tests' shorthand for [`dst_at`]) (`addr`, `port`); 0 when it has none.
+#[cfg(test)]
+pub(crate) fn dst(ev: &Event) -> u64 {
     dst_at(
         ev,
         ev.net
@@ -65,7 +66,7 @@ pub fn dst(ev: &Event) -> u64 {
     )
 }
 
-/// [`dst`] with the destination address parsed already (`ip`: `net.dst_addr` parsed).
+/// The code of an event's destination, its address parsed already (`ip`: `net.dst_addr` parsed).
 pub fn dst_at(ev: &Event, ip: Option<IpAddr>) -> u64 {
     ev.net.as_ref().map_or(0, |n| match ip {
         // Only a canonically written address is coded reversibly (rendering must give the

@@ -35,21 +35,21 @@
 //! dropped entries).
 
 pub mod alert;
-pub mod code;
-pub mod compact;
-pub mod cond;
+pub(crate) mod code;
+pub(crate) mod compact;
+pub(crate) mod cond;
 mod conditions;
 mod correlate;
 mod driver;
 mod emit;
 pub mod fields;
-pub mod index;
+pub(crate) mod index;
 mod keys;
 pub mod load;
 mod plan;
 pub mod rules;
 pub mod sigma;
-pub mod store;
+pub(crate) mod store;
 pub mod testing;
 mod window;
 
