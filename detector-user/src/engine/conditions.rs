@@ -5,6 +5,7 @@ use super::*;
 
 /// The entries of `lo..=hi` a decision counts (for `temporal_ordered`: the chain from
 /// `from`), optionally without the fresh ones.
+#[inline]
 pub(super) fn counted<'g>(
     c: &Correlation,
     g: &'g Group,
@@ -40,6 +41,7 @@ pub(super) fn counted<'g>(
 /// Whether the window of entries `lo..=hi` satisfies the correlation (`skip_fresh`: as it was
 /// before this event's out-of-order entries). `Some(from)`: where the counted entries start
 /// (for `temporal_ordered`, the chain's first entry; else `lo`).
+#[inline]
 pub(super) fn satisfied(
     c: &Correlation,
     g: &Group,
@@ -191,6 +193,7 @@ pub(super) fn satisfied(
 
 /// The fan-out budget that replaces a `budget` correlation's condition for the event's
 /// identity, if it has one.
+#[inline]
 pub(super) fn budget_of(c: &Correlation, ev: &Event, pol: &Policy) -> Option<u32> {
     if !c.budget {
         return None;
@@ -204,6 +207,7 @@ pub(super) fn budget_of(c: &Correlation, ev: &Event, pol: &Policy) -> Option<u32
 
 /// For a condition that only `gt`/`gte` make up (or a budget): the least count that
 /// satisfies it.
+#[inline]
 pub(super) fn need(c: &Correlation, budget: Option<u32>) -> Option<i64> {
     if let Some(b) = budget {
         return Some(i64::from(b).saturating_add(1));
@@ -219,6 +223,7 @@ pub(super) fn need(c: &Correlation, budget: Option<u32>) -> Option<i64> {
 /// (by its end) that it newly completes, as `(lo, hi, from)`. Windows ending at each entry from
 /// `f` to `f + timespan` are the ones it can change; one already satisfied without the new
 /// entries was decided (and alerted) before.
+#[inline]
 pub(super) fn scan(
     c: &Correlation,
     g: &Group,
@@ -248,6 +253,7 @@ pub(super) fn scan(
 
 /// The tree root a group of `c` keyed with `tree` stands for: the candidate root, or for the
 /// event's own key its own `process.tree` value.
+#[inline]
 pub(super) fn group_root(c: &Correlation, vals: &[Val<'_>], tree: Option<u32>) -> Option<u32> {
     tree.or_else(|| {
         let at = c.group_by.iter().position(|&f| f == Field::Tree)?;
@@ -262,6 +268,7 @@ pub(super) fn group_root(c: &Correlation, vals: &[Val<'_>], tree: Option<u32>) -
 /// `vals` of one of its events (equal for every event of the group: the key is their hash)
 /// and, for `process.tree`, the tree root the group stands for. Rendered only for an alert
 /// that goes out, so groups keep no strings.
+#[inline]
 pub(super) fn group_strings(
     c: &Correlation,
     vals: &[Val<'_>],
@@ -281,6 +288,7 @@ pub(super) fn group_strings(
 }
 
 /// What the alert of a satisfied window `lo..=hi` reports; `group` renders the group's values.
+#[inline]
 pub(super) fn fire_of(
     c: &Correlation,
     g: &Group,

@@ -19,6 +19,7 @@ pub(super) struct Cur<'a> {
 
 impl Engine {
     /// Decides the waiting non-monotone windows that end at or before `upto`.
+    #[inline]
     pub(super) fn decide_deferred(&mut self, upto: u64, out: &mut Vec<Alert>) {
         while self.deferred.front().is_some_and(|d| d.ts <= upto) {
             let Some(d) = self.deferred.pop_front() else {
@@ -84,6 +85,7 @@ impl Engine {
 
     /// Keeps a later `temporal_ordered` step that found no group, for an earlier step that
     /// may still arrive within the tolerance.
+    #[inline]
     pub(super) fn wait(
         &mut self,
         c_idx: usize,
@@ -122,6 +124,7 @@ impl Engine {
         });
     }
 
+    #[inline]
     pub(super) fn correlate(
         &mut self,
         rules: &RuleSet,

@@ -6,6 +6,7 @@ use super::*;
 impl Engine {
     /// Evaluates one event from its plan; stores it in the evidence ring when it fed a
     /// correlation (under the sequence number the groups were given).
+    #[inline]
     pub(super) fn execute(&mut self, ev: &Event, plan: &Plan, out: &mut Vec<Alert>) {
         self.stats.events += 1;
         let keep = !plan.matched.is_empty();
@@ -22,12 +23,14 @@ impl Engine {
     }
 
     /// The oldest timestamp an event may have and still be placed exactly.
+    #[inline]
     pub(super) fn watermark(&self) -> u64 {
         self.max_ts.saturating_sub(self.opts.reorder_tolerance)
     }
 
     /// Advances event time for an event stamped `ts`; returns the time it is placed at (its
     /// own, or the tolerance edge when later than that).
+    #[inline]
     pub(super) fn advance(&mut self, ts: u64, out: &mut Vec<Alert>) -> u64 {
         let wm = self.watermark();
         let t = if ts < wm {
@@ -57,6 +60,7 @@ impl Engine {
 
     /// Advances time to `now` (e.g. the capture clock during a quiet period): decides waiting
     /// non-monotone windows and expires idle groups.
+    #[inline]
     pub fn flush(&mut self, now: u64, out: &mut Vec<Alert>) {
         self.batch += 1;
         self.max_ts = self.max_ts.max(now);
@@ -65,11 +69,13 @@ impl Engine {
     }
 
     /// End of input: decides every waiting window.
+    #[inline]
     pub fn finish(&mut self, out: &mut Vec<Alert>) {
         self.batch += 1;
         self.decide_deferred(u64::MAX, out);
     }
 
+    #[inline]
     pub(super) fn expire(&mut self) {
         let now = self.watermark();
         for (i, g) in self.groups.iter_mut().enumerate() {
@@ -92,6 +98,7 @@ impl Engine {
     }
 
     /// Evaluates an event that matched event rules; true when it fed a correlation.
+    #[inline]
     pub(super) fn handle(&mut self, t: u64, ev: &Event, plan: &Plan, out: &mut Vec<Alert>) -> bool {
         // The rule set is moved out for the event (and back), not reference-counted: an atomic
         // increment waits for every store still pending, the evidence ring's streaming stores

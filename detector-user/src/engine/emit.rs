@@ -453,6 +453,7 @@ impl Engine {
 /// Whether suppression holds back an alert at `t` of a rule and key that last alerted at
 /// `last`: within `suppress` of it, before or after (an alert completed by a late event may
 /// be older than the previous one).
+#[inline]
 pub(super) fn held_back(last: u64, suppress: u64, t: u64) -> bool {
     // The distance, not sums: `last + suppress` saturates near `u64::MAX`, and a saturated
     // bound let every repeat through.
@@ -461,6 +462,7 @@ pub(super) fn held_back(last: u64, suppress: u64, t: u64) -> bool {
 
 /// Whether suppression holds back an alert of rule `r` for `key` at `t`; counts it if so
 /// (as [`suppression`] would) and otherwise changes nothing.
+#[inline]
 pub(super) fn held(
     supp: &mut Table<Supp, (usize, u64)>,
     stats: &mut Stats,
@@ -482,6 +484,7 @@ pub(super) fn held(
 /// Suppression of an alert of rule `r` for `key` at `last`: `None` when it is held back
 /// (counted), else the number of repeats held back since the previous alert of this rule and
 /// key.
+#[inline]
 pub(super) fn suppression(
     supp: &mut Table<Supp, (usize, u64)>,
     cap: usize,
@@ -528,6 +531,7 @@ pub(super) fn suppression(
 
 /// Display string of a value (when the counted field is a network one) or of the event's
 /// destination.
+#[inline]
 pub(super) fn name_of(val: Option<&Val<'_>>, by_val: bool, ev: &Event) -> SStr {
     match (val, &ev.net) {
         (Some(v), _) if by_val => SStr::new(&v.render()),

@@ -28,6 +28,7 @@ const HOST: u8 = 6;
 const COMBINE: u8 = 7;
 
 /// Bytes hashed under one tag.
+#[inline]
 fn tagged(tag: u8, bytes: &[u8]) -> u64 {
     xxh3_64_with_seed(bytes, SEED ^ u64::from(tag))
 }
@@ -36,11 +37,13 @@ fn tagged(tag: u8, bytes: &[u8]) -> u64 {
 type Buf = SmallVec<[u8; 128]>;
 
 /// Hash of an integer field value (a `process.tree` root among them).
+#[inline]
 pub(crate) fn int_hash(n: i64) -> u64 {
     tagged(INT, &n.to_le_bytes())
 }
 
 /// Hash of a field value.
+#[inline]
 pub(crate) fn val_hash(v: &Val<'_>) -> u64 {
     match v {
         Val::Int(n) => int_hash(*n),
@@ -59,6 +62,7 @@ pub(crate) fn val_hash(v: &Val<'_>) -> u64 {
 }
 
 /// A group key from its fields' hashes.
+#[inline]
 pub(crate) fn combine(parts: &[u64]) -> u64 {
     let mut buf = Buf::new();
     for &x in parts {
@@ -68,6 +72,7 @@ pub(crate) fn combine(parts: &[u64]) -> u64 {
 }
 
 /// The key of a single-event rule's group: its fields and rendered values.
+#[inline]
 pub(crate) fn group_hash(group: &[(Field, String)]) -> u64 {
     let mut buf = Buf::new();
     for (f, v) in group {
@@ -80,6 +85,7 @@ pub(crate) fn group_hash(group: &[(Field, String)]) -> u64 {
 }
 
 /// The derived-id seed of a host and capture start (a recording's header).
+#[inline]
 pub(crate) fn host_seed(host: &str, started: u64) -> u64 {
     let mut buf = Buf::new();
     buf.extend_from_slice(host.as_bytes());
@@ -89,6 +95,7 @@ pub(crate) fn host_seed(host: &str, started: u64) -> u64 {
 }
 
 /// Hash of a destination that has no reversible code (not a canonical IPv4 address).
+#[inline]
 pub(crate) fn dst_hash(addr: &str, port: u16) -> u64 {
     let mut buf = Buf::new();
     buf.extend_from_slice(addr.as_bytes());
@@ -103,10 +110,12 @@ pub(crate) fn dst_hash(addr: &str, port: u16) -> u64 {
 pub(crate) struct Memo(SmallVec<[(Field, Option<u64>); 8]>);
 
 impl Memo {
+    #[inline]
     pub(crate) fn clear(&mut self) {
         self.0.clear();
     }
 
+    #[inline]
     pub(crate) fn hash(&mut self, f: Field, ev: &Event, pol: &Policy) -> Option<u64> {
         if let Some(&(_, h)) = self.0.iter().find(|(g, _)| *g == f) {
             return h;

@@ -12,6 +12,7 @@ pub(super) type Vals<'e> = smallvec::SmallVec<[Val<'e>; 2]>;
 
 /// An event's group-by values at `step` of `c` (`None`: it lacks one): for an alert's group
 /// and a deferred window's tree root.
+#[inline]
 pub(super) fn vals_for<'e>(
     c: &Correlation,
     step: usize,
@@ -25,6 +26,7 @@ pub(super) fn vals_for<'e>(
 /// Works out what `ev` will do into `p`: the event rules it matches (candidates from the
 /// literal index) and, for each correlation fed, its group keys and counted value. Depends on
 /// the event, the rules and the policy only.
+#[inline]
 pub(super) fn plan(rules: &RuleSet, pol: &Policy, cand: &mut Vec<u32>, ev: &Event, p: &mut Plan) {
     p.matched.clear();
     p.feeds.clear();
@@ -137,6 +139,7 @@ pub(super) fn plan(rules: &RuleSet, pol: &Policy, cand: &mut Vec<u32>, ev: &Even
 /// With `tree_keys`, a `process.tree` field stands for each of the process's ancestors in
 /// turn: a later step joins the tree of an earlier one when that tree's root is this process
 /// or one of its ancestors; `creates` then adds the event's own key last.
+#[inline]
 pub(super) fn group_keys(
     group_by: &[Field],
     tree_keys: bool,
@@ -175,6 +178,7 @@ pub(super) fn group_keys(
 }
 
 /// The group-by fields of a feed's correlation at its step.
+#[inline]
 pub(super) fn step_group_by<'r>(rules: &'r RuleSet, f: &Feed) -> Option<&'r [Field]> {
     let Body::Correlation(c) = &rules.rules.get(f.c as usize)?.body else {
         return None;
@@ -207,6 +211,7 @@ pub(super) struct Plan {
 }
 
 impl Plan {
+    #[inline]
     pub(super) fn keys_of(&self, f: &Feed) -> &[GroupKey] {
         let at = f.at as usize;
         self.keys.get(at..at + f.n as usize).unwrap_or_default()

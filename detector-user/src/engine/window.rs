@@ -19,6 +19,7 @@ pub(super) const SEQ_BITS: u32 = 48;
 pub(super) const FRESH: u64 = 1 << 63;
 
 impl Entry {
+    #[inline]
     pub(super) fn new(ts: u64, seq: u64, val: u64, dst: u64, step: u8, fresh: bool) -> Entry {
         let meta = (seq & ((1 << SEQ_BITS) - 1))
             | (u64::from(step) << SEQ_BITS)
@@ -28,10 +29,12 @@ impl Entry {
 
     /// Ring sequence number of the event (the ring holds far fewer than 2^48 events, and a
     /// number that wrapped only makes the ring miss).
+    #[inline]
     pub(super) fn seq(&self) -> u64 {
         self.meta & ((1 << SEQ_BITS) - 1)
     }
 
+    #[inline]
     pub(super) fn step(&self) -> u8 {
         (self.meta >> SEQ_BITS) as u8
     }
@@ -39,10 +42,12 @@ impl Entry {
     /// Inserted by the event being handled out of time order (late, or a waiting
     /// `temporal_ordered` step joining): windows that already held the other entries were
     /// decided without it.
+    #[inline]
     pub(super) fn fresh(&self) -> bool {
         self.meta & FRESH != 0
     }
 
+    #[inline]
     pub(super) fn clear_fresh(&mut self) {
         self.meta &= !FRESH;
     }
@@ -93,6 +98,7 @@ pub(super) struct Group {
 }
 
 impl Group {
+    #[inline]
     pub(super) fn empty() -> Group {
         Group {
             win: 0,
@@ -108,16 +114,19 @@ impl Group {
     }
 
     /// Display names held.
+    #[inline]
     pub(super) fn names_len(&self) -> usize {
         self.names.as_ref().map_or(0, |n| n.len())
     }
 
     /// Time of the latest entry (a live group always has one).
+    #[inline]
     pub(super) fn last_ts(&self) -> u64 {
         self.last
     }
 
     /// One entry of `val` left the head window.
+    #[inline]
     pub(super) fn forget(&mut self, val: u64) {
         match self.lb {
             0 => {}
@@ -159,6 +168,7 @@ impl Group {
     /// One entry of `val` (already in `entries`) entered the head window. Small head windows
     /// count distinct values by scanning: most groups of a key like (identity, destination)
     /// never hold more than a few entries, and a map each would be two allocations per group.
+    #[inline]
     pub(super) fn remember(&mut self, val: u64) {
         if self.lb != 0 {
             return;
@@ -176,6 +186,7 @@ impl Group {
     }
 
     /// The head window's values and how many entries carry each ([`NO_VALUE`] is none).
+    #[inline]
     pub(super) fn count_values(&self) -> Box<FastMap<u64, u32>> {
         let mut d: Box<FastMap<u64, u32>> = Box::default();
         for e in self.entries.iter().skip(self.win as usize) {
@@ -188,6 +199,7 @@ impl Group {
 
     /// Counts the head window's distinct values again after a lower bound stopped proving
     /// the condition; `by_val`: display names are kept by value (forgotten with it).
+    #[inline]
     pub(super) fn recount(&mut self, by_val: bool) {
         self.lb = 0;
         let win = self.win as usize;
@@ -213,6 +225,7 @@ impl Group {
     /// After a decision on the head window: keeps only a lower bound of its distinct values
     /// when they exceed `need` (the least count the condition accepts) by enough that the
     /// recount, once the bound runs out, costs at most a few map updates per event.
+    #[inline]
     pub(super) fn relax(&mut self, need: i64) {
         let Some(d) = self.distinct.as_ref() else {
             return;
@@ -228,6 +241,7 @@ impl Group {
 
     /// Inserts an entry at its timestamp position (after equal ones) and keeps the head window
     /// and its distinct values up to date. True when it went at the back (in time order).
+    #[inline]
     pub(super) fn insert(&mut self, e: Entry, timespan: u64, distinct: bool) -> bool {
         let at_back = self.last <= e.ts;
         if at_back {
@@ -266,6 +280,7 @@ impl Group {
 
     /// Drops entries no window can need any more (older than `horizon`) and those beyond
     /// `max_entries`; returns how many of the latter were still needed.
+    #[inline]
     pub(super) fn prune(&mut self, horizon: u64, max_entries: usize, distinct: bool) -> u64 {
         let mut dropped = 0;
         while self.entries.front().is_some_and(|e| e.ts < horizon)
@@ -326,6 +341,7 @@ pub(super) struct Orphans {
 }
 
 impl Orphans {
+    #[inline]
     pub(super) fn pop_front(&mut self) {
         if let Some(o) = self.list.pop_front() {
             for _ in 0..o.n {
@@ -371,6 +387,7 @@ pub(super) const LAZY_SLACK: i64 = 32;
 
 /// Records an evidence event: the first (often the credential read that starts the story)
 /// and the most recent ones are kept, in timestamp order.
+#[inline]
 pub(super) fn add_evidence(
     g: &mut Group,
     seq: u64,
@@ -399,6 +416,7 @@ pub(super) fn add_evidence(
 /// An evidence entry left the group's evidence: its event's credential is no longer needed
 /// unless the event is there twice (it matched two steps of one correlation). The group
 /// keeps the credentials of its evidence events only.
+#[inline]
 pub(super) fn forget_cred(g: &mut Group, seq: u64) {
     // Most evidence events carry no credential: that is the cheap test, made first.
     let Some(cs) = g.creds.as_mut() else {
@@ -413,6 +431,7 @@ pub(super) fn forget_cred(g: &mut Group, seq: u64) {
     }
 }
 
+#[inline]
 pub(super) fn clear_fresh(g: &mut Group) {
     for i in 0..g.entries.len() {
         if let Some(e) = g.entries.get_mut(i) {
