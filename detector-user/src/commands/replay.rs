@@ -323,8 +323,8 @@ mod tests {
         assert_eq!(
             got,
             vec![
-                "f1b7bee8-e9db-80d0-bd55-8afa3733ab7f",
-                "349387f3-d9ff-8c1a-9400-1d7f14d6e5a2"
+                "3f3c1b9b-494b-8085-9351-9e30c6827915",
+                "7f7647fd-dd73-8584-bdd3-08b49f2cc9f7"
             ]
         );
         // Deterministic: same output again.

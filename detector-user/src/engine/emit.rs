@@ -159,7 +159,7 @@ impl Engine {
                 && shares(&i.seqs, &f.seqs)
         });
         let Some(mut inc) = found.and_then(|i| self.incidents.remove(i)) else {
-            a.id = self.new_id(rule, f.key, a.first_seen);
+            a.id = self.new_id(rule, &a);
             self.stats.alerts += 1;
             if self.incidents.len() >= MAX_INCIDENTS {
                 self.incidents.pop_front();
@@ -242,7 +242,7 @@ impl Engine {
             m.id = inc.record.id.clone();
         } else {
             inc.revision += 1;
-            m.id = self.new_id(rule, f.key, m.first_seen);
+            m.id = self.new_id(rule, &m);
             self.stats.alerts += 1;
         }
         m.incident = Some(AlertIncident {
@@ -370,14 +370,16 @@ impl Engine {
     }
 
     pub(super) fn emit(&mut self, s: Subject<'_>, v: Verdict, d: Details, out: &mut Vec<Alert>) {
-        let id = self.new_id(s.rule, s.key, d.first);
-        let a = self.alert_of(id, s.rule, v.t, v.suppressed, d, s.trigger);
+        let mut a = self.alert_of(String::new(), s.rule, v.t, v.suppressed, d, s.trigger);
+        a.id = self.new_id(s.rule, &a);
         self.stats.alerts += 1;
         out.push(a);
     }
 
-    /// The next alert's id.
-    pub(super) fn new_id(&mut self, rule: &Rule, key: u64, first: u64) -> String {
+    /// The next alert's id: random, or derived from the seed, the alert's ordinal, rule, group
+    /// (its rendered values, stably hashed) and window start.
+    pub(super) fn new_id(&mut self, rule: &Rule, a: &Alert) -> String {
+        let (key, first) = (alert_group_hash(&a.group), a.first_seen);
         self.alert_seq += 1;
         match self.opts.ids {
             IdMode::Random => uuid::Uuid::new_v4().to_string(),

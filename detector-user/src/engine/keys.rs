@@ -1,11 +1,19 @@
-//! Stable hashing: everything that reaches an alert id (group keys, single-event rule groups,
-//! the derived id seed) and the destination codes.
+//! Key hashing. Two kinds, kept apart:
 //!
-//! XXH3 (64-bit, seeded) from `xxhash-rust`: its output is frozen since xxHash 0.8.0 and the
-//! crate is tested against the reference implementation, so derived alert ids do not change
-//! with the toolchain or a dependency bump (std's `DefaultHasher` leaves its algorithm
-//! unspecified, foldhash reserves the right to change its output), and on the short keys
-//! hashed here it costs what foldhash did. `keys_pin` in the tests pins concrete outputs.
+//! - **Stable** (what reaches an alert id: the alert's group, the derived-id seed) — XXH3-64,
+//!   seeded, from `xxhash-rust`: its output is frozen by the xxHash specification since 0.8.0
+//!   and the crate is tested against the reference implementation, so derived alert ids do not
+//!   change with the toolchain or a dependency bump (std's `DefaultHasher` leaves its algorithm
+//!   unspecified across releases). Computed once per alert, off the hot path.
+//! - **Fast** (the engine's own tables: group keys, counted values, destinations, single-event
+//!   rules' suppression keys) — foldhash with a fixed seed, a fifth of SipHash's cost on these
+//!   short keys. Its output may change with a foldhash release; nothing derived from it leaves
+//!   the process (an id hashes the alert's rendered group instead).
+//!
+//! `keys_pin` in the tests pins concrete stable outputs.
+
+use std::collections::BTreeMap;
+use std::hash::Hasher;
 
 use smallvec::SmallVec;
 use xxhash_rust::xxh3::xxh3_64_with_seed;
@@ -18,14 +26,8 @@ use crate::event::Event;
 const SEED: u64 = 0x6c61_7465_7261_6c20;
 
 /// Domain tags of the values hashed.
-const STR: u8 = 0;
-const INT: u8 = 1;
-const BOOL: u8 = 2;
-const LIST: u8 = 3;
-const DST: u8 = 4;
 const GROUP: u8 = 5;
 const HOST: u8 = 6;
-const COMBINE: u8 = 7;
 
 /// Bytes hashed under one tag.
 #[inline]
@@ -36,10 +38,20 @@ fn tagged(tag: u8, bytes: &[u8]) -> u64 {
 /// Builds a hash input of several parts without allocating for the usual short ones.
 type Buf = SmallVec<[u8; 128]>;
 
+/// The hasher of the engine's tables (fast, not stable across foldhash releases): fixed seed,
+/// so a run is reproducible.
+pub(crate) fn key_hasher() -> foldhash::fast::FoldHasher {
+    use std::hash::BuildHasher;
+    foldhash::fast::FixedState::with_seed(SEED).build_hasher()
+}
+
 /// Hash of an integer field value (a `process.tree` root among them).
 #[inline]
 pub(crate) fn int_hash(n: i64) -> u64 {
-    tagged(INT, &n.to_le_bytes())
+    let mut h = key_hasher();
+    h.write_u8(1);
+    h.write_i64(n);
+    h.finish()
 }
 
 /// Hash of a field value.
@@ -47,16 +59,26 @@ pub(crate) fn int_hash(n: i64) -> u64 {
 pub(crate) fn val_hash(v: &Val<'_>) -> u64 {
     match v {
         Val::Int(n) => int_hash(*n),
-        Val::Str(s) => tagged(STR, s.as_bytes()),
-        Val::Bool(b) => tagged(BOOL, &[u8::from(*b)]),
+        Val::Str(s) => {
+            let mut h = key_hasher();
+            h.write_u8(0);
+            h.write(s.as_bytes());
+            h.finish()
+        }
+        Val::Bool(b) => {
+            let mut h = key_hasher();
+            h.write_u8(2);
+            h.write_u8(u8::from(*b));
+            h.finish()
+        }
         Val::List(l) => {
-            let mut buf = Buf::new();
+            let mut h = key_hasher();
+            h.write_u8(3);
             for s in l.iter() {
-                buf.extend_from_slice(s.as_bytes());
-                // Not UTF-8: no element can contain it, so element bounds are unambiguous.
-                buf.push(0xff);
+                h.write(s.as_bytes());
+                h.write_u8(0xff);
             }
-            tagged(LIST, &buf)
+            h.finish()
         }
     }
 }
@@ -64,11 +86,24 @@ pub(crate) fn val_hash(v: &Val<'_>) -> u64 {
 /// A group key from its fields' hashes.
 #[inline]
 pub(crate) fn combine(parts: &[u64]) -> u64 {
-    let mut buf = Buf::new();
+    let mut h = key_hasher();
     for &x in parts {
-        buf.extend_from_slice(&x.to_le_bytes());
+        h.write_u64(x);
     }
-    tagged(COMBINE, &buf)
+    h.finish()
+}
+
+/// The stable key of an alert's group (field path → rendered value, in path order): what a
+/// derived alert id hashes.
+pub(crate) fn alert_group_hash(group: &BTreeMap<String, String>) -> u64 {
+    let mut buf = Buf::new();
+    for (f, v) in group {
+        buf.extend_from_slice(f.as_bytes());
+        buf.push(0xff);
+        buf.extend_from_slice(v.as_bytes());
+        buf.push(0xff);
+    }
+    tagged(GROUP, &buf)
 }
 
 /// The key of a single-event rule's group: its fields and rendered values.
@@ -97,11 +132,11 @@ pub(crate) fn host_seed(host: &str, started: u64) -> u64 {
 /// Hash of a destination that has no reversible code (not a canonical IPv4 address).
 #[inline]
 pub(crate) fn dst_hash(addr: &str, port: u16) -> u64 {
-    let mut buf = Buf::new();
-    buf.extend_from_slice(addr.as_bytes());
-    buf.push(0xff);
-    buf.extend_from_slice(&port.to_le_bytes());
-    tagged(DST, &buf)
+    use std::hash::Hash;
+    let mut h = key_hasher();
+    addr.hash(&mut h);
+    port.hash(&mut h);
+    h.finish()
 }
 
 /// Hashes of an event's field values, each computed once per event: several correlations
@@ -136,23 +171,18 @@ mod tests {
     fn keys_pin() {
         // The reference XXH3-64 of the empty input (seed 0): the crate computes XXH3 itself.
         assert_eq!(xxh3_64_with_seed(b"", 0), 0x2d06_8005_38d3_94c2);
+        let group: BTreeMap<String, String> =
+            [("process.identity".to_string(), "web".to_string())].into();
         let got = [
-            int_hash(42),
-            val_hash(&Val::Str("web".into())),
-            val_hash(&Val::Bool(true)),
-            combine(&[1, 2]),
             group_hash(&[(Field::Identity, "web".into())]),
             host_seed("host-a", 7),
-            dst_hash("::1", 443),
+            alert_group_hash(&group),
         ];
-        let want: [u64; 7] = [
-            0x3ad8_83d7_a4c0_423a,
-            0xd268_3453_f1b7_3e49,
-            0x1583_70b3_5500_ad54,
-            0xba5c_ddb4_2349_70f8,
+        // The same encoding: an event rule's group and its alert's group hash alike.
+        let want: [u64; 3] = [
             0x1386_5d73_3c33_9102,
             0xeee5_f2c6_5160_c1cd,
-            0x5111_06bc_9930_33d9,
+            0x1386_5d73_3c33_9102,
         ];
         assert_eq!(got, want, "{got:#018x?}");
     }

@@ -62,7 +62,7 @@ pub use alert::Alert;
 use alert::{AlertCredential, AlertIncident, AlertProcess, AlertRule};
 use cond::CmpOp;
 use fields::{Field, Policy, Val};
-use keys::{combine, group_hash, host_seed, int_hash, Memo};
+use keys::{alert_group_hash, combine, group_hash, host_seed, int_hash, Memo};
 use rules::{Body, CorrType, Correlation, Rule, RuleSet};
 use store::{FastBuild, FastMap, Names, Ring, SStr, Small, Table};
 
