@@ -320,18 +320,6 @@ fn main() {
                 let _ = TcpStream::connect_timeout(&addr, Duration::from_millis(200));
             }
         }
-        // Rewrite a file in place (O_WRONLY|O_TRUNC): a credential rotation by this process.
-        "write" => {
-            let mut f = std::fs::OpenOptions::new()
-                .write(true)
-                .truncate(true)
-                .open(a(1))
-                .unwrap_or_else(|e| {
-                    eprintln!("actor: write {}: {e}", a(1));
-                    std::process::exit(1)
-                });
-            f.write_all(a(2).as_bytes()).expect("write");
-        }
         "exit" => std::process::exit(a(1).parse().expect("code")),
         "sleep" => std::thread::sleep(Duration::from_millis(a(1).parse().expect("ms"))),
         other => {

@@ -654,7 +654,7 @@ fn periodic(c: &Ctx, w: &World, _: &mut Rng, _: &str) {
             &root_in_lab(w),
             &format!("curl -s -m 2 {} >/dev/null", scrape.join(" ")),
         );
-        if minute % 2 == 0 {
+        if minute.is_multiple_of(2) {
             c.step(
                 "periodic",
                 &Env::default(),
@@ -731,7 +731,7 @@ fn builds(c: &Ctx, w: &World, r: &mut Rng, cargo: &str) {
     let env = Env::default();
     let mut n = 0u64;
     while c.nap(r.secs(90, 240)) {
-        let script = if n % 2 == 0 {
+        let script = if n.is_multiple_of(2) {
             format!(
                 "make -s -j2 -C {} clean all",
                 w.work.path("ctree").display()
@@ -781,7 +781,7 @@ fn accounts(c: &Ctx, _w: &World, r: &mut Rng, _: &str) {
     let mut n = 0u64;
     while c.nap(r.secs(90, 200)) {
         let u = format!("dtsk{}x{n}", std::process::id() % 100_000);
-        let script = if n % 2 == 0 {
+        let script = if n.is_multiple_of(2) {
             format!(
                 "set -e; useradd -m -s /bin/sh {u}; echo '{u}:$6$salt$hash' | chpasswd -e; passwd -l {u} >/dev/null; \
                  chage -M 90 {u}; usermod -aG users {u}; chage -l {u} >/dev/null; id {u} >/dev/null; userdel -r {u} 2>/dev/null"
@@ -805,7 +805,7 @@ fn rotation(c: &Ctx, w: &World, r: &mut Rng, _: &str) {
     let app = w.app.setpriv().join(" ");
     let mut n = 0u64;
     while c.nap(r.secs(40, 80)) {
-        let script = if n % 2 == 0 {
+        let script = if n.is_multiple_of(2) {
             format!(
                 "printf 'token-%s' $(date +%s%N) > {t} && setpriv {app} cat {t} >/dev/null",
                 t = t.display()
@@ -1052,7 +1052,7 @@ fn report(
             "attack": x.name,
             "rule": x.rule,
             "ran": x.ok,
-            "injected_at": x.at.map(|t| humantime(t)),
+            "injected_at": x.at.map(humantime),
             "root": x.root,
             "alert": hit.map(|a| json!({"id": a["id"], "process": a["process"]["exe"], "tgid": a["process"]["tgid"]})),
         }));
