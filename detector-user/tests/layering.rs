@@ -20,13 +20,7 @@ use quote::ToTokens;
 /// entry is the full set of modules of one cycle, or (ending in `::`) a parent whose children
 /// may form cycles among themselves. Anything else, or a bigger cycle, fails. Delete the
 /// entries when the split lands.
-const ALLOWED: &[&[&str]] = &[
-    // engine::fields → enrich::identity → engine::yaml: the shared YAML/diagnostics and
-    // identity policy move below both.
-    &["engine", "enrich"],
-    // engine::index ⇄ engine::rules ⇄ engine::overrides: the rule loader's split into load/.
-    &["engine::"],
-];
+const ALLOWED: &[&[&str]] = &[];
 
 fn allowed(scc: &BTreeSet<String>) -> bool {
     ALLOWED.iter().any(|a| match a {

@@ -335,3 +335,31 @@ fn run_events_streams_a_single_event_promptly() {
     let _ = agent.wait();
     assert!(found, "a lone connect event was not streamed within 700 ms");
 }
+
+/// `rules check` prints the loader's warnings positioned like errors (stderr) and counts them;
+/// the set still loads.
+#[test]
+fn rules_check_prints_positioned_warnings() {
+    let s = Scratch::new("cli-warn");
+    let f = s.file(
+        "mine.yaml",
+        "lists:\n  spare: [/bin/true]\nrules:\n  - id: idle\n    title: I\n    severity: low\n    alert: false\n    condition: {kind: connect}\n  - id: a\n    title: A\n    severity: low\n    condition: {kind: connect}\n    exceptions:\n      - name: never\n        fields: [file.path]\n        values: [[/etc/x]]\n",
+    );
+    let o = Command::new(detector())
+        .args(["rules", "check"])
+        .arg(&f)
+        .output()
+        .unwrap();
+    let err = stderr(&o);
+    assert!(o.status.success(), "{err}");
+    let at = f.display();
+    for want in [
+        format!("warning: {at}:2:3: list `spare` is not used by any rule"),
+        format!("warning: {at}:4:5: rule `idle` raises no alert"),
+        format!("warning: {at}:15:18: exception on `file.path`, which connect events never have"),
+    ] {
+        assert!(err.lines().any(|l| l.starts_with(&want)), "{want}\n{err}");
+    }
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(stdout.contains(", 3 warning(s): OK"), "{stdout}");
+}

@@ -96,6 +96,11 @@ impl DetectArgs {
     /// both come through here, so a reload validates exactly what start-up would.
     pub(crate) fn build_detection(&self, ids: IdMode, host: &str) -> anyhow::Result<Detection> {
         let rules = load_rules(&self.rules, self.no_default_rules)?;
+        // Start-up and every reload: valid but ineffective parts of the rules, positioned.
+        rules
+            .warnings
+            .iter()
+            .for_each(|w| tracing::warn!("rules: {w}"));
         // identities.yaml read and parsed once: the engine's policy and the resolver get the
         // same value, so an edit racing a reload cannot leave them disagreeing.
         let config = match &self.identities {

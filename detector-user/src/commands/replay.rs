@@ -317,6 +317,16 @@ mod tests {
         assert_eq!(py.argv, vec!["python3", "worm.py", "--token=[REDACTED]"]);
         assert!(!text.contains("abc123"), "secrets never reach the output");
         assert_eq!(stats.alerts, 2);
+        // Golden ids (derived from the recording's header, the rule, key and window through
+        // the stable hashes of `engine::keys`): a toolchain or hash change must not move them.
+        let got: Vec<&str> = alerts.iter().map(|a| a.id.as_str()).collect();
+        assert_eq!(
+            got,
+            vec![
+                "3f3c1b9b-494b-8085-9351-9e30c6827915",
+                "7f7647fd-dd73-8584-bdd3-08b49f2cc9f7"
+            ]
+        );
         // Deterministic: same output again.
         let mut again = Vec::new();
         replay(&args("attack.ndjson"), &mut again).unwrap();

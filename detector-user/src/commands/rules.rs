@@ -47,7 +47,13 @@ pub(crate) struct RulesArgs {
 
 fn load(args: &RulesArgs) -> anyhow::Result<Option<RuleSet>> {
     match load_rules(&args.paths, args.no_default_rules) {
-        Ok(r) => Ok(Some(r)),
+        Ok(r) => {
+            // Warnings do not reject the set: printed like errors, on stderr.
+            for w in &r.warnings {
+                eprintln!("warning: {w}");
+            }
+            Ok(Some(r))
+        }
         Err(LoadError::Invalid(errs)) => {
             for e in &errs {
                 eprintln!("{e}");
@@ -126,8 +132,12 @@ pub(crate) fn run(cmd: RulesCommand) -> anyhow::Result<ExitCode> {
                     .join(", ")
             )
         };
+        let warnings = match rules.warnings.len() {
+            0 => String::new(),
+            n => format!(", {n} warning(s)"),
+        };
         println!(
-            "{} rule(s){disabled}, {} override(s), {} test case(s): OK",
+            "{} rule(s){disabled}, {} override(s), {} test case(s){warnings}: OK",
             rules.rules.len(),
             rules.overrides,
             rules.tests.len()

@@ -11,7 +11,6 @@
 //! Codes only need to be equal exactly when values are: a reversible code is injective, and a
 //! hashed value meets another value's code only on a 64-bit hash collision, as group keys do.
 
-use std::hash::{Hash, Hasher};
 use std::net::{IpAddr, Ipv4Addr};
 
 use super::fields::{dst_string, Val};
@@ -55,8 +54,9 @@ pub fn val(v: &Val<'_>, hash: impl FnOnce() -> u64) -> u64 {
     }
 }
 
-/// Code of an event's destination (`addr`, `port`); 0 when it has none.
-pub fn dst(ev: &Event) -> u64 {
+/// Code of an event's destination (the tests' shorthand for [`dst_at`]) (`addr`, `port`); 0 when it has none.
+#[cfg(test)]
+pub(crate) fn dst(ev: &Event) -> u64 {
     dst_at(
         ev,
         ev.net
@@ -66,18 +66,13 @@ pub fn dst(ev: &Event) -> u64 {
     )
 }
 
-/// [`dst`] with the destination address parsed already (`ip`: `net.dst_addr` parsed).
+/// The code of an event's destination, its address parsed already (`ip`: `net.dst_addr` parsed).
 pub fn dst_at(ev: &Event, ip: Option<IpAddr>) -> u64 {
     ev.net.as_ref().map_or(0, |n| match ip {
         // Only a canonically written address is coded reversibly (rendering must give the
         // very text back); the parser rejects other IPv4 forms, so parsed means canonical.
         Some(IpAddr::V4(a)) => DST4 << 48 | u64::from(n.dst_port) << 32 | u64::from(u32::from(a)),
-        _ => {
-            let mut h = super::key_hasher();
-            n.dst_addr.hash(&mut h);
-            n.dst_port.hash(&mut h);
-            hashed(h.finish())
-        }
+        _ => hashed(super::keys::dst_hash(&n.dst_addr, n.dst_port)),
     })
 }
 

@@ -20,8 +20,8 @@ use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use regex::{Regex, RegexBuilder};
 
 use super::fields::{self, Field, FieldType, Policy, Val};
-use super::yaml::{Node, PosError, Value};
 use crate::event::Event;
+use crate::input::yaml::{Node, Pos, PosError, Value};
 use crate::input::{excerpt, human_bytes};
 
 /// Values one operator may test (after `@list` expansion).
@@ -41,18 +41,39 @@ pub const REGEX_NEST_LIMIT: u32 = 64;
 #[derive(Debug, Default)]
 pub struct Lists {
     map: HashMap<String, Vec<Node>>,
+    /// Where each list is defined (its name), for the unused-list warning.
+    defined: Vec<(String, Pos)>,
+    /// Names looked up so far.
+    used: std::cell::RefCell<std::collections::HashSet<String>>,
     expanded: std::cell::Cell<usize>,
 }
 
 impl Lists {
-    /// Adds a list; false when the name was taken.
-    pub fn insert(&mut self, name: String, items: Vec<Node>) -> bool {
+    /// Adds a list defined at `at`; false when the name was taken.
+    pub fn insert(&mut self, name: String, at: &Pos, items: Vec<Node>) -> bool {
+        self.defined.push((name.clone(), at.clone()));
         self.map.insert(name, items).is_none()
     }
 
-    /// A list by name.
+    /// A list by name (marked used).
     pub fn get(&self, name: &str) -> Option<&Vec<Node>> {
-        self.map.get(name)
+        let l = self.map.get(name);
+        if l.is_some() && !self.used.borrow().contains(name) {
+            self.used.borrow_mut().insert(name.to_string());
+        }
+        l
+    }
+
+    /// Lists no lookup has used so far, with where they are defined.
+    pub fn unused(&self) -> impl Iterator<Item = (&str, &Pos)> + '_ {
+        let used = self.used.borrow();
+        let out: Vec<(&str, &Pos)> = self
+            .defined
+            .iter()
+            .filter(|(n, _)| !used.contains(n))
+            .map(|(n, p)| (n.as_str(), p))
+            .collect();
+        out.into_iter()
     }
 
     /// Counts `n` more expanded items, refused past [`MAX_EXPANDED`] (at `at`).
@@ -634,9 +655,9 @@ impl Cond {
 
 #[cfg(test)]
 mod tests {
-    use super::super::yaml;
     use super::*;
     use crate::event::*;
+    use crate::input::yaml;
 
     fn ev() -> Event {
         serde_json::from_value(serde_json::json!({
@@ -652,12 +673,11 @@ mod tests {
 
     fn check(src: &str) -> bool {
         let mut lists = Lists::default();
+        let l = &yaml::parse("l", "[/usr/bin/ssh, /usr/bin/scp]").unwrap()[0];
         lists.insert(
             "ssh_clients".to_string(),
-            yaml::parse("l", "[/usr/bin/ssh, /usr/bin/scp]").unwrap()[0]
-                .as_seq()
-                .unwrap()
-                .to_vec(),
+            &l.pos,
+            l.as_seq().unwrap().to_vec(),
         );
         let n = &yaml::parse("t.yaml", src).unwrap()[0];
         compile(n, &lists).unwrap().eval(&ev(), &Policy::default())

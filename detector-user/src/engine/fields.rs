@@ -8,8 +8,8 @@
 use std::borrow::Cow;
 use std::net::IpAddr;
 
-use crate::enrich::identity::{Baseline, IdentityConfig};
 use crate::event::{Event, Process};
+use crate::policy::identities::{Baseline, IdentityConfig};
 
 /// What type a field has, so that literals are checked when rules load.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -169,12 +169,12 @@ pub fn tree_root(p: &Process) -> u32 {
     }
 }
 
-pub use crate::enrich::identity::home_user;
+pub use crate::policy::identities::home_user;
 
 /// Derived ownership of a credential when no identity declares it (see
-/// [`crate::enrich::identity::derived_owner`]).
+/// [`crate::policy::identities::derived_owner`]).
 fn derived_owned(p: &Process, watched: &str, category: &str) -> Option<bool> {
-    crate::enrich::identity::derived_owner(watched, category)
+    crate::policy::identities::derived_owner(watched, category)
         .map(|o| o.owns(p.user.as_deref(), p.uid, p.workload.pod_uid.as_deref()))
 }
 

@@ -21,7 +21,6 @@ type LitHash = foldhash::fast::RandomState;
 
 use super::cond::{Cond, Op};
 use super::fields::{self, Field, FieldType, Policy, Val};
-use super::rules::{Body, Rule, KINDS};
 use crate::event::Event;
 
 /// How a probe compares the field with its literals.
@@ -163,26 +162,30 @@ fn lit_len(l: &Lit) -> usize {
 }
 
 impl LiteralIndex {
-    /// Builds the index over `rules` (event rules per kind as in `RuleSet::by_kind`, the last
-    /// entry holding rules for any kind).
-    pub fn build(rules: &[Rule], by_kind: &[Vec<usize>]) -> LiteralIndex {
-        let any = by_kind.get(KINDS.len()).cloned().unwrap_or_default();
-        let kinds = (0..KINDS.len())
-            .map(|k| {
-                let mut ids: Vec<usize> = by_kind.get(k).cloned().unwrap_or_default();
-                ids.extend(&any);
-                Self::build_kind(rules, &ids)
+    /// Builds the index over the rules' event conditions (`conds[i]`: rule `i`'s, none for a
+    /// correlation), event rules per kind as in `RuleSet::by_kind`, the last entry holding
+    /// rules for any kind. It takes conditions rather than rules so that the rule model,
+    /// which holds an index, and the index do not import each other.
+    pub(crate) fn build(conds: &[Option<&Cond>], by_kind: &[Vec<usize>]) -> LiteralIndex {
+        let none = Vec::new();
+        let (any, per_kind) = by_kind.split_last().unwrap_or((&none, &[]));
+        let kinds = per_kind
+            .iter()
+            .map(|ids| {
+                let mut ids = ids.clone();
+                ids.extend(any);
+                Self::build_kind(conds, &ids)
             })
             .collect();
         LiteralIndex { kinds }
     }
 
-    fn build_kind(rules: &[Rule], ids: &[usize]) -> KindIndex {
+    fn build_kind(conds: &[Option<&Cond>], ids: &[usize]) -> KindIndex {
         let tests: Vec<(usize, Vec<LitTest>)> = ids
             .iter()
             .map(|&i| {
                 let mut t = Vec::new();
-                if let Body::Event { cond, .. } = &rules[i].body {
+                if let Some(Some(cond)) = conds.get(i) {
                     literal_tests(cond, &mut t);
                 }
                 (i, t)
@@ -312,7 +315,7 @@ impl LiteralIndex {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::rules::RuleSet;
+    use crate::engine::rules::{Body, RuleSet};
     use crate::event::*;
     use proptest::prelude::*;
 

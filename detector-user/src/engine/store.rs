@@ -104,6 +104,7 @@ impl<T> Small<T> {
     }
 
     /// Removes the item at `i`.
+    #[cfg(test)] // only the tests use it
     pub fn remove(&mut self, i: usize) -> Option<T> {
         match self {
             Small::Many(d) => d.remove(i),
@@ -239,11 +240,6 @@ impl Names {
             Names::Few(s) => s.len(),
             Names::Map(m) => m.len(),
         }
-    }
-
-    /// True when none.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 
     /// The name of `h`.
@@ -453,11 +449,13 @@ impl Ring {
     }
 
     /// Events held (at most; a few may have been overwritten by larger ones).
+    #[cfg(test)] // only the tests use it
     pub fn len(&self) -> usize {
         self.index.len()
     }
 
     /// True when nothing is held.
+    #[cfg(test)] // only the tests use it
     pub fn is_empty(&self) -> bool {
         self.index.is_empty()
     }
@@ -550,12 +548,8 @@ impl<G, K: Copy + Eq + std::hash::Hash> Table<G, K> {
         self.map.len()
     }
 
-    /// True when empty.
-    pub fn is_empty(&self) -> bool {
-        self.map.is_empty()
-    }
-
     /// Whether `key` is held (recency unchanged).
+    #[cfg(test)] // only the tests use it
     pub fn contains(&self, key: K) -> bool {
         self.map.contains_key(&key)
     }
@@ -619,6 +613,7 @@ impl<G, K: Copy + Eq + std::hash::Hash> Table<G, K> {
     }
 
     /// The item under `key`, made the most recently used.
+    #[cfg(test)] // only the tests use it
     pub fn get_mut(&mut self, key: K) -> Option<&mut G> {
         let s = self.find(key)?;
         self.touch(s);

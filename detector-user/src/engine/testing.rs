@@ -7,8 +7,8 @@
 use super::fields::Policy;
 use super::rules::TestCase;
 use super::Engine;
-use crate::enrich::identity::{Baseline, IdentityConfig};
 use crate::event::Event;
+use crate::policy::identities::{Baseline, IdentityConfig};
 
 /// Outcome of one case.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1387,7 +1387,8 @@ services:
   metrics-b: [10.213.0.11:9100]
 ";
     let policy = Policy {
-        identities: crate::enrich::identity::IdentityConfig::parse("identities.yaml", ids).unwrap(),
+        identities: crate::policy::identities::IdentityConfig::parse("identities.yaml", ids)
+            .unwrap(),
         ..Default::default()
     };
     let rules = crate::engine::load::load_rules(&[], false).unwrap();
@@ -1426,4 +1427,42 @@ services:
     assert!(c.services.is_empty() && c.destination_names.is_empty());
     let j = serde_json::to_value(c).unwrap();
     assert!(j.get("services").is_none() && j["evidence"][0]["net"].get("service").is_none());
+}
+
+/// Golden derived ids: an event rule's alert and a correlation's, under a fixed seed (ids hash
+/// the alert's rendered group with `keys::alert_group_hash`). A change of hash
+/// algorithm, of how keys are fed to it or of the id derivation changes these and must be
+/// deliberate (docs/alerts.md says when ids changed).
+#[test]
+fn derived_alert_ids_are_pinned() {
+    let src = format!(
+        "{BASE}  - id: e\n    title: E\n    severity: low\n    group-by: [process.identity, net.dst_port]\n    condition: {{kind: connect}}\n  - id: c\n    title: C\n    severity: high\n    suppress: 0s\n    correlation: {{type: value_count, rules: [conn], group-by: [process.identity], field: net.dst_addr, timespan: 10s, condition: {{gte: 2}}}}\n"
+    );
+    let rules = RuleSet::load(&[("t.yaml".into(), src)]).unwrap_or_else(|e| panic!("{e:?}"));
+    let mut e = Engine::new(
+        rules,
+        Policy::default(),
+        EngineOptions {
+            ids: IdMode::Derived(1),
+            reorder_tolerance: 0,
+            ..EngineOptions::default()
+        },
+    );
+    let p = proc_(100, 1, "web");
+    let evs = [
+        connect(1_000_000_000, p.clone(), "10.0.0.1", 22),
+        connect(1_100_000_000, p, "10.0.0.2", 22),
+    ];
+    let got: Vec<(String, String)> = run(&mut e, &evs)
+        .into_iter()
+        .map(|a| (a.rule.id, a.id))
+        .collect();
+    let want: Vec<(String, String)> = [
+        ("e", "1139717f-0ffc-807f-8346-c25efbe75add"),
+        ("c", "9711b6c7-97e3-8959-a32a-e97cb8010df4"),
+    ]
+    .iter()
+    .map(|(r, i)| (r.to_string(), i.to_string()))
+    .collect();
+    assert_eq!(got, want);
 }

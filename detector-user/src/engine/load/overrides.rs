@@ -1,6 +1,6 @@
 //! `overrides:` — tuning a rule defined elsewhere (the shipped pack) without copying it.
 //!
-//! A loader stage between [`super::rules::collect`] and compile: each override names a rule by
+//! A loader stage between [`super::collect`] and compile: each override names a rule by
 //! id and replaces some of its settings or appends to its condition and exceptions; the rule
 //! then compiles as if it had been written that way, so every check of the rule language
 //! applies to the result and a bad value is reported at its own position in the override's
@@ -21,9 +21,9 @@
 use std::borrow::Cow;
 use std::collections::HashMap;
 
-use super::rules::RawRule;
-use super::yaml::{Node, Pos, PosError, Value};
+use super::RawRule;
 use crate::input::excerpt;
+use crate::input::yaml::{Node, Pos, PosError, Value};
 
 /// Keys of one override.
 const OVERRIDE_KEYS: &[&str] = &[
@@ -492,9 +492,9 @@ mod tests {
     use crate::engine::fields::Policy;
     use crate::engine::rules::{Body, RuleSet};
     use crate::engine::testing::{run_all, Status};
-    use crate::engine::yaml::PosError;
     use crate::engine::{Engine, EngineOptions, IdMode};
     use crate::event::Event;
+    use crate::input::yaml::PosError;
 
     const PACK: &str = "lists:
   quiet: [/usr/bin/quiet]
@@ -904,7 +904,7 @@ tests:
     /// The shipped pack takes overrides of every kind, as docs/rules.md shows them.
     #[test]
     fn the_embedded_pack_takes_the_documented_overrides() {
-        let doc = include_str!("../../../docs/rules.md");
+        let doc = include_str!("../../../../docs/rules.md");
         let at = doc.find("## Overrides").unwrap();
         let block = doc[at..].split("```yaml\n").nth(1).unwrap();
         let example = block.split("```").next().unwrap();
