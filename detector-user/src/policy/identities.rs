@@ -629,7 +629,7 @@ pub struct Peers {
     text: HashSet<String>,
     /// Single addresses, with their port (`None`: any port).
     exact: HashSet<(IpAddr, Option<u16>)>,
-    /// Networks wider than one address.
+    /// Networks wider than one address, sorted.
     nets: Vec<AddrPattern>,
 }
 
@@ -644,7 +644,12 @@ impl Peers {
             if p.net.prefix_len() == p.net.max_prefix_len() {
                 self.exact.insert((p.net.addr(), p.port));
             } else {
-                self.nets.push(p);
+                // Kept sorted: two lists with the same entries are equal whatever their order
+                // (the baseline's write-then-read round trip sorts them; the fuzzer found it).
+                let i = self
+                    .nets
+                    .partition_point(|q| (q.net, q.port) < (p.net, p.port));
+                self.nets.insert(i, p);
             }
         }
         self.text.insert(entry);
@@ -747,5 +752,25 @@ impl Baseline {
     pub fn knows(&self, identity: &str, addr: Option<IpAddr>, port: u16) -> Option<bool> {
         let peers = self.peers.get(identity)?;
         Some(addr.is_some_and(|a| peers.knows(a, port)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Found by the fuzzer: the same networks in another order were a different baseline, so
+    /// a written baseline read back differed from the one written.
+    #[test]
+    fn peers_equal_whatever_the_order_and_round_trip() {
+        let a = "baseline:\n  u:\n    - \"fd00:1::/64:5432\"\n    - \"fd00:1::/64\"\n    - \"10.1.0.0/16:5\"\n";
+        let b = "baseline:\n  u:\n    - \"10.1.0.0/16:5\"\n    - \"fd00:1::/64\"\n    - \"fd00:1::/64:5432\"\n";
+        let (a, b) = match (Baseline::parse("a", a), Baseline::parse("b", b)) {
+            (Ok(a), Ok(b)) => (a, b),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(a, b);
+        let back = Baseline::parse("back", &a.to_yaml()).map_err(|e| e.to_string());
+        assert_eq!(back, Ok(a));
     }
 }
