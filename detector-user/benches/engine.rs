@@ -215,38 +215,8 @@ fn memory_1m_keys() {
     );
     let before = rss_kib();
     let mut out = Vec::new();
-    let p = Process {
-        tgid: 1,
-        identity: Some("a".into()),
-        ..Default::default()
-    };
     for i in 0..1_000_000u64 {
-        let ev = Event {
-            ts: 1_000_000_000 + i * 10_000,
-            kind: Kind::Connect,
-            process: Some(p.clone()),
-            exec: None,
-            fork: None,
-            exit: None,
-            net: Some(NetInfo {
-                protocol: Protocol::Tcp,
-                family: 4,
-                direction: Direction::Outbound,
-                src_addr: "0.0.0.0".into(),
-                src_port: 0,
-                dst_addr: format!("10.{}.{}.{}", i >> 16, (i >> 8) & 255, i & 255),
-                dst_port: 443,
-                outcome: Outcome::InProgress,
-                error: None,
-                conn: i,
-                dst_name: None,
-                off_host: None,
-                service: None,
-            }),
-            file: None,
-            loss: None,
-        };
-        e.process(&ev, &mut out);
+        e.process(&mem_event(i), &mut out);
     }
     e.finish(&mut out);
     let after = rss_kib();

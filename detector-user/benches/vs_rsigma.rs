@@ -261,39 +261,6 @@ fn throughput() {
     }
 }
 
-/// The 1 M live keys connect (one destination per key).
-fn mem_event(i: u64) -> Event {
-    Event {
-        ts: 1_000_000_000 + i * 10_000,
-        kind: Kind::Connect,
-        process: Some(Process {
-            tgid: 1,
-            identity: Some("a".into()),
-            ..Default::default()
-        }),
-        exec: None,
-        fork: None,
-        exit: None,
-        net: Some(NetInfo {
-            protocol: Protocol::Tcp,
-            family: 4,
-            direction: Direction::Outbound,
-            src_addr: "0.0.0.0".into(),
-            src_port: 0,
-            dst_addr: format!("10.{}.{}.{}", i >> 16, (i >> 8) & 255, i & 255),
-            dst_port: 443,
-            outcome: Outcome::InProgress,
-            error: None,
-            conn: i,
-            dst_name: None,
-            off_host: None,
-            service: None,
-        }),
-        file: None,
-        loss: None,
-    }
-}
-
 /// In a child process: 1 M live window keys in engine `which`; prints the RSS growth (MiB).
 fn memory_child(which: &str) {
     let src = "rules:\n  - id: c\n    title: c\n    severity: low\n    alert: false\n    condition: {kind: connect}\n  - id: k\n    title: k\n    severity: low\n    correlation: {type: event_count, rules: [c], group-by: [net.dst_addr], timespan: 1h, condition: {gte: 1000}}\n";

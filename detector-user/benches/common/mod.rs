@@ -157,3 +157,36 @@ pub fn pin() {
         eprintln!("engine bench: could not pin to CPU {cpu}; running unpinned");
     }
 }
+
+/// The 1 M live keys connect (one destination per key).
+pub fn mem_event(i: u64) -> Event {
+    Event {
+        ts: 1_000_000_000 + i * 10_000,
+        kind: Kind::Connect,
+        process: Some(Process {
+            tgid: 1,
+            identity: Some("a".into()),
+            ..Default::default()
+        }),
+        exec: None,
+        fork: None,
+        exit: None,
+        net: Some(NetInfo {
+            protocol: Protocol::Tcp,
+            family: 4,
+            direction: Direction::Outbound,
+            src_addr: "0.0.0.0".into(),
+            src_port: 0,
+            dst_addr: format!("10.{}.{}.{}", i >> 16, (i >> 8) & 255, i & 255),
+            dst_port: 443,
+            outcome: Outcome::InProgress,
+            error: None,
+            conn: i,
+            dst_name: None,
+            off_host: None,
+            service: None,
+        }),
+        file: None,
+        loss: None,
+    }
+}
