@@ -852,7 +852,10 @@ impl Pod {
             .join("volumes/kubernetes.io~projected/kube-api-access-dt");
         let ts = vol.join("..2026_01_01_00_00_00.000000001");
         std::fs::create_dir_all(&ts).expect("pod volume");
-        std::fs::write(ts.join("token"), "eyJhbGciOiJSUzI1NiJ9.dt.sig").expect("pod volume");
+        // Each pod's token is its own (as the API server signs one per pod): two pods with the
+        // same token would be one credential shared by both pods' users.
+        std::fs::write(ts.join("token"), format!("eyJhbGciOiJSUzI1NiJ9.{uid}.sig"))
+            .expect("pod volume");
         std::fs::write(ts.join("namespace"), "default").expect("pod volume");
         std::os::unix::fs::symlink("..2026_01_01_00_00_00.000000001", vol.join("..data"))
             .expect("pod volume");
