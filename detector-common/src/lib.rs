@@ -233,6 +233,24 @@ pub struct WatchKey {
     pub ino: u64,
 }
 
+/// Key of the `WATCHED_NAMES` map: a watched file's name in its directory, as the dentry cache
+/// holds it (the directory by device and inode, the name by its precomputed
+/// `d_name.hash_len`). Programs learn it from opens that matched `WATCHED` by inode, so that a
+/// file replaced by rename (the shadow suite, editors and token writers write a new file and
+/// rename it over the old) still matches by name until userspace has added the new inode.
+/// Userspace only deletes entries (those of retired watch ids).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct NameKey {
+    /// Kernel device number of the directory (and the file).
+    pub dev: u64,
+    /// Inode number of the directory.
+    pub dir_ino: u64,
+    /// `dentry.d_name.hash_len`: the name's hash (the kernel salts it with the directory's
+    /// dentry) and length.
+    pub hash_len: u64,
+}
+
 /// The `WATCH_BITS` prefilter in front of `WATCHED`: one bit per hash slot of a watched
 /// (dev, inode). Every open and every buffered read of every file checks it, and a clear bit
 /// (nearly every file) skips the hash-map lookup (≈20 ns here) for an inlined array load.
@@ -344,6 +362,10 @@ pub struct KernelOffsets {
     pub dentry_name: u32,
     /// `dentry.d_parent`
     pub dentry_parent: u32,
+    /// `dentry.d_name.hash_len`
+    pub dentry_hash_len: u32,
+    /// `dentry.d_inode`
+    pub dentry_inode: u32,
     /// `mm_struct.arg_start`
     pub mm_arg_start: u32,
     /// `mm_struct.arg_end`
@@ -411,6 +433,8 @@ impl KernelOffsets {
             sb_magic: NO_OFFSET,
             dentry_name: NO_OFFSET,
             dentry_parent: NO_OFFSET,
+            dentry_hash_len: NO_OFFSET,
+            dentry_inode: NO_OFFSET,
             mm_arg_start: NO_OFFSET,
             mm_arg_end: NO_OFFSET,
             sock_err: NO_OFFSET,
@@ -546,6 +570,13 @@ pub mod direct {
     pub const KERNFS_NODE_ID: i16 = BASE + 53;
     /// `kiocb.ki_filp`
     pub const KIOCB_FILP: i16 = BASE + 54;
+    /// `dentry.d_name.hash` (a 4-byte load: 6.1's verifier refuses 8 bytes at the union's
+    /// first member, `hash`, where `hash_len` overlays it)
+    pub const DENTRY_HASH: i16 = BASE + 55;
+    /// `dentry.d_inode`
+    pub const DENTRY_INODE: i16 = BASE + 56;
+    /// `dentry.d_name.len`
+    pub const DENTRY_NAME_LEN: i16 = BASE + 57;
 
     /// Immediate of the placeholder `call` that userspace turns into a kfunc call of
     /// `bpf_rdonly_cast(ptr, btf_id)` (which the verifier inlines as a move): it types a
@@ -616,6 +647,9 @@ pub mod direct {
         (CGROUP_KN, "cgroup", "kn"),
         (KERNFS_NODE_ID, "kernfs_node", "id"),
         (KIOCB_FILP, "kiocb", "ki_filp"),
+        (DENTRY_HASH, "dentry", "d_name.hash"),
+        (DENTRY_INODE, "dentry", "d_inode"),
+        (DENTRY_NAME_LEN, "dentry", "d_name.len"),
     ];
 
     /// Second halves of 16-byte members: (placeholder, struct, member, bytes past the member's
@@ -916,6 +950,10 @@ pub mod names {
         pub const WATCHED: &str = "WATCHED";
         /// `WATCH_BITS`
         pub const WATCH_BITS: &str = "WATCH_BITS";
+        /// `WATCHED_NAMES`
+        pub const WATCHED_NAMES: &str = "WATCHED_NAMES";
+        /// `NAME_BITS`
+        pub const NAME_BITS: &str = "NAME_BITS";
         /// `IOU_OPENS`
         pub const IOU_OPENS: &str = "IOU_OPENS";
         /// `RECENT`
@@ -934,6 +972,8 @@ pub mod names {
             PROCS,
             WATCHED,
             WATCH_BITS,
+            WATCHED_NAMES,
+            NAME_BITS,
             IOU_OPENS,
             RECENT,
             LISTENERS,
@@ -965,8 +1005,9 @@ const _: () = {
     assert!(size_of::<FileEvent>() == 480);
     assert!(size_of::<DnsEvent>() == 1344);
     assert!(size_of::<WatchKey>() == 16);
+    assert!(size_of::<NameKey>() == 24);
     assert!(size_of::<ListenKey>() == 8);
-    assert!(size_of::<KernelOffsets>() == 156);
+    assert!(size_of::<KernelOffsets>() == 164);
     assert!(size_of::<TracepointOffsets>() == 84);
     assert!(size_of::<AgentConfig>() == 16);
 };
@@ -978,6 +1019,7 @@ mod pod {
     // explicit padding: every bit pattern is a valid value.
     unsafe impl aya::Pod for Header {}
     unsafe impl aya::Pod for WatchKey {}
+    unsafe impl aya::Pod for NameKey {}
     unsafe impl aya::Pod for ListenKey {}
     unsafe impl aya::Pod for KernelOffsets {}
     unsafe impl aya::Pod for TracepointOffsets {}

@@ -21,7 +21,7 @@ use aya_ebpf::{
     programs::{FEntryContext, TracePointContext},
 };
 use detector_common::{
-    counter, direct as d, kind, tp_fixed, via, watch, watch_bits, FileEvent, WatchKey,
+    counter, direct as d, kind, tp_fixed, via, watch, watch_bits, FileEvent, NameKey, WatchKey,
     DENTRY_DEPTH, NO_OFFSET,
 };
 
@@ -66,6 +66,108 @@ fn watched(dev: u64, ino: u64) -> Option<u32> {
     // SAFETY: the map value stays valid for this program run (RCU); it is plain data, read right
     // away.
     unsafe { WATCHED.get(&WatchKey { dev, ino }) }.copied()
+}
+
+/// A watched file's name in its directory → watch id (see `NameKey`), learned by the programs
+/// from opens that matched `WATCHED` by inode. A least-recently-used map: it cannot fill, and
+/// userspace deletes the entries of retired watch ids.
+#[map]
+static WATCHED_NAMES: LruHashMap<NameKey, u32> = LruHashMap::with_max_entries(16384, 0);
+
+/// Prefilter in front of `WATCHED_NAMES` (slots as `watch_bits::slot`), set by the programs as
+/// they learn a name and never cleared: a stale bit costs one lookup, nothing more.
+#[map]
+static NAME_BITS: Array<[u64; watch_bits::WORDS]> = Array::with_max_entries(1, 0);
+
+/// `file`'s dentry and the precomputed hash and length of its name (`D`: direct loads).
+#[inline(always)]
+fn name_hash<const D: bool>(file: u64) -> Option<(u64, u64)> {
+    if D {
+        let dentry = dl!(u64, file, d::FILE_DENTRY);
+        if dentry == 0 {
+            return None;
+        }
+        // `hash_len` as the kernel lays it out on x86_64: hash in the low half, length above.
+        let hash = dl!(u32, dentry, d::DENTRY_HASH) as u64;
+        let len = dl!(u32, dentry, d::DENTRY_NAME_LEN) as u64;
+        return Some((dentry, hash | len << 32));
+    }
+    let dentry: u64 = kread(file, global!(KOFF.file_dentry))?;
+    Some((dentry, kread(dentry, global!(KOFF.dentry_hash_len))?))
+}
+
+/// The `WATCHED_NAMES` key of `dentry` (named by `hash_len`) on device `dev`: its directory's
+/// inode number (a number: a dentry's address would be a pointer the verifier keeps out of
+/// keys and arithmetic).
+#[inline(always)]
+fn name_key<const D: bool>(dentry: u64, hash_len: u64, dev: u64) -> Option<NameKey> {
+    let dir_ino = if D {
+        let parent = dl!(u64, dentry, d::DENTRY_PARENT);
+        // A root has itself as parent: no name to match.
+        if parent == 0 || parent == dentry {
+            return None;
+        }
+        let inode = dl!(u64, parent, d::DENTRY_INODE);
+        if inode == 0 {
+            return None;
+        }
+        dl!(u64, inode, d::INODE_INO)
+    } else {
+        let parent: u64 = kread(dentry, global!(KOFF.dentry_parent))?;
+        if parent == dentry {
+            return None;
+        }
+        let inode: u64 = kread(parent, global!(KOFF.dentry_inode))?;
+        kread(inode, global!(KOFF.inode_ino))?
+    };
+    Some(NameKey {
+        dev,
+        dir_ino,
+        hash_len,
+    })
+}
+
+/// Remembers the name under which watched file `w` was just opened (when it is new), so that
+/// a replacement of the file by rename matches at once (see `watched_name`).
+#[inline(always)]
+fn learn_name<const D: bool>(file: u64, dev: u64, w: u32) {
+    let Some((dentry, hash_len)) = name_hash::<D>(file) else {
+        return;
+    };
+    let Some(key) = name_key::<D>(dentry, hash_len, dev) else {
+        return;
+    };
+    // SAFETY: the map value stays valid for this program run (RCU); it is plain data, read right
+    // away.
+    if unsafe { WATCHED_NAMES.get(&key) }.copied() == Some(w) {
+        return;
+    }
+    let _ = WATCHED_NAMES.insert(&key, &w, 0);
+    let (word, mask) = watch_bits::slot(0, hash_len);
+    if let Some(bits) = NAME_BITS.get_ptr_mut(0) {
+        // SAFETY: a valid map value pointer for this run; the index is masked into the array.
+        // Not atomic: two CPUs learning at once may lose one bit, which the next open of that
+        // file by inode sets again.
+        unsafe { (*bits)[word & (watch_bits::WORDS - 1)] |= mask };
+    }
+}
+
+/// The watch id of the file whose name `file` now has in its directory, for an inode not (yet)
+/// watched: a watched file replaced by rename, before userspace has added the new inode. Most
+/// opens leave at the bitmap: two loads and a bit test.
+#[inline(always)]
+fn watched_name<const D: bool>(file: u64, dev: u64) -> Option<u32> {
+    let (dentry, hash_len) = name_hash::<D>(file)?;
+    // The name's hash is already salted by its directory: it alone picks the slot.
+    let (word, mask) = watch_bits::slot(0, hash_len);
+    let bits = NAME_BITS.get(0)?;
+    if bits.get(word & (watch_bits::WORDS - 1))? & mask == 0 {
+        return None;
+    }
+    let key = name_key::<D>(dentry, hash_len, dev)?;
+    // SAFETY: the map value stays valid for this program run (RCU); it is plain data, read right
+    // away.
+    unsafe { WATCHED_NAMES.get(&key) }.copied()
 }
 
 /// io_uring OPENAT/OPENAT2 requests in flight: request → opcode.
@@ -452,6 +554,8 @@ fn opened(fd: u64, how: u32, path_arg: u32) {
 fn opened_file<const D: bool>(file: u64, how: u32, path_arg: u32) {
     let Some(id) = file_id::<D>(file) else { return };
     if let Some(w) = watched(id.dev, id.ino) {
+        // The agent's own opens teach names too: it opens every file it starts to watch.
+        learn_name::<D>(file, id.dev, w);
         if is_agent((bpf_get_current_pid_tgid() >> 32) as u32) {
             return;
         }
@@ -472,6 +576,11 @@ fn opened_file<const D: bool>(file: u64, how: u32, path_arg: u32) {
                 path_arg,
             );
         }
+    } else if let Some(w) = watched_name::<D>(file, id.dev) {
+        if is_agent((bpf_get_current_pid_tgid() >> 32) as u32) {
+            return;
+        }
+        report::<D>(&id, w, 0, kind::FILE_OPEN, how, path_arg);
     }
 }
 

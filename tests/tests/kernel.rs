@@ -253,6 +253,50 @@ fn replaced_credential_is_picked_up() {
     );
 }
 
+/// A credential replaced by rename (the shadow suite, editors and token writers write a new
+/// file and rename it over the old one) is a new inode the agent adds only once inotify has
+/// told it. Opens in between match by the name the programs learned from the old file: the
+/// reader below opens the new file before the consumer has run at all. Measured before this
+/// (`useradd`/`userdel` in a loop beside 3,000 `cat /etc/shadow`): 241 reads unseen.
+#[test]
+fn a_credential_replaced_by_rename_is_seen_before_the_agent_rescans() {
+    let (s, secret, mut agent) = watched("renamed");
+    for round in 0..3 {
+        // The file being replaced (the new one cannot share its inode number while it lives).
+        let old_ino = ino(&secret);
+        let tmp = s.file("creds/secret.key+", &format!("ROTATED {round}"));
+        std::fs::rename(&tmp, &secret).unwrap();
+        assert!(
+            !agent
+                .cap
+                .source
+                .watch_list()
+                .keys()
+                .any(|k| k.ino == ino(&secret)),
+            "the new inode is already watched: the test would prove nothing"
+        );
+        let (pid, _) = actor(&["open", secret.to_str().unwrap()]);
+        let e = cred_open_by(&mut agent, pid);
+        let f = e.file.as_ref().unwrap();
+        assert_eq!(f.ino, ino(&secret), "round {round}: {f:?}");
+        assert_ne!(f.ino, old_ino);
+        assert_eq!(f.watched, secret.display().to_string(), "{f:?}");
+        assert_eq!(f.category, "token");
+        // The consumer has rescanned since (inotify): the new inode is watched by now.
+        agent.pump(Duration::from_millis(100));
+        assert!(agent.cap.source.watch_list().watches(&secret));
+    }
+    // Another file of the directory does not match the learned name.
+    let other = s.file("creds/other.txt", "benign");
+    let (pid, _) = actor(&["open", other.to_str().unwrap()]);
+    agent.pump(Duration::from_millis(300));
+    assert!(
+        !agent.of(pid).iter().any(|e| e.kind == Kind::CredOpen),
+        "{:#?}",
+        agent.of(pid)
+    );
+}
+
 /// The directories holding watched files are watched for added and replaced entries only. An
 /// event a child can raise (ATTRIB, OPEN, ACCESS, MODIFY, CLOSE_*) in the mask would make every
 /// open and close of every other file there (all of /etc, every home) walk fsnotify's parent

@@ -2,7 +2,7 @@
 //! kernel maps, and drains the ring buffer in batches.
 
 use std::{
-    os::fd::AsRawFd,
+    os::{fd::AsRawFd, unix::fs::OpenOptionsExt as _},
     path::PathBuf,
     time::{Duration, Instant},
 };
@@ -133,6 +133,7 @@ struct LoadedRest {
     counters: aya::maps::PerCpuArray<MapData, u64>,
     watched: aya::maps::HashMap<MapData, detector_common::WatchKey, u32>,
     watch_bits: aya::maps::Array<MapData, [u64; detector_common::watch_bits::WORDS]>,
+    watched_names: aya::maps::HashMap<MapData, detector_common::NameKey, u32>,
     bits: super::watchbits::WatchBits,
     consumer_idle: aya::maps::Array<MapData, u32>,
     listeners: aya::maps::HashMap<MapData, ListenKey, Header>,
@@ -170,6 +171,7 @@ impl KernelSource {
             counters,
             watched,
             watch_bits,
+            watched_names,
             consumer_idle,
             listeners,
             status,
@@ -197,6 +199,7 @@ impl KernelSource {
                 counters,
                 watched,
                 watch_bits,
+                watched_names,
                 bits: Default::default(),
                 consumer_idle,
                 listeners,
@@ -281,6 +284,7 @@ impl KernelSource {
                     msg: e.to_string(),
                 })?;
         }
+        self.teach_names(&delta);
         if !delta.added.is_empty() || !delta.removed.is_empty() {
             tracing::debug!(
                 added = delta.added.len(),
@@ -291,6 +295,35 @@ impl KernelSource {
         }
         self.last_rescan = Instant::now();
         Ok((delta.added.len(), delta.removed.len()))
+    }
+
+    /// Opens each newly watched file (`O_PATH`: no read, no access time, no side effect), so
+    /// that the programs learn its name in its directory now (they learn from any open that
+    /// matches by inode, the agent's own included): a later replacement of the file by rename
+    /// then matches by name before this agent has added the new inode. Then forgets the
+    /// names of files no longer watched.
+    fn teach_names(&mut self, delta: &watchlist::Delta) {
+        for (_, id) in &delta.added {
+            if let Some(w) = self.watch.get(*id) {
+                let _ = std::fs::OpenOptions::new()
+                    .read(true)
+                    .custom_flags(libc::O_PATH | libc::O_CLOEXEC)
+                    .open(&w.path);
+            }
+        }
+        if delta.removed.is_empty() {
+            return;
+        }
+        let names = &mut self.loaded_rest.watched_names;
+        let dead: Vec<detector_common::NameKey> = names
+            .iter()
+            .filter_map(Result::ok)
+            .filter(|(_, id)| !self.watch.is_live(*id))
+            .map(|(k, _)| k)
+            .collect();
+        for k in dead {
+            let _ = names.remove(&k);
+        }
     }
 
     fn arm_inotify(&mut self) {

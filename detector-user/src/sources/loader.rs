@@ -396,6 +396,8 @@ pub struct Loaded {
     pub watched: BpfHashMap<MapData, WatchKey, u32>,
     /// The prefilter bitmap in front of `watched` (one element).
     pub watch_bits: aya::maps::Array<MapData, [u64; detector_common::watch_bits::WORDS]>,
+    /// Watched files' names the programs learned → id (userspace deletes retired ids).
+    pub watched_names: BpfHashMap<MapData, detector_common::NameKey, u32>,
     /// The consumer's "asleep, wake me" flag (one element).
     pub consumer_idle: aya::maps::Array<MapData, u32>,
     /// Listening ports → listener.
@@ -768,6 +770,7 @@ fn load_object(
     let counters = take_map(&mut ebpf, M::COUNTERS)?;
     let watched = take_map(&mut ebpf, M::WATCHED)?;
     let watch_bits = take_map(&mut ebpf, M::WATCH_BITS)?;
+    let watched_names = take_map(&mut ebpf, M::WATCHED_NAMES)?;
     let consumer_idle = take_map(&mut ebpf, M::CONSUMER_IDLE)?;
     let listeners = take_map(&mut ebpf, M::LISTENERS)?;
     Ok(Loaded {
@@ -777,6 +780,7 @@ fn load_object(
         counters,
         watched,
         watch_bits,
+        watched_names,
         consumer_idle,
         listeners,
         status,

@@ -136,6 +136,8 @@ impl BtfResolver {
         k.sb_magic = o("super_block", "s_magic");
         k.dentry_name = o("dentry", "d_name.name");
         k.dentry_parent = o("dentry", "d_parent");
+        k.dentry_hash_len = o("dentry", "d_name.hash_len");
+        k.dentry_inode = o("dentry", "d_inode");
         k.mm_arg_start = o("mm_struct", "arg_start");
         k.mm_arg_end = o("mm_struct", "arg_end");
         k.sock_err = o("sock", "sk_err");

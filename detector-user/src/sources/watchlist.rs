@@ -355,6 +355,11 @@ impl WatchList {
         self.by_id.values().any(|w| w.path == path)
     }
 
+    /// Whether `id` is a file watched now (not a retired one).
+    pub fn is_live(&self, id: u32) -> bool {
+        self.by_id.contains_key(&id)
+    }
+
     /// The watched file with this id.
     /// A file removed from the list lately is still found (the last [`RETIRED_KEPT`]): ids
     /// are never reused, so it is the file the kernel matched.

@@ -182,10 +182,20 @@ fn start_agent(watch: &str, hooks_files: bool, helper_reads: bool) -> Running {
             }
             tx.send(cap.source.program_ids()).expect("ready");
             let mut buf = Vec::new();
+            // The loss counter is published as it grows (at most every 10 ms: it is a map
+            // read), so that each workload's losses can be told apart.
+            let mut published = Instant::now();
             while !s.load(Ordering::Relaxed) {
                 buf.clear();
                 cap.next_events(&mut buf).await.expect("capture");
                 e.fetch_add(buf.len() as u64, Ordering::Relaxed);
+                if published.elapsed() >= Duration::from_millis(10) {
+                    published = Instant::now();
+                    l.store(
+                        cap.source.counter(detector_common::counter::LOST),
+                        Ordering::Relaxed,
+                    );
+                }
             }
             buf.clear();
             let mut recs = Vec::new();
@@ -207,6 +217,22 @@ fn start_agent(watch: &str, hooks_files: bool, helper_reads: bool) -> Running {
         events,
         lost,
         handle,
+    }
+}
+
+/// Waits until the consumer has caught up (no new events for 20 ms, and the loss counter
+/// published since), then returns (events consumed, kernel losses) so far: a workload's own
+/// figures are the difference around it.
+fn settle(r: &Running) -> (u64, u64) {
+    std::thread::sleep(Duration::from_millis(20));
+    let mut last = r.events.load(Ordering::Relaxed);
+    loop {
+        std::thread::sleep(Duration::from_millis(20));
+        let now = r.events.load(Ordering::Relaxed);
+        if now == last {
+            return (now, r.lost.load(Ordering::Relaxed));
+        }
+        last = now;
     }
 }
 
@@ -544,6 +570,18 @@ fn main() {
     if stats_mode {
         args.remove(0);
     }
+    // `--only TEXT`: the workloads whose name contains TEXT (to look at one closely).
+    let only = args.iter().position(|a| a == "--only").map(|i| {
+        let v = args.get(i + 1).cloned().unwrap_or_default();
+        args.drain(i..(i + 2).min(args.len()));
+        v
+    });
+    // `--ops N`: operations per phase for every workload run (more for a steadier median).
+    let ops = args.iter().position(|a| a == "--ops").map(|i| {
+        let v = args.get(i + 1).and_then(|v| v.parse::<u64>().ok());
+        args.drain(i..(i + 2).min(args.len()));
+        v.expect("--ops takes a number")
+    });
     let rounds: usize = args.first().and_then(|s| s.parse().ok()).unwrap_or(5);
     let dir = std::path::PathBuf::from(format!("/var/tmp/kbench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("dir");
@@ -553,7 +591,14 @@ fn main() {
     std::fs::write(&watched, "x").expect("write");
     let watch = format!("{}/secret.key token\n", dir.display());
     let c = |p: &std::path::Path| CString::new(p.as_os_str().as_encoded_bytes()).expect("path");
-    let loads = workloads(c(&benign), c(&watched));
+    let mut loads = workloads(c(&benign), c(&watched));
+    if let Some(o) = &only {
+        loads.retain(|w| w.0.contains(o.as_str()));
+        assert!(!loads.is_empty(), "no workload named like {o:?}");
+    }
+    if let Some(n) = ops {
+        loads.iter_mut().for_each(|w| w.1 = n);
+    }
     pin(0);
     if stats_mode {
         stats(rounds, &loads, &watch);
@@ -568,6 +613,8 @@ fn main() {
     let mut floor: Vec<Vec<f64>> = vec![Vec::new(); loads.len()];
     let mut emitted = 0u64;
     let mut lost = 0u64;
+    // Per workload, over both attached phases: (records consumed, kernel losses).
+    let mut per_load = vec![(0u64, 0u64); loads.len()];
     let measure = |w: &Workload| {
         let t = Instant::now();
         let own = (w.2)(w.1);
@@ -578,22 +625,22 @@ fn main() {
         for (i, w) in loads.iter().enumerate() {
             base[i].push(measure(w));
         }
-        // B: agent attached and consuming (direct loads).
-        let agent = start_agent(&watch, true, false);
-        for (i, w) in loads.iter().enumerate() {
-            att[i].push(measure(w));
+        // B: agent attached and consuming (direct loads); C: the same with helper-call reads
+        // (the fallback, and the code before direct loads).
+        for (helper_reads, into) in [(false, &mut att), (true, &mut helper)] {
+            let agent = start_agent(&watch, true, helper_reads);
+            let mut before = settle(&agent);
+            for (i, w) in loads.iter().enumerate() {
+                into[i].push(measure(w));
+                let after = settle(&agent);
+                per_load[i].0 += after.0 - before.0;
+                per_load[i].1 += after.1 - before.1;
+                before = after;
+            }
+            let (e, l) = stop_agent(agent);
+            emitted += e;
+            lost += l;
         }
-        let (e, l) = stop_agent(agent);
-        emitted += e;
-        lost += l;
-        // C: the same with helper-call reads (the fallback, and the code before direct loads).
-        let agent = start_agent(&watch, true, true);
-        for (i, w) in loads.iter().enumerate() {
-            helper[i].push(measure(w));
-        }
-        let (e, l) = stop_agent(agent);
-        emitted += e;
-        lost += l;
         // D: only empty programs on the same hooks (the floor).
         let calib = start_floor();
         for (i, w) in loads.iter().enumerate() {
@@ -645,13 +692,27 @@ fn main() {
     }
     let (mb, ma) = (median(&mut co_base.clone()), median(&mut co_att.clone()));
     println!(
-        "| getppid, no syscall tracepoint (--hooks process,net,reads) | {} | {mb:.0} | – | {ma:.0} | – | – | – | {} | – | – | – | {:.0} | – |",
+        "| {}, no syscall tracepoint (--hooks process,net,reads) | {} | {mb:.0} | – | {ma:.0} | – | – | – | {} | – | – | – | {:.0} | – |",
+        loads[0].0,
         loads[0].1,
         ratio(&co_base, &co_att),
         ma - mb
     );
     println!();
     println!("records consumed in attached phases: {emitted}, kernel losses: {lost}");
+    println!();
+    println!(
+        "| workload | records consumed (direct + helper phases) | kernel losses | records per op |"
+    );
+    println!("|---|---:|---:|---:|");
+    for (i, w) in loads.iter().enumerate() {
+        let (e, l) = per_load[i];
+        println!(
+            "| {} | {e} | {l} | {:.2} |",
+            w.0,
+            (e + l) as f64 / (2 * rounds as u64 * w.1) as f64
+        );
+    }
 
     // Burst: 500k records/s for one second.
     let agent = start_agent(&watch, true, false);
