@@ -8,7 +8,7 @@
 use std::borrow::Cow;
 use std::net::IpAddr;
 
-use crate::event::{Event, Process};
+use crate::event::{Event, FileInfo, NetInfo, Process};
 use crate::policy::identities::{Baseline, IdentityConfig};
 
 /// What type a field has, so that literals are checked when rules load.
@@ -278,14 +278,7 @@ fn get_ip<'a>(
         // What fan-out counts: the name when the agent saw it resolved (the addresses of one
         // name tried in turn are one host), else the address.
         DstHost => n.map(|n| Val::Str(Cow::Borrowed(n.dst_name.as_deref().unwrap_or(&n.dst_addr)))),
-        OffHost => {
-            let n = n?;
-            Some(Val::Bool(match n.off_host {
-                Some(v) => v,
-                // Recordings without the field: only the address decides.
-                None => dst_ip().is_some_and(|ip| !is_this_host(ip)),
-            }))
-        }
+        OffHost => n.map(|n| Val::Bool(off_host(n, dst_ip))),
         Contact => n.map(|n| Val::Bool(is_contact(ev.kind, n))),
         Service => {
             let n = n?;
@@ -294,18 +287,8 @@ fn get_ip<'a>(
                 .service_name(ip, n.dst_port)
                 .map(|x| Val::Str(Cow::Owned(x.to_string())))
         }
-        PeerAllowed | Novel => {
-            let n = n?;
-            let id = p?.identity.as_deref()?;
-            let ip = dst_ip();
-            let declared = ip.and_then(|ip| pol.identities.peer_declared(id, ip, n.dst_port));
-            let learned = pol.baseline.knows(id, ip, n.dst_port);
-            let allowed = match (declared, learned) {
-                (None, None) => return None,
-                (a, b) => a.unwrap_or(false) || b.unwrap_or(false),
-            };
-            Some(Val::Bool(if f == Novel { !allowed } else { allowed }))
-        }
+        PeerAllowed => peer_allowed(n?, p?, pol, dst_ip).map(Val::Bool),
+        Novel => peer_allowed(n?, p?, pol, dst_ip).map(|allowed| Val::Bool(!allowed)),
         Watched => fl.and_then(|x| s(&x.watched)),
         Category => fl.and_then(|x| s(&x.category)),
         FilePath => fl.and_then(|x| os(&x.path)),
@@ -322,17 +305,44 @@ fn get_ip<'a>(
             .and_then(|x| x.mtime)
             .map(|m| Val::Int((ev.ts.saturating_sub(m) / NS_PER_DAY) as i64)),
         HomeUser => fl.and_then(|x| home_user(&x.watched)).and_then(s),
-        Owned => {
-            let (fl, p) = (fl?, p?);
-            let id = p.identity.as_deref().unwrap_or_default();
-            pol.identities
-                .owns(id, &fl.watched)
-                .or_else(|| derived_owned(p, &fl.watched, &fl.category))
-                .map(Val::Bool)
-        }
+        Owned => owned(fl?, p?, pol).map(Val::Bool),
         LossCpu => ev.loss.as_ref().and_then(|x| i(x.cpu.into())),
         LossCount => ev.loss.as_ref().and_then(|x| i(x.count)),
     }
+}
+
+/// `net.off_host`: as the agent saw it, else (recordings without the field) from the address.
+fn off_host(n: &NetInfo, dst_ip: impl FnOnce() -> Option<IpAddr>) -> bool {
+    match n.off_host {
+        Some(v) => v,
+        None => dst_ip().is_some_and(|ip| !is_this_host(ip)),
+    }
+}
+
+/// Whether the identity of `p` may contact the destination: declared, or learned by the
+/// baseline (`None`: neither knows).
+fn peer_allowed(
+    n: &NetInfo,
+    p: &Process,
+    pol: &Policy,
+    dst_ip: impl FnOnce() -> Option<IpAddr>,
+) -> Option<bool> {
+    let id = p.identity.as_deref()?;
+    let ip = dst_ip();
+    let declared = ip.and_then(|ip| pol.identities.peer_declared(id, ip, n.dst_port));
+    let learned = pol.baseline.knows(id, ip, n.dst_port);
+    match (declared, learned) {
+        (None, None) => None,
+        (a, b) => Some(a.unwrap_or(false) || b.unwrap_or(false)),
+    }
+}
+
+/// Whether the process's identity owns the watched credential (declared, else derived).
+fn owned(fl: &FileInfo, p: &Process, pol: &Policy) -> Option<bool> {
+    let id = p.identity.as_deref().unwrap_or_default();
+    pol.identities
+        .owns(id, &fl.watched)
+        .or_else(|| derived_owned(p, &fl.watched, &fl.category))
 }
 
 /// True for an address that always means this host: unspecified or loopback (also as an
