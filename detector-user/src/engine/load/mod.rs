@@ -222,36 +222,7 @@ impl RuleSet {
             ..RuleSet::default()
         };
         if errs.is_empty() {
-            // Leave the disabled rules out; correlation steps follow their rules' new places
-            // (no enabled correlation references a disabled rule: `overrides::apply` checked).
-            let keep: Vec<bool> = raws
-                .iter()
-                .map(|r| !applied.disabled.contains_key(&r.id))
-                .collect();
-            let mut new_at = vec![usize::MAX; raws.len()];
-            let mut n = 0;
-            for (i, &k) in keep.iter().enumerate() {
-                if k {
-                    new_at[i] = n;
-                    n += 1;
-                }
-            }
-            let kept_raws: Vec<&RawRule<'_>> = raws
-                .iter()
-                .zip(&keep)
-                .filter_map(|(r, &k)| k.then_some(r))
-                .collect();
-            for (mut r, k) in compiled.into_iter().zip(&keep) {
-                if !k {
-                    continue;
-                }
-                if let Body::Correlation(c) = &mut r.body {
-                    for s in &mut c.steps {
-                        *s = new_at[*s];
-                    }
-                }
-                set.rules.push(r);
-            }
+            let kept_raws = keep_enabled(&mut set, compiled, &raws, &applied);
             apply_generate(&mut set.rules, &kept_raws, &mut errs);
         }
         for t in test_nodes {
@@ -272,6 +243,47 @@ impl RuleSet {
         set.warnings = warns;
         Ok(set)
     }
+}
+
+/// Puts the enabled rules of `compiled` (aligned with `raws`) into `set`, leaving the
+/// disabled ones out; correlation steps follow their rules' new places (no enabled correlation
+/// references a disabled rule: `overrides::apply` checked). Returns the kept rules' raw forms,
+/// aligned with `set.rules`.
+fn keep_enabled<'r, 'a>(
+    set: &mut RuleSet,
+    compiled: Vec<Rule>,
+    raws: &'r [RawRule<'a>],
+    applied: &overrides::Applied,
+) -> Vec<&'r RawRule<'a>> {
+    let keep: Vec<bool> = raws
+        .iter()
+        .map(|r| !applied.disabled.contains_key(&r.id))
+        .collect();
+    let mut new_at = vec![usize::MAX; raws.len()];
+    let mut n = 0;
+    for (i, &k) in keep.iter().enumerate() {
+        if k {
+            new_at[i] = n;
+            n += 1;
+        }
+    }
+    let kept_raws: Vec<&RawRule<'_>> = raws
+        .iter()
+        .zip(&keep)
+        .filter_map(|(r, &k)| k.then_some(r))
+        .collect();
+    for (mut r, k) in compiled.into_iter().zip(&keep) {
+        if !k {
+            continue;
+        }
+        if let Body::Correlation(c) = &mut r.body {
+            for s in &mut c.steps {
+                *s = new_at[*s];
+            }
+        }
+        set.rules.push(r);
+    }
+    kept_raws
 }
 
 /// Sorts problems by file and position.

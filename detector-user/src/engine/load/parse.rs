@@ -112,56 +112,10 @@ pub fn collect<'a>(docs: &'a [Node], errs: &mut Vec<PosError>) -> Collected<'a> 
             }
         };
         if let Some(l) = f.get("lists") {
-            match l.as_map() {
-                Ok(m) => {
-                    for (name, kn, v) in m {
-                        match v.as_seq() {
-                            Ok(items) => {
-                                if !lists.insert(name.to_string(), &kn.pos, items.to_vec()) {
-                                    errs.push(PosError::new(
-                                        &kn.pos,
-                                        format!("duplicate list `{name}`"),
-                                    ));
-                                }
-                            }
-                            Err(e) => errs.push(e),
-                        }
-                    }
-                }
-                Err(e) => errs.push(e),
-            }
+            collect_lists(l, &mut lists, errs);
         }
         if let Some(r) = f.get("rules") {
-            match r.as_seq() {
-                Ok(items) => {
-                    for it in items {
-                        let id = it
-                            .fields_collect(RULE_KEYS, errs)
-                            .and_then(|f| f.req("id").and_then(|i| i.as_str().map(str::to_string)));
-                        match id {
-                            Ok(id) => match ids.get(&id) {
-                                Some(first) => errs.push(PosError::new(
-                                    &it.pos,
-                                    format!(
-                                        "duplicate rule id {} (first defined at {first}); to \
-                                         change a rule defined elsewhere, use `overrides:`",
-                                        excerpt(&id)
-                                    ),
-                                )),
-                                None => {
-                                    ids.insert(id.clone(), it.pos.clone());
-                                    raws.push(RawRule {
-                                        id,
-                                        node: Cow::Borrowed(it),
-                                    });
-                                }
-                            },
-                            Err(e) => errs.push(e),
-                        }
-                    }
-                }
-                Err(e) => errs.push(e),
-            }
+            collect_rules(r, &mut ids, &mut raws, errs);
         }
         if let Some(t) = f.get("tests") {
             test_nodes.push(t);
@@ -175,5 +129,66 @@ pub fn collect<'a>(docs: &'a [Node], errs: &mut Vec<PosError>) -> Collected<'a> 
         raws,
         tests: test_nodes,
         overrides: override_nodes,
+    }
+}
+
+/// A document's `lists` into `lists` (a name defined twice is reported).
+fn collect_lists(l: &Node, lists: &mut Lists, errs: &mut Vec<PosError>) {
+    match l.as_map() {
+        Ok(m) => {
+            for (name, kn, v) in m {
+                match v.as_seq() {
+                    Ok(items) => {
+                        if !lists.insert(name.to_string(), &kn.pos, items.to_vec()) {
+                            errs.push(PosError::new(&kn.pos, format!("duplicate list `{name}`")));
+                        }
+                    }
+                    Err(e) => errs.push(e),
+                }
+            }
+        }
+        Err(e) => errs.push(e),
+    }
+}
+
+/// A document's `rules` into `raws`, each under its own id (`ids`: where each id seen so far
+/// is; a duplicate is reported).
+fn collect_rules<'a>(
+    r: &'a Node,
+    ids: &mut HashMap<String, Pos>,
+    raws: &mut Vec<RawRule<'a>>,
+    errs: &mut Vec<PosError>,
+) {
+    let items = match r.as_seq() {
+        Ok(items) => items,
+        Err(e) => {
+            errs.push(e);
+            return;
+        }
+    };
+    for it in items {
+        let id = it
+            .fields_collect(RULE_KEYS, errs)
+            .and_then(|f| f.req("id").and_then(|i| i.as_str().map(str::to_string)));
+        match id {
+            Ok(id) => match ids.get(&id) {
+                Some(first) => errs.push(PosError::new(
+                    &it.pos,
+                    format!(
+                        "duplicate rule id {} (first defined at {first}); to change a rule \
+                         defined elsewhere, use `overrides:`",
+                        excerpt(&id)
+                    ),
+                )),
+                None => {
+                    ids.insert(id.clone(), it.pos.clone());
+                    raws.push(RawRule {
+                        id,
+                        node: Cow::Borrowed(it),
+                    });
+                }
+            },
+            Err(e) => errs.push(e),
+        }
     }
 }
