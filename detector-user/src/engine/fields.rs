@@ -161,7 +161,7 @@ const NS_PER_DAY: u64 = 86_400 * 1_000_000_000;
 /// Root of the process tree an event belongs to: the parent, unless the parent is init (or
 /// unknown), so that `cat key; ssh host` run by one shell share a tree and unrelated services
 /// started by init do not.
-pub fn tree_root(p: &Process) -> u32 {
+pub(crate) fn tree_root(p: &Process) -> u32 {
     if p.ppid > 1 {
         p.ppid
     } else {
@@ -169,7 +169,7 @@ pub fn tree_root(p: &Process) -> u32 {
     }
 }
 
-pub use crate::policy::identities::home_user;
+pub(crate) use crate::policy::identities::home_user;
 
 /// Derived ownership of a credential when no identity declares it (see
 /// [`crate::policy::identities::derived_owner`]).
@@ -180,18 +180,18 @@ fn derived_owned(p: &Process, watched: &str, category: &str) -> Option<bool> {
 
 /// An event as conditions see it: with its destination address parsed once (CIDR tests,
 /// declared peers and service names of several rules all need it).
-pub struct Subject<'a> {
+pub(crate) struct Subject<'a> {
     /// The event.
-    pub ev: &'a Event,
+    pub(crate) ev: &'a Event,
     /// Identities and baseline.
-    pub pol: &'a Policy,
+    pub(crate) pol: &'a Policy,
     /// Its destination address, parsed.
-    pub dst_ip: Option<IpAddr>,
+    pub(crate) dst_ip: Option<IpAddr>,
 }
 
 impl<'a> Subject<'a> {
     /// Parses what several tests of the event share.
-    pub fn new(ev: &'a Event, pol: &'a Policy) -> Subject<'a> {
+    pub(crate) fn new(ev: &'a Event, pol: &'a Policy) -> Subject<'a> {
         Subject {
             ev,
             pol,
@@ -208,7 +208,7 @@ pub fn get<'a>(f: Field, ev: &'a Event, pol: &Policy) -> Option<Val<'a>> {
 }
 
 /// [`get`] on a [`Subject`], with its destination address parsed already.
-pub fn get_at<'a>(f: Field, s: &Subject<'a>) -> Option<Val<'a>> {
+pub(crate) fn get_at<'a>(f: Field, s: &Subject<'a>) -> Option<Val<'a>> {
     get_ip(f, s.ev, s.pol, || s.dst_ip)
 }
 
@@ -347,7 +347,7 @@ fn owned(fl: &FileInfo, p: &Process, pol: &Policy) -> Option<bool> {
 
 /// True for an address that always means this host: unspecified or loopback (also as an
 /// IPv4-mapped IPv6 address).
-pub fn is_this_host(ip: IpAddr) -> bool {
+pub(crate) fn is_this_host(ip: IpAddr) -> bool {
     let ip = ip.to_canonical();
     ip.is_unspecified() || ip.is_loopback()
 }
@@ -355,7 +355,7 @@ pub fn is_this_host(ip: IpAddr) -> bool {
 /// Whether a network event is a contact with its destination: a TCP attempt or a UDP datagram
 /// sent. A UDP association sends nothing (resolvers make one per address of a name to sort
 /// them); outcomes and accepts are not attempts.
-pub fn is_contact(kind: crate::event::Kind, n: &crate::event::NetInfo) -> bool {
+pub(crate) fn is_contact(kind: crate::event::Kind, n: &crate::event::NetInfo) -> bool {
     use crate::event::{Kind, Outcome, Protocol};
     kind == Kind::Connect
         && match n.protocol {
@@ -365,12 +365,12 @@ pub fn is_contact(kind: crate::event::Kind, n: &crate::event::NetInfo) -> bool {
 }
 
 /// Parses an address.
-pub fn parse_ip(s: &str) -> Option<IpAddr> {
+pub(crate) fn parse_ip(s: &str) -> Option<IpAddr> {
     s.parse().ok()
 }
 
 /// `addr:port`, with brackets for IPv6.
-pub fn dst_string(addr: &str, port: u16) -> String {
+pub(crate) fn dst_string(addr: &str, port: u16) -> String {
     if addr.contains(':') {
         format!("[{addr}]:{port}")
     } else {
@@ -381,7 +381,7 @@ pub fn dst_string(addr: &str, port: u16) -> String {
 /// snake_case name of a serde unit enum variant (the same string JSON carries).
 /// The name of an enum-valued field's value (`net.direction` → `outbound`), read without
 /// building a [`Val`]: conditions test these on nearly every event.
-pub fn enum_name(f: Field, ev: &Event) -> Option<&'static str> {
+pub(crate) fn enum_name(f: Field, ev: &Event) -> Option<&'static str> {
     match f {
         Field::Kind => Some(ev.kind.as_str()),
         Field::Protocol => ev.net.as_ref().map(|n| enum_str(&n.protocol)),
@@ -393,7 +393,7 @@ pub fn enum_name(f: Field, ev: &Event) -> Option<&'static str> {
 }
 
 /// Whether `f` is one of the fields [`enum_name`] reads.
-pub fn is_enum(f: Field) -> bool {
+pub(crate) fn is_enum(f: Field) -> bool {
     matches!(
         f,
         Field::Kind | Field::Protocol | Field::Direction | Field::Outcome | Field::Via

@@ -26,7 +26,7 @@ pub enum CorrType {
 }
 
 /// Most rules one correlation may reference.
-pub const MAX_STEPS: usize = 255;
+pub(crate) const MAX_STEPS: usize = 255;
 
 /// A compiled correlation.
 #[derive(Debug)]
@@ -39,7 +39,7 @@ pub struct Correlation {
     pub group_by: Vec<Field>,
     /// Group-by fields per step (`steps[i]` → `step_group_by[i]`): equal to `group_by` unless
     /// Sigma `aliases` map one group key onto differently named fields of different rules.
-    pub step_group_by: Vec<Vec<Field>>,
+    pub(crate) step_group_by: Vec<Vec<Field>>,
     /// Sigma `generate`: the referenced rules also raise their own alerts.
     pub generate: bool,
     /// Sliding window length (ns). An event exactly `timespan` after another is in its window.
@@ -47,9 +47,9 @@ pub struct Correlation {
     /// Field counted distinctly.
     pub field: Option<Field>,
     /// Condition on the count (ANDed).
-    pub condition: Vec<(CmpOp, i64)>,
+    pub(crate) condition: Vec<(CmpOp, i64)>,
     /// Machine speed: every gap between consecutive counted events must be ≤ this (ns).
-    pub max_gap: Option<u64>,
+    pub(crate) max_gap: Option<u64>,
     /// When the group's identity has a configured `fan_out_budget`, it replaces the threshold
     /// (`gt budget`).
     pub budget: bool,
@@ -57,11 +57,11 @@ pub struct Correlation {
     /// budget): it may then fire on the event that completes it.
     pub monotone: bool,
     /// The counted field is a network one (`net.…`): display names are kept per value.
-    pub net_field: bool,
+    pub(crate) net_field: bool,
     /// Its groups can share events (`process.tree` grouping of a temporal type: an event
     /// joins the group of every ancestor's tree), so firings of several groups can be one
     /// incident.
-    pub merges: bool,
+    pub(crate) merges: bool,
 }
 
 /// What a rule does.
@@ -115,9 +115,9 @@ pub struct TestCase {
     /// Where the case is.
     pub pos: Pos,
     /// Identities config for this test (`identities:` beside `rule:`), as YAML.
-    pub identities: Option<Node>,
+    pub(crate) identities: Option<Node>,
     /// Baseline for this test, as YAML (`baseline:` mapping identity → peers).
-    pub baseline: Option<Node>,
+    pub(crate) baseline: Option<Node>,
     /// The rule is disabled (here): the case is not run.
     pub disabled: Option<Pos>,
     /// An override in another file than the test's changes the rule (here): the case was
@@ -132,14 +132,14 @@ pub struct RuleSet {
     /// Rules, event rules and correlations.
     pub rules: Vec<Rule>,
     /// Event rules per kind (index = `Kind as usize`), then rules for any kind.
-    pub by_kind: Vec<Vec<usize>>,
+    pub(crate) by_kind: Vec<Vec<usize>>,
     /// For each rule, the correlations consuming it: (correlation index, step).
-    pub consumers: Vec<Vec<(usize, usize)>>,
+    pub(crate) consumers: Vec<Vec<(usize, usize)>>,
     /// Tests found beside the rules.
     pub tests: Vec<TestCase>,
     /// Event rules by kind and literal, so an event evaluates only the conditions that can
     /// hold for it.
-    pub index: LiteralIndex,
+    pub(crate) index: LiteralIndex,
     /// Rules defined but disabled (by their own `enabled: false` or an override), with where,
     /// sorted by id: validated, then left out of `rules`.
     pub disabled: Vec<(String, Pos)>,
@@ -151,7 +151,7 @@ pub struct RuleSet {
 }
 
 /// All kinds, in declaration order (their index is `Kind as usize`).
-pub const KINDS: [Kind; 10] = [
+pub(crate) const KINDS: [Kind; 10] = [
     Kind::Exec,
     Kind::Fork,
     Kind::Exit,
@@ -228,7 +228,7 @@ impl RuleSet {
     }
 
     /// The longest correlation window (ns), for bounding loss bookkeeping.
-    pub fn max_timespan(&self) -> u64 {
+    pub(crate) fn max_timespan(&self) -> u64 {
         self.rules
             .iter()
             .filter_map(|r| match &r.body {

@@ -178,7 +178,7 @@ impl Export {
 
 /// Fields whose values come from the agent's configuration or state: not in the event
 /// document, so rules that read them do not translate.
-pub const AGENT_FIELDS: &[Field] = &[
+pub(crate) const AGENT_FIELDS: &[Field] = &[
     Field::Service,
     Field::PeerAllowed,
     Field::Novel,

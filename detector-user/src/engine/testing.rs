@@ -14,11 +14,11 @@ use crate::policy::identities::{Baseline, IdentityConfig};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CaseResult {
     /// Rule id.
-    pub rule: String,
+    pub(crate) rule: String,
     /// Case name.
-    pub case: String,
+    pub(crate) case: String,
     /// What happened.
-    pub status: Status,
+    pub(crate) status: Status,
 }
 
 /// What happened to one case.
@@ -37,7 +37,7 @@ pub enum Status {
 
 impl CaseResult {
     /// Why the case failed, if it did (a changed or skipped case did not).
-    pub fn failure(&self) -> Option<&str> {
+    pub(crate) fn failure(&self) -> Option<&str> {
         match &self.status {
             Status::Fail(why) => Some(why),
             _ => None,
@@ -57,7 +57,7 @@ fn policy(case: &TestCase) -> Result<Policy, String> {
 }
 
 /// Runs one case on `engine` (state is reset first, so cases are independent).
-pub fn run_case(engine: &mut Engine, case: &TestCase) -> CaseResult {
+pub(crate) fn run_case(engine: &mut Engine, case: &TestCase) -> CaseResult {
     let result = |status| CaseResult {
         rule: case.rule.clone(),
         case: case.name.clone(),

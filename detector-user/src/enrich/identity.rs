@@ -26,7 +26,7 @@ impl IdentityResolver {
     }
 
     /// The configuration, shared (the credential ledger's writer holds it).
-    pub fn shared_config(&self) -> std::sync::Arc<IdentityConfig> {
+    pub(crate) fn shared_config(&self) -> std::sync::Arc<IdentityConfig> {
         self.config.clone()
     }
 
@@ -48,7 +48,7 @@ impl IdentityResolver {
 }
 
 /// The identity a process has without configuration.
-pub fn derived_identity(p: &Process) -> String {
+pub(crate) fn derived_identity(p: &Process) -> String {
     if let Some(u) = &p.workload.unit {
         return format!("unit:{u}");
     }

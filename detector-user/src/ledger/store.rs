@@ -22,14 +22,14 @@ use super::model::{
 use super::policy::PolicySummary;
 
 /// `PRAGMA application_id` of a ledger ("dtlg").
-pub const APPLICATION_ID: i32 = 0x6474_6c67;
+pub(crate) const APPLICATION_ID: i32 = 0x6474_6c67;
 
 /// The schema, one migration per version: version N is `MIGRATIONS[..N]` applied in order.
 /// Never edit a released migration; add one.
-pub const MIGRATIONS: &[&str] = &[V1, V2];
+pub(crate) const MIGRATIONS: &[&str] = &[V1, V2];
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
+pub(crate) const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
 
 /// Version 1: credentials, identities, programs, destinations, fingerprints, changes, uses,
 /// reach, findings.
@@ -211,7 +211,7 @@ pub enum StoreError {
 
 impl StoreError {
     /// True when the disk (or the file system's quota) is full.
-    pub fn is_disk_full(&self) -> bool {
+    pub(crate) fn is_disk_full(&self) -> bool {
         match self {
             StoreError::Sqlite { source, .. } => {
                 source.sqlite_error_code() == Some(ErrorCode::DiskFull)
@@ -222,7 +222,7 @@ impl StoreError {
     }
 
     /// True when SQLite says the file is damaged or no database.
-    pub fn is_corrupt(&self) -> bool {
+    pub(crate) fn is_corrupt(&self) -> bool {
         match self {
             StoreError::Sqlite { source, .. } => matches!(
                 source.sqlite_error_code(),
@@ -238,7 +238,7 @@ impl StoreError {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Opened {
     /// Schema version found (0: a new file).
-    pub found_version: u32,
+    pub(crate) found_version: u32,
     /// Migrated to [`SCHEMA_VERSION`].
     pub migrated: bool,
     /// A bad file moved aside: where it went and why.
@@ -432,7 +432,7 @@ impl Store {
     }
 
     /// How long a write waits for a lock another connection holds.
-    pub fn set_busy_timeout(&self, d: std::time::Duration) {
+    pub(crate) fn set_busy_timeout(&self, d: std::time::Duration) {
         let _ = self.conn.busy_timeout(d);
     }
 
@@ -448,7 +448,7 @@ impl Store {
 
     /// Writes what the model changed since the last save in one transaction. On error nothing
     /// of this batch is written (the caller keeps `dirty` for the next try).
-    pub fn save(&mut self, m: &Model, dirty: &Dirty) -> Result<(), StoreError> {
+    pub(crate) fn save(&mut self, m: &Model, dirty: &Dirty) -> Result<(), StoreError> {
         let path = self.path.clone();
         let e = sq(&path);
         let tx = self.conn.transaction().map_err(&e)?;
@@ -457,7 +457,7 @@ impl Store {
     }
 
     /// Records the policy `detector inventory` judges with.
-    pub fn save_policy(&mut self, p: &PolicySummary) -> Result<(), StoreError> {
+    pub(crate) fn save_policy(&mut self, p: &PolicySummary) -> Result<(), StoreError> {
         let v = serde_json::to_string(p).unwrap_or_default();
         self.conn
             .execute(
@@ -481,7 +481,7 @@ impl Store {
     }
 
     /// Returns free pages to the file system and checkpoints the WAL.
-    pub fn reclaim(&self) -> Result<(), StoreError> {
+    pub(crate) fn reclaim(&self) -> Result<(), StoreError> {
         self.conn
             .execute_batch("PRAGMA incremental_vacuum; PRAGMA wal_checkpoint(TRUNCATE);")
             .map_err(sq(&self.path))

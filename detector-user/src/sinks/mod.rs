@@ -132,7 +132,7 @@ pub struct SinkStats {
 }
 
 /// How long shutdown waits by default for sinks to deliver what they hold.
-pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
+pub(crate) const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
 /// Capacity of the channel from the capture loop to each sink's task.
 const CHANNEL: usize = 16 * 1024;
 /// Records held in memory by a sink without a spool.

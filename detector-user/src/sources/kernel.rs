@@ -161,7 +161,7 @@ impl KernelSource {
     }
 
     /// Preflight, load, attach, seed the maps.
-    pub fn start(opts: &KernelOptions) -> Result<Self, SourceError> {
+    pub(crate) fn start(opts: &KernelOptions) -> Result<Self, SourceError> {
         let env = preflight::check(opts.btf.as_deref())?;
         let Loaded {
             ebpf,
@@ -235,7 +235,7 @@ impl KernelSource {
     /// Replaces the watch-list patterns (SIGHUP reload) and applies the change to the kernel
     /// map at once; returns the files (added, removed), or none when the patterns are the
     /// same.
-    pub fn set_watch_patterns(
+    pub(crate) fn set_watch_patterns(
         &mut self,
         patterns: Vec<watchlist::Pattern>,
     ) -> Result<Option<(usize, usize)>, SourceError> {
@@ -248,7 +248,7 @@ impl KernelSource {
 
     /// Re-expands the watch list, applies the delta to the kernel map and re-arms inotify on
     /// the directories that matter; returns the files (added, removed).
-    pub fn rescan_watch(&mut self) -> Result<(usize, usize), SourceError> {
+    pub(crate) fn rescan_watch(&mut self) -> Result<(usize, usize), SourceError> {
         self.watch.set_homes(watchlist::homes(&self.passwd));
         // Watch the directories first, then look: a file created in between raises an event
         // (and the next rescan), instead of waiting for the periodic one.
@@ -319,7 +319,7 @@ impl KernelSource {
     /// Waits for records (at most one poll interval) and appends what is there to `out`.
     /// Also turns new kernel losses into in-band `Loss` records and keeps the watch list
     /// current.
-    pub async fn next_batch(&mut self, out: &mut Vec<Record>) -> Result<(), SourceError> {
+    pub(crate) async fn next_batch(&mut self, out: &mut Vec<Record>) -> Result<(), SourceError> {
         let asleep = self.go_to_sleep();
         self.pacer.arm(asleep)?;
         let mut rescan = false;
@@ -457,7 +457,7 @@ impl KernelSource {
     }
 
     /// Records the kernel dropped so far, per CPU (as of the last loss check).
-    pub fn lost_per_cpu(&self) -> &[u64] {
+    pub(crate) fn lost_per_cpu(&self) -> &[u64] {
         &self.lost_seen
     }
 
@@ -477,7 +477,7 @@ impl KernelSource {
     }
 
     /// The ring buffer's position reader, for a metrics endpoint that reads it at each scrape.
-    pub fn ring_fill_reader(&self) -> Option<std::sync::Arc<super::ringfill::RingFill>> {
+    pub(crate) fn ring_fill_reader(&self) -> Option<std::sync::Arc<super::ringfill::RingFill>> {
         self.ring_fill.clone()
     }
 }

@@ -383,27 +383,27 @@ pub struct KernelReads {
 }
 
 /// Loaded and attached programs with the maps userspace uses.
-pub struct Loaded {
+pub(crate) struct Loaded {
     /// Keeps programs, links and maps alive.
-    pub ebpf: Ebpf,
+    pub(crate) ebpf: Ebpf,
     /// Keeps the log map's fd open (closing it breaks loads).
-    pub logger: Option<aya_log::EbpfLogger<&'static dyn log::Log>>,
+    pub(crate) logger: Option<aya_log::EbpfLogger<&'static dyn log::Log>>,
     /// The event ring buffer.
-    pub events: RingBuf<MapData>,
+    pub(crate) events: RingBuf<MapData>,
     /// Per-CPU counters.
-    pub counters: PerCpuArray<MapData, u64>,
+    pub(crate) counters: PerCpuArray<MapData, u64>,
     /// Watched (dev, ino) → id.
-    pub watched: BpfHashMap<MapData, WatchKey, u32>,
+    pub(crate) watched: BpfHashMap<MapData, WatchKey, u32>,
     /// The prefilter bitmap in front of `watched` (one element).
-    pub watch_bits: aya::maps::Array<MapData, [u64; detector_common::watch_bits::WORDS]>,
+    pub(crate) watch_bits: aya::maps::Array<MapData, [u64; detector_common::watch_bits::WORDS]>,
     /// The consumer's "asleep, wake me" flag (one element).
-    pub consumer_idle: aya::maps::Array<MapData, u32>,
+    pub(crate) consumer_idle: aya::maps::Array<MapData, u32>,
     /// Listening ports → listener.
-    pub listeners: BpfHashMap<MapData, ListenKey, detector_common::Header>,
+    pub(crate) listeners: BpfHashMap<MapData, ListenKey, detector_common::Header>,
     /// Per-program state.
-    pub status: Vec<ProgramStatus>,
+    pub(crate) status: Vec<ProgramStatus>,
     /// Direct loads or helper calls.
-    pub reads: KernelReads,
+    pub(crate) reads: KernelReads,
     /// Programs the verifier refused (program, one-line reason).
     rejected: Vec<(String, String)>,
 }
@@ -456,7 +456,7 @@ where
 /// The object's direct loads are patched with this kernel's offsets first ([`ReadMode::Auto`]);
 /// when that is not possible, or the verifier refuses a direct-load program, the unpatched
 /// object is loaded with the helper-call paths selected instead, and `reads` says so.
-pub fn load(env: &Environment, opts: &LoadOptions) -> Result<Loaded, LoadError> {
+pub(crate) fn load(env: &Environment, opts: &LoadOptions) -> Result<Loaded, LoadError> {
     if OBJECT.is_empty() {
         return Err(LoadError::NoObject);
     }

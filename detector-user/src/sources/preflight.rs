@@ -96,7 +96,7 @@ fn mount(fstype: &str, target: &Path) -> Result<(), String> {
 
 /// Finds a mounted tracefs, mounting it at /sys/kernel/tracing when needed (a fresh machine
 /// often has none; aya needs it to attach tracepoints).
-pub fn ensure_tracefs(notes: &mut Vec<String>) -> Result<PathBuf, PreflightError> {
+pub(crate) fn ensure_tracefs(notes: &mut Vec<String>) -> Result<PathBuf, PreflightError> {
     for p in ["/sys/kernel/tracing", "/sys/kernel/debug/tracing"] {
         let p = Path::new(p);
         if magic_of(p) == Some(TRACEFS_MAGIC) {
@@ -114,7 +114,7 @@ pub fn ensure_tracefs(notes: &mut Vec<String>) -> Result<PathBuf, PreflightError
 }
 
 /// Mounts bpffs at /sys/fs/bpf when absent. Nothing is pinned today, so a failure is only noted.
-pub fn ensure_bpffs(notes: &mut Vec<String>) {
+pub(crate) fn ensure_bpffs(notes: &mut Vec<String>) {
     let p = Path::new("/sys/fs/bpf");
     if magic_of(p) == Some(BPF_FS_MAGIC) {
         return;
@@ -140,7 +140,7 @@ pub fn cgroup2_root() -> Result<PathBuf, PreflightError> {
 }
 
 /// This kernel's release (`uname -r`).
-pub fn kernel_release() -> String {
+pub(crate) fn kernel_release() -> String {
     std::fs::read_to_string("/proc/sys/kernel/osrelease")
         .map(|s| s.trim().to_string())
         .unwrap_or_else(|_| "unknown".into())

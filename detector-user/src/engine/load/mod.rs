@@ -19,7 +19,7 @@
 mod cases;
 mod compile;
 mod index;
-pub mod overrides;
+pub(crate) mod overrides;
 mod parse;
 mod warnings;
 
@@ -41,14 +41,14 @@ use crate::input::{self, excerpt, Limits, SourceError};
 use crate::policy::identities::{Baseline, IdentityConfig};
 use cases::parse_tests;
 use compile::{apply_generate, compile_rule};
-pub use parse::{collect, duration, parse_sources, Collected, RawRule};
+pub(crate) use parse::{collect, duration, parse_sources, Collected, RawRule};
 use parse::{CORR_KEYS, RULE_KEYS};
 
 /// How the embedded pack's files are named in positions.
 const EMBEDDED: &str = "<embedded>/rules/";
 
 /// The shipped rule pack (`rules/` at the workspace root), with its tests.
-pub static DEFAULT_PACK: Dir<'static> = include_dir!("$CARGO_MANIFEST_DIR/../rules");
+pub(crate) static DEFAULT_PACK: Dir<'static> = include_dir!("$CARGO_MANIFEST_DIR/../rules");
 
 /// Errors while loading rules or configuration.
 #[derive(Debug, thiserror::Error)]
@@ -107,7 +107,7 @@ fn read(p: &Path, limits: &Limits) -> Result<String, LoadError> {
 /// Reads rule files: each path is a YAML file or a directory searched recursively for
 /// `*.yaml`/`*.yml`. Each file is bounded by [`input::RULES`]; problems with the bytes of
 /// several files are all reported.
-pub fn file_sources(paths: &[PathBuf]) -> Result<Vec<(String, String)>, LoadError> {
+pub(crate) fn file_sources(paths: &[PathBuf]) -> Result<Vec<(String, String)>, LoadError> {
     fn walk(
         p: &Path,
         top: bool,
@@ -161,7 +161,7 @@ pub fn load_rules(extra: &[PathBuf], without_defaults: bool) -> Result<RuleSet, 
 
 /// Reads an identities file (for [`crate::policy::identities::IdentityResolver::new`]; the
 /// engine's [`Policy`] keeps its own copy from [`load_policy`]).
-pub fn load_identities(path: &Path) -> Result<IdentityConfig, LoadError> {
+pub(crate) fn load_identities(path: &Path) -> Result<IdentityConfig, LoadError> {
     let text = read(path, &input::IDENTITIES)?;
     IdentityConfig::parse(&path.display().to_string(), &text)
         .map_err(|e| LoadError::Invalid(vec![e]))

@@ -59,14 +59,14 @@ const CORR_FIXED: &[&str] = &[
 
 /// What the overrides did, for `rules check`, `rules test` and the rest of the loader.
 #[derive(Debug, Default)]
-pub struct Applied {
+pub(crate) struct Applied {
     /// Rules an override changed (disabling included): id → where each override is, in file
     /// order.
-    pub changed: HashMap<String, Vec<Pos>>,
+    pub(crate) changed: HashMap<String, Vec<Pos>>,
     /// Disabled rules: id → where (the override's `enabled: false`, or the rule's own).
-    pub disabled: HashMap<String, Pos>,
+    pub(crate) disabled: HashMap<String, Pos>,
     /// Number of overrides read.
-    pub count: usize,
+    pub(crate) count: usize,
 }
 
 /// One rule's pending changes, gathered over every override of it before the rule's node is
@@ -102,7 +102,11 @@ fn get<'n>(n: &'n Node, key: &str) -> Option<&'n Node> {
 /// overridden or does not apply to that kind of rule, a value of the wrong type, the same
 /// setting replaced twice (in one file or two: which one should win would depend on the order
 /// the files are given in), and disabling a rule that an enabled correlation needs.
-pub fn apply(raws: &mut [RawRule<'_>], nodes: &[&Node], errs: &mut Vec<PosError>) -> Applied {
+pub(crate) fn apply(
+    raws: &mut [RawRule<'_>],
+    nodes: &[&Node],
+    errs: &mut Vec<PosError>,
+) -> Applied {
     let mut st = Overriding {
         by_id: raws
             .iter()

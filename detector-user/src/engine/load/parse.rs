@@ -4,17 +4,17 @@
 use super::*;
 
 /// Parses a duration (`1s`, `500ms`, `90days`) into ns (at most `u64::MAX`, 584 years).
-pub fn duration(n: &Node) -> Result<u64, PosError> {
+pub(crate) fn duration(n: &Node) -> Result<u64, PosError> {
     let s = n.as_scalar_string()?;
     crate::input::value::duration_ns(&s).map_err(|m| PosError::new(&n.pos, m))
 }
 
 /// A rule as written: its id and its mapping (as overrides left it: then owned).
-pub struct RawRule<'a> {
+pub(crate) struct RawRule<'a> {
     /// Unique id.
-    pub id: String,
+    pub(crate) id: String,
     /// The rule's mapping.
-    pub node: Cow<'a, Node>,
+    pub(crate) node: Cow<'a, Node>,
 }
 
 pub(super) const RULE_KEYS: &[&str] = &[
@@ -48,7 +48,7 @@ pub(super) const CORR_KEYS: &[&str] = &[
 /// [`crate::input::RULES_TOTAL_BYTES`] and [`crate::input::RULES_TOTAL_NODES`] together); a
 /// source that fails is reported and left out, so that the other files' problems are reported
 /// too.
-pub fn parse_sources(sources: &[(String, String)], errs: &mut Vec<PosError>) -> Vec<Node> {
+pub(crate) fn parse_sources(sources: &[(String, String)], errs: &mut Vec<PosError>) -> Vec<Node> {
     let mut docs = Vec::new();
     let mut total = 0usize;
     let mut budget = yaml::Budget {
@@ -80,20 +80,20 @@ pub fn parse_sources(sources: &[(String, String)], errs: &mut Vec<PosError>) -> 
 }
 
 /// A rule set's documents read for their top-level shape, nothing compiled yet.
-pub struct Collected<'a> {
+pub(crate) struct Collected<'a> {
     /// Named lists.
-    pub lists: Lists,
+    pub(crate) lists: Lists,
     /// Rules by id, in file order.
-    pub raws: Vec<RawRule<'a>>,
+    pub(crate) raws: Vec<RawRule<'a>>,
     /// `tests:` sections.
-    pub tests: Vec<&'a Node>,
+    pub(crate) tests: Vec<&'a Node>,
     /// `overrides:` sections, in file order.
-    pub overrides: Vec<&'a Node>,
+    pub(crate) overrides: Vec<&'a Node>,
 }
 
 /// Reads the top-level shape of every document: `lists`, `rules` (each with a unique `id`,
 /// unknown keys reported), `tests` and `overrides`.
-pub fn collect<'a>(docs: &'a [Node], errs: &mut Vec<PosError>) -> Collected<'a> {
+pub(crate) fn collect<'a>(docs: &'a [Node], errs: &mut Vec<PosError>) -> Collected<'a> {
     let mut lists = Lists::default();
     // Ids seen (a linear search per rule was quadratic in the size of the set).
     let mut ids: HashMap<String, Pos> = HashMap::new();
