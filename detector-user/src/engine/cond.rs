@@ -19,7 +19,10 @@ use globset::{Glob, GlobSet, GlobSetBuilder};
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use regex::{Regex, RegexBuilder};
 
-use super::fields::{self, Field, FieldType, Policy, Val};
+#[cfg(test)]
+use super::fields::Policy;
+use super::fields::{self, Field, FieldType, Val};
+#[cfg(test)]
 use crate::event::Event;
 use crate::input::yaml::{Node, Pos, PosError, Value};
 use crate::input::{excerpt, human_bytes};
@@ -596,12 +599,14 @@ fn str_test(v: &Val<'_>, pred: impl Fn(&str) -> bool) -> bool {
 }
 
 impl Cond {
-    /// Evaluates on one event. A test on a missing field is false (so `not` of it is true).
+    /// Evaluates on one event (tests; the engine parses the event's shared parts once).
+    #[cfg(test)]
     pub(crate) fn eval(&self, ev: &Event, pol: &Policy) -> bool {
         self.eval_at(&fields::Subject::new(ev, pol))
     }
 
-    /// [`Cond::eval`] on an event whose shared parts are parsed already.
+    /// Evaluates on one event whose shared parts are parsed already. A test on a missing field
+    /// is false (so `not` of it is true).
     pub(crate) fn eval_at(&self, s: &fields::Subject<'_>) -> bool {
         // The tree walk and the common tests stay in this small frame; other tests are in
         // `test`, whose frame (values, regexes, globs) every level would otherwise set up.

@@ -37,7 +37,7 @@ pub enum Status {
 
 impl CaseResult {
     /// Why the case failed, if it did (a changed or skipped case did not).
-    pub(crate) fn failure(&self) -> Option<&str> {
+    pub fn failure(&self) -> Option<&str> {
         match &self.status {
             Status::Fail(why) => Some(why),
             _ => None,

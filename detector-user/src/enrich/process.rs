@@ -66,13 +66,9 @@ impl ProcessTable {
     }
 
     /// Number of processes known.
+    #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.procs.len()
-    }
-
-    /// True when empty.
-    pub(crate) fn is_empty(&self) -> bool {
-        self.procs.is_empty()
     }
 
     /// Reads every process from `/proc`.

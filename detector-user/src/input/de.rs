@@ -62,6 +62,7 @@ pub(crate) fn from_node<'a, T: serde::Deserialize<'a>>(node: &'a Node) -> Result
 }
 
 /// Parses `text` (one document, within `limits`) and deserializes a `T` from it.
+#[cfg(test)]
 pub(crate) fn from_str<T: serde::de::DeserializeOwned>(
     file: &str,
     text: &str,

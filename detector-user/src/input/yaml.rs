@@ -259,6 +259,7 @@ impl<'a> Fields<'a> {
 }
 
 /// Parses every document of `src` with the rule files' limits ([`super::RULES`]).
+#[cfg(test)]
 pub(crate) fn parse(file: &str, src: &str) -> Result<Vec<Node>, PosError> {
     parse_with(file, src, &super::RULES)
 }

@@ -432,6 +432,7 @@ impl Store {
     }
 
     /// How long a write waits for a lock another connection holds.
+    #[cfg(test)]
     pub(crate) fn set_busy_timeout(&self, d: std::time::Duration) {
         let _ = self.conn.busy_timeout(d);
     }

@@ -145,8 +145,6 @@ pub(crate) struct Identity {
 /// answers for them, and how often they must be rotated.
 #[derive(Clone, Debug)]
 pub(crate) struct CredentialDecl {
-    /// The glob as written.
-    pub(crate) path: String,
     matcher: GlobMatcher,
     /// Owning identities (names, declared or derived).
     pub(crate) owners: Vec<String>,
@@ -527,7 +525,6 @@ fn credential_decl(item: &Node) -> Result<CredentialDecl, PosError> {
         ));
     }
     Ok(CredentialDecl {
-        path: path_node.as_str()?.to_string(),
         matcher: glob(path_node)?,
         owners,
         contact: g.get("contact").map(|n| n.as_scalar_string()).transpose()?,
@@ -661,16 +658,13 @@ impl Peers {
     }
 
     /// Number of entries.
+    #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.text.len()
     }
 
-    /// True when there are none.
-    pub(crate) fn is_empty(&self) -> bool {
-        self.text.is_empty()
-    }
-
     /// Whether `entry` is listed as written.
+    #[cfg(test)]
     pub(crate) fn contains(&self, entry: &str) -> bool {
         self.text.contains(entry)
     }

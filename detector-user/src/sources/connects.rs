@@ -97,11 +97,13 @@ impl PendingConnects {
     }
 
     /// Attempts waiting for their outcome.
+    #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.by_sock.len()
     }
 
     /// No attempt is waiting.
+    #[cfg(test)]
     pub(crate) fn is_empty(&self) -> bool {
         self.by_sock.is_empty()
     }

@@ -58,6 +58,7 @@ impl WatchBits {
     }
 
     /// Whether a key's bit is set (what the kernel tests).
+    #[cfg(test)]
     pub(crate) fn maybe(&self, k: &WatchKey) -> bool {
         let (w, m) = watch_bits::slot(k.dev, k.ino);
         self.words[w] & m != 0

@@ -374,6 +374,7 @@ impl WatchList {
     }
 
     /// True when nothing is watched.
+    #[cfg(test)]
     pub(crate) fn is_empty(&self) -> bool {
         self.by_id.is_empty()
     }
