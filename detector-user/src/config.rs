@@ -150,7 +150,7 @@ pub struct AgentConfig {
     pub(crate) run: RunConfig,
     /// The credential ledger.
     #[serde(default)]
-    pub ledger: LedgerConfig,
+    pub(crate) ledger: LedgerConfig,
 }
 
 /// The credential ledger (`ledger:`): where it lives, how it batches, retention, rotation
@@ -160,23 +160,23 @@ pub struct AgentConfig {
 pub struct LedgerConfig {
     /// Keep the ledger at all (`--no-ledger` turns it off).
     #[serde(default = "yes")]
-    pub enabled: bool,
+    pub(crate) enabled: bool,
     /// The database file [default: `<state_dir>/ledger.db`].
     #[serde(default)]
-    pub path: Option<PathBuf>,
+    pub(crate) path: Option<PathBuf>,
     /// A batch is committed at least this often while inputs arrive: what a crash can lose.
     #[serde(default = "default_flush_interval", deserialize_with = "ledger_flush")]
-    pub flush_interval: Duration,
+    pub(crate) flush_interval: Duration,
     /// … or as soon as this many inputs have been applied.
     #[serde(default = "default_batch_inputs")]
     pub(crate) batch_inputs: usize,
     /// Inputs waiting for the ledger's thread at most; more are counted and announced.
     #[serde(default = "default_queue")]
-    pub queue: usize,
+    pub(crate) queue: usize,
     /// Connections by the same identity and process tree this long after a use are what the
     /// credential reaches.
     #[serde(default = "default_reach_window", deserialize_with = "reach_window")]
-    pub reach_window: Duration,
+    pub(crate) reach_window: Duration,
     /// How long and how much detail is kept.
     #[serde(default)]
     pub(crate) retention: RetentionConfig,
@@ -837,7 +837,7 @@ impl AgentConfig {
 
     /// Reads and validates a config file without looking at the files it names (for a reader
     /// of a few run options, `detector status`).
-    pub fn read(path: &Path) -> Result<AgentConfig, ConfigError> {
+    pub(crate) fn read(path: &Path) -> Result<AgentConfig, ConfigError> {
         let text = Self::read_text(path)?;
         Self::parse_inner(&text, path, false)
     }

@@ -107,7 +107,7 @@ pub enum Set<T: std::hash::Hash + Eq> {
 
 impl<T: std::hash::Hash + Eq + Clone> Set<T> {
     /// Builds from items.
-    pub fn new(items: Vec<T>) -> Self {
+    pub(crate) fn new(items: Vec<T>) -> Self {
         if items.len() <= 8 {
             Set::Small(items)
         } else {
@@ -116,7 +116,7 @@ impl<T: std::hash::Hash + Eq + Clone> Set<T> {
     }
 
     /// Membership.
-    pub fn contains<Q>(&self, q: &Q) -> bool
+    pub(crate) fn contains<Q>(&self, q: &Q) -> bool
     where
         T: std::borrow::Borrow<Q>,
         Q: std::hash::Hash + Eq + ?Sized,
@@ -128,7 +128,7 @@ impl<T: std::hash::Hash + Eq + Clone> Set<T> {
     }
 
     /// The items.
-    pub fn items(&self) -> Vec<T> {
+    pub(crate) fn items(&self) -> Vec<T> {
         match self {
             Set::Small(v) => v.clone(),
             Set::Large(h) => h.iter().cloned().collect(),

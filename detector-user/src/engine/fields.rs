@@ -151,9 +151,9 @@ impl Val<'_> {
 #[derive(Debug, Default)]
 pub struct Policy {
     /// Configured identities (ownership, declared peers, services, budgets).
-    pub identities: IdentityConfig,
+    pub(crate) identities: IdentityConfig,
     /// Learned peers.
-    pub baseline: Baseline,
+    pub(crate) baseline: Baseline,
 }
 
 const NS_PER_DAY: u64 = 86_400 * 1_000_000_000;

@@ -248,7 +248,7 @@ impl Engine {
     }
 
     /// The rule set.
-    pub fn rules(&self) -> &RuleSet {
+    pub(crate) fn rules(&self) -> &RuleSet {
         &self.rules
     }
 

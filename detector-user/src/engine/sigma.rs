@@ -63,10 +63,10 @@ pub struct Document {
     /// Detection or correlation.
     pub kind: DocKind,
     /// The Sigma YAML (one document).
-    pub yaml: String,
+    pub(crate) yaml: String,
     /// Where the translation is exact only under a stated assumption (also written into the
     /// rule's `description`).
-    pub notes: Vec<String>,
+    pub(crate) notes: Vec<String>,
 }
 
 /// Why a rule does not translate.
@@ -213,7 +213,7 @@ pub fn event_document(ev: &Event) -> serde_json::Map<String, serde_json::Value> 
 
 /// The Sigma `id` of rule `id`: a UUID built from a SHA-256 of the id (stable, so a SIEM
 /// keeps a rule's history across exports).
-pub fn sigma_id(id: &str) -> String {
+pub(crate) fn sigma_id(id: &str) -> String {
     use sha2::{Digest, Sha256};
     let d = Sha256::digest(format!("detector rule {id}").as_bytes());
     let mut b = [0u8; 16];

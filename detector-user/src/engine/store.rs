@@ -105,7 +105,7 @@ impl<T> Small<T> {
 
     /// Removes the item at `i`.
     #[cfg(test)] // only the tests use it
-    pub fn remove(&mut self, i: usize) -> Option<T> {
+    pub(crate) fn remove(&mut self, i: usize) -> Option<T> {
         match self {
             Small::Many(d) => d.remove(i),
             _ if i == 0 => self.pop_front(),
@@ -450,13 +450,13 @@ impl Ring {
 
     /// Events held (at most; a few may have been overwritten by larger ones).
     #[cfg(test)] // only the tests use it
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.index.len()
     }
 
     /// True when nothing is held.
     #[cfg(test)] // only the tests use it
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.index.is_empty()
     }
 }

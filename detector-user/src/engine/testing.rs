@@ -23,7 +23,7 @@ pub struct CaseResult {
 
 /// What happened to one case.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Status {
+pub(crate) enum Status {
     /// As expected.
     Pass,
     /// Not as expected: why.

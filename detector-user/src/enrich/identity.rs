@@ -14,15 +14,10 @@ pub struct IdentityResolver {
 
 impl IdentityResolver {
     /// A resolver over `config` (use `IdentityConfig::default()` for derived identities only).
-    pub fn new(config: IdentityConfig) -> Self {
+    pub(crate) fn new(config: IdentityConfig) -> Self {
         IdentityResolver {
             config: std::sync::Arc::new(config),
         }
-    }
-
-    /// The configuration.
-    pub fn config(&self) -> &IdentityConfig {
-        &self.config
     }
 
     /// The configuration, shared (the credential ledger's writer holds it).
@@ -31,7 +26,7 @@ impl IdentityResolver {
     }
 
     /// The identity of `p`: the first configured identity whose selector matches, else derived.
-    pub fn resolve(&self, p: &Process) -> String {
+    pub(crate) fn resolve(&self, p: &Process) -> String {
         match self.config.declared_identity(p) {
             Some(name) => name.to_string(),
             None => derived_identity(p),

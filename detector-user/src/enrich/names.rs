@@ -84,9 +84,9 @@ pub struct Names {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Scope {
     /// Mount namespace inode.
-    pub mntns: u32,
+    pub(crate) mntns: u32,
     /// A process in it.
-    pub tgid: u32,
+    pub(crate) tgid: u32,
 }
 
 impl Default for Names {

@@ -17,11 +17,11 @@ use yaml_rust2::Yaml;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Pos {
     /// File name as given by the caller (`<embedded>/rules/x.yaml`, a path…).
-    pub file: Arc<str>,
+    pub(crate) file: Arc<str>,
     /// 1-based line.
-    pub line: usize,
+    pub(crate) line: usize,
     /// 1-based column.
-    pub col: usize,
+    pub(crate) col: usize,
 }
 
 impl fmt::Display for Pos {
@@ -35,9 +35,9 @@ impl fmt::Display for Pos {
 #[error("{pos}: {msg}")]
 pub struct PosError {
     /// Where.
-    pub pos: Pos,
+    pub(crate) pos: Pos,
     /// What.
-    pub msg: String,
+    pub(crate) msg: String,
 }
 
 impl PosError {
@@ -242,7 +242,7 @@ impl Node {
 pub(crate) struct Fields<'a> {
     map: HashMap<&'a str, &'a Node>,
     /// Position of the mapping.
-    pub pos: Pos,
+    pub(crate) pos: Pos,
 }
 
 impl<'a> Fields<'a> {

@@ -149,7 +149,8 @@ impl Ledger {
     }
 
     /// [`Ledger::observe_batch`] of one event, handed over at once.
-    pub fn observe(&mut self, ev: &Event) {
+    #[cfg(test)]
+    pub(crate) fn observe(&mut self, ev: &Event) {
         self.observe_batch(std::slice::from_ref(ev));
         self.hand_off();
     }
@@ -208,7 +209,7 @@ impl Ledger {
     }
 
     /// The next alert or inventory record the ledger has for the sinks.
-    pub async fn recv(&mut self) -> Option<Out> {
+    pub(crate) async fn recv(&mut self) -> Option<Out> {
         self.out.recv().await
     }
 

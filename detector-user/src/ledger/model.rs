@@ -66,60 +66,60 @@ impl OwnerSource {
 
 /// The last process that opened a credential for writing.
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct Writer {
+pub(crate) struct Writer {
     /// When.
-    pub ts: u64,
+    pub(crate) ts: u64,
     /// Identity.
-    pub identity: String,
+    pub(crate) identity: String,
     /// Executable.
-    pub exe: String,
+    pub(crate) exe: String,
     /// Real uid.
-    pub uid: u32,
+    pub(crate) uid: u32,
 }
 
 /// One credential.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Credential {
     /// Row id.
-    pub id: Id,
+    pub(crate) id: Id,
     /// The watched path: the credential's name.
-    pub path: String,
+    pub(crate) path: String,
     /// Category.
-    pub category: String,
+    pub(crate) category: String,
     /// Device (kernel encoding).
-    pub dev: u64,
+    pub(crate) dev: u64,
     /// Inode.
-    pub ino: u64,
+    pub(crate) ino: u64,
     /// Other names it was reached by (hardlinks, relative names), bounded.
-    pub names: Vec<String>,
+    pub(crate) names: Vec<String>,
     /// In the watch list now (false: deleted or no longer watched).
-    pub present: bool,
+    pub(crate) present: bool,
     /// Owner: identity names (declared), `user:NAME` or `pod:UID` (derived).
-    pub owner: Option<String>,
+    pub(crate) owner: Option<String>,
     /// How the owner is known.
     pub(crate) owner_source: Option<OwnerSource>,
     /// Who answers for it (identities.yaml `credentials:` contact).
-    pub contact: Option<String>,
+    pub(crate) contact: Option<String>,
     /// Declared rotation policy (ns), overriding the category's.
     pub(crate) rotate_every: Option<u64>,
     /// Current keyed fingerprint (of what was last read).
-    pub fingerprint: Option<String>,
+    pub(crate) fingerprint: Option<String>,
     /// Last modification (ns).
-    pub mtime: Option<u64>,
+    pub(crate) mtime: Option<u64>,
     /// First observed by the ledger.
-    pub first_seen: u64,
+    pub(crate) first_seen: u64,
     /// Last observed (a use, a write, the watch list).
-    pub last_seen: u64,
+    pub(crate) last_seen: u64,
     /// Last use.
-    pub last_used: Option<u64>,
+    pub(crate) last_used: Option<u64>,
     /// Uses ever recorded (retention keeps this count).
-    pub uses: u64,
+    pub(crate) uses: u64,
     /// Opens for writing.
-    pub writes: u64,
+    pub(crate) writes: u64,
     /// The last writer.
     pub(crate) last_write: Option<Writer>,
     /// Rotations observed (content or inode changes).
-    pub rotations: u64,
+    pub(crate) rotations: u64,
     /// Time of the last one.
     pub(crate) last_rotation: Option<u64>,
     /// Uses whose detail retention dropped (their count).
@@ -159,11 +159,11 @@ impl Stat {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Usage {
     /// First/last use, count.
-    pub stat: Stat,
+    pub(crate) stat: Stat,
     /// Whether the identity owns the credential (at its last use); `None`: unknown.
-    pub owned: Option<bool>,
+    pub(crate) owned: Option<bool>,
     /// Fingerprint it last read.
-    pub fingerprint: Option<String>,
+    pub(crate) fingerprint: Option<String>,
     /// Last process: pid, start, executable (program id), user, uid.
     pub(crate) last_tgid: u32,
     /// Start of that process.
@@ -345,17 +345,17 @@ pub struct FindingSeen {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Finding {
     /// Kind.
-    pub kind: FindingKind,
+    pub(crate) kind: FindingKind,
     /// The credential.
-    pub credential: Id,
+    pub(crate) credential: Id,
     /// The identity concerned, if one.
-    pub identity: Option<String>,
+    pub(crate) identity: Option<String>,
     /// The process whose access raised it, if one.
-    pub actor: Option<Actor>,
+    pub(crate) actor: Option<Actor>,
     /// When (input time).
-    pub ts: u64,
+    pub(crate) ts: u64,
     /// Occurrences not alerted since the previous alert of this finding.
-    pub suppressed: u64,
+    pub(crate) suppressed: u64,
     /// Facts for the alert (`age_days`, `copy_of`, …).
     pub(crate) facts: BTreeMap<String, String>,
 }
@@ -474,7 +474,7 @@ pub struct WatchedCredential {
 
 /// Interned strings with stable ids.
 #[derive(Debug, Default)]
-pub struct Names {
+pub(crate) struct Names {
     by_id: HashMap<Id, String>,
     by_name: HashMap<String, Id>,
     next: Id,
@@ -494,30 +494,20 @@ impl Names {
     }
 
     /// Adds a stored row.
-    pub fn insert(&mut self, id: Id, name: String) {
+    pub(crate) fn insert(&mut self, id: Id, name: String) {
         self.next = self.next.max(id);
         self.by_name.insert(name.clone(), id);
         self.by_id.insert(id, name);
     }
 
     /// The name of `id`.
-    pub fn get(&self, id: Id) -> Option<&str> {
+    pub(crate) fn get(&self, id: Id) -> Option<&str> {
         self.by_id.get(&id).map(String::as_str)
     }
 
     /// The id of `name`, if known.
-    pub fn id(&self, name: &str) -> Option<Id> {
+    pub(crate) fn id(&self, name: &str) -> Option<Id> {
         self.by_name.get(name).copied()
-    }
-
-    /// How many.
-    pub fn len(&self) -> usize {
-        self.by_id.len()
-    }
-
-    /// None.
-    pub fn is_empty(&self) -> bool {
-        self.by_id.is_empty()
     }
 }
 
@@ -545,9 +535,9 @@ pub struct Model {
     by_path: HashMap<String, Id>,
     next_credential: Id,
     /// Identity names.
-    pub identities: Names,
+    pub(crate) identities: Names,
     /// Executable paths.
-    pub programs: Names,
+    pub(crate) programs: Names,
     /// Destinations by id.
     pub(crate) destinations: HashMap<Id, Destination>,
     destination_ids: HashMap<(String, u16), Id>,
@@ -581,7 +571,7 @@ pub struct Model {
     /// What the store does not have yet.
     pub(crate) dirty: Dirty,
     /// Latest input time.
-    pub now: u64,
+    pub(crate) now: u64,
 }
 
 impl Model {
@@ -1673,7 +1663,7 @@ impl Model {
     }
 
     /// Rows held (what retention bounds).
-    pub fn rows(&self) -> usize {
+    pub(crate) fn rows(&self) -> usize {
         self.credentials.len()
             + self.usage.len()
             + self.programs_of_usage.len()

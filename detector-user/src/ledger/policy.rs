@@ -16,9 +16,9 @@ fn ns(d: Duration) -> u64 {
 #[derive(Clone, Debug)]
 pub struct Policy {
     /// Owners, contacts, declared rotation policies, service names.
-    pub identities: Arc<IdentityConfig>,
+    pub(crate) identities: Arc<IdentityConfig>,
     /// Findings raised at all.
-    pub findings: bool,
+    pub(crate) findings: bool,
     /// Rotation policy per category (ns), and for categories not listed.
     pub(crate) rotation: Rotation,
     /// No use for this long: a retirement candidate (ns).

@@ -212,15 +212,15 @@ fn is_zero(n: &u64) -> bool {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct InventoryRecord {
     /// Always `credential_inventory` (alerts have no such field).
-    pub record: String,
+    pub(crate) record: String,
     /// Unique id (receivers dedup on it).
-    pub id: String,
+    pub(crate) id: String,
     /// Host.
-    pub host: String,
+    pub(crate) host: String,
     /// When it was taken (ns).
-    pub time: u64,
+    pub(crate) time: u64,
     /// The credential.
-    pub credential: CredentialRecord,
+    pub(crate) credential: CredentialRecord,
 }
 
 impl InventoryRecord {
@@ -262,7 +262,7 @@ pub struct Filter {
 }
 
 /// A glob for `--identity`/`--credential`; a string that is no valid glob matches itself.
-pub fn glob(s: &str) -> GlobMatcher {
+pub(crate) fn glob(s: &str) -> GlobMatcher {
     Glob::new(s)
         .or_else(|_| Glob::new(&globset::escape(s)))
         .map(|g| g.compile_matcher())
@@ -276,7 +276,7 @@ pub fn glob(s: &str) -> GlobMatcher {
 
 impl Filter {
     /// Whether a record passes.
-    pub fn matches(&self, r: &CredentialRecord) -> bool {
+    pub(crate) fn matches(&self, r: &CredentialRecord) -> bool {
         (self.include_gone || r.present)
             && (!self.shared || r.flags.shared)
             && (!self.unowned || r.flags.unowned)
@@ -329,7 +329,7 @@ impl<'a> Records<'a> {
     }
 
     /// One credential by id, path or another name it was reached by.
-    pub fn show(&self, key: &str) -> Option<CredentialRecord> {
+    pub(crate) fn show(&self, key: &str) -> Option<CredentialRecord> {
         let c = key
             .parse::<Id>()
             .ok()
@@ -345,7 +345,7 @@ impl<'a> Records<'a> {
     }
 
     /// The record of credential `c`.
-    pub fn record(&self, c: &Credential) -> CredentialRecord {
+    pub(crate) fn record(&self, c: &Credential) -> CredentialRecord {
         let m = self.m;
         let mut identities: Vec<UsageRecord> = m
             .users_of(c.id)

@@ -240,9 +240,9 @@ pub struct Opened {
     /// Schema version found (0: a new file).
     pub(crate) found_version: u32,
     /// Migrated to [`SCHEMA_VERSION`].
-    pub migrated: bool,
+    pub(crate) migrated: bool,
     /// A bad file moved aside: where it went and why.
-    pub set_aside: Option<(PathBuf, String)>,
+    pub(crate) set_aside: Option<(PathBuf, String)>,
 }
 
 /// The ledger database, open for writing (the agent's writer only).
@@ -304,7 +304,12 @@ fn check(conn: &Connection, path: &Path, quick_check: bool) -> Result<u32, Store
 }
 
 /// Applies the migrations after `from` up to `to`, one transaction each.
-pub fn migrate(conn: &mut Connection, path: &Path, from: u32, to: u32) -> Result<(), StoreError> {
+pub(crate) fn migrate(
+    conn: &mut Connection,
+    path: &Path,
+    from: u32,
+    to: u32,
+) -> Result<(), StoreError> {
     let to = to.min(SCHEMA_VERSION);
     for v in from..to {
         let tx = conn.transaction().map_err(sq(path))?;
@@ -321,7 +326,7 @@ pub fn migrate(conn: &mut Connection, path: &Path, from: u32, to: u32) -> Result
 }
 
 /// Moves a bad ledger (and its `-wal`, `-shm`) aside; returns where it went.
-pub fn set_aside(path: &Path) -> Result<PathBuf, StoreError> {
+pub(crate) fn set_aside(path: &Path) -> Result<PathBuf, StoreError> {
     let secs = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
@@ -437,11 +442,6 @@ impl Store {
         let _ = self.conn.busy_timeout(d);
     }
 
-    /// The file.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
     /// Everything in the ledger.
     pub fn load(&self) -> Result<Model, StoreError> {
         load(&self.conn, &self.path)
@@ -471,7 +471,7 @@ impl Store {
     }
 
     /// Bytes the database uses (pages in use).
-    pub fn bytes(&self) -> Result<u64, StoreError> {
+    pub(crate) fn bytes(&self) -> Result<u64, StoreError> {
         let q = |p: &str| -> Result<i64, StoreError> {
             self.conn
                 .query_row(&format!("PRAGMA {p}"), [], |r| r.get(0))

@@ -76,7 +76,7 @@ pub(crate) enum Ctl {
 #[derive(Debug, Default)]
 pub struct LedgerStats {
     /// Inputs applied.
-    pub inputs: AtomicU64,
+    pub(crate) inputs: AtomicU64,
     /// Inputs dropped because `ledger.queue` inputs were waiting already.
     pub dropped: AtomicU64,
     /// Inputs sent and not yet applied.
@@ -86,11 +86,11 @@ pub struct LedgerStats {
     /// Rows written.
     pub rows: AtomicU64,
     /// Credentials held.
-    pub credentials: AtomicU64,
+    pub(crate) credentials: AtomicU64,
     /// Bytes the database uses (at the last housekeeping).
     pub(crate) db_bytes: AtomicU64,
     /// Writes failing: memory only.
-    pub memory_only: AtomicBool,
+    pub(crate) memory_only: AtomicBool,
     /// Nanoseconds spent committing batches (wall clock).
     pub commit_ns: AtomicU64,
     /// CPU nanoseconds the ledger's thread spent committing batches.

@@ -209,13 +209,8 @@ fn addrs(n: &Node) -> Result<Vec<AddrPattern>, PosError> {
 
 impl IdentityConfig {
     /// How many identities are declared (a reload reports it).
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.identities.len()
-    }
-
-    /// True when no identity is declared.
-    pub fn is_empty(&self) -> bool {
-        self.identities.is_empty()
     }
 
     /// The first declared identity (in file order) whose selector matches `p`.

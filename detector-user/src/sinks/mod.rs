@@ -118,15 +118,15 @@ pub struct SinkStats {
     /// Failed delivery attempts.
     pub failures: AtomicU64,
     /// Alerts dropped (queue or spool full, or the channel to the sink's task full).
-    pub dropped: AtomicU64,
+    pub(crate) dropped: AtomicU64,
     /// In-band overflow alerts delivered.
-    pub overflow_notices: AtomicU64,
+    pub(crate) overflow_notices: AtomicU64,
     /// Alerts held (queue or spool).
-    pub queued: AtomicU64,
+    pub(crate) queued: AtomicU64,
     /// Bytes held.
-    pub queued_bytes: AtomicU64,
+    pub(crate) queued_bytes: AtomicU64,
     /// Alerts found in the spool at start (left by a previous run).
-    pub recovered: AtomicU64,
+    pub(crate) recovered: AtomicU64,
     /// Drops not yet announced in band (channel-full drops are added here by the sender).
     pending_notice: AtomicU64,
 }

@@ -82,23 +82,23 @@ impl Default for KernelOptions {
 #[derive(Debug, Default, Clone, Copy)]
 pub struct SourceStats {
     /// Records decoded.
-    pub records: u64,
+    pub(crate) records: u64,
     /// Records that failed to decode.
-    pub decode_errors: u64,
+    pub(crate) decode_errors: u64,
     /// Kernel losses reported.
-    pub lost: u64,
+    pub(crate) lost: u64,
     /// Ring-buffer bytes pending when the consumer last woke (before draining).
-    pub ring_pending: u64,
+    pub(crate) ring_pending: u64,
     /// The most seen pending at a wake-up since start.
     pub ring_pending_max: u64,
     /// Consumer wakeups the kernel forced (a burst crossing the wakeup threshold), as of the
     /// last loss check.
-    pub forced_wakeups: u64,
+    pub(crate) forced_wakeups: u64,
     /// Times the consumer went to sleep until the kernel's first record (idle agent).
-    pub sleeps: u64,
+    pub(crate) sleeps: u64,
     /// TCP outcomes dropped because their attempt was not seen (the agent's own connects,
     /// attempts lost in the kernel).
-    pub unpaired_outcomes: u64,
+    pub(crate) unpaired_outcomes: u64,
 }
 
 /// The live source.
@@ -140,7 +140,7 @@ struct LoadedRest {
 }
 
 /// Boot-time clock now, ns.
-pub fn boottime_ns() -> u64 {
+pub(crate) fn boottime_ns() -> u64 {
     let mut ts = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,

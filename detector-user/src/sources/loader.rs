@@ -305,7 +305,7 @@ pub struct ProgramStatus {
     /// The hook in use, or the preferred one when nothing attached.
     pub hook: String,
     /// Group.
-    pub group: Group,
+    pub(crate) group: Group,
     /// Attached?
     pub attached: bool,
     /// Attached through a fallback: which, and why it exists.
@@ -315,7 +315,7 @@ pub struct ProgramStatus {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     /// What is missing when not attached.
-    pub covers: String,
+    pub(crate) covers: String,
 }
 
 /// How the kernel programs read kernel structures.
@@ -341,7 +341,7 @@ pub struct LoadOptions {
     /// this (0: never; the consumer's timer alone drains the ring).
     pub wakeup_bytes: u32,
     /// Read-record deduplication window.
-    pub read_dedup_ns: u64,
+    pub(crate) read_dedup_ns: u64,
     /// Tgid to exclude (the agent itself).
     pub agent_tgid: u32,
     /// How kernel structures are read.
@@ -376,7 +376,7 @@ pub struct KernelReads {
     pub patched: usize,
     /// Direct mode only: whether `bpf_rdonly_cast` (6.2+) types numbers as pointers; without
     /// it the few members behind a cast are read by helper.
-    pub casts: bool,
+    pub(crate) casts: bool,
     /// Why the helper-call paths are used, when they are.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,

@@ -532,7 +532,7 @@ pub fn tracepoint_offsets(tracefs: &Path) -> TracepointOffsets {
 }
 
 /// Which compiled-in layouts ([`tp_fixed`]) match the offsets read from tracefs.
-pub fn fixed_layout(t: &TracepointOffsets) -> u32 {
+pub(crate) fn fixed_layout(t: &TracepointOffsets) -> u32 {
     use detector_common::tp_fixed as f;
     let eq = |got: u32, want: usize| got as usize == want;
     let mut bits = 0;

@@ -30,9 +30,9 @@ pub struct Environment {
     /// Root of the cgroup v2 hierarchy.
     pub cgroup2: PathBuf,
     /// Kernel BTF.
-    pub btf: PathBuf,
+    pub(crate) btf: PathBuf,
     /// What preflight had to do (mounted tracefs/bpffs), for the log.
-    pub notes: Vec<String>,
+    pub(crate) notes: Vec<String>,
 }
 
 const CAP_SYS_ADMIN: u32 = 21;
@@ -52,7 +52,7 @@ fn effective_caps() -> u64 {
 }
 
 /// True when the process may load and attach our programs.
-pub fn privileged() -> bool {
+pub(crate) fn privileged() -> bool {
     let caps = effective_caps();
     let has = |c: u32| caps & (1u64 << c) != 0;
     has(CAP_SYS_ADMIN) || (has(CAP_BPF) && has(CAP_PERFMON))

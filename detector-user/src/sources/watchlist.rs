@@ -86,7 +86,7 @@ pub fn parse(text: &str, source_name: &str) -> Result<Vec<Pattern>, WatchListErr
 }
 
 /// Home directories of every user (from /etc/passwd) plus /root.
-pub fn homes(passwd: &Path) -> Vec<PathBuf> {
+pub(crate) fn homes(passwd: &Path) -> Vec<PathBuf> {
     let mut v: Vec<PathBuf> = std::fs::read_to_string(passwd)
         .unwrap_or_default()
         .lines()
@@ -160,15 +160,15 @@ pub(crate) fn kernel_dev(st_dev: u64) -> u64 {
 
 /// A watched file that exists now.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Watched {
+pub(crate) struct Watched {
     /// Path as found.
-    pub path: PathBuf,
+    pub(crate) path: PathBuf,
     /// Category.
-    pub category: String,
+    pub(crate) category: String,
     /// Kernel identity.
-    pub key: WatchKey,
+    pub(crate) key: WatchKey,
     /// Modification time (seconds since the epoch), for credential-age rules.
-    pub mtime: i64,
+    pub(crate) mtime: i64,
 }
 
 /// How many removed files [`WatchList::get`] still knows.

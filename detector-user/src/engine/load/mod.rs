@@ -168,7 +168,7 @@ pub(crate) fn load_identities(path: &Path) -> Result<IdentityConfig, LoadError> 
 }
 
 /// Loads the identities config and baseline (either optional) into a [`Policy`].
-pub fn load_policy(
+pub(crate) fn load_policy(
     identities: Option<&Path>,
     baseline: Option<&Path>,
 ) -> Result<Policy, LoadError> {
