@@ -225,6 +225,7 @@ fn get_ip<'a>(
     let p = ev.process.as_ref();
     let n = ev.net.as_ref();
     let fl = ev.file.as_ref();
+    let ex = ev.exit.as_ref();
     match f {
         Kind => s(ev.kind.as_str()),
         Ts => i(ev.ts),
@@ -255,14 +256,8 @@ fn get_ip<'a>(
         ExecFilename => ev.exec.as_ref().and_then(|e| s(&e.filename)),
         ExecArgv => ev.exec.as_ref().map(|e| Val::List(&e.argv)),
         ChildTgid => ev.fork.as_ref().and_then(|x| i(x.child_tgid.into())),
-        ExitCode => ev
-            .exit
-            .as_ref()
-            .and_then(|x| x.code.map(|c| Val::Int(c.into()))),
-        ExitSignal => ev
-            .exit
-            .as_ref()
-            .and_then(|x| x.signal.map(|c| Val::Int(c.into()))),
+        ExitCode => ex.and_then(|x| x.code.map(|c| Val::Int(c.into()))),
+        ExitSignal => ex.and_then(|x| x.signal.map(|c| Val::Int(c.into()))),
         Protocol => n.map(|n| Val::Str(Cow::Borrowed(enum_str(&n.protocol)))),
         Family => n.and_then(|n| i(n.family.into())),
         Direction => n.map(|n| Val::Str(Cow::Borrowed(enum_str(&n.direction)))),
@@ -280,13 +275,7 @@ fn get_ip<'a>(
         DstHost => n.map(|n| Val::Str(Cow::Borrowed(n.dst_name.as_deref().unwrap_or(&n.dst_addr)))),
         OffHost => n.map(|n| Val::Bool(off_host(n, dst_ip))),
         Contact => n.map(|n| Val::Bool(is_contact(ev.kind, n))),
-        Service => {
-            let n = n?;
-            let ip = dst_ip()?;
-            pol.identities
-                .service_name(ip, n.dst_port)
-                .map(|x| Val::Str(Cow::Owned(x.to_string())))
-        }
+        Service => service(n?, pol, dst_ip).map(|x| Val::Str(Cow::Owned(x))),
         PeerAllowed => peer_allowed(n?, p?, pol, dst_ip).map(Val::Bool),
         Novel => peer_allowed(n?, p?, pol, dst_ip).map(|allowed| Val::Bool(!allowed)),
         Watched => fl.and_then(|x| s(&x.watched)),
@@ -317,6 +306,14 @@ fn off_host(n: &NetInfo, dst_ip: impl FnOnce() -> Option<IpAddr>) -> bool {
         Some(v) => v,
         None => dst_ip().is_some_and(|ip| !is_this_host(ip)),
     }
+}
+
+/// `net.service`: the configured service name of the destination.
+fn service(n: &NetInfo, pol: &Policy, dst_ip: impl FnOnce() -> Option<IpAddr>) -> Option<String> {
+    let ip = dst_ip()?;
+    pol.identities
+        .service_name(ip, n.dst_port)
+        .map(|x| x.to_string())
 }
 
 /// Whether the identity of `p` may contact the destination: declared, or learned by the
