@@ -15,7 +15,7 @@ pub struct LiveCapture {
     /// The kernel side.
     pub source: KernelSource,
     /// Enrichment state.
-    pub enricher: Enricher,
+    pub(crate) enricher: Enricher,
     records: Vec<Record>,
 }
 

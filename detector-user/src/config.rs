@@ -5,7 +5,7 @@
 //!
 //! Documented by `docs/config.example.yaml` (loaded by a test, so it cannot rot).
 
-pub mod material;
+pub(crate) mod material;
 
 use std::{
     collections::BTreeMap,
@@ -44,16 +44,16 @@ pub enum ConfigError {
 /// `HOST:PORT`.
 #[derive(Debug, thiserror::Error)]
 #[error("metrics address {addr:?}: {msg}")]
-pub struct ListenAddrError {
+pub(crate) struct ListenAddrError {
     /// What was given.
-    pub addr: String,
+    pub(crate) addr: String,
     /// Why it is not usable.
-    pub msg: String,
+    pub(crate) msg: String,
 }
 
 /// Parses a listen address: `PORT` or `:PORT` mean loopback (127.0.0.1); otherwise
 /// `HOST:PORT` (`[::1]:PORT` for IPv6), a host name resolved once.
-pub fn parse_listen_addr(s: &str) -> Result<SocketAddr, ListenAddrError> {
+pub(crate) fn parse_listen_addr(s: &str) -> Result<SocketAddr, ListenAddrError> {
     let err = |msg: String| ListenAddrError {
         addr: s.to_string(),
         msg,
@@ -73,7 +73,7 @@ pub fn parse_listen_addr(s: &str) -> Result<SocketAddr, ListenAddrError> {
 }
 
 /// Facility code for a syslog facility name (`syslog.facility`).
-pub fn facility_code(name: &str) -> Option<u8> {
+pub(crate) fn facility_code(name: &str) -> Option<u8> {
     Some(match name {
         "kern" => 0,
         "user" => 1,
@@ -96,45 +96,45 @@ pub fn facility_code(name: &str) -> Option<u8> {
 /// `retry.initial` and `retry.max`: a floor so that an unreachable receiver is not hammered
 /// (a 1 ns delay made 262,144 attempts for one alert), a ceiling so that a retry is not
 /// postponed for ever.
-pub const RETRY_RANGE: (Duration, Duration) =
+pub(crate) const RETRY_RANGE: (Duration, Duration) =
     (Duration::from_millis(10), Duration::from_secs(3600));
 /// `http.timeout`: a request needs time to be answered (with 0 s every attempt failed after
 /// the receiver had taken the batch, which it then got again and again).
-pub const HTTP_TIMEOUT_RANGE: (Duration, Duration) =
+pub(crate) const HTTP_TIMEOUT_RANGE: (Duration, Duration) =
     (Duration::from_secs(1), Duration::from_secs(600));
 /// `run.shutdown_timeout`.
-pub const SHUTDOWN_TIMEOUT_RANGE: (Duration, Duration) =
+pub(crate) const SHUTDOWN_TIMEOUT_RANGE: (Duration, Duration) =
     (Duration::ZERO, Duration::from_secs(3600));
 /// `file.max_bytes` and `spool.max_bytes`: the spool never goes below 4 KiB; 1 TiB above.
-pub const MAX_BYTES_RANGE: (u64, u64) = (4096, 1 << 40);
+pub(crate) const MAX_BYTES_RANGE: (u64, u64) = (4096, 1 << 40);
 /// `file.max_files` (0 would delete alerts at each rotation).
-pub const MAX_FILES_RANGE: (u32, u32) = (1, 1000);
+pub(crate) const MAX_FILES_RANGE: (u32, u32) = (1, 1000);
 /// `batch.max_alerts`.
-pub const BATCH_RANGE: (usize, usize) = (1, 10_000);
+pub(crate) const BATCH_RANGE: (usize, usize) = (1, 10_000);
 
 const DAY: u64 = 86_400;
 /// `ledger.flush_interval`: a commit at least this often (and at most: not a busy loop).
-pub const LEDGER_FLUSH_RANGE: (Duration, Duration) =
+pub(crate) const LEDGER_FLUSH_RANGE: (Duration, Duration) =
     (Duration::from_millis(100), Duration::from_secs(600));
 /// `ledger.reach_window`: how long after a use a connection counts as what the credential
 /// opened.
-pub const REACH_WINDOW_RANGE: (Duration, Duration) =
+pub(crate) const REACH_WINDOW_RANGE: (Duration, Duration) =
     (Duration::from_secs(1), Duration::from_secs(3600));
 /// `ledger.retention.max_age`.
-pub const RETENTION_RANGE: (Duration, Duration) =
+pub(crate) const RETENTION_RANGE: (Duration, Duration) =
     (Duration::from_secs(DAY), Duration::from_secs(3650 * DAY));
 /// `ledger.rotation.default` and per-category rotation policies.
-pub const ROTATION_RANGE: (Duration, Duration) =
+pub(crate) const ROTATION_RANGE: (Duration, Duration) =
     (Duration::from_secs(DAY), Duration::from_secs(3650 * DAY));
 /// `ledger.findings.repeat_after`: a finding is alerted again at most this often.
-pub const REPEAT_AFTER_RANGE: (Duration, Duration) =
+pub(crate) const REPEAT_AFTER_RANGE: (Duration, Duration) =
     (Duration::from_secs(3600), Duration::from_secs(365 * DAY));
 /// `ledger.findings.unused_after`: a credential no workload used for this long is a
 /// retirement candidate.
-pub const UNUSED_AFTER_RANGE: (Duration, Duration) =
+pub(crate) const UNUSED_AFTER_RANGE: (Duration, Duration) =
     (Duration::from_secs(DAY), Duration::from_secs(3650 * DAY));
 /// `ledger.export.interval`.
-pub const EXPORT_INTERVAL_RANGE: (Duration, Duration) =
+pub(crate) const EXPORT_INTERVAL_RANGE: (Duration, Duration) =
     (Duration::from_secs(1), Duration::from_secs(30 * DAY));
 
 /// The whole agent config.
@@ -147,10 +147,10 @@ pub struct AgentConfig {
     pub sinks: Vec<SinkConfig>,
     /// Run options (command-line flags override them).
     #[serde(default)]
-    pub run: RunConfig,
+    pub(crate) run: RunConfig,
     /// The credential ledger.
     #[serde(default)]
-    pub ledger: LedgerConfig,
+    pub(crate) ledger: LedgerConfig,
 }
 
 /// The credential ledger (`ledger:`): where it lives, how it batches, retention, rotation
@@ -160,35 +160,35 @@ pub struct AgentConfig {
 pub struct LedgerConfig {
     /// Keep the ledger at all (`--no-ledger` turns it off).
     #[serde(default = "yes")]
-    pub enabled: bool,
+    pub(crate) enabled: bool,
     /// The database file [default: `<state_dir>/ledger.db`].
     #[serde(default)]
-    pub path: Option<PathBuf>,
+    pub(crate) path: Option<PathBuf>,
     /// A batch is committed at least this often while inputs arrive: what a crash can lose.
     #[serde(default = "default_flush_interval", deserialize_with = "ledger_flush")]
-    pub flush_interval: Duration,
+    pub(crate) flush_interval: Duration,
     /// … or as soon as this many inputs have been applied.
     #[serde(default = "default_batch_inputs")]
-    pub batch_inputs: usize,
+    pub(crate) batch_inputs: usize,
     /// Inputs waiting for the ledger's thread at most; more are counted and announced.
     #[serde(default = "default_queue")]
-    pub queue: usize,
+    pub(crate) queue: usize,
     /// Connections by the same identity and process tree this long after a use are what the
     /// credential reaches.
     #[serde(default = "default_reach_window", deserialize_with = "reach_window")]
-    pub reach_window: Duration,
+    pub(crate) reach_window: Duration,
     /// How long and how much detail is kept.
     #[serde(default)]
-    pub retention: RetentionConfig,
+    pub(crate) retention: RetentionConfig,
     /// Rotation policy.
     #[serde(default)]
-    pub rotation: RotationConfig,
+    pub(crate) rotation: RotationConfig,
     /// Findings raised as alerts.
     #[serde(default)]
-    pub findings: FindingsConfig,
+    pub(crate) findings: FindingsConfig,
     /// Inventory records to the sinks.
     #[serde(default)]
-    pub export: ExportConfig,
+    pub(crate) export: ExportConfig,
 }
 
 impl Default for LedgerConfig {
@@ -228,13 +228,13 @@ fn default_reach_window() -> Duration {
 /// file grows past `max_bytes`; counts are kept on the credential.
 #[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RetentionConfig {
+pub(crate) struct RetentionConfig {
     /// Detail (uses, reach, rotations, credentials gone from the host) older than this goes.
     #[serde(default = "default_max_age", deserialize_with = "retention_age")]
-    pub max_age: Duration,
+    pub(crate) max_age: Duration,
     /// Largest database size in bytes.
     #[serde(default = "default_ledger_bytes")]
-    pub max_bytes: u64,
+    pub(crate) max_bytes: u64,
 }
 
 impl Default for RetentionConfig {
@@ -256,13 +256,13 @@ fn default_ledger_bytes() -> u64 {
 /// Rotation policy: a credential in use while older than this raises a finding.
 #[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RotationConfig {
+pub(crate) struct RotationConfig {
     /// For every category not listed.
     #[serde(default = "default_rotation", deserialize_with = "rotation")]
-    pub default: Duration,
+    pub(crate) default: Duration,
     /// Per category (`ssh_key: 365d`, `k8s_token: 2d`).
     #[serde(default, deserialize_with = "duration_map")]
-    pub categories: BTreeMap<String, Duration>,
+    pub(crate) categories: BTreeMap<String, Duration>,
 }
 
 impl Default for RotationConfig {
@@ -281,20 +281,20 @@ fn default_rotation() -> Duration {
 /// The ledger's findings.
 #[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct FindingsConfig {
+pub(crate) struct FindingsConfig {
     /// Raise them at all.
     #[serde(default = "yes")]
-    pub enabled: bool,
+    pub(crate) enabled: bool,
     /// A finding already alerted is alerted again only after this long.
     #[serde(default = "default_repeat_after", deserialize_with = "repeat_after")]
-    pub repeat_after: Duration,
+    pub(crate) repeat_after: Duration,
     /// No use for this long: a retirement candidate.
     #[serde(default = "default_unused_after", deserialize_with = "unused_after")]
-    pub unused_after: Duration,
+    pub(crate) unused_after: Duration,
     /// Executables whose reads are never a non-owner's (daemons that read credentials on
     /// others' behalf).
     #[serde(default = "default_exempt_exe")]
-    pub exempt_exe: Vec<String>,
+    pub(crate) exempt_exe: Vec<String>,
 }
 
 impl Default for FindingsConfig {
@@ -327,13 +327,13 @@ fn default_exempt_exe() -> Vec<String> {
 /// Inventory export to the sinks.
 #[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ExportConfig {
+pub(crate) struct ExportConfig {
     /// Every this long (the first export after at most 5 minutes); `0s`: never.
     #[serde(
         default = "default_export_interval",
         deserialize_with = "export_interval"
     )]
-    pub interval: Duration,
+    pub(crate) interval: Duration,
 }
 
 impl Default for ExportConfig {
@@ -351,26 +351,26 @@ fn default_export_interval() -> Duration {
 /// Run options that can live in the config file; a flag given on the command line wins.
 #[derive(Clone, Debug, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RunConfig {
+pub(crate) struct RunConfig {
     /// Where the agent keeps its state (fingerprint key).
     #[serde(default)]
-    pub state_dir: Option<PathBuf>,
+    pub(crate) state_dir: Option<PathBuf>,
     /// Extra rule files or directories.
     #[serde(default)]
-    pub rules: Vec<PathBuf>,
+    pub(crate) rules: Vec<PathBuf>,
     /// Identities file.
     #[serde(default)]
-    pub identities: Option<PathBuf>,
+    pub(crate) identities: Option<PathBuf>,
     /// Watch list file.
     #[serde(default)]
-    pub watch_list: Option<PathBuf>,
+    pub(crate) watch_list: Option<PathBuf>,
     /// How long shutdown waits for sinks to deliver what they hold (spools keep the rest).
     #[serde(default, deserialize_with = "shutdown_timeout")]
-    pub shutdown_timeout: Option<Duration>,
+    pub(crate) shutdown_timeout: Option<Duration>,
     /// Prometheus metrics and `/health` listen address (`PORT` or `:PORT` = loopback,
     /// `HOST:PORT`); none: no endpoint.
     #[serde(default, deserialize_with = "opt_listen_addr")]
-    pub metrics_addr: Option<String>,
+    pub(crate) metrics_addr: Option<String>,
 }
 
 /// One sink. Externally tagged (`- http: {...}`) so that each kind accepts only its own keys
@@ -390,7 +390,7 @@ pub enum SinkConfig {
 
 impl SinkConfig {
     /// The sink's name (for logs and spool directories).
-    pub fn name(&self) -> &str {
+    pub(crate) fn name(&self) -> &str {
         match self {
             SinkConfig::Stdout(c) => c.name.as_deref().unwrap_or("stdout"),
             SinkConfig::File(c) => c.name.as_deref().unwrap_or("file"),
@@ -417,10 +417,10 @@ pub enum Format {
 pub struct StdoutConfig {
     /// Name.
     #[serde(default)]
-    pub name: Option<String>,
+    pub(crate) name: Option<String>,
     /// Format.
     #[serde(default)]
-    pub format: Format,
+    pub(crate) format: Format,
 }
 
 /// `file` sink.
@@ -429,22 +429,22 @@ pub struct StdoutConfig {
 pub struct FileConfig {
     /// Name.
     #[serde(default)]
-    pub name: Option<String>,
+    pub(crate) name: Option<String>,
     /// Format.
     #[serde(default)]
-    pub format: Format,
+    pub(crate) format: Format,
     /// The file (created 0600).
-    pub path: PathBuf,
+    pub(crate) path: PathBuf,
     /// Rotate when the file would grow past this many bytes.
     #[serde(default = "default_file_max_bytes", deserialize_with = "max_bytes")]
-    pub max_bytes: u64,
+    pub(crate) max_bytes: u64,
     /// Rotated files kept (`path.1` … `path.N`).
     #[serde(default = "default_max_files", deserialize_with = "max_files")]
-    pub max_files: u32,
+    pub(crate) max_files: u32,
     /// On-disk spool (absent: a bounded in-memory queue), for a file on a disk that can fill
     /// up or a mount that can go away.
     #[serde(default)]
-    pub spool: Option<SpoolConfig>,
+    pub(crate) spool: Option<SpoolConfig>,
 }
 
 fn default_file_max_bytes() -> u64 {
@@ -457,7 +457,7 @@ fn default_max_files() -> u32 {
 /// Syslog transport.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum SyslogTransport {
+pub(crate) enum SyslogTransport {
     /// Unix datagram socket (`socket`).
     Unix,
     /// UDP datagrams (`address`).
@@ -472,33 +472,33 @@ pub enum SyslogTransport {
 pub struct SyslogConfig {
     /// Name.
     #[serde(default)]
-    pub name: Option<String>,
+    pub(crate) name: Option<String>,
     /// Format of the MSG part.
     #[serde(default)]
-    pub format: Format,
+    pub(crate) format: Format,
     /// Transport.
-    pub transport: SyslogTransport,
+    pub(crate) transport: SyslogTransport,
     /// `host:port` for UDP and TCP.
     #[serde(default, deserialize_with = "opt_host_port")]
-    pub address: Option<String>,
+    pub(crate) address: Option<String>,
     /// Socket path for `unix` (default `/dev/log`).
     #[serde(default)]
-    pub socket: Option<PathBuf>,
+    pub(crate) socket: Option<PathBuf>,
     /// Facility name (`auth`, `authpriv`, `daemon`, `local0` … `local7`).
     #[serde(default = "default_facility", deserialize_with = "facility")]
-    pub facility: String,
+    pub(crate) facility: String,
     /// APP-NAME.
     #[serde(default = "default_app_name")]
-    pub app_name: String,
+    pub(crate) app_name: String,
     /// Alerts per delivery.
     #[serde(default)]
-    pub batch: BatchConfig,
+    pub(crate) batch: BatchConfig,
     /// Retries.
     #[serde(default)]
-    pub retry: RetryConfig,
+    pub(crate) retry: RetryConfig,
     /// On-disk spool (absent: a bounded in-memory queue).
     #[serde(default)]
-    pub spool: Option<SpoolConfig>,
+    pub(crate) spool: Option<SpoolConfig>,
 }
 
 fn default_facility() -> String {
@@ -511,7 +511,7 @@ fn default_app_name() -> String {
 /// HTTP flavour.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum HttpFlavor {
+pub(crate) enum HttpFlavor {
     /// A JSON array of documents per POST; `Authorization: Bearer <token>`.
     #[default]
     Generic,
@@ -527,37 +527,37 @@ pub enum HttpFlavor {
 pub struct HttpConfig {
     /// Name.
     #[serde(default)]
-    pub name: Option<String>,
+    pub(crate) name: Option<String>,
     /// Format of each document.
     #[serde(default)]
-    pub format: Format,
+    pub(crate) format: Format,
     /// Endpoint (`https://…` or `http://…`), e.g. `…/services/collector/event` or `…/_bulk`.
     #[serde(deserialize_with = "http_url")]
-    pub url: String,
+    pub(crate) url: String,
     /// Flavour.
     #[serde(default)]
-    pub flavor: HttpFlavor,
+    pub(crate) flavor: HttpFlavor,
     /// Elastic index.
     #[serde(default)]
-    pub index: Option<String>,
+    pub(crate) index: Option<String>,
     /// File holding the auth token (never on the command line, never logged).
     #[serde(default)]
-    pub token_file: Option<PathBuf>,
+    pub(crate) token_file: Option<PathBuf>,
     /// TLS options.
     #[serde(default)]
-    pub tls: TlsConfig,
+    pub(crate) tls: TlsConfig,
     /// Per-request timeout.
     #[serde(default = "default_timeout", deserialize_with = "http_timeout")]
-    pub timeout: Duration,
+    pub(crate) timeout: Duration,
     /// Alerts per request.
     #[serde(default)]
-    pub batch: BatchConfig,
+    pub(crate) batch: BatchConfig,
     /// Retries.
     #[serde(default)]
-    pub retry: RetryConfig,
+    pub(crate) retry: RetryConfig,
     /// On-disk spool (absent: a bounded in-memory queue).
     #[serde(default)]
-    pub spool: Option<SpoolConfig>,
+    pub(crate) spool: Option<SpoolConfig>,
 }
 
 fn default_timeout() -> Duration {
@@ -567,25 +567,25 @@ fn default_timeout() -> Duration {
 /// TLS options. Certificates are always verified.
 #[derive(Clone, Debug, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct TlsConfig {
+pub(crate) struct TlsConfig {
     /// Extra CA certificates (PEM) trusted besides the system's.
     #[serde(default)]
-    pub ca_file: Option<PathBuf>,
+    pub(crate) ca_file: Option<PathBuf>,
     /// Client certificate chain (PEM), with `client_key`.
     #[serde(default)]
-    pub client_cert: Option<PathBuf>,
+    pub(crate) client_cert: Option<PathBuf>,
     /// Client private key (PEM).
     #[serde(default)]
-    pub client_key: Option<PathBuf>,
+    pub(crate) client_key: Option<PathBuf>,
 }
 
 /// Batching.
 #[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct BatchConfig {
+pub(crate) struct BatchConfig {
     /// Most alerts per delivery.
     #[serde(default = "default_batch", deserialize_with = "batch")]
-    pub max_alerts: usize,
+    pub(crate) max_alerts: usize,
 }
 
 impl Default for BatchConfig {
@@ -604,13 +604,13 @@ fn default_batch() -> usize {
 /// waits.
 #[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RetryConfig {
+pub(crate) struct RetryConfig {
     /// First delay.
     #[serde(default = "default_initial", deserialize_with = "retry_delay")]
-    pub initial: Duration,
+    pub(crate) initial: Duration,
     /// Largest delay.
     #[serde(default = "default_max_delay", deserialize_with = "retry_delay")]
-    pub max: Duration,
+    pub(crate) max: Duration,
 }
 
 impl Default for RetryConfig {
@@ -632,7 +632,7 @@ fn default_max_delay() -> Duration {
 /// What a full spool does with one more alert.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum OverflowPolicy {
+pub(crate) enum OverflowPolicy {
     /// Drop the oldest spooled alerts to make room.
     #[default]
     DropOldest,
@@ -643,7 +643,7 @@ pub enum OverflowPolicy {
 /// When spool appends reach the disk.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum FsyncPolicy {
+pub(crate) enum FsyncPolicy {
     /// After every group of appends (each wake-up of the sink's task).
     #[default]
     Always,
@@ -656,18 +656,18 @@ pub enum FsyncPolicy {
 /// Per-sink on-disk spool.
 #[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct SpoolConfig {
+pub(crate) struct SpoolConfig {
     /// Directory (the sink's spool lives in `<dir>/<sink name>/`, 0700, files 0600).
-    pub dir: PathBuf,
+    pub(crate) dir: PathBuf,
     /// Largest spool size in bytes.
     #[serde(default = "default_spool_bytes", deserialize_with = "max_bytes")]
-    pub max_bytes: u64,
+    pub(crate) max_bytes: u64,
     /// Full-spool policy.
     #[serde(default)]
-    pub on_full: OverflowPolicy,
+    pub(crate) on_full: OverflowPolicy,
     /// Fsync policy.
     #[serde(default)]
-    pub fsync: FsyncPolicy,
+    pub(crate) fsync: FsyncPolicy,
 }
 
 fn default_spool_bytes() -> u64 {
@@ -837,7 +837,7 @@ impl AgentConfig {
 
     /// Reads and validates a config file without looking at the files it names (for a reader
     /// of a few run options, `detector status`).
-    pub fn read(path: &Path) -> Result<AgentConfig, ConfigError> {
+    pub(crate) fn read(path: &Path) -> Result<AgentConfig, ConfigError> {
         let text = Self::read_text(path)?;
         Self::parse_inner(&text, path, false)
     }

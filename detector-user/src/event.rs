@@ -9,7 +9,7 @@
 use serde::{Deserialize, Serialize};
 
 /// Version of the record format written in the first line of a recording.
-pub const FORMAT_VERSION: u32 = 1;
+pub(crate) const FORMAT_VERSION: u32 = 1;
 
 /// What happened. Serialized in snake_case (`"cred_open"`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]

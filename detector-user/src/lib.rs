@@ -15,7 +15,7 @@ pub mod input;
 pub mod ledger;
 pub(crate) mod metrics;
 pub(crate) mod notice;
-pub mod policy;
+pub(crate) mod policy;
 pub mod privs;
 pub mod sinks;
 pub mod sources;

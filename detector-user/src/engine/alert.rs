@@ -25,7 +25,7 @@ pub enum Severity {
 
 impl Severity {
     /// Parses the YAML spelling.
-    pub fn parse(s: &str) -> Option<Severity> {
+    pub(crate) fn parse(s: &str) -> Option<Severity> {
         Some(match s {
             "info" => Severity::Info,
             "low" => Severity::Low,
@@ -172,7 +172,7 @@ fn secretish(s: &str) -> bool {
 /// `--token=x`, `-p x` for database clients), `NAME=value` with a secret-like name, and
 /// `user:password@` in URLs. Paths of key files (`-i ~/.ssh/id_rsa`) stay: they are evidence,
 /// not secrets.
-pub fn redact_argv(argv: &[String], max: usize) -> Vec<String> {
+pub(crate) fn redact_argv(argv: &[String], max: usize) -> Vec<String> {
     let mut out = Vec::with_capacity(argv.len().min(max));
     let mut redact_next = false;
     for a in argv.iter().take(max) {

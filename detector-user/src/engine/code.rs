@@ -43,7 +43,7 @@ fn v4(s: &str) -> Option<Ipv4Addr> {
 }
 
 /// Code of a counted value; `hash` gives the hash of values that are not coded reversibly.
-pub fn val(v: &Val<'_>, hash: impl FnOnce() -> u64) -> u64 {
+pub(crate) fn val(v: &Val<'_>, hash: impl FnOnce() -> u64) -> u64 {
     match v {
         Val::Str(s) => match v4(s) {
             Some(a) => V4 << 48 | u64::from(u32::from(a)),
@@ -67,7 +67,7 @@ pub(crate) fn dst(ev: &Event) -> u64 {
 }
 
 /// The code of an event's destination, its address parsed already (`ip`: `net.dst_addr` parsed).
-pub fn dst_at(ev: &Event, ip: Option<IpAddr>) -> u64 {
+pub(crate) fn dst_at(ev: &Event, ip: Option<IpAddr>) -> u64 {
     ev.net.as_ref().map_or(0, |n| match ip {
         // Only a canonically written address is coded reversibly (rendering must give the
         // very text back); the parser rejects other IPv4 forms, so parsed means canonical.
@@ -78,18 +78,18 @@ pub fn dst_at(ev: &Event, ip: Option<IpAddr>) -> u64 {
 
 /// The address-value code of an IPv4 destination's code (what [`val`] gives for its
 /// `net.dst_addr`), without parsing the address again.
-pub fn addr_of_dst(code: u64) -> Option<u64> {
+pub(crate) fn addr_of_dst(code: u64) -> Option<u64> {
     (code >> 48 == DST4).then_some(V4 << 48 | (code & 0xffff_ffff))
 }
 
 /// True when the code carries its value (no display string needs keeping).
-pub fn describes(code: u64) -> bool {
+pub(crate) fn describes(code: u64) -> bool {
     matches!(code >> 48, V4 | DST4 | INT)
 }
 
 /// The display string of a reversible code: what the value's or destination's own rendering
 /// gives.
-pub fn render(code: u64) -> Option<String> {
+pub(crate) fn render(code: u64) -> Option<String> {
     let addr = || Ipv4Addr::from((code & 0xffff_ffff) as u32).to_string();
     match code >> 48 {
         V4 => Some(addr()),

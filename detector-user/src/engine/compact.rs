@@ -18,7 +18,7 @@ use crate::event::{
 };
 
 /// Reads encoded values back, front to back.
-pub struct Reader<'a>(&'a [u8]);
+pub(crate) struct Reader<'a>(&'a [u8]);
 
 impl<'a> Reader<'a> {
     fn bytes(&mut self, n: usize) -> Option<&'a [u8]> {
@@ -32,7 +32,7 @@ impl<'a> Reader<'a> {
 }
 
 /// A value that can be written to and read back from the compact encoding.
-pub trait Codec: Sized {
+pub(crate) trait Codec: Sized {
     /// Appends the encoding.
     fn put(&self, b: &mut Vec<u8>);
     /// Reads one value (`None`: malformed, which only a bug could produce).
@@ -266,13 +266,13 @@ struct_codec!(LossInfo { cpu, count, total });
 /// with every field's encoding inlined into it: left to the compiler, how much of it was
 /// inlined changed with unrelated edits elsewhere, and its cost by a fifth.
 #[inline(never)]
-pub fn encode(ev: &Event, b: &mut Vec<u8>) {
+pub(crate) fn encode(ev: &Event, b: &mut Vec<u8>) {
     b.clear();
     ev.put(b);
 }
 
 /// Decodes an event encoded by [`encode`].
-pub fn decode(b: &[u8]) -> Option<Event> {
+pub(crate) fn decode(b: &[u8]) -> Option<Event> {
     let mut r = Reader(b);
     let ev = Event::take(&mut r)?;
     r.0.is_empty().then_some(ev)

@@ -19,27 +19,30 @@ use globset::{Glob, GlobSet, GlobSetBuilder};
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use regex::{Regex, RegexBuilder};
 
-use super::fields::{self, Field, FieldType, Policy, Val};
+#[cfg(test)]
+use super::fields::Policy;
+use super::fields::{self, Field, FieldType, Val};
+#[cfg(test)]
 use crate::event::Event;
 use crate::input::yaml::{Node, Pos, PosError, Value};
 use crate::input::{excerpt, human_bytes};
 
 /// Values one operator may test (after `@list` expansion).
-pub const MAX_VALUES: usize = 100_000;
+pub(crate) const MAX_VALUES: usize = 100_000;
 /// List items expanded over a whole rule set (each `@name` counts its list's length): a
 /// 100 k-item list referenced by a thousand rules would otherwise be copied a thousand times.
-pub const MAX_EXPANDED: usize = 1_000_000;
+pub(crate) const MAX_EXPANDED: usize = 1_000_000;
 /// Pattern bytes in one `glob` test (globset compiles them all into one automaton).
-pub const MAX_GLOB_BYTES: usize = 256 << 10;
+pub(crate) const MAX_GLOB_BYTES: usize = 256 << 10;
 /// Compiled size of one regex (`regex`'s own limit, lowered from 10 MiB: a rule set holds
 /// many).
-pub const REGEX_SIZE_LIMIT: usize = 1 << 20;
+pub(crate) const REGEX_SIZE_LIMIT: usize = 1 << 20;
 /// Nesting of groups and repetitions in one regex.
-pub const REGEX_NEST_LIMIT: u32 = 64;
+pub(crate) const REGEX_NEST_LIMIT: u32 = 64;
 
 /// Named lists: name → items (as written), with the expansion budget of one rule set.
 #[derive(Debug, Default)]
-pub struct Lists {
+pub(crate) struct Lists {
     map: HashMap<String, Vec<Node>>,
     /// Where each list is defined (its name), for the unused-list warning.
     defined: Vec<(String, Pos)>,
@@ -50,13 +53,13 @@ pub struct Lists {
 
 impl Lists {
     /// Adds a list defined at `at`; false when the name was taken.
-    pub fn insert(&mut self, name: String, at: &Pos, items: Vec<Node>) -> bool {
+    pub(crate) fn insert(&mut self, name: String, at: &Pos, items: Vec<Node>) -> bool {
         self.defined.push((name.clone(), at.clone()));
         self.map.insert(name, items).is_none()
     }
 
     /// A list by name (marked used).
-    pub fn get(&self, name: &str) -> Option<&Vec<Node>> {
+    pub(crate) fn get(&self, name: &str) -> Option<&Vec<Node>> {
         let l = self.map.get(name);
         if l.is_some() && !self.used.borrow().contains(name) {
             self.used.borrow_mut().insert(name.to_string());
@@ -65,7 +68,7 @@ impl Lists {
     }
 
     /// Lists no lookup has used so far, with where they are defined.
-    pub fn unused(&self) -> impl Iterator<Item = (&str, &Pos)> + '_ {
+    pub(crate) fn unused(&self) -> impl Iterator<Item = (&str, &Pos)> + '_ {
         let used = self.used.borrow();
         let out: Vec<(&str, &Pos)> = self
             .defined
@@ -104,7 +107,7 @@ pub enum Set<T: std::hash::Hash + Eq> {
 
 impl<T: std::hash::Hash + Eq + Clone> Set<T> {
     /// Builds from items.
-    pub fn new(items: Vec<T>) -> Self {
+    pub(crate) fn new(items: Vec<T>) -> Self {
         if items.len() <= 8 {
             Set::Small(items)
         } else {
@@ -113,7 +116,7 @@ impl<T: std::hash::Hash + Eq + Clone> Set<T> {
     }
 
     /// Membership.
-    pub fn contains<Q>(&self, q: &Q) -> bool
+    pub(crate) fn contains<Q>(&self, q: &Q) -> bool
     where
         T: std::borrow::Borrow<Q>,
         Q: std::hash::Hash + Eq + ?Sized,
@@ -125,7 +128,7 @@ impl<T: std::hash::Hash + Eq + Clone> Set<T> {
     }
 
     /// The items.
-    pub fn items(&self) -> Vec<T> {
+    pub(crate) fn items(&self) -> Vec<T> {
         match self {
             Set::Small(v) => v.clone(),
             Set::Large(h) => h.iter().cloned().collect(),
@@ -166,7 +169,7 @@ impl Nets {
     }
 
     /// The networks, IPv4 first (for the Sigma export).
-    pub fn networks(&self) -> impl Iterator<Item = IpNet> + '_ {
+    pub(crate) fn networks(&self) -> impl Iterator<Item = IpNet> + '_ {
         self.v4
             .iter()
             .map(|&n| IpNet::V4(n))
@@ -174,7 +177,7 @@ impl Nets {
     }
 
     /// Whether any network holds `ip`.
-    pub fn contains(&self, ip: &IpAddr) -> bool {
+    pub(crate) fn contains(&self, ip: &IpAddr) -> bool {
         match ip {
             IpAddr::V4(a) => self.v4.iter().any(|n| n.contains(a)),
             IpAddr::V6(a) => self.v6.iter().any(|n| n.contains(a)),
@@ -232,7 +235,7 @@ pub enum CmpOp {
 
 impl CmpOp {
     /// Parses `gt`…`neq`.
-    pub fn parse(s: &str) -> Option<CmpOp> {
+    pub(crate) fn parse(s: &str) -> Option<CmpOp> {
         Some(match s {
             "gt" => CmpOp::Gt,
             "gte" => CmpOp::Gte,
@@ -245,7 +248,7 @@ impl CmpOp {
     }
 
     /// `a <op> b`.
-    pub fn eval(self, a: i64, b: i64) -> bool {
+    pub(crate) fn eval(self, a: i64, b: i64) -> bool {
         match self {
             CmpOp::Gt => a > b,
             CmpOp::Gte => a >= b,
@@ -258,7 +261,7 @@ impl CmpOp {
 }
 
 /// Resolves a field path node.
-pub fn field(n: &Node, path: &str) -> Result<Field, PosError> {
+pub(crate) fn field(n: &Node, path: &str) -> Result<Field, PosError> {
     Field::parse(path)
         .ok_or_else(|| PosError::new(&n.pos, format!("unknown field {}", excerpt(path))))
 }
@@ -415,7 +418,7 @@ fn compile_op(f: Field, key: &Node, op: &str, v: &Node, lists: &Lists) -> Result
 
 /// Compiles a rule's regex within [`REGEX_SIZE_LIMIT`] and [`REGEX_NEST_LIMIT`]; the error
 /// quotes the pattern by an excerpt.
-pub fn regex(s: &str) -> Result<Regex, String> {
+pub(crate) fn regex(s: &str) -> Result<Regex, String> {
     RegexBuilder::new(s)
         .size_limit(REGEX_SIZE_LIMIT)
         .dfa_size_limit(REGEX_SIZE_LIMIT)
@@ -460,7 +463,7 @@ fn glob_reason(e: &globset::Error) -> String {
 }
 
 /// Compiles a condition node; on failure returns the first problem (see [`compile_collect`]).
-pub fn compile(n: &Node, lists: &Lists) -> Result<Cond, PosError> {
+pub(crate) fn compile(n: &Node, lists: &Lists) -> Result<Cond, PosError> {
     let mut errs = Vec::new();
     match compile_collect(n, lists, &mut errs) {
         Some(c) if errs.is_empty() => Ok(c),
@@ -473,7 +476,7 @@ pub fn compile(n: &Node, lists: &Lists) -> Result<Cond, PosError> {
 
 /// Compiles a condition node, recording every problem in `errs` (each entry of a mapping is
 /// compiled even after an earlier one failed). `None` when anything failed.
-pub fn compile_collect(n: &Node, lists: &Lists, errs: &mut Vec<PosError>) -> Option<Cond> {
+pub(crate) fn compile_collect(n: &Node, lists: &Lists, errs: &mut Vec<PosError>) -> Option<Cond> {
     let before = errs.len();
     let entries = match n.as_map() {
         Ok(m) => m,
@@ -596,13 +599,15 @@ fn str_test(v: &Val<'_>, pred: impl Fn(&str) -> bool) -> bool {
 }
 
 impl Cond {
-    /// Evaluates on one event. A test on a missing field is false (so `not` of it is true).
-    pub fn eval(&self, ev: &Event, pol: &Policy) -> bool {
+    /// Evaluates on one event (tests; the engine parses the event's shared parts once).
+    #[cfg(test)]
+    pub(crate) fn eval(&self, ev: &Event, pol: &Policy) -> bool {
         self.eval_at(&fields::Subject::new(ev, pol))
     }
 
-    /// [`Cond::eval`] on an event whose shared parts are parsed already.
-    pub fn eval_at(&self, s: &fields::Subject<'_>) -> bool {
+    /// Evaluates on one event whose shared parts are parsed already. A test on a missing field
+    /// is false (so `not` of it is true).
+    pub(crate) fn eval_at(&self, s: &fields::Subject<'_>) -> bool {
         // The tree walk and the common tests stay in this small frame; other tests are in
         // `test`, whose frame (values, regexes, globs) every level would otherwise set up.
         match self {
@@ -622,7 +627,7 @@ impl Cond {
 
     /// Removes the top-level `kind` test that [`Cond::kinds`] reports: once rules are indexed
     /// by kind, only events of those kinds reach the condition, so the test is always true.
-    pub fn without_index_kind(self) -> Cond {
+    pub(crate) fn without_index_kind(self) -> Cond {
         match self {
             Cond::Test(Field::Kind, Op::StrIn(_)) => Cond::True,
             Cond::All(mut c) => {
@@ -644,7 +649,7 @@ impl Cond {
 
     /// Kinds this condition can match, when it constrains `kind` at the top (used to index
     /// rules by kind); `None` means any kind.
-    pub fn kinds(&self) -> Option<Vec<String>> {
+    pub(crate) fn kinds(&self) -> Option<Vec<String>> {
         match self {
             Cond::Test(Field::Kind, Op::StrIn(set)) => Some(set.items()),
             Cond::All(c) => c.iter().find_map(Cond::kinds),

@@ -51,129 +51,20 @@ pub(super) fn satisfied(
     budget: Option<u32>,
     scratch: &mut HashSet<u64, FastBuild>,
 ) -> Option<usize> {
-    // Counting stops once every (gt/gte) threshold is exceeded: the answer cannot change and
-    // a busy group must not cost a full scan per event.
-    let cap = if !c.budget && c.monotone {
-        c.condition
-            .iter()
-            .map(|(_, v)| v.saturating_add(1))
-            .max()
-            .unwrap_or(i64::MAX)
-    } else {
-        i64::MAX
+    let cap = count_cap(c);
+    let w = Span {
+        g,
+        lo,
+        hi,
+        skip_fresh,
     };
-    let last = (c.steps.len() - 1) as u8;
-    let range = || {
-        (lo..=hi)
-            .filter_map(|i| g.entries.get(i))
-            .filter(move |e| !(skip_fresh && e.fresh()))
-    };
-    let mut from = lo;
-    let n = match c.ty {
-        CorrType::EventCount if !skip_fresh => (hi + 1 - lo) as i64,
-        CorrType::EventCount => range().count() as i64,
-        // A lower bound that proves the condition (see `Group::lb`).
-        CorrType::ValueCount
-            if !skip_fresh
-                && lo == g.win as usize
-                && hi + 1 == g.entries.len()
-                && g.lb != 0
-                && g.lb != STALE
-                && need(c, budget).is_some_and(|k| i64::from(g.lb) >= k) =>
-        {
-            i64::from(g.lb)
-        }
-        CorrType::ValueCount
-            if !skip_fresh && lo == g.win as usize && hi + 1 == g.entries.len() && g.lb == 0 =>
-        {
-            // The head window: its distinct values are kept up to date, or it is small.
-            match g.distinct.as_ref() {
-                Some(d) => d.len() as i64,
-                None => {
-                    let mut seen = [0u64; SCAN_DISTINCT + 1];
-                    let mut n = 0;
-                    for e in range() {
-                        if e.val != NO_VALUE && !seen[..n].contains(&e.val) && n < seen.len() {
-                            seen[n] = e.val;
-                            n += 1;
-                        }
-                    }
-                    n as i64
-                }
-            }
-        }
-        CorrType::ValueCount => {
-            scratch.clear();
-            for e in range().filter(|e| e.val != NO_VALUE) {
-                scratch.insert(e.val);
-                if scratch.len() as i64 >= cap {
-                    break;
-                }
-            }
-            scratch.len() as i64
-        }
-        // With `field`: every rule but the last matched in the window, in any order, and the
-        // condition counts distinct values of `field` among the last rule's matches (a key
-        // read by ssh after its connect still counts the host it connected to).
-        CorrType::Temporal if c.field.is_some() => {
-            let mut seen = 0u64;
-            let mut vals: smallvec::SmallVec<[u64; 8]> = smallvec::SmallVec::new();
-            for e in range() {
-                if e.step() != last {
-                    seen |= 1u64 << (e.step().min(63));
-                } else if (vals.len() as i64) < cap && !vals.contains(&e.val) {
-                    vals.push(e.val);
-                }
-            }
-            if (seen.count_ones() as usize) < usize::from(last).min(64) {
-                return None;
-            }
-            vals.len() as i64
-        }
-        CorrType::Temporal => {
-            let mut seen = 0u64;
-            for e in range() {
-                seen |= 1u64 << (e.step().min(63));
-            }
-            i64::from(seen.count_ones())
-        }
-        CorrType::TemporalOrdered => {
-            // Earliest chain: the first step-0 entry, then the first step-1 after it, …; the
-            // earliest chain leaves the longest tail for the last step.
-            let mut want = 0u8;
-            let mut n = 0i64;
-            let mut vals: smallvec::SmallVec<[u64; 8]> = smallvec::SmallVec::new();
-            for i in lo..=hi {
-                let Some(e) = g.entries.get(i) else { break };
-                if skip_fresh && e.fresh() {
-                    continue;
-                }
-                if want < last {
-                    if e.step() == want {
-                        if want == 0 {
-                            from = i;
-                        }
-                        want += 1;
-                    }
-                } else if e.step() == last {
-                    if c.field.is_some() {
-                        if !vals.contains(&e.val) {
-                            vals.push(e.val);
-                            n += 1;
-                        }
-                    } else {
-                        n += 1;
-                    }
-                    if n >= cap {
-                        break;
-                    }
-                }
-            }
-            if want < last {
-                return None;
-            }
-            n
-        }
+    let (n, from) = match c.ty {
+        CorrType::EventCount if !skip_fresh => ((hi + 1 - lo) as i64, lo),
+        CorrType::EventCount => (w.entries().count() as i64, lo),
+        CorrType::ValueCount => (distinct_values(c, w, budget, cap, scratch), lo),
+        CorrType::Temporal if c.field.is_some() => (temporal_values(c, w, cap)?, lo),
+        CorrType::Temporal => (steps_seen(w), lo),
+        CorrType::TemporalOrdered => ordered_chain(c, w, cap)?,
     };
     let ok = match budget {
         Some(b) => n > i64::from(b),
@@ -189,6 +80,163 @@ pub(super) fn satisfied(
         }
     }
     Some(from)
+}
+
+/// The window a decision counts: entries `lo..=hi` of `g`, without the fresh ones when
+/// `skip_fresh`.
+#[derive(Clone, Copy)]
+struct Span<'g> {
+    g: &'g Group,
+    lo: usize,
+    hi: usize,
+    skip_fresh: bool,
+}
+
+impl<'g> Span<'g> {
+    #[inline]
+    fn entries(self) -> impl Iterator<Item = &'g Entry> {
+        let Span {
+            g,
+            lo,
+            hi,
+            skip_fresh,
+        } = self;
+        (lo..=hi)
+            .filter_map(move |i| g.entries.get(i))
+            .filter(move |e| !(skip_fresh && e.fresh()))
+    }
+}
+
+/// Where counting may stop: once every (gt/gte) threshold is exceeded the answer cannot
+/// change, and a busy group must not cost a full scan per event.
+#[inline]
+fn count_cap(c: &Correlation) -> i64 {
+    if !c.budget && c.monotone {
+        c.condition
+            .iter()
+            .map(|(_, v)| v.saturating_add(1))
+            .max()
+            .unwrap_or(i64::MAX)
+    } else {
+        i64::MAX
+    }
+}
+
+/// `value_count`: the window's distinct values (up to `cap`), from what the group keeps of
+/// its head window when the window is that.
+#[inline]
+fn distinct_values(
+    c: &Correlation,
+    w: Span<'_>,
+    budget: Option<u32>,
+    cap: i64,
+    scratch: &mut HashSet<u64, FastBuild>,
+) -> i64 {
+    let g = w.g;
+    let head = !w.skip_fresh && w.lo == g.win as usize && w.hi + 1 == g.entries.len();
+    // A lower bound that proves the condition (see `Group::lb`).
+    if head && g.lb != 0 && g.lb != STALE && need(c, budget).is_some_and(|k| i64::from(g.lb) >= k) {
+        return i64::from(g.lb);
+    }
+    if head && g.lb == 0 {
+        // The head window: its distinct values are kept up to date, or it is small.
+        return match g.distinct.as_ref() {
+            Some(d) => d.len() as i64,
+            None => {
+                let mut seen = [0u64; SCAN_DISTINCT + 1];
+                let mut n = 0;
+                for e in w.entries() {
+                    if e.val != NO_VALUE && !seen[..n].contains(&e.val) && n < seen.len() {
+                        seen[n] = e.val;
+                        n += 1;
+                    }
+                }
+                n as i64
+            }
+        };
+    }
+    scratch.clear();
+    for e in w.entries().filter(|e| e.val != NO_VALUE) {
+        scratch.insert(e.val);
+        if scratch.len() as i64 >= cap {
+            break;
+        }
+    }
+    scratch.len() as i64
+}
+
+/// `temporal` with `field`: every rule but the last matched in the window, in any order, and
+/// the condition counts distinct values of `field` among the last rule's matches (a key read
+/// by ssh after its connect still counts the host it connected to). `None`: a rule is missing.
+#[inline]
+fn temporal_values(c: &Correlation, w: Span<'_>, cap: i64) -> Option<i64> {
+    let last = (c.steps.len() - 1) as u8;
+    let mut seen = 0u64;
+    let mut vals: smallvec::SmallVec<[u64; 8]> = smallvec::SmallVec::new();
+    for e in w.entries() {
+        if e.step() != last {
+            seen |= 1u64 << (e.step().min(63));
+        } else if (vals.len() as i64) < cap && !vals.contains(&e.val) {
+            vals.push(e.val);
+        }
+    }
+    if (seen.count_ones() as usize) < usize::from(last).min(64) {
+        return None;
+    }
+    Some(vals.len() as i64)
+}
+
+/// `temporal`: how many of its rules matched in the window.
+#[inline]
+fn steps_seen(w: Span<'_>) -> i64 {
+    let mut seen = 0u64;
+    for e in w.entries() {
+        seen |= 1u64 << (e.step().min(63));
+    }
+    i64::from(seen.count_ones())
+}
+
+/// `temporal_ordered`: the earliest chain — the first step-0 entry, then the first step-1
+/// after it, … (it leaves the longest tail for the last step) — as (the last step's matches,
+/// or their distinct values with `field`, up to `cap`; where the chain starts). `None`: no
+/// chain.
+#[inline]
+fn ordered_chain(c: &Correlation, w: Span<'_>, cap: i64) -> Option<(i64, usize)> {
+    let last = (c.steps.len() - 1) as u8;
+    let mut from = w.lo;
+    let mut want = 0u8;
+    let mut n = 0i64;
+    let mut vals: smallvec::SmallVec<[u64; 8]> = smallvec::SmallVec::new();
+    for i in w.lo..=w.hi {
+        let Some(e) = w.g.entries.get(i) else { break };
+        if w.skip_fresh && e.fresh() {
+            continue;
+        }
+        if want < last {
+            if e.step() == want {
+                if want == 0 {
+                    from = i;
+                }
+                want += 1;
+            }
+        } else if e.step() == last {
+            if c.field.is_some() {
+                if !vals.contains(&e.val) {
+                    vals.push(e.val);
+                    n += 1;
+                }
+            } else {
+                n += 1;
+            }
+            if n >= cap {
+                break;
+            }
+        }
+    }
+    if want < last {
+        return None;
+    }
+    Some((n, from))
 }
 
 /// The fan-out budget that replaces a `budget` correlation's condition for the event's

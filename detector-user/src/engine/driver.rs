@@ -61,7 +61,7 @@ impl Engine {
     /// Advances time to `now` (e.g. the capture clock during a quiet period): decides waiting
     /// non-monotone windows and expires idle groups.
     #[inline]
-    pub fn flush(&mut self, now: u64, out: &mut Vec<Alert>) {
+    pub(crate) fn flush(&mut self, now: u64, out: &mut Vec<Alert>) {
         self.batch += 1;
         self.max_ts = self.max_ts.max(now);
         self.decide_deferred(self.watermark(), out);

@@ -53,6 +53,27 @@ pub(super) struct Incident {
     pub(super) evidence: Vec<u64>,
 }
 
+impl Incident {
+    /// A merged firing's group, counted events, destinations and tree.
+    fn absorb(&mut self, f: &Firing) {
+        // Bounded like the trees: past that, a group's repeat is still held back by its own
+        // suppression.
+        if self.keys.len() < INCIDENT_TREES {
+            self.keys.push(f.key);
+        }
+        self.open_until = self.open_until.max(f.open_until);
+        union_sorted(&mut self.seqs, &f.seqs, &mut self.seqs_dropped);
+        union_sorted(&mut self.dsts, &f.dsts, &mut self.dsts_dropped);
+        if let Some(root) = f.root {
+            if let Err(at) = self.trees.binary_search(&root) {
+                if self.trees.len() < INCIDENT_TREES {
+                    self.trees.insert(at, root);
+                }
+            }
+        }
+    }
+}
+
 /// An alert's contents apart from what the rule and suppression decide.
 pub(super) struct Details {
     pub(super) group: Vec<(Field, String)>,
@@ -159,69 +180,15 @@ impl Engine {
                 && shares(&i.seqs, &f.seqs)
         });
         let Some(mut inc) = found.and_then(|i| self.incidents.remove(i)) else {
-            a.id = self.new_id(rule, &a);
-            self.stats.alerts += 1;
-            if self.incidents.len() >= MAX_INCIDENTS {
-                self.incidents.pop_front();
-            }
-            let evidence = std::mem::take(&mut a.evidence);
-            let record = a.clone();
-            a.evidence = evidence;
-            self.incidents.push_back(Incident {
-                rule: r,
-                keys: vec![f.key],
-                open_until: f.open_until,
-                seqs: f.seqs,
-                seqs_dropped: 0,
-                dsts: f.dsts,
-                dsts_dropped: 0,
-                trees: f.root.into_iter().collect(),
-                id: a.id.clone(),
-                revision: 0,
-                at: (self.batch, out.len()),
-                record,
-                evidence: f.evidence,
-            });
-            out.push(a);
+            self.open_incident(r, rule, f, a, out);
             return;
         };
         self.stats.merged += 1;
-        // Bounded like the trees: past that, a group's repeat is still held back by its own
-        // suppression.
-        if inc.keys.len() < INCIDENT_TREES {
-            inc.keys.push(f.key);
-        }
-        inc.open_until = inc.open_until.max(f.open_until);
-        union_sorted(&mut inc.seqs, &f.seqs, &mut inc.seqs_dropped);
-        union_sorted(&mut inc.dsts, &f.dsts, &mut inc.dsts_dropped);
-        if let Some(root) = f.root {
-            if let Err(at) = inc.trees.binary_search(&root) {
-                if inc.trees.len() < INCIDENT_TREES {
-                    inc.trees.insert(at, root);
-                }
-            }
-        }
+        inc.absorb(&f);
         let (batch, idx) = inc.at;
         // Still in the caller's hands: the same call (event) fired it; one alert.
         let in_place = batch == self.batch && out.get(idx).is_some_and(|x| x.id == inc.record.id);
-        let old_evidence: Vec<(u64, Event)> = if in_place {
-            let held = out.get_mut(idx).map(|x| std::mem::take(&mut x.evidence));
-            inc.evidence
-                .iter()
-                .copied()
-                .zip(held.unwrap_or_default())
-                .collect()
-        } else {
-            // The update's events, from the ring (a window can still share events with the
-            // incident, so they are recent); one it no longer holds is counted as dropped.
-            let got: Vec<(u64, Event)> = inc
-                .evidence
-                .iter()
-                .filter_map(|&s| self.ring.get(s).map(|e| (s, self.redact(e))))
-                .collect();
-            inc.record.evidence_dropped += (inc.evidence.len() - got.len()) as u64;
-            got
-        };
+        let old_evidence = self.incident_evidence(&mut inc, in_place, out);
         let new_evidence: Vec<(u64, Event)> = f
             .evidence
             .iter()
@@ -236,21 +203,7 @@ impl Engine {
             in_place,
             self.opts.max_destinations,
         );
-        m.count = inc.seqs.len() as u64 + inc.seqs_dropped;
-        m.destination_count = inc.dsts.len() as u64 + inc.dsts_dropped;
-        if in_place {
-            m.id = inc.record.id.clone();
-        } else {
-            inc.revision += 1;
-            m.id = self.new_id(rule, &m);
-            self.stats.alerts += 1;
-        }
-        m.incident = Some(AlertIncident {
-            id: inc.id.clone(),
-            revision: inc.revision,
-            trees: inc.trees.clone(),
-            processes: processes_of(&m),
-        });
+        self.revise(&mut inc, rule, &mut m, in_place);
         let evidence = std::mem::take(&mut m.evidence);
         inc.record = m.clone();
         m.evidence = evidence;
@@ -264,6 +217,92 @@ impl Engine {
             out.push(m);
         }
         self.incidents.push_back(inc);
+    }
+
+    /// The first alert of a new incident (the oldest open one is closed past
+    /// [`MAX_INCIDENTS`]).
+    fn open_incident(
+        &mut self,
+        r: usize,
+        rule: &Rule,
+        f: Firing,
+        mut a: Alert,
+        out: &mut Vec<Alert>,
+    ) {
+        a.id = self.new_id(rule, &a);
+        self.stats.alerts += 1;
+        if self.incidents.len() >= MAX_INCIDENTS {
+            self.incidents.pop_front();
+        }
+        let evidence = std::mem::take(&mut a.evidence);
+        let record = a.clone();
+        a.evidence = evidence;
+        self.incidents.push_back(Incident {
+            rule: r,
+            keys: vec![f.key],
+            open_until: f.open_until,
+            seqs: f.seqs,
+            seqs_dropped: 0,
+            dsts: f.dsts,
+            dsts_dropped: 0,
+            trees: f.root.into_iter().collect(),
+            id: a.id.clone(),
+            revision: 0,
+            at: (self.batch, out.len()),
+            record,
+            evidence: f.evidence,
+        });
+        out.push(a);
+    }
+
+    /// The incident's latest evidence events, for a merge: taken back from its alert still in
+    /// `out` (`in_place`), else read again from the ring.
+    fn incident_evidence(
+        &self,
+        inc: &mut Incident,
+        in_place: bool,
+        out: &mut [Alert],
+    ) -> Vec<(u64, Event)> {
+        if in_place {
+            let held = out
+                .get_mut(inc.at.1)
+                .map(|x| std::mem::take(&mut x.evidence));
+            return inc
+                .evidence
+                .iter()
+                .copied()
+                .zip(held.unwrap_or_default())
+                .collect();
+        }
+        // The update's events, from the ring (a window can still share events with the
+        // incident, so they are recent); one it no longer holds is counted as dropped.
+        let got: Vec<(u64, Event)> = inc
+            .evidence
+            .iter()
+            .filter_map(|&s| self.ring.get(s).map(|e| (s, self.redact(e))))
+            .collect();
+        inc.record.evidence_dropped += (inc.evidence.len() - got.len()) as u64;
+        got
+    }
+
+    /// A merged alert's counts (the incident's), id and incident section: merged in place it
+    /// keeps the alert's id, an update is the next revision under an id of its own.
+    fn revise(&mut self, inc: &mut Incident, rule: &Rule, m: &mut Alert, in_place: bool) {
+        m.count = inc.seqs.len() as u64 + inc.seqs_dropped;
+        m.destination_count = inc.dsts.len() as u64 + inc.dsts_dropped;
+        if in_place {
+            m.id = inc.record.id.clone();
+        } else {
+            inc.revision += 1;
+            m.id = self.new_id(rule, m);
+            self.stats.alerts += 1;
+        }
+        m.incident = Some(AlertIncident {
+            id: inc.id.clone(),
+            revision: inc.revision,
+            trees: inc.trees.clone(),
+            processes: processes_of(m),
+        });
     }
 
     pub(super) fn group_values(

@@ -8,7 +8,7 @@
 use std::borrow::Cow;
 use std::net::IpAddr;
 
-use crate::event::{Event, Process};
+use crate::event::{Event, FileInfo, NetInfo, Process};
 use crate::policy::identities::{Baseline, IdentityConfig};
 
 /// What type a field has, so that literals are checked when rules load.
@@ -151,9 +151,9 @@ impl Val<'_> {
 #[derive(Debug, Default)]
 pub struct Policy {
     /// Configured identities (ownership, declared peers, services, budgets).
-    pub identities: IdentityConfig,
+    pub(crate) identities: IdentityConfig,
     /// Learned peers.
-    pub baseline: Baseline,
+    pub(crate) baseline: Baseline,
 }
 
 const NS_PER_DAY: u64 = 86_400 * 1_000_000_000;
@@ -161,7 +161,7 @@ const NS_PER_DAY: u64 = 86_400 * 1_000_000_000;
 /// Root of the process tree an event belongs to: the parent, unless the parent is init (or
 /// unknown), so that `cat key; ssh host` run by one shell share a tree and unrelated services
 /// started by init do not.
-pub fn tree_root(p: &Process) -> u32 {
+pub(crate) fn tree_root(p: &Process) -> u32 {
     if p.ppid > 1 {
         p.ppid
     } else {
@@ -169,7 +169,7 @@ pub fn tree_root(p: &Process) -> u32 {
     }
 }
 
-pub use crate::policy::identities::home_user;
+pub(crate) use crate::policy::identities::home_user;
 
 /// Derived ownership of a credential when no identity declares it (see
 /// [`crate::policy::identities::derived_owner`]).
@@ -180,18 +180,18 @@ fn derived_owned(p: &Process, watched: &str, category: &str) -> Option<bool> {
 
 /// An event as conditions see it: with its destination address parsed once (CIDR tests,
 /// declared peers and service names of several rules all need it).
-pub struct Subject<'a> {
+pub(crate) struct Subject<'a> {
     /// The event.
-    pub ev: &'a Event,
+    pub(crate) ev: &'a Event,
     /// Identities and baseline.
-    pub pol: &'a Policy,
+    pub(crate) pol: &'a Policy,
     /// Its destination address, parsed.
-    pub dst_ip: Option<IpAddr>,
+    pub(crate) dst_ip: Option<IpAddr>,
 }
 
 impl<'a> Subject<'a> {
     /// Parses what several tests of the event share.
-    pub fn new(ev: &'a Event, pol: &'a Policy) -> Subject<'a> {
+    pub(crate) fn new(ev: &'a Event, pol: &'a Policy) -> Subject<'a> {
         Subject {
             ev,
             pol,
@@ -208,7 +208,7 @@ pub fn get<'a>(f: Field, ev: &'a Event, pol: &Policy) -> Option<Val<'a>> {
 }
 
 /// [`get`] on a [`Subject`], with its destination address parsed already.
-pub fn get_at<'a>(f: Field, s: &Subject<'a>) -> Option<Val<'a>> {
+pub(crate) fn get_at<'a>(f: Field, s: &Subject<'a>) -> Option<Val<'a>> {
     get_ip(f, s.ev, s.pol, || s.dst_ip)
 }
 
@@ -225,6 +225,7 @@ fn get_ip<'a>(
     let p = ev.process.as_ref();
     let n = ev.net.as_ref();
     let fl = ev.file.as_ref();
+    let ex = ev.exit.as_ref();
     match f {
         Kind => s(ev.kind.as_str()),
         Ts => i(ev.ts),
@@ -255,14 +256,8 @@ fn get_ip<'a>(
         ExecFilename => ev.exec.as_ref().and_then(|e| s(&e.filename)),
         ExecArgv => ev.exec.as_ref().map(|e| Val::List(&e.argv)),
         ChildTgid => ev.fork.as_ref().and_then(|x| i(x.child_tgid.into())),
-        ExitCode => ev
-            .exit
-            .as_ref()
-            .and_then(|x| x.code.map(|c| Val::Int(c.into()))),
-        ExitSignal => ev
-            .exit
-            .as_ref()
-            .and_then(|x| x.signal.map(|c| Val::Int(c.into()))),
+        ExitCode => ex.and_then(|x| x.code.map(|c| Val::Int(c.into()))),
+        ExitSignal => ex.and_then(|x| x.signal.map(|c| Val::Int(c.into()))),
         Protocol => n.map(|n| Val::Str(Cow::Borrowed(enum_str(&n.protocol)))),
         Family => n.and_then(|n| i(n.family.into())),
         Direction => n.map(|n| Val::Str(Cow::Borrowed(enum_str(&n.direction)))),
@@ -278,34 +273,11 @@ fn get_ip<'a>(
         // What fan-out counts: the name when the agent saw it resolved (the addresses of one
         // name tried in turn are one host), else the address.
         DstHost => n.map(|n| Val::Str(Cow::Borrowed(n.dst_name.as_deref().unwrap_or(&n.dst_addr)))),
-        OffHost => {
-            let n = n?;
-            Some(Val::Bool(match n.off_host {
-                Some(v) => v,
-                // Recordings without the field: only the address decides.
-                None => dst_ip().is_some_and(|ip| !is_this_host(ip)),
-            }))
-        }
+        OffHost => n.map(|n| Val::Bool(off_host(n, dst_ip))),
         Contact => n.map(|n| Val::Bool(is_contact(ev.kind, n))),
-        Service => {
-            let n = n?;
-            let ip = dst_ip()?;
-            pol.identities
-                .service_name(ip, n.dst_port)
-                .map(|x| Val::Str(Cow::Owned(x.to_string())))
-        }
-        PeerAllowed | Novel => {
-            let n = n?;
-            let id = p?.identity.as_deref()?;
-            let ip = dst_ip();
-            let declared = ip.and_then(|ip| pol.identities.peer_declared(id, ip, n.dst_port));
-            let learned = pol.baseline.knows(id, ip, n.dst_port);
-            let allowed = match (declared, learned) {
-                (None, None) => return None,
-                (a, b) => a.unwrap_or(false) || b.unwrap_or(false),
-            };
-            Some(Val::Bool(if f == Novel { !allowed } else { allowed }))
-        }
+        Service => service(n?, pol, dst_ip).map(|x| Val::Str(Cow::Owned(x))),
+        PeerAllowed => peer_allowed(n?, p?, pol, dst_ip).map(Val::Bool),
+        Novel => peer_allowed(n?, p?, pol, dst_ip).map(|allowed| Val::Bool(!allowed)),
         Watched => fl.and_then(|x| s(&x.watched)),
         Category => fl.and_then(|x| s(&x.category)),
         FilePath => fl.and_then(|x| os(&x.path)),
@@ -322,22 +294,57 @@ fn get_ip<'a>(
             .and_then(|x| x.mtime)
             .map(|m| Val::Int((ev.ts.saturating_sub(m) / NS_PER_DAY) as i64)),
         HomeUser => fl.and_then(|x| home_user(&x.watched)).and_then(s),
-        Owned => {
-            let (fl, p) = (fl?, p?);
-            let id = p.identity.as_deref().unwrap_or_default();
-            pol.identities
-                .owns(id, &fl.watched)
-                .or_else(|| derived_owned(p, &fl.watched, &fl.category))
-                .map(Val::Bool)
-        }
+        Owned => owned(fl?, p?, pol).map(Val::Bool),
         LossCpu => ev.loss.as_ref().and_then(|x| i(x.cpu.into())),
         LossCount => ev.loss.as_ref().and_then(|x| i(x.count)),
     }
 }
 
+/// `net.off_host`: as the agent saw it, else (recordings without the field) from the address.
+fn off_host(n: &NetInfo, dst_ip: impl FnOnce() -> Option<IpAddr>) -> bool {
+    match n.off_host {
+        Some(v) => v,
+        None => dst_ip().is_some_and(|ip| !is_this_host(ip)),
+    }
+}
+
+/// `net.service`: the configured service name of the destination.
+fn service(n: &NetInfo, pol: &Policy, dst_ip: impl FnOnce() -> Option<IpAddr>) -> Option<String> {
+    let ip = dst_ip()?;
+    pol.identities
+        .service_name(ip, n.dst_port)
+        .map(|x| x.to_string())
+}
+
+/// Whether the identity of `p` may contact the destination: declared, or learned by the
+/// baseline (`None`: neither knows).
+fn peer_allowed(
+    n: &NetInfo,
+    p: &Process,
+    pol: &Policy,
+    dst_ip: impl FnOnce() -> Option<IpAddr>,
+) -> Option<bool> {
+    let id = p.identity.as_deref()?;
+    let ip = dst_ip();
+    let declared = ip.and_then(|ip| pol.identities.peer_declared(id, ip, n.dst_port));
+    let learned = pol.baseline.knows(id, ip, n.dst_port);
+    match (declared, learned) {
+        (None, None) => None,
+        (a, b) => Some(a.unwrap_or(false) || b.unwrap_or(false)),
+    }
+}
+
+/// Whether the process's identity owns the watched credential (declared, else derived).
+fn owned(fl: &FileInfo, p: &Process, pol: &Policy) -> Option<bool> {
+    let id = p.identity.as_deref().unwrap_or_default();
+    pol.identities
+        .owns(id, &fl.watched)
+        .or_else(|| derived_owned(p, &fl.watched, &fl.category))
+}
+
 /// True for an address that always means this host: unspecified or loopback (also as an
 /// IPv4-mapped IPv6 address).
-pub fn is_this_host(ip: IpAddr) -> bool {
+pub(crate) fn is_this_host(ip: IpAddr) -> bool {
     let ip = ip.to_canonical();
     ip.is_unspecified() || ip.is_loopback()
 }
@@ -345,7 +352,7 @@ pub fn is_this_host(ip: IpAddr) -> bool {
 /// Whether a network event is a contact with its destination: a TCP attempt or a UDP datagram
 /// sent. A UDP association sends nothing (resolvers make one per address of a name to sort
 /// them); outcomes and accepts are not attempts.
-pub fn is_contact(kind: crate::event::Kind, n: &crate::event::NetInfo) -> bool {
+pub(crate) fn is_contact(kind: crate::event::Kind, n: &crate::event::NetInfo) -> bool {
     use crate::event::{Kind, Outcome, Protocol};
     kind == Kind::Connect
         && match n.protocol {
@@ -355,12 +362,12 @@ pub fn is_contact(kind: crate::event::Kind, n: &crate::event::NetInfo) -> bool {
 }
 
 /// Parses an address.
-pub fn parse_ip(s: &str) -> Option<IpAddr> {
+pub(crate) fn parse_ip(s: &str) -> Option<IpAddr> {
     s.parse().ok()
 }
 
 /// `addr:port`, with brackets for IPv6.
-pub fn dst_string(addr: &str, port: u16) -> String {
+pub(crate) fn dst_string(addr: &str, port: u16) -> String {
     if addr.contains(':') {
         format!("[{addr}]:{port}")
     } else {
@@ -371,7 +378,7 @@ pub fn dst_string(addr: &str, port: u16) -> String {
 /// snake_case name of a serde unit enum variant (the same string JSON carries).
 /// The name of an enum-valued field's value (`net.direction` → `outbound`), read without
 /// building a [`Val`]: conditions test these on nearly every event.
-pub fn enum_name(f: Field, ev: &Event) -> Option<&'static str> {
+pub(crate) fn enum_name(f: Field, ev: &Event) -> Option<&'static str> {
     match f {
         Field::Kind => Some(ev.kind.as_str()),
         Field::Protocol => ev.net.as_ref().map(|n| enum_str(&n.protocol)),
@@ -383,7 +390,7 @@ pub fn enum_name(f: Field, ev: &Event) -> Option<&'static str> {
 }
 
 /// Whether `f` is one of the fields [`enum_name`] reads.
-pub fn is_enum(f: Field) -> bool {
+pub(crate) fn is_enum(f: Field) -> bool {
     matches!(
         f,
         Field::Kind | Field::Protocol | Field::Direction | Field::Outcome | Field::Via

@@ -76,7 +76,7 @@ struct KindIndex {
 
 /// Event rules indexed by kind and literal (see the module documentation).
 #[derive(Debug, Default)]
-pub struct LiteralIndex {
+pub(crate) struct LiteralIndex {
     kinds: Vec<KindIndex>,
 }
 
@@ -263,7 +263,7 @@ impl LiteralIndex {
     /// Event rules that may match `ev`, in evaluation order (as `RuleSet::candidates`),
     /// written to `out` (cleared first). Every rule whose condition holds for `ev` is among
     /// them.
-    pub fn candidates(&self, ev: &Event, pol: &Policy, out: &mut Vec<u32>) {
+    pub(crate) fn candidates(&self, ev: &Event, pol: &Policy, out: &mut Vec<u32>) {
         out.clear();
         let Some(ix) = self.kinds.get(ev.kind as usize) else {
             return;

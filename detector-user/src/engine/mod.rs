@@ -248,7 +248,7 @@ impl Engine {
     }
 
     /// The rule set.
-    pub fn rules(&self) -> &RuleSet {
+    pub(crate) fn rules(&self) -> &RuleSet {
         &self.rules
     }
 
@@ -276,7 +276,7 @@ impl Engine {
     }
 
     /// Like [`Engine::process`] for a caller that owns the event (replay).
-    pub fn process_owned(&mut self, ev: Event, out: &mut Vec<Alert>) {
+    pub(crate) fn process_owned(&mut self, ev: Event, out: &mut Vec<Alert>) {
         self.process(&ev, out);
     }
 }

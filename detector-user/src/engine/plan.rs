@@ -52,86 +52,116 @@ pub(super) fn plan(rules: &RuleSet, pol: &Policy, cand: &mut Vec<u32>, ev: &Even
                 p.fed = true;
                 p.dst_h = code::dst_at(ev, subject.dst_ip);
             }
-            let Body::Correlation(corr) = &rules.rules[c].body else {
-                continue;
-            };
-            let creates = corr.ty != CorrType::TemporalOrdered || step == 0;
-            // Correlations grouping alike (e.g. every rule keyed by process tree) share keys.
-            let group_by = corr.step_group_by.get(step).unwrap_or(&corr.group_by);
-            let tree_keys = !creates || corr.ty == CorrType::Temporal;
-            let shared = p
-                .keyed
-                .iter()
-                .filter_map(|&i| p.feeds.get(i as usize))
-                .find(|f| {
-                    f.creates == creates
-                        && f.tree_keys == tree_keys
-                        && step_group_by(rules, f) == Some(group_by.as_slice())
-                });
-            let (at, n, computed) = match shared {
-                Some(f) => (f.at, f.n, false),
-                None => {
-                    let at = p.keys.len();
-                    if !group_keys(group_by, tree_keys, creates, ev, pol, p) {
-                        p.keys.truncate(at);
-                        continue;
-                    }
-                    (at as u32, (p.keys.len() - at) as u32, true)
-                }
-            };
-            let has_val;
-            let val_h = match corr.field {
-                None => {
-                    has_val = false;
-                    0
-                }
-                Some(f) => match (f, code::addr_of_dst(p.dst_h)) {
-                    // The destination's code already holds the parsed address.
-                    (Field::DstAddr, Some(addr)) => {
-                        has_val = true;
-                        addr
-                    }
-                    // So does an unnamed destination's host (its address).
-                    (Field::DstHost, Some(addr))
-                        if ev.net.as_ref().is_some_and(|n| n.dst_name.is_none()) =>
-                    {
-                        has_val = true;
-                        addr
-                    }
-                    _ => match fields::get(f, ev, pol) {
-                        Some(v) => {
-                            has_val = true;
-                            code::val(&v, || p.memo.hash(f, ev, pol).unwrap_or_default())
-                        }
-                        // For temporal types the field only applies to the last step. A
-                        // value_count event without a value is in the window but counts no
-                        // value (`NO_VALUE`): 0 distinct values satisfy `lt`, `lte`, `neq`.
-                        None if corr.ty != CorrType::ValueCount && step + 1 == corr.steps.len() => {
-                            continue
-                        }
-                        None => {
-                            has_val = false;
-                            0
-                        }
-                    },
-                },
-            };
-            if computed {
-                p.keyed.push(p.feeds.len() as u32);
-            }
-            p.feeds.push(Feed {
-                c: c as u32,
-                step: step as u8,
-                from: from as u32,
-                creates,
-                tree_keys,
-                has_val,
-                at,
-                n,
-                val_h,
-                budget: budget_of(corr, ev, pol),
-            });
+            add_feed(rules, pol, ev, p, from, (c, step));
         }
+    }
+}
+
+/// Adds what the event (matched by rule `from` of `p.matched`) gives step `step` of
+/// correlation `c`, unless it lacks a group-by field or the counted value its step needs.
+#[inline]
+fn add_feed(
+    rules: &RuleSet,
+    pol: &Policy,
+    ev: &Event,
+    p: &mut Plan,
+    from: usize,
+    (c, step): (usize, usize),
+) {
+    let Body::Correlation(corr) = &rules.rules[c].body else {
+        return;
+    };
+    let creates = corr.ty != CorrType::TemporalOrdered || step == 0;
+    let group_by = corr.step_group_by.get(step).unwrap_or(&corr.group_by);
+    let tree_keys = !creates || corr.ty == CorrType::Temporal;
+    let Some((at, n, computed)) = feed_keys(rules, p, group_by, tree_keys, creates, ev, pol) else {
+        return;
+    };
+    // Keys computed for a feed that then lacks its value stay in `p.keys`, unused.
+    let Some((has_val, val_h)) = counted_value(corr, step, ev, pol, p) else {
+        return;
+    };
+    if computed {
+        p.keyed.push(p.feeds.len() as u32);
+    }
+    p.feeds.push(Feed {
+        c: c as u32,
+        step: step as u8,
+        from: from as u32,
+        creates,
+        tree_keys,
+        has_val,
+        at,
+        n,
+        val_h,
+        budget: budget_of(corr, ev, pol),
+    });
+}
+
+/// A feed's keys in `p.keys` as (at, n, computed now): shared with an earlier feed of the
+/// event that groups alike (e.g. every rule keyed by process tree), else appended. `None`:
+/// the event lacks a group-by field.
+#[inline]
+fn feed_keys(
+    rules: &RuleSet,
+    p: &mut Plan,
+    group_by: &[Field],
+    tree_keys: bool,
+    creates: bool,
+    ev: &Event,
+    pol: &Policy,
+) -> Option<(u32, u32, bool)> {
+    let shared = p
+        .keyed
+        .iter()
+        .filter_map(|&i| p.feeds.get(i as usize))
+        .find(|f| {
+            f.creates == creates
+                && f.tree_keys == tree_keys
+                && step_group_by(rules, f) == Some(group_by)
+        });
+    if let Some(f) = shared {
+        return Some((f.at, f.n, false));
+    }
+    let at = p.keys.len();
+    if !group_keys(group_by, tree_keys, creates, ev, pol, p) {
+        p.keys.truncate(at);
+        return None;
+    }
+    Some((at as u32, (p.keys.len() - at) as u32, true))
+}
+
+/// The code of the value a feed counts as (has one, code); `None`: the event is not fed (it
+/// lacks the field its step needs).
+#[inline]
+fn counted_value(
+    corr: &Correlation,
+    step: usize,
+    ev: &Event,
+    pol: &Policy,
+    p: &mut Plan,
+) -> Option<(bool, u64)> {
+    let Some(f) = corr.field else {
+        return Some((false, 0));
+    };
+    match (f, code::addr_of_dst(p.dst_h)) {
+        // The destination's code already holds the parsed address.
+        (Field::DstAddr, Some(addr)) => Some((true, addr)),
+        // So does an unnamed destination's host (its address).
+        (Field::DstHost, Some(addr)) if ev.net.as_ref().is_some_and(|n| n.dst_name.is_none()) => {
+            Some((true, addr))
+        }
+        _ => match fields::get(f, ev, pol) {
+            Some(v) => Some((
+                true,
+                code::val(&v, || p.memo.hash(f, ev, pol).unwrap_or_default()),
+            )),
+            // For temporal types the field only applies to the last step. A value_count event
+            // without a value is in the window but counts no value (`NO_VALUE`): 0 distinct
+            // values satisfy `lt`, `lte`, `neq`.
+            None if corr.ty != CorrType::ValueCount && step + 1 == corr.steps.len() => None,
+            None => Some((false, 0)),
+        },
     }
 }
 

@@ -26,7 +26,7 @@ pub enum CorrType {
 }
 
 /// Most rules one correlation may reference.
-pub const MAX_STEPS: usize = 255;
+pub(crate) const MAX_STEPS: usize = 255;
 
 /// A compiled correlation.
 #[derive(Debug)]
@@ -39,29 +39,29 @@ pub struct Correlation {
     pub group_by: Vec<Field>,
     /// Group-by fields per step (`steps[i]` → `step_group_by[i]`): equal to `group_by` unless
     /// Sigma `aliases` map one group key onto differently named fields of different rules.
-    pub step_group_by: Vec<Vec<Field>>,
+    pub(crate) step_group_by: Vec<Vec<Field>>,
     /// Sigma `generate`: the referenced rules also raise their own alerts.
-    pub generate: bool,
+    pub(crate) generate: bool,
     /// Sliding window length (ns). An event exactly `timespan` after another is in its window.
-    pub timespan: u64,
+    pub(crate) timespan: u64,
     /// Field counted distinctly.
-    pub field: Option<Field>,
+    pub(crate) field: Option<Field>,
     /// Condition on the count (ANDed).
-    pub condition: Vec<(CmpOp, i64)>,
+    pub(crate) condition: Vec<(CmpOp, i64)>,
     /// Machine speed: every gap between consecutive counted events must be ≤ this (ns).
-    pub max_gap: Option<u64>,
+    pub(crate) max_gap: Option<u64>,
     /// When the group's identity has a configured `fan_out_budget`, it replaces the threshold
     /// (`gt budget`).
-    pub budget: bool,
+    pub(crate) budget: bool,
     /// Adding events can only turn the condition from false to true (`gt`/`gte`, or a
     /// budget): it may then fire on the event that completes it.
     pub monotone: bool,
     /// The counted field is a network one (`net.…`): display names are kept per value.
-    pub net_field: bool,
+    pub(crate) net_field: bool,
     /// Its groups can share events (`process.tree` grouping of a temporal type: an event
     /// joins the group of every ancestor's tree), so firings of several groups can be one
     /// incident.
-    pub merges: bool,
+    pub(crate) merges: bool,
 }
 
 /// What a rule does.
@@ -84,11 +84,11 @@ pub struct Rule {
     /// Unique id.
     pub id: String,
     /// Title.
-    pub title: String,
+    pub(crate) title: String,
     /// Severity.
-    pub severity: Severity,
+    pub(crate) severity: Severity,
     /// ATT&CK technique ids.
-    pub attack: Vec<String>,
+    pub(crate) attack: Vec<String>,
     /// Whether matches raise alerts (false for building blocks used by correlations).
     pub alert: bool,
     /// Suppression interval (ns) per group key.
@@ -96,7 +96,7 @@ pub struct Rule {
     /// Suppression/group key fields of an event rule's alerts.
     pub group_by: Vec<Field>,
     /// Where it was defined.
-    pub pos: Pos,
+    pub(crate) pos: Pos,
     /// Body.
     pub body: Body,
 }
@@ -109,21 +109,21 @@ pub struct TestCase {
     /// Case name.
     pub name: String,
     /// Expected number of alerts of `rule`.
-    pub expect: usize,
+    pub(crate) expect: usize,
     /// Events (JSON, ready to deserialize), with their positions for messages.
     pub events: Vec<(Pos, serde_json::Value)>,
     /// Where the case is.
-    pub pos: Pos,
+    pub(crate) pos: Pos,
     /// Identities config for this test (`identities:` beside `rule:`), as YAML.
-    pub identities: Option<Node>,
+    pub(crate) identities: Option<Node>,
     /// Baseline for this test, as YAML (`baseline:` mapping identity → peers).
-    pub baseline: Option<Node>,
+    pub(crate) baseline: Option<Node>,
     /// The rule is disabled (here): the case is not run.
-    pub disabled: Option<Pos>,
+    pub(crate) disabled: Option<Pos>,
     /// An override in another file than the test's changes the rule (here): the case was
     /// written for the rule without it, so a different outcome is that override's effect
     /// (reported, not a failure).
-    pub changed_by: Option<Pos>,
+    pub(crate) changed_by: Option<Pos>,
 }
 
 /// A loaded rule set.
@@ -132,26 +132,26 @@ pub struct RuleSet {
     /// Rules, event rules and correlations.
     pub rules: Vec<Rule>,
     /// Event rules per kind (index = `Kind as usize`), then rules for any kind.
-    pub by_kind: Vec<Vec<usize>>,
+    pub(crate) by_kind: Vec<Vec<usize>>,
     /// For each rule, the correlations consuming it: (correlation index, step).
-    pub consumers: Vec<Vec<(usize, usize)>>,
+    pub(crate) consumers: Vec<Vec<(usize, usize)>>,
     /// Tests found beside the rules.
     pub tests: Vec<TestCase>,
     /// Event rules by kind and literal, so an event evaluates only the conditions that can
     /// hold for it.
-    pub index: LiteralIndex,
+    pub(crate) index: LiteralIndex,
     /// Rules defined but disabled (by their own `enabled: false` or an override), with where,
     /// sorted by id: validated, then left out of `rules`.
-    pub disabled: Vec<(String, Pos)>,
+    pub(crate) disabled: Vec<(String, Pos)>,
     /// Overrides applied (`overrides:` entries over all files).
-    pub overrides: usize,
+    pub(crate) overrides: usize,
     /// Warnings: valid but ineffective parts (an unused list, a building block nothing
     /// references, an exception that can never match), positioned, sorted.
-    pub warnings: Vec<PosError>,
+    pub(crate) warnings: Vec<PosError>,
 }
 
 /// All kinds, in declaration order (their index is `Kind as usize`).
-pub const KINDS: [Kind; 10] = [
+pub(crate) const KINDS: [Kind; 10] = [
     Kind::Exec,
     Kind::Fork,
     Kind::Exit,
@@ -215,7 +215,8 @@ impl RuleSet {
     }
 
     /// Event rules that may match `kind`.
-    pub fn candidates(&self, kind: Kind) -> impl Iterator<Item = usize> + '_ {
+    #[cfg(test)]
+    pub(crate) fn candidates(&self, kind: Kind) -> impl Iterator<Item = usize> + '_ {
         self.by_kind[kind as usize]
             .iter()
             .chain(self.by_kind[KINDS.len()].iter())
@@ -228,7 +229,7 @@ impl RuleSet {
     }
 
     /// The longest correlation window (ns), for bounding loss bookkeeping.
-    pub fn max_timespan(&self) -> u64 {
+    pub(crate) fn max_timespan(&self) -> u64 {
         self.rules
             .iter()
             .filter_map(|r| match &r.body {

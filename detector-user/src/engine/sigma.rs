@@ -63,10 +63,10 @@ pub struct Document {
     /// Detection or correlation.
     pub kind: DocKind,
     /// The Sigma YAML (one document).
-    pub yaml: String,
+    pub(crate) yaml: String,
     /// Where the translation is exact only under a stated assumption (also written into the
     /// rule's `description`).
-    pub notes: Vec<String>,
+    pub(crate) notes: Vec<String>,
 }
 
 /// Why a rule does not translate.
@@ -178,7 +178,7 @@ impl Export {
 
 /// Fields whose values come from the agent's configuration or state: not in the event
 /// document, so rules that read them do not translate.
-pub const AGENT_FIELDS: &[Field] = &[
+pub(crate) const AGENT_FIELDS: &[Field] = &[
     Field::Service,
     Field::PeerAllowed,
     Field::Novel,
@@ -213,7 +213,7 @@ pub fn event_document(ev: &Event) -> serde_json::Map<String, serde_json::Value> 
 
 /// The Sigma `id` of rule `id`: a UUID built from a SHA-256 of the id (stable, so a SIEM
 /// keeps a rule's history across exports).
-pub fn sigma_id(id: &str) -> String {
+pub(crate) fn sigma_id(id: &str) -> String {
     use sha2::{Digest, Sha256};
     let d = Sha256::digest(format!("detector rule {id}").as_bytes());
     let mut b = [0u8; 16];
@@ -431,23 +431,7 @@ impl Detection {
                 self.sel(p.to_string(), y)
             }
             Op::BoolEq(b) => self.sel(p.to_string(), Yaml::Boolean(*b)),
-            Op::Glob(_, patterns) => {
-                // Sigma's `*` and `?` are globset's (whose `*` also crosses `/`); the
-                // alternatives `{a,b}` become a list of values (Sigma's lists are ORs);
-                // anything else (classes, nested alternatives, escapes) is not Sigma's.
-                let mut expanded = Vec::new();
-                for pat in patterns {
-                    match expand_alternatives(pat) {
-                        Some(v) if !v.iter().any(|x| x.contains(['[', ']', '{', '}', '\\'])) => {
-                            expanded.extend(v)
-                        }
-                        _ => self.reasons.push(Reason::Glob(pat.clone())),
-                    }
-                }
-                expanded.dedup();
-                let items: Vec<Yaml> = expanded.iter().map(|s| ystr(s)).collect();
-                self.sel(format!("{p}|cased"), Yaml::Array(items))
-            }
+            Op::Glob(_, patterns) => self.glob(p, patterns),
             Op::Prefix(v) => self.sel(format!("{p}|startswith|cased"), Self::strings(v)),
             Op::Suffix(v) => self.sel(format!("{p}|endswith|cased"), Self::strings(v)),
             Op::Contains(v) => self.sel(format!("{p}|contains|cased"), Self::strings(v)),
@@ -472,24 +456,46 @@ impl Detection {
                 self.sel(format!("{p}|{m}"), Yaml::Integer(*n))
             }
             Op::Exists(b) => self.sel(format!("{p}|exists"), Yaml::Boolean(*b)),
-            Op::EqField(o) | Op::NeqField(o) => {
-                self.check_field(*o);
-                for x in [f, *o] {
-                    if x.ty() == FieldType::StrList {
-                        self.reasons.push(Reason::ListField(x));
-                    }
+            Op::EqField(o) => self.field_ref(f, *o, true),
+            Op::NeqField(o) => self.field_ref(f, *o, false),
+        }
+    }
+
+    /// Glob patterns of `p`: Sigma's `*` and `?` are globset's (whose `*` also crosses `/`);
+    /// the alternatives `{a,b}` become a list of values (Sigma's lists are ORs); anything else
+    /// (classes, nested alternatives, escapes) is not Sigma's.
+    fn glob(&mut self, p: &str, patterns: &[String]) -> String {
+        let mut expanded = Vec::new();
+        for pat in patterns {
+            match expand_alternatives(pat) {
+                Some(v) if !v.iter().any(|x| x.contains(['[', ']', '{', '}', '\\'])) => {
+                    expanded.extend(v)
                 }
-                let eq = self.sel(format!("{p}|fieldref"), ystr(o.path()));
-                if matches!(op, Op::EqField(_)) {
-                    eq
-                } else {
-                    // Ours holds when both fields are present and differ.
-                    let a = self.sel(format!("{p}|exists"), Yaml::Boolean(true));
-                    let b = self.sel(format!("{}|exists", o.path()), Yaml::Boolean(true));
-                    format!("({a} and {b} and not {eq})")
-                }
+                _ => self.reasons.push(Reason::Glob(pat.clone())),
             }
         }
+        expanded.dedup();
+        let items: Vec<Yaml> = expanded.iter().map(|s| ystr(s)).collect();
+        self.sel(format!("{p}|cased"), Yaml::Array(items))
+    }
+
+    /// `f` equal (`eq`) or not to field `o`.
+    fn field_ref(&mut self, f: Field, o: Field, eq: bool) -> String {
+        self.check_field(o);
+        for x in [f, o] {
+            if x.ty() == FieldType::StrList {
+                self.reasons.push(Reason::ListField(x));
+            }
+        }
+        let p = f.path();
+        let is = self.sel(format!("{p}|fieldref"), ystr(o.path()));
+        if eq {
+            return is;
+        }
+        // Ours holds when both fields are present and differ.
+        let a = self.sel(format!("{p}|exists"), Yaml::Boolean(true));
+        let b = self.sel(format!("{}|exists", o.path()), Yaml::Boolean(true));
+        format!("({a} and {b} and not {is})")
     }
 }
 
@@ -544,6 +550,7 @@ fn timespan(ns: u64, tick: u64, what: &'static str) -> Result<String, Reason> {
     })
 }
 
+/// A correlation rule in Sigma (its steps' detections already translated, or not).
 fn correlation(
     set: &RuleSet,
     r: &Rule,
@@ -551,8 +558,66 @@ fn correlation(
     detections: &[Option<Translated<Yaml>>],
     tick: u64,
 ) -> Translated<Noted> {
-    let mut reasons = Vec::new();
+    let mut reasons = untranslatable(set, c, detections);
     let mut notes = Vec::new();
+    let span = timespan(c.timespan, tick, "timespan").map_err(|e| reasons.push(e));
+    let suppress = timespan(r.suppress, tick, "suppress").map_err(|e| reasons.push(e));
+    if c.budget {
+        notes.push(format!(
+            "Exact for identities without a `fan_out_budget` in identities.yaml: detector \
+             replaces the threshold by an identity's budget (`gt`), Sigma keeps {}",
+            condition_text(&c.condition)
+        ));
+    }
+    let (Ok(span), Ok(suppress)) = (span, suppress) else {
+        return Err(reasons);
+    };
+    if !reasons.is_empty() {
+        return Err(reasons);
+    }
+    let ty = match c.ty {
+        CorrType::EventCount => "event_count",
+        CorrType::ValueCount => "value_count",
+        CorrType::Temporal => "temporal",
+        CorrType::TemporalOrdered => "temporal_ordered",
+    };
+    let steps: Vec<&Rule> = c.steps.iter().map(|&s| &set.rules[s]).collect();
+    let (group_by, aliases) = sigma_group_by(c, &steps);
+    let mut corr = vec![
+        ("type", ystr(ty)),
+        (
+            "rules",
+            Yaml::Array(steps.iter().map(|s| ystr(&s.id)).collect()),
+        ),
+    ];
+    if !group_by.is_empty() {
+        corr.push(("group-by", Yaml::Array(group_by)));
+    }
+    if !aliases.is_empty() {
+        corr.push(("aliases", Yaml::Hash(aliases)));
+    }
+    corr.push(("timespan", Yaml::String(span)));
+    // Sigma's temporal types default to "all rules"; ours says so explicitly only when
+    // written, and the Sigma condition counts rules the same way.
+    corr.push(("condition", Yaml::Hash(sigma_condition(c, steps.len()))));
+    corr.push(("generate", Yaml::Boolean(c.generate)));
+    let mut entries = header(r, &notes);
+    entries.push(("correlation", map(corr)));
+    entries.push(("level", ystr(level(r.severity))));
+    entries.push((
+        "custom_attributes",
+        map(vec![("rsigma.suppress", Yaml::String(suppress))]),
+    ));
+    Ok((map(entries), notes))
+}
+
+/// Why a correlation has no exact Sigma equivalent (empty: it has one, durations aside).
+fn untranslatable(
+    set: &RuleSet,
+    c: &Correlation,
+    detections: &[Option<Translated<Yaml>>],
+) -> Vec<Reason> {
+    let mut reasons = Vec::new();
     for &s in &c.steps {
         if !matches!(detections.get(s), Some(Some(Ok(_)))) {
             reasons.push(Reason::Step(set.rules[s].id.clone()));
@@ -580,30 +645,12 @@ fn correlation(
     {
         reasons.push(Reason::OrderedCount);
     }
-    let span = timespan(c.timespan, tick, "timespan").map_err(|e| reasons.push(e));
-    let suppress = timespan(r.suppress, tick, "suppress").map_err(|e| reasons.push(e));
-    if c.budget {
-        notes.push(format!(
-            "Exact for identities without a `fan_out_budget` in identities.yaml: detector \
-             replaces the threshold by an identity's budget (`gt`), Sigma keeps {}",
-            condition_text(&c.condition)
-        ));
-    }
-    let (Ok(span), Ok(suppress)) = (span, suppress) else {
-        return Err(reasons);
-    };
-    if !reasons.is_empty() {
-        return Err(reasons);
-    }
-    let ty = match c.ty {
-        CorrType::EventCount => "event_count",
-        CorrType::ValueCount => "value_count",
-        CorrType::Temporal => "temporal",
-        CorrType::TemporalOrdered => "temporal_ordered",
-    };
-    let steps: Vec<&Rule> = c.steps.iter().map(|&s| &set.rules[s]).collect();
-    // Group-by: a field every step reads alike is written as itself; one that differs
-    // between steps is a Sigma alias named after the first step's field.
+    reasons
+}
+
+/// Group-by: a field every step reads alike is written as itself; one that differs between
+/// steps is a Sigma alias named after the first step's field. Returns (group-by, aliases).
+fn sigma_group_by(c: &Correlation, steps: &[&Rule]) -> (Vec<Yaml>, Hash) {
     let mut group_by = Vec::new();
     let mut aliases = Hash::new();
     for (k, f) in c.group_by.iter().enumerate() {
@@ -622,11 +669,16 @@ fn correlation(
             group_by.push(Yaml::String(alias));
         }
     }
+    (group_by, aliases)
+}
+
+/// A correlation's Sigma `condition` (`steps`: how many rules it references).
+fn sigma_condition(c: &Correlation, steps: usize) -> Hash {
     let mut cond = Hash::new();
     if c.ty == CorrType::TemporalOrdered {
         // Ours (checked above: `gte: 1` of the last step after a complete chain) is Sigma's
         // "every rule, in order".
-        cond.insert(ystr("gte"), Yaml::Integer(steps.len() as i64));
+        cond.insert(ystr("gte"), Yaml::Integer(steps as i64));
     } else {
         for (op, v) in &c.condition {
             cond.insert(ystr(cmp_name(*op)), Yaml::Integer(*v));
@@ -637,32 +689,7 @@ fn correlation(
             cond.insert(ystr("field"), ystr(f.path()));
         }
     }
-    let mut corr = vec![
-        ("type", ystr(ty)),
-        (
-            "rules",
-            Yaml::Array(steps.iter().map(|s| ystr(&s.id)).collect()),
-        ),
-    ];
-    if !group_by.is_empty() {
-        corr.push(("group-by", Yaml::Array(group_by)));
-    }
-    if !aliases.is_empty() {
-        corr.push(("aliases", Yaml::Hash(aliases)));
-    }
-    corr.push(("timespan", Yaml::String(span)));
-    // Sigma's temporal types default to "all rules"; ours says so explicitly only when
-    // written, and the Sigma condition counts rules the same way.
-    corr.push(("condition", Yaml::Hash(cond)));
-    corr.push(("generate", Yaml::Boolean(c.generate)));
-    let mut entries = header(r, &notes);
-    entries.push(("correlation", map(corr)));
-    entries.push(("level", ystr(level(r.severity))));
-    entries.push((
-        "custom_attributes",
-        map(vec![("rsigma.suppress", Yaml::String(suppress))]),
-    ));
-    Ok((map(entries), notes))
+    cond
 }
 
 fn cmp_name(op: CmpOp) -> &'static str {

@@ -12,7 +12,7 @@ use crate::event::Event;
 /// Multiply-rotate hasher for keys that are already hashes (group keys) or small integers:
 /// SipHash's DoS resistance buys nothing there and costs a fifth of a busy group lookup.
 #[derive(Default, Clone, Copy)]
-pub struct FastHasher(u64);
+pub(crate) struct FastHasher(u64);
 
 impl Hasher for FastHasher {
     fn write(&mut self, bytes: &[u8]) {
@@ -42,14 +42,14 @@ impl Hasher for FastHasher {
 }
 
 /// Hasher builder for [`FastHasher`].
-pub type FastBuild = BuildHasherDefault<FastHasher>;
+pub(crate) type FastBuild = BuildHasherDefault<FastHasher>;
 
 /// A fast-hashed map.
-pub type FastMap<K, V> = HashMap<K, V, FastBuild>;
+pub(crate) type FastMap<K, V> = HashMap<K, V, FastBuild>;
 
 /// A deque that holds up to one item inline and spills to the heap beyond.
 #[derive(Debug, Clone, Default)]
-pub enum Small<T> {
+pub(crate) enum Small<T> {
     /// No items.
     #[default]
     Empty,
@@ -62,7 +62,7 @@ pub enum Small<T> {
 
 impl<T> Small<T> {
     /// Number of items.
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         match self {
             Small::Empty => 0,
             Small::One(_) => 1,
@@ -71,12 +71,12 @@ impl<T> Small<T> {
     }
 
     /// True when there are no items.
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
     /// Appends at the back.
-    pub fn push_back(&mut self, x: T) {
+    pub(crate) fn push_back(&mut self, x: T) {
         match self {
             Small::Many(d) => d.push_back(x),
             Small::Empty => *self = Small::One(x),
@@ -92,7 +92,7 @@ impl<T> Small<T> {
     }
 
     /// Removes the front item.
-    pub fn pop_front(&mut self) -> Option<T> {
+    pub(crate) fn pop_front(&mut self) -> Option<T> {
         match self {
             Small::Empty => None,
             Small::One(_) => match std::mem::take(self) {
@@ -105,7 +105,7 @@ impl<T> Small<T> {
 
     /// Removes the item at `i`.
     #[cfg(test)] // only the tests use it
-    pub fn remove(&mut self, i: usize) -> Option<T> {
+    pub(crate) fn remove(&mut self, i: usize) -> Option<T> {
         match self {
             Small::Many(d) => d.remove(i),
             _ if i == 0 => self.pop_front(),
@@ -114,7 +114,7 @@ impl<T> Small<T> {
     }
 
     /// The front item.
-    pub fn front(&self) -> Option<&T> {
+    pub(crate) fn front(&self) -> Option<&T> {
         match self {
             Small::Empty => None,
             Small::One(a) => Some(a),
@@ -123,7 +123,7 @@ impl<T> Small<T> {
     }
 
     /// The back item.
-    pub fn back(&self) -> Option<&T> {
+    pub(crate) fn back(&self) -> Option<&T> {
         match self {
             Small::Empty => None,
             Small::One(a) => Some(a),
@@ -132,7 +132,7 @@ impl<T> Small<T> {
     }
 
     /// Items front to back.
-    pub fn iter(&self) -> impl DoubleEndedIterator<Item = &T> + '_ {
+    pub(crate) fn iter(&self) -> impl DoubleEndedIterator<Item = &T> + '_ {
         let (a, b): (&[T], &[T]) = match self {
             Small::Empty => (&[], &[]),
             Small::One(x) => (std::slice::from_ref(x), &[]),
@@ -142,7 +142,7 @@ impl<T> Small<T> {
     }
 
     /// The item at `i`.
-    pub fn get(&self, i: usize) -> Option<&T> {
+    pub(crate) fn get(&self, i: usize) -> Option<&T> {
         match self {
             Small::Empty => None,
             Small::One(a) => (i == 0).then_some(a),
@@ -151,7 +151,7 @@ impl<T> Small<T> {
     }
 
     /// The item at `i`, mutably.
-    pub fn get_mut(&mut self, i: usize) -> Option<&mut T> {
+    pub(crate) fn get_mut(&mut self, i: usize) -> Option<&mut T> {
         match self {
             Small::Empty => None,
             Small::One(a) => (i == 0).then_some(a),
@@ -160,7 +160,7 @@ impl<T> Small<T> {
     }
 
     /// Inserts at `i` (≤ `len`), shifting later items back.
-    pub fn insert(&mut self, i: usize, x: T) {
+    pub(crate) fn insert(&mut self, i: usize, x: T) {
         if i >= self.len() {
             self.push_back(x);
             return;
@@ -182,7 +182,7 @@ impl<T> Small<T> {
     /// Removes the second item, keeping the first: what a list of "the first and the latest
     /// few" drops when it grows past its bound. Two pops and a push rather than shifting the
     /// items behind it.
-    pub fn remove_second(&mut self) -> Option<T> {
+    pub(crate) fn remove_second(&mut self) -> Option<T> {
         match self {
             Small::Many(d) if d.len() >= 2 => {
                 let first = d.pop_front()?;
@@ -195,7 +195,7 @@ impl<T> Small<T> {
     }
 
     /// The index of the first item for which `pred` is false (items partitioned by `pred`).
-    pub fn partition_point(&self, mut pred: impl FnMut(&T) -> bool) -> usize {
+    pub(crate) fn partition_point(&self, mut pred: impl FnMut(&T) -> bool) -> usize {
         match self {
             Small::Empty => 0,
             Small::One(a) => usize::from(pred(a)),
@@ -204,7 +204,7 @@ impl<T> Small<T> {
     }
 
     /// Keeps the items for which `f` holds.
-    pub fn retain(&mut self, mut f: impl FnMut(&T) -> bool) {
+    pub(crate) fn retain(&mut self, mut f: impl FnMut(&T) -> bool) {
         match self {
             Small::Empty => {}
             Small::One(a) => {
@@ -220,7 +220,7 @@ impl<T> Small<T> {
 /// Display names by hash: a few kept inline and scanned, more in a map (a fan-out group
 /// holds over a hundred, added and removed as values enter and leave its window).
 #[derive(Debug, Default)]
-pub enum Names {
+pub(crate) enum Names {
     /// Up to `FEW` names.
     #[default]
     None,
@@ -234,7 +234,7 @@ const FEW: usize = 4;
 
 impl Names {
     /// Number of names.
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         match self {
             Names::None => 0,
             Names::Few(s) => s.len(),
@@ -243,7 +243,7 @@ impl Names {
     }
 
     /// The name of `h`.
-    pub fn get(&self, h: u64) -> Option<&str> {
+    pub(crate) fn get(&self, h: u64) -> Option<&str> {
         match self {
             Names::None => None,
             Names::Few(s) => s.iter().find(|(k, _)| *k == h).map(|(_, v)| v.as_str()),
@@ -252,7 +252,7 @@ impl Names {
     }
 
     /// Adds the name of `h` unless known; `make` builds it only then.
-    pub fn insert_with(&mut self, h: u64, make: impl FnOnce() -> SStr) {
+    pub(crate) fn insert_with(&mut self, h: u64, make: impl FnOnce() -> SStr) {
         match self {
             Names::None => {
                 let mut s = Small::Empty;
@@ -281,7 +281,7 @@ impl Names {
     }
 
     /// Keeps the names of the hashes for which `f` holds.
-    pub fn retain(&mut self, mut f: impl FnMut(u64) -> bool) {
+    pub(crate) fn retain(&mut self, mut f: impl FnMut(u64) -> bool) {
         match self {
             Names::None => {}
             Names::Few(s) => s.retain(|(k, _)| f(*k)),
@@ -290,7 +290,7 @@ impl Names {
     }
 
     /// Forgets the name of `h`.
-    pub fn remove(&mut self, h: u64) {
+    pub(crate) fn remove(&mut self, h: u64) {
         match self {
             Names::None => {}
             Names::Few(s) => s.retain(|(k, _)| *k != h),
@@ -304,7 +304,7 @@ impl Names {
 /// A string of up to 22 bytes inline, longer ones boxed (group values and destination names
 /// are mostly addresses and short identities).
 #[derive(Clone, Debug)]
-pub enum SStr {
+pub(crate) enum SStr {
     /// Length and bytes.
     Inline(u8, [u8; 22]),
     /// Longer.
@@ -313,7 +313,7 @@ pub enum SStr {
 
 impl SStr {
     /// Stores `s`.
-    pub fn new(s: &str) -> SStr {
+    pub(crate) fn new(s: &str) -> SStr {
         if s.len() <= 22 {
             let mut b = [0u8; 22];
             b[..s.len()].copy_from_slice(s.as_bytes());
@@ -324,7 +324,7 @@ impl SStr {
     }
 
     /// The text.
-    pub fn as_str(&self) -> &str {
+    pub(crate) fn as_str(&self) -> &str {
         match self {
             // Always a whole `&str` copied in by `new`, so valid UTF-8.
             SStr::Inline(n, b) => std::str::from_utf8(&b[..usize::from(*n)]).unwrap_or_default(),
@@ -345,7 +345,7 @@ impl SStr {
 /// bytes have not been overwritten (the arena holds `cap` events of [`RING_BYTES_PER_EVENT`]
 /// bytes on average; larger events hold fewer).
 #[derive(Debug)]
-pub struct Ring {
+pub(crate) struct Ring {
     /// The arena (allocated on first use).
     buf: Vec<u8>,
     /// Absolute arena position and length of each held event, by `seq % cap`.
@@ -363,11 +363,11 @@ pub struct Ring {
 
 /// Arena bytes per event of capacity: an event of the default pack's rules encodes to
 /// 150–300 bytes, so the newest `cap` events normally all fit.
-pub const RING_BYTES_PER_EVENT: usize = 512;
+pub(crate) const RING_BYTES_PER_EVENT: usize = 512;
 
 impl Ring {
     /// A ring of `cap` events.
-    pub fn new(cap: usize) -> Ring {
+    pub(crate) fn new(cap: usize) -> Ring {
         Ring {
             buf: Vec::new(),
             index: Vec::new(),
@@ -380,12 +380,12 @@ impl Ring {
     }
 
     /// The sequence number the next pushed event gets.
-    pub fn next_seq(&self) -> u64 {
+    pub(crate) fn next_seq(&self) -> u64 {
         self.next
     }
 
     /// Stores `ev` (dropping the oldest when full); returns its sequence number.
-    pub fn push(&mut self, ev: &Event) -> u64 {
+    pub(crate) fn push(&mut self, ev: &Event) -> u64 {
         let seq = self.next;
         self.next += 1;
         if self.cap == 0 {
@@ -431,7 +431,7 @@ impl Ring {
     }
 
     /// A copy of the event with sequence number `seq`, while it is held.
-    pub fn get(&self, seq: u64) -> Option<Event> {
+    pub(crate) fn get(&self, seq: u64) -> Option<Event> {
         let back = self.next.checked_sub(seq)?;
         if back == 0 || back > self.index.len() as u64 {
             return None;
@@ -450,13 +450,13 @@ impl Ring {
 
     /// Events held (at most; a few may have been overwritten by larger ones).
     #[cfg(test)] // only the tests use it
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.index.len()
     }
 
     /// True when nothing is held.
     #[cfg(test)] // only the tests use it
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.index.is_empty()
     }
 }
@@ -490,7 +490,7 @@ fn stream_copy(dst: &mut [u8], src: &[u8]) {
 /// group state of a busy node is larger than the cache, and each of these reads would
 /// otherwise be a memory round trip the next event waits for.
 #[inline(always)]
-pub fn prefetch<T>(x: &T) {
+pub(crate) fn prefetch<T>(x: &T) {
     #[cfg(target_arch = "x86_64")]
     // SAFETY: a prefetch never faults and does not read memory architecturally; the pointer
     // comes from a reference.
@@ -518,7 +518,7 @@ struct Link<K> {
 /// per item beyond the item itself (what `lru::LruCache` spends a node on). Callers look a key
 /// up once ([`Table::find`]) and then work on its slot.
 #[derive(Debug)]
-pub struct Table<G, K = u64> {
+pub(crate) struct Table<G, K = u64> {
     map: FastMap<K, u32>,
     slots: Vec<G>,
     links: Vec<Link<K>>,
@@ -544,18 +544,18 @@ impl<G, K> Default for Table<G, K> {
 
 impl<G, K: Copy + Eq + std::hash::Hash> Table<G, K> {
     /// Number of items.
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.map.len()
     }
 
     /// Whether `key` is held (recency unchanged).
     #[cfg(test)] // only the tests use it
-    pub fn contains(&self, key: K) -> bool {
+    pub(crate) fn contains(&self, key: K) -> bool {
         self.map.contains_key(&key)
     }
 
     /// The slot of `key` (recency unchanged).
-    pub fn find(&self, key: K) -> Option<u32> {
+    pub(crate) fn find(&self, key: K) -> Option<u32> {
         self.map.get(&key).copied()
     }
 
@@ -589,7 +589,7 @@ impl<G, K: Copy + Eq + std::hash::Hash> Table<G, K> {
     }
 
     /// Makes slot `s` (from [`Table::find`] or [`Table::insert`]) the most recently used.
-    pub fn touch(&mut self, s: u32) {
+    pub(crate) fn touch(&mut self, s: u32) {
         if self.head != s {
             self.unlink(s);
             self.link_front(s);
@@ -597,24 +597,24 @@ impl<G, K: Copy + Eq + std::hash::Hash> Table<G, K> {
     }
 
     /// The item in slot `s`.
-    pub fn slot(&self, s: u32) -> &G {
+    pub(crate) fn slot(&self, s: u32) -> &G {
         &self.slots[s as usize]
     }
 
     /// The item in slot `s`, mutably (recency unchanged).
-    pub fn slot_mut(&mut self, s: u32) -> &mut G {
+    pub(crate) fn slot_mut(&mut self, s: u32) -> &mut G {
         &mut self.slots[s as usize]
     }
 
     /// The item under `key` (recency unchanged).
-    pub fn peek(&self, key: K) -> Option<&G> {
+    pub(crate) fn peek(&self, key: K) -> Option<&G> {
         let s = self.find(key)?;
         self.slots.get(s as usize)
     }
 
     /// The item under `key`, made the most recently used.
     #[cfg(test)] // only the tests use it
-    pub fn get_mut(&mut self, key: K) -> Option<&mut G> {
+    pub(crate) fn get_mut(&mut self, key: K) -> Option<&mut G> {
         let s = self.find(key)?;
         self.touch(s);
         self.slots.get_mut(s as usize)
@@ -622,7 +622,7 @@ impl<G, K: Copy + Eq + std::hash::Hash> Table<G, K> {
 
     /// Files `g` under `key` (which must not be held yet) as the most recently used; returns
     /// its slot.
-    pub fn insert(&mut self, key: K, g: G) -> u32 {
+    pub(crate) fn insert(&mut self, key: K, g: G) -> u32 {
         let link = Link {
             key,
             prev: NIL,
@@ -646,13 +646,13 @@ impl<G, K: Copy + Eq + std::hash::Hash> Table<G, K> {
     }
 
     /// The least recently used item.
-    pub fn peek_lru(&self) -> Option<&G> {
+    pub(crate) fn peek_lru(&self) -> Option<&G> {
         (self.tail != NIL).then(|| &self.slots[self.tail as usize])
     }
 
     /// Removes the least recently used item; `replace` is left in its slot (dropping the
     /// item's heap parts now rather than at reuse).
-    pub fn pop_lru(&mut self, replace: G) -> Option<G> {
+    pub(crate) fn pop_lru(&mut self, replace: G) -> Option<G> {
         if self.tail == NIL {
             return None;
         }
@@ -666,7 +666,7 @@ impl<G, K: Copy + Eq + std::hash::Hash> Table<G, K> {
 
     /// Removes the least recently used item in place (its slot keeps the item until reused,
     /// when [`Table::insert`] overwrites it): no item is moved.
-    pub fn evict_lru(&mut self) -> bool {
+    pub(crate) fn evict_lru(&mut self) -> bool {
         if self.tail == NIL {
             return false;
         }

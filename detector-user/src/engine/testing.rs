@@ -14,16 +14,16 @@ use crate::policy::identities::{Baseline, IdentityConfig};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CaseResult {
     /// Rule id.
-    pub rule: String,
+    pub(crate) rule: String,
     /// Case name.
-    pub case: String,
+    pub(crate) case: String,
     /// What happened.
-    pub status: Status,
+    pub(crate) status: Status,
 }
 
 /// What happened to one case.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Status {
+pub(crate) enum Status {
     /// As expected.
     Pass,
     /// Not as expected: why.
@@ -57,7 +57,7 @@ fn policy(case: &TestCase) -> Result<Policy, String> {
 }
 
 /// Runs one case on `engine` (state is reset first, so cases are independent).
-pub fn run_case(engine: &mut Engine, case: &TestCase) -> CaseResult {
+pub(crate) fn run_case(engine: &mut Engine, case: &TestCase) -> CaseResult {
     let result = |status| CaseResult {
         rule: case.rule.clone(),
         case: case.name.clone(),

@@ -65,7 +65,7 @@ impl Table {
 }
 
 /// Parses `name:password:id:…` lines into id → name (the first name of an id wins).
-pub fn parse(text: &str) -> HashMap<u32, String> {
+pub(crate) fn parse(text: &str) -> HashMap<u32, String> {
     let mut out = HashMap::new();
     for line in text.lines() {
         let mut f = line.split(':');
@@ -81,7 +81,7 @@ pub fn parse(text: &str) -> HashMap<u32, String> {
 
 /// User and group names.
 #[derive(Debug)]
-pub struct Accounts {
+pub(crate) struct Accounts {
     users: Table,
     groups: Table,
 }
@@ -94,7 +94,7 @@ impl Default for Accounts {
 
 impl Accounts {
     /// Names from `passwd` and `group` files.
-    pub fn new(passwd: PathBuf, group: PathBuf) -> Self {
+    pub(crate) fn new(passwd: PathBuf, group: PathBuf) -> Self {
         Self {
             users: Table::new(passwd),
             groups: Table::new(group),
@@ -102,12 +102,12 @@ impl Accounts {
     }
 
     /// The name of `uid`.
-    pub fn user(&mut self, uid: u32, now: Instant) -> Option<String> {
+    pub(crate) fn user(&mut self, uid: u32, now: Instant) -> Option<String> {
         self.users.get(uid, now).map(str::to_string)
     }
 
     /// The name of `gid`.
-    pub fn group(&mut self, gid: u32, now: Instant) -> Option<String> {
+    pub(crate) fn group(&mut self, gid: u32, now: Instant) -> Option<String> {
         self.groups.get(gid, now).map(str::to_string)
     }
 }

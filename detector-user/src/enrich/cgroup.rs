@@ -13,7 +13,7 @@ use crate::event::Workload;
 
 /// Resolves cgroup ids.
 #[derive(Debug)]
-pub struct CgroupResolver {
+pub(crate) struct CgroupResolver {
     root: PathBuf,
     by_id: HashMap<u64, String>,
     last_walk: Option<Instant>,
@@ -22,7 +22,7 @@ pub struct CgroupResolver {
 
 impl CgroupResolver {
     /// Resolver over the cgroup v2 hierarchy mounted at `root`.
-    pub fn new(root: PathBuf) -> Self {
+    pub(crate) fn new(root: PathBuf) -> Self {
         Self {
             root,
             by_id: HashMap::new(),
@@ -56,7 +56,7 @@ impl CgroupResolver {
     }
 
     /// The path of cgroup `id` relative to the root, if it can be found.
-    pub fn path(&mut self, id: u64) -> Option<String> {
+    pub(crate) fn path(&mut self, id: u64) -> Option<String> {
         if id == 0 {
             return None;
         }
@@ -78,7 +78,7 @@ fn is_hex64(s: &str) -> bool {
 }
 
 /// Workload attribution from a cgroup path.
-pub fn workload(path: &str) -> Workload {
+pub(crate) fn workload(path: &str) -> Workload {
     let mut w = Workload::default();
     for comp in path.split('/').filter(|c| !c.is_empty()) {
         // Container runtimes: docker-<id>.scope, cri-containerd-<id>.scope, crio-<id>.scope,

@@ -24,14 +24,14 @@ use crate::{
 };
 
 /// Maps kernel records to events.
-pub struct Enricher {
+pub(crate) struct Enricher {
     /// Process table.
-    pub procs: ProcessTable,
+    pub(crate) procs: ProcessTable,
     cgroups: CgroupResolver,
     pods: PodResolver,
     accounts: Accounts,
     /// Names of destinations (DNS answers, hosts file) and this host's addresses.
-    pub names: Names,
+    pub(crate) names: Names,
     /// Key of the opaque connection ids (random per run: ids pair a connect with its outcome
     /// and never disclose the kernel address of the socket).
     conn_key: std::collections::hash_map::RandomState,
@@ -103,7 +103,7 @@ fn access(flags: u32) -> &'static str {
 
 impl Enricher {
     /// An enricher with a process table seeded from /proc.
-    pub fn new(cgroup_root: std::path::PathBuf, seed: bool) -> Self {
+    pub(crate) fn new(cgroup_root: std::path::PathBuf, seed: bool) -> Self {
         let mut procs = ProcessTable::new(65_536);
         if seed {
             procs.seed_from_proc();
@@ -120,7 +120,7 @@ impl Enricher {
     }
 
     /// Wall-clock ns of a boot-time ns.
-    pub fn wall(&self, boot_ns: u64) -> u64 {
+    pub(crate) fn wall(&self, boot_ns: u64) -> u64 {
         (boot_ns as i128 + self.boot_to_wall).max(0) as u64
     }
 
@@ -183,7 +183,7 @@ impl Enricher {
     }
 
     /// One record → one event (`None` for records that carry nothing to report).
-    pub fn enrich(&mut self, r: &Record, watch_list: &WatchList) -> Option<Event> {
+    pub(crate) fn enrich(&mut self, r: &Record, watch_list: &WatchList) -> Option<Event> {
         match r {
             Record::Exec(e) => {
                 let filename = cstr(&e.filename);

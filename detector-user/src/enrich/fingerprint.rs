@@ -16,13 +16,13 @@ use lru::LruCache;
 use sha2::Sha256;
 
 /// Key length in bytes.
-pub const KEY_LEN: usize = 32;
+pub(crate) const KEY_LEN: usize = 32;
 /// Largest credential file hashed; bigger files are not credentials we fingerprint.
-pub const MAX_FILE: u64 = 1 << 20;
+pub(crate) const MAX_FILE: u64 = 1 << 20;
 
 /// Errors of the fingerprint module.
 #[derive(Debug, thiserror::Error)]
-pub enum FingerprintError {
+pub(crate) enum FingerprintError {
     /// Reading or writing a file failed.
     #[error("{path}: {source}")]
     Io {
@@ -54,7 +54,7 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> FingerprintError + '_ {
 }
 
 /// Loads the key at `path`, creating it (0600, 32 bytes from the kernel's CSPRNG) if absent.
-pub fn load_or_create_key(path: &Path) -> Result<[u8; KEY_LEN], FingerprintError> {
+pub(crate) fn load_or_create_key(path: &Path) -> Result<[u8; KEY_LEN], FingerprintError> {
     match fs::metadata(path) {
         Ok(meta) => {
             if meta.permissions().mode() & 0o077 != 0 {
@@ -87,14 +87,14 @@ pub fn load_or_create_key(path: &Path) -> Result<[u8; KEY_LEN], FingerprintError
 }
 
 /// Computes and caches credential fingerprints.
-pub struct Fingerprinter {
+pub(crate) struct Fingerprinter {
     key: [u8; KEY_LEN],
     cache: LruCache<(u64, u64, u64, u64), String>,
 }
 
 impl Fingerprinter {
     /// A fingerprinter with `key`, caching up to `cache` files.
-    pub fn new(key: [u8; KEY_LEN], cache: usize) -> Self {
+    pub(crate) fn new(key: [u8; KEY_LEN], cache: usize) -> Self {
         Fingerprinter {
             key,
             cache: LruCache::new(
@@ -104,7 +104,7 @@ impl Fingerprinter {
     }
 
     /// Fingerprint of `content`: `hmac-sha256:` + the first 16 bytes of the MAC in hex.
-    pub fn of_bytes(&self, content: &[u8]) -> String {
+    pub(crate) fn of_bytes(&self, content: &[u8]) -> String {
         // new_from_slice only fails for key lengths HMAC cannot take; 32 bytes always works.
         let mut mac = match <Hmac<Sha256> as Mac>::new_from_slice(&self.key) {
             Ok(m) => m,
@@ -116,7 +116,7 @@ impl Fingerprinter {
     }
 
     /// Fingerprint of the file at `path`, cached by (dev, ino, mtime ns, size) from its metadata.
-    pub fn of_file(&mut self, path: &Path) -> Result<String, FingerprintError> {
+    pub(crate) fn of_file(&mut self, path: &Path) -> Result<String, FingerprintError> {
         use std::os::unix::fs::MetadataExt;
         let meta = fs::metadata(path).map_err(io(path))?;
         let key = (

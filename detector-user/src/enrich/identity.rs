@@ -14,24 +14,19 @@ pub struct IdentityResolver {
 
 impl IdentityResolver {
     /// A resolver over `config` (use `IdentityConfig::default()` for derived identities only).
-    pub fn new(config: IdentityConfig) -> Self {
+    pub(crate) fn new(config: IdentityConfig) -> Self {
         IdentityResolver {
             config: std::sync::Arc::new(config),
         }
     }
 
-    /// The configuration.
-    pub fn config(&self) -> &IdentityConfig {
-        &self.config
-    }
-
     /// The configuration, shared (the credential ledger's writer holds it).
-    pub fn shared_config(&self) -> std::sync::Arc<IdentityConfig> {
+    pub(crate) fn shared_config(&self) -> std::sync::Arc<IdentityConfig> {
         self.config.clone()
     }
 
     /// The identity of `p`: the first configured identity whose selector matches, else derived.
-    pub fn resolve(&self, p: &Process) -> String {
+    pub(crate) fn resolve(&self, p: &Process) -> String {
         match self.config.declared_identity(p) {
             Some(name) => name.to_string(),
             None => derived_identity(p),
@@ -48,7 +43,7 @@ impl IdentityResolver {
 }
 
 /// The identity a process has without configuration.
-pub fn derived_identity(p: &Process) -> String {
+pub(crate) fn derived_identity(p: &Process) -> String {
     if let Some(u) = &p.workload.unit {
         return format!("unit:{u}");
     }

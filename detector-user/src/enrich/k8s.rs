@@ -22,12 +22,12 @@ use crate::event::Workload;
 
 /// Where the node keeps pod and container state.
 #[derive(Clone, Debug)]
-pub struct PodRoots {
+pub(crate) struct PodRoots {
     /// kubelet root (`/var/lib/kubelet`).
-    pub kubelet: PathBuf,
+    pub(crate) kubelet: PathBuf,
     /// Directories holding one `<container id>/config.json` bundle per container
     /// (containerd's k8s.io task dir) or `<container id>/userdata/config.json` (CRI-O).
-    pub bundles: Vec<PathBuf>,
+    pub(crate) bundles: Vec<PathBuf>,
 }
 
 impl Default for PodRoots {
@@ -52,7 +52,7 @@ struct PodInfo {
 
 /// Resolves pod namespace/name, cached.
 #[derive(Debug)]
-pub struct PodResolver {
+pub(crate) struct PodResolver {
     roots: PodRoots,
     by_container: HashMap<String, PodInfo>,
     by_pod: HashMap<String, PodInfo>,
@@ -67,7 +67,7 @@ const MAX_CACHE: usize = 65_536;
 
 impl PodResolver {
     /// Resolver over the given roots.
-    pub fn new(roots: PodRoots) -> Self {
+    pub(crate) fn new(roots: PodRoots) -> Self {
         Self {
             roots,
             by_container: HashMap::new(),
@@ -78,7 +78,7 @@ impl PodResolver {
     }
 
     /// Fills `pod_namespace`, `pod_name` and `container_name` of a workload that has a pod uid.
-    pub fn annotate(&mut self, w: &mut Workload) {
+    pub(crate) fn annotate(&mut self, w: &mut Workload) {
         let Some(uid) = w.pod_uid.clone() else {
             return;
         };

@@ -1,10 +1,10 @@
 //! Enrichment: process table, cgroup → workload, user and group names, destination names,
 //! identity.
-pub mod accounts;
-pub mod cgroup;
-pub mod enricher;
-pub mod fingerprint;
+pub(crate) mod accounts;
+pub(crate) mod cgroup;
+pub(crate) mod enricher;
+pub(crate) mod fingerprint;
 pub mod identity;
-pub mod k8s;
+pub(crate) mod k8s;
 pub mod names;
-pub mod process;
+pub(crate) mod process;

@@ -44,13 +44,13 @@ struct Entry {
 
 /// Counters for the metrics endpoint and tests.
 #[derive(Debug, Default, Clone, Copy)]
-pub struct NameStats {
+pub(crate) struct NameStats {
     /// DNS answers parsed.
-    pub answers: u64,
+    pub(crate) answers: u64,
     /// Datagrams from port 53 that were not a DNS answer we could parse (truncated, garbage).
-    pub unparsed: u64,
+    pub(crate) unparsed: u64,
     /// Addresses named from DNS answers.
-    pub named: u64,
+    pub(crate) named: u64,
 }
 
 /// One hosts file, re-read when it changes.
@@ -76,7 +76,7 @@ pub struct Names {
     local: Vec<IpAddr>,
     refreshed: Option<Instant>,
     /// Counters.
-    pub stats: NameStats,
+    pub(crate) stats: NameStats,
 }
 
 /// Whose hosts file applies to a connection: the process's mount namespace, read through
@@ -84,9 +84,9 @@ pub struct Names {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Scope {
     /// Mount namespace inode.
-    pub mntns: u32,
+    pub(crate) mntns: u32,
     /// A process in it.
-    pub tgid: u32,
+    pub(crate) tgid: u32,
 }
 
 impl Default for Names {
@@ -209,7 +209,7 @@ impl Names {
 
     /// Whether `ip` is this host: unspecified, loopback, or an address of one of its
     /// interfaces.
-    pub fn is_local(&mut self, ip: IpAddr, now: Instant) -> bool {
+    pub(crate) fn is_local(&mut self, ip: IpAddr, now: Instant) -> bool {
         let ip = ip.to_canonical();
         if crate::engine::fields::is_this_host(ip) {
             return true;
@@ -240,7 +240,7 @@ fn normalize(name: &str) -> String {
 
 /// A hosts file: address → its first (canonical) name. Comments and malformed lines are
 /// skipped; the first line naming an address wins, as the resolver reads it.
-pub fn parse_hosts(text: &str) -> HashMap<IpAddr, String> {
+pub(crate) fn parse_hosts(text: &str) -> HashMap<IpAddr, String> {
     let mut out = HashMap::new();
     for line in text.lines() {
         let line = line.split('#').next().unwrap_or("");

@@ -7,39 +7,39 @@ use std::collections::{HashMap, VecDeque};
 
 /// What the table knows of a process.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ProcInfo {
+pub(crate) struct ProcInfo {
     /// Process id.
-    pub tgid: u32,
+    pub(crate) tgid: u32,
     /// Start (boot-time ns); from /proc only to 1/CLK_TCK precision.
-    pub start_ns: u64,
+    pub(crate) start_ns: u64,
     /// True when `start_ns` came from /proc (tick precision).
-    pub start_coarse: bool,
+    pub(crate) start_coarse: bool,
     /// Parent pid.
-    pub ppid: u32,
+    pub(crate) ppid: u32,
     /// Executable.
-    pub exe: String,
+    pub(crate) exe: String,
     /// argv (bounded).
-    pub argv: Vec<String>,
+    pub(crate) argv: Vec<String>,
     /// cgroup id.
-    pub cgroup_id: u64,
+    pub(crate) cgroup_id: u64,
     /// Exit seen.
-    pub exited: bool,
+    pub(crate) exited: bool,
 }
 
 /// Bounded process table.
 #[derive(Debug)]
-pub struct ProcessTable {
+pub(crate) struct ProcessTable {
     procs: HashMap<u32, ProcInfo>,
     exited: VecDeque<(u32, u64)>,
     cap: usize,
     linger: usize,
     /// Entries evicted to stay under the cap.
-    pub evicted: u64,
+    pub(crate) evicted: u64,
     tick_ns: u64,
 }
 
 /// Nanoseconds per clock tick (/proc start times are in ticks).
-pub fn tick_ns() -> u64 {
+pub(crate) fn tick_ns() -> u64 {
     // SAFETY: sysconf has no preconditions.
     let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
     if hz > 0 {
@@ -50,11 +50,11 @@ pub fn tick_ns() -> u64 {
 }
 
 /// Maximum ancestors reported.
-pub const MAX_ANCESTORS: usize = 8;
+pub(crate) const MAX_ANCESTORS: usize = 8;
 
 impl ProcessTable {
     /// An empty table holding at most `cap` processes.
-    pub fn new(cap: usize) -> Self {
+    pub(crate) fn new(cap: usize) -> Self {
         Self {
             procs: HashMap::new(),
             exited: VecDeque::new(),
@@ -66,17 +66,13 @@ impl ProcessTable {
     }
 
     /// Number of processes known.
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
         self.procs.len()
     }
 
-    /// True when empty.
-    pub fn is_empty(&self) -> bool {
-        self.procs.is_empty()
-    }
-
     /// Reads every process from `/proc`.
-    pub fn seed_from_proc(&mut self) {
+    pub(crate) fn seed_from_proc(&mut self) {
         let Ok(rd) = std::fs::read_dir("/proc") else {
             return;
         };
@@ -130,7 +126,7 @@ impl ProcessTable {
 
     /// The entry for (tgid, start), refreshing a coarse start with the exact one. An entry with
     /// another start is an older process that used the same pid: it is not returned.
-    pub fn get(&mut self, tgid: u32, start_ns: u64) -> Option<&ProcInfo> {
+    pub(crate) fn get(&mut self, tgid: u32, start_ns: u64) -> Option<&ProcInfo> {
         let same = self.procs.get(&tgid).map(|p| self.same(p, start_ns))?;
         if !same {
             return None;
@@ -145,7 +141,7 @@ impl ProcessTable {
 
     /// A process we have not seen (started before the agent and missed by the seed, or a
     /// reused pid): read it from /proc now if it still exists.
-    pub fn get_or_load(&mut self, tgid: u32, start_ns: u64) -> Option<&ProcInfo> {
+    pub(crate) fn get_or_load(&mut self, tgid: u32, start_ns: u64) -> Option<&ProcInfo> {
         if self.get(tgid, start_ns).is_none() {
             let p = read_proc(tgid, self.tick_ns)?;
             let coarse_ok = start_ns == 0 || p.start_ns / self.tick_ns == start_ns / self.tick_ns;
@@ -158,7 +154,7 @@ impl ProcessTable {
     }
 
     /// fork: the child inherits the parent's image.
-    pub fn on_fork(
+    pub(crate) fn on_fork(
         &mut self,
         parent: u32,
         parent_start: u64,
@@ -180,7 +176,7 @@ impl ProcessTable {
     }
 
     /// exec: a new image for the same process.
-    pub fn on_exec(
+    pub(crate) fn on_exec(
         &mut self,
         tgid: u32,
         start_ns: u64,
@@ -202,7 +198,7 @@ impl ProcessTable {
     }
 
     /// exit: keep the entry a while for late records, then let it go.
-    pub fn on_exit(&mut self, tgid: u32, start_ns: u64) {
+    pub(crate) fn on_exit(&mut self, tgid: u32, start_ns: u64) {
         let same = self
             .procs
             .get(&tgid)
@@ -225,7 +221,7 @@ impl ProcessTable {
     }
 
     /// Ancestor tgids, parent first, bounded and loop-safe.
-    pub fn ancestors(&self, ppid: u32) -> Vec<u32> {
+    pub(crate) fn ancestors(&self, ppid: u32) -> Vec<u32> {
         let mut v = Vec::new();
         let mut cur = ppid;
         while cur > 1 && v.len() < MAX_ANCESTORS && !v.contains(&cur) {
@@ -239,7 +235,7 @@ impl ProcessTable {
     }
 
     /// Executable of a pid, if known.
-    pub fn exe_of(&self, tgid: u32) -> Option<&str> {
+    pub(crate) fn exe_of(&self, tgid: u32) -> Option<&str> {
         self.procs
             .get(&tgid)
             .map(|p| p.exe.as_str())
@@ -248,7 +244,7 @@ impl ProcessTable {
 }
 
 /// Reads one process from /proc.
-pub fn read_proc(pid: u32, tick_ns: u64) -> Option<ProcInfo> {
+pub(crate) fn read_proc(pid: u32, tick_ns: u64) -> Option<ProcInfo> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // comm may contain spaces and parentheses: fields start after the last ')'.
     let rest = &stat[stat.rfind(')')? + 2..];

@@ -13,7 +13,7 @@ use super::yaml::{Node, Pos, PosError, Value};
 
 /// A deserialization error, positioned once the node it concerns is known.
 #[derive(Debug)]
-pub struct Error {
+pub(crate) struct Error {
     pos: Option<Pos>,
     msg: String,
 }
@@ -28,7 +28,7 @@ impl Error {
     }
 
     /// As a positioned error (`fallback` when nothing placed it).
-    pub fn into_pos_error(self, fallback: &Node) -> PosError {
+    pub(crate) fn into_pos_error(self, fallback: &Node) -> PosError {
         PosError {
             pos: self.pos.unwrap_or_else(|| fallback.pos.clone()),
             msg: self.msg,
@@ -57,12 +57,13 @@ impl de::Error for Error {
 }
 
 /// Deserializes a `T` from `node`.
-pub fn from_node<'a, T: serde::Deserialize<'a>>(node: &'a Node) -> Result<T, PosError> {
+pub(crate) fn from_node<'a, T: serde::Deserialize<'a>>(node: &'a Node) -> Result<T, PosError> {
     T::deserialize(De(node)).map_err(|e| e.into_pos_error(node))
 }
 
 /// Parses `text` (one document, within `limits`) and deserializes a `T` from it.
-pub fn from_str<T: serde::de::DeserializeOwned>(
+#[cfg(test)]
+pub(crate) fn from_str<T: serde::de::DeserializeOwned>(
     file: &str,
     text: &str,
     limits: &super::Limits,
@@ -81,7 +82,7 @@ pub fn from_str<T: serde::de::DeserializeOwned>(
 
 /// A deserializer over one node.
 #[derive(Clone, Copy)]
-pub struct De<'a>(pub &'a Node);
+pub(crate) struct De<'a>(pub &'a Node);
 
 impl<'a> De<'a> {
     fn invalid(&self, want: &str) -> Error {

@@ -15,9 +15,9 @@
 //!
 //! Messages quote user input through [`excerpt`], so a 50 MB pattern is not echoed whole.
 
-pub mod de;
-pub mod value;
-pub mod yaml;
+pub(crate) mod de;
+pub(crate) mod value;
+pub(crate) mod yaml;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -28,15 +28,15 @@ pub use yaml::{Pos, PosError};
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Limits {
     /// Bytes per file.
-    pub max_bytes: usize,
+    pub(crate) max_bytes: usize,
     /// Nesting depth of sequences and mappings.
-    pub max_depth: usize,
+    pub(crate) max_depth: usize,
     /// Nodes per file (all its documents), each alias counting the nodes it stands for.
-    pub max_nodes: usize,
+    pub(crate) max_nodes: usize,
     /// Items in one sequence, entries in one mapping.
-    pub max_items: usize,
+    pub(crate) max_items: usize,
     /// Bytes in one scalar.
-    pub max_scalar: usize,
+    pub(crate) max_scalar: usize,
 }
 
 /// Rule files (each; a rule set as a whole is bounded by [`RULES_TOTAL_BYTES`]).
@@ -49,11 +49,11 @@ pub const RULES: Limits = Limits {
 };
 
 /// All rule sources of one rule set together (embedded pack included).
-pub const RULES_TOTAL_BYTES: usize = 64 << 20;
+pub(crate) const RULES_TOTAL_BYTES: usize = 64 << 20;
 
 /// Nodes of all rule sources of one rule set together (aliases expanded): each file has its
 /// own [`Limits::max_nodes`], and a directory of many files shares this.
-pub const RULES_TOTAL_NODES: usize = 2_000_000;
+pub(crate) const RULES_TOTAL_NODES: usize = 2_000_000;
 
 /// The identities file.
 pub const IDENTITIES: Limits = RULES;
@@ -78,7 +78,7 @@ pub const CONFIG: Limits = Limits {
 
 /// A file that could not be read or is not acceptable text.
 #[derive(Debug, thiserror::Error)]
-pub enum SourceError {
+pub(crate) enum SourceError {
     /// The file could not be read (the cause is part of the message, printed once).
     #[error("{path}: {error}")]
     Io {
@@ -94,7 +94,7 @@ pub enum SourceError {
 
 /// Reads `path` as text, bounded by `limits.max_bytes` (never more is read) and checked by
 /// [`check_text`].
-pub fn read_source(path: &Path, limits: &Limits) -> Result<String, SourceError> {
+pub(crate) fn read_source(path: &Path, limits: &Limits) -> Result<String, SourceError> {
     use std::io::Read as _;
     let name = path.display().to_string();
     let io = |error| SourceError::Io {
@@ -144,7 +144,7 @@ pub fn check_text(file: &str, bytes: Vec<u8>, limits: &Limits) -> Result<String,
 }
 
 /// The checks of [`check_text`] on text already known to be UTF-8.
-pub fn check_str(file: &Arc<str>, text: &str, limits: &Limits) -> Result<(), PosError> {
+pub(crate) fn check_str(file: &Arc<str>, text: &str, limits: &Limits) -> Result<(), PosError> {
     if text.len() > limits.max_bytes {
         return Err(too_large(file, limits));
     }
@@ -195,7 +195,7 @@ fn pos_at(file: &Arc<str>, text: &str, at: usize) -> Pos {
 
 /// `s` as a YAML double-quoted scalar that reads back as `s` through [`yaml`]: quotes,
 /// backslashes, line breaks and every character [`check_text`] refuses in a file are escaped.
-pub fn yaml_quote(s: &str) -> String {
+pub(crate) fn yaml_quote(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 2);
     out.push('"');
     for c in s.chars() {
@@ -217,7 +217,7 @@ pub fn yaml_quote(s: &str) -> String {
 }
 
 /// How many bytes, for messages (`16 MiB`).
-pub fn human_bytes(n: u64) -> String {
+pub(crate) fn human_bytes(n: u64) -> String {
     match n {
         n if n >= 1 << 30 && n % (1 << 30) == 0 => format!("{} GiB", n >> 30),
         n if n >= 1 << 20 && n % (1 << 20) == 0 => format!("{} MiB", n >> 20),
@@ -227,11 +227,11 @@ pub fn human_bytes(n: u64) -> String {
 }
 
 /// Longest stretch of user input a message quotes.
-pub const EXCERPT_CHARS: usize = 60;
+pub(crate) const EXCERPT_CHARS: usize = 60;
 
 /// User input quoted for a message: whole when short, else its start and its length
 /// (`` `abc…` (52428800 bytes) ``), without line breaks so that every problem stays on one line.
-pub fn excerpt(s: &str) -> String {
+pub(crate) fn excerpt(s: &str) -> String {
     let one_line = |t: &str| t.replace('\n', "\\n").replace('\r', "\\r");
     if s.chars().count() <= EXCERPT_CHARS {
         return format!("`{}`", one_line(s));

@@ -8,12 +8,12 @@ use std::time::Duration;
 use super::excerpt;
 
 /// Parses a humantime duration (`500ms`, `10s`, `1h 30m`).
-pub fn duration(s: &str) -> Result<Duration, String> {
+pub(crate) fn duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s).map_err(|e| format!("bad duration {}: {e}", excerpt(s)))
 }
 
 /// A duration within `[min, max]`.
-pub fn duration_in(s: &str, min: Duration, max: Duration) -> Result<Duration, String> {
+pub(crate) fn duration_in(s: &str, min: Duration, max: Duration) -> Result<Duration, String> {
     let d = duration(s)?;
     if d < min || d > max {
         return Err(format!(
@@ -27,7 +27,7 @@ pub fn duration_in(s: &str, min: Duration, max: Duration) -> Result<Duration, St
 }
 
 /// A duration as people write it (`10ms`, `1h`, `0s`).
-pub fn show(d: Duration) -> String {
+pub(crate) fn show(d: Duration) -> String {
     if d.is_zero() {
         "0s".into()
     } else {
@@ -36,7 +36,7 @@ pub fn show(d: Duration) -> String {
 }
 
 /// A duration in ns as the engine keeps time, with no more than `u64::MAX` ns (584 years).
-pub fn duration_ns(s: &str) -> Result<u64, String> {
+pub(crate) fn duration_ns(s: &str) -> Result<u64, String> {
     let d = duration(s)?;
     u64::try_from(d.as_nanos()).map_err(|_| {
         format!(
@@ -48,7 +48,7 @@ pub fn duration_ns(s: &str) -> Result<u64, String> {
 }
 
 /// An integer within `[min, max]`.
-pub fn int_in<T>(v: T, min: T, max: T) -> Result<T, String>
+pub(crate) fn int_in<T>(v: T, min: T, max: T) -> Result<T, String>
 where
     T: PartialOrd + std::fmt::Display + Copy,
 {
@@ -60,7 +60,7 @@ where
 
 /// An HTTP(S) endpoint: `http://` or `https://`, a host, a valid port, no credentials (they
 /// would end up in logs; the token comes from `token_file`).
-pub fn http_url(s: &str) -> Result<reqwest::Url, String> {
+pub(crate) fn http_url(s: &str) -> Result<reqwest::Url, String> {
     let u = reqwest::Url::parse(s).map_err(|e| format!("bad URL {}: {e}", excerpt(s)))?;
     if !matches!(u.scheme(), "http" | "https") {
         return Err(format!(
@@ -82,7 +82,7 @@ pub fn http_url(s: &str) -> Result<reqwest::Url, String> {
 
 /// A TCP/UDP destination `host:port`: an IPv4 address, an IPv6 address in brackets or a DNS
 /// name, and a port from 1 to 65535.
-pub fn host_port(s: &str) -> Result<(String, u16), String> {
+pub(crate) fn host_port(s: &str) -> Result<(String, u16), String> {
     let bad = |why: &str| format!("bad address {}: {why}", excerpt(s));
     let (host, port) = s
         .rsplit_once(':')

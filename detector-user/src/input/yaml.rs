@@ -17,11 +17,11 @@ use yaml_rust2::Yaml;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Pos {
     /// File name as given by the caller (`<embedded>/rules/x.yaml`, a path…).
-    pub file: Arc<str>,
+    pub(crate) file: Arc<str>,
     /// 1-based line.
-    pub line: usize,
+    pub(crate) line: usize,
     /// 1-based column.
-    pub col: usize,
+    pub(crate) col: usize,
 }
 
 impl fmt::Display for Pos {
@@ -35,14 +35,14 @@ impl fmt::Display for Pos {
 #[error("{pos}: {msg}")]
 pub struct PosError {
     /// Where.
-    pub pos: Pos,
+    pub(crate) pos: Pos,
     /// What.
-    pub msg: String,
+    pub(crate) msg: String,
 }
 
 impl PosError {
     /// Error `msg` at `pos`.
-    pub fn new(pos: &Pos, msg: impl Into<String>) -> Self {
+    pub(crate) fn new(pos: &Pos, msg: impl Into<String>) -> Self {
         PosError {
             pos: pos.clone(),
             msg: msg.into(),
@@ -52,7 +52,7 @@ impl PosError {
 
 /// A YAML value.
 #[derive(Clone, Debug, PartialEq)]
-pub enum Value {
+pub(crate) enum Value {
     /// `null`, `~` or empty.
     Null,
     /// Boolean.
@@ -71,16 +71,16 @@ pub enum Value {
 
 /// A value with its position.
 #[derive(Clone, Debug, PartialEq)]
-pub struct Node {
+pub(crate) struct Node {
     /// The value.
-    pub value: Value,
+    pub(crate) value: Value,
     /// Where it starts.
-    pub pos: Pos,
+    pub(crate) pos: Pos,
 }
 
 impl Node {
     /// Short name of the node's type, for messages.
-    pub fn type_name(&self) -> &'static str {
+    pub(crate) fn type_name(&self) -> &'static str {
         match self.value {
             Value::Null => "null",
             Value::Bool(_) => "boolean",
@@ -100,7 +100,7 @@ impl Node {
     }
 
     /// The string, or an error.
-    pub fn as_str(&self) -> Result<&str, PosError> {
+    pub(crate) fn as_str(&self) -> Result<&str, PosError> {
         match &self.value {
             Value::Str(s) => Ok(s),
             _ => Err(self.err("a string")),
@@ -108,7 +108,7 @@ impl Node {
     }
 
     /// The scalar rendered as a string (numbers and booleans included), or an error.
-    pub fn as_scalar_string(&self) -> Result<String, PosError> {
+    pub(crate) fn as_scalar_string(&self) -> Result<String, PosError> {
         match &self.value {
             Value::Str(s) => Ok(s.clone()),
             Value::Int(i) => Ok(i.to_string()),
@@ -119,7 +119,7 @@ impl Node {
     }
 
     /// The integer, or an error.
-    pub fn as_i64(&self) -> Result<i64, PosError> {
+    pub(crate) fn as_i64(&self) -> Result<i64, PosError> {
         match &self.value {
             Value::Int(i) => Ok(*i),
             _ => Err(self.err("an integer")),
@@ -127,7 +127,7 @@ impl Node {
     }
 
     /// The boolean, or an error.
-    pub fn as_bool(&self) -> Result<bool, PosError> {
+    pub(crate) fn as_bool(&self) -> Result<bool, PosError> {
         match &self.value {
             Value::Bool(b) => Ok(*b),
             _ => Err(self.err("a boolean")),
@@ -135,7 +135,7 @@ impl Node {
     }
 
     /// The sequence items, or an error.
-    pub fn as_seq(&self) -> Result<&[Node], PosError> {
+    pub(crate) fn as_seq(&self) -> Result<&[Node], PosError> {
         match &self.value {
             Value::Seq(s) => Ok(s),
             _ => Err(self.err("a sequence")),
@@ -143,7 +143,7 @@ impl Node {
     }
 
     /// A sequence, or a single item taken as a one-item sequence (`tags: T1046`).
-    pub fn as_seq_or_one(&self) -> Vec<&Node> {
+    pub(crate) fn as_seq_or_one(&self) -> Vec<&Node> {
         match &self.value {
             Value::Seq(s) => s.iter().collect(),
             _ => vec![self],
@@ -151,7 +151,7 @@ impl Node {
     }
 
     /// The mapping entries with string keys, or an error.
-    pub fn as_map(&self) -> Result<Vec<(&str, &Node, &Node)>, PosError> {
+    pub(crate) fn as_map(&self) -> Result<Vec<(&str, &Node, &Node)>, PosError> {
         match &self.value {
             Value::Map(m) => m
                 .iter()
@@ -163,7 +163,7 @@ impl Node {
 
     /// Checks that a mapping has only `allowed` keys (and each at most once) and returns a
     /// lookup of its values. Unknown keys are errors at the key's position.
-    pub fn fields(&self, allowed: &[&str]) -> Result<Fields<'_>, PosError> {
+    pub(crate) fn fields(&self, allowed: &[&str]) -> Result<Fields<'_>, PosError> {
         let mut map = HashMap::new();
         let mut keys = Vec::new();
         for (k, kn, v) in self.as_map()? {
@@ -190,7 +190,7 @@ impl Node {
 
     /// Like [`Node::fields`], but records unknown and duplicate keys in `errs` and goes on
     /// with the known ones, so that one run reports every problem.
-    pub fn fields_collect(
+    pub(crate) fn fields_collect(
         &self,
         allowed: &[&str],
         errs: &mut Vec<PosError>,
@@ -217,7 +217,7 @@ impl Node {
     }
 
     /// Converts to JSON (for test events, which are deserialized into `Event`).
-    pub fn to_json(&self) -> serde_json::Value {
+    pub(crate) fn to_json(&self) -> serde_json::Value {
         use serde_json::Value as J;
         match &self.value {
             Value::Null => J::Null,
@@ -239,27 +239,28 @@ impl Node {
 }
 
 /// The checked fields of a mapping.
-pub struct Fields<'a> {
+pub(crate) struct Fields<'a> {
     map: HashMap<&'a str, &'a Node>,
     /// Position of the mapping.
-    pub pos: Pos,
+    pub(crate) pos: Pos,
 }
 
 impl<'a> Fields<'a> {
     /// An optional field.
-    pub fn get(&self, k: &str) -> Option<&'a Node> {
+    pub(crate) fn get(&self, k: &str) -> Option<&'a Node> {
         self.map.get(k).copied()
     }
 
     /// A required field.
-    pub fn req(&self, k: &str) -> Result<&'a Node, PosError> {
+    pub(crate) fn req(&self, k: &str) -> Result<&'a Node, PosError> {
         self.get(k)
             .ok_or_else(|| PosError::new(&self.pos, format!("missing required field `{k}`")))
     }
 }
 
 /// Parses every document of `src` with the rule files' limits ([`super::RULES`]).
-pub fn parse(file: &str, src: &str) -> Result<Vec<Node>, PosError> {
+#[cfg(test)]
+pub(crate) fn parse(file: &str, src: &str) -> Result<Vec<Node>, PosError> {
     parse_with(file, src, &super::RULES)
 }
 
@@ -268,7 +269,11 @@ pub fn parse(file: &str, src: &str) -> Result<Vec<Node>, PosError> {
 /// syntax, a character YAML does not allow, too deep, too many nodes in the file (aliases count
 /// the nodes they stand for), too many items, too long a scalar, a duplicate or non-scalar
 /// key, a tag other than `!!str`.
-pub fn parse_with(file: &str, src: &str, limits: &super::Limits) -> Result<Vec<Node>, PosError> {
+pub(crate) fn parse_with(
+    file: &str,
+    src: &str,
+    limits: &super::Limits,
+) -> Result<Vec<Node>, PosError> {
     let mut budget = Budget {
         left: limits.max_nodes,
         of: "the file",
@@ -279,16 +284,16 @@ pub fn parse_with(file: &str, src: &str, limits: &super::Limits) -> Result<Vec<N
 /// Nodes a group of files may still hold (a rule set of many files), and what it bounds (for
 /// the message).
 #[derive(Clone, Copy, Debug)]
-pub struct Budget {
+pub(crate) struct Budget {
     /// Nodes left.
-    pub left: usize,
+    pub(crate) left: usize,
     /// What the budget is for (`the rule set`).
-    pub of: &'static str,
+    pub(crate) of: &'static str,
 }
 
 /// As [`parse_with`], with the file's nodes also taken from `budget`, shared with other files
 /// (each file keeps its own `limits.max_nodes` too).
-pub fn parse_within(
+pub(crate) fn parse_within(
     file: &str,
     src: &str,
     limits: &super::Limits,

@@ -21,13 +21,13 @@ use crate::{
 use super::model::{Finding, FindingKind, Model};
 
 /// Rule id of the ledger's in-band notices about itself.
-pub const LEDGER_RULE_ID: &str = "detector-ledger";
+pub(crate) const LEDGER_RULE_ID: &str = "detector-ledger";
 
 /// Destinations listed in a finding's alert.
 const MAX_DESTINATIONS: usize = 16;
 
 /// Rule id of a finding kind.
-pub fn rule_id(k: FindingKind) -> &'static str {
+pub(crate) fn rule_id(k: FindingKind) -> &'static str {
     match k {
         FindingKind::Shared => "ledger-shared-credential",
         FindingKind::NonOwner => "ledger-credential-used-by-non-owner",
@@ -38,7 +38,7 @@ pub fn rule_id(k: FindingKind) -> &'static str {
 }
 
 /// Title of a finding kind.
-pub fn title(k: FindingKind) -> &'static str {
+pub(crate) fn title(k: FindingKind) -> &'static str {
     match k {
         FindingKind::Shared => "Credential used by two or more workload identities",
         FindingKind::NonOwner => "Credential used by an identity that does not own it",
@@ -51,7 +51,7 @@ pub fn title(k: FindingKind) -> &'static str {
 }
 
 /// Severity of a finding kind.
-pub fn severity(k: FindingKind) -> Severity {
+pub(crate) fn severity(k: FindingKind) -> Severity {
     match k {
         FindingKind::Shared | FindingKind::NonOwner | FindingKind::StaleCopy => Severity::High,
         FindingKind::PastRotation => Severity::Low,
@@ -60,7 +60,7 @@ pub fn severity(k: FindingKind) -> Severity {
 }
 
 /// ATT&CK techniques of a finding about a credential of `category`.
-pub fn attack(k: FindingKind, category: &str) -> Vec<String> {
+pub(crate) fn attack(k: FindingKind, category: &str) -> Vec<String> {
     let v: &[&str] = match k {
         FindingKind::Shared | FindingKind::StaleCopy => &["T1550", "T1552.001"],
         FindingKind::NonOwner => match category {
@@ -74,7 +74,7 @@ pub fn attack(k: FindingKind, category: &str) -> Vec<String> {
 }
 
 /// The alert of a finding, with what the ledger knows of the credential.
-pub fn alert(m: &Model, f: &Finding, host: &str) -> Alert {
+pub(crate) fn alert(m: &Model, f: &Finding, host: &str) -> Alert {
     let c = m.credentials.get(&f.credential);
     let mut group: BTreeMap<String, String> = f.facts.clone();
     group.insert("ledger.finding".into(), f.kind.as_str().into());
@@ -162,7 +162,13 @@ fn dst(addr: &str, port: u16) -> String {
 
 /// An in-band notice about the ledger itself: `state` (`set_aside`, `memory_only`,
 /// `resumed`, `inputs_dropped`, `unavailable`) and one sentence.
-pub fn notice(state: &str, sentence: &str, severity: Severity, host: &str, now: u64) -> Alert {
+pub(crate) fn notice(
+    state: &str,
+    sentence: &str,
+    severity: Severity,
+    host: &str,
+    now: u64,
+) -> Alert {
     let mut group = BTreeMap::new();
     group.insert("state".to_string(), state.to_string());
     group.insert("summary".to_string(), sentence.to_string());

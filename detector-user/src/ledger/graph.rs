@@ -18,7 +18,7 @@ use layout::{
 use super::query::CredentialRecord;
 
 /// Nodes drawn at most (a larger graph is cut, and says so in its title node).
-pub const MAX_NODES: usize = 400;
+pub(crate) const MAX_NODES: usize = 400;
 
 const FONT: usize = 13;
 
@@ -45,7 +45,7 @@ fn short(s: &str, max: usize) -> String {
 }
 
 /// The SVG of identity → credential → destination for `records`.
-pub fn svg(records: &[CredentialRecord]) -> String {
+pub(crate) fn svg(records: &[CredentialRecord]) -> String {
     let mut vg = VisualGraph::new(Orientation::LeftToRight);
     let mut identities = BTreeMap::new();
     let mut dests = BTreeMap::new();

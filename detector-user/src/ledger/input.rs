@@ -113,7 +113,7 @@ fn actor(p: &Process) -> Actor {
 }
 
 /// The ledger input an event makes, if any. Cheap for every other event (a match on the kind).
-pub fn classify(ev: &Event) -> Option<LedgerInput> {
+pub(crate) fn classify(ev: &Event) -> Option<LedgerInput> {
     match ev.kind {
         Kind::CredOpen | Kind::CredRead | Kind::CredWrite => {
             let (p, f) = (ev.process.as_ref()?, ev.file.as_ref()?);

@@ -12,8 +12,8 @@
 //!
 //! [`Ledger`] is what `detector run` holds.
 
-pub mod findings;
-pub mod graph;
+pub(crate) mod findings;
+pub(crate) mod graph;
 pub mod input;
 pub mod model;
 pub mod policy;
@@ -37,13 +37,14 @@ use model::WatchedCredential;
 use policy::Policy;
 use writer::{Ctl, Msg, Out, Writer};
 
-pub use writer::{LedgerQuery, LedgerStats};
+pub(crate) use writer::LedgerQuery;
+pub use writer::LedgerStats;
 
 #[cfg(test)]
 mod tests;
 
 /// The ledger file under a state dir.
-pub fn default_path(state_dir: &Path) -> PathBuf {
+pub(crate) fn default_path(state_dir: &Path) -> PathBuf {
     state_dir.join("ledger.db")
 }
 
@@ -148,14 +149,15 @@ impl Ledger {
     }
 
     /// [`Ledger::observe_batch`] of one event, handed over at once.
-    pub fn observe(&mut self, ev: &Event) {
+    #[cfg(test)]
+    pub(crate) fn observe(&mut self, ev: &Event) {
         self.observe_batch(std::slice::from_ref(ev));
         self.hand_off();
     }
 
     /// Once a second or so: the time (wall clock, ns), the watch list when it changed; returns
     /// an in-band notice when inputs had to be dropped (at most once a minute).
-    pub fn tick(&mut self, now: u64, watch: &WatchList, host: &str) -> Option<Alert> {
+    pub(crate) fn tick(&mut self, now: u64, watch: &WatchList, host: &str) -> Option<Alert> {
         self.hand_off();
         if self.watch_generation != Some(watch.generation()) {
             self.watch_generation = Some(watch.generation());
@@ -200,19 +202,19 @@ impl Ledger {
     }
 
     /// The identities changed (SIGHUP reload).
-    pub fn set_identities(&self, identities: Arc<IdentityConfig>) {
+    pub(crate) fn set_identities(&self, identities: Arc<IdentityConfig>) {
         let p = Policy::new(&self.cfg, identities);
         // On the control channel: never full, so neither lost nor waited for.
         let _ = self.ctl.send(Ctl::Policy(Box::new(p)));
     }
 
     /// The next alert or inventory record the ledger has for the sinks.
-    pub async fn recv(&mut self) -> Option<Out> {
+    pub(crate) async fn recv(&mut self) -> Option<Out> {
         self.out.recv().await
     }
 
     /// A handle for the `/inventory` endpoint.
-    pub fn query(&self) -> LedgerQuery {
+    pub(crate) fn query(&self) -> LedgerQuery {
         LedgerQuery {
             ctl: self.ctl.clone(),
         }

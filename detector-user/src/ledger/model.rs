@@ -15,26 +15,26 @@ use super::input::{Access, Actor, Contact};
 use super::policy::Policy;
 
 /// Row ids (SQLite rowids).
-pub type Id = i64;
+pub(crate) type Id = i64;
 
 /// Other names a credential was reached by, kept per credential.
-pub const MAX_NAMES: usize = 8;
+pub(crate) const MAX_NAMES: usize = 8;
 /// (executable, parent executable) pairs kept per use.
-pub const MAX_PROGRAMS: usize = 16;
+pub(crate) const MAX_PROGRAMS: usize = 16;
 /// Destinations kept per use.
-pub const MAX_DESTINATIONS: usize = 256;
+pub(crate) const MAX_DESTINATIONS: usize = 256;
 /// Changes (rotations) kept per credential.
-pub const MAX_CHANGES: usize = 32;
+pub(crate) const MAX_CHANGES: usize = 32;
 /// How long before its use a connection by the same process still counts as reached with the
 /// credential: clients such as ssh connect first and read the key to authenticate.
-pub const REACH_LEAD_NS: u64 = 2_000_000_000;
+pub(crate) const REACH_LEAD_NS: u64 = 2_000_000_000;
 /// Connections remembered per process for [`REACH_LEAD_NS`].
 const LEAD_PER_PROCESS: usize = 32;
 
 /// How the owner of a credential is known.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum OwnerSource {
+pub(crate) enum OwnerSource {
     /// identities.yaml.
     Declared,
     /// The home directory it is in.
@@ -45,7 +45,7 @@ pub enum OwnerSource {
 
 impl OwnerSource {
     /// As stored.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             OwnerSource::Declared => "declared",
             OwnerSource::Home => "home",
@@ -54,7 +54,7 @@ impl OwnerSource {
     }
 
     /// From the stored text.
-    pub fn parse(s: &str) -> Option<OwnerSource> {
+    pub(crate) fn parse(s: &str) -> Option<OwnerSource> {
         Some(match s {
             "declared" => OwnerSource::Declared,
             "home" => OwnerSource::Home,
@@ -66,77 +66,77 @@ impl OwnerSource {
 
 /// The last process that opened a credential for writing.
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct Writer {
+pub(crate) struct Writer {
     /// When.
-    pub ts: u64,
+    pub(crate) ts: u64,
     /// Identity.
-    pub identity: String,
+    pub(crate) identity: String,
     /// Executable.
-    pub exe: String,
+    pub(crate) exe: String,
     /// Real uid.
-    pub uid: u32,
+    pub(crate) uid: u32,
 }
 
 /// One credential.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Credential {
     /// Row id.
-    pub id: Id,
+    pub(crate) id: Id,
     /// The watched path: the credential's name.
-    pub path: String,
+    pub(crate) path: String,
     /// Category.
-    pub category: String,
+    pub(crate) category: String,
     /// Device (kernel encoding).
-    pub dev: u64,
+    pub(crate) dev: u64,
     /// Inode.
-    pub ino: u64,
+    pub(crate) ino: u64,
     /// Other names it was reached by (hardlinks, relative names), bounded.
-    pub names: Vec<String>,
+    pub(crate) names: Vec<String>,
     /// In the watch list now (false: deleted or no longer watched).
-    pub present: bool,
+    pub(crate) present: bool,
     /// Owner: identity names (declared), `user:NAME` or `pod:UID` (derived).
-    pub owner: Option<String>,
+    pub(crate) owner: Option<String>,
     /// How the owner is known.
-    pub owner_source: Option<OwnerSource>,
+    pub(crate) owner_source: Option<OwnerSource>,
     /// Who answers for it (identities.yaml `credentials:` contact).
-    pub contact: Option<String>,
+    pub(crate) contact: Option<String>,
     /// Declared rotation policy (ns), overriding the category's.
-    pub rotate_every: Option<u64>,
+    pub(crate) rotate_every: Option<u64>,
     /// Current keyed fingerprint (of what was last read).
-    pub fingerprint: Option<String>,
+    pub(crate) fingerprint: Option<String>,
     /// Last modification (ns).
-    pub mtime: Option<u64>,
+    pub(crate) mtime: Option<u64>,
     /// First observed by the ledger.
-    pub first_seen: u64,
+    pub(crate) first_seen: u64,
     /// Last observed (a use, a write, the watch list).
-    pub last_seen: u64,
+    pub(crate) last_seen: u64,
     /// Last use.
-    pub last_used: Option<u64>,
+    pub(crate) last_used: Option<u64>,
     /// Uses ever recorded (retention keeps this count).
-    pub uses: u64,
+    pub(crate) uses: u64,
     /// Opens for writing.
-    pub writes: u64,
+    pub(crate) writes: u64,
     /// The last writer.
-    pub last_write: Option<Writer>,
+    pub(crate) last_write: Option<Writer>,
     /// Rotations observed (content or inode changes).
-    pub rotations: u64,
+    pub(crate) rotations: u64,
     /// Time of the last one.
-    pub last_rotation: Option<u64>,
+    pub(crate) last_rotation: Option<u64>,
     /// Uses whose detail retention dropped (their count).
-    pub dropped_uses: u64,
+    pub(crate) dropped_uses: u64,
     /// Contacts whose detail retention dropped (their count).
-    pub dropped_reach: u64,
+    pub(crate) dropped_reach: u64,
 }
 
 /// First/last seen and a count.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Stat {
     /// First.
-    pub first_seen: u64,
+    pub(crate) first_seen: u64,
     /// Last.
-    pub last_seen: u64,
+    pub(crate) last_seen: u64,
     /// How many.
-    pub count: u64,
+    pub(crate) count: u64,
 }
 
 impl Stat {
@@ -159,25 +159,25 @@ impl Stat {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Usage {
     /// First/last use, count.
-    pub stat: Stat,
+    pub(crate) stat: Stat,
     /// Whether the identity owns the credential (at its last use); `None`: unknown.
-    pub owned: Option<bool>,
+    pub(crate) owned: Option<bool>,
     /// Fingerprint it last read.
-    pub fingerprint: Option<String>,
+    pub(crate) fingerprint: Option<String>,
     /// Last process: pid, start, executable (program id), user, uid.
-    pub last_tgid: u32,
+    pub(crate) last_tgid: u32,
     /// Start of that process.
-    pub last_start: u64,
+    pub(crate) last_start: u64,
     /// Its executable.
-    pub last_exe: Id,
+    pub(crate) last_exe: Id,
     /// Its user name.
-    pub last_user: Option<String>,
+    pub(crate) last_user: Option<String>,
     /// Its uid.
-    pub last_uid: u32,
+    pub(crate) last_uid: u32,
 }
 
 /// Key of a (credential, identity, executable, parent executable) row.
-pub type ProgramKey = (Id, Id, Id, Id);
+pub(crate) type ProgramKey = (Id, Id, Id, Id);
 /// (executable, parent) program ids of one use.
 type ProgramList = SmallVec<[(Id, Id); 2]>;
 
@@ -204,34 +204,34 @@ impl<'a> Seen<'a> {
 }
 
 /// Key of a (credential, identity, destination) row.
-pub type ReachKey = (Id, Id, Id);
+pub(crate) type ReachKey = (Id, Id, Id);
 
 /// A destination.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Destination {
+pub(crate) struct Destination {
     /// Address.
-    pub addr: String,
+    pub(crate) addr: String,
     /// Port.
-    pub port: u16,
+    pub(crate) port: u16,
     /// Service or resolved name, when known.
-    pub name: Option<String>,
+    pub(crate) name: Option<String>,
 }
 
 /// One fingerprint a credential had.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct FingerprintSeen {
     /// First/last read with it.
-    pub first_seen: u64,
+    pub(crate) first_seen: u64,
     /// Last read with it.
-    pub last_seen: u64,
+    pub(crate) last_seen: u64,
     /// When the credential moved away from it (a rotation).
-    pub superseded: Option<u64>,
+    pub(crate) superseded: Option<u64>,
 }
 
 /// What changed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum ChangeKind {
+pub(crate) enum ChangeKind {
     /// New content, same inode.
     Content,
     /// Another inode under the same path (atomic rename, delete and create).
@@ -240,7 +240,7 @@ pub enum ChangeKind {
 
 impl ChangeKind {
     /// As stored.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             ChangeKind::Content => "content",
             ChangeKind::Replaced => "replaced",
@@ -248,7 +248,7 @@ impl ChangeKind {
     }
 
     /// From the stored text.
-    pub fn parse(s: &str) -> Option<ChangeKind> {
+    pub(crate) fn parse(s: &str) -> Option<ChangeKind> {
         match s {
             "content" => Some(ChangeKind::Content),
             "replaced" => Some(ChangeKind::Replaced),
@@ -261,23 +261,23 @@ impl ChangeKind {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Change {
     /// Row id.
-    pub id: Id,
+    pub(crate) id: Id,
     /// Credential.
-    pub credential: Id,
+    pub(crate) credential: Id,
     /// When it was observed.
-    pub ts: u64,
+    pub(crate) ts: u64,
     /// What changed.
-    pub kind: ChangeKind,
+    pub(crate) kind: ChangeKind,
     /// Fingerprint before, when known.
-    pub old_fingerprint: Option<String>,
+    pub(crate) old_fingerprint: Option<String>,
     /// Fingerprint after, once read.
-    pub new_fingerprint: Option<String>,
+    pub(crate) new_fingerprint: Option<String>,
     /// Inode before.
-    pub old_ino: Option<u64>,
+    pub(crate) old_ino: Option<u64>,
     /// Inode after.
-    pub new_ino: Option<u64>,
+    pub(crate) new_ino: Option<u64>,
     /// The process that opened it for writing since the previous observation, when seen.
-    pub writer: Option<Writer>,
+    pub(crate) writer: Option<Writer>,
 }
 
 /// The findings.
@@ -297,7 +297,7 @@ pub enum FindingKind {
 
 impl FindingKind {
     /// Every kind.
-    pub const ALL: [FindingKind; 5] = [
+    pub(crate) const ALL: [FindingKind; 5] = [
         FindingKind::Shared,
         FindingKind::NonOwner,
         FindingKind::PastRotation,
@@ -306,7 +306,7 @@ impl FindingKind {
     ];
 
     /// As stored and configured.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             FindingKind::Shared => "shared",
             FindingKind::NonOwner => "non_owner",
@@ -317,92 +317,92 @@ impl FindingKind {
     }
 
     /// From the stored text.
-    pub fn parse(s: &str) -> Option<FindingKind> {
+    pub(crate) fn parse(s: &str) -> Option<FindingKind> {
         FindingKind::ALL.into_iter().find(|k| k.as_str() == s)
     }
 }
 
 /// Key of a finding: its kind, what it is about (a path or a fingerprint) and the identity
 /// (empty when about the credential as a whole).
-pub type FindingKey = (FindingKind, String, String);
+pub(crate) type FindingKey = (FindingKind, String, String);
 
 /// When a finding was raised.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct FindingSeen {
     /// Credential it was last about.
-    pub credential: Id,
+    pub(crate) credential: Id,
     /// First alert.
-    pub first_raised: u64,
+    pub(crate) first_raised: u64,
     /// Last alert.
-    pub last_raised: u64,
+    pub(crate) last_raised: u64,
     /// Alerts raised.
-    pub raised: u64,
+    pub(crate) raised: u64,
     /// Occurrences since the last alert (not alerted again yet).
-    pub suppressed: u64,
+    pub(crate) suppressed: u64,
 }
 
 /// A finding to alert on now.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Finding {
     /// Kind.
-    pub kind: FindingKind,
+    pub(crate) kind: FindingKind,
     /// The credential.
-    pub credential: Id,
+    pub(crate) credential: Id,
     /// The identity concerned, if one.
-    pub identity: Option<String>,
+    pub(crate) identity: Option<String>,
     /// The process whose access raised it, if one.
-    pub actor: Option<Actor>,
+    pub(crate) actor: Option<Actor>,
     /// When (input time).
-    pub ts: u64,
+    pub(crate) ts: u64,
     /// Occurrences not alerted since the previous alert of this finding.
-    pub suppressed: u64,
+    pub(crate) suppressed: u64,
     /// Facts for the alert (`age_days`, `copy_of`, …).
-    pub facts: BTreeMap<String, String>,
+    pub(crate) facts: BTreeMap<String, String>,
 }
 
 /// Counts of detail dropped with whole credentials (retention).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct Dropped {
+pub(crate) struct Dropped {
     /// Credentials forgotten (gone from the host and older than the retention).
-    pub credentials: u64,
+    pub(crate) credentials: u64,
     /// Their uses.
-    pub uses: u64,
+    pub(crate) uses: u64,
     /// Their contacts.
-    pub reach: u64,
+    pub(crate) reach: u64,
 }
 
 /// What changed since the last write to the store.
 #[derive(Debug, Default)]
-pub struct Dirty {
+pub(crate) struct Dirty {
     /// Credentials.
-    pub credentials: HashSet<Id>,
+    pub(crate) credentials: HashSet<Id>,
     /// New identity names.
-    pub identities: Vec<Id>,
+    pub(crate) identities: Vec<Id>,
     /// New program paths.
-    pub programs: Vec<Id>,
+    pub(crate) programs: Vec<Id>,
     /// New destinations.
-    pub destinations: Vec<Id>,
+    pub(crate) destinations: Vec<Id>,
     /// Uses.
-    pub usage: HashSet<(Id, Id)>,
+    pub(crate) usage: HashSet<(Id, Id)>,
     /// Programs of uses.
-    pub programs_of_usage: HashSet<ProgramKey>,
+    pub(crate) programs_of_usage: HashSet<ProgramKey>,
     /// Reach.
-    pub reach: HashSet<ReachKey>,
+    pub(crate) reach: HashSet<ReachKey>,
     /// Fingerprints.
-    pub fingerprints: HashSet<(Id, String)>,
+    pub(crate) fingerprints: HashSet<(Id, String)>,
     /// Changes (new or updated).
-    pub changes: HashSet<Id>,
+    pub(crate) changes: HashSet<Id>,
     /// Findings.
-    pub findings: HashSet<FindingKey>,
+    pub(crate) findings: HashSet<FindingKey>,
     /// The dropped counts.
-    pub dropped: bool,
+    pub(crate) dropped: bool,
     /// Rows to delete (written before the upserts).
-    pub deleted: Deleted,
+    pub(crate) deleted: Deleted,
 }
 
 impl Dirty {
     /// Rows waiting.
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.credentials.len()
             + self.identities.len()
             + self.programs.len()
@@ -418,30 +418,30 @@ impl Dirty {
     }
 
     /// Nothing waiting.
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.len() == 0
     }
 }
 
 /// Rows removed from the model, to remove from the store.
 #[derive(Debug, Default)]
-pub struct Deleted {
+pub(crate) struct Deleted {
     /// Credentials (with their names).
-    pub credentials: Vec<Id>,
+    pub(crate) credentials: Vec<Id>,
     /// Uses.
-    pub usage: Vec<(Id, Id)>,
+    pub(crate) usage: Vec<(Id, Id)>,
     /// Programs of uses.
-    pub programs_of_usage: Vec<ProgramKey>,
+    pub(crate) programs_of_usage: Vec<ProgramKey>,
     /// Reach.
-    pub reach: Vec<ReachKey>,
+    pub(crate) reach: Vec<ReachKey>,
     /// Fingerprints.
-    pub fingerprints: Vec<(Id, String)>,
+    pub(crate) fingerprints: Vec<(Id, String)>,
     /// Changes.
-    pub changes: Vec<Id>,
+    pub(crate) changes: Vec<Id>,
     /// Findings.
-    pub findings: Vec<FindingKey>,
+    pub(crate) findings: Vec<FindingKey>,
     /// Destinations no longer referenced.
-    pub destinations: Vec<Id>,
+    pub(crate) destinations: Vec<Id>,
 }
 
 impl Deleted {
@@ -474,7 +474,7 @@ pub struct WatchedCredential {
 
 /// Interned strings with stable ids.
 #[derive(Debug, Default)]
-pub struct Names {
+pub(crate) struct Names {
     by_id: HashMap<Id, String>,
     by_name: HashMap<String, Id>,
     next: Id,
@@ -494,30 +494,20 @@ impl Names {
     }
 
     /// Adds a stored row.
-    pub fn insert(&mut self, id: Id, name: String) {
+    pub(crate) fn insert(&mut self, id: Id, name: String) {
         self.next = self.next.max(id);
         self.by_name.insert(name.clone(), id);
         self.by_id.insert(id, name);
     }
 
     /// The name of `id`.
-    pub fn get(&self, id: Id) -> Option<&str> {
+    pub(crate) fn get(&self, id: Id) -> Option<&str> {
         self.by_id.get(&id).map(String::as_str)
     }
 
     /// The id of `name`, if known.
-    pub fn id(&self, name: &str) -> Option<Id> {
+    pub(crate) fn id(&self, name: &str) -> Option<Id> {
         self.by_name.get(name).copied()
-    }
-
-    /// How many.
-    pub fn len(&self) -> usize {
-        self.by_id.len()
-    }
-
-    /// None.
-    pub fn is_empty(&self) -> bool {
-        self.by_id.is_empty()
     }
 }
 
@@ -545,11 +535,11 @@ pub struct Model {
     by_path: HashMap<String, Id>,
     next_credential: Id,
     /// Identity names.
-    pub identities: Names,
+    pub(crate) identities: Names,
     /// Executable paths.
-    pub programs: Names,
+    pub(crate) programs: Names,
     /// Destinations by id.
-    pub destinations: HashMap<Id, Destination>,
+    pub(crate) destinations: HashMap<Id, Destination>,
     destination_ids: HashMap<(String, u16), Id>,
     next_destination: Id,
     /// Uses.
@@ -566,7 +556,7 @@ pub struct Model {
     /// Findings raised.
     pub findings: HashMap<FindingKey, FindingSeen>,
     /// Counts of what retention dropped with whole credentials.
-    pub dropped: Dropped,
+    pub(crate) dropped: Dropped,
     // Indexes (not stored).
     users_of: HashMap<Id, SmallVec<[Id; 4]>>,
     programs_by_usage: HashMap<(Id, Id), ProgramList>,
@@ -579,9 +569,9 @@ pub struct Model {
     recent_uses: HashMap<(Id, u32), SmallVec<[RecentUse; 2]>>,
     recent_contacts: HashMap<(u32, u64), VecDeque<RecentContact>>,
     /// What the store does not have yet.
-    pub dirty: Dirty,
+    pub(crate) dirty: Dirty,
     /// Latest input time.
-    pub now: u64,
+    pub(crate) now: u64,
 }
 
 impl Model {
@@ -591,33 +581,33 @@ impl Model {
     }
 
     /// The credential at `path`.
-    pub fn by_path(&self, path: &str) -> Option<&Credential> {
+    pub(crate) fn by_path(&self, path: &str) -> Option<&Credential> {
         self.by_path
             .get(path)
             .and_then(|id| self.credentials.get(id))
     }
 
     /// Identities that used credential `id`.
-    pub fn users_of(&self, id: Id) -> &[Id] {
+    pub(crate) fn users_of(&self, id: Id) -> &[Id] {
         self.users_of.get(&id).map_or(&[], |v| v.as_slice())
     }
 
     /// (executable, parent) program ids of a use.
-    pub fn programs_of(&self, credential: Id, identity: Id) -> &[(Id, Id)] {
+    pub(crate) fn programs_of(&self, credential: Id, identity: Id) -> &[(Id, Id)] {
         self.programs_by_usage
             .get(&(credential, identity))
             .map_or(&[], |v| v.as_slice())
     }
 
     /// Destination ids a use reached.
-    pub fn reach_of(&self, credential: Id, identity: Id) -> &[Id] {
+    pub(crate) fn reach_of(&self, credential: Id, identity: Id) -> &[Id] {
         self.reach_by_usage
             .get(&(credential, identity))
             .map_or(&[], |v| v.as_slice())
     }
 
     /// Changes of credential `id`, oldest first.
-    pub fn changes_of(&self, id: Id) -> impl Iterator<Item = &Change> {
+    pub(crate) fn changes_of(&self, id: Id) -> impl Iterator<Item = &Change> {
         self.changes_of
             .get(&id)
             .into_iter()
@@ -626,7 +616,7 @@ impl Model {
     }
 
     /// The fingerprints credential `id` had, with when.
-    pub fn fingerprints_of(&self, id: Id) -> impl Iterator<Item = (&str, &FingerprintSeen)> {
+    pub(crate) fn fingerprints_of(&self, id: Id) -> impl Iterator<Item = (&str, &FingerprintSeen)> {
         self.fingerprints_by_credential
             .get(&id)
             .into_iter()
@@ -671,7 +661,7 @@ impl Model {
     }
 
     /// Credentials whose current fingerprint is `fp`.
-    pub fn with_fingerprint(&self, fp: &str) -> Vec<Id> {
+    pub(crate) fn with_fingerprint(&self, fp: &str) -> Vec<Id> {
         self.by_fingerprint
             .get(fp)
             .map(|v| {
@@ -688,7 +678,7 @@ impl Model {
     }
 
     /// Other credentials whose content was `fp` before a rotation (when it was superseded).
-    pub fn superseded_elsewhere(&self, fp: &str, not: Id) -> Vec<(Id, u64)> {
+    pub(crate) fn superseded_elsewhere(&self, fp: &str, not: Id) -> Vec<(Id, u64)> {
         let mut out = Vec::new();
         for &id in self.by_fingerprint.get(fp).into_iter().flatten() {
             if id == not {
@@ -708,7 +698,7 @@ impl Model {
     // ---- Loading (store → model) ----------------------------------------------------------
 
     /// Adds a stored credential.
-    pub fn load_credential(&mut self, c: Credential) {
+    pub(crate) fn load_credential(&mut self, c: Credential) {
         self.next_credential = self.next_credential.max(c.id);
         self.by_path.insert(c.path.clone(), c.id);
         if let Some(fp) = &c.fingerprint {
@@ -718,20 +708,20 @@ impl Model {
     }
 
     /// Adds a stored destination.
-    pub fn load_destination(&mut self, id: Id, d: Destination) {
+    pub(crate) fn load_destination(&mut self, id: Id, d: Destination) {
         self.next_destination = self.next_destination.max(id);
         self.destination_ids.insert((d.addr.clone(), d.port), id);
         self.destinations.insert(id, d);
     }
 
     /// Adds a stored use.
-    pub fn load_usage(&mut self, credential: Id, identity: Id, u: Usage) {
+    pub(crate) fn load_usage(&mut self, credential: Id, identity: Id, u: Usage) {
         self.users_of.entry(credential).or_default().push(identity);
         self.usage.insert((credential, identity), u);
     }
 
     /// Adds a stored program row.
-    pub fn load_program_of_usage(&mut self, k: ProgramKey, s: Stat) {
+    pub(crate) fn load_program_of_usage(&mut self, k: ProgramKey, s: Stat) {
         self.programs_by_usage
             .entry((k.0, k.1))
             .or_default()
@@ -740,18 +730,18 @@ impl Model {
     }
 
     /// Adds a stored reach row.
-    pub fn load_reach(&mut self, k: ReachKey, s: Stat) {
+    pub(crate) fn load_reach(&mut self, k: ReachKey, s: Stat) {
         self.reach_by_usage.entry((k.0, k.1)).or_default().push(k.2);
         self.reach.insert(k, s);
     }
 
     /// Adds a stored fingerprint row.
-    pub fn load_fingerprint(&mut self, credential: Id, fp: String, f: FingerprintSeen) {
+    pub(crate) fn load_fingerprint(&mut self, credential: Id, fp: String, f: FingerprintSeen) {
         self.add_fingerprint(credential, &fp, f);
     }
 
     /// Adds a stored change (in id order).
-    pub fn load_change(&mut self, c: Change) {
+    pub(crate) fn load_change(&mut self, c: Change) {
         self.next_change = self.next_change.max(c.id);
         self.changes_of
             .entry(c.credential)
@@ -761,7 +751,7 @@ impl Model {
     }
 
     /// After loading: the current fingerprint of each credential was last read at its last use.
-    pub fn settle_current_fingerprints(&mut self) {
+    pub(crate) fn settle_current_fingerprints(&mut self) {
         for c in self.credentials.values() {
             let (Some(fp), Some(used)) = (&c.fingerprint, c.last_used) else {
                 continue;
@@ -773,7 +763,7 @@ impl Model {
     }
 
     /// Adds a stored finding.
-    pub fn load_finding(&mut self, k: FindingKey, f: FindingSeen) {
+    pub(crate) fn load_finding(&mut self, k: FindingKey, f: FindingSeen) {
         self.findings.insert(k, f);
     }
 
@@ -1060,7 +1050,7 @@ impl Model {
 
     /// A credential opened for writing: who modified it (the next rotation observed names
     /// them).
-    pub fn apply_write(&mut self, a: &Access, pol: &Policy) {
+    pub(crate) fn apply_write(&mut self, a: &Access, pol: &Policy) {
         self.tick_to(a.ts);
         let cid = self.credential_at(Seen::of(a), a.ts, pol);
         let writer = Writer {
@@ -1204,7 +1194,7 @@ impl Model {
     }
 
     /// identities.yaml changed (reload): owners, contacts and declared policies again.
-    pub fn apply_policy(&mut self, pol: &Policy) {
+    pub(crate) fn apply_policy(&mut self, pol: &Policy) {
         for (id, c) in self.credentials.iter_mut() {
             let before = (
                 c.owner.clone(),
@@ -1373,7 +1363,7 @@ impl Model {
     }
 
     /// Credentials no workload used for `unused_after` (periodic: call with the current time).
-    pub fn judge_unused(&mut self, now: u64, pol: &Policy, out: &mut Vec<Finding>) {
+    pub(crate) fn judge_unused(&mut self, now: u64, pol: &Policy, out: &mut Vec<Finding>) {
         self.tick_to(now);
         if !pol.findings {
             return;
@@ -1422,7 +1412,7 @@ impl Model {
 
     /// Forgets reach windows older than `window` (and lead contacts older than
     /// [`REACH_LEAD_NS`]) as of `now`.
-    pub fn prune_windows(&mut self, now: u64, window: u64) {
+    pub(crate) fn prune_windows(&mut self, now: u64, window: u64) {
         self.recent_uses.retain(|_, v| {
             v.retain(|r| now.saturating_sub(r.ts) <= window);
             !v.is_empty()
@@ -1441,7 +1431,7 @@ impl Model {
     /// Time retention: drops detail last seen before `cutoff` (counts kept on the credential),
     /// and credentials gone from the host since before it (counted in [`Dropped`]). Returns
     /// the rows dropped.
-    pub fn expire(&mut self, cutoff: u64) -> usize {
+    pub(crate) fn expire(&mut self, cutoff: u64) -> usize {
         let uses: Vec<(Id, Id)> = self
             .usage
             .iter()
@@ -1507,7 +1497,7 @@ impl Model {
 
     /// Size retention: drops the oldest `fraction` (0–1) of the detail rows (uses, their
     /// programs, reach), counts kept on the credentials. Returns the rows dropped.
-    pub fn shed(&mut self, fraction: f64) -> usize {
+    pub(crate) fn shed(&mut self, fraction: f64) -> usize {
         fn oldest<K: Copy + Ord>(rows: Vec<(u64, K)>, fraction: f64) -> Vec<K> {
             let mut rows = rows;
             let n = ((rows.len() as f64) * fraction).ceil() as usize;
@@ -1673,7 +1663,7 @@ impl Model {
     }
 
     /// Rows held (what retention bounds).
-    pub fn rows(&self) -> usize {
+    pub(crate) fn rows(&self) -> usize {
         self.credentials.len()
             + self.usage.len()
             + self.programs_of_usage.len()
@@ -1685,11 +1675,11 @@ impl Model {
 }
 
 /// Nanoseconds per day.
-pub const NS_PER_DAY: u64 = 86_400 * 1_000_000_000;
+pub(crate) const NS_PER_DAY: u64 = 86_400 * 1_000_000_000;
 
 /// Whether findings apply to a category: `/etc/shadow` is the system's password database,
 /// read by every program that authenticates users, neither shared nor rotated as a whole.
-pub fn governed(category: &str) -> bool {
+pub(crate) fn governed(category: &str) -> bool {
     category != "shadow"
 }
 

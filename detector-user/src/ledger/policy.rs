@@ -16,28 +16,28 @@ fn ns(d: Duration) -> u64 {
 #[derive(Clone, Debug)]
 pub struct Policy {
     /// Owners, contacts, declared rotation policies, service names.
-    pub identities: Arc<IdentityConfig>,
+    pub(crate) identities: Arc<IdentityConfig>,
     /// Findings raised at all.
-    pub findings: bool,
+    pub(crate) findings: bool,
     /// Rotation policy per category (ns), and for categories not listed.
-    pub rotation: Rotation,
+    pub(crate) rotation: Rotation,
     /// No use for this long: a retirement candidate (ns).
-    pub unused_after_ns: u64,
+    pub(crate) unused_after_ns: u64,
     /// Connections this long after a use are reached with it (ns).
-    pub reach_window_ns: u64,
+    pub(crate) reach_window_ns: u64,
     /// A finding already alerted is alerted again only after this long (ns).
-    pub repeat_after_ns: u64,
+    pub(crate) repeat_after_ns: u64,
     /// Executables whose reads are never judged as a non-owner's (credential daemons).
-    pub exempt_exe: Vec<String>,
+    pub(crate) exempt_exe: Vec<String>,
 }
 
 /// Rotation policy: the longest a credential may go without rotation while in use.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Rotation {
+pub(crate) struct Rotation {
     /// For categories not listed (ns).
-    pub default_ns: u64,
+    pub(crate) default_ns: u64,
     /// Per category (ns).
-    pub per_category: BTreeMap<String, u64>,
+    pub(crate) per_category: BTreeMap<String, u64>,
 }
 
 impl Policy {
@@ -63,7 +63,7 @@ impl Policy {
     }
 
     /// The rotation policy of `category` (ns).
-    pub fn rotation_ns(&self, category: &str) -> u64 {
+    pub(crate) fn rotation_ns(&self, category: &str) -> u64 {
         self.rotation.rotation_ns(category)
     }
 
@@ -79,7 +79,7 @@ impl Policy {
 
 impl Rotation {
     /// The policy of `category` (ns).
-    pub fn rotation_ns(&self, category: &str) -> u64 {
+    pub(crate) fn rotation_ns(&self, category: &str) -> u64 {
         self.per_category
             .get(category)
             .copied()
@@ -92,12 +92,12 @@ impl Rotation {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PolicySummary {
     /// Rotation policy.
-    pub rotation: Rotation,
+    pub(crate) rotation: Rotation,
     /// Retirement threshold (ns).
-    pub unused_after_ns: u64,
+    pub(crate) unused_after_ns: u64,
     /// Executables never judged as non-owners.
     #[serde(default)]
-    pub exempt_exe: Vec<String>,
+    pub(crate) exempt_exe: Vec<String>,
 }
 
 impl Default for PolicySummary {

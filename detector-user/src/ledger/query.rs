@@ -12,196 +12,196 @@ use super::policy::PolicySummary;
 
 /// A fingerprint a credential had.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FingerprintRecord {
+pub(crate) struct FingerprintRecord {
     /// Keyed fingerprint (never the content).
-    pub fingerprint: String,
+    pub(crate) fingerprint: String,
     /// First read with it (ns).
-    pub first_seen: u64,
+    pub(crate) first_seen: u64,
     /// Last read with it.
-    pub last_seen: u64,
+    pub(crate) last_seen: u64,
     /// When a rotation replaced it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub superseded: Option<u64>,
+    pub(crate) superseded: Option<u64>,
 }
 
 /// A rotation observed.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ChangeRecord {
+pub(crate) struct ChangeRecord {
     /// When it was observed (ns).
-    pub ts: u64,
+    pub(crate) ts: u64,
     /// `content` (new content, same inode) or `replaced` (another inode at the path).
-    pub kind: ChangeKind,
+    pub(crate) kind: ChangeKind,
     /// Fingerprint before.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub old_fingerprint: Option<String>,
+    pub(crate) old_fingerprint: Option<String>,
     /// Fingerprint after.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub new_fingerprint: Option<String>,
+    pub(crate) new_fingerprint: Option<String>,
     /// Who opened it for writing before it changed, when seen.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub writer: Option<Writer>,
+    pub(crate) writer: Option<Writer>,
 }
 
 /// An (executable, parent executable) pair that used the credential.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ProgramRecord {
+pub(crate) struct ProgramRecord {
     /// Executable.
-    pub exe: String,
+    pub(crate) exe: String,
     /// Parent's executable, when known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub parent: Option<String>,
+    pub(crate) parent: Option<String>,
     /// First use.
-    pub first_seen: u64,
+    pub(crate) first_seen: u64,
     /// Last use.
-    pub last_seen: u64,
+    pub(crate) last_seen: u64,
     /// Uses.
-    pub count: u64,
+    pub(crate) count: u64,
 }
 
 /// The last process of an identity that used the credential.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LastProcess {
+pub(crate) struct LastProcess {
     /// Process id.
-    pub tgid: u32,
+    pub(crate) tgid: u32,
     /// Start (boot-time ns).
-    pub start: u64,
+    pub(crate) start: u64,
     /// Executable.
-    pub exe: String,
+    pub(crate) exe: String,
     /// User name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub user: Option<String>,
+    pub(crate) user: Option<String>,
     /// Real uid.
-    pub uid: u32,
+    pub(crate) uid: u32,
 }
 
 /// One identity's use of a credential.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct UsageRecord {
+pub(crate) struct UsageRecord {
     /// Identity.
-    pub identity: String,
+    pub(crate) identity: String,
     /// Owner of the credential? (`null`: unknown).
-    pub owner: Option<bool>,
+    pub(crate) owner: Option<bool>,
     /// First use (ns).
-    pub first_seen: u64,
+    pub(crate) first_seen: u64,
     /// Last use.
-    pub last_seen: u64,
+    pub(crate) last_seen: u64,
     /// Uses.
-    pub count: u64,
+    pub(crate) count: u64,
     /// Fingerprint it last read.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub fingerprint: Option<String>,
+    pub(crate) fingerprint: Option<String>,
     /// The last process.
-    pub last_process: LastProcess,
+    pub(crate) last_process: LastProcess,
     /// Executables (with their parents) that used it.
-    pub programs: Vec<ProgramRecord>,
+    pub(crate) programs: Vec<ProgramRecord>,
 }
 
 /// A destination contacted after a use.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ReachRecord {
+pub(crate) struct ReachRecord {
     /// The identity that used the credential and connected.
-    pub identity: String,
+    pub(crate) identity: String,
     /// Address.
-    pub addr: String,
+    pub(crate) addr: String,
     /// Port.
-    pub port: u16,
+    pub(crate) port: u16,
     /// Name, when known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub name: Option<String>,
+    pub(crate) name: Option<String>,
     /// First contact (ns).
-    pub first_seen: u64,
+    pub(crate) first_seen: u64,
     /// Last contact.
-    pub last_seen: u64,
+    pub(crate) last_seen: u64,
     /// Contacts.
-    pub count: u64,
+    pub(crate) count: u64,
 }
 
 /// What the findings say about a credential now.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Flags {
+pub(crate) struct Flags {
     /// Used by two or more identities (here or through a copy of its content).
-    pub shared: bool,
+    pub(crate) shared: bool,
     /// No owner known.
-    pub unowned: bool,
+    pub(crate) unowned: bool,
     /// Used by an identity that does not own it.
-    pub non_owner: bool,
+    pub(crate) non_owner: bool,
     /// In use while older than its rotation policy.
-    pub past_rotation: bool,
+    pub(crate) past_rotation: bool,
     /// Not used for the retirement threshold.
-    pub unused: bool,
+    pub(crate) unused: bool,
     /// Holds content a rotation replaced elsewhere (a copy left behind), still read.
-    pub stale_copy: bool,
+    pub(crate) stale_copy: bool,
 }
 
 /// A credential's whole story.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CredentialRecord {
     /// Ledger id (`detector inventory show ID`).
-    pub id: Id,
+    pub(crate) id: Id,
     /// Watched path.
-    pub path: String,
+    pub(crate) path: String,
     /// Category.
-    pub category: String,
+    pub(crate) category: String,
     /// Device.
-    pub dev: u64,
+    pub(crate) dev: u64,
     /// Inode.
-    pub ino: u64,
+    pub(crate) ino: u64,
     /// Other names it was reached by.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub names: Vec<String>,
+    pub(crate) names: Vec<String>,
     /// On the host now.
-    pub present: bool,
+    pub(crate) present: bool,
     /// Owner.
-    pub owner: Option<String>,
+    pub(crate) owner: Option<String>,
     /// How the owner is known.
-    pub owner_source: Option<OwnerSource>,
+    pub(crate) owner_source: Option<OwnerSource>,
     /// Who answers for it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub contact: Option<String>,
+    pub(crate) contact: Option<String>,
     /// Current keyed fingerprint.
-    pub fingerprint: Option<String>,
+    pub(crate) fingerprint: Option<String>,
     /// Fingerprint history, oldest first.
-    pub fingerprints: Vec<FingerprintRecord>,
+    pub(crate) fingerprints: Vec<FingerprintRecord>,
     /// Last modification (ns).
-    pub mtime: Option<u64>,
+    pub(crate) mtime: Option<u64>,
     /// Days since the last modification or rotation.
-    pub age_days: Option<u64>,
+    pub(crate) age_days: Option<u64>,
     /// Rotation policy (days).
-    pub rotation_policy_days: u64,
+    pub(crate) rotation_policy_days: u64,
     /// Rotations observed.
-    pub rotations: u64,
+    pub(crate) rotations: u64,
     /// Last one (ns).
-    pub last_rotation: Option<u64>,
+    pub(crate) last_rotation: Option<u64>,
     /// Rotations kept, oldest first.
-    pub changes: Vec<ChangeRecord>,
+    pub(crate) changes: Vec<ChangeRecord>,
     /// Opens for writing.
-    pub writes: u64,
+    pub(crate) writes: u64,
     /// Last writer not yet tied to a rotation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_write: Option<Writer>,
+    pub(crate) last_write: Option<Writer>,
     /// First observed (ns).
-    pub first_seen: u64,
+    pub(crate) first_seen: u64,
     /// Last observed.
-    pub last_seen: u64,
+    pub(crate) last_seen: u64,
     /// Last use.
-    pub last_used: Option<u64>,
+    pub(crate) last_used: Option<u64>,
     /// Uses ever recorded.
-    pub uses: u64,
+    pub(crate) uses: u64,
     /// Who used it, most recent first.
-    pub identities: Vec<UsageRecord>,
+    pub(crate) identities: Vec<UsageRecord>,
     /// What it reached, most recent first.
-    pub reach: Vec<ReachRecord>,
+    pub(crate) reach: Vec<ReachRecord>,
     /// Findings.
-    pub flags: Flags,
+    pub(crate) flags: Flags,
     /// Uses whose detail retention dropped.
     #[serde(default, skip_serializing_if = "is_zero")]
-    pub dropped_uses: u64,
+    pub(crate) dropped_uses: u64,
     /// Contacts whose detail retention dropped (or beyond the per-use bound).
     #[serde(default, skip_serializing_if = "is_zero")]
-    pub dropped_reach: u64,
+    pub(crate) dropped_reach: u64,
     /// The instant the record describes (ns; not serialized: filters judge as of it).
     #[serde(skip)]
-    pub reference_now: u64,
+    pub(crate) reference_now: u64,
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -212,15 +212,15 @@ fn is_zero(n: &u64) -> bool {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct InventoryRecord {
     /// Always `credential_inventory` (alerts have no such field).
-    pub record: String,
+    pub(crate) record: String,
     /// Unique id (receivers dedup on it).
-    pub id: String,
+    pub(crate) id: String,
     /// Host.
-    pub host: String,
+    pub(crate) host: String,
     /// When it was taken (ns).
-    pub time: u64,
+    pub(crate) time: u64,
     /// The credential.
-    pub credential: CredentialRecord,
+    pub(crate) credential: CredentialRecord,
 }
 
 impl InventoryRecord {
@@ -262,7 +262,7 @@ pub struct Filter {
 }
 
 /// A glob for `--identity`/`--credential`; a string that is no valid glob matches itself.
-pub fn glob(s: &str) -> GlobMatcher {
+pub(crate) fn glob(s: &str) -> GlobMatcher {
     Glob::new(s)
         .or_else(|_| Glob::new(&globset::escape(s)))
         .map(|g| g.compile_matcher())
@@ -276,7 +276,7 @@ pub fn glob(s: &str) -> GlobMatcher {
 
 impl Filter {
     /// Whether a record passes.
-    pub fn matches(&self, r: &CredentialRecord) -> bool {
+    pub(crate) fn matches(&self, r: &CredentialRecord) -> bool {
         (self.include_gone || r.present)
             && (!self.shared || r.flags.shared)
             && (!self.unowned || r.flags.unowned)
@@ -329,7 +329,7 @@ impl<'a> Records<'a> {
     }
 
     /// One credential by id, path or another name it was reached by.
-    pub fn show(&self, key: &str) -> Option<CredentialRecord> {
+    pub(crate) fn show(&self, key: &str) -> Option<CredentialRecord> {
         let c = key
             .parse::<Id>()
             .ok()
@@ -345,7 +345,7 @@ impl<'a> Records<'a> {
     }
 
     /// The record of credential `c`.
-    pub fn record(&self, c: &Credential) -> CredentialRecord {
+    pub(crate) fn record(&self, c: &Credential) -> CredentialRecord {
         let m = self.m;
         let mut identities: Vec<UsageRecord> = m
             .users_of(c.id)

@@ -22,14 +22,14 @@ use super::model::{
 use super::policy::PolicySummary;
 
 /// `PRAGMA application_id` of a ledger ("dtlg").
-pub const APPLICATION_ID: i32 = 0x6474_6c67;
+pub(crate) const APPLICATION_ID: i32 = 0x6474_6c67;
 
 /// The schema, one migration per version: version N is `MIGRATIONS[..N]` applied in order.
 /// Never edit a released migration; add one.
-pub const MIGRATIONS: &[&str] = &[V1, V2];
+pub(crate) const MIGRATIONS: &[&str] = &[V1, V2];
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
+pub(crate) const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
 
 /// Version 1: credentials, identities, programs, destinations, fingerprints, changes, uses,
 /// reach, findings.
@@ -211,7 +211,7 @@ pub enum StoreError {
 
 impl StoreError {
     /// True when the disk (or the file system's quota) is full.
-    pub fn is_disk_full(&self) -> bool {
+    pub(crate) fn is_disk_full(&self) -> bool {
         match self {
             StoreError::Sqlite { source, .. } => {
                 source.sqlite_error_code() == Some(ErrorCode::DiskFull)
@@ -222,7 +222,7 @@ impl StoreError {
     }
 
     /// True when SQLite says the file is damaged or no database.
-    pub fn is_corrupt(&self) -> bool {
+    pub(crate) fn is_corrupt(&self) -> bool {
         match self {
             StoreError::Sqlite { source, .. } => matches!(
                 source.sqlite_error_code(),
@@ -238,11 +238,11 @@ impl StoreError {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Opened {
     /// Schema version found (0: a new file).
-    pub found_version: u32,
+    pub(crate) found_version: u32,
     /// Migrated to [`SCHEMA_VERSION`].
-    pub migrated: bool,
+    pub(crate) migrated: bool,
     /// A bad file moved aside: where it went and why.
-    pub set_aside: Option<(PathBuf, String)>,
+    pub(crate) set_aside: Option<(PathBuf, String)>,
 }
 
 /// The ledger database, open for writing (the agent's writer only).
@@ -304,7 +304,12 @@ fn check(conn: &Connection, path: &Path, quick_check: bool) -> Result<u32, Store
 }
 
 /// Applies the migrations after `from` up to `to`, one transaction each.
-pub fn migrate(conn: &mut Connection, path: &Path, from: u32, to: u32) -> Result<(), StoreError> {
+pub(crate) fn migrate(
+    conn: &mut Connection,
+    path: &Path,
+    from: u32,
+    to: u32,
+) -> Result<(), StoreError> {
     let to = to.min(SCHEMA_VERSION);
     for v in from..to {
         let tx = conn.transaction().map_err(sq(path))?;
@@ -321,7 +326,7 @@ pub fn migrate(conn: &mut Connection, path: &Path, from: u32, to: u32) -> Result
 }
 
 /// Moves a bad ledger (and its `-wal`, `-shm`) aside; returns where it went.
-pub fn set_aside(path: &Path) -> Result<PathBuf, StoreError> {
+pub(crate) fn set_aside(path: &Path) -> Result<PathBuf, StoreError> {
     let secs = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
@@ -432,13 +437,9 @@ impl Store {
     }
 
     /// How long a write waits for a lock another connection holds.
-    pub fn set_busy_timeout(&self, d: std::time::Duration) {
+    #[cfg(test)]
+    pub(crate) fn set_busy_timeout(&self, d: std::time::Duration) {
         let _ = self.conn.busy_timeout(d);
-    }
-
-    /// The file.
-    pub fn path(&self) -> &Path {
-        &self.path
     }
 
     /// Everything in the ledger.
@@ -448,7 +449,7 @@ impl Store {
 
     /// Writes what the model changed since the last save in one transaction. On error nothing
     /// of this batch is written (the caller keeps `dirty` for the next try).
-    pub fn save(&mut self, m: &Model, dirty: &Dirty) -> Result<(), StoreError> {
+    pub(crate) fn save(&mut self, m: &Model, dirty: &Dirty) -> Result<(), StoreError> {
         let path = self.path.clone();
         let e = sq(&path);
         let tx = self.conn.transaction().map_err(&e)?;
@@ -457,7 +458,7 @@ impl Store {
     }
 
     /// Records the policy `detector inventory` judges with.
-    pub fn save_policy(&mut self, p: &PolicySummary) -> Result<(), StoreError> {
+    pub(crate) fn save_policy(&mut self, p: &PolicySummary) -> Result<(), StoreError> {
         let v = serde_json::to_string(p).unwrap_or_default();
         self.conn
             .execute(
@@ -470,7 +471,7 @@ impl Store {
     }
 
     /// Bytes the database uses (pages in use).
-    pub fn bytes(&self) -> Result<u64, StoreError> {
+    pub(crate) fn bytes(&self) -> Result<u64, StoreError> {
         let q = |p: &str| -> Result<i64, StoreError> {
             self.conn
                 .query_row(&format!("PRAGMA {p}"), [], |r| r.get(0))
@@ -481,7 +482,7 @@ impl Store {
     }
 
     /// Returns free pages to the file system and checkpoints the WAL.
-    pub fn reclaim(&self) -> Result<(), StoreError> {
+    pub(crate) fn reclaim(&self) -> Result<(), StoreError> {
         self.conn
             .execute_batch("PRAGMA incremental_vacuum; PRAGMA wal_checkpoint(TRUNCATE);")
             .map_err(sq(&self.path))

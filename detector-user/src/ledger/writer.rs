@@ -63,7 +63,7 @@ pub enum Out {
 
 /// A question or a control message to the ledger's thread, on a channel of its own that is
 /// never full (the `/inventory` endpoint, SIGHUP reloads).
-pub enum Ctl {
+pub(crate) enum Ctl {
     /// Records passing the filter, as a JSON array.
     List(Box<Filter>, tokio::sync::oneshot::Sender<Vec<u8>>),
     /// One credential's record as JSON (`None` when there is no such credential).
@@ -76,21 +76,21 @@ pub enum Ctl {
 #[derive(Debug, Default)]
 pub struct LedgerStats {
     /// Inputs applied.
-    pub inputs: AtomicU64,
+    pub(crate) inputs: AtomicU64,
     /// Inputs dropped because `ledger.queue` inputs were waiting already.
     pub dropped: AtomicU64,
     /// Inputs sent and not yet applied.
-    pub queued: AtomicU64,
+    pub(crate) queued: AtomicU64,
     /// Batches committed.
     pub batches: AtomicU64,
     /// Rows written.
     pub rows: AtomicU64,
     /// Credentials held.
-    pub credentials: AtomicU64,
+    pub(crate) credentials: AtomicU64,
     /// Bytes the database uses (at the last housekeeping).
-    pub db_bytes: AtomicU64,
+    pub(crate) db_bytes: AtomicU64,
     /// Writes failing: memory only.
-    pub memory_only: AtomicBool,
+    pub(crate) memory_only: AtomicBool,
     /// Nanoseconds spent committing batches (wall clock).
     pub commit_ns: AtomicU64,
     /// CPU nanoseconds the ledger's thread spent committing batches.
@@ -393,7 +393,7 @@ impl Writer {
     }
 
     /// Time until the next commit is due (or a long wait when nothing waits).
-    pub fn next_due(&self) -> Duration {
+    pub(crate) fn next_due(&self) -> Duration {
         if self.model.dirty.is_empty() {
             return Duration::from_secs(1);
         }
@@ -467,7 +467,7 @@ impl Writer {
     }
 
     /// Answers a question from the `/inventory` endpoint, or applies a new policy.
-    pub fn answer(&mut self, c: Ctl) {
+    pub(crate) fn answer(&mut self, c: Ctl) {
         let c = match c {
             Ctl::Policy(p) => return self.handle(Msg::Policy(p)),
             other => other,
@@ -501,7 +501,7 @@ impl Writer {
 
     /// The thread's loop: until the input channel closes, then a last commit. Runs at nice 10:
     /// bookkeeping yields the CPU to capture, detection and delivery.
-    pub fn run(mut self, rx: Receiver<Msg>, ctl: Receiver<Ctl>) {
+    pub(crate) fn run(mut self, rx: Receiver<Msg>, ctl: Receiver<Ctl>) {
         // SAFETY: gettid and setpriority have no memory effects; with PRIO_PROCESS and a
         // thread id, Linux sets this thread's nice value only. Raising it needs no privilege.
         let rc = unsafe {
@@ -542,20 +542,20 @@ impl Writer {
 
 /// A cloneable handle for questions to the ledger (the metrics endpoint holds one).
 #[derive(Clone)]
-pub struct LedgerQuery {
+pub(crate) struct LedgerQuery {
     pub(crate) ctl: Sender<Ctl>,
 }
 
 impl LedgerQuery {
     /// Records passing `f`, as a JSON array.
-    pub async fn list(&self, f: Filter) -> Option<Vec<u8>> {
+    pub(crate) async fn list(&self, f: Filter) -> Option<Vec<u8>> {
         let (tx, rx) = tokio::sync::oneshot::channel();
         self.ctl.send(Ctl::List(Box::new(f), tx)).ok()?;
         rx.await.ok()
     }
 
     /// One credential's record as JSON.
-    pub async fn show(&self, key: String) -> Option<Option<Vec<u8>>> {
+    pub(crate) async fn show(&self, key: String) -> Option<Option<Vec<u8>>> {
         let (tx, rx) = tokio::sync::oneshot::channel();
         self.ctl.send(Ctl::Show(key, tx)).ok()?;
         rx.await.ok()

@@ -45,16 +45,16 @@ use crate::input::yaml::{self, Node, PosError};
 
 /// An address pattern: a network with an optional port.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct AddrPattern {
+pub(crate) struct AddrPattern {
     /// Network (a single address is a /32 or /128).
-    pub net: IpNet,
+    pub(crate) net: IpNet,
     /// Port, when the pattern has one.
-    pub port: Option<u16>,
+    pub(crate) port: Option<u16>,
 }
 
 impl AddrPattern {
     /// Parses `10.0.0.0/8`, `10.0.0.1`, `10.0.0.1:443`, `10.0.0.0/8:443`, `[::1]:443`, `::1`.
-    pub fn parse(s: &str) -> Option<AddrPattern> {
+    pub(crate) fn parse(s: &str) -> Option<AddrPattern> {
         let net_of = |a: &str| -> Option<IpNet> {
             a.parse::<IpNet>()
                 .ok()
@@ -72,7 +72,7 @@ impl AddrPattern {
     }
 
     /// True when `addr:port` falls in the pattern.
-    pub fn matches(&self, addr: IpAddr, port: u16) -> bool {
+    pub(crate) fn matches(&self, addr: IpAddr, port: u16) -> bool {
         self.net.contains(&addr) && self.port.is_none_or(|p| p == port)
     }
 }
@@ -131,29 +131,27 @@ fn glob_opt(g: &Option<GlobMatcher>, v: &Option<String>) -> bool {
 
 /// One configured identity.
 #[derive(Clone, Debug)]
-pub struct Identity {
+pub(crate) struct Identity {
     /// Name (SPIFFE ids allowed).
-    pub name: String,
+    pub(crate) name: String,
     selectors: Vec<Selector>,
     credentials: Vec<GlobMatcher>,
     peers: Vec<AddrPattern>,
     /// Maximum distinct destinations in the fan-out window before the fan-out rule fires.
-    pub fan_out_budget: Option<u32>,
+    pub(crate) fan_out_budget: Option<u32>,
 }
 
 /// One entry of the `credentials:` section: who owns the credentials a glob matches, who
 /// answers for them, and how often they must be rotated.
 #[derive(Clone, Debug)]
-pub struct CredentialDecl {
-    /// The glob as written.
-    pub path: String,
+pub(crate) struct CredentialDecl {
     matcher: GlobMatcher,
     /// Owning identities (names, declared or derived).
-    pub owners: Vec<String>,
+    pub(crate) owners: Vec<String>,
     /// Who answers for the credential (free text: a team, an address).
-    pub contact: Option<String>,
+    pub(crate) contact: Option<String>,
     /// Rotation policy for these credentials (overrides the per-category one).
-    pub rotate_every: Option<Duration>,
+    pub(crate) rotate_every: Option<Duration>,
 }
 
 /// Where a credential glob comes from.
@@ -211,17 +209,12 @@ fn addrs(n: &Node) -> Result<Vec<AddrPattern>, PosError> {
 
 impl IdentityConfig {
     /// How many identities are declared (a reload reports it).
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.identities.len()
     }
 
-    /// True when no identity is declared.
-    pub fn is_empty(&self) -> bool {
-        self.identities.is_empty()
-    }
-
     /// The first declared identity (in file order) whose selector matches `p`.
-    pub fn declared_identity(&self, p: &Process) -> Option<&str> {
+    pub(crate) fn declared_identity(&self, p: &Process) -> Option<&str> {
         self.identities
             .iter()
             .find(|id| id.selectors.iter().any(|s| s.matches(p)))
@@ -239,7 +232,7 @@ impl IdentityConfig {
     }
 
     /// Builds from an already parsed YAML node (rule tests embed identities).
-    pub fn from_node(root: &Node) -> Result<IdentityConfig, PosError> {
+    pub(crate) fn from_node(root: &Node) -> Result<IdentityConfig, PosError> {
         let mut cfg = IdentityConfig::default();
         if root.value == yaml::Value::Null {
             return Ok(cfg);
@@ -418,12 +411,12 @@ impl IdentityConfig {
     }
 
     /// The identity named `name`, if configured.
-    pub fn get(&self, name: &str) -> Option<&Identity> {
+    pub(crate) fn get(&self, name: &str) -> Option<&Identity> {
         self.by_name.get(name).map(|&i| &self.identities[i])
     }
 
     /// Whether the `services` section names any address (alerts look names up only then).
-    pub fn has_services(&self) -> bool {
+    pub(crate) fn has_services(&self) -> bool {
         !self.services.is_empty()
     }
 
@@ -462,7 +455,7 @@ impl IdentityConfig {
 
     /// The identities declared to own `watched`, in file order (identities first, then
     /// `credentials:` entries), without repeats; empty when none is declared.
-    pub fn declared_owners(&self, watched: &str) -> Vec<String> {
+    pub(crate) fn declared_owners(&self, watched: &str) -> Vec<String> {
         let mut out: Vec<String> = Vec::new();
         for o in self.glob_owners(watched) {
             let names: &[String] = match o {
@@ -479,7 +472,7 @@ impl IdentityConfig {
     }
 
     /// The first `credentials:` entry matching `watched` (contact, rotation policy).
-    pub fn credential_decl(&self, watched: &str) -> Option<&CredentialDecl> {
+    pub(crate) fn credential_decl(&self, watched: &str) -> Option<&CredentialDecl> {
         self.glob_owners(watched).into_iter().find_map(|o| match o {
             GlobOwner::Decl(i) => self.credentials.get(i),
             GlobOwner::Identity(_) => None,
@@ -527,7 +520,6 @@ fn credential_decl(item: &Node) -> Result<CredentialDecl, PosError> {
         ));
     }
     Ok(CredentialDecl {
-        path: path_node.as_str()?.to_string(),
         matcher: glob(path_node)?,
         owners,
         contact: g.get("contact").map(|n| n.as_scalar_string()).transpose()?,
@@ -536,7 +528,7 @@ fn credential_decl(item: &Node) -> Result<CredentialDecl, PosError> {
 }
 
 /// The user whose home a path is in (`/home/alice/.ssh/id_rsa` → alice, `/root/…` → root).
-pub fn home_user(path: &str) -> Option<&str> {
+pub(crate) fn home_user(path: &str) -> Option<&str> {
     if path.starts_with("/root/") {
         return Some("root");
     }
@@ -547,7 +539,7 @@ pub fn home_user(path: &str) -> Option<&str> {
 
 /// The owner of a credential no identity declares, from its path.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum DerivedOwner<'a> {
+pub(crate) enum DerivedOwner<'a> {
     /// A file in this user's home directory.
     User(&'a str),
     /// A service-account token in the kubelet's directory of the pod with this uid.
@@ -558,7 +550,7 @@ pub enum DerivedOwner<'a> {
 
 impl DerivedOwner<'_> {
     /// Whether a process (its user name, uid and pod uid) is the owner.
-    pub fn owns(&self, user: Option<&str>, uid: u32, pod_uid: Option<&str>) -> bool {
+    pub(crate) fn owns(&self, user: Option<&str>, uid: u32, pod_uid: Option<&str>) -> bool {
         match *self {
             DerivedOwner::User(u) => match user {
                 Some(name) => name == u,
@@ -570,7 +562,7 @@ impl DerivedOwner<'_> {
     }
 
     /// As the ledger names it: `user:alice`, `pod:<uid>`, `pod:(mounting pod)`.
-    pub fn principal(&self) -> String {
+    pub(crate) fn principal(&self) -> String {
         match self {
             DerivedOwner::User(u) => format!("user:{u}"),
             DerivedOwner::Pod(p) => format!("pod:{p}"),
@@ -581,7 +573,7 @@ impl DerivedOwner<'_> {
 
 /// Derived ownership of a credential when no identity declares it: home-directory files belong
 /// to that user; a pod's service-account token belongs to processes of that pod.
-pub fn derived_owner<'a>(watched: &'a str, category: &str) -> Option<DerivedOwner<'a>> {
+pub(crate) fn derived_owner<'a>(watched: &'a str, category: &str) -> Option<DerivedOwner<'a>> {
     if let Some(u) = home_user(watched) {
         return Some(DerivedOwner::User(u));
     }
@@ -618,14 +610,14 @@ fn one_document(docs: &[Node]) -> Result<(), PosError> {
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Baseline {
     /// identity → its peers.
-    pub peers: HashMap<String, Peers>,
+    pub(crate) peers: HashMap<String, Peers>,
 }
 
 /// One identity's learned peers: the entries as written (`addr:port`, bare `addr` for any
 /// port, or a network), and the same parsed once, so that a lookup on every connect is a hash
 /// probe rather than parsing every entry.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct Peers {
+pub(crate) struct Peers {
     text: HashSet<String>,
     /// Single addresses, with their port (`None`: any port).
     exact: HashSet<(IpAddr, Option<u16>)>,
@@ -636,7 +628,7 @@ pub struct Peers {
 impl Peers {
     /// Adds an entry (`10.0.0.1:22`, `[fd00::1]:443`, `10.0.0.1`, `10.0.0.0/8:443`); one that
     /// is no address pattern is kept as written (a file that fails to load says which).
-    pub fn insert(&mut self, entry: String) {
+    pub(crate) fn insert(&mut self, entry: String) {
         if self.text.contains(&entry) {
             return;
         }
@@ -656,27 +648,24 @@ impl Peers {
     }
 
     /// The entries as written.
-    pub fn iter(&self) -> impl Iterator<Item = &String> {
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &String> {
         self.text.iter()
     }
 
     /// Number of entries.
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
         self.text.len()
     }
 
-    /// True when there are none.
-    pub fn is_empty(&self) -> bool {
-        self.text.is_empty()
-    }
-
     /// Whether `entry` is listed as written.
-    pub fn contains(&self, entry: &str) -> bool {
+    #[cfg(test)]
+    pub(crate) fn contains(&self, entry: &str) -> bool {
         self.text.contains(entry)
     }
 
     /// Whether `addr:port` is among the peers.
-    pub fn knows(&self, addr: IpAddr, port: u16) -> bool {
+    pub(crate) fn knows(&self, addr: IpAddr, port: u16) -> bool {
         self.exact.contains(&(addr, Some(port)))
             || self.exact.contains(&(addr, None))
             || self.nets.iter().any(|p| p.matches(addr, port))
@@ -695,7 +684,7 @@ impl Baseline {
     }
 
     /// Builds from an already parsed YAML node.
-    pub fn from_node(root: &Node) -> Result<Baseline, PosError> {
+    pub(crate) fn from_node(root: &Node) -> Result<Baseline, PosError> {
         let mut b = Baseline::default();
         let f = root.fields(&["baseline"])?;
         if let Some(m) = f.get("baseline") {
@@ -749,7 +738,7 @@ impl Baseline {
 
     /// Whether the baseline knows `identity` and, if so, whether `addr:port` is among its
     /// peers (`addr` parsed; an address that does not parse is no known peer).
-    pub fn knows(&self, identity: &str, addr: Option<IpAddr>, port: u16) -> Option<bool> {
+    pub(crate) fn knows(&self, identity: &str, addr: Option<IpAddr>, port: u16) -> Option<bool> {
         let peers = self.peers.get(identity)?;
         Some(addr.is_some_and(|a| peers.knows(a, port)))
     }

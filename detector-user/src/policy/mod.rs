@@ -3,4 +3,4 @@
 //! resolver): `identities.yaml` and the learned baseline. It sits below both, over `input`
 //! (the YAML front-end), so neither imports the other for it.
 
-pub mod identities;
+pub(crate) mod identities;

@@ -118,21 +118,21 @@ pub struct SinkStats {
     /// Failed delivery attempts.
     pub failures: AtomicU64,
     /// Alerts dropped (queue or spool full, or the channel to the sink's task full).
-    pub dropped: AtomicU64,
+    pub(crate) dropped: AtomicU64,
     /// In-band overflow alerts delivered.
-    pub overflow_notices: AtomicU64,
+    pub(crate) overflow_notices: AtomicU64,
     /// Alerts held (queue or spool).
-    pub queued: AtomicU64,
+    pub(crate) queued: AtomicU64,
     /// Bytes held.
-    pub queued_bytes: AtomicU64,
+    pub(crate) queued_bytes: AtomicU64,
     /// Alerts found in the spool at start (left by a previous run).
-    pub recovered: AtomicU64,
+    pub(crate) recovered: AtomicU64,
     /// Drops not yet announced in band (channel-full drops are added here by the sender).
     pending_notice: AtomicU64,
 }
 
 /// How long shutdown waits by default for sinks to deliver what they hold.
-pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
+pub(crate) const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
 /// Capacity of the channel from the capture loop to each sink's task.
 const CHANNEL: usize = 16 * 1024;
 /// Records held in memory by a sink without a spool.

@@ -449,7 +449,7 @@ impl SinkSet {
     /// Stops intake, delivers what the sinks hold for at most `timeout`, syncs spools, and
     /// waits for the tasks. What a spool still holds is delivered by the next run; what a
     /// memory queue still holds is logged as lost.
-    pub async fn shutdown(mut self, timeout: Duration) {
+    pub(crate) async fn shutdown(mut self, timeout: Duration) {
         let deadline = Instant::now() + timeout;
         for h in &self.sinks {
             let _ = h.tx.send(Msg::Shutdown(deadline)).await;

@@ -14,17 +14,17 @@ use detector_common::{kind, Header, NetEvent};
 
 /// Connects in flight whose outcome has not been seen yet: SYNs to silent hosts stay here until
 /// the kernel gives up (about two minutes), so the table is bounded and forgets the oldest.
-pub const DEFAULT_CAPACITY: usize = 65_536;
+pub(crate) const DEFAULT_CAPACITY: usize = 65_536;
 
 /// TCP attempts waiting for their outcome, by kernel socket; UDP associations waiting for
 /// their first datagram, by socket cookie.
-pub struct PendingConnects {
+pub(crate) struct PendingConnects {
     by_sock: lru::LruCache<u64, Header>,
     /// Most associations never send (resolvers' address probes): bounded the same way.
     udp: lru::LruCache<u64, Header>,
     /// Outcomes dropped because their attempt was not seen (the agent's own connects, an
     /// attempt lost in the kernel or forgotten at capacity).
-    pub unpaired: u64,
+    pub(crate) unpaired: u64,
 }
 
 impl Default for PendingConnects {
@@ -35,7 +35,7 @@ impl Default for PendingConnects {
 
 impl PendingConnects {
     /// A table holding at most `cap` attempts (at least one).
-    pub fn with_capacity(cap: usize) -> Self {
+    pub(crate) fn with_capacity(cap: usize) -> Self {
         let cap = NonZeroUsize::new(cap).unwrap_or(NonZeroUsize::MIN);
         Self {
             by_sock: lru::LruCache::new(cap),
@@ -46,7 +46,7 @@ impl PendingConnects {
 
     /// Remembers a TCP attempt, or gives an outcome the process of its attempt. Returns
     /// false when the record must be dropped: an outcome whose attempt was never seen.
-    pub fn pair(&mut self, n: &mut NetEvent) -> bool {
+    pub(crate) fn pair(&mut self, n: &mut NetEvent) -> bool {
         match n.hdr.kind {
             kind::CONNECT if n.protocol == libc::IPPROTO_TCP as u16 => {
                 self.by_sock.put(n.sock, n.hdr);
@@ -97,12 +97,14 @@ impl PendingConnects {
     }
 
     /// Attempts waiting for their outcome.
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
         self.by_sock.len()
     }
 
     /// No attempt is waiting.
-    pub fn is_empty(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn is_empty(&self) -> bool {
         self.by_sock.is_empty()
     }
 }

@@ -82,23 +82,23 @@ impl Default for KernelOptions {
 #[derive(Debug, Default, Clone, Copy)]
 pub struct SourceStats {
     /// Records decoded.
-    pub records: u64,
+    pub(crate) records: u64,
     /// Records that failed to decode.
-    pub decode_errors: u64,
+    pub(crate) decode_errors: u64,
     /// Kernel losses reported.
-    pub lost: u64,
+    pub(crate) lost: u64,
     /// Ring-buffer bytes pending when the consumer last woke (before draining).
-    pub ring_pending: u64,
+    pub(crate) ring_pending: u64,
     /// The most seen pending at a wake-up since start.
     pub ring_pending_max: u64,
     /// Consumer wakeups the kernel forced (a burst crossing the wakeup threshold), as of the
     /// last loss check.
-    pub forced_wakeups: u64,
+    pub(crate) forced_wakeups: u64,
     /// Times the consumer went to sleep until the kernel's first record (idle agent).
-    pub sleeps: u64,
+    pub(crate) sleeps: u64,
     /// TCP outcomes dropped because their attempt was not seen (the agent's own connects,
     /// attempts lost in the kernel).
-    pub unpaired_outcomes: u64,
+    pub(crate) unpaired_outcomes: u64,
 }
 
 /// The live source.
@@ -141,7 +141,7 @@ struct LoadedRest {
 }
 
 /// Boot-time clock now, ns.
-pub fn boottime_ns() -> u64 {
+pub(crate) fn boottime_ns() -> u64 {
     let mut ts = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,
@@ -162,7 +162,7 @@ impl KernelSource {
     }
 
     /// Preflight, load, attach, seed the maps.
-    pub fn start(opts: &KernelOptions) -> Result<Self, SourceError> {
+    pub(crate) fn start(opts: &KernelOptions) -> Result<Self, SourceError> {
         let env = preflight::check(opts.btf.as_deref())?;
         let Loaded {
             ebpf,
@@ -238,7 +238,7 @@ impl KernelSource {
     /// Replaces the watch-list patterns (SIGHUP reload) and applies the change to the kernel
     /// map at once; returns the files (added, removed), or none when the patterns are the
     /// same.
-    pub fn set_watch_patterns(
+    pub(crate) fn set_watch_patterns(
         &mut self,
         patterns: Vec<watchlist::Pattern>,
     ) -> Result<Option<(usize, usize)>, SourceError> {
@@ -251,7 +251,7 @@ impl KernelSource {
 
     /// Re-expands the watch list, applies the delta to the kernel map and re-arms inotify on
     /// the directories that matter; returns the files (added, removed).
-    pub fn rescan_watch(&mut self) -> Result<(usize, usize), SourceError> {
+    pub(crate) fn rescan_watch(&mut self) -> Result<(usize, usize), SourceError> {
         self.watch.set_homes(watchlist::homes(&self.passwd));
         // Watch the directories first, then look: a file created in between raises an event
         // (and the next rescan), instead of waiting for the periodic one.
@@ -352,7 +352,7 @@ impl KernelSource {
     /// Waits for records (at most one poll interval) and appends what is there to `out`.
     /// Also turns new kernel losses into in-band `Loss` records and keeps the watch list
     /// current.
-    pub async fn next_batch(&mut self, out: &mut Vec<Record>) -> Result<(), SourceError> {
+    pub(crate) async fn next_batch(&mut self, out: &mut Vec<Record>) -> Result<(), SourceError> {
         let asleep = self.go_to_sleep();
         self.pacer.arm(asleep)?;
         let mut rescan = false;
@@ -490,7 +490,7 @@ impl KernelSource {
     }
 
     /// Records the kernel dropped so far, per CPU (as of the last loss check).
-    pub fn lost_per_cpu(&self) -> &[u64] {
+    pub(crate) fn lost_per_cpu(&self) -> &[u64] {
         &self.lost_seen
     }
 
@@ -510,7 +510,7 @@ impl KernelSource {
     }
 
     /// The ring buffer's position reader, for a metrics endpoint that reads it at each scrape.
-    pub fn ring_fill_reader(&self) -> Option<std::sync::Arc<super::ringfill::RingFill>> {
+    pub(crate) fn ring_fill_reader(&self) -> Option<std::sync::Arc<super::ringfill::RingFill>> {
         self.ring_fill.clone()
     }
 }

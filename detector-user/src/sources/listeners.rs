@@ -8,7 +8,7 @@ use detector_common::{Header, ListenKey, COMM_LEN};
 const TCP_LISTEN: &str = "0A";
 
 /// Parses `/proc/net/tcp{,6}` text: (local port, socket inode) of listening sockets.
-pub fn parse_proc_net_tcp(text: &str) -> Vec<(u16, u64)> {
+pub(crate) fn parse_proc_net_tcp(text: &str) -> Vec<(u16, u64)> {
     text.lines()
         .skip(1)
         .filter_map(|l| {
@@ -53,7 +53,7 @@ fn socket_owners() -> HashMap<u64, u32> {
 
 /// Listeners of the agent's network namespace with a minimal header (tgid, uid, comm); the
 /// enricher fills in the rest from its process table.
-pub fn scan() -> Vec<(ListenKey, Header)> {
+pub(crate) fn scan() -> Vec<(ListenKey, Header)> {
     let netns = std::fs::metadata("/proc/self/ns/net")
         .map(|m| m.ino() as u32)
         .unwrap_or(0);

@@ -305,7 +305,7 @@ pub struct ProgramStatus {
     /// The hook in use, or the preferred one when nothing attached.
     pub hook: String,
     /// Group.
-    pub group: Group,
+    pub(crate) group: Group,
     /// Attached?
     pub attached: bool,
     /// Attached through a fallback: which, and why it exists.
@@ -315,7 +315,7 @@ pub struct ProgramStatus {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     /// What is missing when not attached.
-    pub covers: String,
+    pub(crate) covers: String,
 }
 
 /// How the kernel programs read kernel structures.
@@ -341,7 +341,7 @@ pub struct LoadOptions {
     /// this (0: never; the consumer's timer alone drains the ring).
     pub wakeup_bytes: u32,
     /// Read-record deduplication window.
-    pub read_dedup_ns: u64,
+    pub(crate) read_dedup_ns: u64,
     /// Tgid to exclude (the agent itself).
     pub agent_tgid: u32,
     /// How kernel structures are read.
@@ -376,36 +376,36 @@ pub struct KernelReads {
     pub patched: usize,
     /// Direct mode only: whether `bpf_rdonly_cast` (6.2+) types numbers as pointers; without
     /// it the few members behind a cast are read by helper.
-    pub casts: bool,
+    pub(crate) casts: bool,
     /// Why the helper-call paths are used, when they are.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
 }
 
 /// Loaded and attached programs with the maps userspace uses.
-pub struct Loaded {
+pub(crate) struct Loaded {
     /// Keeps programs, links and maps alive.
-    pub ebpf: Ebpf,
+    pub(crate) ebpf: Ebpf,
     /// Keeps the log map's fd open (closing it breaks loads).
-    pub logger: Option<aya_log::EbpfLogger<&'static dyn log::Log>>,
+    pub(crate) logger: Option<aya_log::EbpfLogger<&'static dyn log::Log>>,
     /// The event ring buffer.
-    pub events: RingBuf<MapData>,
+    pub(crate) events: RingBuf<MapData>,
     /// Per-CPU counters.
-    pub counters: PerCpuArray<MapData, u64>,
+    pub(crate) counters: PerCpuArray<MapData, u64>,
     /// Watched (dev, ino) → id.
-    pub watched: BpfHashMap<MapData, WatchKey, u32>,
+    pub(crate) watched: BpfHashMap<MapData, WatchKey, u32>,
     /// The prefilter bitmap in front of `watched` (one element).
-    pub watch_bits: aya::maps::Array<MapData, [u64; detector_common::watch_bits::WORDS]>,
+    pub(crate) watch_bits: aya::maps::Array<MapData, [u64; detector_common::watch_bits::WORDS]>,
     /// Watched files' names the programs learned → id (userspace deletes retired ids).
-    pub watched_names: BpfHashMap<MapData, detector_common::NameKey, u32>,
+    pub(crate) watched_names: BpfHashMap<MapData, detector_common::NameKey, u32>,
     /// The consumer's "asleep, wake me" flag (one element).
-    pub consumer_idle: aya::maps::Array<MapData, u32>,
+    pub(crate) consumer_idle: aya::maps::Array<MapData, u32>,
     /// Listening ports → listener.
-    pub listeners: BpfHashMap<MapData, ListenKey, detector_common::Header>,
+    pub(crate) listeners: BpfHashMap<MapData, ListenKey, detector_common::Header>,
     /// Per-program state.
-    pub status: Vec<ProgramStatus>,
+    pub(crate) status: Vec<ProgramStatus>,
     /// Direct loads or helper calls.
-    pub reads: KernelReads,
+    pub(crate) reads: KernelReads,
     /// Programs the verifier refused (program, one-line reason).
     rejected: Vec<(String, String)>,
 }
@@ -458,7 +458,7 @@ where
 /// The object's direct loads are patched with this kernel's offsets first ([`ReadMode::Auto`]);
 /// when that is not possible, or the verifier refuses a direct-load program, the unpatched
 /// object is loaded with the helper-call paths selected instead, and `reads` says so.
-pub fn load(env: &Environment, opts: &LoadOptions) -> Result<Loaded, LoadError> {
+pub(crate) fn load(env: &Environment, opts: &LoadOptions) -> Result<Loaded, LoadError> {
     if OBJECT.is_empty() {
         return Err(LoadError::NoObject);
     }

@@ -1,14 +1,16 @@
 //! Where events come from: the kernel (live capture) or a recording.
 
-pub mod connects;
+pub(crate) mod connects;
 pub mod decode;
 pub mod kernel;
-pub mod listeners;
+pub(crate) mod listeners;
 pub mod loader;
 pub mod offsets;
-pub mod pacer;
+pub(crate) mod pacer;
 pub mod preflight;
-pub mod ringfill;
-pub mod stack;
-pub mod watchbits;
+pub(crate) mod ringfill;
+// Only its test reads the kernel programs' stack use (from the built object).
+#[cfg(test)]
+mod stack;
+pub(crate) mod watchbits;
 pub mod watchlist;

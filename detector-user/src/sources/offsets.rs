@@ -29,13 +29,13 @@ pub enum OffsetError {
 }
 
 /// Resolves `a.b.c` member paths against BTF.
-pub struct BtfResolver {
+pub(crate) struct BtfResolver {
     btf: Btf,
 }
 
 impl BtfResolver {
     /// Reads BTF from `path`.
-    pub fn open(path: &Path) -> Result<Self, OffsetError> {
+    pub(crate) fn open(path: &Path) -> Result<Self, OffsetError> {
         let btf = Btf::from_file(path).map_err(|e| OffsetError::Btf {
             path: path.display().to_string(),
             msg: e.to_string(),
@@ -92,7 +92,7 @@ impl BtfResolver {
     }
 
     /// Byte offset of `path` (`"f_path.dentry"`) inside `struct root`.
-    pub fn offset(&self, root: &str, path: &str) -> Option<u32> {
+    pub(crate) fn offset(&self, root: &str, path: &str) -> Option<u32> {
         let mut agg = self.struct_named(root)?;
         let mut total = 0u32;
         let parts: Vec<&str> = path.split('.').collect();
@@ -108,7 +108,7 @@ impl BtfResolver {
 
     /// All offsets of [`KernelOffsets`]; members that are missing stay [`NO_OFFSET`] unless the
     /// capture cannot work without them.
-    pub fn kernel_offsets(&self) -> Result<KernelOffsets, OffsetError> {
+    pub(crate) fn kernel_offsets(&self) -> Result<KernelOffsets, OffsetError> {
         let o = |root: &str, path: &str| self.offset(root, path).unwrap_or(NO_OFFSET);
         let mut k = KernelOffsets::unset();
         k.task_real_parent = o("task_struct", "real_parent");
@@ -173,14 +173,14 @@ impl BtfResolver {
 /// An object file's bytes in 8-byte-aligned storage: the ELF reader (in aya and here) reads
 /// headers in place and needs them aligned, as `include_bytes_aligned!` provides for the
 /// embedded original.
-pub struct AlignedObject {
+pub(crate) struct AlignedObject {
     words: Vec<u64>,
     len: usize,
 }
 
 impl AlignedObject {
     /// Copies `bytes`.
-    pub fn new(bytes: &[u8]) -> Self {
+    pub(crate) fn new(bytes: &[u8]) -> Self {
         let mut words = vec![0u64; bytes.len().div_ceil(8)];
         for (w, chunk) in words.iter_mut().zip(bytes.chunks(8)) {
             let mut b = [0u8; 8];
@@ -194,7 +194,7 @@ impl AlignedObject {
     }
 
     /// The bytes.
-    pub fn bytes(&self) -> &[u8] {
+    pub(crate) fn bytes(&self) -> &[u8] {
         // SAFETY: `words` owns at least `len` initialised bytes; u8 has no alignment or
         // validity requirements, and the borrow ties the slice to `self`.
         unsafe { std::slice::from_raw_parts(self.words.as_ptr().cast::<u8>(), self.len) }
@@ -208,24 +208,24 @@ impl AlignedObject {
 
 /// This kernel's values for the object's placeholders.
 #[derive(Debug, Clone, Default)]
-pub struct DirectTable {
+pub(crate) struct DirectTable {
     /// Member placeholder → offset.
-    pub members: Vec<(i16, i16)>,
+    pub(crate) members: Vec<(i16, i16)>,
     /// BTF id of the `bpf_rdonly_cast` kfunc (6.2+); `None` where the kernel lacks it: the
     /// casts are patched into plain moves the programs never reach (`KernelOffsets::has_cast`).
-    pub rdonly_cast: Option<u32>,
+    pub(crate) rdonly_cast: Option<u32>,
     /// Type placeholder → BTF id.
-    pub types: Vec<(i32, u32)>,
+    pub(crate) types: Vec<(i32, u32)>,
 }
 
 /// The object with its direct loads patched, and how many instructions were rewritten.
-pub struct PatchedObject {
+pub(crate) struct PatchedObject {
     /// The patched object.
-    pub object: AlignedObject,
+    pub(crate) object: AlignedObject,
     /// Instructions rewritten.
-    pub patched: usize,
+    pub(crate) patched: usize,
     /// True when the casts are real `bpf_rdonly_cast` calls (see [`DirectTable::rdonly_cast`]).
-    pub casts: bool,
+    pub(crate) casts: bool,
 }
 
 const BPF_LDX_MEM: [u8; 4] = [0x61, 0x69, 0x71, 0x79];
@@ -241,7 +241,7 @@ const SHF_EXECINSTR: u64 = 0x4;
 impl BtfResolver {
     /// This kernel's value for every [`direct`] placeholder, or why one cannot be had (a
     /// member this kernel lacks, or one beyond the 16-bit reach of an instruction offset).
-    pub fn direct_table(&self) -> Result<DirectTable, OffsetError> {
+    pub(crate) fn direct_table(&self) -> Result<DirectTable, OffsetError> {
         let members = self.direct_offsets()?;
         let id_of = |name: &str, want: fn(&Type) -> bool| -> Result<u32, OffsetError> {
             let ids = self
@@ -269,7 +269,7 @@ impl BtfResolver {
     }
 
     /// Member offsets of [`Self::direct_table`].
-    pub fn direct_offsets(&self) -> Result<Vec<(i16, i16)>, OffsetError> {
+    pub(crate) fn direct_offsets(&self) -> Result<Vec<(i16, i16)>, OffsetError> {
         let fit = |what: String, off: Option<u32>| -> Result<i16, OffsetError> {
             let off = off.ok_or_else(|| OffsetError::Direct(format!("no member `{what}`")))?;
             i16::try_from(off).map_err(|_| {
@@ -306,7 +306,7 @@ impl BtfResolver {
 
     /// Copies `object` (an eBPF ELF) and rewrites the offset of every load whose offset is a
     /// [`direct`] placeholder with this kernel's member offset.
-    pub fn patch_direct_loads(&self, object: &[u8]) -> Result<PatchedObject, OffsetError> {
+    pub(crate) fn patch_direct_loads(&self, object: &[u8]) -> Result<PatchedObject, OffsetError> {
         let table = self.direct_table()?;
         patch_loads(object, &table)
     }
@@ -317,7 +317,10 @@ impl BtfResolver {
 /// with BTF ids — or, on a kernel without the kfunc, into `r0 = r1`: the verifier resolves
 /// every kfunc call up front, even on a branch it will prune, so the call cannot stay. Every
 /// placeholder found must be in the table.
-pub fn patch_loads(object: &[u8], table: &DirectTable) -> Result<PatchedObject, OffsetError> {
+pub(crate) fn patch_loads(
+    object: &[u8],
+    table: &DirectTable,
+) -> Result<PatchedObject, OffsetError> {
     let bad = |m: String| OffsetError::Direct(m);
     let file = object::File::parse(object).map_err(|e| bad(format!("eBPF object: {e}")))?;
     let mut ranges = Vec::new();
@@ -405,7 +408,7 @@ pub fn patch_loads(object: &[u8], table: &DirectTable) -> Result<PatchedObject, 
 /// Fault injection for tests of the degraded paths: a copy of `object` whose program `name`
 /// starts by reading an uninitialised register, which every verifier refuses
 /// (`R9 !read_ok`). Never used by the agent outside tests.
-pub fn poison_program(object: &[u8], name: &str) -> Result<AlignedObject, OffsetError> {
+pub(crate) fn poison_program(object: &[u8], name: &str) -> Result<AlignedObject, OffsetError> {
     use object::ObjectSymbol as _;
     let bad = |m: String| OffsetError::Direct(m);
     let file = object::File::parse(object).map_err(|e| bad(format!("eBPF object: {e}")))?;
@@ -432,13 +435,13 @@ pub fn poison_program(object: &[u8], name: &str) -> Result<AlignedObject, Offset
 
 /// One tracepoint's `format` file, parsed.
 #[derive(Debug, Default, Clone)]
-pub struct TracepointFormat {
+pub(crate) struct TracepointFormat {
     fields: Vec<(String, u32)>,
 }
 
 impl TracepointFormat {
     /// Parses the text of a `format` file.
-    pub fn parse(text: &str) -> Self {
+    pub(crate) fn parse(text: &str) -> Self {
         let mut fields = Vec::new();
         for line in text.lines() {
             let line = line.trim();
@@ -472,7 +475,7 @@ impl TracepointFormat {
     }
 
     /// Offset of `name`, or [`NO_OFFSET`].
-    pub fn offset(&self, name: &str) -> u32 {
+    pub(crate) fn offset(&self, name: &str) -> u32 {
         self.fields
             .iter()
             .find(|(n, _)| n == name)
@@ -482,7 +485,7 @@ impl TracepointFormat {
 }
 
 /// Reads the `format` of `category/name` under a mounted tracefs; empty when absent.
-pub fn read_format(tracefs: &Path, category: &str, name: &str) -> TracepointFormat {
+pub(crate) fn read_format(tracefs: &Path, category: &str, name: &str) -> TracepointFormat {
     let p = tracefs
         .join("events")
         .join(category)
@@ -531,7 +534,7 @@ pub fn tracepoint_offsets(tracefs: &Path) -> TracepointOffsets {
 }
 
 /// Which compiled-in layouts ([`tp_fixed`]) match the offsets read from tracefs.
-pub fn fixed_layout(t: &TracepointOffsets) -> u32 {
+pub(crate) fn fixed_layout(t: &TracepointOffsets) -> u32 {
     use detector_common::tp_fixed as f;
     let eq = |got: u32, want: usize| got as usize == want;
     let mut bits = 0;

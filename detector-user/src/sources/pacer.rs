@@ -19,12 +19,12 @@ use tokio::io::unix::AsyncFd;
 const ACTIVE_FOR: Duration = Duration::from_millis(50);
 
 /// No records for this long: the consumer may sleep until the kernel wakes it.
-pub const ASLEEP_AFTER: Duration = Duration::from_millis(200);
+pub(crate) const ASLEEP_AFTER: Duration = Duration::from_millis(200);
 
 /// Asleep, the consumer still looks this often: housekeeping, and the bound on how long a
 /// record can wait if it raced the consumer going to sleep (the kernel's check of the flag is
 /// not ordered after its reservation).
-pub const ASLEEP_SAFETY: Duration = Duration::from_millis(25);
+pub(crate) const ASLEEP_SAFETY: Duration = Duration::from_millis(25);
 
 struct TimerFd(OwnedFd);
 
@@ -35,7 +35,7 @@ impl AsRawFd for TimerFd {
 }
 
 /// An adaptive one-shot timer.
-pub struct Pacer {
+pub(crate) struct Pacer {
     fd: AsyncFd<TimerFd>,
     idle: Duration,
     active: Duration,
@@ -47,7 +47,7 @@ pub struct Pacer {
 
 impl Pacer {
     /// A pacer waiting `active` while records flow and `idle` otherwise.
-    pub fn new(idle: Duration, active: Duration) -> io::Result<Self> {
+    pub(crate) fn new(idle: Duration, active: Duration) -> io::Result<Self> {
         // SAFETY: plain syscall; the fd is owned below.
         let fd = unsafe {
             libc::timerfd_create(
@@ -73,26 +73,26 @@ impl Pacer {
     }
 
     /// Lets the pacer sleep when idle: the caller raises the kernel's wake flag first.
-    pub fn allow_sleep(&mut self) {
+    pub(crate) fn allow_sleep(&mut self) {
         self.can_sleep = true;
     }
 
     /// Whether the next wait may be a sleep (nothing for [`ASLEEP_AFTER`]).
-    pub fn would_sleep(&self) -> bool {
+    pub(crate) fn would_sleep(&self) -> bool {
         self.can_sleep
             && self.last_records.unwrap_or(self.started).elapsed() >= ASLEEP_AFTER
             && self.idle < ASLEEP_SAFETY
     }
 
     /// Tells the pacer whether the last look found records.
-    pub fn saw(&mut self, records: usize) {
+    pub(crate) fn saw(&mut self, records: usize) {
         if records > 0 {
             self.last_records = Some(Instant::now());
         }
     }
 
     /// The interval the next wait uses when not asleep.
-    pub fn interval(&self) -> Duration {
+    pub(crate) fn interval(&self) -> Duration {
         match self.last_records {
             Some(t) if t.elapsed() < ACTIVE_FOR => self.active,
             _ => self.idle,
@@ -101,7 +101,7 @@ impl Pacer {
 
     /// Arms the timer for the current interval, or the safety interval when `asleep` (the
     /// caller raised the kernel's wake flag and found the ring empty after it).
-    pub fn arm(&mut self, asleep: bool) -> io::Result<()> {
+    pub(crate) fn arm(&mut self, asleep: bool) -> io::Result<()> {
         let d = if asleep {
             ASLEEP_SAFETY
         } else {
@@ -135,7 +135,7 @@ impl Pacer {
 
     /// Waits until the armed timer fires (cancel-safe: dropping the future leaves the timer
     /// armed, and the next `arm` re-arms it).
-    pub async fn fired(&self) -> io::Result<()> {
+    pub(crate) async fn fired(&self) -> io::Result<()> {
         loop {
             let mut guard = self.fd.readable().await?;
             let mut buf = [0u8; 8];

@@ -30,9 +30,9 @@ pub struct Environment {
     /// Root of the cgroup v2 hierarchy.
     pub cgroup2: PathBuf,
     /// Kernel BTF.
-    pub btf: PathBuf,
+    pub(crate) btf: PathBuf,
     /// What preflight had to do (mounted tracefs/bpffs), for the log.
-    pub notes: Vec<String>,
+    pub(crate) notes: Vec<String>,
 }
 
 const CAP_SYS_ADMIN: u32 = 21;
@@ -52,7 +52,7 @@ fn effective_caps() -> u64 {
 }
 
 /// True when the process may load and attach our programs.
-pub fn privileged() -> bool {
+pub(crate) fn privileged() -> bool {
     let caps = effective_caps();
     let has = |c: u32| caps & (1u64 << c) != 0;
     has(CAP_SYS_ADMIN) || (has(CAP_BPF) && has(CAP_PERFMON))
@@ -96,7 +96,7 @@ fn mount(fstype: &str, target: &Path) -> Result<(), String> {
 
 /// Finds a mounted tracefs, mounting it at /sys/kernel/tracing when needed (a fresh machine
 /// often has none; aya needs it to attach tracepoints).
-pub fn ensure_tracefs(notes: &mut Vec<String>) -> Result<PathBuf, PreflightError> {
+pub(crate) fn ensure_tracefs(notes: &mut Vec<String>) -> Result<PathBuf, PreflightError> {
     for p in ["/sys/kernel/tracing", "/sys/kernel/debug/tracing"] {
         let p = Path::new(p);
         if magic_of(p) == Some(TRACEFS_MAGIC) {
@@ -114,7 +114,7 @@ pub fn ensure_tracefs(notes: &mut Vec<String>) -> Result<PathBuf, PreflightError
 }
 
 /// Mounts bpffs at /sys/fs/bpf when absent. Nothing is pinned today, so a failure is only noted.
-pub fn ensure_bpffs(notes: &mut Vec<String>) {
+pub(crate) fn ensure_bpffs(notes: &mut Vec<String>) {
     let p = Path::new("/sys/fs/bpf");
     if magic_of(p) == Some(BPF_FS_MAGIC) {
         return;
@@ -140,7 +140,7 @@ pub fn cgroup2_root() -> Result<PathBuf, PreflightError> {
 }
 
 /// This kernel's release (`uname -r`).
-pub fn kernel_release() -> String {
+pub(crate) fn kernel_release() -> String {
     std::fs::read_to_string("/proc/sys/kernel/osrelease")
         .map(|s| s.trim().to_string())
         .unwrap_or_else(|_| "unknown".into())

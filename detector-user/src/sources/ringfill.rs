@@ -16,7 +16,7 @@ use std::{
 
 /// A read-only view of a ring buffer's positions.
 #[derive(Debug)]
-pub struct RingFill {
+pub(crate) struct RingFill {
     base: NonNull<libc::c_void>,
     page: usize,
     capacity: u64,
@@ -29,7 +29,7 @@ unsafe impl Sync for RingFill {}
 
 impl RingFill {
     /// Maps the positions of the ring buffer behind `fd`, whose data area is `capacity` bytes.
-    pub fn new(fd: RawFd, capacity: u64) -> std::io::Result<Self> {
+    pub(crate) fn new(fd: RawFd, capacity: u64) -> std::io::Result<Self> {
         // SAFETY: sysconf has no preconditions.
         let page = usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) })
             .map_err(|_| std::io::Error::other("page size"))?;
@@ -66,14 +66,14 @@ impl RingFill {
     }
 
     /// Bytes produced and not yet consumed (never more than the capacity).
-    pub fn pending(&self) -> u64 {
+    pub(crate) fn pending(&self) -> u64 {
         let cons = self.pos(0);
         let prod = self.pos(1);
         prod.saturating_sub(cons).min(self.capacity)
     }
 
     /// The data area's size in bytes.
-    pub fn capacity(&self) -> u64 {
+    pub(crate) fn capacity(&self) -> u64 {
         self.capacity
     }
 }

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use object::{Object as _, ObjectSection as _, ObjectSymbol as _, RelocationTarget, SymbolKind};
 
 /// The verifier's limit on the combined stack of a call chain.
-pub const MAX_BPF_STACK: u32 = 512;
+pub(crate) const MAX_BPF_STACK: u32 = 512;
 
 /// `call` with `src_reg` = `BPF_PSEUDO_CALL`: a call to a function of the object.
 const BPF_CALL: u8 = 0x85;
@@ -37,7 +37,7 @@ struct Function {
 }
 
 /// Combined stack depth of every entry point (program name → bytes, frames rounded to 32).
-pub fn combined_depths(object_bytes: &[u8]) -> Result<Vec<(String, u32)>, String> {
+pub(crate) fn combined_depths(object_bytes: &[u8]) -> Result<Vec<(String, u32)>, String> {
     let file = object::File::parse(object_bytes).map_err(|e| e.to_string())?;
     let mut funcs: HashMap<String, Function> = HashMap::new();
     for sym in file.symbols() {

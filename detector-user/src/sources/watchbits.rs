@@ -11,7 +11,7 @@
 use detector_common::{watch_bits, WatchKey};
 
 /// The bitmap as last written to the kernel, and how many removed keys may still own bits.
-pub struct WatchBits {
+pub(crate) struct WatchBits {
     words: Box<[u64; watch_bits::WORDS]>,
     stale: usize,
 }
@@ -28,7 +28,7 @@ impl Default for WatchBits {
 impl WatchBits {
     /// Applies a change of the watch list; `live` is every key watched after it. Returns
     /// true when the bitmap changed and must be written to the kernel.
-    pub fn update<'a>(
+    pub(crate) fn update<'a>(
         &mut self,
         added: impl IntoIterator<Item = &'a WatchKey>,
         removed: usize,
@@ -58,13 +58,14 @@ impl WatchBits {
     }
 
     /// Whether a key's bit is set (what the kernel tests).
-    pub fn maybe(&self, k: &WatchKey) -> bool {
+    #[cfg(test)]
+    pub(crate) fn maybe(&self, k: &WatchKey) -> bool {
         let (w, m) = watch_bits::slot(k.dev, k.ino);
         self.words[w] & m != 0
     }
 
     /// The bitmap to write to the kernel map.
-    pub fn words(&self) -> &[u64; watch_bits::WORDS] {
+    pub(crate) fn words(&self) -> &[u64; watch_bits::WORDS] {
         &self.words
     }
 }

@@ -12,27 +12,27 @@ use std::{
 use detector_common::WatchKey;
 
 /// The embedded default list.
-pub const DEFAULT_LIST: &str = include_str!("watchlist.default");
+pub(crate) const DEFAULT_LIST: &str = include_str!("watchlist.default");
 
 /// A watch-list syntax error.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[error("{source_name}:{line}: {msg}")]
 pub struct WatchListError {
     /// File name (or `<embedded>`).
-    pub source_name: String,
+    pub(crate) source_name: String,
     /// 1-based line.
-    pub line: usize,
+    pub(crate) line: usize,
     /// What is wrong.
-    pub msg: String,
+    pub(crate) msg: String,
 }
 
 /// One pattern line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Pattern {
     /// Glob, `~/` for every home.
-    pub glob: String,
+    pub(crate) glob: String,
     /// Category reported in events.
-    pub category: String,
+    pub(crate) category: String,
 }
 
 const CATEGORIES: &[&str] = &[
@@ -86,7 +86,7 @@ pub fn parse(text: &str, source_name: &str) -> Result<Vec<Pattern>, WatchListErr
 }
 
 /// Home directories of every user (from /etc/passwd) plus /root.
-pub fn homes(passwd: &Path) -> Vec<PathBuf> {
+pub(crate) fn homes(passwd: &Path) -> Vec<PathBuf> {
     let mut v: Vec<PathBuf> = std::fs::read_to_string(passwd)
         .unwrap_or_default()
         .lines()
@@ -152,7 +152,7 @@ fn pattern_dirs(g: &str, out: &mut Vec<PathBuf>) {
 }
 
 /// Kernel encoding of a device number (`MAJOR << 20 | MINOR`), as `sb->s_dev` holds it.
-pub fn kernel_dev(st_dev: u64) -> u64 {
+pub(crate) fn kernel_dev(st_dev: u64) -> u64 {
     let major = libc::major(st_dev) as u64;
     let minor = libc::minor(st_dev) as u64;
     (major << 20) | minor
@@ -160,19 +160,19 @@ pub fn kernel_dev(st_dev: u64) -> u64 {
 
 /// A watched file that exists now.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Watched {
+pub(crate) struct Watched {
     /// Path as found.
-    pub path: PathBuf,
+    pub(crate) path: PathBuf,
     /// Category.
-    pub category: String,
+    pub(crate) category: String,
     /// Kernel identity.
-    pub key: WatchKey,
+    pub(crate) key: WatchKey,
     /// Modification time (seconds since the epoch), for credential-age rules.
-    pub mtime: i64,
+    pub(crate) mtime: i64,
 }
 
 /// How many removed files [`WatchList::get`] still knows.
-pub const RETIRED_KEPT: usize = 256;
+pub(crate) const RETIRED_KEPT: usize = 256;
 
 /// The current set, with stable ids per (dev, inode).
 #[derive(Debug, Default)]
@@ -193,16 +193,16 @@ pub struct WatchList {
 
 /// What a rescan changed, to apply to the kernel map.
 #[derive(Debug, Default, PartialEq, Eq)]
-pub struct Delta {
+pub(crate) struct Delta {
     /// New keys.
-    pub added: Vec<(WatchKey, u32)>,
+    pub(crate) added: Vec<(WatchKey, u32)>,
     /// Keys no longer watched.
-    pub removed: Vec<WatchKey>,
+    pub(crate) removed: Vec<WatchKey>,
 }
 
 impl WatchList {
     /// A list over `patterns` for `homes`.
-    pub fn new(patterns: Vec<Pattern>, homes: Vec<PathBuf>) -> Self {
+    pub(crate) fn new(patterns: Vec<Pattern>, homes: Vec<PathBuf>) -> Self {
         Self {
             patterns,
             homes,
@@ -212,18 +212,18 @@ impl WatchList {
     }
 
     /// The patterns in force.
-    pub fn patterns(&self) -> &[Pattern] {
+    pub(crate) fn patterns(&self) -> &[Pattern] {
         &self.patterns
     }
 
     /// Replaces the patterns (config reload); the next [`WatchList::rescan`] applies them.
     /// Files still matched keep their ids.
-    pub fn set_patterns(&mut self, patterns: Vec<Pattern>) {
+    pub(crate) fn set_patterns(&mut self, patterns: Vec<Pattern>) {
         self.patterns = patterns;
     }
 
     /// Replaces the homes (users come and go).
-    pub fn set_homes(&mut self, homes: Vec<PathBuf>) {
+    pub(crate) fn set_homes(&mut self, homes: Vec<PathBuf>) {
         self.homes = homes;
     }
 
@@ -248,7 +248,7 @@ impl WatchList {
     /// exist yet (a pod scheduled after start: `pods/<uid>/volumes/…/token`, a user's first
     /// `~/.ssh`) is seen from the moment each directory appears; plus the directory of every
     /// watched file (replacement by rename).
-    pub fn directories(&self) -> Vec<PathBuf> {
+    pub(crate) fn directories(&self) -> Vec<PathBuf> {
         let mut dirs: Vec<PathBuf> = Vec::new();
         for (g, _) in self.expanded() {
             pattern_dirs(&g, &mut dirs);
@@ -265,7 +265,7 @@ impl WatchList {
     }
 
     /// Re-expands every pattern and stats the matches. Returns what changed.
-    pub fn rescan(&mut self) -> Delta {
+    pub(crate) fn rescan(&mut self) -> Delta {
         let mut found: HashMap<WatchKey, Watched> = HashMap::new();
         for (g, category) in self.expanded() {
             let Ok(paths) = glob::glob(&g) else { continue };
@@ -336,12 +336,12 @@ impl WatchList {
     }
 
     /// Changes whenever a rescan found something new, gone, renamed or modified.
-    pub fn generation(&self) -> u64 {
+    pub(crate) fn generation(&self) -> u64 {
         self.generation
     }
 
     /// Every watched file (as of the last rescan), in id order.
-    pub fn iter(&self) -> impl Iterator<Item = &Watched> {
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &Watched> {
         self.by_id.values()
     }
 
@@ -356,14 +356,14 @@ impl WatchList {
     }
 
     /// Whether `id` is a file watched now (not a retired one).
-    pub fn is_live(&self, id: u32) -> bool {
+    pub(crate) fn is_live(&self, id: u32) -> bool {
         self.by_id.contains_key(&id)
     }
 
     /// The watched file with this id.
     /// A file removed from the list lately is still found (the last [`RETIRED_KEPT`]): ids
     /// are never reused, so it is the file the kernel matched.
-    pub fn get(&self, id: u32) -> Option<&Watched> {
+    pub(crate) fn get(&self, id: u32) -> Option<&Watched> {
         self.by_id.get(&id).or_else(|| {
             self.retired
                 .iter()
@@ -374,12 +374,13 @@ impl WatchList {
     }
 
     /// Number of files watched.
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.by_id.len()
     }
 
     /// True when nothing is watched.
-    pub fn is_empty(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn is_empty(&self) -> bool {
         self.by_id.is_empty()
     }
 }

@@ -20,6 +20,10 @@ use std::{
 
 use detector::{capture::LiveCapture, sources::watchlist};
 
+/// While set, the agent's consumer does not read the ring buffer (`--paused-phase`): what the
+/// kernel side costs the workload without the consumer's work on the other CPU.
+static CONSUMER_PAUSED: AtomicBool = AtomicBool::new(false);
+
 fn pin(cpu: usize) {
     // SAFETY: plain cpu_set_t manipulation and a syscall on the current thread.
     unsafe {
@@ -186,6 +190,10 @@ fn start_agent(watch: &str, hooks_files: bool, helper_reads: bool) -> Running {
             // read), so that each workload's losses can be told apart.
             let mut published = Instant::now();
             while !s.load(Ordering::Relaxed) {
+                if CONSUMER_PAUSED.load(Ordering::Relaxed) {
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                    continue;
+                }
                 buf.clear();
                 cap.next_events(&mut buf).await.expect("capture");
                 e.fetch_add(buf.len() as u64, Ordering::Relaxed);
@@ -582,6 +590,13 @@ fn main() {
         args.drain(i..(i + 2).min(args.len()));
         v.expect("--ops takes a number")
     });
+    // `--paused-phase`: a fifth phase, direct loads with the consumer paused while the workload
+    // runs (its records wait in the ring buffer; keep `--ops` small enough for them to fit).
+    let paused_phase = args
+        .iter()
+        .position(|a| a == "--paused-phase")
+        .map(|i| args.remove(i))
+        .is_some();
     let rounds: usize = args.first().and_then(|s| s.parse().ok()).unwrap_or(5);
     let dir = std::path::PathBuf::from(format!("/var/tmp/kbench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("dir");
@@ -611,6 +626,7 @@ fn main() {
     let mut helper: Vec<Vec<f64>> = vec![Vec::new(); loads.len()];
     // Floor phase: the empty calibration programs on every hook (see `start_floor`).
     let mut floor: Vec<Vec<f64>> = vec![Vec::new(); loads.len()];
+    let mut paused: Vec<Vec<f64>> = vec![Vec::new(); loads.len()];
     let mut emitted = 0u64;
     let mut lost = 0u64;
     // Per workload, over both attached phases: (records consumed, kernel losses).
@@ -640,6 +656,18 @@ fn main() {
             let (e, l) = stop_agent(agent);
             emitted += e;
             lost += l;
+        }
+        // E (optional): direct loads, consumer paused during each workload.
+        if paused_phase {
+            let agent = start_agent(&watch, true, false);
+            settle(&agent);
+            for (i, w) in loads.iter().enumerate() {
+                CONSUMER_PAUSED.store(true, Ordering::Relaxed);
+                paused[i].push(measure(w));
+                CONSUMER_PAUSED.store(false, Ordering::Relaxed);
+                settle(&agent);
+            }
+            let _ = stop_agent(agent);
         }
         // D: only empty programs on the same hooks (the floor).
         let calib = start_floor();
@@ -699,6 +727,25 @@ fn main() {
         ma - mb
     );
     println!();
+    if paused_phase {
+        println!();
+        println!("| workload | base ns/op | direct ns/op | direct, consumer paused ns/op | ns added direct | ns added paused | ratio paused (median) | paused min–max |");
+        println!("|---|---:|---:|---:|---:|---:|---|---|");
+        for (i, w) in loads.iter().enumerate() {
+            let (mb, ma, mp) = (
+                median(&mut base[i].clone()),
+                median(&mut att[i].clone()),
+                median(&mut paused[i].clone()),
+            );
+            println!(
+                "| {} | {mb:.0} | {ma:.0} | {mp:.0} | {:.0} | {:.0} | {} |",
+                w.0,
+                ma - mb,
+                mp - mb,
+                ratio(&base[i], &paused[i])
+            );
+        }
+    }
     println!("records consumed in attached phases: {emitted}, kernel losses: {lost}");
     println!();
     println!(

@@ -55,37 +55,8 @@ fn exceptions(
                 ));
             }
             let mut all = Vec::new();
-            for ((field, comp), v) in fields.iter().zip(&comps).zip(vals) {
-                let op = match comp.as_str() {
-                    "=" => "eq",
-                    "in" | "glob" | "prefix" | "suffix" | "contains" | "cidr" | "regex" => {
-                        comp.as_str()
-                    }
-                    other => {
-                        return Err(PosError::new(
-                            &tuple.pos,
-                            format!("unknown exception comparison {}", excerpt(other)),
-                        ))
-                    }
-                };
-                // Reuse the condition compiler so exceptions get the same checks and positions.
-                let key = Node {
-                    value: yaml::Value::Str(field.path().into()),
-                    pos: v.pos.clone(),
-                };
-                let opk = Node {
-                    value: yaml::Value::Str(op.into()),
-                    pos: v.pos.clone(),
-                };
-                let inner = Node {
-                    value: yaml::Value::Map(vec![(opk, v.clone())]),
-                    pos: v.pos.clone(),
-                };
-                let map = Node {
-                    value: yaml::Value::Map(vec![(key, inner)]),
-                    pos: v.pos.clone(),
-                };
-                all.push(cond::compile(&map, lists)?);
+            for ((&field, comp), v) in fields.iter().zip(&comps).zip(vals) {
+                all.push(exception_value(field, comp, v, &tuple.pos, lists)?);
             }
             any.push(Cond::All(all));
         }
@@ -93,6 +64,47 @@ fn exceptions(
     Ok(Cond::Any(any))
 }
 
+/// One value of an exception tuple (`field comp v`) as a condition; `tuple` is where the
+/// tuple is.
+fn exception_value(
+    field: Field,
+    comp: &str,
+    v: &Node,
+    tuple: &Pos,
+    lists: &Lists,
+) -> Result<Cond, PosError> {
+    let op = match comp {
+        "=" => "eq",
+        "in" | "glob" | "prefix" | "suffix" | "contains" | "cidr" | "regex" => comp,
+        other => {
+            return Err(PosError::new(
+                tuple,
+                format!("unknown exception comparison {}", excerpt(other)),
+            ))
+        }
+    };
+    // Reuse the condition compiler so exceptions get the same checks and positions.
+    let key = Node {
+        value: yaml::Value::Str(field.path().into()),
+        pos: v.pos.clone(),
+    };
+    let opk = Node {
+        value: yaml::Value::Str(op.into()),
+        pos: v.pos.clone(),
+    };
+    let inner = Node {
+        value: yaml::Value::Map(vec![(opk, v.clone())]),
+        pos: v.pos.clone(),
+    };
+    let map = Node {
+        value: yaml::Value::Map(vec![(key, inner)]),
+        pos: v.pos.clone(),
+    };
+    cond::compile(&map, lists)
+}
+
+/// Compiles one rule (its references to lists and other rules resolved); problems in its
+/// condition beyond the first go to `errs`, warnings to `warns`.
 pub(super) fn compile_rule(
     raw: &RawRule<'_>,
     lists: &Lists,
@@ -114,6 +126,75 @@ pub(super) fn compile_rule(
             "severity must be info, low, medium, high or critical",
         )
     })?;
+    let attack = attack_ids(&f)?;
+    if let Some(e) = f.get("enabled") {
+        e.as_bool()?;
+    }
+    let alert = f
+        .get("alert")
+        .map(|n| n.as_bool())
+        .transpose()?
+        .unwrap_or(true);
+    let suppress = f
+        .get("suppress")
+        .map(duration)
+        .transpose()?
+        .unwrap_or(300 * 1_000_000_000);
+    let group_by = match f.get("group-by") {
+        Some(n) => fields_list(n)?,
+        None => vec![Field::Identity, Field::Exe],
+    };
+    let body = rule_body(&f, lists, index, raws, errs, warns)?;
+    Ok(Rule {
+        id: raw.id.clone(),
+        title,
+        severity,
+        attack,
+        alert,
+        suppress,
+        group_by,
+        pos: raw.node.pos.clone(),
+        body,
+    })
+}
+
+/// A rule's body from its fields `f`: an event rule's condition or a correlation.
+fn rule_body(
+    f: &yaml::Fields<'_>,
+    lists: &Lists,
+    index: &HashMap<&str, usize>,
+    raws: &[RawRule<'_>],
+    errs: &mut Vec<PosError>,
+    warns: &mut Vec<PosError>,
+) -> Result<Body, PosError> {
+    Ok(match (f.get("condition"), f.get("correlation")) {
+        (Some(c), None) => event_body(c, f, lists, errs, warns)?,
+        (None, Some(c)) => {
+            if f.get("exceptions").is_some() {
+                return Err(PosError::new(
+                    &f.pos,
+                    "exceptions belong on the event rules a correlation references",
+                ));
+            }
+            Body::Correlation(compile_corr(c, index, raws)?)
+        }
+        (Some(_), Some(_)) => {
+            return Err(PosError::new(
+                &f.pos,
+                "a rule has either `condition` or `correlation`, not both",
+            ))
+        }
+        (None, None) => {
+            return Err(PosError::new(
+                &f.pos,
+                "a rule needs `condition` or `correlation`",
+            ))
+        }
+    })
+}
+
+/// A rule's `attack` technique ids (T1234 or T1234.001).
+fn attack_ids(f: &yaml::Fields<'_>) -> Result<Vec<String>, PosError> {
     let mut attack = Vec::new();
     for a in f
         .get("attack")
@@ -137,92 +218,50 @@ pub(super) fn compile_rule(
         }
         attack.push(s.to_string());
     }
-    if let Some(e) = f.get("enabled") {
-        e.as_bool()?;
+    Ok(attack)
+}
+
+/// An event rule's body: its condition `c` (every problem in it goes to `errs`, the first
+/// is returned), the kinds it is limited to, and its exceptions (from the rule's fields `f`).
+fn event_body(
+    c: &Node,
+    f: &yaml::Fields<'_>,
+    lists: &Lists,
+    errs: &mut Vec<PosError>,
+    warns: &mut Vec<PosError>,
+) -> Result<Body, PosError> {
+    let mut cerrs = Vec::new();
+    let compiled = cond::compile_collect(c, lists, &mut cerrs);
+    let mut cond = match compiled {
+        Some(c) if cerrs.is_empty() => c,
+        _ => {
+            let first = if cerrs.is_empty() {
+                PosError::new(&c.pos, "invalid condition")
+            } else {
+                cerrs.remove(0)
+            };
+            errs.extend(cerrs);
+            return Err(first);
+        }
+    };
+    let kinds = match cond.kinds() {
+        Some(ks) => Some(
+            ks.iter()
+                .map(|k| {
+                    kind_of(k).ok_or_else(|| PosError::new(&c.pos, format!("unknown kind `{k}`")))
+                })
+                .collect::<Result<Vec<_>, _>>()?,
+        ),
+        None => None,
+    };
+    if kinds.is_some() {
+        cond = cond.without_index_kind();
     }
-    let alert = f
-        .get("alert")
-        .map(|n| n.as_bool())
-        .transpose()?
-        .unwrap_or(true);
-    let suppress = f
-        .get("suppress")
-        .map(duration)
-        .transpose()?
-        .unwrap_or(300 * 1_000_000_000);
-    let group_by = match f.get("group-by") {
-        Some(n) => fields_list(n)?,
-        None => vec![Field::Identity, Field::Exe],
-    };
-    let body = match (f.get("condition"), f.get("correlation")) {
-        (Some(c), None) => {
-            let mut cerrs = Vec::new();
-            let compiled = cond::compile_collect(c, lists, &mut cerrs);
-            let mut cond = match compiled {
-                Some(c) if cerrs.is_empty() => c,
-                _ => {
-                    let first = if cerrs.is_empty() {
-                        PosError::new(&c.pos, "invalid condition")
-                    } else {
-                        cerrs.remove(0)
-                    };
-                    errs.extend(cerrs);
-                    return Err(first);
-                }
-            };
-            let kinds = match cond.kinds() {
-                Some(ks) => Some(
-                    ks.iter()
-                        .map(|k| {
-                            kind_of(k)
-                                .ok_or_else(|| PosError::new(&c.pos, format!("unknown kind `{k}`")))
-                        })
-                        .collect::<Result<Vec<_>, _>>()?,
-                ),
-                None => None,
-            };
-            if kinds.is_some() {
-                cond = cond.without_index_kind();
-            }
-            if let Some(ex) = f.get("exceptions") {
-                let ex = exceptions(ex, lists, kinds.as_deref(), warns)?;
-                cond = Cond::All(vec![cond, Cond::Not(Box::new(ex))]);
-            }
-            Body::Event { cond, kinds }
-        }
-        (None, Some(c)) => {
-            if f.get("exceptions").is_some() {
-                return Err(PosError::new(
-                    &f.pos,
-                    "exceptions belong on the event rules a correlation references",
-                ));
-            }
-            Body::Correlation(compile_corr(c, index, raws)?)
-        }
-        (Some(_), Some(_)) => {
-            return Err(PosError::new(
-                &f.pos,
-                "a rule has either `condition` or `correlation`, not both",
-            ))
-        }
-        (None, None) => {
-            return Err(PosError::new(
-                &f.pos,
-                "a rule needs `condition` or `correlation`",
-            ))
-        }
-    };
-    Ok(Rule {
-        id: raw.id.clone(),
-        title,
-        severity,
-        attack,
-        alert,
-        suppress,
-        group_by,
-        pos: raw.node.pos.clone(),
-        body,
-    })
+    if let Some(ex) = f.get("exceptions") {
+        let ex = exceptions(ex, lists, kinds.as_deref(), warns)?;
+        cond = Cond::All(vec![cond, Cond::Not(Box::new(ex))]);
+    }
+    Ok(Body::Event { cond, kinds })
 }
 
 fn compile_corr(
@@ -231,8 +270,61 @@ fn compile_corr(
     raws: &[RawRule<'_>],
 ) -> Result<Correlation, PosError> {
     let f = n.fields(CORR_KEYS)?;
-    let tn = f.req("type")?;
-    let ty = match tn.as_str()? {
+    let ty = corr_type(f.req("type")?)?;
+    let steps = corr_steps(&f, ty, index, raws)?;
+    let step_group_by = step_group_by(&f, &steps, raws)?;
+    let group_by = step_group_by.first().cloned().unwrap_or_default();
+    let generate = f
+        .get("generate")
+        .map(|b| b.as_bool())
+        .transpose()?
+        .unwrap_or(false);
+    let tsn = f.req("timespan")?;
+    let timespan = duration(tsn)?;
+    if timespan == 0 {
+        return Err(PosError::new(&tsn.pos, "timespan must be positive"));
+    }
+    let field = f
+        .get("field")
+        .map(|x| cond::field(x, x.as_str()?))
+        .transpose()?;
+    if ty == CorrType::ValueCount && field.is_none() {
+        return Err(PosError::new(&f.pos, "value_count needs `field`"));
+    }
+    let condition = corr_condition(&f, ty, field, steps.len())?;
+    let max_gap = f.get("max_gap").map(duration).transpose()?;
+    let budget = f
+        .get("budget")
+        .map(|b| b.as_bool())
+        .transpose()?
+        .unwrap_or(false);
+    let monotone = budget
+        || condition
+            .iter()
+            .all(|(op, _)| matches!(op, CmpOp::Gt | CmpOp::Gte));
+    let net_field = field.is_some_and(|f| f.path().starts_with("net."));
+    let merges = matches!(ty, CorrType::Temporal | CorrType::TemporalOrdered)
+        && group_by.contains(&Field::Tree);
+    Ok(Correlation {
+        ty,
+        steps,
+        group_by,
+        step_group_by,
+        generate,
+        timespan,
+        field,
+        condition,
+        max_gap,
+        budget,
+        monotone,
+        net_field,
+        merges,
+    })
+}
+
+/// A correlation's `type` (the node).
+fn corr_type(tn: &Node) -> Result<CorrType, PosError> {
+    Ok(match tn.as_str()? {
         "event_count" => CorrType::EventCount,
         "value_count" => CorrType::ValueCount,
         "temporal" => CorrType::Temporal,
@@ -249,7 +341,17 @@ fn compile_corr(
                 format!("unknown correlation type {}", excerpt(t)),
             ))
         }
-    };
+    })
+}
+
+/// A correlation's `rules`, as indices in `raws`: event rules, as many as its type needs and
+/// a window entry can number.
+fn corr_steps(
+    f: &yaml::Fields<'_>,
+    ty: CorrType,
+    index: &HashMap<&str, usize>,
+    raws: &[RawRule<'_>],
+) -> Result<Vec<usize>, PosError> {
     let mut steps = Vec::new();
     for r in f.req("rules")?.as_seq_or_one() {
         let id = r.as_str()?;
@@ -288,8 +390,18 @@ fn compile_corr(
             "temporal correlations need at least two rules",
         ));
     }
+    Ok(steps)
+}
+
+/// A correlation's grouping per step: its `group-by` fields, an alias standing for each
+/// step's own field. Every alias must be used.
+fn step_group_by(
+    f: &yaml::Fields<'_>,
+    steps: &[usize],
+    raws: &[RawRule<'_>],
+) -> Result<Vec<Vec<Field>>, PosError> {
     let aliases = match f.get("aliases") {
-        Some(a) => compile_aliases(a, &steps, raws)?,
+        Some(a) => compile_aliases(a, steps, raws)?,
         None => HashMap::new(),
     };
     let mut step_group_by = vec![Vec::new(); steps.len()];
@@ -323,24 +435,17 @@ fn compile_corr(
             }
         }
     }
-    let group_by = step_group_by.first().cloned().unwrap_or_default();
-    let generate = f
-        .get("generate")
-        .map(|b| b.as_bool())
-        .transpose()?
-        .unwrap_or(false);
-    let tsn = f.req("timespan")?;
-    let timespan = duration(tsn)?;
-    if timespan == 0 {
-        return Err(PosError::new(&tsn.pos, "timespan must be positive"));
-    }
-    let field = f
-        .get("field")
-        .map(|x| cond::field(x, x.as_str()?))
-        .transpose()?;
-    if ty == CorrType::ValueCount && field.is_none() {
-        return Err(PosError::new(&f.pos, "value_count needs `field`"));
-    }
+    Ok(step_group_by)
+}
+
+/// A correlation's `condition` (by default: every step for `temporal` without a field, else
+/// at least one event).
+fn corr_condition(
+    f: &yaml::Fields<'_>,
+    ty: CorrType,
+    field: Option<Field>,
+    steps: usize,
+) -> Result<Vec<(CmpOp, i64)>, PosError> {
     let mut condition = Vec::new();
     if let Some(c) = f.get("condition") {
         for (k, kn, v) in c.as_map()? {
@@ -358,38 +463,11 @@ fn compile_corr(
     }
     if condition.is_empty() {
         condition.push(match ty {
-            CorrType::Temporal if field.is_none() => (CmpOp::Gte, steps.len() as i64),
+            CorrType::Temporal if field.is_none() => (CmpOp::Gte, steps as i64),
             _ => (CmpOp::Gte, 1),
         });
     }
-    let max_gap = f.get("max_gap").map(duration).transpose()?;
-    let budget = f
-        .get("budget")
-        .map(|b| b.as_bool())
-        .transpose()?
-        .unwrap_or(false);
-    let monotone = budget
-        || condition
-            .iter()
-            .all(|(op, _)| matches!(op, CmpOp::Gt | CmpOp::Gte));
-    let net_field = field.is_some_and(|f| f.path().starts_with("net."));
-    let merges = matches!(ty, CorrType::Temporal | CorrType::TemporalOrdered)
-        && group_by.contains(&Field::Tree);
-    Ok(Correlation {
-        ty,
-        steps,
-        group_by,
-        step_group_by,
-        generate,
-        timespan,
-        field,
-        condition,
-        max_gap,
-        budget,
-        monotone,
-        net_field,
-        merges,
-    })
+    Ok(condition)
 }
 
 /// Sigma `generate`: a rule referenced by correlations raises its own alerts only when one of

@@ -19,7 +19,7 @@
 mod cases;
 mod compile;
 mod index;
-pub mod overrides;
+pub(crate) mod overrides;
 mod parse;
 mod warnings;
 
@@ -41,14 +41,14 @@ use crate::input::{self, excerpt, Limits, SourceError};
 use crate::policy::identities::{Baseline, IdentityConfig};
 use cases::parse_tests;
 use compile::{apply_generate, compile_rule};
-pub use parse::{collect, duration, parse_sources, Collected, RawRule};
+pub(crate) use parse::{collect, duration, parse_sources, Collected, RawRule};
 use parse::{CORR_KEYS, RULE_KEYS};
 
 /// How the embedded pack's files are named in positions.
 const EMBEDDED: &str = "<embedded>/rules/";
 
 /// The shipped rule pack (`rules/` at the workspace root), with its tests.
-pub static DEFAULT_PACK: Dir<'static> = include_dir!("$CARGO_MANIFEST_DIR/../rules");
+pub(crate) static DEFAULT_PACK: Dir<'static> = include_dir!("$CARGO_MANIFEST_DIR/../rules");
 
 /// Errors while loading rules or configuration.
 #[derive(Debug, thiserror::Error)]
@@ -107,7 +107,7 @@ fn read(p: &Path, limits: &Limits) -> Result<String, LoadError> {
 /// Reads rule files: each path is a YAML file or a directory searched recursively for
 /// `*.yaml`/`*.yml`. Each file is bounded by [`input::RULES`]; problems with the bytes of
 /// several files are all reported.
-pub fn file_sources(paths: &[PathBuf]) -> Result<Vec<(String, String)>, LoadError> {
+pub(crate) fn file_sources(paths: &[PathBuf]) -> Result<Vec<(String, String)>, LoadError> {
     fn walk(
         p: &Path,
         top: bool,
@@ -161,14 +161,14 @@ pub fn load_rules(extra: &[PathBuf], without_defaults: bool) -> Result<RuleSet, 
 
 /// Reads an identities file (for [`crate::policy::identities::IdentityResolver::new`]; the
 /// engine's [`Policy`] keeps its own copy from [`load_policy`]).
-pub fn load_identities(path: &Path) -> Result<IdentityConfig, LoadError> {
+pub(crate) fn load_identities(path: &Path) -> Result<IdentityConfig, LoadError> {
     let text = read(path, &input::IDENTITIES)?;
     IdentityConfig::parse(&path.display().to_string(), &text)
         .map_err(|e| LoadError::Invalid(vec![e]))
 }
 
 /// Loads the identities config and baseline (either optional) into a [`Policy`].
-pub fn load_policy(
+pub(crate) fn load_policy(
     identities: Option<&Path>,
     baseline: Option<&Path>,
 ) -> Result<Policy, LoadError> {
@@ -222,36 +222,7 @@ impl RuleSet {
             ..RuleSet::default()
         };
         if errs.is_empty() {
-            // Leave the disabled rules out; correlation steps follow their rules' new places
-            // (no enabled correlation references a disabled rule: `overrides::apply` checked).
-            let keep: Vec<bool> = raws
-                .iter()
-                .map(|r| !applied.disabled.contains_key(&r.id))
-                .collect();
-            let mut new_at = vec![usize::MAX; raws.len()];
-            let mut n = 0;
-            for (i, &k) in keep.iter().enumerate() {
-                if k {
-                    new_at[i] = n;
-                    n += 1;
-                }
-            }
-            let kept_raws: Vec<&RawRule<'_>> = raws
-                .iter()
-                .zip(&keep)
-                .filter_map(|(r, &k)| k.then_some(r))
-                .collect();
-            for (mut r, k) in compiled.into_iter().zip(&keep) {
-                if !k {
-                    continue;
-                }
-                if let Body::Correlation(c) = &mut r.body {
-                    for s in &mut c.steps {
-                        *s = new_at[*s];
-                    }
-                }
-                set.rules.push(r);
-            }
+            let kept_raws = keep_enabled(&mut set, compiled, &raws, &applied);
             apply_generate(&mut set.rules, &kept_raws, &mut errs);
         }
         for t in test_nodes {
@@ -272,6 +243,47 @@ impl RuleSet {
         set.warnings = warns;
         Ok(set)
     }
+}
+
+/// Puts the enabled rules of `compiled` (aligned with `raws`) into `set`, leaving the
+/// disabled ones out; correlation steps follow their rules' new places (no enabled correlation
+/// references a disabled rule: `overrides::apply` checked). Returns the kept rules' raw forms,
+/// aligned with `set.rules`.
+fn keep_enabled<'r, 'a>(
+    set: &mut RuleSet,
+    compiled: Vec<Rule>,
+    raws: &'r [RawRule<'a>],
+    applied: &overrides::Applied,
+) -> Vec<&'r RawRule<'a>> {
+    let keep: Vec<bool> = raws
+        .iter()
+        .map(|r| !applied.disabled.contains_key(&r.id))
+        .collect();
+    let mut new_at = vec![usize::MAX; raws.len()];
+    let mut n = 0;
+    for (i, &k) in keep.iter().enumerate() {
+        if k {
+            new_at[i] = n;
+            n += 1;
+        }
+    }
+    let kept_raws: Vec<&RawRule<'_>> = raws
+        .iter()
+        .zip(&keep)
+        .filter_map(|(r, &k)| k.then_some(r))
+        .collect();
+    for (mut r, k) in compiled.into_iter().zip(&keep) {
+        if !k {
+            continue;
+        }
+        if let Body::Correlation(c) = &mut r.body {
+            for s in &mut c.steps {
+                *s = new_at[*s];
+            }
+        }
+        set.rules.push(r);
+    }
+    kept_raws
 }
 
 /// Sorts problems by file and position.

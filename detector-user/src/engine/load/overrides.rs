@@ -59,14 +59,14 @@ const CORR_FIXED: &[&str] = &[
 
 /// What the overrides did, for `rules check`, `rules test` and the rest of the loader.
 #[derive(Debug, Default)]
-pub struct Applied {
+pub(crate) struct Applied {
     /// Rules an override changed (disabling included): id → where each override is, in file
     /// order.
-    pub changed: HashMap<String, Vec<Pos>>,
+    pub(crate) changed: HashMap<String, Vec<Pos>>,
     /// Disabled rules: id → where (the override's `enabled: false`, or the rule's own).
-    pub disabled: HashMap<String, Pos>,
+    pub(crate) disabled: HashMap<String, Pos>,
     /// Number of overrides read.
-    pub count: usize,
+    pub(crate) count: usize,
 }
 
 /// One rule's pending changes, gathered over every override of it before the rule's node is
@@ -102,32 +102,158 @@ fn get<'n>(n: &'n Node, key: &str) -> Option<&'n Node> {
 /// overridden or does not apply to that kind of rule, a value of the wrong type, the same
 /// setting replaced twice (in one file or two: which one should win would depend on the order
 /// the files are given in), and disabling a rule that an enabled correlation needs.
-pub fn apply<'n>(
+pub(crate) fn apply(
     raws: &mut [RawRule<'_>],
-    nodes: &[&'n Node],
+    nodes: &[&Node],
     errs: &mut Vec<PosError>,
 ) -> Applied {
-    let by_id: HashMap<String, usize> = raws
-        .iter()
-        .enumerate()
-        .map(|(i, r)| (r.id.clone(), i))
-        .collect();
-    let mut applied = Applied::default();
+    let mut st = Overriding {
+        by_id: raws
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (r.id.clone(), i))
+            .collect(),
+        applied: Applied::default(),
+        patches: HashMap::new(),
+        claims: Claims::default(),
+    };
     // Rules disabled by their own definition.
     for r in raws.iter() {
         if let Some(e) = get(&r.node, "enabled") {
             if e.value == Value::Bool(false) {
-                applied.disabled.insert(r.id.clone(), e.pos.clone());
+                st.applied.disabled.insert(r.id.clone(), e.pos.clone());
             }
         }
     }
-    let mut patches: HashMap<usize, Patch<'n>> = HashMap::new();
-    // (rule, setting) → where it was first replaced.
-    let mut replaced: HashMap<(usize, String), Pos> = HashMap::new();
-    let mut claim =
-        |rule: usize, id: &str, setting: String, at: &Pos, errs: &mut Vec<PosError>| match replaced
-            .get(&(rule, setting.clone()))
-        {
+    for &section in nodes {
+        let items = match section.as_seq() {
+            Ok(s) => s,
+            Err(e) => {
+                errs.push(e);
+                continue;
+            }
+        };
+        for item in items {
+            st.item(raws, item, errs);
+        }
+    }
+    for (ri, p) in st.patches {
+        let empty = p.top.is_empty()
+            && p.corr.is_empty()
+            && p.conditions.is_empty()
+            && p.exceptions.is_empty();
+        if empty {
+            continue;
+        }
+        let node = rebuild(&raws[ri].node, &p);
+        raws[ri].node = Cow::Owned(node);
+    }
+    check_references(raws, &st.applied, errs);
+    st.applied
+}
+
+/// The overrides read so far.
+struct Overriding<'n> {
+    /// Rule id → index in `raws`.
+    by_id: HashMap<String, usize>,
+    applied: Applied,
+    patches: HashMap<usize, Patch<'n>>,
+    claims: Claims,
+}
+
+impl<'n> Overriding<'n> {
+    /// Reads one override (an item of an `overrides:` section) into its rule's patch.
+    fn item(&mut self, raws: &[RawRule<'_>], item: &'n Node, errs: &mut Vec<PosError>) {
+        self.applied.count += 1;
+        let Some((ri, id)) = target(item, &self.by_id, errs) else {
+            return;
+        };
+        let mut o = Override {
+            ri,
+            id,
+            corr: is_correlation(&raws[ri].node),
+            patch: self.patches.entry(ri).or_default(),
+            claims: &mut self.claims,
+            disabled: &mut self.applied.disabled,
+            errs,
+        };
+        let mut changed = false;
+        for (key, kn, v) in item.as_map().unwrap_or_default() {
+            changed |= o.key(key, kn, v);
+        }
+        if changed {
+            self.applied
+                .changed
+                .entry(id.to_string())
+                .or_default()
+                .push(item.pos.clone());
+        }
+    }
+}
+
+/// The rule an override names, as (index in `raws`, id); problems with its keys and its
+/// `rule` go to `errs` (an unknown key is reported with what an override takes; a rule's own
+/// keys that cannot be overridden get their own message in [`Override::key`]).
+fn target<'n>(
+    item: &'n Node,
+    by_id: &HashMap<String, usize>,
+    errs: &mut Vec<PosError>,
+) -> Option<(usize, &'n str)> {
+    if let Ok(m) = item.as_map() {
+        for (k, kn, _) in m {
+            if !OVERRIDE_KEYS.contains(&k) && !RULE_FIXED.contains(&k) {
+                errs.push(PosError::new(
+                    &kn.pos,
+                    format!(
+                        "unknown field {} (expected one of: {})",
+                        excerpt(k),
+                        OVERRIDE_KEYS.join(", ")
+                    ),
+                ));
+            }
+        }
+    }
+    let known: Vec<&str> = OVERRIDE_KEYS.iter().chain(RULE_FIXED).copied().collect();
+    // The first problem of the fields, `rule` and its value is reported.
+    let rule = item
+        .fields_collect(&known, &mut Vec::new())
+        .and_then(|f| f.req("rule"));
+    let (id_node, id) = match rule.and_then(|n| Ok((n, n.as_str()?))) {
+        Ok(x) => x,
+        Err(e) => {
+            errs.push(e);
+            return None;
+        }
+    };
+    let Some(&ri) = by_id.get(id) else {
+        errs.push(PosError::new(
+            &id_node.pos,
+            format!(
+                "override of unknown rule {}: no rule file loaded defines it",
+                excerpt(id)
+            ),
+        ));
+        return None;
+    };
+    Some((ri, id))
+}
+
+/// Settings already replaced: (rule, setting) → where it was first replaced.
+#[derive(Default)]
+struct Claims(HashMap<(usize, String), Pos>);
+
+impl Claims {
+    /// Claims `setting` of rule `rule` (id `id`) for the override at `at`; false, reported,
+    /// when another override replaced it already.
+    fn claim(
+        &mut self,
+        rule: usize,
+        id: &str,
+        setting: String,
+        at: &Pos,
+        errs: &mut Vec<PosError>,
+    ) -> bool {
+        match self.0.get(&(rule, setting.clone())) {
             Some(first) => {
                 errs.push(PosError::new(
                     at,
@@ -140,240 +266,212 @@ pub fn apply<'n>(
                 false
             }
             None => {
-                replaced.insert((rule, setting), at.clone());
+                self.0.insert((rule, setting), at.clone());
                 true
             }
-        };
-    for &section in nodes {
-        let items = match section.as_seq() {
-            Ok(s) => s,
-            Err(e) => {
-                errs.push(e);
-                continue;
+        }
+    }
+}
+
+/// One override being read into the patch of its rule.
+struct Override<'a, 'n> {
+    /// The rule: index in `raws`, id, and whether it is a correlation.
+    ri: usize,
+    id: &'a str,
+    corr: bool,
+    patch: &'a mut Patch<'n>,
+    claims: &'a mut Claims,
+    /// [`Applied::disabled`].
+    disabled: &'a mut HashMap<String, Pos>,
+    errs: &'a mut Vec<PosError>,
+}
+
+impl<'n> Override<'_, 'n> {
+    /// One key of the override (`kn`: the key's node, `v`: its value); true when it changed
+    /// the rule.
+    fn key(&mut self, key: &str, kn: &'n Node, v: &'n Node) -> bool {
+        let (ri, id) = (self.ri, self.id);
+        match key {
+            "rule" => false,
+            "enabled" => self.enabled(kn, v),
+            "severity" | "suppress" => {
+                // Claimed already: the claim reported the conflict.
+                let claimed = self.claims.claim(ri, id, key.into(), &kn.pos, self.errs);
+                if claimed {
+                    self.patch.top.push((kn, v));
+                }
+                claimed
             }
-        };
-        for item in items {
-            applied.count += 1;
-            // Unknown keys are reported with what an override takes; a rule's own keys that
-            // cannot be overridden get their own message below.
-            if let Ok(m) = item.as_map() {
-                for (k, kn, _) in m {
-                    if !OVERRIDE_KEYS.contains(&k) && !RULE_FIXED.contains(&k) {
-                        errs.push(PosError::new(
-                            &kn.pos,
-                            format!(
-                                "unknown field {} (expected one of: {})",
-                                excerpt(k),
-                                OVERRIDE_KEYS.join(", ")
-                            ),
-                        ));
-                    }
-                }
-            }
-            let known: Vec<&str> = OVERRIDE_KEYS.iter().chain(RULE_FIXED).copied().collect();
-            let f = match item.fields_collect(&known, &mut Vec::new()) {
-                Ok(f) => f,
-                Err(e) => {
-                    errs.push(e);
-                    continue;
-                }
-            };
-            let id_node = match f.req("rule") {
-                Ok(n) => n,
-                Err(e) => {
-                    errs.push(e);
-                    continue;
-                }
-            };
-            let id = match id_node.as_str() {
-                Ok(s) => s,
-                Err(e) => {
-                    errs.push(e);
-                    continue;
-                }
-            };
-            let Some(&ri) = by_id.get(id) else {
-                errs.push(PosError::new(
-                    &id_node.pos,
+            "group-by" => self.group_by(kn, v),
+            "correlation" => self.correlation(kn, v),
+            "append" => self.append(kn, v),
+            "condition" | "exceptions" => {
+                self.errs.push(PosError::new(
+                    &kn.pos,
                     format!(
-                        "override of unknown rule {}: no rule file loaded defines it",
-                        excerpt(id)
+                        "an override cannot replace `{key}` (the rule would be another \
+                         rule): append to it (`append: {{{key}: …}}`), or disable the rule \
+                         (`enabled: false`) and write your own"
                     ),
                 ));
-                continue;
-            };
-            let corr = is_correlation(&raws[ri].node);
-            let kind = if corr {
-                "a correlation"
-            } else {
-                "an event rule"
-            };
-            let mut changed = false;
-            let patch = patches.entry(ri).or_default();
-            for (key, kn, v) in item.as_map().unwrap_or_default() {
-                match key {
-                    "rule" => {}
-                    "enabled" => {
-                        let on = match v.as_bool() {
-                            Ok(b) => b,
-                            Err(e) => {
-                                errs.push(e);
-                                continue;
-                            }
-                        };
-                        if claim(ri, id, "enabled".into(), &kn.pos, errs) {
-                            if on {
-                                applied.disabled.remove(id);
-                            } else {
-                                applied.disabled.insert(id.to_string(), v.pos.clone());
-                            }
-                            changed = true;
-                        }
-                    }
-                    "severity" | "suppress" if claim(ri, id, key.into(), &kn.pos, errs) => {
-                        patch.top.push((kn, v));
-                        changed = true;
-                    }
-                    // Claimed already: the conflict is reported.
-                    "severity" | "suppress" => {}
-                    "group-by" => {
-                        if corr {
-                            errs.push(PosError::new(
-                                &kn.pos,
-                                format!(
-                                    "`{id}` is a correlation: its grouping (`correlation.group-by`) \
-                                     defines what it correlates and cannot be overridden; disable \
-                                     it (`enabled: false`) and write your own rule"
-                                ),
-                            ));
-                        } else if claim(ri, id, key.into(), &kn.pos, errs) {
-                            patch.top.push((kn, v));
-                            changed = true;
-                        }
-                    }
-                    "correlation" => {
-                        if !corr {
-                            errs.push(PosError::new(
-                                &kn.pos,
-                                format!("`{id}` is {kind}: it has no `correlation` to override"),
-                            ));
-                            continue;
-                        }
-                        let m = match v.as_map() {
-                            Ok(m) => m,
-                            Err(e) => {
-                                errs.push(e);
-                                continue;
-                            }
-                        };
-                        for (ck, ckn, cv) in m {
-                            if CORR_OVERRIDABLE.contains(&ck) {
-                                if claim(ri, id, format!("correlation.{ck}"), &ckn.pos, errs) {
-                                    patch.corr.push((ckn, cv));
-                                    changed = true;
-                                }
-                            } else if CORR_FIXED.contains(&ck) {
-                                errs.push(PosError::new(
-                                    &ckn.pos,
-                                    format!(
-                                        "`correlation.{ck}` cannot be overridden: it defines what \
-                                         `{id}` correlates (only {} can); disable the rule \
-                                         (`enabled: false`) and write your own",
-                                        CORR_OVERRIDABLE.join(", ")
-                                    ),
-                                ));
-                            } else {
-                                errs.push(PosError::new(
-                                    &ckn.pos,
-                                    format!(
-                                        "unknown field {} (expected one of: {})",
-                                        excerpt(ck),
-                                        CORR_OVERRIDABLE.join(", ")
-                                    ),
-                                ));
-                            }
-                        }
-                    }
-                    "append" => {
-                        let af = match v.fields_collect(&["condition", "exceptions"], errs) {
-                            Ok(af) => af,
-                            Err(e) => {
-                                errs.push(e);
-                                continue;
-                            }
-                        };
-                        if corr {
-                            errs.push(PosError::new(
-                                &kn.pos,
-                                format!(
-                                    "`{id}` is a correlation: conditions and exceptions belong on \
-                                     the event rules it references (override those), its \
-                                     threshold is `correlation.condition`"
-                                ),
-                            ));
-                            continue;
-                        }
-                        if let Some(c) = af.get("condition") {
-                            match c.as_map() {
-                                Ok(_) => {
-                                    patch.conditions.push(c);
-                                    changed = true;
-                                }
-                                Err(e) => errs.push(e),
-                            }
-                        }
-                        if let Some(x) = af.get("exceptions") {
-                            match x.as_seq() {
-                                Ok(s) => {
-                                    patch.exceptions.extend(s);
-                                    changed = true;
-                                }
-                                Err(e) => errs.push(e),
-                            }
-                        }
-                    }
-                    "condition" | "exceptions" => errs.push(PosError::new(
-                        &kn.pos,
-                        format!(
-                            "an override cannot replace `{key}` (the rule would be another \
-                             rule): append to it (`append: {{{key}: …}}`), or disable the rule \
-                             (`enabled: false`) and write your own"
-                        ),
-                    )),
-                    k if RULE_FIXED.contains(&k) => errs.push(PosError::new(
-                        &kn.pos,
-                        format!(
-                            "`{k}` cannot be overridden (an override changes {}); disable the \
-                             rule (`enabled: false`) and write your own",
-                            OVERRIDE_KEYS[1..].join(", ")
-                        ),
-                    )),
-                    // Unknown keys were reported by `fields_collect`.
-                    _ => {}
+                false
+            }
+            k if RULE_FIXED.contains(&k) => {
+                self.errs.push(PosError::new(
+                    &kn.pos,
+                    format!(
+                        "`{k}` cannot be overridden (an override changes {}); disable the \
+                         rule (`enabled: false`) and write your own",
+                        OVERRIDE_KEYS[1..].join(", ")
+                    ),
+                ));
+                false
+            }
+            // Unknown keys were reported by `fields_collect`.
+            _ => false,
+        }
+    }
+
+    /// `enabled: true|false`.
+    fn enabled(&mut self, kn: &Node, v: &Node) -> bool {
+        let on = match v.as_bool() {
+            Ok(b) => b,
+            Err(e) => {
+                self.errs.push(e);
+                return false;
+            }
+        };
+        let id = self.id;
+        if !self
+            .claims
+            .claim(self.ri, id, "enabled".into(), &kn.pos, self.errs)
+        {
+            return false;
+        }
+        if on {
+            self.disabled.remove(id);
+        } else {
+            self.disabled.insert(id.to_string(), v.pos.clone());
+        }
+        true
+    }
+
+    /// `group-by`: an event rule's only (a correlation's grouping is what it correlates).
+    fn group_by(&mut self, kn: &'n Node, v: &'n Node) -> bool {
+        let id = self.id;
+        if self.corr {
+            self.errs.push(PosError::new(
+                &kn.pos,
+                format!(
+                    "`{id}` is a correlation: its grouping (`correlation.group-by`) \
+                     defines what it correlates and cannot be overridden; disable \
+                     it (`enabled: false`) and write your own rule"
+                ),
+            ));
+            return false;
+        }
+        if !self
+            .claims
+            .claim(self.ri, id, "group-by".into(), &kn.pos, self.errs)
+        {
+            return false;
+        }
+        self.patch.top.push((kn, v));
+        true
+    }
+
+    /// `correlation: {…}`: its threshold and window ([`CORR_OVERRIDABLE`]).
+    fn correlation(&mut self, kn: &Node, v: &'n Node) -> bool {
+        let id = self.id;
+        if !self.corr {
+            self.errs.push(PosError::new(
+                &kn.pos,
+                format!("`{id}` is an event rule: it has no `correlation` to override"),
+            ));
+            return false;
+        }
+        let m = match v.as_map() {
+            Ok(m) => m,
+            Err(e) => {
+                self.errs.push(e);
+                return false;
+            }
+        };
+        let mut changed = false;
+        for (ck, ckn, cv) in m {
+            if CORR_OVERRIDABLE.contains(&ck) {
+                let setting = format!("correlation.{ck}");
+                if self.claims.claim(self.ri, id, setting, &ckn.pos, self.errs) {
+                    self.patch.corr.push((ckn, cv));
+                    changed = true;
                 }
-            }
-            if changed {
-                applied
-                    .changed
-                    .entry(id.to_string())
-                    .or_default()
-                    .push(item.pos.clone());
+            } else if CORR_FIXED.contains(&ck) {
+                self.errs.push(PosError::new(
+                    &ckn.pos,
+                    format!(
+                        "`correlation.{ck}` cannot be overridden: it defines what \
+                         `{id}` correlates (only {} can); disable the rule \
+                         (`enabled: false`) and write your own",
+                        CORR_OVERRIDABLE.join(", ")
+                    ),
+                ));
+            } else {
+                self.errs.push(PosError::new(
+                    &ckn.pos,
+                    format!(
+                        "unknown field {} (expected one of: {})",
+                        excerpt(ck),
+                        CORR_OVERRIDABLE.join(", ")
+                    ),
+                ));
             }
         }
+        changed
     }
-    for (ri, p) in patches {
-        let empty = p.top.is_empty()
-            && p.corr.is_empty()
-            && p.conditions.is_empty()
-            && p.exceptions.is_empty();
-        if empty {
-            continue;
+
+    /// `append: {condition, exceptions}`: an event rule's only (a correlation's belong on the
+    /// event rules it references).
+    fn append(&mut self, kn: &Node, v: &'n Node) -> bool {
+        let af = match v.fields_collect(&["condition", "exceptions"], self.errs) {
+            Ok(af) => af,
+            Err(e) => {
+                self.errs.push(e);
+                return false;
+            }
+        };
+        if self.corr {
+            self.errs.push(PosError::new(
+                &kn.pos,
+                format!(
+                    "`{}` is a correlation: conditions and exceptions belong on \
+                     the event rules it references (override those), its \
+                     threshold is `correlation.condition`",
+                    self.id
+                ),
+            ));
+            return false;
         }
-        let node = rebuild(&raws[ri].node, &p);
-        raws[ri].node = Cow::Owned(node);
+        let mut changed = false;
+        if let Some(c) = af.get("condition") {
+            match c.as_map() {
+                Ok(_) => {
+                    self.patch.conditions.push(c);
+                    changed = true;
+                }
+                Err(e) => self.errs.push(e),
+            }
+        }
+        if let Some(x) = af.get("exceptions") {
+            match x.as_seq() {
+                Ok(s) => {
+                    self.patch.exceptions.extend(s);
+                    changed = true;
+                }
+                Err(e) => self.errs.push(e),
+            }
+        }
+        changed
     }
-    check_references(raws, &applied, errs);
-    applied
 }
 
 fn key_node(name: &str, pos: &Pos) -> Node {
