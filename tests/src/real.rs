@@ -299,7 +299,10 @@ pub fn involves_an_agent(a: &Value) -> bool {
         && a["group"]["identities"]
             .as_str()
             .is_some_and(|u| u.split(", ").filter(|id| !agent_id(id)).count() < 2);
+    // A finding about another agent's own use (its fingerprinting read).
+    let agent_identity = a["identity"].as_str().is_some_and(agent_id);
     ledger_users
+        || agent_identity
         || a["evidence"].as_array().is_some_and(|ev| {
             ev.iter().any(|e| {
                 e["process"]["exe"].as_str().is_some_and(|x| {

@@ -235,6 +235,9 @@ fn the_running_agent_keeps_only_the_capabilities_it_needs_and_still_detects() {
         &format!("{}=ssh_key", key.display()),
     ]);
     let mut alert = None;
+    // Any attempt's alert counts: on a loaded machine one may arrive after the next attempt
+    // has started (and the later attempts then join its incident).
+    let mut pids = Vec::new();
     for _ in 0..10 {
         std::thread::sleep(Duration::from_millis(700));
         let child = Command::new("setpriv")
@@ -243,11 +246,11 @@ fn the_running_agent_keeps_only_the_capabilities_it_needs_and_still_detects() {
             .args(["fanout", key.to_str().unwrap(), "5", "22", &prefix])
             .spawn()
             .unwrap();
-        let pid = child.id();
+        pids.push(serde_json::Value::from(child.id()));
         let out = child.wait_with_output().unwrap();
         assert!(out.status.success(), "actor as nobody: {:?}", out.status);
         alert = agent.alert(Duration::from_millis(1500), |v| {
-            v["rule"]["id"] == "ssh-key-then-ssh-fanout" && v["process"]["tgid"] == pid
+            v["rule"]["id"] == "ssh-key-then-ssh-fanout" && pids.contains(&v["process"]["tgid"])
         });
         if alert.is_some() {
             break;
@@ -566,8 +569,13 @@ fn sighup_switches_a_changed_file_sink_and_applies_a_new_watch_path() {
     assert!(fires_in(&b, "test-watch-before", &key1, 5));
     let (st, err) = agent.stop();
     assert!(st.success(), "agent exit on SIGTERM: {st}\n{err}");
-    // Before the reload in the old file, after it in the new one only.
-    let old = file_alerts(&a);
+    // Before the reload in the old file, after it in the new one only. (Other agents on the
+    // machine read the credentials of every home to fingerprint them: the ledger's findings
+    // about their reads are theirs.)
+    let old: Vec<serde_json::Value> = file_alerts(&a)
+        .into_iter()
+        .filter(|v| !tests::real::involves_an_agent(v))
+        .collect();
     assert!(
         old.iter().all(|v| v["rule"]["id"] == "test-watch-before"),
         "{old:?}"
