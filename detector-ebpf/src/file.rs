@@ -550,13 +550,28 @@ fn opened(fd: u64, how: u32, path_arg: u32) {
     opened_file::<false>(file, how, path_arg);
 }
 
+/// `O_PATH`: a descriptor that names the file and cannot read it.
+const O_PATH: u32 = 0o1_0000_000;
+
+/// Whether `file` was opened `O_PATH` (no access to the content: not a credential use; the
+/// agent itself opens every newly watched file so, to teach its name).
+#[inline(always)]
+fn path_only<const D: bool>(file: u64) -> bool {
+    let flags: u32 = if D {
+        dl!(u32, file, d::FILE_FLAGS)
+    } else {
+        kread(file, global!(KOFF.file_flags)).unwrap_or(0)
+    };
+    flags & O_PATH != 0
+}
+
 #[inline(always)]
 fn opened_file<const D: bool>(file: u64, how: u32, path_arg: u32) {
     let Some(id) = file_id::<D>(file) else { return };
     if let Some(w) = watched(id.dev, id.ino) {
         // The agent's own opens teach names too: it opens every file it starts to watch.
         learn_name::<D>(file, id.dev, w);
-        if is_agent((bpf_get_current_pid_tgid() >> 32) as u32) {
+        if is_agent((bpf_get_current_pid_tgid() >> 32) as u32) || path_only::<D>(file) {
             return;
         }
         report::<D>(&id, w, 0, kind::FILE_OPEN, how, path_arg);
@@ -577,7 +592,7 @@ fn opened_file<const D: bool>(file: u64, how: u32, path_arg: u32) {
             );
         }
     } else if let Some(w) = watched_name::<D>(file, id.dev) {
-        if is_agent((bpf_get_current_pid_tgid() >> 32) as u32) {
+        if is_agent((bpf_get_current_pid_tgid() >> 32) as u32) || path_only::<D>(file) {
             return;
         }
         report::<D>(&id, w, 0, kind::FILE_OPEN, how, path_arg);
