@@ -551,7 +551,7 @@ fn opened(fd: u64, how: u32, path_arg: u32) {
 }
 
 /// `O_PATH`: a descriptor that names the file and cannot read it.
-const O_PATH: u32 = 0o1_0000_000;
+const O_PATH: u32 = 0o10_000_000;
 
 /// Whether `file` was opened `O_PATH` (no access to the content: not a credential use; the
 /// agent itself opens every newly watched file so, to teach its name).
