@@ -87,6 +87,7 @@ struct State {
     lost_per_cpu: Vec<u64>,
     decode_errors: u64,
     forced_wakeups: u64,
+    reused_numbers: u64,
     rule_eval: Latency,
     syscall_to_alert: Latency,
     sinks: Vec<(String, Arc<SinkStats>)>,
@@ -187,6 +188,11 @@ impl Batch<'_> {
         self.0.forced_wakeups = forced_wakeups;
     }
 
+    /// Kernel matches dropped because another file had taken the watched file's inode number.
+    pub(crate) fn reused_numbers(&mut self, n: u64) {
+        self.0.reused_numbers = n;
+    }
+
     /// The largest ring-buffer backlog (bytes) a consumer wake-up found so far.
     pub(crate) fn ring_pending_max(&mut self, bytes: u64) {
         self.0.ring_pending_max = bytes;
@@ -208,6 +214,7 @@ impl Metrics {
                 lost_per_cpu: Vec::new(),
                 decode_errors: 0,
                 forced_wakeups: 0,
+                reused_numbers: 0,
                 rule_eval: Latency::new(),
                 syscall_to_alert: Latency::new(),
                 sinks: Vec::new(),
@@ -324,6 +331,12 @@ impl Metrics {
                 "Ring-buffer records that could not be decoded.",
                 MetricType::COUNTER,
                 vec![counter(&[], st.decode_errors as f64)],
+            ),
+            family(
+                "detector_reused_inode_matches_total",
+                "Credential matches dropped: the file opened had taken the inode number of a watched file deleted or replaced since, as its birth time shows.",
+                MetricType::COUNTER,
+                vec![counter(&[], st.reused_numbers as f64)],
             ),
             family(
                 "detector_alerts_total",

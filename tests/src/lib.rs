@@ -259,6 +259,14 @@ impl Link {
     }
 }
 
+/// A loopback TCP port free right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
 /// Runs a command that must succeed.
 pub fn sh(args: &[&str]) {
     let st = Command::new(args[0])

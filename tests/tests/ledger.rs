@@ -14,20 +14,12 @@ use std::{
 };
 
 use serde_json::Value;
-use tests::{actor_path, sh, Scratch};
+use tests::{actor_path, free_port, sh, Scratch};
 
 fn detector() -> PathBuf {
     let p = actor_path().with_file_name("detector");
     assert!(p.exists(), "detector binary missing at {}", p.display());
     p
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// `detector run` as a child: stdout lines (alerts, inventory records) on a channel.

@@ -9,7 +9,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use tests::{actor_path, Scratch};
+use tests::{actor_path, free_port, Scratch};
 
 fn detector() -> PathBuf {
     let p = actor_path().with_file_name("detector");
@@ -291,14 +291,6 @@ fn the_running_agent_keeps_only_the_capabilities_it_needs_and_still_detects() {
         "the kept set is logged: {err}"
     );
     assert!(st.success(), "agent exit on SIGTERM: {st}\n{err}");
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// GET `url`: status and body; none while nothing listens.

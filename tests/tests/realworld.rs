@@ -16,7 +16,7 @@ use std::{os::unix::fs::PermissionsExt as _, path::Path, process::Command, time:
 
 use serde_json::Value;
 use tests::{
-    actor_path,
+    actor_path, free_port,
     real::{
         aws, detector_path, dnsmasq, expect, resolv_conf, run_ok, sshd, summary, write_sdk, Daemon,
         Detector, Env, Lab, Pod, User, SSH_OPTS,
@@ -299,6 +299,52 @@ fn a_script_reading_the_shadow_files_alerts() {
             ("shadow-read-unexpected", "/usr/bin/cat", 1),
         ],
     );
+}
+
+/// The shadow suite replaces `/etc/shadow` by rename, and on ext4 the next file it writes,
+/// `/etc/group+` (renamed to `/etc/group`), takes the freed inode number while the kernel
+/// still holds it as a watched key: ordinary readers of `/etc/group` meanwhile must not become
+/// readers of `/etc/shadow`, and a real read of it afterwards still alerts.
+#[test]
+fn readers_of_a_file_that_took_shadows_inode_number_raise_nothing() {
+    let s = Scratch::new("rw-reused");
+    let addr = format!("127.0.0.1:{}", free_port());
+    let d = agent(&s, &["--metrics-addr", &addr]);
+    let name = format!("dtre{}x", std::process::id());
+    let stop = s.path("stop");
+    // Readers as tight as they come (`cat`, glibc's `getent`), beside user administration;
+    // the script counts the rounds in which `/etc/group` took shadow's number.
+    let (pid, out) = Env::default().run(&format!(
+        "set -e; ( while [ ! -e {stop} ]; do cat /etc/group >/dev/null; getent group root >/dev/null; done ) & \
+         taken=0; for i in $(seq 1 25); do old=$(stat -c %i /etc/shadow); useradd -r {name}$i; \
+         [ \"$(stat -c %i /etc/group)\" = \"$old\" ] && taken=$((taken+1)); userdel {name}$i; done; \
+         touch {stop}; wait; echo taken=$taken",
+        stop = stop.display()
+    ));
+    let taken: u32 = out
+        .trim()
+        .rsplit("taken=")
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no count in {out:?}"));
+    assert!(
+        taken > 0,
+        "/etc/group never took /etc/shadow's inode number: the scenario did not happen"
+    );
+    d.barrier();
+    assert_alerts(&d, pid, &[]);
+    let metrics = reqwest::blocking::get(format!("http://{addr}/metrics"))
+        .and_then(|r| r.text())
+        .expect("metrics");
+    let dropped = tests::bench::metric_sum(&metrics, "detector_reused_inode_matches_total");
+    assert!(
+        dropped > 0.0,
+        "no reader hit a reused number in {taken} rounds: the test proved nothing"
+    );
+    // Still a shadow reader's alert when one reads it.
+    let (pid, _) = Env::default().run("head -c 1 /etc/shadow >/dev/null");
+    d.barrier();
+    assert_alerts(&d, pid, &[("shadow-read-unexpected", "/usr/bin/head", 1)]);
 }
 
 #[test]

@@ -422,6 +422,7 @@ pub(crate) fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
                     cap.source.stats.forced_wakeups,
                 );
                 b.ring_pending_max(cap.source.stats.ring_pending_max);
+                b.reused_numbers(cap.enricher.reused.count);
                 if !alerts.is_empty() {
                     // Syscall→alert latency: emission wall time − the triggering event's time.
                     let now = cap.enricher.wall(boottime_ns());

@@ -11,6 +11,7 @@ use super::{
     k8s::{PodResolver, PodRoots},
     names::{Names, Scope},
     process::ProcessTable,
+    reused::{resolved_path, ReuseFilter},
 };
 use crate::{
     event::{
@@ -37,6 +38,8 @@ pub(crate) struct Enricher {
     conn_key: std::collections::hash_map::RandomState,
     /// wall-clock ns − boot-time ns, measured once at start.
     boot_to_wall: i128,
+    /// Drops kernel matches of a watched file's inode number taken by another file.
+    pub(crate) reused: ReuseFilter,
 }
 
 fn clock_ns(clock: libc::clockid_t) -> i128 {
@@ -116,6 +119,7 @@ impl Enricher {
             names: Names::default(),
             conn_key: std::collections::hash_map::RandomState::new(),
             boot_to_wall: clock_ns(libc::CLOCK_REALTIME) - clock_ns(libc::CLOCK_BOOTTIME),
+            reused: ReuseFilter::default(),
         }
     }
 
@@ -347,6 +351,7 @@ impl Enricher {
             )
         } else {
             match watch_list.get(f.watch_id) {
+                Some(w) if self.reused.drops(f, w) => return None,
                 Some(w) => (
                     w.path.display().to_string(),
                     w.category.clone(),
@@ -369,23 +374,7 @@ impl Enricher {
         let mut ev = self.empty(f.hdr.ts_ns, k);
         ev.process = Some(self.process(&f.hdr));
         let path = (f.path_len > 0).then(|| cstr(&f.path));
-        let depth = (f.depth as usize).min(f.dentry.len());
-        let resolved = (depth > 0).then(|| {
-            let comps: Vec<String> = f.dentry[..depth].iter().rev().map(|c| cstr(c)).collect();
-            // The walk reached the filesystem root when its last component is "/"; otherwise it
-            // stopped at the kernel's depth bound and the name is only the tail of the path.
-            let rooted = comps.first().is_some_and(|c| c == "/");
-            let parts: Vec<&str> = comps
-                .iter()
-                .map(String::as_str)
-                .filter(|c| !c.is_empty() && *c != "/")
-                .collect();
-            if rooted {
-                format!("/{}", parts.join("/"))
-            } else {
-                format!("…/{}", parts.join("/"))
-            }
-        });
+        let resolved = resolved_path(f);
         ev.file = Some(FileInfo {
             watched,
             category,

@@ -8,3 +8,4 @@ pub mod identity;
 pub(crate) mod k8s;
 pub mod names;
 pub(crate) mod process;
+pub(crate) mod reused;

@@ -7,6 +7,7 @@ use std::{
     collections::{BTreeMap, HashMap},
     os::unix::fs::MetadataExt,
     path::{Path, PathBuf},
+    time::SystemTime,
 };
 
 use detector_common::WatchKey;
@@ -169,6 +170,41 @@ pub(crate) struct Watched {
     pub(crate) key: WatchKey,
     /// Modification time (seconds since the epoch), for credential-age rules.
     pub(crate) mtime: i64,
+    /// Birth time, where the file system keeps one: with the key, it names this file and not
+    /// a later one given the same inode number after this one was deleted.
+    pub(crate) born: Option<SystemTime>,
+}
+
+impl Watched {
+    /// Whether the file at `path` now has this file's (dev, inode) but another birth time:
+    /// the number was given to a new file after this one was deleted (the shadow suite frees
+    /// `/etc/shadow`'s inode and its next file, `/etc/group+`, gets the number on ext4). The
+    /// kernel matched that file by a key that had not been retired yet. False whenever it
+    /// cannot be told: no such file, another inode there, or no birth times.
+    pub(crate) fn number_reused_at(&self, path: &Path) -> bool {
+        let Some(born) = self.born else {
+            return false;
+        };
+        let Ok(md) = std::fs::metadata(path) else {
+            return false;
+        };
+        let key = WatchKey {
+            dev: kernel_dev(md.dev()),
+            ino: md.ino(),
+        };
+        key == self.key && md.created().is_ok_and(|b| b != born)
+    }
+
+    /// Whether `path` (this file's) still holds this very file.
+    pub(crate) fn still_at(&self, path: &Path) -> bool {
+        std::fs::metadata(path).is_ok_and(|md| {
+            WatchKey {
+                dev: kernel_dev(md.dev()),
+                ino: md.ino(),
+            } == self.key
+                && (self.born.is_none() || md.created().ok() == self.born)
+        })
+    }
 }
 
 /// How many removed files [`WatchList::get`] still knows.
@@ -289,15 +325,23 @@ impl WatchList {
                     category: category.clone(),
                     key,
                     mtime: md.mtime(),
+                    born: md.created().ok(),
                 });
             }
         }
         let mut delta = Delta::default();
+        // Gone, or its number now another file's (another birth time): a new id for that one.
         let stale: Vec<WatchKey> = self
             .by_key
-            .keys()
-            .filter(|k| !found.contains_key(k))
-            .copied()
+            .iter()
+            .filter(|(k, id)| match found.get(k) {
+                None => true,
+                Some(f) => self
+                    .by_id
+                    .get(id)
+                    .is_some_and(|w| w.born.is_some() && f.born.is_some() && w.born != f.born),
+            })
+            .map(|(k, _)| *k)
             .collect();
         for k in stale {
             if let Some(id) = self.by_key.remove(&k) {
@@ -461,6 +505,30 @@ mod tests {
         let d = wl.rescan();
         assert_eq!(d.removed.len(), 1);
         assert!(wl.is_empty());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_new_file_is_a_new_id_even_with_the_old_inode_number() {
+        let dir = std::env::temp_dir().join(format!("wl-reuse-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        let cred = dir.join("cred");
+        let pats = parse(&format!("{} token\n", cred.display()), "t").expect("parse");
+        let mut wl = WatchList::new(pats, vec![]);
+        std::fs::write(&cred, "a").expect("write");
+        let first = wl.rescan().added;
+        // Deleted and written anew: ext4 hands the freed number straight back, and only the
+        // birth time tells the files apart.
+        std::fs::remove_file(&cred).expect("rm");
+        std::fs::write(&cred, "b").expect("write");
+        let d = wl.rescan();
+        assert_eq!(d.removed, vec![first[0].0], "{d:?}");
+        assert_eq!(d.added.len(), 1, "{d:?}");
+        assert_ne!(
+            d.added[0].1, first[0].1,
+            "the new file kept the old one's id"
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 
