@@ -175,17 +175,41 @@ pub(crate) struct Watched {
     pub(crate) born: Option<SystemTime>,
 }
 
+/// The file at `rel` under directory `dir`, looked up without leaving `dir`'s mount (`openat2`
+/// with `RESOLVE_NO_XDEV`; `in_root`: `dir` is the root for absolute names and `..` too). The
+/// name may be anything a process chose; a lookup that crossed into another mount could wait
+/// forever on a FUSE daemon that never answers, or trigger an automount. None when it would,
+/// or when there is no such file.
+fn lookup_beneath(dir: &Path, rel: &Path, in_root: bool) -> Option<std::fs::Metadata> {
+    use rustix::fs::{Mode, OFlags, ResolveFlags};
+    let d = rustix::fs::open(
+        dir,
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .ok()?;
+    let mut how = ResolveFlags::NO_XDEV | ResolveFlags::NO_MAGICLINKS;
+    if in_root {
+        how |= ResolveFlags::IN_ROOT;
+    }
+    let fd =
+        rustix::fs::openat2(&d, rel, OFlags::PATH | OFlags::CLOEXEC, Mode::empty(), how).ok()?;
+    // `O_PATH` descriptors can be stat'ed (statx with `AT_EMPTY_PATH`).
+    std::fs::File::from(fd).metadata().ok()
+}
+
 impl Watched {
-    /// Whether the file at `path` now has this file's (dev, inode) but another birth time:
-    /// the number was given to a new file after this one was deleted (the shadow suite frees
-    /// `/etc/shadow`'s inode and its next file, `/etc/group+`, gets the number on ext4). The
-    /// kernel matched that file by a key that had not been retired yet. False whenever it
-    /// cannot be told: no such file, another inode there, or no birth times.
-    pub(crate) fn number_reused_at(&self, path: &Path) -> bool {
+    /// Whether the file at `rel` under `dir` (see [`lookup_beneath`]) now has this file's
+    /// (dev, inode) but another birth time: the number was given to a new file after this one
+    /// was deleted (the shadow suite frees `/etc/shadow`'s inode and its next file,
+    /// `/etc/group+`, gets the number on ext4). The kernel matched that file by a key that had
+    /// not been retired yet. False whenever it cannot be told: no such file, another inode
+    /// there, or no birth times.
+    pub(crate) fn number_reused_at(&self, dir: &Path, rel: &Path, in_root: bool) -> bool {
         let Some(born) = self.born else {
             return false;
         };
-        let Ok(md) = std::fs::metadata(path) else {
+        let Some(md) = lookup_beneath(dir, rel, in_root) else {
             return false;
         };
         let key = WatchKey {
